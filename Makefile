@@ -1,0 +1,39 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit cluster install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: a local 3-node cluster with the example jobs; Ctrl-C stops it.
+demo: $(STAMP)
+	$(BIN)/raftcron dev --config cluster.example.toml
+
+## make test: lint, type-check, then the whole suite (unit + real-process cluster tests).
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check raftcron tests bench
+	$(BIN)/ruff format --check raftcron tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+cluster: $(STAMP)
+	$(BIN)/pytest -q tests/cluster
+
+clean:
+	rm -rf $(VENV) raftcron-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""raftcron: a highly available cron on its own Raft cluster."""

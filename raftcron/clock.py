@@ -1,0 +1,80 @@
+"""The only module that reads time.
+
+Everything else is handed a :class:`Clock`. ``wall_ms`` stamps commands (cluster time),
+``monotonic`` measures leases and timeouts. Tests pass a :class:`FakeClock`; chaos tests
+set ``RAFTCRON_CLOCK_CONTROL`` to a file whose content (seconds, a float) is added to the
+wall clock, so a node's clock can be jumped or strobed from outside the process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def wall_ms(self) -> int:
+        """Milliseconds since the Unix epoch (may jump: NTP, operators, chaos tests)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (CLOCK_MONOTONIC, system-wide)."""
+        ...
+
+
+class SystemClock:
+    def wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ControlledClock(SystemClock):
+    """The system clock plus an offset read from a control file (chaos tests only)."""
+
+    def __init__(self, control: Path) -> None:
+        self._control = control
+        self._checked = -1.0
+        self._offset_ms = 0
+
+    def wall_ms(self) -> int:
+        now = time.monotonic()
+        if now - self._checked > 0.05:
+            self._checked = now
+            try:
+                self._offset_ms = int(float(self._control.read_text().strip() or 0) * 1000)
+            except (OSError, ValueError):
+                self._offset_ms = 0
+        return super().wall_ms() + self._offset_ms
+
+
+class FakeClock:
+    """A clock for tests: moves only when told to, never backwards unless told to jump."""
+
+    def __init__(self, wall_ms: int = 1_700_000_000_000, mono: float = 1000.0) -> None:
+        self._wall_ms = wall_ms
+        self._mono = mono
+
+    def wall_ms(self) -> int:
+        return self._wall_ms
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("FakeClock.advance: time does not go backwards; use jump_wall")
+        self._wall_ms += int(seconds * 1000)
+        self._mono += seconds
+
+    def jump_wall(self, seconds: float) -> None:
+        """Jump only the wall clock (forwards or backwards), as NTP or an operator would."""
+        self._wall_ms += int(seconds * 1000)
+
+
+def system_clock() -> Clock:
+    control = os.environ.get("RAFTCRON_CLOCK_CONTROL")
+    return ControlledClock(Path(control)) if control else SystemClock()

@@ -1,0 +1,974 @@
+"""The cluster TOML file -> frozen dataclasses, validated in one place.
+
+Invariants this module guarantees:
+
+* ``load_config`` and ``parse_config`` raise nothing but :class:`ConfigError` for bad input,
+  and they raise it once per file with *every* problem found, each message in the form
+  ``<file>: <key>: <problem> (<fix>)``. ``str(ConfigError)`` is the messages, one per line.
+* What they return is fully checked: every cron expression and time zone parses, every
+  duration is a non-negative number of milliseconds, every relative path is absolute
+  (resolved against the config file's directory), addresses are unique, secrets and tokens
+  are long enough. Nothing downstream re-validates the file.
+* Secrets and tokens never appear in a message.
+* :func:`job_spec_from_mapping` is the single definition of what a ``[[jobs]]`` table may
+  contain; the HTTP API uses it for ``PUT /v1/jobs/{name}`` bodies.
+
+This module reads files (the config, ``secret_file``, ``token_file``) and, in
+:func:`single_node_config` only, creates a data directory and a secret. It never reads a clock.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from raftcron.core.model import DEFAULT_HISTORY, DEFAULT_LEASE_MS, OVERLAP_POLICIES, JobSpec
+from raftcron.core.schedule import ScheduleError, parse
+
+__all__ = [
+    "DEFAULT_LEASE_MS",
+    "JOB_KEYS",
+    "MIN_LEASE_MS",
+    "MIN_SECRET_CHARS",
+    "TOKEN_ROLES",
+    "ApiConfig",
+    "ApiToken",
+    "ClusterConfig",
+    "Config",
+    "ConfigError",
+    "HostPort",
+    "NodeConfig",
+    "job_spec_from_mapping",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "single_node_config",
+]
+
+MIN_SECRET_CHARS: Final = 16
+MIN_LEASE_MS: Final = 1_000
+MAX_DURATION_MS: Final = 3650 * 86_400_000  # ten years: anything longer is a typo
+TOKEN_ROLES: Final = ("admin", "read")
+SINGLE_NODE_NAME: Final = "local"
+SINGLE_NODE_RAFT: Final = "127.0.0.1:7100"
+SINGLE_NODE_API: Final = "127.0.0.1:8100"
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
+_UNIT_MS: Final = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_TOML_POS_RE: Final = re.compile(
+    r"^(?P<msg>.*?)\s*\((?:at line (?P<line>\d+), column (?P<col>\d+)|at end of document)\)$"
+)
+_DURATION_FIX: Final = 'write e.g. "500ms", "30s", "5m", "1h30m", "2d", or a number of seconds'
+_NAME_FIX: Final = "a letter or digit, then up to 63 letters, digits, '.', '_' or '-'"
+
+_TOP_KEYS: Final = ("cluster", "api", "jobs")
+_CLUSTER_KEYS: Final = ("secret", "secret_file", "lease", "history", "nodes")
+_NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
+_API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
+_TOKEN_KEYS: Final = ("role", "token", "token_file")
+JOB_KEYS: Final = (
+    "name",
+    "schedule",
+    "command",
+    "timezone",
+    "timeout",
+    "overlap",
+    "catchup",
+    "retries",
+    "tags",
+    "lease",
+    "env",
+    "cwd",
+)
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostPort:
+    """A ``host:port`` address (IPv4 or a host name; IPv6 literals are refused)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    name: str
+    raft: HostPort
+    api: HostPort
+    tags: tuple[tuple[str, str], ...]
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    role: str  # "admin" or "read"
+    token: str
+
+    def __repr__(self) -> str:  # never show a token in a log or a traceback
+        return f"ApiToken(role={self.role!r}, token='***')"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiConfig:
+    tokens: tuple[ApiToken, ...] = ()
+    insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    open_health: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    secret: str
+    nodes: tuple[NodeConfig, ...]
+    lease_ms: int = DEFAULT_LEASE_MS
+    history: int = DEFAULT_HISTORY
+
+    def __repr__(self) -> str:  # never show the secret in a log or a traceback
+        return (
+            f"ClusterConfig(secret='***', nodes={self.nodes!r}, lease_ms={self.lease_ms!r}, "
+            f"history={self.history!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    path: Path  # as the user gave it; used to name the file in messages
+    cluster: ClusterConfig
+    api: ApiConfig
+    jobs: tuple[JobSpec, ...]
+
+    def node(self, name: str) -> NodeConfig:
+        """The node called ``name``; :class:`ConfigError` if the file has none."""
+        for node in self.cluster.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.cluster.nodes)
+        raise ConfigError([f"{self.path}: --node {name}: not in cluster.nodes (known: {known})"])
+
+
+class ConfigError(Exception):
+    """Everything wrong with one config file (or one job definition).
+
+    ``errors`` holds one message per problem; ``str()`` joins them with newlines.
+    """
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors: list[str] = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class _Errors:
+    """Collects ``<key>: <problem>`` messages; the file name is prefixed at the end."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.items.append(f"{key}: {problem}" if key else problem)
+
+    def extend(self, exc: ConfigError) -> None:
+        self.items.extend(exc.errors)
+
+
+def _q(value: str) -> str:
+    """A value quoted for a message (JSON/TOML style double quotes)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _k(name: str) -> str:
+    """A table key as TOML would write it in a dotted key."""
+    return name if _BARE_KEY_RE.fullmatch(name) else _q(name)
+
+
+def _join(where: str, key: str) -> str:
+    """``where`` + ``key``: dotted for key paths, ``": "`` for descriptions like "request body"."""
+    if not where:
+        return key
+    if " " in where:
+        return f"{where}: {key}"
+    return f"{where}.{key}"
+
+
+def _type_name(value: object) -> str:
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a float"
+        case str():
+            return "a string"
+        case list() | tuple():
+            return "an array"
+        case Mapping():
+            return "a table"
+        case None:
+            return "null"
+    return "a date/time" if hasattr(value, "isoformat") else type(value).__name__
+
+
+def _unknown_keys(
+    errs: _Errors, table: Mapping[str, Any], known: tuple[str, ...], where: str
+) -> None:
+    for key in table:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        fix = f'did you mean "{close[0]}"?' if close else "known keys: " + ", ".join(known)
+        errs.add(_join(where, _k(key)), f"unknown key ({fix})")
+
+
+def _get_str(errs: _Errors, table: Mapping[str, Any], key: str, where: str) -> str | None:
+    """The string at ``key``, None if absent; wrong types are reported and give None."""
+    value = table.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    errs.add(
+        _join(where, key), f"expected a string, got {_type_name(value)} (put it in double quotes)"
+    )
+    return None
+
+
+def _get_bool(errs: _Errors, table: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = table.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    errs.add(
+        _join(where, key),
+        f"expected true or false, got {_type_name(value)} (write true or false, no quotes)",
+    )
+    return default
+
+
+def _get_table(errs: _Errors, table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = table.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    full = _join(where, key)
+    errs.add(full, f"expected a table, got {_type_name(value)} (write it as a [{full}] table)")
+    return {}
+
+
+def _get_str_map(
+    errs: _Errors, table: Mapping[str, Any], key: str, where: str
+) -> tuple[tuple[str, str], ...]:
+    """A table of strings as sorted pairs (sorted: equal tables give equal specs)."""
+    value = table.get(key)
+    if value is None:
+        return ()
+    example = 'e.g. tags = { role = "db" }' if key == "tags" else 'e.g. env = { KEY = "value" }'
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        got = _type_name(value) if not isinstance(value, Mapping) else "other values"
+        errs.add(_join(where, key), f"expected a table of strings, got {got} ({example})")
+        return ()
+    return tuple(sorted(value.items()))
+
+
+def _get_int(
+    errs: _Errors, table: Mapping[str, Any], key: str, where: str, default: int, minimum: int
+) -> int:
+    value = table.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add(
+            _join(where, key),
+            f"expected an integer, got {_type_name(value)} (write a whole number, no quotes)",
+        )
+        return default
+    if value < minimum:
+        too = "negative" if value < 0 else "too small"
+        errs.add(_join(where, key), f"{value} is {too} (use {minimum} or more)")
+        return default
+    return value
+
+
+def _guard(errs: _Errors, fn: Callable[[], T]) -> T | None:
+    """Run ``fn``; a ConfigError it raises is collected and gives None."""
+    try:
+        return fn()
+    except ConfigError as exc:
+        errs.extend(exc)
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fmt_ms(ms: int) -> str:
+    if ms % 1000:
+        return f"{ms}ms"
+    return f"{ms // 1000}s"
+
+
+# ---------------------------------------------------------------------------- durations
+
+
+def parse_duration(value: object, where: str) -> int:
+    """A duration in milliseconds from ``"500ms"``, ``"30s"``, ``"1h30m"``, ``"2d"``, or a
+    bare number of seconds (int or float). Raises :class:`ConfigError` naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(
+            [f"{where}: expected a duration, got {_type_name(value)} ({_DURATION_FIX})"]
+        )
+    if isinstance(value, str):
+        text = value.strip()
+        negative = text.startswith("-")
+        body = text[1:] if negative else text
+        pos = 0
+        total = Fraction(0)
+        for match in _DURATION_PART_RE.finditer(body):
+            if match.start() != pos:
+                break
+            total += Fraction(match.group(1)) * _UNIT_MS[match.group(2)]
+            pos = match.end()
+        if not body or pos != len(body):
+            hint = _DURATION_FIX
+            if re.fullmatch(r"\d+(\.\d+)?", body):
+                hint = f'add a unit: "{body}s" for seconds, "{body}ms" for milliseconds'
+            raise ConfigError([f"{where}: {_q(value)} is not a duration ({hint})"])
+        if negative and total:
+            raise ConfigError([f"{where}: {_q(value)} is negative (durations are 0 or more)"])
+    else:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError([f"{where}: {value} is not a duration ({_DURATION_FIX})"])
+        if value < 0:
+            raise ConfigError([f"{where}: {value} is negative (durations are 0 or more)"])
+        total = Fraction(value) * 1000
+    ms = round(total)
+    if ms > MAX_DURATION_MS:
+        shown = _q(value) if isinstance(value, str) else str(value)
+        raise ConfigError([f"{where}: {shown} is too long (at most 3650d)"])
+    return ms
+
+
+def _get_duration(
+    errs: _Errors,
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: int | None,
+    minimum: int = 0,
+) -> int | None:
+    if table.get(key) is None:
+        return default
+    ms = _guard(errs, lambda: parse_duration(table[key], _join(where, key)))
+    if ms is None:
+        return default
+    if ms < minimum:
+        why = {
+            "lease": "a lease must outlive a renewal round trip",
+            "timeout": "omit timeout for no limit",
+        }.get(key, "")
+        fix = f"at least {_fmt_ms(minimum)}" + (f"; {why}" if why else "")
+        errs.add(_join(where, key), f"{_fmt_ms(ms)} is too short ({fix})")
+        return default
+    return ms
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def job_spec_from_mapping(
+    raw: Mapping[str, Any],
+    where: str,
+    *,
+    default_lease_ms: int = DEFAULT_LEASE_MS,
+    base_dir: Path | None = None,
+) -> JobSpec:
+    """Validate one job definition (a ``[[jobs]]`` table or a ``PUT`` body).
+
+    ``where`` prefixes every key in messages: ``"jobs[2]"`` gives ``jobs[2].schedule: ...``,
+    a description with a space such as ``"request body"`` gives ``request body: schedule:
+    ...``. A relative ``cwd`` is resolved against ``base_dir``; without one (the API) it must
+    be absolute. Raises :class:`ConfigError` with every problem found; the messages carry no
+    file name (the caller adds it).
+    """
+    errs = _Errors()
+    if not isinstance(raw, Mapping):
+        errs.add(
+            where,
+            f"expected a table of job keys, got {_type_name(raw)} (give name, schedule and "
+            "command at least)",
+        )
+        raise ConfigError(errs.items)
+    _unknown_keys(errs, raw, JOB_KEYS, where)
+
+    name = _get_str(errs, raw, "name", where)
+    if raw.get("name") is None:
+        errs.add(_join(where, "name"), 'missing (give the job a name, e.g. name = "backup")')
+    elif name is not None and not _NAME_RE.fullmatch(name):
+        errs.add(_join(where, "name"), f"{_q(name)} is not a valid job name ({_NAME_FIX})")
+
+    schedule = _get_str(errs, raw, "schedule", where)
+    if raw.get("schedule") is None:
+        errs.add(
+            _join(where, "schedule"),
+            'missing (e.g. schedule = "0 3 * * *"; 5 fields, or 6 with seconds last)',
+        )
+    elif schedule is not None:
+        try:
+            parse(schedule, "UTC")
+        except ScheduleError as exc:
+            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not a cron expression: {exc}")
+            schedule = None
+
+    timezone = _get_str(errs, raw, "timezone", where)
+    if timezone is not None:
+        try:
+            parse("* * * * *", timezone)
+        except ScheduleError as exc:
+            errs.add(_join(where, "timezone"), str(exc))
+            timezone = None
+
+    command = _job_command(errs, raw, where)
+
+    overlap = _get_str(errs, raw, "overlap", where)
+    if overlap is not None and overlap not in OVERLAP_POLICIES:
+        allowed = " or ".join(_q(p) for p in OVERLAP_POLICIES)
+        errs.add(_join(where, "overlap"), f"{_q(overlap)} is not allowed (use {allowed})")
+
+    timeout_ms = _get_duration(errs, raw, "timeout", where, None, minimum=1)
+    catchup_ms = _get_duration(errs, raw, "catchup", where, None)
+    lease_ms = _get_duration(errs, raw, "lease", where, default_lease_ms, minimum=MIN_LEASE_MS)
+    retries = _get_int(errs, raw, "retries", where, 0, minimum=0)
+    tags = _get_str_map(errs, raw, "tags", where)
+    env = _get_str_map(errs, raw, "env", where)
+    for key, value in env:
+        bad = _env_problem(key, value)
+        if bad:
+            errs.add(_join(where, f"env.{_k(key)}"), bad)
+
+    cwd = _get_str(errs, raw, "cwd", where)
+    if cwd is not None:
+        if not cwd or "\0" in cwd:
+            errs.add(_join(where, "cwd"), f"{_q(cwd)} is not a directory path")
+            cwd = None
+        elif base_dir is not None:
+            cwd = str((base_dir / cwd).resolve())
+        elif not os.path.isabs(cwd):
+            errs.add(
+                _join(where, "cwd"),
+                f"{_q(cwd)} is relative (give an absolute path; there is no config file "
+                "to resolve it against)",
+            )
+
+    if errs.items:
+        raise ConfigError(errs.items)
+    assert name is not None and schedule is not None and command is not None
+    optional: dict[str, Any] = {}
+    if catchup_ms is not None:  # else the model's default applies
+        optional["catchup_ms"] = catchup_ms
+    return JobSpec(
+        name=name,
+        schedule=schedule,
+        command=command,
+        timezone=timezone if timezone is not None else "UTC",
+        timeout_ms=timeout_ms,
+        overlap=overlap if overlap is not None else "allow",
+        retries=retries,
+        tags=tags,
+        lease_ms=lease_ms if lease_ms is not None else default_lease_ms,
+        env=env,
+        cwd=cwd,
+        **optional,
+    )
+
+
+def _job_command(errs: _Errors, raw: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
+    key = _join(where, "command")
+    example = 'e.g. command = ["/usr/local/bin/backup", "--full"]'
+    if raw.get("command") is None:
+        errs.add(key, f"missing ({example})")
+        return None
+    value = raw["command"]
+    if isinstance(value, str):
+        errs.add(
+            key,
+            f"expected a list of strings, got a string ({example}; for shell syntax use "
+            '["sh", "-c", "..."])',
+        )
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(a, str) for a in value):
+        got = _type_name(value) if not isinstance(value, list | tuple) else "other values"
+        errs.add(key, f"expected a list of strings, got {got} ({example})")
+        return None
+    if not value:
+        errs.add(key, f"empty (give at least the program to run, {example})")
+        return None
+    if not value[0]:
+        errs.add(key, "the program (first element) is an empty string (name the program to run)")
+        return None
+    if any("\0" in a for a in value):
+        errs.add(key, "contains a NUL character (arguments cannot carry NUL bytes)")
+        return None
+    return tuple(value)
+
+
+def _env_problem(key: str, value: str) -> str | None:
+    if not key or "=" in key or "\0" in key:
+        return "not a valid environment variable name (no '=', no NUL, not empty)"
+    if key.startswith("RAFTCRON_"):
+        return "reserved (raftcron sets the RAFTCRON_* variables itself; pick another name)"
+    if "\0" in value:
+        return "the value contains a NUL character (environment values cannot carry NUL bytes)"
+    return None
+
+
+# ---------------------------------------------------------------------------- the file
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the cluster TOML file at ``path``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: not found (check the path; without --config raftcron runs one local node)"]
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory (give the path of the TOML file)"]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [f"{path}: cannot read: {exc.strerror or exc} (check the permissions)"]
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: byte {exc.start} is not UTF-8 (save the file as UTF-8)"]
+        ) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate the TOML ``text`` of the file at ``path`` (relative paths resolve against
+    ``path``'s directory; files it names are read)."""
+    label = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_POS_RE.match(str(exc))
+        if m and m.group("line"):
+            where = f"line {m.group('line')}, column {m.group('col')}"
+            msg = m.group("msg")
+        else:
+            where, msg = "end of file", m.group("msg") if m else str(exc)
+        raise ConfigError(
+            [f"{label}: {where}: {msg} (fix the TOML syntax, see https://toml.io)"]
+        ) from None
+
+    base_dir = Path(path).absolute().parent
+    errs = _Errors()
+    _unknown_keys(errs, raw, _TOP_KEYS, "")
+    cluster = _cluster(errs, raw, base_dir)
+    api = _api(errs, raw, base_dir, cluster.nodes)
+    jobs = _jobs(errs, raw, base_dir, cluster.lease_ms)
+    if errs.items:  # the parts built above are only trusted when nothing was reported
+        raise ConfigError(f"{label}: {e}" for e in errs.items)
+    return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs)
+
+
+def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        errs.add(key, f"{path}: not found ({fix})")
+    except IsADirectoryError:
+        errs.add(key, f"{path}: is a directory (point it at a file holding the {what})")
+    except UnicodeDecodeError:
+        errs.add(key, f"{path}: is not UTF-8 text (write the {what} as plain text)")
+    except OSError as exc:
+        errs.add(key, f"{path}: cannot read: {exc.strerror or exc} (check the permissions)")
+    return None
+
+
+def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterConfig:
+    """The [cluster] table; with errors reported, what it returns is partial."""
+    if "cluster" not in raw:
+        errs.add(
+            "cluster",
+            "missing (add a [cluster] table with secret or secret_file and one "
+            "[cluster.nodes.NAME] table per server)",
+        )
+        return ClusterConfig(secret="", nodes=())
+    table = _get_table(errs, raw, "cluster", "")
+    _unknown_keys(errs, table, _CLUSTER_KEYS, "cluster")
+
+    secret_fix = (
+        f"set cluster.secret or cluster.secret_file, at least {MIN_SECRET_CHARS} characters"
+    )
+    secret = _get_str(errs, table, "secret", "cluster")
+    secret_file = _get_str(errs, table, "secret_file", "cluster")
+    secret_key = "cluster.secret"
+    if "secret" in table and "secret_file" in table:
+        errs.add("cluster.secret_file", "set together with cluster.secret (keep only one of them)")
+    elif secret_file is not None:
+        secret_key = "cluster.secret_file"
+        secret = _read_small_file(
+            errs,
+            secret_key,
+            (base_dir / secret_file).resolve(),
+            "secret",
+            f"write at least {MIN_SECRET_CHARS} random characters into it, e.g. with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; "
+            "`raftcron dev` creates it",
+        )
+    elif "secret" not in table:
+        errs.add("cluster.secret", f"missing ({secret_fix})")
+    if secret is not None and len(secret) < MIN_SECRET_CHARS:
+        errs.add(
+            secret_key,
+            f"too short ({len(secret)} characters; use at least {MIN_SECRET_CHARS} random "
+            "characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+
+    lease_ms = _get_duration(
+        errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
+    )
+    history = _get_int(errs, table, "history", "cluster", DEFAULT_HISTORY, minimum=1)
+    nodes = _nodes(errs, table, base_dir)
+    return ClusterConfig(
+        secret=secret or "",
+        nodes=nodes,
+        lease_ms=lease_ms if lease_ms is not None else DEFAULT_LEASE_MS,
+        history=history,
+    )
+
+
+def _host_port(errs: _Errors, value: object, key: str, *, reachable: bool) -> HostPort | None:
+    fix = 'write "host:port", e.g. "10.0.0.1:7101"'
+    if not isinstance(value, str):
+        errs.add(key, f"expected a string, got {_type_name(value)} ({fix})")
+        return None
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") or host.count(":"):
+        errs.add(key, f"{_q(value)}: IPv6 addresses are not supported (use IPv4 or a host name)")
+        return None
+    if not sep or not host or not port_text.isdigit() or not port_text.isascii():
+        errs.add(key, f"{_q(value)} is not host:port ({fix})")
+        return None
+    if any(c.isspace() for c in host):
+        errs.add(key, f"{_q(value)}: the host contains white space ({fix})")
+        return None
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        errs.add(key, f"{_q(value)}: port {port} is out of range (use 1-65535)")
+        return None
+    if reachable and host in ("0.0.0.0", "*"):
+        errs.add(
+            key,
+            f"{_q(value)}: other nodes cannot connect to {host} (give this server's own "
+            "address; raftcron listens on exactly that address)",
+        )
+        return None
+    return HostPort(host=host, port=port)
+
+
+def _nodes(errs: _Errors, cluster: Mapping[str, Any], base_dir: Path) -> tuple[NodeConfig, ...]:
+    fix = (
+        'add one table per server, e.g. [cluster.nodes.a] raft = "10.0.0.1:7101" '
+        'api = "10.0.0.1:8101"'
+    )
+    if "nodes" not in cluster:
+        errs.add("cluster.nodes", f"missing ({fix})")
+        return ()
+    nodes_raw = _get_table(errs, cluster, "nodes", "cluster")
+    if "nodes" in cluster and isinstance(cluster["nodes"], Mapping) and not nodes_raw:
+        errs.add("cluster.nodes", f"no nodes (at least one is needed; {fix})")
+    nodes: list[NodeConfig] = []
+    used: dict[tuple[str, int], str] = {}
+    data_dirs: dict[tuple[str, Path], str] = {}
+    for name, table in nodes_raw.items():
+        where = f"cluster.nodes.{_k(name)}"
+        ok = True
+        if not _NAME_RE.fullmatch(name):
+            errs.add(where, f"{_q(name)} is not a valid node name ({_NAME_FIX})")
+            ok = False
+        if not isinstance(table, Mapping):
+            errs.add(where, f"expected a table, got {_type_name(table)} ({fix})")
+            continue
+        _unknown_keys(errs, table, _NODE_KEYS, where)
+        addrs: dict[str, HostPort] = {}
+        for kind in ("raft", "api"):
+            key = f"{where}.{kind}"
+            if kind not in table:
+                errs.add(key, f'missing ({kind} = "host:port")')
+                ok = False
+                continue
+            hp = _host_port(errs, table[kind], key, reachable=kind == "raft")
+            if hp is None:
+                ok = False
+                continue
+            first = used.setdefault((hp.host, hp.port), key)
+            if first != key:
+                errs.add(
+                    key,
+                    f"{hp} is already used by {first} (give every raft and api address "
+                    "its own port)",
+                )
+                ok = False
+            addrs[kind] = hp
+        tags = _get_str_map(errs, table, "tags", where)
+        data_dir_text = _get_str(errs, table, "data_dir", where)
+        if data_dir_text == "":
+            errs.add(f"{where}.data_dir", 'empty (give a directory, e.g. "raftcron-data/a")')
+            ok = False
+        data_dir = (base_dir / (data_dir_text or f"raftcron-data/{name}")).resolve()
+        if "raft" in addrs:
+            raft_host = addrs["raft"].host
+            machine = "loopback" if _is_loopback(raft_host) else raft_host
+            first = data_dirs.setdefault((machine, data_dir), where)
+            if first != where:
+                errs.add(
+                    f"{where}.data_dir",
+                    f"{data_dir} is also the data_dir of {first} on the same host (give "
+                    "every node on one machine its own data_dir)",
+                )
+                ok = False
+        if ok and "raft" in addrs and "api" in addrs:
+            nodes.append(
+                NodeConfig(
+                    name=name, raft=addrs["raft"], api=addrs["api"], tags=tags, data_dir=data_dir
+                )
+            )
+    return tuple(nodes)
+
+
+def _api(
+    errs: _Errors, raw: Mapping[str, Any], base_dir: Path, nodes: tuple[NodeConfig, ...]
+) -> ApiConfig:
+    table = _get_table(errs, raw, "api", "")
+    _unknown_keys(errs, table, _API_KEYS, "api")
+    insecure = _get_bool(errs, table, "insecure", "api", False)
+    open_health = _get_bool(errs, table, "open_health", "api", True)
+
+    tls: dict[str, Path] = {}
+    for key in ("tls_cert", "tls_key"):
+        text = _get_str(errs, table, key, "api")
+        if text is None:
+            continue
+        p = (base_dir / text).resolve()
+        if not text or not p.is_file():
+            errs.add(f"api.{key}", f"{p}: not found (give the path of a PEM file)")
+            continue
+        tls[key] = p
+    if ("tls_cert" in table) != ("tls_key" in table):
+        have, lack = ("tls_cert", "tls_key") if "tls_cert" in table else ("tls_key", "tls_cert")
+        errs.add(f"api.{have}", f"set without api.{lack} (set both, or neither for plain HTTP)")
+
+    tokens: list[ApiToken] = []
+    tokens_raw = table.get("tokens", [])
+    if not isinstance(tokens_raw, list):
+        errs.add(
+            "api.tokens",
+            f"expected an array of tables, got {_type_name(tokens_raw)} "
+            "(write [[api.tokens]] tables)",
+        )
+        tokens_raw = []
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(tokens_raw):
+        where = f"api.tokens[{i}]"
+        token = _token(errs, entry, where, base_dir)
+        if token is None:
+            continue
+        first = seen.setdefault(token.token, where)
+        if first != where:
+            errs.add(where, f"same token as {first} (give every token its own value)")
+            continue
+        tokens.append(token)
+
+    if not insecure and nodes:
+        exposed = [n for n in nodes if not n.api.is_loopback]
+        if exposed:
+            n = exposed[0]
+            key = f"cluster.nodes.{_k(n.name)}.api"
+            if not tokens_raw:
+                errs.add(
+                    "api.tokens",
+                    f"none, but {key} listens on {n.api.host}, not loopback (add "
+                    '[[api.tokens]] with role = "admin" or "read", or set api.insecure = true '
+                    "to serve the API without tokens)",
+                )
+            if "tls_cert" not in table:
+                errs.add(
+                    "api.tls_cert",
+                    f"not set, but {key} listens on {n.api.host}, not loopback, so tokens would "
+                    "cross the network in clear text (set api.tls_cert and api.tls_key, or set "
+                    "api.insecure = true)",
+                )
+    return ApiConfig(
+        tokens=tuple(tokens),
+        insecure=insecure,
+        tls_cert=tls.get("tls_cert"),
+        tls_key=tls.get("tls_key"),
+        open_health=open_health,
+    )
+
+
+def _token(errs: _Errors, entry: object, where: str, base_dir: Path) -> ApiToken | None:
+    if not isinstance(entry, Mapping):
+        errs.add(where, f"expected a table, got {_type_name(entry)} (write [[api.tokens]] tables)")
+        return None
+    _unknown_keys(errs, entry, _TOKEN_KEYS, where)
+    role = _get_str(errs, entry, "role", where)
+    roles = " or ".join(_q(r) for r in TOKEN_ROLES)
+    if "role" not in entry:
+        errs.add(f"{where}.role", f"missing (role = {roles})")
+    elif role is not None and role not in TOKEN_ROLES:
+        errs.add(f"{where}.role", f"{_q(role)} is not a role (use {roles})")
+        role = None
+    token = _get_str(errs, entry, "token", where)
+    token_file = _get_str(errs, entry, "token_file", where)
+    token_key = f"{where}.token"
+    token_fix = f"at least {MIN_SECRET_CHARS} random characters"
+    if "token" in entry and "token_file" in entry:
+        errs.add(f"{where}.token_file", f"set together with {where}.token (keep only one)")
+        return None
+    if token_file is not None:
+        token_key = f"{where}.token_file"
+        token = _read_small_file(
+            errs,
+            token_key,
+            (base_dir / token_file).resolve(),
+            "token",
+            f"write {token_fix} into it",
+        )
+    elif "token" not in entry:
+        errs.add(token_key, f"missing (set token or token_file, {token_fix})")
+    if token is not None and len(token) < MIN_SECRET_CHARS:
+        errs.add(token_key, f"too short ({len(token)} characters; use {token_fix})")
+        return None
+    if role is None or token is None:
+        return None
+    return ApiToken(role=role, token=token)
+
+
+def _jobs(
+    errs: _Errors, raw: Mapping[str, Any], base_dir: Path, default_lease_ms: int
+) -> tuple[JobSpec, ...]:
+    jobs_raw = raw.get("jobs", [])
+    if not isinstance(jobs_raw, list):
+        errs.add(
+            "jobs",
+            f"expected an array of tables, got {_type_name(jobs_raw)} (write [[jobs]] tables)",
+        )
+        return ()
+    jobs: list[JobSpec] = []
+    first_at: dict[str, str] = {}
+    for i, entry in enumerate(jobs_raw):
+        where = f"jobs[{i}]"
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str):
+            first = first_at.setdefault(name, where)
+            if first != where:
+                errs.add(
+                    f"{where}.name",
+                    f"duplicate job name {_q(name)} (first defined at {first})",
+                )
+        try:
+            spec = job_spec_from_mapping(
+                entry, where, default_lease_ms=default_lease_ms, base_dir=base_dir
+            )
+        except ConfigError as exc:
+            errs.extend(exc)
+            continue
+        jobs.append(spec)
+    return tuple(jobs)
+
+
+# ---------------------------------------------------------------------------- default
+
+
+def single_node_config(data_dir: Path) -> Config:
+    """The config of ``raftcron agent`` without ``--config``: one node "local" on 127.0.0.1
+    (raft 7100, api 8100), no jobs, no tokens (the API is open: it listens on loopback only).
+
+    The secret is generated once into ``data_dir/secret`` (mode 0600) and reused after.
+    """
+    data_dir = Path(data_dir).resolve()
+    secret_path = data_dir / "secret"
+    label = str(secret_path)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        else:
+            secret = secrets.token_urlsafe(32)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(secret + "\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            [
+                f"{label}: cannot create or read the secret: {reason} (check --data-dir and its "
+                "permissions)"
+            ]
+        ) from None
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            [
+                f"{label}: too short ({len(secret)} characters; delete the file and raftcron "
+                f"generates a new one, or write at least {MIN_SECRET_CHARS} random characters)"
+            ]
+        )
+    raft_host, raft_port = SINGLE_NODE_RAFT.split(":")
+    api_host, api_port = SINGLE_NODE_API.split(":")
+    node = NodeConfig(
+        name=SINGLE_NODE_NAME,
+        raft=HostPort(host=raft_host, port=int(raft_port)),
+        api=HostPort(host=api_host, port=int(api_port)),
+        tags=(),
+        data_dir=data_dir,
+    )
+    return Config(
+        path=secret_path,
+        cluster=ClusterConfig(secret=secret, nodes=(node,)),
+        api=ApiConfig(),
+        jobs=(),
+    )

@@ -1,0 +1,1 @@
+"""Pure, deterministic core: data model and schedule engine (no clock, no I/O)."""

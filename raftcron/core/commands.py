@@ -1,0 +1,349 @@
+"""Commands: every change to the replicated state, and their msgpack envelope.
+
+Wire format: a msgpack map ``{"v": 1, "t": <type>, "at": <ms>, ...fields}``. ``at`` is the
+proposer's wall-clock stamp; ``apply`` folds it into cluster time with ``max`` so cluster
+time never goes backwards. Decoding never raises: malformed bytes decode to ``None`` and
+``apply`` turns that into a rejection, so a bad entry cannot wedge a replica.
+
+Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``,
+lease operations by ``(run id, fence)``, barriers by their nonce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from raftcron.core.model import JobSpec
+
+ENVELOPE_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutJob:
+    at_ms: int
+    spec: JobSpec
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteJob:
+    at_ms: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPaused:
+    at_ms: int
+    name: str
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    """The leader's reconciliation of the TOML file: config jobs and cluster settings.
+
+    Jobs with ``source == "config"`` that are not in ``specs`` are deleted; jobs created
+    through the API are left alone.
+    """
+
+    at_ms: int
+    specs: tuple[JobSpec, ...]
+    history: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fire:
+    """One fire to claim: a job at a scheduled time, granted to ``node``.
+
+    ``node == ""`` means no live node matches the job; it is recorded as skipped.
+    """
+
+    job: str
+    scheduled_at_ms: int
+    node: str
+    trigger: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Missed:
+    """Fires ``first_ms..last_ms`` (``count`` of them) that will not run, and why."""
+
+    job: str
+    first_ms: int
+    last_ms: int
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """A batch from the leader's scheduler: missed records first, then claims, in order."""
+
+    at_ms: int
+    fires: tuple[Fire, ...] = ()
+    missed: tuple[Missed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Start:
+    """The executor is about to start the run; doubles as the first renewal.
+
+    ``token`` is unique per executor attempt: a retry with the same token is idempotent,
+    a second start with another token (a restarted agent re-reading a stale local view)
+    is refused, so a run can never be started twice.
+    """
+
+    at_ms: int
+    run_id: str
+    fence: int
+    node: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Renew:
+    at_ms: int
+    run_id: str
+    fence: int
+    node: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Complete:
+    at_ms: int
+    run_id: str
+    fence: int
+    node: str
+    status: str
+    exit_code: int | None
+    started_ms: int | None
+    finished_ms: int
+    output: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expire:
+    """The leader saw no renewal for a lease's duration on its own monotonic clock."""
+
+    at_ms: int
+    run_id: str
+    fence: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Barrier:
+    """A no-op a new leader commits before acting: everything before it is applied."""
+
+    at_ms: int
+    node: str
+    nonce: str
+
+
+Command = (
+    PutJob | DeleteJob | SetPaused | SyncConfig | Plan | Start | Renew | Complete | Expire | Barrier
+)
+
+_SPEC_FIELDS: Final = (
+    "name",
+    "schedule",
+    "command",
+    "timezone",
+    "timeout_ms",
+    "overlap",
+    "catchup_ms",
+    "retries",
+    "tags",
+    "lease_ms",
+    "env",
+    "cwd",
+)
+
+
+def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "schedule": spec.schedule,
+        "command": list(spec.command),
+        "timezone": spec.timezone,
+        "timeout_ms": spec.timeout_ms,
+        "overlap": spec.overlap,
+        "catchup_ms": spec.catchup_ms,
+        "retries": spec.retries,
+        "tags": [list(kv) for kv in spec.tags],
+        "lease_ms": spec.lease_ms,
+        "env": [list(kv) for kv in spec.env],
+        "cwd": spec.cwd,
+    }
+
+
+def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
+    """Inverse of :func:`spec_to_wire`. Raises on malformed input (callers catch)."""
+    unknown = set(raw) - set(_SPEC_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown job fields {sorted(unknown)}")
+    timeout = raw["timeout_ms"]
+    cwd = raw["cwd"]
+    return JobSpec(
+        name=str(raw["name"]),
+        schedule=str(raw["schedule"]),
+        command=tuple(str(a) for a in raw["command"]),
+        timezone=str(raw["timezone"]),
+        timeout_ms=None if timeout is None else int(timeout),
+        overlap=str(raw["overlap"]),
+        catchup_ms=int(raw["catchup_ms"]),
+        retries=int(raw["retries"]),
+        tags=tuple((str(k), str(v)) for k, v in raw["tags"]),
+        lease_ms=int(raw["lease_ms"]),
+        env=tuple((str(k), str(v)) for k, v in raw["env"]),
+        cwd=None if cwd is None else str(cwd),
+    )
+
+
+def _fire_to_wire(f: Fire) -> list[Any]:
+    return [f.job, f.scheduled_at_ms, f.node, f.trigger, f.attempt]
+
+
+def _missed_to_wire(m: Missed) -> list[Any]:
+    return [m.job, m.first_ms, m.last_ms, m.count, m.reason]
+
+
+def encode(cmd: Command) -> bytes:
+    """Encode a command in the versioned envelope."""
+    body: dict[str, Any] = {"v": ENVELOPE_VERSION, "at": cmd.at_ms}
+    match cmd:
+        case PutJob():
+            body |= {"t": "put_job", "spec": spec_to_wire(cmd.spec), "source": cmd.source}
+        case DeleteJob():
+            body |= {"t": "delete_job", "name": cmd.name}
+        case SetPaused():
+            body |= {"t": "set_paused", "name": cmd.name, "paused": cmd.paused}
+        case SyncConfig():
+            body |= {
+                "t": "sync_config",
+                "specs": [spec_to_wire(s) for s in cmd.specs],
+                "history": cmd.history,
+            }
+        case Plan():
+            body |= {
+                "t": "plan",
+                "fires": [_fire_to_wire(f) for f in cmd.fires],
+                "missed": [_missed_to_wire(m) for m in cmd.missed],
+            }
+        case Start():
+            body |= {
+                "t": "start",
+                "run": cmd.run_id,
+                "fence": cmd.fence,
+                "node": cmd.node,
+                "token": cmd.token,
+            }
+        case Renew():
+            body |= {"t": "renew", "run": cmd.run_id, "fence": cmd.fence, "node": cmd.node}
+        case Complete():
+            body |= {
+                "t": "complete",
+                "run": cmd.run_id,
+                "fence": cmd.fence,
+                "node": cmd.node,
+                "status": cmd.status,
+                "exit": cmd.exit_code,
+                "started": cmd.started_ms,
+                "finished": cmd.finished_ms,
+                "output": cmd.output,
+                "reason": cmd.reason,
+            }
+        case Expire():
+            body |= {"t": "expire", "run": cmd.run_id, "fence": cmd.fence, "reason": cmd.reason}
+        case Barrier():
+            body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+def _decode_body(b: Mapping[str, Any]) -> Command | None:
+    at = int(b["at"])
+    match b["t"]:
+        case "put_job":
+            return PutJob(at_ms=at, spec=spec_from_wire(b["spec"]), source=str(b["source"]))
+        case "delete_job":
+            return DeleteJob(at_ms=at, name=str(b["name"]))
+        case "set_paused":
+            return SetPaused(at_ms=at, name=str(b["name"]), paused=bool(b["paused"]))
+        case "sync_config":
+            return SyncConfig(
+                at_ms=at,
+                specs=tuple(spec_from_wire(s) for s in b["specs"]),
+                history=int(b["history"]),
+            )
+        case "plan":
+            return Plan(
+                at_ms=at,
+                fires=tuple(
+                    Fire(
+                        job=str(j),
+                        scheduled_at_ms=int(s),
+                        node=str(n),
+                        trigger=str(t),
+                        attempt=int(a),
+                    )
+                    for j, s, n, t, a in b["fires"]
+                ),
+                missed=tuple(
+                    Missed(
+                        job=str(j),
+                        first_ms=int(f),
+                        last_ms=int(la),
+                        count=int(c),
+                        reason=str(r),
+                    )
+                    for j, f, la, c, r in b["missed"]
+                ),
+            )
+        case "start":
+            return Start(
+                at_ms=at,
+                run_id=str(b["run"]),
+                fence=int(b["fence"]),
+                node=str(b["node"]),
+                token=str(b["token"]),
+            )
+        case "renew":
+            return Renew(at_ms=at, run_id=str(b["run"]), fence=int(b["fence"]), node=str(b["node"]))
+        case "complete":
+            return Complete(
+                at_ms=at,
+                run_id=str(b["run"]),
+                fence=int(b["fence"]),
+                node=str(b["node"]),
+                status=str(b["status"]),
+                exit_code=None if b["exit"] is None else int(b["exit"]),
+                started_ms=None if b["started"] is None else int(b["started"]),
+                finished_ms=int(b["finished"]),
+                output=str(b["output"]),
+                reason=str(b["reason"]),
+            )
+        case "expire":
+            return Expire(
+                at_ms=at, run_id=str(b["run"]), fence=int(b["fence"]), reason=str(b["reason"])
+            )
+        case "barrier":
+            return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))
+    return None
+
+
+def decode(data: bytes) -> Command | None:
+    """Decode an envelope; ``None`` for anything malformed or of an unknown version/type."""
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        if not isinstance(body, dict) or body.get("v") != ENVELOPE_VERSION:
+            return None
+        return _decode_body(body)
+    except Exception:
+        return None

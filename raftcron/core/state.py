@@ -1,0 +1,525 @@
+"""The replicated state machine: ``State.apply(command) -> Result``.
+
+Invariants:
+
+* ``apply`` is deterministic. Given the same sequence of command bytes every replica ends
+  in the same state (``digest()`` equal), whatever order snapshots are taken and restored in.
+* ``apply`` never raises on input: malformed or out-of-date commands return ``Rejected``
+  with a code. A rejection may still count something (``stale_rejections``), deterministically.
+* Cluster time ``now_ms`` only moves forward: ``now_ms = max(now_ms, command.at_ms)``.
+* Fences rise strictly: every grant takes ``++counters.fence``. A lease operation must name
+  the lease's current fence; anything else is stale.
+* A scheduled fire ``(job, scheduled_at)`` is claimed at most once: a claim at or below the
+  job's watermark, or for a run id already in the ledger, is rejected.
+* The ledger is bounded: every live run, plus the newest ``history`` final runs per job;
+  output tails only on the newest ``OUTPUT_KEEP`` of those.
+* Records are immutable; containers are replaced entry by entry, so ``capture()`` can copy
+  the containers shallowly on the tick thread and encode them elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import msgpack
+
+from raftcron.core import commands as c
+from raftcron.core.model import (
+    CLAIMED,
+    COMPLETION_STATUSES,
+    DEFAULT_HISTORY,
+    LIVE_STATUSES,
+    LOST,
+    MISSED,
+    OUTPUT_KEEP,
+    OUTPUT_TAIL_BYTES,
+    RUNNING,
+    SKIPPED,
+    TRIGGER_MANUAL,
+    Counters,
+    Job,
+    JobSpec,
+    Lease,
+    Run,
+    run_id,
+)
+
+SNAPSHOT_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: str
+    message: str = ""
+
+
+Result = Ok | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    granted: tuple[tuple[str, int, str], ...]  # (run id, fence, node)
+    skipped: tuple[tuple[str, str], ...]  # (run id, reason)
+    rejected: tuple[tuple[str, int, str], ...]  # (job, scheduled_at_ms, code)
+    missed: tuple[str, ...]  # run ids of the missed records
+
+
+def manual_run_id(job: str, at_ms: int) -> str:
+    return f"{job}@{at_ms}~manual"
+
+
+def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of ``text`` (UTF-8), cut on a character boundary."""
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= limit:
+        return text
+    return raw[-limit:].decode("utf-8", errors="ignore")
+
+
+@dataclass(slots=True)
+class State:
+    now_ms: int = 0
+    history_limit: int = DEFAULT_HISTORY
+    jobs: dict[str, Job] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    history: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+    # Derived index (rebuilt on restore, never serialized): job -> live run ids.
+    live: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply_bytes(self, data: bytes) -> tuple[c.Command | None, Result]:
+        cmd = c.decode(data)
+        if cmd is None:
+            return None, Rejected("bad_command", "undecodable command envelope")
+        return cmd, self.apply(cmd)
+
+    def apply(self, cmd: c.Command) -> Result:
+        self.now_ms = max(self.now_ms, cmd.at_ms)
+        match cmd:
+            case c.PutJob():
+                return self._put_job(cmd.spec, cmd.source)
+            case c.DeleteJob():
+                return self._delete_job(cmd.name)
+            case c.SetPaused():
+                return self._set_paused(cmd.name, cmd.paused)
+            case c.SyncConfig():
+                return self._sync_config(cmd)
+            case c.Plan():
+                return self._plan(cmd)
+            case c.Start():
+                return self._start(cmd)
+            case c.Renew():
+                return self._renew(cmd)
+            case c.Complete():
+                return self._complete(cmd)
+            case c.Expire():
+                return self._expire(cmd)
+            case c.Barrier():
+                return Ok(cmd.nonce)
+        return Rejected("bad_command", f"unknown command {type(cmd).__name__}")
+
+    # ------------------------------------------------------------------ jobs
+
+    def _put_job(self, spec: JobSpec, source: str) -> Result:
+        old = self.jobs.get(spec.name)
+        if old is None:
+            self.jobs[spec.name] = Job(
+                spec=spec,
+                source=source,
+                watermark_ms=self.now_ms,
+                created_ms=self.now_ms,
+                updated_ms=self.now_ms,
+            )
+            return Ok("created")
+        if old.spec == spec and old.source == source:
+            return Ok("unchanged")
+        # A schedule change restarts the watermark at now: old fires are not back-filled.
+        watermark = old.watermark_ms
+        if (old.spec.schedule, old.spec.timezone) != (spec.schedule, spec.timezone):
+            watermark = max(watermark, self.now_ms)
+        self.jobs[spec.name] = replace(
+            old, spec=spec, source=source, watermark_ms=watermark, updated_ms=self.now_ms
+        )
+        return Ok("updated")
+
+    def _delete_job(self, name: str) -> Result:
+        if name not in self.jobs:
+            return Rejected("unknown_job", f"no job named {name!r}")
+        del self.jobs[name]
+        for rid in self.history.pop(name, ()):
+            self.runs.pop(rid, None)
+        return Ok("deleted")
+
+    def _set_paused(self, name: str, paused: bool) -> Result:
+        job = self.jobs.get(name)
+        if job is None:
+            return Rejected("unknown_job", f"no job named {name!r}")
+        if job.paused != paused:
+            self.jobs[name] = replace(job, paused=paused, updated_ms=self.now_ms)
+        return Ok(paused)
+
+    def _sync_config(self, cmd: c.SyncConfig) -> Result:
+        if cmd.history >= 1:
+            self.history_limit = cmd.history
+            for name in list(self.history):
+                self._trim_history(name)
+        wanted = {s.name: s for s in cmd.specs}
+        changed: list[str] = []
+        for name, job in list(self.jobs.items()):
+            if job.source == "config" and name not in wanted:
+                self._delete_job(name)
+                changed.append(name)
+        for spec in cmd.specs:
+            res = self._put_job(spec, "config")
+            if isinstance(res, Ok) and res.value != "unchanged":
+                changed.append(spec.name)
+        return Ok(tuple(changed))
+
+    # ------------------------------------------------------------------ fires
+
+    def _plan(self, cmd: c.Plan) -> Result:
+        granted: list[tuple[str, int, str]] = []
+        skipped: list[tuple[str, str]] = []
+        rejected: list[tuple[str, int, str]] = []
+        missed: list[str] = []
+        for m in cmd.missed:
+            job = self.jobs.get(m.job)
+            if job is None:
+                rejected.append((m.job, m.first_ms, "unknown_job"))
+                continue
+            if m.last_ms <= job.watermark_ms:
+                rejected.append((m.job, m.first_ms, "already_considered"))
+                continue
+            rid = run_id(m.job, m.first_ms)
+            self.jobs[m.job] = replace(job, watermark_ms=m.last_ms)
+            self._record_final(
+                Run(
+                    id=rid,
+                    job=m.job,
+                    scheduled_at_ms=m.first_ms,
+                    status=MISSED,
+                    claimed_ms=self.now_ms,
+                    reason=m.reason,
+                    count=m.count,
+                )
+            )
+            missed.append(rid)
+        for fire in cmd.fires:
+            job = self.jobs.get(fire.job)
+            if job is None:
+                rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
+                continue
+            manual = fire.trigger == TRIGGER_MANUAL
+            rid = (
+                manual_run_id(fire.job, fire.scheduled_at_ms)
+                if manual
+                else run_id(fire.job, fire.scheduled_at_ms, fire.attempt)
+            )
+            if rid in self.runs:
+                rejected.append((fire.job, fire.scheduled_at_ms, "duplicate"))
+                continue
+            if not manual:
+                if fire.attempt == 1 and fire.scheduled_at_ms <= job.watermark_ms:
+                    rejected.append((fire.job, fire.scheduled_at_ms, "already_considered"))
+                    continue
+                self.jobs[fire.job] = job = replace(
+                    job, watermark_ms=max(job.watermark_ms, fire.scheduled_at_ms)
+                )
+            reason = self._skip_reason(job, fire, manual)
+            base = Run(
+                id=rid,
+                job=fire.job,
+                scheduled_at_ms=fire.scheduled_at_ms,
+                status=CLAIMED,
+                trigger=fire.trigger,
+                attempt=fire.attempt,
+                claimed_ms=self.now_ms,
+            )
+            if reason:
+                self._record_final(replace(base, status=SKIPPED, reason=reason))
+                skipped.append((rid, reason))
+                continue
+            self.counters.fence += 1
+            fence = self.counters.fence
+            self.runs[rid] = replace(base, fence=fence, node=fire.node)
+            self.leases[rid] = Lease(
+                key=rid,
+                fence=fence,
+                holder=fire.node,
+                lease_ms=job.spec.lease_ms,
+                granted_ms=self.now_ms,
+            )
+            self.live[fire.job] = self.live.get(fire.job, frozenset()) | {rid}
+            granted.append((rid, fence, fire.node))
+        return Ok(PlanOutcome(tuple(granted), tuple(skipped), tuple(rejected), tuple(missed)))
+
+    def _skip_reason(self, job: Job, fire: c.Fire, manual: bool) -> str:
+        if job.paused and not manual:
+            return "job is paused"
+        if not fire.node:
+            tags = ", ".join(f"{k}={v}" for k, v in job.spec.tags)
+            return f"unschedulable: no live node matches tags {{{tags}}}"
+        if job.spec.overlap == "skip":
+            live = self.live.get(job.spec.name)
+            if live:
+                return f"overlap=skip: {min(live)} is still running"
+        return ""
+
+    # ------------------------------------------------------------------ leases
+
+    def _check_lease(self, rid: str, fence: int) -> Rejected | None:
+        lease = self.leases.get(rid)
+        if lease is None or lease.fence != fence:
+            current = "none" if lease is None else str(lease.fence)
+            return Rejected("stale_fence", f"{rid}: fence {fence} is not current ({current})")
+        return None
+
+    def _stale(self, rejection: Rejected) -> Rejected:
+        self.counters.stale_rejections += 1
+        return rejection
+
+    def _start(self, cmd: c.Start) -> Result:
+        bad = self._check_lease(cmd.run_id, cmd.fence)
+        if bad is not None:
+            return self._stale(bad)
+        run = self.runs[cmd.run_id]
+        if run.node != cmd.node:
+            return self._stale(Rejected("stale_fence", f"{cmd.run_id} is held by {run.node}"))
+        if run.status == CLAIMED:
+            self.runs[cmd.run_id] = replace(
+                run, status=RUNNING, started_ms=self.now_ms, start_token=cmd.token
+            )
+            return Ok(cmd.fence)
+        if run.start_token == cmd.token:
+            return Ok(cmd.fence)  # a retry of the start that committed
+        return Rejected("already_started", f"{cmd.run_id} was started by another attempt")
+
+    def _renew(self, cmd: c.Renew) -> Result:
+        bad = self._check_lease(cmd.run_id, cmd.fence)
+        if bad is not None:
+            return self._stale(bad)
+        return Ok(cmd.fence)
+
+    def _complete(self, cmd: c.Complete) -> Result:
+        bad = self._check_lease(cmd.run_id, cmd.fence)
+        if bad is not None:
+            done = self.runs.get(cmd.run_id)
+            if (
+                done is not None
+                and done.fence == cmd.fence
+                and done.status == cmd.status
+                and done.finished_ms == cmd.finished_ms
+            ):
+                return Ok(cmd.status)  # a retry of a completion that already committed
+            return self._stale(bad)
+        if cmd.status not in COMPLETION_STATUSES:
+            return Rejected("bad_status", f"{cmd.status!r} is not a completion status")
+        run = self.runs[cmd.run_id]
+        self._record_final(
+            replace(
+                run,
+                status=cmd.status,
+                exit_code=cmd.exit_code,
+                started_ms=cmd.started_ms if cmd.started_ms is not None else run.started_ms,
+                finished_ms=cmd.finished_ms,
+                output=tail(cmd.output),
+                reason=cmd.reason,
+            )
+        )
+        return Ok(cmd.status)
+
+    def _expire(self, cmd: c.Expire) -> Result:
+        bad = self._check_lease(cmd.run_id, cmd.fence)
+        if bad is not None:
+            return bad  # the leader's own retry or a race with completion: not a stale writer
+        run = self.runs[cmd.run_id]
+        self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=cmd.reason))
+        return Ok(LOST)
+
+    # ------------------------------------------------------------------ ledger
+
+    def _record_final(self, run: Run) -> None:
+        self.runs[run.id] = run
+        self.counters.runs_recorded += 1
+        if self.leases.pop(run.id, None) is not None:
+            live = self.live.get(run.job, frozenset()) - {run.id}
+            if live:
+                self.live[run.job] = live
+            else:
+                self.live.pop(run.job, None)
+        if run.job not in self.jobs:
+            self.runs.pop(run.id)  # the job was deleted while this run was live
+            return
+        self.history[run.job] = (*self.history.get(run.job, ()), run.id)
+        self._trim_history(run.job)
+
+    def _trim_history(self, job: str) -> None:
+        ids = self.history.get(job, ())
+        if len(ids) > self.history_limit:
+            for rid in ids[: len(ids) - self.history_limit]:
+                self.runs.pop(rid, None)
+            ids = ids[len(ids) - self.history_limit :]
+            self.history[job] = ids
+        if len(ids) > OUTPUT_KEEP:
+            old = self.runs.get(ids[-OUTPUT_KEEP - 1])
+            if old is not None and old.output:
+                self.runs[old.id] = replace(old, output="")
+
+    # ------------------------------------------------------------------ queries
+
+    def live_runs(self, node: str | None = None) -> list[Run]:
+        out = [self.runs[rid] for rid in self.leases if rid in self.runs]
+        if node is not None:
+            out = [r for r in out if r.node == node]
+        return out
+
+    def load_by_node(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for lease in self.leases.values():
+            load[lease.holder] = load.get(lease.holder, 0) + 1
+        return load
+
+    # ------------------------------------------------------------------ snapshots
+
+    def capture(self) -> Callable[[], bytes]:
+        """Copy the containers (cheap, O(n) pointer copies) and return the encoder.
+
+        Call on the thread that applies commands; run the returned closure anywhere.
+        """
+        scalars = (self.now_ms, self.history_limit)
+        jobs = list(self.jobs.values())
+        runs = list(self.runs.values())
+        history = dict(self.history)
+        leases = list(self.leases.values())
+        counters = (
+            self.counters.fence,
+            self.counters.stale_rejections,
+            self.counters.runs_recorded,
+            dict(self.counters.extra),
+        )
+
+        def encode() -> bytes:
+            return _encode_snapshot(scalars, jobs, runs, history, leases, counters)
+
+        return encode
+
+    def snapshot(self) -> bytes:
+        return self.capture()()
+
+    @classmethod
+    def restore(cls, data: bytes) -> State:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if raw.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {raw.get('v')!r}")
+        st = cls(now_ms=int(raw["now"]), history_limit=int(raw["history_limit"]))
+        for j in raw["jobs"]:
+            spec = c.spec_from_wire(j[0])
+            st.jobs[spec.name] = Job(
+                spec=spec,
+                source=j[1],
+                paused=j[2],
+                watermark_ms=j[3],
+                created_ms=j[4],
+                updated_ms=j[5],
+            )
+        for r in raw["runs"]:
+            run = Run(**dict(zip(_RUN_FIELDS, r, strict=True)))
+            st.runs[run.id] = run
+        st.history = {k: tuple(v) for k, v in raw["history"].items()}
+        for lz in raw["leases"]:
+            lease = Lease(**dict(zip(_LEASE_FIELDS, lz, strict=True)))
+            st.leases[lease.key] = lease
+        fence, stale, recorded, extra = raw["counters"]
+        st.counters = Counters(
+            fence=fence, stale_rejections=stale, runs_recorded=recorded, extra=dict(extra)
+        )
+        st._rebuild_live()
+        return st
+
+    def _rebuild_live(self) -> None:
+        live: dict[str, set[str]] = {}
+        for rid in self.leases:
+            run = self.runs.get(rid)
+            if run is not None and run.status in LIVE_STATUSES:
+                live.setdefault(run.job, set()).add(rid)
+        self.live = {k: frozenset(v) for k, v in live.items()}
+
+    def digest(self) -> str:
+        """A hash of the whole replicated state (canonical encoding)."""
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+
+_RUN_FIELDS: Final = (
+    "id",
+    "job",
+    "scheduled_at_ms",
+    "status",
+    "trigger",
+    "attempt",
+    "fence",
+    "node",
+    "claimed_ms",
+    "started_ms",
+    "finished_ms",
+    "exit_code",
+    "output",
+    "reason",
+    "count",
+    "start_token",
+)
+_LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms")
+
+
+def _job_row_key(row: list[Any]) -> str:
+    return str(row[0]["name"])
+
+
+def _encode_snapshot(
+    scalars: tuple[int, int],
+    jobs: Iterable[Job],
+    runs: Iterable[Run],
+    history: dict[str, tuple[str, ...]],
+    leases: Iterable[Lease],
+    counters: tuple[int, int, int, dict[str, int]],
+) -> bytes:
+    body = {
+        "v": SNAPSHOT_VERSION,
+        "now": scalars[0],
+        "history_limit": scalars[1],
+        "jobs": sorted(
+            (
+                [
+                    c.spec_to_wire(j.spec),
+                    j.source,
+                    j.paused,
+                    j.watermark_ms,
+                    j.created_ms,
+                    j.updated_ms,
+                ]
+                for j in jobs
+            ),
+            key=_job_row_key,
+        ),
+        "runs": sorted(
+            ([getattr(r, f) for f in _RUN_FIELDS] for r in runs), key=lambda row: str(row[0])
+        ),
+        "history": {k: list(history[k]) for k in sorted(history)},
+        "leases": sorted(
+            ([getattr(lz, f) for f in _LEASE_FIELDS] for lz in leases),
+            key=lambda row: str(row[0]),
+        ),
+        "counters": [counters[0], counters[1], counters[2], dict(sorted(counters[3].items()))],
+    }
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out

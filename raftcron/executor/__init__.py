@@ -1,0 +1,1 @@
+"""Runs the fires granted to this node: lease renewal, watchdog, fenced completion."""

@@ -1,0 +1,361 @@
+"""The executor: runs the fires the leader granted to this node.
+
+Safety rules it keeps (DESIGN.md section 3):
+
+* It acts only on committed grants (fed in by the node from the apply stream).
+* Before the job starts, a fenced ``Start`` must commit. The timer starts BEFORE the
+  proposal is sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the
+  monotonic clock, while the leader expires the lease at ``t_commit + D`` on its own.
+* It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
+* The watchdog process kills the job at the deadline even if this process is frozen or
+  dead. A run stopped that way is reported as ``lost``, never as success, and any
+  completion carries the fence, so a late one is rejected by ``apply`` as stale.
+
+Every log line about a run names the job, the run id, the fence and the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from raftcron.clock import Clock
+from raftcron.core.commands import Complete, Renew, Start
+from raftcron.core.model import (
+    CLAIMED,
+    FAILED,
+    LOST,
+    OUTPUT_TAIL_BYTES,
+    SUCCEEDED,
+    TIMED_OUT,
+    JobSpec,
+    Run,
+)
+from raftcron.core.state import Ok, Rejected, State
+from raftcron.raft.node import ProposalError, RaftNode
+
+logger = logging.getLogger(__name__)
+
+RHO: Final = 0.02  # clock-rate drift bound between any two nodes
+GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
+
+
+def rfc3339(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    frac = f".{ms % 1000:03d}" if ms % 1000 else ""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+
+
+def safe_deadline(lease_ms: int, margin_s: float) -> float:
+    """Seconds after ``t_send`` this node may still trust a lease of ``lease_ms``."""
+    d = lease_ms / 1000
+    return d * (1 - RHO) / (1 + RHO) - margin_s
+
+
+def margin_for(lease_ms: int) -> float:
+    return min(1.0, max(0.1, lease_ms / 1000 * 0.05))
+
+
+@dataclass(slots=True)
+class _Active:
+    run: Run
+    spec: JobSpec
+    task: asyncio.Task[None] | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        node: str,
+        raft: RaftNode,
+        clock: Clock,
+        data_dir: Path,
+        tell: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.raft = raft
+        self.clock = clock
+        self.out_dir = data_dir / "output"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._active: dict[str, _Active] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
+
+    # -- inputs
+
+    def on_granted(self, rid: str, fence: int, node: str) -> None:
+        """Called on the loop for every committed grant (any node)."""
+        if node != self.node or rid in self._active or self._stopping:
+            return
+        found = self.raft.machine.read(lambda s: _lookup(s, rid))
+        if found is None:
+            return
+        run, spec = found
+        if run.fence != fence or run.status != CLAIMED:
+            return
+        self._spawn(run, spec)
+
+    def resume(self) -> None:
+        """Pick up runs granted to this node that have not started (after a restart)."""
+        pending = self.raft.machine.read(lambda s: _claimed_for(s, self.node))
+        for run, spec in pending:
+            if run.id not in self._active:
+                self._spawn(run, spec)
+
+    def active_count(self) -> int:
+        return len(self._active)
+
+    async def stop(self) -> None:
+        """Stop accepting work; running jobs keep their watchdogs (the lease decides)."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- one run
+
+    def _spawn(self, run: Run, spec: JobSpec) -> None:
+        active = _Active(run=run, spec=spec)
+        self._active[run.id] = active
+        task = asyncio.get_running_loop().create_task(self._run(active), name=f"run {run.id}")
+        active.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ctx(self, run: Run) -> str:
+        return f"job={run.job} run={run.id} fence={run.fence} node={self.node}"
+
+    async def _run(self, active: _Active) -> None:
+        run = active.run
+        try:
+            await self._execute(active)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: executor failed", self._ctx(run))
+        finally:
+            self._active.pop(run.id, None)
+
+    async def _execute(self, active: _Active) -> None:
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        margin = margin_for(spec.lease_ms)
+        window = safe_deadline(spec.lease_ms, margin)
+        op_timeout = max(0.5, min(5.0, window / 3))
+        # 1. The fenced start: nothing runs until it commits.
+        deadline = 0.0
+        started_ms = 0
+        token = f"{self.node}:{os.getpid()}:{secrets.token_hex(6)}"
+        give_up = self.clock.monotonic() + window
+        while True:
+            t_send = self.clock.monotonic()
+            if t_send >= give_up:
+                logger.warning("%s: start not committed within the lease; not running", ctx)
+                return
+            try:
+                started_ms = self.clock.wall_ms()
+                res = await self.raft.propose(
+                    Start(
+                        at_ms=started_ms,
+                        run_id=run.id,
+                        fence=run.fence,
+                        node=self.node,
+                        token=token,
+                    ),
+                    op_timeout,
+                )
+            except ProposalError as exc:
+                logger.info("%s: start not committed (%s); retrying", ctx, exc.code)
+                await asyncio.sleep(0.2)
+                continue
+            if isinstance(res, Rejected):
+                logger.warning("%s: start rejected (%s: %s)", ctx, res.code, res.message)
+                return
+            deadline = t_send + window
+            break
+        out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
+        env = dict(os.environ)
+        env.update(dict(spec.env))
+        env.update(
+            {
+                "RAFTCRON_JOB": run.job,
+                "RAFTCRON_RUN_ID": run.id,
+                "RAFTCRON_SCHEDULED_AT": rfc3339(run.scheduled_at_ms),
+                "RAFTCRON_FENCE": str(run.fence),
+                "RAFTCRON_NODE": self.node,
+                "RAFTCRON_ATTEMPT": str(run.attempt),
+            }
+        )
+        wd_spec = {
+            "argv": list(spec.command),
+            "env": env,
+            "cwd": spec.cwd,
+            "out": str(out_path),
+            "deadline": deadline,
+            "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
+            "grace": GRACE_S,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "raftcron.executor.watchdog",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(wd_spec).encode() + b"\n")
+        await proc.stdin.drain()
+        logger.info("%s: started %s (lease %.1fs)", ctx, spec.command[0], window)
+        renew = asyncio.get_running_loop().create_task(
+            self._renew_loop(run, proc, window, op_timeout, deadline)
+        )
+        result: dict[str, Any] = {}
+        try:
+            async for line in proc.stdout:
+                msg = json.loads(line)
+                if msg.get("event") == "exit":
+                    result = msg
+            await proc.wait()
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+        finished_ms = self.clock.wall_ms()
+        output = _read_tail(out_path)
+        outcome = result.get("outcome", "killed")
+        code = result.get("exit_code")
+        status, reason = {
+            "exited": (SUCCEEDED if code == 0 else FAILED, ""),
+            "timeout": (TIMED_OUT, str(result.get("detail", ""))),
+        }.get(outcome, (LOST, f"{outcome}: {result.get('detail', '')}"))
+        logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
+        await self._complete(run, status, code, started_ms, finished_ms, output, reason)
+
+    async def _renew_loop(
+        self,
+        run: Run,
+        proc: asyncio.subprocess.Process,
+        window: float,
+        op_timeout: float,
+        deadline: float,
+    ) -> None:
+        ctx = self._ctx(run)
+        period = max(0.2, window / 3)
+        assert proc.stdin is not None
+        while True:
+            await asyncio.sleep(period)
+            t_send = self.clock.monotonic()
+            try:
+                res = await self.raft.propose(
+                    Renew(
+                        at_ms=self.clock.wall_ms(), run_id=run.id, fence=run.fence, node=self.node
+                    ),
+                    op_timeout,
+                )
+            except ProposalError as exc:
+                logger.warning("%s: renewal not committed (%s)", ctx, exc.code)
+                continue
+            if isinstance(res, Rejected):
+                logger.error("%s: lease lost (%s); stopping the job", ctx, res.message)
+                proc.stdin.write(
+                    json.dumps({"kill": "lease lost: " + res.message}).encode() + b"\n"
+                )
+                await proc.stdin.drain()
+                return
+            deadline = max(deadline, t_send + window)
+            if self._tell is not None:
+                self._tell("renewed", run.id, {"fence": run.fence})
+            proc.stdin.write(json.dumps({"deadline": deadline}).encode() + b"\n")
+            await proc.stdin.drain()
+
+    async def _complete(
+        self,
+        run: Run,
+        status: str,
+        code: int | None,
+        started_ms: int,
+        finished_ms: int,
+        output: str,
+        reason: str,
+    ) -> None:
+        ctx = self._ctx(run)
+        cmd = Complete(
+            at_ms=finished_ms,
+            run_id=run.id,
+            fence=run.fence,
+            node=self.node,
+            status=status,
+            exit_code=code,
+            started_ms=started_ms,
+            finished_ms=finished_ms,
+            output=output,
+            reason=reason,
+        )
+        for attempt in range(600):
+            try:
+                res = await self.raft.propose(cmd, 5.0)
+            except ProposalError as exc:
+                logger.info("%s: completion not committed (%s); retry %d", ctx, exc.code, attempt)
+                await asyncio.sleep(1.0)
+                continue
+            if isinstance(res, Ok):
+                logger.info("%s: recorded %s", ctx, status)
+            else:
+                logger.warning(
+                    "%s: completion rejected as %s: %s (the lease had passed)",
+                    ctx,
+                    res.code,
+                    res.message,
+                )
+            if self._tell is not None:
+                self._tell("completed", run.id, {"status": status, "accepted": isinstance(res, Ok)})
+            return
+        logger.error("%s: completion never committed; the leader's lease expiry decides", ctx)
+
+
+def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:
+    run = state.runs.get(rid)
+    if run is None:
+        return None
+    job = state.jobs.get(run.job)
+    if job is None:
+        return None
+    return run, job.spec
+
+
+def _claimed_for(state: State, node: str) -> list[tuple[Run, JobSpec]]:
+    out = []
+    for run in state.live_runs(node):
+        job = state.jobs.get(run.job)
+        if run.status == CLAIMED and job is not None:
+            out.append((run, job.spec))
+    return out
+
+
+def _read_tail(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - OUTPUT_TAIL_BYTES))
+            data = f.read()
+        path.unlink()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")

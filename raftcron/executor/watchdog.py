@@ -1,0 +1,157 @@
+"""The per-run watchdog: a small process that owns one job process and its deadline.
+
+Why a separate process: the lease deadline must be enforced even when the executor is
+frozen (SIGSTOP), dead (kill -9) or cut off from the cluster. The watchdog runs in its own
+session, and the job in its own process group, so signals aimed at the agent's process
+group reach neither.
+
+Protocol (newline-delimited JSON):
+
+* stdin, first line: ``{"argv", "env", "cwd", "out", "deadline", "timeout", "grace"}``;
+  ``deadline`` is an absolute ``time.monotonic()`` value (CLOCK_MONOTONIC is system-wide
+  on Linux, so the agent and the watchdog share it).
+* stdin, later lines: ``{"deadline": t}`` extends the lease deadline (never shortens it
+  below what was granted); ``{"kill": "reason"}`` stops the job now. EOF (the agent died)
+  keeps the last deadline in force.
+* stdout: ``{"event": "started", "pid": n}``, then exactly one
+  ``{"event": "exit", "exit_code", "outcome", "detail"}`` with outcome one of
+  ``exited``, ``timeout``, ``lease_lost``, ``killed``, ``spawn_failed``.
+
+Stopping means SIGTERM to the job's process group, then SIGKILL after ``grace`` seconds.
+This module imports only the standard library: it starts once per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _read_spec(fd: int) -> tuple[dict[str, Any], bytes]:
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise SystemExit("watchdog: no run spec on stdin")
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    spec: dict[str, Any] = json.loads(line)
+    return spec, rest
+
+
+def main() -> int:
+    stdin = sys.stdin.fileno()
+    spec, pending = _read_spec(stdin)
+    deadline = float(spec["deadline"])
+    grace = float(spec.get("grace", 5.0))
+    started = time.monotonic()
+    timeout = spec.get("timeout")
+    timeout_at = started + float(timeout) if timeout else None
+    try:
+        with open(spec["out"], "ab") as out:
+            child = subprocess.Popen(
+                spec["argv"],
+                env=spec["env"],
+                cwd=spec.get("cwd") or None,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        _emit({"event": "exit", "exit_code": None, "outcome": "spawn_failed", "detail": str(exc)})
+        return 0
+    _emit({"event": "started", "pid": child.pid})
+    pgid = child.pid
+
+    sel = selectors.DefaultSelector()
+    os.set_blocking(stdin, False)
+    sel.register(stdin, selectors.EVENT_READ, "stdin")
+    pidfd = -1
+    try:
+        pidfd = os.pidfd_open(child.pid)
+        sel.register(pidfd, selectors.EVENT_READ, "child")
+    except (AttributeError, OSError):
+        pidfd = -1
+
+    outcome = ""
+    detail = ""
+    kill_at: float | None = None
+    sigkilled = False
+    buf = pending
+    while child.poll() is None:
+        now = time.monotonic()
+        if not outcome:
+            if now >= deadline:
+                outcome, detail = "lease_lost", "lease deadline passed without a renewal"
+            elif timeout_at is not None and now >= timeout_at:
+                outcome, detail = "timeout", f"timeout of {timeout}s reached"
+            if outcome:
+                _killpg(pgid, signal.SIGTERM)
+                kill_at = now + grace
+        elif kill_at is not None and now >= kill_at and not sigkilled:
+            _killpg(pgid, signal.SIGKILL)
+            sigkilled = True
+        waits = [0.5, deadline - now]
+        if timeout_at is not None:
+            waits.append(timeout_at - now)
+        if kill_at is not None and not sigkilled:
+            waits.append(kill_at - now)
+        for key, _ in sel.select(max(0.0, min(waits))):
+            if key.data != "stdin":
+                continue
+            try:
+                chunk = os.read(stdin, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(stdin)
+                continue
+            buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "deadline" in msg:
+                deadline = max(deadline, float(msg["deadline"]))
+            if "kill" in msg and not outcome:
+                outcome, detail = "killed", str(msg["kill"])
+                _killpg(pgid, signal.SIGTERM)
+                kill_at = time.monotonic() + grace
+    if outcome:
+        _killpg(pgid, signal.SIGKILL)  # stragglers of a stopped run must not live on
+    rc = child.returncode
+    _emit(
+        {
+            "event": "exit",
+            "exit_code": rc,
+            "outcome": outcome or "exited",
+            "detail": detail,
+        }
+    )
+    if pidfd >= 0:
+        os.close(pidfd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The Raft adapter: the only module (with ``journal.py``) that imports pysyncobj.
+
+What it guarantees:
+
+* ONE ``@replicated`` entry point, ``apply_command(data: bytes)``; the bytes are a
+  :mod:`raftcron.core.commands` envelope. Snapshots are msgpack (``State.capture``), never
+  pickle, and are written off the tick thread (``SnapshotStore``).
+* Durability (DESIGN.md section 5): the journal is a :class:`DurableJournal`. Every message
+  this node sends (an ack to the leader, an append to a follower, a vote) goes through
+  :class:`_DurableTransport`, which fsyncs pending journal bytes first, and the apply path
+  syncs before any result is handed out. So nothing is acknowledged or counted in a
+  majority before it is on disk.
+* The asyncio bridge: :meth:`RaftNode.propose` never waits without a timeout. A timeout
+  means "unknown outcome"; callers retry with the same idempotent command.
+* State is read under the machine's lock (short critical sections) and Raft status is
+  copied out on the tick thread once per tick, so the asyncio thread never reads
+  pysyncobj internals while they change.
+
+The SyncObj must be built in the main thread: its tick thread exits with the thread that
+built it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.transport import TCPTransport
+
+from raftcron.core.commands import Command, encode
+from raftcron.core.state import Rejected, Result, State
+from raftcron.raft.journal import DurableJournal, SnapshotStore, install_journal_factory
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FAIL_NAMES: Final = {
+    FAIL_REASON.QUEUE_FULL: "queue_full",
+    FAIL_REASON.MISSING_LEADER: "no_leader",
+    FAIL_REASON.DISCARDED: "discarded",
+    FAIL_REASON.NOT_LEADER: "not_leader",
+    FAIL_REASON.LEADER_CHANGED: "leader_changed",
+    FAIL_REASON.REQUEST_DENIED: "denied",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown_outcome",
+}
+
+
+class ProposalError(Exception):
+    """A proposal did not commit (or we cannot tell). Retry with the same command."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProposalTimeout(ProposalError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__("timeout", f"proposal not committed within {seconds:g}s (outcome unknown)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftSettings:
+    """How this node joins the cluster (DESIGN.md section 2b for the tuning)."""
+
+    self_addr: str
+    peers: Sequence[str]  # the other members' raft addresses
+    password: str
+    data_dir: Path
+    min_timeout: float = 0.3
+    max_timeout: float = 0.9
+    append_period: float = 0.05
+    compaction_min_entries: int = 5000
+    compaction_min_time: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftStatus:
+    """Copied out on the tick thread; the asyncio side reads the latest reference."""
+
+    self_addr: str
+    is_leader: bool = False
+    leader: str | None = None
+    term: int = 0
+    commit_index: int = 0
+    last_applied: int = 0
+    has_quorum: bool = False
+    ready: bool = False
+    log_len: int = 0
+    connected: frozenset[str] = field(default_factory=frozenset)
+    match_index: tuple[tuple[str, int], ...] = ()
+
+
+class Machine:
+    """Owns the :class:`State`; applies command bytes under a lock; tells an observer."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self._state = state if state is not None else State()
+        self._lock = threading.Lock()
+        self.observer: Callable[[Command | None, Result], None] | None = None
+        self.on_restore: Callable[[], None] | None = None
+
+    def apply(self, data: bytes) -> Result:
+        with self._lock:
+            cmd, result = self._state.apply_bytes(data)
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer(cmd, result)
+            except Exception:
+                logger.exception("apply observer failed")
+        return result
+
+    def read(self, fn: Callable[[State], T]) -> T:
+        with self._lock:
+            return fn(self._state)
+
+    def capture(self) -> Callable[[], bytes]:
+        with self._lock:
+            return self._state.capture()
+
+    def restore(self, data: bytes) -> None:
+        state = State.restore(data)
+        with self._lock:
+            self._state = state
+        hook = self.on_restore
+        if hook is not None:
+            hook()
+
+
+class _DurableTransport(TCPTransport):  # type: ignore[misc]
+    """Fsyncs the journal before anything leaves this node."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        self._syncObj.sync_journal()
+        ok: bool = super().send(node, message)
+        return ok
+
+
+class _Replica(SyncObj):  # type: ignore[misc]
+    def __init__(
+        self, settings: RaftSettings, machine: Machine, on_tick: Callable[[_Replica], None]
+    ) -> None:
+        self._rc_machine = machine
+        self._rc_on_tick = on_tick
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore)
+        self._rc_store = store
+        install_journal_factory()
+        conf = SyncObjConf(
+            password=settings.password,
+            bindAddress=settings.self_addr,
+            journalFile=str(data / "raft.journal"),
+            fullDumpFile=str(data / "snapshot.bin"),
+            serializer=store.serializer,
+            deserializer=store.deserializer,
+            serializeChecker=store.checker,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=settings.append_period,
+            raftMinTimeout=settings.min_timeout,
+            raftMaxTimeout=settings.max_timeout,
+            leaderFallbackTimeout=settings.min_timeout,
+            connectionTimeout=3600.0,
+            connectionRetryTime=0.5,
+            tcp_keepalive=(5, 1, 3),
+            logCompactionMinEntries=settings.compaction_min_entries,
+            logCompactionMinTime=settings.compaction_min_time,
+            dynamicMembershipChange=False,
+            commandsWaitLeader=True,
+        )
+        super().__init__(
+            settings.self_addr, list(settings.peers), conf, transportClass=_DurableTransport
+        )
+        self.addOnTickCallback(self._rc_tick)
+
+    def journal(self) -> Any:
+        return self._SyncObj__raftLog
+
+    def sync_journal(self) -> None:
+        journal = self.journal()
+        if isinstance(journal, DurableJournal):
+            journal.sync()
+
+    def _rc_tick(self) -> None:
+        self._rc_on_tick(self)
+
+    @replicated  # type: ignore[untyped-decorator]
+    def apply_command(self, data: bytes) -> Result:
+        # Single-node clusters send nothing before committing: sync here too.
+        self.sync_journal()
+        return self._rc_machine.apply(data)
+
+
+class RaftNode:
+    """A cluster member as seen from asyncio."""
+
+    def __init__(self, settings: RaftSettings, machine: Machine) -> None:
+        self.settings = settings
+        self.machine = machine
+        self.status = RaftStatus(self_addr=settings.self_addr)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._status_listeners: list[Callable[[RaftStatus], None]] = []
+        self._replica: _Replica | None = None
+
+    # -- lifecycle (call start() from the main thread, inside the running loop)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._replica = _Replica(self.settings, self.machine, self._on_tick)
+
+    def stop(self) -> None:
+        replica, self._replica = self._replica, None
+        if replica is not None:
+            replica.destroy_synchronous()
+            replica.sync_journal()
+
+    def add_status_listener(self, fn: Callable[[RaftStatus], None]) -> None:
+        """``fn`` runs on the event loop whenever role, leader or term change."""
+        self._status_listeners.append(fn)
+
+    def fsync_count(self) -> int:
+        replica = self._replica
+        if replica is None:
+            return 0
+        journal = replica.journal()
+        return journal.fsync_count if isinstance(journal, DurableJournal) else 0
+
+    # -- tick thread
+
+    def _on_tick(self, replica: _Replica) -> None:
+        raw = replica.getStatus()
+        leader = raw.get("leader")
+        connected = frozenset(
+            k.removeprefix("partner_node_status_server_")
+            for k, v in raw.items()
+            if k.startswith("partner_node_status_server_") and v == 2
+        )
+        match = tuple(
+            sorted(
+                (k.removeprefix("match_idx_server_"), int(v))
+                for k, v in raw.items()
+                if k.startswith("match_idx_server_")
+            )
+        )
+        new = RaftStatus(
+            self_addr=self.settings.self_addr,
+            is_leader=bool(replica._isLeader()),
+            leader=None if leader is None else str(leader.address),
+            term=int(raw["raft_term"]),
+            commit_index=int(raw["commit_idx"]),
+            last_applied=int(raw["last_applied"]),
+            has_quorum=bool(raw["has_quorum"]),
+            ready=bool(replica.isReady()),
+            log_len=int(raw["log_len"]),
+            connected=connected,
+            match_index=match,
+        )
+        old = self.status
+        self.status = new
+        if (old.is_leader, old.leader, old.term) != (new.is_leader, new.leader, new.term):
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._notify, new)
+
+    def _notify(self, status: RaftStatus) -> None:
+        for fn in self._status_listeners:
+            fn(status)
+
+    # -- proposals
+
+    async def propose(self, cmd: Command, timeout: float) -> Result:  # noqa: ASYNC109 - a deadline per proposal is the contract
+        """Propose ``cmd``; its committed result, or ProposalError/ProposalTimeout."""
+        replica = self._replica
+        if replica is None:
+            raise ProposalError("stopped", "raft node is not running")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+
+        def settle(res: Any, err: int) -> None:
+            if fut.done():
+                return
+            if err == FAIL_REASON.SUCCESS:
+                fut.set_result(res if res is not None else Rejected("no_result"))
+            else:
+                code = _FAIL_NAMES.get(err, str(err))
+                fut.set_exception(ProposalError(code, f"proposal failed: {code}"))
+
+        def callback(res: Any, err: int) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, res, err)
+
+        replica.apply_command(encode(cmd), callback=callback)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise ProposalTimeout(timeout) from None

@@ -1,0 +1,1 @@
+"""Leader-only work: the cron scheduler and the lease monitor."""

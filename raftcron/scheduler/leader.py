@@ -1,0 +1,271 @@
+"""Leader-only work: establish leadership, schedule fires, expire dead leases.
+
+Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
+
+1. A node that sees itself leader of term T commits a ``Barrier``; only after it has
+   applied the barrier does it know the whole committed log (every earlier claim,
+   watermark and lease) and act.
+2. It reconciles the TOML jobs (``SyncConfig``), then runs the scheduler and the lease
+   monitor until the scope is cancelled: the node cancels it the instant it sees it is no
+   longer leader of T.
+
+Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
+commits counts. A deposed leader's proposals simply never commit.
+
+Lease expiry uses this node's monotonic clock: a lease is expired at ``seen + D`` where
+``seen`` is when this node applied its grant or last renewal. On taking over, every
+existing lease counts as renewed at the takeover, with an extra ``D*rho + election
+timeout`` of patience, because the executor may have renewed through the old leader
+moments before it fell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from raftcron.clock import Clock
+from raftcron.core.commands import Barrier, Expire, Plan, SyncConfig
+from raftcron.core.model import Job, JobSpec
+from raftcron.core.planner import NodeInfo, plan
+from raftcron.core.schedule import parse
+from raftcron.core.state import Ok, PlanOutcome, Rejected, State
+from raftcron.executor.runner import RHO
+from raftcron.raft.node import ProposalError, RaftNode
+
+logger = logging.getLogger(__name__)
+
+PROPOSE_TIMEOUT: Final = 3.0
+IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
+MAX_FIRES_PER_PLAN: Final = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    fence: int
+    mono: float
+    lease_ms: int
+    patience: float  # extra seconds on top of the lease (takeover)
+
+
+class LeaseTracker:
+    """When this node last saw each live lease granted or renewed (monotonic seconds).
+
+    Fed on every node from the apply stream, so a new leader has recent times; but on
+    takeover it resets them all to the takeover moment (plus patience) anyway.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.seen: dict[str, _Seen] = {}
+
+    def touch(self, rid: str, fence: int, lease_ms: int) -> None:
+        self.seen[rid] = _Seen(fence, self.clock.monotonic(), lease_ms, 0.0)
+
+    def forget(self, rid: str) -> None:
+        self.seen.pop(rid, None)
+
+    def takeover(self, state: State, election_timeout: float) -> None:
+        now = self.clock.monotonic()
+        self.seen = {
+            rid: _Seen(lz.fence, now, lz.lease_ms, lz.lease_ms / 1000 * RHO + election_timeout)
+            for rid, lz in state.leases.items()
+        }
+
+    def expired(self) -> list[tuple[str, _Seen]]:
+        now = self.clock.monotonic()
+        return [
+            (rid, s)
+            for rid, s in self.seen.items()
+            if now > s.mono + s.lease_ms / 1000 + s.patience
+        ]
+
+
+class Leader:
+    """One leadership term of this node. ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        term: int,
+        raft: RaftNode,
+        clock: Clock,
+        leases: LeaseTracker,
+        config_jobs: Sequence[JobSpec],
+        history: int,
+        live_nodes: Callable[[], list[NodeInfo]],
+        election_timeout: float,
+    ) -> None:
+        self.node = node
+        self.term = term
+        self.raft = raft
+        self.clock = clock
+        self.leases = leases
+        self.config_jobs = tuple(config_jobs)
+        self.history = history
+        self.live_nodes = live_nodes
+        self.election_timeout = election_timeout
+        self.established = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._heap: list[tuple[int, str]] = []
+        self._next: dict[str, int] = {}
+        self._changed: set[str] = set()
+        self._rebuild = True
+
+    # -- notifications from the apply stream (on the loop)
+
+    def jobs_changed(self, names: Sequence[str] | None) -> None:
+        """``None`` means everything (e.g. a snapshot was installed)."""
+        if names is None:
+            self._rebuild = True
+        else:
+            self._changed.update(names)
+        self._dirty.set()
+
+    # -- the term
+
+    async def run(self) -> None:
+        await self._commit(
+            Barrier(at_ms=self.clock.wall_ms(), node=self.node, nonce=f"{self.node}:{self.term}")
+        )
+        self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
+        res = await self._commit(
+            SyncConfig(at_ms=self.clock.wall_ms(), specs=self.config_jobs, history=self.history)
+        )
+        if isinstance(res, Ok) and res.value:
+            logger.info("leader %s: config jobs reconciled: %s", self.node, ", ".join(res.value))
+        self.established.set()
+        logger.info("leader %s: term %d established", self.node, self.term)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._schedule_loop())
+            tg.create_task(self._expiry_loop())
+
+    async def _commit(self, cmd: Barrier | SyncConfig) -> Ok | Rejected:
+        """Propose until committed (retrying the same idempotent command)."""
+        while True:
+            try:
+                return await self.raft.propose(cmd, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.info(
+                    "leader %s: %s not committed (%s); retrying",
+                    self.node,
+                    type(cmd).__name__,
+                    exc.code,
+                )
+                await asyncio.sleep(0.1)
+
+    # -- scheduling
+
+    def _refresh(self) -> None:
+        if self._rebuild:
+            jobs = self.raft.machine.read(lambda s: list(s.jobs.values()))
+            self._next.clear()
+            self._heap.clear()
+            self._changed.clear()
+            self._rebuild = False
+            for job in jobs:
+                self._push(job)
+            return
+        if self._changed:
+            names = list(self._changed)
+            self._changed.clear()
+            jobs_by_name = self.raft.machine.read(lambda s: {n: s.jobs.get(n) for n in names})
+            for name, maybe in jobs_by_name.items():
+                self._next.pop(name, None)
+                if maybe is not None:
+                    self._push(maybe)
+
+    def _push(self, job: Job) -> None:
+        try:
+            t = parse(job.spec.schedule, job.spec.timezone).next_after(job.watermark_ms)
+        except ValueError:
+            logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
+            return
+        self._next[job.spec.name] = t
+        heapq.heappush(self._heap, (t, job.spec.name))
+
+    def _pop_due(self, now_ms: int) -> list[str]:
+        names: list[str] = []
+        while self._heap and self._heap[0][0] <= now_ms and len(names) < MAX_FIRES_PER_PLAN:
+            t, name = heapq.heappop(self._heap)
+            if self._next.get(name) == t:
+                del self._next[name]
+                names.append(name)
+        return names
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            self._refresh()
+            now_ms = self.clock.wall_ms()
+            names = self._pop_due(now_ms)
+            if names:
+                await self._fire(names, now_ms)
+                continue
+            delay = IDLE_WAKE_S
+            if self._heap:
+                delay = min(delay, max(0.0, (self._heap[0][0] - now_ms) / 1000))
+            self._dirty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), delay)
+
+    async def _fire(self, names: list[str], now_ms: int) -> None:
+        jobs = self.raft.machine.read(lambda s: [s.jobs[n] for n in names if n in s.jobs])
+        nodes = self.live_nodes()
+        load = self.raft.machine.read(lambda s: s.load_by_node())
+        batch: Plan = plan(jobs, now_ms, nodes, load)
+        if batch.fires or batch.missed:
+            try:
+                res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.warning(
+                    "leader %s: plan of %d fire(s) not committed (%s); re-planning",
+                    self.node,
+                    len(batch.fires),
+                    exc.code,
+                )
+                res = None
+                await asyncio.sleep(0.2)
+            if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
+                out = res.value
+                for rid, fence, node in out.granted:
+                    logger.info("granted run=%s fence=%d node=%s", rid, fence, node)
+                for rid, why in out.skipped:
+                    logger.warning("skipped run=%s: %s", rid, why)
+                for rid in out.missed:
+                    logger.warning("missed run=%s (see ledger for the count and reason)", rid)
+        # Re-read the committed watermarks whatever happened: a failed plan is re-planned
+        # from them, a committed one moves them on.
+        self._changed.update(names)
+
+    # -- lease expiry
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            for rid, seen in self.leases.expired():
+                cmd = Expire(
+                    at_ms=self.clock.wall_ms(),
+                    run_id=rid,
+                    fence=seen.fence,
+                    reason=(
+                        f"lease expired: no renewal for {seen.lease_ms / 1000:g}s "
+                        "(executor dead, frozen or cut off)"
+                    ),
+                )
+                try:
+                    res = await self.raft.propose(cmd, PROPOSE_TIMEOUT)
+                except ProposalError as exc:
+                    logger.warning(
+                        "leader %s: expire of %s not committed (%s)", self.node, rid, exc.code
+                    )
+                    continue
+                if isinstance(res, Ok):
+                    logger.warning("lost run=%s fence=%d: %s", rid, seen.fence, cmd.reason)
+                else:
+                    self.leases.forget(rid)
+            await asyncio.sleep(0.1)

@@ -1,0 +1,254 @@
+"""Real `raftcron agent` processes on loopback ports, for cluster tests and benchmarks.
+
+Every wait has a deadline; nothing sleeps and hopes. Processes are ended by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
+    """Poll ``fn`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what} (last error: {last_exc})"
+            )
+        time.sleep(interval)
+
+
+def toml_job(job: dict[str, Any]) -> str:
+    lines = ["[[jobs]]"]
+    for k, v in job.items():
+        if isinstance(v, dict):
+            inner = ", ".join(f"{ik} = {json.dumps(iv)}" for ik, iv in v.items())
+            lines.append(f"{k} = {{ {inner} }}")
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Member:
+    name: str
+    raft_port: int
+    api_port: int
+    log: Path
+    tags: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def raft(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+
+class Cluster:
+    def __init__(
+        self,
+        root: Path,
+        jobs: Iterable[dict[str, Any]] = (),
+        *,
+        size: int = 3,
+        tags: dict[str, dict[str, str]] | None = None,
+        env: dict[str, str] | None = None,
+        extra_cluster: str = "",
+    ) -> None:
+        self.root = root
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        ports = free_ports(size * 2)
+        self.members = {
+            name: Member(
+                name=name,
+                raft_port=ports[2 * i],
+                api_port=ports[2 * i + 1],
+                log=root / f"{name}.log",
+                tags=(tags or {}).get(name, {}),
+            )
+            for i, name in enumerate("abcdefg"[:size])
+        }
+        parts = [
+            "[cluster]",
+            'secret = "test-secret-0123456789abcdef"',
+            extra_cluster,
+        ]
+        for m in self.members.values():
+            parts.append(f"[cluster.nodes.{m.name}]")
+            parts.append(f'raft = "{m.raft}"')
+            parts.append(f'api = "127.0.0.1:{m.api_port}"')
+            parts.append(f'data_dir = "data/{m.name}"')
+            if m.tags:
+                parts.append(
+                    "tags = { " + ", ".join(f'{k} = "{v}"' for k, v in m.tags.items()) + " }"
+                )
+        parts.extend(toml_job(j) for j in jobs)
+        self.config = root / "cluster.toml"
+        self.config.write_text("\n".join(parts) + "\n")
+
+    # -- processes
+
+    def start(self, name: str | None = None) -> None:
+        for m in self.members.values() if name is None else [self.members[name]]:
+            log = m.log.open("ab")
+            m.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "raftcron",
+                    "agent",
+                    "--config",
+                    str(self.config),
+                    "--node",
+                    m.name,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.root,
+            )
+            log.close()
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.members[name].proc
+        assert proc is not None
+        os.kill(proc.pid, sig)
+
+    def kill(self, name: str) -> None:
+        proc = self.members[name].proc
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for m in self.members.values():
+            if m.proc is not None and m.proc.poll() is None:
+                try:
+                    os.kill(m.proc.pid, signal.SIGCONT)
+                    m.proc.terminate()
+                except ProcessLookupError:
+                    pass
+        for m in self.members.values():
+            if m.proc is not None:
+                try:
+                    m.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    m.proc.kill()
+                    m.proc.wait(5)
+
+    def logs(self) -> str:
+        out = []
+        for m in self.members.values():
+            if m.log.exists():
+                out.append(f"===== {m.name} =====\n" + m.log.read_text(errors="replace")[-6000:])
+        return "\n".join(out)
+
+    # -- API
+
+    def get(self, name: str, path: str, timeout: float = 2.0) -> Any:
+        try:
+            with urllib.request.urlopen(self.members[name].api + path, timeout=timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise AssertionError(
+                    f"GET {path} on {name}: HTTP {exc.code}: {exc.read()!r}"
+                ) from None
+
+    def request(
+        self, name: str, method: str, path: str, body: Any = None, timeout: float = 10.0
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.members[name].api + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
+
+    def alive(self) -> list[str]:
+        return [n for n, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+
+    def leader(self, among: Iterable[str] | None = None) -> str | None:
+        """The member whose /health/leader is 200 (an established leader), if exactly one."""
+        found = []
+        for name in among or self.alive():
+            try:
+                with urllib.request.urlopen(
+                    self.members[name].api + "/health/leader", timeout=1.0
+                ) as r:
+                    if r.status == 200:
+                        found.append(name)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+            except (urllib.error.URLError, OSError):
+                continue
+        return found[0] if len(found) == 1 else None
+
+    def wait_leader(self, timeout: float = 30.0, among: Iterable[str] | None = None) -> str:
+        members = list(among) if among is not None else None
+        return wait_for("an established leader", lambda: self.leader(members), timeout)
+
+    def runs(self, name: str, job: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        q = f"/v1/runs?limit={limit}" + (f"&job={job}" if job else "")
+        runs: list[dict[str, Any]] = self.get(name, q, timeout=5.0)["runs"]
+        return runs
+
+
+def read_sink(path: Path) -> list[dict[str, str]]:
+    """Lines written by jobs: ``key=value`` pairs separated by spaces."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        out.append(dict(kv.split("=", 1) for kv in line.split()))
+    return out
+
+
+SINK_CMD = (
+    'echo "job=$RAFTCRON_JOB run=$RAFTCRON_RUN_ID at=$RAFTCRON_SCHEDULED_AT '
+    'fence=$RAFTCRON_FENCE node=$RAFTCRON_NODE attempt=$RAFTCRON_ATTEMPT" >> {sink}'
+)

@@ -1,0 +1,252 @@
+"""Three real `raftcron agent` processes on loopback, real pysyncobj TCP.
+
+What each test proves is in its docstring; the numbers it measures go to the test log
+(`pytest -s` shows them) and into the issue notes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _ms(rfc3339: str) -> int:
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[list[Cluster]]:
+    made: list[Cluster] = []
+    yield made
+    for cl in made:
+        cl.stop()
+    if made and os.environ.get("RAFTCRON_TEST_LOGS"):
+        print(made[0].logs())
+
+
+def every_second_job(sink: Path, **kw: object) -> dict[str, object]:
+    job: dict[str, object] = {
+        "name": "tick",
+        "schedule": "* * * * * *",
+        "command": ["sh", "-c", SINK_CMD.format(sink=sink)],
+        "lease": "5s",
+        "catchup": "30s",
+    }
+    job.update(kw)
+    return job
+
+
+def assert_exactly_once(sink: Path, cl: Cluster, node: str) -> list[dict[str, str]]:
+    """Every second between the first and last executed fire ran exactly once, or the
+    ledger says why not; fences strictly increase with scheduled time; the ledger and the
+    sink agree."""
+    lines = read_sink(sink)
+    assert lines, "the job never ran"
+    counts = Counter(rec["run"] for rec in lines)
+    dups = {k: v for k, v in counts.items() if v > 1}
+    assert not dups, f"fires executed more than once: {dups}"
+    by_time = sorted(lines, key=lambda r: _ms(r["at"]))
+    fences = [int(r["fence"]) for r in by_time]
+    assert fences == sorted(fences) and len(set(fences)) == len(fences), (
+        f"fences not increasing: {fences}"
+    )
+    ledger = {r["id"]: r for r in cl.runs(node, "tick")}
+    for rec in lines:
+        run = ledger.get(rec["run"])
+        assert run is not None, f"{rec['run']} ran but is not in the ledger"
+        assert run["fence"] == int(rec["fence"]) and run["node"] == rec["node"], (rec, run)
+        assert run["status"] in ("succeeded", "running", "claimed"), (rec, run)
+    sink_ids = set(counts)
+    for rid, run in ledger.items():
+        if run["status"] == "succeeded":
+            assert rid in sink_ids, f"ledger says {rid} succeeded but the sink never saw it"
+    first, last = _ms(by_time[0]["at"]), _ms(by_time[-1]["at"])
+    for t in range(first, last + 1, 1000):
+        rid = f"tick@{t}"
+        if rid in sink_ids:
+            continue
+        run = ledger.get(rid)
+        assert run is not None and run["status"] in ("lost", "missed", "skipped"), (
+            f"fire {rid} neither ran nor is recorded with a reason: {run}"
+        )
+    return by_time
+
+
+def test_every_second_for_20s_exactly_once(tmp_path: Path, make_cluster: list[Cluster]) -> None:
+    sink = tmp_path / "sink.txt"
+    cl = Cluster(tmp_path, [every_second_job(sink)])
+    make_cluster.append(cl)
+    cl.start()
+    leader = cl.wait_leader(60)
+    wait_for("the first fire", lambda: read_sink(sink), 30)
+    start = time.monotonic()
+    wait_for(
+        "20s of fires",
+        lambda: time.monotonic() - start > 20 and len(read_sink(sink)) >= 20,
+        60,
+        0.5,
+    )
+    time.sleep(0)  # conditions above carry the waiting
+    # let in-flight runs finish so the ledger and the sink can be compared
+    wait_for(
+        "no run in flight",
+        lambda: all(
+            r["status"] not in ("claimed", "running") for r in cl.runs(leader, "tick", 50)[5:]
+        ),
+        20,
+    )
+    recs = assert_exactly_once(sink, cl, leader)
+    ran = len(recs)
+    first, last = _ms(recs[0]["at"]), _ms(recs[-1]["at"])
+    assert ran == (last - first) // 1000 + 1, "with no faults, no second may be missing"
+    assert ran >= 20
+    nodes = Counter(r["node"] for r in recs)
+    assert len(nodes) == 3, f"work not spread over the members: {nodes}"
+
+
+def test_leader_kill_fails_over_without_duplicates(
+    tmp_path: Path, make_cluster: list[Cluster]
+) -> None:
+    sink = tmp_path / "sink.txt"
+    cl = Cluster(tmp_path, [every_second_job(sink, lease="3s")])
+    make_cluster.append(cl)
+    cl.start()
+    cl.wait_leader(60)
+    wait_for("fires", lambda: len(read_sink(sink)) >= 3, 30)
+    failovers = []
+    for _ in range(3):
+        leader = cl.wait_leader(30)
+        survivors = [n for n in cl.alive() if n != leader]
+        t0 = time.monotonic()
+        cl.kill(leader)
+        new = cl.wait_leader(30, among=survivors)
+        failovers.append(time.monotonic() - t0)
+        before = len(read_sink(sink))
+        wait_for("fires under the new leader", lambda b=before: len(read_sink(sink)) >= b + 3, 30)
+        assert new != leader
+        cl.start(leader)  # rejoin, so the next trial again has three members
+        wait_for(
+            f"{leader} healthy again", lambda n=leader: cl.get(n, "/health")["status"] == "ok", 30
+        )
+    print(
+        f"failover (kill -9 to established leader): {[f'{f:.2f}s' for f in failovers]} "
+        f"median {statistics.median(failovers):.2f}s max {max(failovers):.2f}s"
+    )
+    leader = cl.wait_leader(30)
+    wait_for(
+        "leases of the killed executors expired",
+        lambda: all(r["status"] not in ("claimed", "running") for r in cl.runs(leader, "tick")[5:]),
+        30,
+    )
+    recs = assert_exactly_once(sink, cl, leader)
+    late = [r for r in cl.runs(leader, "tick") if r.get("trigger") == "catchup"]
+    assert recs and late is not None
+
+
+def _one_shot_schedule(seconds_from_now: int) -> tuple[str, int]:
+    t = (datetime.now(UTC) + timedelta(seconds=seconds_from_now)).replace(microsecond=0)
+    return f"{t.minute} {t.hour} {t.day} {t.month} * {t.second}", int(t.timestamp() * 1000)
+
+
+def test_frozen_executor_is_fenced_off(tmp_path: Path, make_cluster: list[Cluster]) -> None:
+    """SIGSTOP the executor of a long job past its lease: the watchdog kills the job, the
+    run is recorded as lost, and the completion sent after SIGCONT is rejected as stale."""
+    pidfile = tmp_path / "job.pid"
+    schedule, at_ms = _one_shot_schedule(8)
+    job = {
+        "name": "long",
+        "schedule": schedule,
+        "command": ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 120"],
+        "lease": "3s",
+        "tags": {"role": "worker"},
+    }
+    cl = Cluster(tmp_path, [job], tags={"c": {"role": "worker"}})
+    make_cluster.append(cl)
+    cl.start()
+    cl.wait_leader(60)
+    rid = f"long@{at_ms}"
+    pid = int(
+        wait_for("the job to start", lambda: pidfile.exists() and pidfile.read_text().strip(), 40)
+    )
+    cl.signal("c", signal.SIGSTOP)
+    try:
+        observers = ["a", "b"]
+        t_stop = time.monotonic()
+        wait_for("the job killed by its watchdog", lambda: not Path(f"/proc/{pid}").exists(), 20)
+        killed_after = time.monotonic() - t_stop
+        new_leader = cl.wait_leader(30, among=observers)
+        run = wait_for(
+            "the run recorded as lost",
+            lambda: next(
+                (
+                    r
+                    for r in cl.runs(new_leader, "long")
+                    if r["id"] == rid and r["status"] == "lost"
+                ),
+                None,
+            ),
+            30,
+        )
+        assert "lease expired" in run["reason"]
+        stale_before = cl.get(new_leader, "/v1/status")["stale_rejections"]
+    finally:
+        cl.signal("c", signal.SIGCONT)
+    wait_for(
+        "the late completion rejected as stale",
+        lambda: cl.get(new_leader, "/v1/status")["stale_rejections"] > stale_before,
+        30,
+    )
+    final = next(r for r in cl.runs(new_leader, "long") if r["id"] == rid)
+    assert final["status"] == "lost", final
+    print(f"watchdog killed the frozen executor's job {killed_after:.2f}s after SIGSTOP (lease 3s)")
+
+
+def test_kill_all_and_restart_loses_nothing(tmp_path: Path, make_cluster: list[Cluster]) -> None:
+    sink = tmp_path / "sink.txt"
+    cl = Cluster(tmp_path, [every_second_job(sink)], env={"RAFTCRON_COMPACT_ENTRIES": "50"})
+    make_cluster.append(cl)
+    cl.start()
+    leader = cl.wait_leader(60)
+    status, body = cl.request(
+        leader, "PUT", "/v1/jobs/api-made", {"schedule": "0 0 1 1 *", "command": ["true"]}
+    )
+    assert status == 201, body
+    wait_for("enough runs to compact the log", lambda: len(read_sink(sink)) >= 15, 60)
+    before_runs = {
+        r["id"]: r for r in cl.runs(leader, "tick") if r["status"] not in ("claimed", "running")
+    }
+    before_jobs = {j["name"] for j in cl.get(leader, "/v1/jobs")["jobs"]}
+    before_fence = cl.get(leader, "/v1/status")["fence"]
+    for name in list(cl.members):
+        cl.signal(name, signal.SIGKILL)
+    for m in cl.members.values():
+        assert m.proc is not None
+        m.proc.wait(10)
+    cl.start()
+    leader = cl.wait_leader(60)
+    after_jobs = {j["name"] for j in cl.get(leader, "/v1/jobs")["jobs"]}
+    assert before_jobs <= after_jobs and "api-made" in after_jobs
+    after_runs = {r["id"]: r for r in cl.runs(leader, "tick")}
+    for rid, run in before_runs.items():
+        assert rid in after_runs, f"acknowledged run {rid} lost in the restart"
+        assert (
+            after_runs[rid]["status"] == run["status"] and after_runs[rid]["fence"] == run["fence"]
+        )
+    assert cl.get(leader, "/v1/status")["fence"] >= before_fence
+    before = len(read_sink(sink))
+    wait_for("fires after the restart", lambda: len(read_sink(sink)) >= before + 3, 30)
+    new_fences = [int(r["fence"]) for r in read_sink(sink)[before:]]
+    assert min(new_fences) > before_fence, "a fence was reused after the restart"
+    assert_exactly_once(sink, cl, leader)

@@ -1,0 +1,320 @@
+"""The replicated state machine, driven directly: no clock, no network."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raftcron.core import commands as c
+from raftcron.core.model import (
+    CLAIMED,
+    FAILED,
+    LOST,
+    MISSED,
+    OUTPUT_KEEP,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    JobSpec,
+    run_id,
+)
+from raftcron.core.state import Ok, PlanOutcome, Rejected, State
+
+T0 = 1_800_000_000_000
+
+
+def spec(name: str = "j", **kw: object) -> JobSpec:
+    base: dict[str, object] = {"name": name, "schedule": "* * * * * *", "command": ("true",)}
+    base.update(kw)
+    return JobSpec(**base)  # type: ignore[arg-type]
+
+
+def fire(job: str, t: int, node: str = "a", trigger: str = "schedule") -> c.Fire:
+    return c.Fire(job=job, scheduled_at_ms=t, node=node, trigger=trigger)
+
+
+def plan(
+    st_: State, *fires: c.Fire, missed: tuple[c.Missed, ...] = (), at: int = T0
+) -> PlanOutcome:
+    res = st_.apply(c.Plan(at_ms=at, fires=fires, missed=missed))
+    assert isinstance(res, Ok)
+    assert isinstance(res.value, PlanOutcome)
+    return res.value
+
+
+def fresh(**kw: object) -> State:
+    s = State()
+    assert s.apply(c.PutJob(at_ms=T0, spec=spec(**kw))) == Ok("created")
+    return s
+
+
+def test_grant_start_complete_and_fences_rise() -> None:
+    s = fresh()
+    out = plan(s, fire("j", T0 + 1000), fire("j", T0 + 2000, node="b"))
+    assert [(g[1], g[2]) for g in out.granted] == [(1, "a"), (2, "b")]
+    rid = run_id("j", T0 + 1000)
+    assert s.runs[rid].status == CLAIMED
+    assert s.apply(c.Start(at_ms=T0 + 1001, run_id=rid, fence=1, node="a", token="t1")) == Ok(1)
+    assert s.runs[rid].status == RUNNING
+    # a retry of the same start is fine; a start by another attempt never runs it twice
+    assert s.apply(c.Start(at_ms=T0 + 1002, run_id=rid, fence=1, node="a", token="t1")) == Ok(1)
+    again = s.apply(c.Start(at_ms=T0 + 1003, run_id=rid, fence=1, node="a", token="t2"))
+    assert isinstance(again, Rejected) and again.code == "already_started"
+    done = c.Complete(
+        at_ms=T0 + 1500,
+        run_id=rid,
+        fence=1,
+        node="a",
+        status=SUCCEEDED,
+        exit_code=0,
+        started_ms=T0 + 1001,
+        finished_ms=T0 + 1500,
+        output="hi",
+    )
+    assert s.apply(done) == Ok(SUCCEEDED)
+    assert s.apply(done) == Ok(SUCCEEDED)  # a retry of the same completion is harmless
+    assert s.runs[rid].status == SUCCEEDED and s.runs[rid].output == "hi"
+    assert rid not in s.leases
+    assert s.counters.stale_rejections == 0
+
+
+@pytest.mark.parametrize(
+    ("cmd", "code"),
+    [
+        (c.Start(at_ms=T0, run_id="j@1", fence=1, node="a", token="t"), "stale_fence"),
+        (c.Renew(at_ms=T0, run_id="j@1", fence=1, node="a"), "stale_fence"),
+        (
+            c.Complete(
+                at_ms=T0,
+                run_id="j@1",
+                fence=1,
+                node="a",
+                status=SUCCEEDED,
+                exit_code=0,
+                started_ms=None,
+                finished_ms=T0,
+            ),
+            "stale_fence",
+        ),
+        (c.DeleteJob(at_ms=T0, name="nope"), "unknown_job"),
+        (c.SetPaused(at_ms=T0, name="nope", paused=True), "unknown_job"),
+    ],
+)
+def test_rejections_are_values(cmd: c.Command, code: str) -> None:
+    s = fresh()
+    res = s.apply(cmd)
+    assert isinstance(res, Rejected) and res.code == code
+
+
+def test_stale_completion_after_expiry_is_rejected_and_counted() -> None:
+    s = fresh()
+    plan(s, fire("j", T0 + 1000))
+    rid = run_id("j", T0 + 1000)
+    s.apply(c.Start(at_ms=T0, run_id=rid, fence=1, node="a", token="t"))
+    assert s.apply(c.Expire(at_ms=T0 + 5000, run_id=rid, fence=1, reason="lease expired")) == Ok(
+        LOST
+    )
+    late = c.Complete(
+        at_ms=T0 + 9000,
+        run_id=rid,
+        fence=1,
+        node="a",
+        status=SUCCEEDED,
+        exit_code=0,
+        started_ms=T0,
+        finished_ms=T0 + 9000,
+    )
+    res = s.apply(late)
+    assert isinstance(res, Rejected) and res.code == "stale_fence"
+    assert s.runs[rid].status == LOST
+    assert s.counters.stale_rejections == 1
+    # the expiry itself is idempotent and not counted as a stale writer
+    assert isinstance(s.apply(c.Expire(at_ms=T0, run_id=rid, fence=1, reason="x")), Rejected)
+    assert s.counters.stale_rejections == 1
+
+
+def test_fire_claimed_once_and_never_at_or_below_watermark() -> None:
+    s = fresh()
+    plan(s, fire("j", T0 + 1000))
+    again = plan(s, fire("j", T0 + 1000))
+    assert again.rejected == (("j", T0 + 1000, "duplicate"),)
+    older = plan(s, fire("j", T0 + 500))
+    assert older.rejected == (("j", T0 + 500, "already_considered"),)
+    assert s.jobs["j"].watermark_ms == T0 + 1000
+    assert s.counters.fence == 1
+
+
+def test_overlap_skip_records_the_skipped_fire() -> None:
+    s = fresh(overlap="skip")
+    out = plan(s, fire("j", T0 + 1000), fire("j", T0 + 2000))
+    assert len(out.granted) == 1
+    assert out.skipped[0][0] == run_id("j", T0 + 2000)
+    assert "still running" in out.skipped[0][1]
+    assert s.runs[run_id("j", T0 + 2000)].status == SKIPPED
+
+
+def test_paused_and_unschedulable_fires_are_recorded_not_dropped() -> None:
+    s = fresh(tags=(("role", "db"),))
+    s.apply(c.SetPaused(at_ms=T0, name="j", paused=True))
+    out = plan(s, fire("j", T0 + 1000))
+    assert out.skipped[0][1] == "job is paused"
+    s.apply(c.SetPaused(at_ms=T0, name="j", paused=False))
+    out = plan(s, fire("j", T0 + 2000, node=""))
+    assert out.skipped[0][1].startswith("unschedulable")
+    assert {r.status for r in s.runs.values()} == {SKIPPED}
+
+
+def test_missed_record_moves_watermark_before_claims() -> None:
+    s = fresh()
+    m = c.Missed(job="j", first_ms=T0 + 1000, last_ms=T0 + 5000, count=5, reason="too old")
+    out = plan(s, fire("j", T0 + 6000), missed=(m,))
+    assert out.missed == (run_id("j", T0 + 1000),)
+    assert len(out.granted) == 1
+    assert s.runs[run_id("j", T0 + 1000)].status == MISSED
+    assert s.runs[run_id("j", T0 + 1000)].count == 5
+
+
+def test_history_is_bounded_and_output_trimmed() -> None:
+    s = fresh()
+    s.apply(c.SyncConfig(at_ms=T0, specs=(spec(),), history=10))
+    for i in range(1, 31):
+        t = T0 + i * 1000
+        out = plan(s, fire("j", t))
+        rid, fence, _ = out.granted[0]
+        s.apply(
+            c.Complete(
+                at_ms=t,
+                run_id=rid,
+                fence=fence,
+                node="a",
+                status=FAILED,
+                exit_code=1,
+                started_ms=t,
+                finished_ms=t + 1,
+                output=f"out{i}",
+            )
+        )
+    assert len(s.runs) == 10
+    kept = [s.runs[r] for r in s.history["j"]]
+    assert [r.output != "" for r in kept].count(True) == OUTPUT_KEEP
+    assert kept[-1].output == "out30"
+
+
+def test_sync_config_deletes_removed_config_jobs_but_not_api_jobs() -> None:
+    s = State()
+    s.apply(c.PutJob(at_ms=T0, spec=spec("api-job"), source="api"))
+    s.apply(c.SyncConfig(at_ms=T0, specs=(spec("a"), spec("b")), history=50))
+    assert sorted(s.jobs) == ["a", "api-job", "b"]
+    res = s.apply(c.SyncConfig(at_ms=T0, specs=(spec("a"),), history=50))
+    assert res == Ok(("b",))
+    assert sorted(s.jobs) == ["a", "api-job"]
+
+
+def test_cluster_time_never_goes_backwards() -> None:
+    s = fresh()
+    s.apply(c.Barrier(at_ms=T0 + 10_000, node="a", nonce="1"))
+    s.apply(c.Barrier(at_ms=T0, node="b", nonce="2"))
+    assert s.now_ms == T0 + 10_000
+
+
+def test_garbage_bytes_are_rejected_not_raised() -> None:
+    s = State()
+    for data in (b"", b"\x00\x01", c.encode(c.Barrier(at_ms=1, node="a", nonce="x"))[:-1]):
+        cmd, res = s.apply_bytes(data)
+        assert cmd is None and isinstance(res, Rejected) and res.code == "bad_command"
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def _commands() -> st.SearchStrategy[c.Command]:
+    jobs = st.sampled_from(["a", "b", "c"])
+    nodes = st.sampled_from(["n1", "n2", "n3", ""])
+    t = st.integers(min_value=T0, max_value=T0 + 60_000)
+    fence = st.integers(min_value=0, max_value=12)
+    rid = st.builds(lambda j, s: run_id(j, s), jobs, t)
+    status = st.sampled_from([SUCCEEDED, FAILED, LOST, "timed_out"])
+    return st.one_of(
+        st.builds(
+            lambda j, ov, at: c.PutJob(at_ms=at, spec=spec(j, overlap=ov)),
+            jobs,
+            st.sampled_from(["allow", "skip"]),
+            t,
+        ),
+        st.builds(lambda j, at: c.DeleteJob(at_ms=at, name=j), jobs, t),
+        st.builds(lambda j, p, at: c.SetPaused(at_ms=at, name=j, paused=p), jobs, st.booleans(), t),
+        st.builds(
+            lambda fs, at: c.Plan(at_ms=at, fires=tuple(fs)),
+            st.lists(st.builds(fire, jobs, t, nodes), max_size=4),
+            t,
+        ),
+        st.builds(
+            lambda r, f, n, tok, at: c.Start(at_ms=at, run_id=r, fence=f, node=n, token=tok),
+            rid,
+            fence,
+            nodes,
+            st.sampled_from(["t1", "t2"]),
+            t,
+        ),
+        st.builds(
+            lambda r, f, n, at: c.Renew(at_ms=at, run_id=r, fence=f, node=n), rid, fence, nodes, t
+        ),
+        st.builds(
+            lambda r, f, n, s_, at: c.Complete(
+                at_ms=at,
+                run_id=r,
+                fence=f,
+                node=n,
+                status=s_,
+                exit_code=0,
+                started_ms=at,
+                finished_ms=at,
+                output="x",
+            ),
+            rid,
+            fence,
+            nodes,
+            status,
+            t,
+        ),
+        st.builds(
+            lambda r, f, at: c.Expire(at_ms=at, run_id=r, fence=f, reason="e"), rid, fence, t
+        ),
+        st.builds(
+            lambda h, at: c.SyncConfig(at_ms=at, specs=(spec("a"),), history=h),
+            st.integers(1, 5),
+            t,
+        ),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(cmds=st.lists(_commands(), max_size=60), cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_replicas_with_snapshots_at_random_points_agree(
+    cmds: list[c.Command], cuts: list[int]
+) -> None:
+    data = [c.encode(cmd) for cmd in cmds]
+    reference = State()
+    for d in data:
+        reference.apply_bytes(d)
+    # replica 2: restored from a snapshot at every cut point
+    replica = State()
+    for i, d in enumerate(data):
+        if i in cuts:
+            replica = State.restore(replica.snapshot())
+        replica.apply_bytes(d)
+    assert replica.digest() == reference.digest()
+    # replica 3: decodes the same bytes after a round trip through the envelope
+    third = State()
+    for d in data:
+        cmd = c.decode(d)
+        assert cmd is not None and c.encode(cmd) == d
+        third.apply(cmd)
+    assert third.digest() == reference.digest()
+    # invariants
+    fences = [lz.fence for lz in reference.leases.values()]
+    assert len(fences) == len(set(fences))
+    assert all(f <= reference.counters.fence for f in fences)
+    for job, ids in reference.live.items():
+        assert all(reference.runs[r].job == job for r in ids)

@@ -1,0 +1,96 @@
+"""The per-run watchdog process: deadlines, extensions, timeouts, a dead agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def start(
+    tmp_path: Path, argv: list[str], deadline_in: float, timeout: float | None = None
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftcron.executor.watchdog"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    spec = {
+        "argv": argv,
+        "env": dict(os.environ),
+        "cwd": None,
+        "out": str(tmp_path / "out.log"),
+        "deadline": time.monotonic() + deadline_in,
+        "timeout": timeout,
+        "grace": 1.0,
+    }
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    return proc
+
+
+def events(proc: subprocess.Popen[bytes], timeout: float = 30) -> list[dict[str, Any]]:
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # EOF when the watchdog exits
+    proc.wait(timeout)
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()
+    proc.stdout.close()
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_job_exits_normally_and_output_is_captured(tmp_path: Path) -> None:
+    proc = start(tmp_path, ["sh", "-c", "echo hello; echo oops >&2; exit 3"], 30)
+    evs = events(proc)
+    assert evs[0]["event"] == "started"
+    assert evs[-1] == {"event": "exit", "exit_code": 3, "outcome": "exited", "detail": ""}
+    assert (tmp_path / "out.log").read_text() == "hello\noops\n"
+
+
+def test_deadline_without_renewal_kills_the_job(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    proc = start(tmp_path, ["sleep", "60"], 0.5)
+    assert proc.stdin is not None
+    proc.stdin.close()  # the agent died: the deadline stays in force
+    evs = events(proc)
+    assert evs[-1]["outcome"] == "lease_lost"
+    assert time.monotonic() - t0 < 10
+
+
+def test_extensions_keep_the_job_alive(tmp_path: Path) -> None:
+    proc = start(tmp_path, ["sh", "-c", "sleep 1.5; exit 0"], 0.6)
+    assert proc.stdin is not None
+    for _ in range(4):
+        time.sleep(0.3)
+        proc.stdin.write(json.dumps({"deadline": time.monotonic() + 0.6}).encode() + b"\n")
+        proc.stdin.flush()
+    evs = events(proc)
+    assert evs[-1]["outcome"] == "exited" and evs[-1]["exit_code"] == 0
+
+
+def test_timeout_and_kill_message(tmp_path: Path) -> None:
+    proc = start(tmp_path, ["sleep", "60"], 60, timeout=0.3)
+    assert events(proc)[-1]["outcome"] == "timeout"
+    proc = start(tmp_path, ["sleep", "60"], 60)
+    assert proc.stdin is not None
+    proc.stdin.write(b'{"kill": "lease lost"}\n')
+    proc.stdin.flush()
+    last = events(proc)[-1]
+    assert last["outcome"] == "killed" and last["detail"] == "lease lost"
+
+
+def test_sigterm_ignoring_job_is_sigkilled_after_grace(tmp_path: Path) -> None:
+    proc = start(tmp_path, ["sh", "-c", "trap '' TERM; sleep 60"], 0.3)
+    last = events(proc)[-1]
+    assert last["outcome"] == "lease_lost" and last["exit_code"] == -9
+
+
+def test_missing_program_is_reported(tmp_path: Path) -> None:
+    proc = start(tmp_path, ["/nonexistent/program"], 60)
+    last = events(proc)[-1]
+    assert last["outcome"] == "spawn_failed" and "nonexistent" in last["detail"]

@@ -115,6 +115,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         await node.run(stop)
 
     asyncio.run(main())
+    if node.failed is not None:
+        raise CliError(f"node {name} stopped: {node.failed}")
     return 0
 
 

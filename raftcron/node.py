@@ -8,6 +8,7 @@ Threads: the asyncio loop (API, executor, leader work) and pysyncobj's tick thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -53,6 +54,7 @@ class Node:
         self._leader_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.leader_changes = 0
+        self.failed: str | None = None
 
     # -- views used by the API
 
@@ -192,7 +194,16 @@ class Node:
                 "node %s: raft on %s, API on http://%s", self.name, self.me.raft, self.me.api
             )
             self.executor.resume()
-            await stop.wait()
+            while not stop.is_set():
+                reason = self.raft.fatal()
+                if reason is not None:
+                    logger.critical(
+                        "node %s: %s; stopping (fix the data dir, then restart)", self.name, reason
+                    )
+                    self.failed = reason
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
         finally:
             logger.info("node %s: stopping", self.name)
             self._stop_leader()

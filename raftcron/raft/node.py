@@ -188,6 +188,21 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if isinstance(journal, DurableJournal):
             journal.sync()
 
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        # The leader counts itself in a majority at the top of a tick, including entries
+        # it appended during the previous poll (a new term's no-op): make them durable.
+        self.sync_journal()
+        super()._onTick(timeToWait)
+
+    def fatal(self) -> str | None:
+        """Why this replica must not go on, if it must not (pysyncobj only logs these)."""
+        journal = self.journal()
+        if isinstance(journal, DurableJournal) and journal.failed is not None:
+            return f"journal {journal.path} failed: {journal.failed!r}"
+        if self._rc_store.load_error is not None:
+            return f"snapshot could not be loaded: {self._rc_store.load_error!r}"
+        return None
+
     def _rc_tick(self) -> None:
         self._rc_on_tick(self)
 
@@ -219,7 +234,10 @@ class RaftNode:
         replica, self._replica = self._replica, None
         if replica is not None:
             replica.destroy_synchronous()
-            replica.sync_journal()
+
+    def fatal(self) -> str | None:
+        replica = self._replica
+        return None if replica is None else replica.fatal()
 
     def add_status_listener(self, fn: Callable[[RaftStatus], None]) -> None:
         """``fn`` runs on the event loop whenever role, leader or term change."""

@@ -1,0 +1,111 @@
+"""The command line: bad config refuses to start (exit 2, one message, no traceback)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """
+[cluster]
+secret = "0123456789abcdef0123"
+[cluster.nodes.a]
+raft = "127.0.0.1:17101"
+api = "127.0.0.1:18101"
+"""
+
+
+def raftcron(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "raftcron", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (
+            GOOD + '[[jobs]]\nname = "x"\nschedule = "61 * * * *"\ncommand = ["true"]\n',
+            "minute must be 0-59",
+        ),
+        (
+            GOOD
+            + '[[jobs]]\nname = "x"\nschedule = "* * * * *"\ntimezone = "Mars/Base"\ncommand = ["true"]\n',
+            "unknown timezone 'Mars/Base'",
+        ),
+        (
+            GOOD + '[[jobs]]\nname = "x"\nschedule = "* * * * *"\ncommand = ["true"]\n' * 2,
+            'duplicate job name "x"',
+        ),
+        (GOOD.replace('secret = "0123456789abcdef0123"', 'secret = "short"'), "cluster.secret"),
+        (GOOD.replace('secret = "0123456789abcdef0123"\n', ""), "cluster.secret: missing"),
+        (
+            GOOD + '[cluster.nodes.b]\nraft = "127.0.0.1:17101"\napi = "127.0.0.1:18102"\n',
+            "already used",
+        ),
+    ],
+)
+def test_agent_refuses_bad_config_with_exit_2(tmp_path: Path, body: str, needle: str) -> None:
+    cfg = tmp_path / "cluster.toml"
+    cfg.write_text(body)
+    for args in (("agent", "--config", str(cfg), "--node", "a"), ("check-config", str(cfg))):
+        out = raftcron(*args)
+        assert out.returncode == 2, out
+        assert "Traceback" not in out.stderr
+        assert (
+            out.stderr.startswith("error: ") and str(cfg) in out.stderr and needle in out.stderr
+        ), out.stderr
+
+
+def test_node_not_in_cluster(tmp_path: Path) -> None:
+    cfg = tmp_path / "cluster.toml"
+    cfg.write_text(GOOD)
+    out = raftcron("agent", "--config", str(cfg), "--node", "zz")
+    assert out.returncode == 2 and "--node zz: not in cluster.nodes (known: a)" in out.stderr, (
+        out.stderr
+    )
+
+
+def test_check_config_ok_and_example_file(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "cluster.example.toml", tmp_path / "cluster.toml")
+    (tmp_path / "raftcron-data").mkdir()
+    (tmp_path / "raftcron-data" / "secret").write_text("x" * 40)
+    out = raftcron("check-config", str(tmp_path / "cluster.toml"))
+    assert out.returncode == 0, out.stderr
+    assert "3 nodes: a, b, c" in out.stdout
+
+
+def test_client_verb_without_a_server_fails_cleanly() -> None:
+    out = raftcron("status", "--api", "http://127.0.0.1:9")
+    assert out.returncode == 1
+    assert (
+        out.stderr.startswith("error: cannot reach the raftcron API")
+        and "Traceback" not in out.stderr
+    )
+
+
+@pytest.mark.cluster
+def test_dev_runs_three_nodes_prints_urls_and_stops_cleanly(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "cluster.example.toml", tmp_path / "cluster.toml")
+    out = raftcron(
+        "dev", "--config", str(tmp_path / "cluster.toml"), "--duration", "25", timeout=180
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for port in (8101, 8102, 8103):
+        assert f"http://127.0.0.1:{port}" in out.stdout
+    assert "generated a cluster secret" in out.stdout
+    assert "leader:" in out.stdout
+    assert "heartbeat" in out.stdout and "succeeded" in out.stdout, out.stdout
+    assert "stopped all nodes" in out.stdout
+    assert (tmp_path / "raftcron-data" / "secret").stat().st_mode & 0o077 == 0

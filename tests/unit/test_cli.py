@@ -41,7 +41,8 @@ def raftcron(
         ),
         (
             GOOD
-            + '[[jobs]]\nname = "x"\nschedule = "* * * * *"\ntimezone = "Mars/Base"\ncommand = ["true"]\n',
+            + '[[jobs]]\nname = "x"\nschedule = "* * * * *"\n'
+            + 'timezone = "Mars/Base"\ncommand = ["true"]\n',
             "unknown timezone 'Mars/Base'",
         ),
         (

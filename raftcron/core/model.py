@@ -134,4 +134,5 @@ class Counters:
     fence: int = 0
     stale_rejections: int = 0
     runs_recorded: int = 0
+    # Named counters that are cluster facts, e.g. "outcome/<job>/<status>" (see state.py).
     extra: dict[str, int] = field(default_factory=dict)

@@ -72,6 +72,21 @@ class PlanOutcome:
     missed: tuple[str, ...]  # run ids of the missed records
 
 
+def outcome_key(job: str, status: str) -> str:
+    """Key of the replicated per-job outcome counter in ``Counters.extra``."""
+    return f"outcome/{job}/{status}"
+
+
+def outcome_counts(extra: dict[str, int]) -> list[tuple[str, str, int]]:
+    """``(job, status, count)`` for every outcome counter (a cluster fact, not a node's)."""
+    out = []
+    for key, n in extra.items():
+        if key.startswith("outcome/"):
+            job, _, status = key[len("outcome/") :].rpartition("/")
+            out.append((job, status, n))
+    return out
+
+
 def manual_run_id(job: str, at_ms: int) -> str:
     return f"{job}@{at_ms}~manual"
 
@@ -352,6 +367,8 @@ class State:
     def _record_final(self, run: Run) -> None:
         self.runs[run.id] = run
         self.counters.runs_recorded += 1
+        key = outcome_key(run.job, run.status)
+        self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
         if self.leases.pop(run.id, None) is not None:
             live = self.live.get(run.job, frozenset()) - {run.id}
             if live:

@@ -3,7 +3,8 @@
 Exit codes: 0 ok, 1 a runtime failure (API unreachable, request refused), 2 bad usage or a
 bad config file. Errors print one line (``error: ...``) and no traceback.
 
-The client verbs use urllib, not aiohttp: a one-shot CLI call should start fast.
+The client verbs go through :mod:`raftcron.client` (``http.client``, not aiohttp), imported
+when a verb runs: a one-shot CLI call should start fast.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from raftcron import lockcmd
+
+if TYPE_CHECKING:
+    from raftcron.client import Client
+
+DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
+T = TypeVar("T")
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -123,30 +130,59 @@ def cmd_agent(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- client verbs
 
 
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """The options every client verb takes (``lock`` too): where the API is and how."""
+    p.add_argument("--api", help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
+    p.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
+    p.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _api(args: argparse.Namespace) -> str:
-    url: str = args.api or os.environ.get("RAFTCRON_API") or "http://127.0.0.1:8100"
+    url: str = getattr(args, "api", None) or os.environ.get("RAFTCRON_API") or DEFAULT_API
     return url.rstrip("/")
 
 
-def _get(base: str, path: str, token: str | None = None, timeout: float = 5.0) -> Any:
-    req = urllib.request.Request(base + path)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+def _token(args: argparse.Namespace) -> str | None:
+    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
+    return tok
+
+
+def client_from_args(args: argparse.Namespace) -> Client:
+    """The API client the options ask for; :class:`CliError` (exit 2) for a bad URL."""
+    from raftcron.client import Client
+
+    cafile = getattr(args, "cacert", None) or os.environ.get("RAFTCRON_CACERT") or None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-            message = body["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
-        raise CliError(f"{base}{path}: HTTP {exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(
-            f"cannot reach the raftcron API at {base} ({reason}); set --api or RAFTCRON_API"
-        ) from None
+        return Client(
+            _api(args),
+            token=_token(args),
+            timeout=getattr(args, "timeout", 10.0),
+            cafile=cafile,
+        )
+    except (ValueError, OSError) as exc:
+        raise CliError(f"--api: {exc}", EXIT_USAGE) from None
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """Run one client call; its errors become one-line :class:`CliError`s (exit 1)."""
+    from raftcron.client import ApiError, ApiUnavailable
+
+    try:
+        return fn()
+    except ApiUnavailable as exc:
+        raise CliError(f"{exc}; set --api or RAFTCRON_API") from None
+    except ApiError as exc:
+        raise CliError(f"{_one_line(exc.message)} (HTTP {exc.status} {exc.code})") from None
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -158,49 +194,246 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    st = _get(_api(args), "/v1/status", _token(args))
+    client = client_from_args(args)
+    st = _call(client.status)
+    lags = {m.name: m.lag for m in st.members}
+    if st.role != "leader" and st.leader is not None:
+        # Only the leader knows how far each member lags: ask it, briefly, if it answers.
+        leader_api = next((m.api for m in st.members if m.name == st.leader), None)
+        if leader_api:
+            from raftcron.client import Client, ClientError
+
+            try:
+                other = Client(leader_api, token=client.token, timeout=2.0)
+                lags = {m.name: m.lag for m in other.status().members}
+            except (ClientError, ValueError, OSError):
+                pass
     if args.json:
-        print(json.dumps(st, indent=2))
+        body = dict(st.raw)
+        body["members"] = [dict(m, lag=lags.get(m["name"])) for m in st.raw.get("members", ())]
+        _print_json(body)
         return 0
     print(
-        f"node {st['node']}  leader {st['leader'] or '-'}  term {st['term']}  "
-        f"commit {st['commit_index']}  jobs {st['jobs']}  runs {st['runs']}"
+        f"node {st.node} ({st.role})  leader {st.leader or '- (none)'}  term {st.term}  "
+        f"commit {st.commit_index}  applied {st.last_applied}  jobs {st.jobs}  runs {st.runs}"
     )
     rows = [
-        [m["name"], m["role"], "up" if m["healthy"] else "DOWN", m["raft"], m["api"], m.get("lag")]
-        for m in st["members"]
+        [
+            m.name + (" *" if m.is_self else ""),
+            m.role,
+            "up" if m.healthy else "DOWN",
+            m.raft,
+            m.api,
+            lags.get(m.name),
+        ]
+        for m in st.members
     ]
     print(_table(rows, ["member", "role", "health", "raft", "api", "lag"]))
     return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    q = f"/v1/runs?limit={args.limit}"
-    if args.job:
-        q += f"&job={urllib.parse.quote(args.job)}"
-    body = _get(_api(args), q, _token(args))
+def _when(ts: str | None) -> str | None:
+    return None if ts is None else ts.replace("T", " ").replace("Z", "")
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    jobs = _call(client_from_args(args).jobs)
     if args.json:
-        print(json.dumps(body["runs"], indent=2))
+        _print_json([j.raw for j in jobs])
         return 0
     rows = [
         [
-            r["id"],
-            r["status"],
-            r["node"],
-            r["fence"],
-            r["scheduled_at"],
-            r["exit_code"],
-            r["reason"][:60],
+            j.name,
+            j.schedule,
+            j.timezone,
+            "paused" if j.paused else "active",
+            _when(j.next_fire),
+            None if j.last_run is None else f"{j.last_run.status} {_when(j.last_run.scheduled_at)}",
+            j.source,
         ]
-        for r in body["runs"]
+        for j in jobs
     ]
-    print(_table(rows, ["run", "status", "node", "fence", "scheduled_at", "exit", "reason"]))
+    print(_table(rows, ["job", "schedule", "timezone", "state", "next fire (UTC)", "last", "from"]))
     return 0
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
-    return tok
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    job = _call(lambda: client_from_args(args).job(args.name))
+    if args.json:
+        _print_json(job.raw)
+        return 0
+    raw = job.raw
+    state = "paused" + (f" ({job.raw.get('pause_note')})" if raw.get("pause_note") else "")
+    lines = [
+        ("job", job.name),
+        ("schedule", f"{job.schedule}  ({job.timezone})"),
+        ("command", " ".join(shlex.quote(a) for a in job.command)),
+        ("state", state if job.paused else "active"),
+        ("source", "config file" if job.source == "config" else "API"),
+        ("overlap", raw.get("overlap")),
+        ("watermark", raw.get("watermark") or "-"),
+        ("running", ", ".join(raw.get("running") or ()) or "-"),
+    ]
+    for key in ("timeout", "catchup", "lease", "retries", "tags", "env", "cwd"):
+        if key in job.spec and job.spec[key] not in ({}, None):
+            lines.append(
+                (key, json.dumps(job.spec[key]) if key in ("tags", "env") else job.spec[key])
+            )
+    last = job.last_run
+    if last is not None:
+        exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"
+        reason = f"  {last.reason}" if last.reason else ""
+        lines.append(
+            (
+                "last run",
+                f"{last.id} {last.status} node={last.node or '-'} fence={last.fence}"
+                f"{exit_text}{reason}",
+            )
+        )
+    else:
+        lines.append(("last run", "-"))
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        print(f"{k.ljust(width)}  {v}")
+    print("next fires:")
+    for f in job.next_fires:
+        print(f"  {f.utc}  {f.local}")
+    return 0
+
+
+def _job_tables(path: Path) -> list[dict[str, Any]]:
+    """The job tables of a TOML file: ``[[jobs]]`` tables, or the file itself as one job."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}", EXIT_USAGE) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: not valid TOML: {exc}", EXIT_USAGE) from None
+    if "jobs" in raw:
+        tables = raw["jobs"]
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise CliError(f"{path}: jobs: expected [[jobs]] tables", EXIT_USAGE)
+    elif "schedule" in raw or "command" in raw:
+        tables = [raw]
+    else:
+        raise CliError(
+            f"{path}: no jobs (write [[jobs]] tables, or one job's keys at the top level)",
+            EXIT_USAGE,
+        )
+    out = []
+    for i, table in enumerate(tables):
+        where = f"{path}: jobs[{i}]" if "jobs" in raw else str(path)
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise CliError(f"{where}.name: missing (every job needs a name)", EXIT_USAGE)
+        job = dict(table)
+        cwd = job.get("cwd")
+        if isinstance(cwd, str) and cwd and not os.path.isabs(cwd):
+            job["cwd"] = str((path.parent / cwd).resolve())  # relative to the file, as in config
+        out.append(job)
+    return out
+
+
+def cmd_jobs_apply(args: argparse.Namespace) -> int:
+    from raftcron.client import ApiError, ApiUnavailable
+
+    path = Path(args.file)
+    jobs = _job_tables(path)
+    client = client_from_args(args)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for job in jobs:
+        name = job["name"]
+        try:
+            res = client.put_job(name, json.loads(json.dumps(job, default=str)))
+            results.append({"job": name, "result": res.result})
+            if not args.json:
+                print(f"{name}: {res.result}")
+        except ApiUnavailable as exc:
+            raise CliError(f"{exc}; set --api or RAFTCRON_API") from None
+        except ApiError as exc:
+            failed += 1
+            results.append({"job": name, "error": {"code": exc.code, "message": exc.message}})
+            if not args.json:
+                print(f"error: {path}: {name}: {_one_line(exc.message)}", file=sys.stderr)
+    if args.json:
+        _print_json(results)
+    return EXIT_RUNTIME if failed else 0
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    _call(lambda: client_from_args(args).delete_job(args.name))
+    if args.json:
+        _print_json({"job": args.name, "result": "deleted"})
+    else:
+        print(f"{args.name}: deleted")
+    return 0
+
+
+def cmd_jobs_pause(args: argparse.Namespace) -> int:
+    job = _call(lambda: client_from_args(args).pause(args.name, args.note))
+    if args.json:
+        _print_json(job.raw)
+    else:
+        print(f"{job.name}: paused" + (f" ({args.note})" if args.note else ""))
+    return 0
+
+
+def cmd_jobs_resume(args: argparse.Namespace) -> int:
+    job = _call(lambda: client_from_args(args).resume(args.name))
+    if args.json:
+        _print_json(job.raw)
+    else:
+        print(f"{job.name}: resumed (next fire {job.next_fire or '-'})")
+    return 0
+
+
+def cmd_jobs_next(args: argparse.Namespace) -> int:
+    nxt = _call(lambda: client_from_args(args).next_fires(args.name, args.from_, args.count))
+    if args.json:
+        _print_json([{"utc": f.utc, "local": f.local, "at_ms": f.at_ms} for f in nxt.fires])
+        return 0
+    print(_table([[f.utc, f.local] for f in nxt.fires], ["utc", f"local ({nxt.timezone})"]))
+    return 0
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    res = _call(lambda: client_from_args(args).trigger(args.job))
+    if args.json:
+        _print_json(res.raw)
+    elif res.status == "skipped":
+        print(f"{res.job}: {res.run} skipped: {res.reason}")
+    else:
+        print(f"{res.job}: {res.run} {res.status} on node {res.node or '-'} fence {res.fence}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    client = client_from_args(args)
+    page = _call(
+        lambda: client.runs(
+            job=args.job, node=args.node, status=args.status, limit=args.limit, before=args.before
+        )
+    )
+    if args.json:
+        _print_json({"runs": [r.raw for r in page.runs], "next": page.next, "total": page.total})
+        return 0
+    rows = [
+        [
+            r.id,
+            r.status,
+            r.node,
+            r.fence or None,
+            _when(r.scheduled_at),
+            r.exit_code,
+            _one_line(r.reason)[:60] or None,
+        ]
+        for r in page.runs
+    ]
+    print(_table(rows, ["run", "status", "node", "fence", "scheduled (UTC)", "exit", "reason"]))
+    if page.next is not None:
+        print(f"({len(page.runs)} of {page.total}; older: --before {shlex.quote(page.next)})")
+    return 0
 
 
 # --------------------------------------------------------------------------- dev
@@ -226,6 +459,8 @@ def _ensure_secret(config: Path) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from raftcron.client import Client, ClientError
+
     config = Path(args.config)
     if not config.exists():
         raise CliError(
@@ -268,10 +503,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
                         f"node {name} exited with code {procs[name].returncode}; see {log_path}"
                     )
                 try:
-                    _get(url, "/v1/status", timeout=1.0)
+                    Client(url, timeout=1.0).status()
                     up.add(name)
                     print(f"node {name}: {url}")
-                except CliError:
+                except ClientError:
                     pass
             if time.monotonic() > deadline:
                 raise CliError("the cluster did not come up within 60s; see the agent.log files")
@@ -296,16 +531,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _live_view(apis: dict[str, str], stopping: Any, duration: float | None) -> None:
+    from raftcron.client import Client, ClientError
+
     seen: dict[str, str] = {}
     leader = None
     end = None if duration is None else time.monotonic() + duration
     while not stopping() and (end is None or time.monotonic() < end):
         for url in apis.values():
             try:
-                st = _get(url, "/v1/status", timeout=1.0)
-                runs = _get(url, "/v1/runs?limit=30", timeout=1.0)["runs"]
+                client = Client(url, timeout=1.0)
+                st = client.status().raw
+                runs = [r.raw for r in client.runs(limit=30).runs]
                 break
-            except CliError:
+            except ClientError:
                 continue
         else:
             print("no node answers")
@@ -355,18 +593,51 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--node", help="also check that this node is in the file")
     c.set_defaults(fn=cmd_check_config)
 
-    for name, fn, helptext in (
-        ("status", cmd_status, "cluster status"),
-        ("runs", cmd_runs, "the run ledger"),
-    ):
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("--api", help="node API URL (or RAFTCRON_API)")
-        s.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
-        s.add_argument("--json", action="store_true", help="machine-readable output")
-        if name == "runs":
-            s.add_argument("--job")
-            s.add_argument("--limit", type=int, default=50)
-        s.set_defaults(fn=fn)
+    common = argparse.ArgumentParser(add_help=False)
+    add_client_options(common)
+
+    s = sub.add_parser("status", parents=[common], help="members, roles, health, leader, lag")
+    s.set_defaults(fn=cmd_status)
+
+    j = sub.add_parser("jobs", help="list, show, apply, delete, pause, resume, preview jobs")
+    jsub = j.add_subparsers(dest="jobs_verb", required=True)
+    jl = jsub.add_parser("list", parents=[common], help="every job with next fire and last run")
+    jl.set_defaults(fn=cmd_jobs_list)
+    js = jsub.add_parser("show", parents=[common], help="one job with its next 5 fires")
+    js.add_argument("name")
+    js.set_defaults(fn=cmd_jobs_show)
+    ja = jsub.add_parser("apply", parents=[common], help="create or update the jobs of a TOML file")
+    ja.add_argument("file", help="TOML with [[jobs]] tables, or one job's keys")
+    ja.set_defaults(fn=cmd_jobs_apply)
+    jd = jsub.add_parser("delete", parents=[common], help="delete a job")
+    jd.add_argument("name")
+    jd.set_defaults(fn=cmd_jobs_delete)
+    jp = jsub.add_parser("pause", parents=[common], help="pause a job (fires are skipped)")
+    jp.add_argument("name")
+    jp.add_argument("--note", help="why (shown with the job until it is resumed)")
+    jp.set_defaults(fn=cmd_jobs_pause)
+    jr = jsub.add_parser("resume", parents=[common], help="resume a paused job")
+    jr.add_argument("name")
+    jr.set_defaults(fn=cmd_jobs_resume)
+    jn = jsub.add_parser("next", parents=[common], help="preview fire times (DST included)")
+    jn.add_argument("name")
+    jn.add_argument("--from", dest="from_", help="RFC 3339 start, e.g. 2026-03-29T00:00:00Z")
+    jn.add_argument("--count", type=int, default=5, help="how many (1-1000, default 5)")
+    jn.set_defaults(fn=cmd_jobs_next)
+
+    t = sub.add_parser("trigger", parents=[common], help="fire a job now (obeys overlap)")
+    t.add_argument("job")
+    t.set_defaults(fn=cmd_trigger)
+
+    r = sub.add_parser("runs", parents=[common], help="the run ledger, newest first")
+    r.add_argument("--job", help="only this job")
+    r.add_argument("--node", help="only runs granted to this node")
+    r.add_argument("--status", help="e.g. failed or failed,lost")
+    r.add_argument("--limit", type=int, default=50, help="page size (1-1000, default 50)")
+    r.add_argument("--before", help="cursor: the run id printed at the end of a page")
+    r.set_defaults(fn=cmd_runs)
+
+    lockcmd.add_parser(sub)
     return p
 
 

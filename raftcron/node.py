@@ -11,17 +11,28 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from raftcron.api.app import build_app
+from raftcron.api.auth import server_ssl_context
 from raftcron.clock import Clock, system_clock
-from raftcron.config import Config, NodeConfig
+from raftcron.config import Config, ConfigError, NodeConfig
 from raftcron.core import commands as c
 from raftcron.core.planner import NodeInfo
-from raftcron.core.state import Ok, PlanOutcome, Result
+from raftcron.core.state import (
+    LockCancelled,
+    LockEnded,
+    LockGrant,
+    LockQueued,
+    Ok,
+    PlanOutcome,
+    Result,
+)
 from raftcron.executor.runner import Executor
+from raftcron.metrics import NodeMetrics
 from raftcron.raft.node import Machine, RaftNode, RaftSettings, RaftStatus
 from raftcron.scheduler.leader import Leader, LeaseTracker
 
@@ -47,14 +58,30 @@ class Node:
         self.machine = Machine()
         self.raft = RaftNode(self.settings, self.machine)
         self.leases = LeaseTracker(self.clock)
-        self.executor = Executor(
-            node=name, raft=self.raft, clock=self.clock, data_dir=self.data_dir
+        self.metrics = NodeMetrics(
+            node=name,
+            clock=self.clock,
+            machine=self.machine,
+            raft_status=lambda: self.raft.status,
+            executor_active=lambda: self.executor.active_count(),
         )
+        self.raft.on_committed = self.metrics.on_proposal
+        self.executor = Executor(
+            node=name,
+            raft=self.raft,
+            clock=self.clock,
+            data_dir=self.data_dir,
+            tell=self.metrics.executor_event,
+        )
+        self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None
         self._leader_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.leader_changes = 0
         self.failed: str | None = None
+        # Called on the loop with every applied command, after the node's own handling
+        # (the lock API resolves its waiting requests from here).
+        self.commit_listeners: list[Callable[[c.Command | None, Result], None]] = []
 
     # -- views used by the API
 
@@ -76,7 +103,7 @@ class Node:
     def live_nodes(self) -> list[NodeInfo]:
         st = self.raft.status
         out = [NodeInfo(name=self.name, tags=self.me.tags)]
-        for addr in sorted(st.connected):
+        for addr in sorted(st.responsive if st.is_leader else st.connected):
             node = self.by_raft.get(addr)
             if node is not None:
                 out.append(NodeInfo(name=node.name, tags=node.tags))
@@ -98,6 +125,10 @@ class Node:
         now_leases = self.machine.read(lambda s: list(s.leases.values()))
         for lz in now_leases:
             self.leases.touch(lz.key, lz.fence, lz.lease_ms)
+        for lk in self.machine.read(lambda s: list(s.locks.values())):
+            self.leases.touch_lock(lk.name, lk.fence, lk.ttl_ms, lk.renewals)
+            for w in lk.waiters:
+                self.leases.touch_waiter(lk.name, w.request, w.wait_ms)
         if self.leader is not None:
             self.leader.jobs_changed(None)
         self.executor.resume()
@@ -124,8 +155,36 @@ class Node:
                 changed.append(cmd.name)
             case c.SyncConfig() if isinstance(res, Ok):
                 changed.extend(res.value)
+            case c.AcquireLock() if isinstance(res, Ok) and isinstance(res.value, LockQueued):
+                self.leases.touch_waiter(cmd.name, cmd.request, cmd.wait_ms)
+            case (
+                c.AcquireLock()
+                | c.RenewLock()
+                | c.ReleaseLock()
+                | c.ExpireLock()
+                | c.CancelLockWait()
+            ) if isinstance(res, Ok):
+                self._track_lock(res.value)
         if changed and self.leader is not None:
             self.leader.jobs_changed(changed)
+        for fn in self.commit_listeners:
+            try:
+                fn(cmd, res)
+            except Exception:
+                logger.exception("node %s: commit listener failed", self.name)
+
+    def _track_lock(self, value: object) -> None:
+        """Feed the lease tracker from a committed lock command's result."""
+        match value:
+            case LockGrant():
+                self.leases.forget_waiter(value.name, value.request)
+                self.leases.touch_lock(value.name, value.fence, value.ttl_ms, value.renewals)
+            case LockEnded():
+                self.leases.forget_lock(value.name, value.fence)
+                if value.granted is not None:
+                    self._track_lock(value.granted)
+            case LockCancelled():
+                self.leases.forget_waiter(value.name, value.request)
 
     # -- leadership
 
@@ -178,20 +237,33 @@ class Node:
     # -- run
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            tls = server_ssl_context(self.config.api)
+        except ConfigError as exc:
+            self.failed = f"{self.config.path}: {exc}"
+            logger.critical("node %s: %s", self.name, self.failed)
+            return
         self._loop = asyncio.get_running_loop()
         self.machine.observer = self._observe
         self.machine.on_restore = self._restored
         self.raft.add_status_listener(self._on_status)
+        self.raft.add_status_listener(self.metrics.on_status)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.raft.start()
         app = build_app(self)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.me.api.host, self.me.api.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.me.api.host, self.me.api.port, reuse_address=True, ssl_context=tls
+        )
         try:
             await site.start()
             logger.info(
-                "node %s: raft on %s, API on http://%s", self.name, self.me.raft, self.me.api
+                "node %s: raft on %s, API on %s://%s",
+                self.name,
+                self.me.raft,
+                self.api_scheme,
+                self.me.api,
             )
             self.executor.resume()
             while not stop.is_set():

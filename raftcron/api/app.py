@@ -1,42 +1,112 @@
-"""The HTTP API (aiohttp): status, runs, jobs, health.
+"""The HTTP API (aiohttp): the ``/v1`` contract of DESIGN.md section 6, on every node.
 
-Every handler reads committed state through the machine's lock and Raft status from the
-copy made on the tick thread; none blocks the loop. Errors are JSON
-``{"error": {"code", "message"}}`` with a 4xx status for anything a client sent.
+Invariants:
+
+* Reads come from this node's committed state (``Machine.read``, under the machine's
+  lock) and the Raft status copied on the tick thread; no handler blocks the loop.
+* Writes are proposals with a deadline (``WRITE_TIMEOUT``). pysyncobj forwards a proposal
+  made on a follower to the leader and calls back once this node has applied the entry,
+  so a write sent to any member is carried out, and a read on the same member right after
+  it sees it. No leader, or no commit within the deadline: 503 (``no_leader``,
+  ``timeout``: the outcome is then unknown; every write here is safe to repeat).
+* Every error is JSON ``{"error": {"code", "message"}}``: 400 invalid input, 401/403 from
+  the auth middleware, 404 unknown job/run/route, 405 wrong method, 409 conflict, 503 no
+  leader. Anything a client sends maps to a 4xx; a 500 means a bug here, and is logged.
+* ``GET /v1/openapi.json`` is built from the routes actually registered, so the document
+  always matches what the node serves (``raftcron/api/openapi.py`` holds the operations).
+
+Other modules add their routes through ``register(app)`` (locks, metrics, dashboard) and
+auth puts its middleware first; :func:`build_app` calls them. They answer errors in the
+same JSON shape themselves (:func:`error`); this module's middleware covers the rest.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import logging
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from raftcron.api import auth, dashboard, locks, metrics, openapi
 from raftcron.config import ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
-from raftcron.core.model import Run
+from raftcron.core.model import (
+    FINAL_STATUSES,
+    LIVE_STATUSES,
+    TRIGGER_MANUAL,
+    Job,
+    JobSpec,
+    Run,
+)
+from raftcron.core.planner import choose_node
 from raftcron.core.schedule import parse
-from raftcron.core.state import Ok, Rejected
+from raftcron.core.state import Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
+    from raftcron.core.state import State
     from raftcron.node import Node
 
+logger = logging.getLogger(__name__)
+
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
-MAX_LIMIT = 1000
+MAX_LIMIT: Final = 1000
+DEFAULT_RUNS_LIMIT: Final = 100
+DEFAULT_NEXT_COUNT: Final = 5
+WRITE_TIMEOUT: Final = 5.0
+MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
+RUN_STATUSES: Final = tuple(sorted(LIVE_STATUSES)) + tuple(sorted(FINAL_STATUSES))
+MAX_NOTE: Final = 500
+_LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_REJECTION_STATUS: Final = {"unknown_job": 404, "stale_fence": 409}
+_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:\.\d+|~manual)?$")
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+# --------------------------------------------------------------------------- responses
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return _json({"error": {"code": code, "message": message}}, status)
+class ApiProblem(Exception):
+    """Raised by a handler; the error middleware answers ``{"error": {code, message}}``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """An error response in the API's one format (other API modules use it too)."""
+    return _json({"error": {"code": code, "message": message}}, status, headers)
+
+
+def invalid(message: str) -> NoReturn:
+    raise ApiProblem(400, "invalid", message)
 
 
 def _ts(ms: int | None) -> str | None:
     return None if ms is None else rfc3339(ms)
+
+
+# --------------------------------------------------------------------------- JSON views
 
 
 def run_json(run: Run, *, output: bool = False) -> dict[str, Any]:
@@ -63,6 +133,83 @@ def run_json(run: Run, *, output: bool = False) -> dict[str, Any]:
     return body
 
 
+def duration_text(ms: int) -> str:
+    """``ms`` as the shortest exact duration string the config accepts ("90s", "5m")."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def spec_table(spec: JobSpec) -> dict[str, Any]:
+    """A job as the keys of a ``[[jobs]]`` table: ``PUT`` it back and nothing changes."""
+    table: dict[str, Any] = {
+        "name": spec.name,
+        "schedule": spec.schedule,
+        "command": list(spec.command),
+        "timezone": spec.timezone,
+        "overlap": spec.overlap,
+        "catchup": duration_text(spec.catchup_ms),
+        "retries": spec.retries,
+        "tags": dict(spec.tags),
+        "lease": duration_text(spec.lease_ms),
+        "env": dict(spec.env),
+    }
+    if spec.timeout_ms is not None:
+        table["timeout"] = duration_text(spec.timeout_ms)
+    if spec.cwd is not None:
+        table["cwd"] = spec.cwd
+    return table
+
+
+def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
+    local = datetime.fromtimestamp(ms / 1000, zone)
+    return {"utc": rfc3339(ms), "local": local.isoformat(timespec="seconds"), "at_ms": ms}
+
+
+def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
+    return parse(spec.schedule, spec.timezone).fires_between(after_ms, _LAST_MS, count)
+
+
+def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[str, Any]:
+    spec = job.spec
+    upcoming = next_fires(spec, max(job.watermark_ms, now_ms), 1)
+    return {
+        "name": spec.name,
+        "schedule": spec.schedule,
+        "timezone": spec.timezone,
+        "command": list(spec.command),
+        "overlap": spec.overlap,
+        "catchup_ms": spec.catchup_ms,
+        "lease_ms": spec.lease_ms,
+        "timeout_ms": spec.timeout_ms,
+        "tags": dict(spec.tags),
+        "paused": job.paused,
+        "pause_note": job.pause_note,
+        "source": job.source,
+        "watermark": _ts(job.watermark_ms) if job.watermark_ms else None,
+        "created_at": _ts(job.created_ms),
+        "updated_at": _ts(job.updated_ms),
+        "next_fire": rfc3339(upcoming[0]) if upcoming else None,
+        "last_run": None if last is None else run_json(last),
+        "running": sorted(live),
+        "spec": spec_table(spec),
+    }
+
+
+def _job_view(s: State, name: str) -> tuple[Job, Run | None, list[str]] | None:
+    """The job, its newest final run and its live run ids (call inside ``Machine.read``)."""
+    job = s.jobs.get(name)
+    if job is None:
+        return None
+    last = None
+    for rid in reversed(s.history.get(name, ())):
+        last = s.runs.get(rid)
+        if last is not None:
+            break
+    return job, last, list(s.live.get(name, ()))
+
+
 def status_json(node: Node) -> dict[str, Any]:
     st = node.status()
     leader = node.node_name(st.leader)
@@ -75,7 +222,7 @@ def status_json(node: Node) -> dict[str, Any]:
         member: dict[str, Any] = {
             "name": n.name,
             "raft": addr,
-            "api": f"http://{n.api}",
+            "api": f"{node.api_scheme}://{n.api}",
             "role": "leader" if leader == n.name else "follower",
             "healthy": healthy,
             "self": is_self,
@@ -83,6 +230,8 @@ def status_json(node: Node) -> dict[str, Any]:
         if st.is_leader and not is_self and addr in match:
             member["match_index"] = match[addr]
             member["lag"] = max(0, st.commit_index - match[addr])
+        elif st.is_leader and is_self:
+            member["lag"] = 0
         members.append(member)
     counts = node.machine.read(
         lambda s: (
@@ -114,8 +263,7 @@ def status_json(node: Node) -> dict[str, Any]:
     }
 
 
-async def get_status(request: web.Request) -> web.Response:
-    return _json(status_json(request.app[NODE_KEY]))
+# --------------------------------------------------------------------------- input
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -125,44 +273,156 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps(
-                {"error": {"code": "invalid", "message": f"{name} must be an integer, got {raw!r}"}}
-            ),
-            content_type="application/json",
-        ) from None
+        invalid(f"query parameter {name} must be an integer, got {raw!r}")
     if not lo <= value <= hi:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps(
-                {"error": {"code": "invalid", "message": f"{name} must be {lo}..{hi}, got {value}"}}
-            ),
-            content_type="application/json",
-        )
+        invalid(f"query parameter {name} must be {lo}..{hi}, got {value}")
     return value
+
+
+def parse_instant(value: object, what: str) -> int:
+    """Epoch ms from RFC 3339 text (with ``Z`` or an offset) or an integer of epoch ms."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if not isinstance(value, str):
+        invalid(f"{what} must be an RFC 3339 time, got {type(value).__name__}")
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        invalid(f"{what}: {value!r} is not an RFC 3339 time (e.g. 2026-03-29T00:00:00Z)")
+    if dt.tzinfo is None:
+        invalid(f"{what}: {value!r} has no UTC offset (append Z or e.g. +02:00)")
+    return int(dt.timestamp() * 1000)
+
+
+async def _body(request: web.Request, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for an empty body); 400 for anything else."""
+    data = await request.read()
+    if not data.strip():
+        return {}
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        invalid(f"request body is not JSON: {exc}")
+    if not isinstance(raw, dict):
+        invalid(f"request body must be a JSON object, got {type(raw).__name__}")
+    if allowed is not None:
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            keys = ", ".join(allowed) or "none"
+            invalid(f"request body: unknown key(s) {', '.join(unknown)} (allowed: {keys})")
+    return raw
+
+
+def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
+    view = node.machine.read(lambda s: _job_view(s, name))
+    if view is None:
+        raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
+    return view
+
+
+def sees_leader(node: Node) -> bool:
+    """This node knows a leader it can reach (itself, or a connected peer)."""
+    st = node.status()
+    return st.leader is not None and (st.is_leader or st.leader in st.connected)
+
+
+async def _propose(node: Node, cmd: c.Command) -> Ok:
+    retry = {"Retry-After": "1"}
+    if not sees_leader(node):  # fail fast: a forwarded proposal would only wait for the deadline
+        raise ApiProblem(
+            503,
+            "no_leader",
+            f"{node.name} sees no reachable leader (an election, or no quorum); retry later",
+            retry,
+        )
+    try:
+        res = await node.raft.propose(cmd, WRITE_TIMEOUT)
+    except ProposalError as exc:
+        leader = node.node_name(node.status().leader)
+        seen = f"leader {leader}" if leader else "no leader"
+        raise ApiProblem(
+            503,
+            exc.code if exc.code in ("timeout", "no_leader") else "unavailable",
+            f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
+            retry,
+        ) from None
+    if isinstance(res, Rejected):
+        raise ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+    return res
+
+
+def _refuse_config_job(node: Node, name: str, verb: str) -> None:
+    source = node.machine.read(lambda s: s.jobs[name].source if name in s.jobs else None)
+    if source == "config":
+        raise ApiProblem(
+            409,
+            "config_job",
+            f"job {name!r} is defined in the cluster config file; {verb} it there (the leader "
+            "puts the file's jobs back when it takes over), or pause it through the API",
+        )
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return _json(status_json(request.app[NODE_KEY]))
+
+
+def _cursor(before: str, runs: dict[str, Run]) -> tuple[int, str]:
+    """The sort key runs must be below: ``before`` is a run id or a scheduled_at in ms."""
+    if before.isdigit():
+        return int(before), ""
+    run = runs.get(before)
+    if run is not None:
+        return run.scheduled_at_ms, run.id
+    m = _RUN_ID_MS.search(before)
+    if m is None:
+        invalid(f"query parameter before: {before!r} is neither a run id nor a time in ms")
+    return int(m.group(1)), before
 
 
 async def get_runs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+    limit = _int_param(request, "limit", DEFAULT_RUNS_LIMIT, 1, MAX_LIMIT)
     job = request.query.get("job") or None
     on = request.query.get("node") or None
-    status = request.query.get("status") or None
+    statuses: set[str] | None = None
+    if request.query.get("status"):
+        statuses = {s.strip() for s in request.query["status"].split(",") if s.strip()}
+        bad = sorted(statuses - set(RUN_STATUSES))
+        if bad:
+            invalid(
+                f"query parameter status: unknown {', '.join(bad)} (use {', '.join(RUN_STATUSES)})"
+            )
+    before = request.query.get("before") or None
     with_output = request.query.get("output") in ("1", "true")
 
-    def pick(s: Any) -> list[Run]:
-        runs: list[Run] = list(s.runs.values())
-        return runs
+    def pick(s: State) -> tuple[list[Run], tuple[int, str] | None]:
+        bound = None if before is None else _cursor(before, s.runs)
+        return list(s.runs.values()), bound
 
-    runs = node.machine.read(pick)
-    if job is not None:
-        runs = [r for r in runs if r.job == job]
-    if on is not None:
-        runs = [r for r in runs if r.node == on]
-    if status is not None:
-        runs = [r for r in runs if r.status == status]
+    runs, bound = node.machine.read(pick)
+    runs = [
+        r
+        for r in runs
+        if (job is None or r.job == job)
+        and (on is None or r.node == on)
+        and (statuses is None or r.status in statuses)
+    ]
+    total = len(runs)
+    if bound is not None:
+        runs = [r for r in runs if (r.scheduled_at_ms, r.id) < bound]
     runs.sort(key=lambda r: (r.scheduled_at_ms, r.id), reverse=True)
+    page = runs[:limit]
     return _json(
-        {"runs": [run_json(r, output=with_output) for r in runs[:limit]], "total": len(runs)}
+        {
+            "runs": [run_json(r, output=with_output) for r in page],
+            "total": total,
+            "next": page[-1].id if len(runs) > limit else None,
+        }
     )
 
 
@@ -171,95 +431,92 @@ async def get_run(request: web.Request) -> web.Response:
     rid = request.match_info["run_id"]
     run = node.machine.read(lambda s: s.runs.get(rid))
     if run is None:
-        return error(404, "not_found", f"no run {rid!r} in the ledger")
+        raise ApiProblem(404, "unknown_run", f"no run {rid!r} in the ledger")
     return _json(run_json(run, output=True))
 
 
 async def get_jobs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    jobs = node.machine.read(lambda s: list(s.jobs.values()))
-    out = []
-    for job in sorted(jobs, key=lambda j: j.spec.name):
-        spec = job.spec
-        nxt = parse(spec.schedule, spec.timezone).next_after(
-            max(job.watermark_ms, node.clock.wall_ms())
-        )
-        out.append(
-            {
-                "name": spec.name,
-                "schedule": spec.schedule,
-                "timezone": spec.timezone,
-                "command": list(spec.command),
-                "overlap": spec.overlap,
-                "catchup_ms": spec.catchup_ms,
-                "lease_ms": spec.lease_ms,
-                "timeout_ms": spec.timeout_ms,
-                "tags": dict(spec.tags),
-                "paused": job.paused,
-                "source": job.source,
-                "watermark": _ts(job.watermark_ms),
-                "next_fire": rfc3339(nxt),
-            }
-        )
-    return _json({"jobs": out})
+
+    def views(s: State) -> list[tuple[Job, Run | None, list[str]]]:
+        out = [_job_view(s, name) for name in sorted(s.jobs)]
+        return [v for v in out if v is not None]
+
+    now = node.clock.wall_ms()
+    return _json({"jobs": [job_json(v[0], now, v[1], v[2]) for v in node.machine.read(views)]})
 
 
-WRITE_TIMEOUT = 5.0
-_REJECTION_STATUS = {"unknown_job": 404, "stale_fence": 409}
+async def get_job(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    job, last, live = _job_or_404(node, request.match_info["name"])
+    now = node.clock.wall_ms()
+    body = job_json(job, now, last, live)
+    zone = ZoneInfo(job.spec.timezone)
+    fires = next_fires(job.spec, max(job.watermark_ms, now), DEFAULT_NEXT_COUNT)
+    body["next_fires"] = [fire_json(t, zone) for t in fires]
+    return _json(body)
 
 
-async def _propose(node: Node, cmd: c.Command) -> Ok | web.Response:
-    try:
-        res = await node.raft.propose(cmd, WRITE_TIMEOUT)
-    except ProposalError as exc:
-        return error(503, exc.code, f"{exc} (no leader reachable from {node.name}?)")
-    if isinstance(res, Rejected):
-        return error(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
-    return res
+async def get_next(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    job, _, _ = _job_or_404(node, request.match_info["name"])
+    count = _int_param(request, "count", DEFAULT_NEXT_COUNT, 1, MAX_LIMIT)
+    raw_from = request.query.get("from")
+    start = node.clock.wall_ms() if not raw_from else parse_instant(raw_from, "from")
+    zone = ZoneInfo(job.spec.timezone)
+    return _json(
+        {
+            "job": job.spec.name,
+            "schedule": job.spec.schedule,
+            "timezone": job.spec.timezone,
+            "from": rfc3339(start) if 0 <= start <= _LAST_MS else str(start),
+            "fires": [fire_json(t, zone) for t in next_fires(job.spec, start, count)],
+        }
+    )
 
 
 async def put_job(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     name = request.match_info["name"]
-    try:
-        raw = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        return error(400, "invalid", f"request body is not JSON: {exc}")
-    if not isinstance(raw, dict):
-        return error(
-            400, "invalid", "request body must be a JSON object with the keys of a [[jobs]] table"
-        )
+    raw = await _body(request)
+    if not raw:
+        invalid("request body must be a JSON object with the keys of a [[jobs]] table")
     raw.setdefault("name", name)
     if raw["name"] != name:
-        return error(400, "invalid", f"body name {raw['name']!r} does not match the URL ({name!r})")
+        invalid(f"request body: name {raw['name']!r} does not match the URL ({name!r})")
     try:
         spec = job_spec_from_mapping(
             raw, "request body", default_lease_ms=node.config.cluster.lease_ms
         )
     except ConfigError as exc:
-        return error(400, "invalid", str(exc))
+        invalid(str(exc))
+    _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    if isinstance(res, web.Response):
-        return res
     return _json({"job": name, "result": res.value}, 201 if res.value == "created" else 200)
 
 
 async def delete_job(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     name = request.match_info["name"]
-    res = await _propose(node, c.DeleteJob(at_ms=node.clock.wall_ms(), name=name))
-    if isinstance(res, web.Response):
-        return res
+    _refuse_config_job(node, name, "delete")
+    await _propose(node, c.DeleteJob(at_ms=node.clock.wall_ms(), name=name))
     return _json({"job": name, "result": "deleted"})
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     node = request.app[NODE_KEY]
     name = request.match_info["name"]
-    res = await _propose(node, c.SetPaused(at_ms=node.clock.wall_ms(), name=name, paused=paused))
-    if isinstance(res, web.Response):
-        return res
-    return _json({"job": name, "paused": paused})
+    raw = await _body(request, ("note",) if paused else ())
+    note = raw.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        invalid(f"request body: note must be a string of at most {MAX_NOTE} characters")
+    await _propose(
+        node, c.SetPaused(at_ms=node.clock.wall_ms(), name=name, paused=paused, note=note)
+    )
+    if paused:
+        logger.info("job %s paused through the API on %s: %s", name, node.name, note or "-")
+    job, last, live = _job_or_404(node, name)
+    return _json(job_json(job, node.clock.wall_ms(), last, live))
 
 
 async def pause_job(request: web.Request) -> web.Response:
@@ -270,11 +527,75 @@ async def resume_job(request: web.Request) -> web.Response:
     return await _set_paused(request, False)
 
 
+async def trigger_job(request: web.Request) -> web.Response:
+    """A manual fire: claimed now on the least-loaded matching node, unless the job's
+    overlap policy (or its tags) says no, in which case it is recorded as skipped."""
+    node = request.app[NODE_KEY]
+    name = request.match_info["name"]
+    raw = await _body(request, ("scheduled_at",))
+    now = node.clock.wall_ms()
+    at = now
+    if raw.get("scheduled_at") is not None:
+        at = parse_instant(raw["scheduled_at"], "scheduled_at")
+        if abs(at - now) > MANUAL_WINDOW_MS:
+            invalid("scheduled_at must be within a day of now (it labels a manual fire)")
+    job, _, _ = _job_or_404(node, name)
+    rid = manual_run_id(name, at)
+    done = node.machine.read(lambda s: s.runs.get(rid))
+    if done is None:
+        load = node.machine.read(lambda s: s.load_by_node())
+        target = choose_node(job.spec, rid, node.live_nodes(), load)
+        fire = c.Fire(job=name, scheduled_at_ms=at, node=target, trigger=TRIGGER_MANUAL)
+        res = await _propose(node, c.Plan(at_ms=now, fires=(fire,)))
+        outcome = res.value
+        assert isinstance(outcome, PlanOutcome)
+        for rid_, fence, on in outcome.granted:
+            logger.info("manual fire of %s: %s fence=%d on %s", name, rid_, fence, on)
+            return _trigger_json(name, rid_, "claimed", "", on, fence, at, 202)
+        for rid_, reason in outcome.skipped:
+            logger.info("manual fire of %s: %s skipped: %s", name, rid_, reason)
+            return _trigger_json(name, rid_, "skipped", reason, None, None, at, 202)
+        for _, _, code in outcome.rejected:
+            if code == "unknown_job":
+                raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
+        done = node.machine.read(lambda s: s.runs.get(rid))
+        if done is None:  # e.g. a duplicate whose record was since trimmed
+            raise ApiProblem(409, "duplicate", f"{rid} was already triggered")
+    body = _trigger_json(
+        name, done.id, done.status, done.reason, done.node or None, done.fence or None, at, 200
+    )
+    return body
+
+
+def _trigger_json(
+    job: str,
+    rid: str,
+    status: str,
+    reason: str,
+    on: str | None,
+    fence: int | None,
+    at: int,
+    http_status: int,
+) -> web.Response:
+    return _json(
+        {
+            "run": rid,
+            "job": job,
+            "status": status,
+            "reason": reason,
+            "node": on,
+            "fence": fence,
+            "scheduled_at": rfc3339(at),
+            "duplicate": http_status == 200,
+        },
+        http_status,
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    st = node.status()
-    if st.leader is not None and (st.is_leader or st.leader in st.connected):
-        return _json({"status": "ok", "leader": node.node_name(st.leader)})
+    if sees_leader(node):
+        return _json({"status": "ok", "leader": node.node_name(node.status().leader)})
     return _json({"status": "no_leader", "leader": None}, 503)
 
 
@@ -285,28 +606,71 @@ async def health_leader(request: web.Request) -> web.Response:
     return _json({"status": "not_leader", "leader": node.node_name(node.status().leader)}, 503)
 
 
+async def get_openapi(request: web.Request) -> web.Response:
+    return _json(openapi.document(request.app))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path} (allowed: {allowed})",
+            headers,
+        )
+    if isinstance(exc, web.HTTPNotFound):
+        return error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
+    code = re.sub(r"[^a-z0-9]+", "_", (exc.reason or "error").lower()).strip("_")
+    text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    return error(exc.status, code, text or exc.reason, headers)
+
+
 @web.middleware
-async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        resp: web.StreamResponse = await handler(request)
-        return resp
+        return await handler(request)
+    except ApiProblem as exc:
+        return error(exc.status, exc.code, exc.message, exc.headers)
     except web.HTTPException as exc:
-        if exc.content_type == "application/json":
+        if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        return _http_error(request, exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        node = request.app[NODE_KEY]
+        logger.exception("node %s: %s %s failed", node.name, request.method, request.path)
+        return error(500, "internal", f"internal error on node {node.name} (see its log)")
+
+
+# --------------------------------------------------------------------------- app
 
 
 def build_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[errors_as_json])
     app[NODE_KEY] = node
-    app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/v1/runs", get_runs)
-    app.router.add_get("/v1/runs/{run_id}", get_run)
-    app.router.add_get("/v1/jobs", get_jobs)
-    app.router.add_put("/v1/jobs/{name}", put_job)
-    app.router.add_delete("/v1/jobs/{name}", delete_job)
-    app.router.add_post("/v1/jobs/{name}/pause", pause_job)
-    app.router.add_post("/v1/jobs/{name}/resume", resume_job)
-    app.router.add_get("/health", health)
-    app.router.add_get("/health/leader", health_leader)
+    r = app.router
+    r.add_get("/v1/status", get_status)
+    r.add_get("/v1/jobs", get_jobs)
+    r.add_get("/v1/jobs/{name}", get_job)
+    r.add_put("/v1/jobs/{name}", put_job)
+    r.add_delete("/v1/jobs/{name}", delete_job)
+    r.add_get("/v1/jobs/{name}/next", get_next)
+    r.add_post("/v1/jobs/{name}/trigger", trigger_job)
+    r.add_post("/v1/jobs/{name}/pause", pause_job)
+    r.add_post("/v1/jobs/{name}/resume", resume_job)
+    r.add_get("/v1/runs", get_runs)
+    r.add_get("/v1/runs/{run_id}", get_run)
+    r.add_get("/v1/openapi.json", get_openapi)
+    r.add_get("/health", health)
+    r.add_get("/health/leader", health_leader)
+    locks.register(app)
+    dashboard.register(app)
+    metrics.register(app)
+    auth.register(app)  # last: it puts its middleware first
     return app

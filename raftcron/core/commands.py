@@ -6,7 +6,8 @@ time never goes backwards. Decoding never raises: malformed bytes decode to ``No
 ``apply`` turns that into a rejection, so a bad entry cannot wedge a replica.
 
 Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``,
-lease operations by ``(run id, fence)``, barriers by their nonce.
+lease operations by ``(run id, fence)``, barriers by their nonce, lock acquisitions by
+their request id, lock renewals and releases by ``(lock, fence)``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class SetPaused:
     at_ms: int
     name: str
     paused: bool
+    note: str = ""  # why it was paused (shown with the job; cleared on resume)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,8 +148,81 @@ class Barrier:
     nonce: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireLock:
+    """Take lock ``name`` for ``ttl_ms``, or queue for it (FIFO) when ``wait_ms > 0``.
+
+    ``request`` is the idempotency key, unique per acquire attempt: a retried proposal
+    returns the first outcome instead of taking the lock (or a queue place) again.
+    """
+
+    at_ms: int
+    name: str
+    request: str
+    holder: str
+    ttl_ms: int
+    wait_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewLock:
+    at_ms: int
+    name: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseLock:
+    at_ms: int
+    name: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireLock:
+    """The leader saw no renewal of a lock for its TTL on its own monotonic clock.
+
+    ``renewals`` is the grant's renewal count the leader decided on: a renewal that
+    commits between that decision and this command makes it moot (refused), so a holder
+    whose renewal was accepted is never expired behind its back.
+    """
+
+    at_ms: int
+    name: str
+    fence: int
+    renewals: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelLockWait:
+    """Take ``request`` out of ``name``'s queue: its wait ran out (sent by the API node that
+    serves it) or it was abandoned (sent by the leader). Never releases a held lock."""
+
+    at_ms: int
+    name: str
+    request: str
+    reason: str
+
+
+LockCommand = AcquireLock | RenewLock | ReleaseLock | ExpireLock | CancelLockWait
+
 Command = (
-    PutJob | DeleteJob | SetPaused | SyncConfig | Plan | Start | Renew | Complete | Expire | Barrier
+    PutJob
+    | DeleteJob
+    | SetPaused
+    | SyncConfig
+    | Plan
+    | Start
+    | Renew
+    | Complete
+    | Expire
+    | Barrier
+    | AcquireLock
+    | RenewLock
+    | ReleaseLock
+    | ExpireLock
+    | CancelLockWait
 )
 
 _SPEC_FIELDS: Final = (
@@ -224,6 +299,8 @@ def encode(cmd: Command) -> bytes:
             body |= {"t": "delete_job", "name": cmd.name}
         case SetPaused():
             body |= {"t": "set_paused", "name": cmd.name, "paused": cmd.paused}
+            if cmd.note:
+                body["note"] = cmd.note
         case SyncConfig():
             body |= {
                 "t": "sync_config",
@@ -263,6 +340,34 @@ def encode(cmd: Command) -> bytes:
             body |= {"t": "expire", "run": cmd.run_id, "fence": cmd.fence, "reason": cmd.reason}
         case Barrier():
             body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
+        case AcquireLock():
+            body |= {
+                "t": "lock_acquire",
+                "name": cmd.name,
+                "request": cmd.request,
+                "holder": cmd.holder,
+                "ttl": cmd.ttl_ms,
+                "wait": cmd.wait_ms,
+            }
+        case RenewLock():
+            body |= {"t": "lock_renew", "name": cmd.name, "fence": cmd.fence}
+        case ReleaseLock():
+            body |= {"t": "lock_release", "name": cmd.name, "fence": cmd.fence}
+        case ExpireLock():
+            body |= {
+                "t": "lock_expire",
+                "name": cmd.name,
+                "fence": cmd.fence,
+                "renewals": cmd.renewals,
+                "reason": cmd.reason,
+            }
+        case CancelLockWait():
+            body |= {
+                "t": "lock_cancel",
+                "name": cmd.name,
+                "request": cmd.request,
+                "reason": cmd.reason,
+            }
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
@@ -275,7 +380,12 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
         case "delete_job":
             return DeleteJob(at_ms=at, name=str(b["name"]))
         case "set_paused":
-            return SetPaused(at_ms=at, name=str(b["name"]), paused=bool(b["paused"]))
+            return SetPaused(
+                at_ms=at,
+                name=str(b["name"]),
+                paused=bool(b["paused"]),
+                note=str(b.get("note", "")),
+            )
         case "sync_config":
             return SyncConfig(
                 at_ms=at,
@@ -335,6 +445,31 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             )
         case "barrier":
             return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))
+        case "lock_acquire":
+            return AcquireLock(
+                at_ms=at,
+                name=str(b["name"]),
+                request=str(b["request"]),
+                holder=str(b["holder"]),
+                ttl_ms=int(b["ttl"]),
+                wait_ms=int(b["wait"]),
+            )
+        case "lock_renew":
+            return RenewLock(at_ms=at, name=str(b["name"]), fence=int(b["fence"]))
+        case "lock_release":
+            return ReleaseLock(at_ms=at, name=str(b["name"]), fence=int(b["fence"]))
+        case "lock_expire":
+            return ExpireLock(
+                at_ms=at,
+                name=str(b["name"]),
+                fence=int(b["fence"]),
+                renewals=int(b["renewals"]),
+                reason=str(b["reason"]),
+            )
+        case "lock_cancel":
+            return CancelLockWait(
+                at_ms=at, name=str(b["name"]), request=str(b["request"]), reason=str(b["reason"])
+            )
     return None
 
 

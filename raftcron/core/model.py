@@ -14,6 +14,7 @@ This module must never read a clock, draw a random number or do I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -81,6 +82,7 @@ class Job:
     spec: JobSpec
     source: str = "api"  # "config" (from the TOML file, reconciled by the leader) or "api"
     paused: bool = False
+    pause_note: str = ""  # the operator's note with the last pause; "" when not paused
     watermark_ms: int = 0
     created_ms: int = 0
     updated_ms: int = 0
@@ -136,3 +138,82 @@ class Counters:
     runs_recorded: int = 0
     # Named counters that are cluster facts, e.g. "outcome/<job>/<status>" (see state.py).
     extra: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- locks
+
+LOCK_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+LOCK_NAME_FIX: Final = "a letter or digit, then up to 127 letters, digits, '.', '_' or '-'"
+DEFAULT_LOCK_TTL_MS: Final = 30_000
+LOCK_MIN_TTL_MS: Final = 1_000
+LOCK_MAX_TTL_MS: Final = 86_400_000  # a day
+LOCK_MAX_WAIT_MS: Final = 3_600_000  # an hour
+LOCK_MAX_WAITERS: Final = 1_000  # per lock
+LOCK_MAX_HOLDER: Final = 256
+LOCK_MAX_REQUEST: Final = 128
+# A waiter whose wait ran out this long ago is abandoned (its API node died before it
+# could cancel): the leader cancels it, and a release never grants the lock to it.
+LOCK_WAIT_GRACE_MS: Final = 5_000
+# How many finished lock requests are remembered (so a retried or late acquire cannot
+# take the lock a second time, and a retried release is recognised as one).
+LOCK_DONE_KEEP: Final = 1_024
+
+# How a lock request ended (``State.lock_done``).
+LOCK_RELEASED: Final = "released"
+LOCK_EXPIRED: Final = "expired"
+LOCK_CANCELLED: Final = "cancelled"
+LOCK_REFUSED: Final = "refused"
+
+
+def lock_problem(
+    *, name: str, holder: str, ttl_ms: int, wait_ms: int, request: str = "r"
+) -> str | None:
+    """Why an acquire with these values is invalid, or ``None``. Shared by the API (400)
+    and ``apply`` (which must refuse the same values deterministically)."""
+    if not LOCK_NAME_RE.fullmatch(name):
+        return f"{name!r} is not a valid lock name ({LOCK_NAME_FIX})"
+    if not LOCK_MIN_TTL_MS <= ttl_ms <= LOCK_MAX_TTL_MS:
+        return f"ttl must be between {LOCK_MIN_TTL_MS}ms and {LOCK_MAX_TTL_MS}ms, got {ttl_ms}ms"
+    if not 0 <= wait_ms <= LOCK_MAX_WAIT_MS:
+        return f"wait must be between 0 and {LOCK_MAX_WAIT_MS}ms, got {wait_ms}ms"
+    if len(holder) > LOCK_MAX_HOLDER:
+        return f"holder is longer than {LOCK_MAX_HOLDER} characters"
+    if not request or len(request) > LOCK_MAX_REQUEST:
+        return f"request id must be 1 to {LOCK_MAX_REQUEST} characters"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockWaiter:
+    """A queued acquire. ``queued_ms`` is cluster time when it was queued."""
+
+    request: str
+    holder: str
+    ttl_ms: int
+    wait_ms: int
+    queued_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lock:
+    """A held named lock and its FIFO queue. A lock with nobody holding it is not stored:
+    when the holder ends, the head waiter is granted at once (or the entry goes)."""
+
+    name: str
+    fence: int
+    holder: str
+    request: str  # the acquire request that holds it (idempotency key)
+    ttl_ms: int
+    acquired_ms: int
+    renewed_ms: int
+    renewals: int = 0  # committed renewals of this grant (an expiry names the count it saw)
+    waiters: tuple[LockWaiter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockEnd:
+    """How a lock request ended, remembered in ``State.lock_done`` (bounded), keyed by
+    ``(lock name, request id)``."""
+
+    fence: int  # 0 if it never held the lock
+    outcome: str  # LOCK_RELEASED, LOCK_EXPIRED, LOCK_CANCELLED or LOCK_REFUSED

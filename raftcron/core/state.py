@@ -15,6 +15,13 @@ Invariants:
   output tails only on the newest ``OUTPUT_KEEP`` of those.
 * Records are immutable; containers are replaced entry by entry, so ``capture()`` can copy
   the containers shallowly on the tick thread and encode them elsewhere.
+* Locks share the fence counter with runs. A lock is stored only while held; when its
+  holder releases it (or the leader expires it) the head of its FIFO queue is granted in
+  the same ``apply``, with a new fence. An acquire is keyed by its request id: while the
+  request holds or waits, a retry returns the same grant or queue place; after it ended
+  (``lock_done``, the last ``LOCK_DONE_KEEP``) a retry is refused, so a late or repeated
+  proposal never takes the lock twice. A held lock is never taken from its holder except
+  by its own fence (release) or the leader's expiry naming that fence.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ from raftcron.core.model import (
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
     LIVE_STATUSES,
+    LOCK_CANCELLED,
+    LOCK_DONE_KEEP,
+    LOCK_EXPIRED,
+    LOCK_MAX_WAITERS,
+    LOCK_REFUSED,
+    LOCK_RELEASED,
     LOST,
     MISSED,
     OUTPUT_KEEP,
@@ -43,7 +56,11 @@ from raftcron.core.model import (
     Job,
     JobSpec,
     Lease,
+    Lock,
+    LockEnd,
+    LockWaiter,
     Run,
+    lock_problem,
     run_id,
 )
 
@@ -70,6 +87,48 @@ class PlanOutcome:
     skipped: tuple[tuple[str, str], ...]  # (run id, reason)
     rejected: tuple[tuple[str, int, str], ...]  # (job, scheduled_at_ms, code)
     missed: tuple[str, ...]  # run ids of the missed records
+
+
+@dataclass(frozen=True, slots=True)
+class LockGrant:
+    """``request`` holds lock ``name`` with ``fence`` (an acquire, a renewal, a hand-over)."""
+
+    name: str
+    request: str
+    fence: int
+    holder: str
+    ttl_ms: int
+    renewals: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LockQueued:
+    """``request`` waits for ``name`` at ``position`` (1 = next); ``holder``/``fence`` hold it."""
+
+    name: str
+    request: str
+    position: int
+    holder: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True)
+class LockEnded:
+    """The holder with ``fence`` released the lock or lost it to expiry; ``granted`` is the
+    head waiter that got it in the same apply. ``retry``: a repeat of a committed release."""
+
+    name: str
+    fence: int
+    outcome: str
+    granted: LockGrant | None
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LockCancelled:
+    name: str
+    request: str
+    was_waiting: bool
 
 
 def outcome_key(job: str, status: str) -> str:
@@ -108,6 +167,9 @@ class State:
     history: dict[str, tuple[str, ...]] = field(default_factory=dict)
     leases: dict[str, Lease] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
+    locks: dict[str, Lock] = field(default_factory=dict)
+    # Finished lock requests, oldest first (insertion order is replicated state).
+    lock_done: dict[tuple[str, str], LockEnd] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -127,7 +189,7 @@ class State:
             case c.DeleteJob():
                 return self._delete_job(cmd.name)
             case c.SetPaused():
-                return self._set_paused(cmd.name, cmd.paused)
+                return self._set_paused(cmd.name, cmd.paused, cmd.note)
             case c.SyncConfig():
                 return self._sync_config(cmd)
             case c.Plan():
@@ -142,6 +204,16 @@ class State:
                 return self._expire(cmd)
             case c.Barrier():
                 return Ok(cmd.nonce)
+            case c.AcquireLock():
+                return self._acquire_lock(cmd)
+            case c.RenewLock():
+                return self._renew_lock(cmd)
+            case c.ReleaseLock():
+                return self._release_lock(cmd)
+            case c.ExpireLock():
+                return self._expire_lock(cmd)
+            case c.CancelLockWait():
+                return self._cancel_lock_wait(cmd)
         return Rejected("bad_command", f"unknown command {type(cmd).__name__}")
 
     # ------------------------------------------------------------------ jobs
@@ -176,12 +248,13 @@ class State:
             self.runs.pop(rid, None)
         return Ok("deleted")
 
-    def _set_paused(self, name: str, paused: bool) -> Result:
+    def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
         job = self.jobs.get(name)
         if job is None:
             return Rejected("unknown_job", f"no job named {name!r}")
-        if job.paused != paused:
-            self.jobs[name] = replace(job, paused=paused, updated_ms=self.now_ms)
+        note = note if paused else ""
+        if job.paused != paused or job.pause_note != note:
+            self.jobs[name] = replace(job, paused=paused, pause_note=note, updated_ms=self.now_ms)
         return Ok(paused)
 
     def _sync_config(self, cmd: c.SyncConfig) -> Result:
@@ -362,6 +435,130 @@ class State:
         self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=cmd.reason))
         return Ok(LOST)
 
+    # ------------------------------------------------------------------ locks
+
+    def _acquire_lock(self, cmd: c.AcquireLock) -> Result:
+        problem = lock_problem(
+            name=cmd.name,
+            holder=cmd.holder,
+            ttl_ms=cmd.ttl_ms,
+            wait_ms=cmd.wait_ms,
+            request=cmd.request,
+        )
+        if problem is not None:
+            return Rejected("invalid", problem)
+        lock = self.locks.get(cmd.name)
+        if lock is not None:
+            if lock.request == cmd.request:
+                return Ok(_grant_of(lock))  # a retry of the acquire that took it
+            for i, w in enumerate(lock.waiters):
+                if w.request == cmd.request:
+                    return Ok(LockQueued(cmd.name, cmd.request, i + 1, lock.holder, lock.fence))
+        done = self.lock_done.get((cmd.name, cmd.request))
+        if done is not None:
+            return Rejected(
+                "request_done",
+                f"lock request {cmd.request!r} already ended ({done.outcome}"
+                + (f", fence {done.fence})" if done.fence else ")"),
+            )
+        if lock is None:
+            return Ok(self._grant_lock(cmd.name, cmd.request, cmd.holder, cmd.ttl_ms, ()))
+        busy = f"lock {cmd.name!r} is held by {lock.holder!r} (fence {lock.fence})"
+        if cmd.wait_ms == 0:
+            self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_REFUSED)
+            return Rejected("locked", busy)
+        if len(lock.waiters) >= LOCK_MAX_WAITERS:
+            self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_REFUSED)
+            return Rejected("queue_full", f"{busy} and {LOCK_MAX_WAITERS} requests wait for it")
+        waiter = LockWaiter(
+            request=cmd.request,
+            holder=cmd.holder,
+            ttl_ms=cmd.ttl_ms,
+            wait_ms=cmd.wait_ms,
+            queued_ms=self.now_ms,
+        )
+        self.locks[cmd.name] = replace(lock, waiters=(*lock.waiters, waiter))
+        return Ok(LockQueued(cmd.name, cmd.request, len(lock.waiters) + 1, lock.holder, lock.fence))
+
+    def _grant_lock(
+        self, name: str, request: str, holder: str, ttl_ms: int, waiters: tuple[LockWaiter, ...]
+    ) -> LockGrant:
+        self.counters.fence += 1
+        lock = Lock(
+            name=name,
+            fence=self.counters.fence,
+            holder=holder,
+            request=request,
+            ttl_ms=ttl_ms,
+            acquired_ms=self.now_ms,
+            renewed_ms=self.now_ms,
+            waiters=waiters,
+        )
+        self.locks[name] = lock
+        return _grant_of(lock)
+
+    def _lock_request_ended(self, request: str, name: str, fence: int, outcome: str) -> None:
+        key = (name, request)
+        if key in self.lock_done:
+            return
+        self.lock_done[key] = LockEnd(fence=fence, outcome=outcome)
+        while len(self.lock_done) > LOCK_DONE_KEEP:
+            del self.lock_done[next(iter(self.lock_done))]
+
+    def _end_lock(self, lock: Lock, outcome: str) -> LockEnded:
+        """The holder is gone: hand the lock to the head waiter, or free it."""
+        self._lock_request_ended(lock.request, lock.name, lock.fence, outcome)
+        del self.locks[lock.name]
+        granted = None
+        if lock.waiters:
+            head, rest = lock.waiters[0], lock.waiters[1:]
+            granted = self._grant_lock(lock.name, head.request, head.holder, head.ttl_ms, rest)
+        return LockEnded(lock.name, lock.fence, outcome, granted)
+
+    def _renew_lock(self, cmd: c.RenewLock) -> Result:
+        lock = self.locks.get(cmd.name)
+        if lock is None or lock.fence != cmd.fence:
+            return self._stale(_stale_lock(cmd.name, cmd.fence, lock))
+        lock = replace(lock, renewed_ms=self.now_ms, renewals=lock.renewals + 1)
+        self.locks[cmd.name] = lock
+        return Ok(_grant_of(lock))
+
+    def _release_lock(self, cmd: c.ReleaseLock) -> Result:
+        lock = self.locks.get(cmd.name)
+        if lock is not None and lock.fence == cmd.fence:
+            return Ok(self._end_lock(lock, LOCK_RELEASED))
+        if cmd.fence > 0 and any(
+            e.fence == cmd.fence and name == cmd.name and e.outcome == LOCK_RELEASED
+            for (name, _), e in self.lock_done.items()
+        ):
+            return Ok(LockEnded(cmd.name, cmd.fence, LOCK_RELEASED, None, retry=True))
+        return self._stale(_stale_lock(cmd.name, cmd.fence, lock))
+
+    def _expire_lock(self, cmd: c.ExpireLock) -> Result:
+        lock = self.locks.get(cmd.name)
+        if lock is None or lock.fence != cmd.fence:
+            # the leader's own retry, or the holder released first: not a stale writer
+            return _stale_lock(cmd.name, cmd.fence, lock)
+        if lock.renewals != cmd.renewals:
+            return Rejected(
+                "renewed", f"lock {cmd.name!r} fence {cmd.fence} was renewed after the expiry"
+            )
+        return Ok(self._end_lock(lock, LOCK_EXPIRED))
+
+    def _cancel_lock_wait(self, cmd: c.CancelLockWait) -> Result:
+        lock = self.locks.get(cmd.name)
+        if lock is not None:
+            if lock.request == cmd.request:
+                return Ok(_grant_of(lock))  # granted before the cancel: it holds the lock
+            rest = tuple(w for w in lock.waiters if w.request != cmd.request)
+            if len(rest) != len(lock.waiters):
+                self.locks[cmd.name] = replace(lock, waiters=rest)
+                self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_CANCELLED)
+                return Ok(LockCancelled(cmd.name, cmd.request, True))
+        # Not queued (yet, or any more): remember it, so a late acquire cannot queue it.
+        self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_CANCELLED)
+        return Ok(LockCancelled(cmd.name, cmd.request, False))
+
     # ------------------------------------------------------------------ ledger
 
     def _record_final(self, run: Run) -> None:
@@ -419,6 +616,8 @@ class State:
         runs = list(self.runs.values())
         history = dict(self.history)
         leases = list(self.leases.values())
+        locks = list(self.locks.values())
+        lock_done = list(self.lock_done.items())
         counters = (
             self.counters.fence,
             self.counters.stale_rejections,
@@ -427,7 +626,9 @@ class State:
         )
 
         def encode() -> bytes:
-            return _encode_snapshot(scalars, jobs, runs, history, leases, counters)
+            return _encode_snapshot(
+                scalars, jobs, runs, history, leases, counters, locks, lock_done
+            )
 
         return encode
 
@@ -449,6 +650,7 @@ class State:
                 watermark_ms=j[3],
                 created_ms=j[4],
                 updated_ms=j[5],
+                pause_note=str(j[6]) if len(j) > 6 else "",
             )
         for r in raw["runs"]:
             run = Run(**dict(zip(_RUN_FIELDS, r, strict=True)))
@@ -461,6 +663,16 @@ class State:
         st.counters = Counters(
             fence=fence, stale_rejections=stale, runs_recorded=recorded, extra=dict(extra)
         )
+        for row in raw.get("locks", ()):
+            lock = Lock(
+                **dict(zip(_LOCK_FIELDS, row[:-1], strict=True)),
+                waiters=tuple(
+                    LockWaiter(**dict(zip(_WAITER_FIELDS, w, strict=True))) for w in row[-1]
+                ),
+            )
+            st.locks[lock.name] = lock
+        for name, request, lock_fence, outcome in raw.get("lock_done", ()):
+            st.lock_done[(name, request)] = LockEnd(fence=lock_fence, outcome=outcome)
         st._rebuild_live()
         return st
 
@@ -496,6 +708,26 @@ _RUN_FIELDS: Final = (
     "start_token",
 )
 _LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms")
+_LOCK_FIELDS: Final = (
+    "name",
+    "fence",
+    "holder",
+    "request",
+    "ttl_ms",
+    "acquired_ms",
+    "renewed_ms",
+    "renewals",
+)
+_WAITER_FIELDS: Final = ("request", "holder", "ttl_ms", "wait_ms", "queued_ms")
+
+
+def _grant_of(lock: Lock) -> LockGrant:
+    return LockGrant(lock.name, lock.request, lock.fence, lock.holder, lock.ttl_ms, lock.renewals)
+
+
+def _stale_lock(name: str, fence: int, lock: Lock | None) -> Rejected:
+    now = "free" if lock is None else f"held with fence {lock.fence}"
+    return Rejected("stale_fence", f"lock {name!r}: fence {fence} is not current (it is {now})")
 
 
 def _job_row_key(row: list[Any]) -> str:
@@ -509,6 +741,8 @@ def _encode_snapshot(
     history: dict[str, tuple[str, ...]],
     leases: Iterable[Lease],
     counters: tuple[int, int, int, dict[str, int]],
+    locks: Iterable[Lock] = (),
+    lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
 ) -> bytes:
     body = {
         "v": SNAPSHOT_VERSION,
@@ -523,6 +757,7 @@ def _encode_snapshot(
                     j.watermark_ms,
                     j.created_ms,
                     j.updated_ms,
+                    *([j.pause_note] if j.pause_note else []),
                 ]
                 for j in jobs
             ),
@@ -537,6 +772,18 @@ def _encode_snapshot(
             key=lambda row: str(row[0]),
         ),
         "counters": [counters[0], counters[1], counters[2], dict(sorted(counters[3].items()))],
+        "locks": sorted(
+            (
+                [
+                    *(getattr(lk, f) for f in _LOCK_FIELDS),
+                    [[getattr(w, f) for f in _WAITER_FIELDS] for w in lk.waiters],
+                ]
+                for lk in locks
+            ),
+            key=lambda row: str(row[0]),
+        ),
+        # insertion order (oldest first) is state: it decides which entry goes next
+        "lock_done": [[k[0], k[1], e.fence, e.outcome] for k, e in lock_done],
     }
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from raftcron.clock import Clock
 from raftcron.core.commands import Complete, Renew, Start
+from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import (
     CLAIMED,
     FAILED,
@@ -47,7 +48,6 @@ from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
 
-RHO: Final = 0.02  # clock-rate drift bound between any two nodes
 GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
 
 
@@ -55,16 +55,6 @@ def rfc3339(ms: int) -> str:
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     frac = f".{ms % 1000:03d}" if ms % 1000 else ""
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
-
-
-def safe_deadline(lease_ms: int, margin_s: float) -> float:
-    """Seconds after ``t_send`` this node may still trust a lease of ``lease_ms``."""
-    d = lease_ms / 1000
-    return d * (1 - RHO) / (1 + RHO) - margin_s
-
-
-def margin_for(lease_ms: int) -> float:
-    return min(1.0, max(0.1, lease_ms / 1000 * 0.05))
 
 
 @dataclass(slots=True)
@@ -188,6 +178,12 @@ class Executor:
                 return
             deadline = t_send + window
             break
+        if self._tell is not None:
+            self._tell(
+                "started",
+                run.id,
+                {"scheduled_at_ms": run.scheduled_at_ms, "started_ms": started_ms},
+            )
         out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
         env = dict(os.environ)
         env.update(dict(spec.env))

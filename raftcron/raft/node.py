@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,10 @@ class RaftStatus:
     ready: bool = False
     log_len: int = 0
     connected: frozenset[str] = field(default_factory=frozenset)
+    # On the leader: peers that answered an append recently. A frozen (SIGSTOP) or
+    # partitioned peer can keep its TCP connection open for a long time, so "connected"
+    # alone is not "alive" and must not get new work.
+    responsive: frozenset[str] = field(default_factory=frozenset)
     match_index: tuple[tuple[str, int], ...] = ()
 
 
@@ -223,6 +228,8 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status_listeners: list[Callable[[RaftStatus], None]] = []
         self._replica: _Replica | None = None
+        # Metrics hook: (command, seconds from propose to committed), on the loop.
+        self.on_committed: Callable[[Command, float], None] | None = None
 
     # -- lifecycle (call start() from the main thread, inside the running loop)
 
@@ -267,9 +274,16 @@ class RaftNode:
                 if k.startswith("match_idx_server_")
             )
         )
+        responsive: frozenset[str] = frozenset()
+        is_leader = bool(replica._isLeader())
+        if is_leader:
+            now = time.monotonic()
+            limit = self.settings.max_timeout * 1.5
+            last = replica._SyncObj__lastResponseTime
+            responsive = frozenset(node.id for node, t in list(last.items()) if now - t < limit)
         new = RaftStatus(
             self_addr=self.settings.self_addr,
-            is_leader=bool(replica._isLeader()),
+            is_leader=is_leader,
             leader=None if leader is None else str(leader.address),
             term=int(raw["raft_term"]),
             commit_index=int(raw["commit_idx"]),
@@ -278,6 +292,7 @@ class RaftNode:
             ready=bool(replica.isReady()),
             log_len=int(raw["log_len"]),
             connected=connected,
+            responsive=responsive,
             match_index=match,
         )
         old = self.status
@@ -314,8 +329,13 @@ class RaftNode:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, res, err)
 
+        sent = loop.time()
         replica.apply_command(encode(cmd), callback=callback)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            res = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise ProposalTimeout(timeout) from None
+        hook = self.on_committed
+        if hook is not None:
+            hook(cmd, loop.time() - sent)
+        return res

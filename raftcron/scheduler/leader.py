@@ -17,6 +17,11 @@ Lease expiry uses this node's monotonic clock: a lease is expired at ``seen + D`
 existing lease counts as renewed at the takeover, with an extra ``D*rho + election
 timeout`` of patience, because the executor may have renewed through the old leader
 moments before it fell.
+
+Named locks get the same treatment (``ExpireLock`` naming the fence). Their waiters are
+cancelled by the API node that serves them when their wait runs out; one whose API node
+died is cancelled here ``wait + LOCK_WAIT_GRACE_MS`` after this node saw it queued (or
+after the takeover), so no waiter lives forever.
 """
 
 from __future__ import annotations
@@ -27,15 +32,15 @@ import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from raftcron.clock import Clock
-from raftcron.core.commands import Barrier, Expire, Plan, SyncConfig
-from raftcron.core.model import Job, JobSpec
+from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
+from raftcron.core.lease import takeover_patience
+from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
 from raftcron.core.planner import NodeInfo, plan
 from raftcron.core.schedule import parse
-from raftcron.core.state import Ok, PlanOutcome, Rejected, State
-from raftcron.executor.runner import RHO
+from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -44,13 +49,16 @@ PROPOSE_TIMEOUT: Final = 3.0
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
 MAX_FIRES_PER_PLAN: Final = 20_000
 
+K = TypeVar("K")
+
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    fence: int
+    fence: int  # 0 for a lock waiter
     mono: float
     lease_ms: int
     patience: float  # extra seconds on top of the lease (takeover)
+    renewals: int = 0  # locks: the grant's committed renewal count when last seen
 
 
 class LeaseTracker:
@@ -63,6 +71,8 @@ class LeaseTracker:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.seen: dict[str, _Seen] = {}
+        self.locks: dict[str, _Seen] = {}  # lock name -> its holder's lease
+        self.waiters: dict[tuple[str, str], _Seen] = {}  # (lock, request) -> its wait
 
     def touch(self, rid: str, fence: int, lease_ms: int) -> None:
         self.seen[rid] = _Seen(fence, self.clock.monotonic(), lease_ms, 0.0)
@@ -70,20 +80,63 @@ class LeaseTracker:
     def forget(self, rid: str) -> None:
         self.seen.pop(rid, None)
 
+    def touch_lock(self, name: str, fence: int, ttl_ms: int, renewals: int) -> None:
+        self.locks[name] = _Seen(fence, self.clock.monotonic(), ttl_ms, 0.0, renewals)
+
+    def forget_lock(self, name: str, fence: int) -> None:
+        seen = self.locks.get(name)
+        if seen is not None and seen.fence == fence:
+            del self.locks[name]
+
+    def forget_lock_entry(self, name: str, seen: _Seen) -> None:
+        """Forget ``seen`` unless the lock was touched again since (a renewal, a grant)."""
+        if self.locks.get(name) is seen:
+            del self.locks[name]
+
+    def touch_waiter(self, name: str, request: str, wait_ms: int) -> None:
+        """A queued acquire; a retry that finds it queued keeps the first time."""
+        self.waiters.setdefault(
+            (name, request), _Seen(0, self.clock.monotonic(), wait_ms, LOCK_WAIT_GRACE_MS / 1000)
+        )
+
+    def forget_waiter(self, name: str, request: str) -> None:
+        self.waiters.pop((name, request), None)
+
     def takeover(self, state: State, election_timeout: float) -> None:
         now = self.clock.monotonic()
         self.seen = {
-            rid: _Seen(lz.fence, now, lz.lease_ms, lz.lease_ms / 1000 * RHO + election_timeout)
+            rid: _Seen(lz.fence, now, lz.lease_ms, takeover_patience(lz.lease_ms, election_timeout))
             for rid, lz in state.leases.items()
+        }
+        self.locks = {
+            name: _Seen(
+                lk.fence,
+                now,
+                lk.ttl_ms,
+                takeover_patience(lk.ttl_ms, election_timeout),
+                lk.renewals,
+            )
+            for name, lk in state.locks.items()
+        }
+        grace = LOCK_WAIT_GRACE_MS / 1000
+        self.waiters = {
+            (name, w.request): _Seen(0, now, w.wait_ms, grace)
+            for name, lk in state.locks.items()
+            for w in lk.waiters
         }
 
     def expired(self) -> list[tuple[str, _Seen]]:
+        return self._due(self.seen)
+
+    def expired_locks(self) -> list[tuple[str, _Seen]]:
+        return self._due(self.locks)
+
+    def expired_waiters(self) -> list[tuple[tuple[str, str], _Seen]]:
+        return self._due(self.waiters)
+
+    def _due(self, seen: dict[K, _Seen]) -> list[tuple[K, _Seen]]:
         now = self.clock.monotonic()
-        return [
-            (rid, s)
-            for rid, s in self.seen.items()
-            if now > s.mono + s.lease_ms / 1000 + s.patience
-        ]
+        return [(k, s) for k, s in seen.items() if now > s.mono + s.lease_ms / 1000 + s.patience]
 
 
 class Leader:
@@ -247,25 +300,77 @@ class Leader:
 
     async def _expiry_loop(self) -> None:
         while True:
-            for rid, seen in self.leases.expired():
-                cmd = Expire(
-                    at_ms=self.clock.wall_ms(),
-                    run_id=rid,
-                    fence=seen.fence,
-                    reason=(
-                        f"lease expired: no renewal for {seen.lease_ms / 1000:g}s "
-                        "(executor dead, frozen or cut off)"
-                    ),
-                )
-                try:
-                    res = await self.raft.propose(cmd, PROPOSE_TIMEOUT)
-                except ProposalError as exc:
-                    logger.warning(
-                        "leader %s: expire of %s not committed (%s)", self.node, rid, exc.code
-                    )
-                    continue
-                if isinstance(res, Ok):
-                    logger.warning("lost run=%s fence=%d: %s", rid, seen.fence, cmd.reason)
-                else:
-                    self.leases.forget(rid)
+            await self._expire_runs()
+            await self._expire_locks()
             await asyncio.sleep(0.1)
+
+    async def _expire_runs(self) -> None:
+        for rid, seen in self.leases.expired():
+            cmd = Expire(
+                at_ms=self.clock.wall_ms(),
+                run_id=rid,
+                fence=seen.fence,
+                reason=(
+                    f"lease expired: no renewal for {seen.lease_ms / 1000:g}s "
+                    "(executor dead, frozen or cut off)"
+                ),
+            )
+            try:
+                res = await self.raft.propose(cmd, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.warning(
+                    "leader %s: expire of %s not committed (%s)", self.node, rid, exc.code
+                )
+                continue
+            if isinstance(res, Ok):
+                logger.warning("lost run=%s fence=%d: %s", rid, seen.fence, cmd.reason)
+            else:
+                self.leases.forget(rid)
+
+    async def _expire_locks(self) -> None:
+        for name, seen in self.leases.expired_locks():
+            expire = ExpireLock(
+                at_ms=self.clock.wall_ms(),
+                name=name,
+                fence=seen.fence,
+                renewals=seen.renewals,
+                reason=f"no renewal for {seen.lease_ms / 1000:g}s (holder dead, frozen or cut off)",
+            )
+            try:
+                res = await self.raft.propose(expire, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.warning(
+                    "leader %s: expiry of lock %s not committed (%s)", self.node, name, exc.code
+                )
+                continue
+            if isinstance(res, Ok) and isinstance(res.value, LockEnded):
+                nxt = res.value.granted
+                logger.warning(
+                    "lock %s fence=%d expired: %s; %s",
+                    name,
+                    seen.fence,
+                    expire.reason,
+                    "free" if nxt is None else f"granted to {nxt.holder!r} fence={nxt.fence}",
+                )
+            else:  # released, or renewed just in time (then it was touched again)
+                self.leases.forget_lock_entry(name, seen)
+        for (name, request), _seen in self.leases.expired_waiters():
+            cancel = CancelLockWait(
+                at_ms=self.clock.wall_ms(),
+                name=name,
+                request=request,
+                reason="abandoned: its wait ran out and its API node never cancelled it",
+            )
+            try:
+                await self.raft.propose(cancel, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.warning(
+                    "leader %s: cancel of lock %s waiter %s not committed (%s)",
+                    self.node,
+                    name,
+                    request,
+                    exc.code,
+                )
+                continue
+            logger.info("lock %s: dropped abandoned waiter %s", name, request)
+            self.leases.forget_waiter(name, request)

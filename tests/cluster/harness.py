@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -72,10 +73,11 @@ class Member:
     log: Path
     tags: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{self.scheme}://127.0.0.1:{self.api_port}"
 
     @property
     def raft(self) -> str:
@@ -92,8 +94,18 @@ class Cluster:
         tags: dict[str, dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
         extra_cluster: str = "",
+        extra_toml: str = "",
+        token: str | None = None,
+        cafile: Path | None = None,
     ) -> None:
+        """``extra_toml`` is appended to the file (e.g. an ``[api]`` table); ``token`` is sent
+        as a bearer token by every request this harness makes; with ``cafile`` the members
+        speak HTTPS and are verified against it."""
         self.root = root
+        self.token = token
+        self.ssl: ssl.SSLContext | None = None
+        if cafile is not None:
+            self.ssl = ssl.create_default_context(cafile=str(cafile))
         self.env = dict(os.environ)
         self.env.update(env or {})
         ports = free_ports(size * 2)
@@ -104,6 +116,7 @@ class Cluster:
                 api_port=ports[2 * i + 1],
                 log=root / f"{name}.log",
                 tags=(tags or {}).get(name, {}),
+                scheme="http" if cafile is None else "https",
             )
             for i, name in enumerate("abcdefg"[:size])
         }
@@ -122,6 +135,7 @@ class Cluster:
                     "tags = { " + ", ".join(f'{k} = "{v}"' for k, v in m.tags.items()) + " }"
                 )
         parts.extend(toml_job(j) for j in jobs)
+        parts.append(extra_toml)
         self.config = root / "cluster.toml"
         self.config.write_text("\n".join(parts) + "\n")
 
@@ -184,9 +198,17 @@ class Cluster:
 
     # -- API
 
+    def open(self, req: urllib.request.Request | str, timeout: float) -> Any:
+        """``urlopen`` with this cluster's token and TLS context."""
+        if isinstance(req, str):
+            req = urllib.request.Request(req)
+        if self.token is not None and not req.has_header("Authorization"):
+            req.add_header("Authorization", f"Bearer {self.token}")
+        return urllib.request.urlopen(req, timeout=timeout, context=self.ssl)
+
     def get(self, name: str, path: str, timeout: float = 2.0) -> Any:
         try:
-            with urllib.request.urlopen(self.members[name].api + path, timeout=timeout) as r:
+            with self.open(self.members[name].api + path, timeout=timeout) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             with exc:
@@ -201,7 +223,7 @@ class Cluster:
         req = urllib.request.Request(self.members[name].api + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with self.open(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
             with exc:
@@ -215,9 +237,7 @@ class Cluster:
         found = []
         for name in among or self.alive():
             try:
-                with urllib.request.urlopen(
-                    self.members[name].api + "/health/leader", timeout=1.0
-                ) as r:
+                with self.open(self.members[name].api + "/health/leader", timeout=1.0) as r:
                     if r.status == 200:
                         found.append(name)
             except urllib.error.HTTPError as exc:

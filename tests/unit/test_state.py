@@ -235,7 +235,35 @@ def _commands() -> st.SearchStrategy[c.Command]:
     fence = st.integers(min_value=0, max_value=12)
     rid = st.builds(lambda j, s: run_id(j, s), jobs, t)
     status = st.sampled_from([SUCCEEDED, FAILED, LOST, "timed_out"])
+    lock = st.sampled_from(["x", "y"])
+    request = st.sampled_from(["r1", "r2", "r3", "r4", "r5"])
     return st.one_of(
+        st.builds(
+            lambda n, r, h, ttl, w, at: c.AcquireLock(
+                at_ms=at, name=n, request=r, holder=h, ttl_ms=ttl, wait_ms=w
+            ),
+            lock,
+            request,
+            st.sampled_from(["h1", "h2"]),
+            st.sampled_from([0, 1000, 30_000]),  # 0 is invalid: rejected, deterministically
+            st.sampled_from([0, 0, 2000]),
+            t,
+        ),
+        st.builds(lambda n, f, at: c.RenewLock(at_ms=at, name=n, fence=f), lock, fence, t),
+        st.builds(lambda n, f, at: c.ReleaseLock(at_ms=at, name=n, fence=f), lock, fence, t),
+        st.builds(
+            lambda n, f, r, at: c.ExpireLock(at_ms=at, name=n, fence=f, renewals=r, reason="e"),
+            lock,
+            fence,
+            st.integers(0, 2),
+            t,
+        ),
+        st.builds(
+            lambda n, r, at: c.CancelLockWait(at_ms=at, name=n, request=r, reason="w"),
+            lock,
+            request,
+            t,
+        ),
         st.builds(
             lambda j, ov, at: c.PutJob(at_ms=at, spec=spec(j, overlap=ov)),
             jobs,
@@ -314,7 +342,12 @@ def test_replicas_with_snapshots_at_random_points_agree(
     assert third.digest() == reference.digest()
     # invariants
     fences = [lz.fence for lz in reference.leases.values()]
+    fences += [lk.fence for lk in reference.locks.values()]
     assert len(fences) == len(set(fences))
     assert all(f <= reference.counters.fence for f in fences)
+    for name, lk in reference.locks.items():
+        queued = [w.request for w in lk.waiters]
+        assert lk.name == name and lk.request not in queued and len(set(queued)) == len(queued)
+        assert not any((name, r) in reference.lock_done for r in [lk.request, *queued])
     for job, ids in reference.live.items():
         assert all(reference.runs[r].job == job for r in ids)

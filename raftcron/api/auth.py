@@ -1,0 +1,216 @@
+"""API authentication (bearer tokens) and the API's TLS context.
+
+Rules (DESIGN.md section 6), decided by :meth:`Authorizer.decide`, a pure function of the
+method, the path and the ``Authorization`` header:
+
+* No tokens configured: everything is open. The config refuses that unless every API is
+  on loopback or the operator wrote ``api.insecure = true`` (``config.py``), so this is the
+  single-node default and ``raftcron dev``.
+* Tokens configured: every request needs ``Authorization: Bearer <token>``, on loopback
+  too. GET, HEAD and OPTIONS need a ``read`` or ``admin`` token; anything else (PUT, POST,
+  DELETE) needs ``admin``.
+* Except: ``/health``, ``/health/leader`` and ``/metrics`` are open while
+  ``api.open_health`` is true (the default), for load balancers and scrapers; and the
+  dashboard page (``GET /``) is always open, because it carries no data: its own requests
+  carry the token.
+* A missing, malformed or unknown token is 401 with ``WWW-Authenticate: Bearer``; a read
+  token on a write is 403. Both bodies are ``{"error": {"code", "message"}}``.
+
+Tokens are compared with :func:`hmac.compare_digest` against every configured token (no
+early exit), so the time taken says nothing about which bytes matched. No token ever
+appears in a response or a log line.
+
+The middleware is inserted first in the application's middleware list, so nothing else
+(not even error mapping) runs for a refused request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from raftcron.api.dashboard import PATH as DASHBOARD_PATH
+from raftcron.config import ApiConfig, ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HEALTH_PATHS",
+    "READ_METHODS",
+    "Authorizer",
+    "Refusal",
+    "middleware",
+    "register",
+    "server_ssl_context",
+]
+
+READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+HEALTH_PATHS: Final = frozenset({"/health", "/health/leader", "/metrics"})
+PUBLIC_PATHS: Final = frozenset({DASHBOARD_PATH})  # read methods only
+REALM: Final = "raftcron"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    """Why a request is refused: the HTTP status, an error code and a message."""
+
+    status: int  # 401 or 403
+    code: str  # "unauthorized" or "forbidden"
+    message: str
+    challenge: str  # the WWW-Authenticate value (401 only; "" for 403)
+
+    def response(self) -> web.Response:
+        headers = {"WWW-Authenticate": self.challenge} if self.challenge else {}
+        return web.Response(
+            body=orjson.dumps({"error": {"code": self.code, "message": self.message}}),
+            status=self.status,
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authorizer:
+    tokens: tuple[tuple[bytes, str], ...] = ()  # (token bytes, role)
+    open_health: bool = True
+
+    @classmethod
+    def from_config(cls, api: ApiConfig) -> Authorizer:
+        return cls(
+            tokens=tuple((t.token.encode("utf-8"), t.role) for t in api.tokens),
+            open_health=api.open_health,
+        )
+
+    def __repr__(self) -> str:  # never show a token
+        return f"Authorizer(tokens={len(self.tokens)}, open_health={self.open_health!r})"
+
+    @property
+    def enforcing(self) -> bool:
+        return bool(self.tokens)
+
+    def role_of(self, token: str) -> str | None:
+        """The role of ``token``, or None; compares against every token, in constant time."""
+        given = token.encode("utf-8")
+        role: str | None = None
+        for secret, r in self.tokens:
+            if hmac.compare_digest(given, secret) and role is None:
+                role = r
+        return role
+
+    def decide(self, method: str, path: str, authorization: str | None) -> Refusal | None:
+        """None to let the request through, else why not."""
+        if not self.tokens:
+            return None
+        read = method.upper() in READ_METHODS
+        if read and path in PUBLIC_PATHS:
+            return None
+        if self.open_health and path in HEALTH_PATHS:
+            return None
+        challenge = f'Bearer realm="{REALM}"'
+        if not authorization:
+            return Refusal(
+                status=401,
+                code="unauthorized",
+                message="this API needs a token: send Authorization: Bearer <token> "
+                "(raftcron --token or RAFTCRON_TOKEN)",
+                challenge=challenge,
+            )
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return Refusal(
+                status=401,
+                code="unauthorized",
+                message="malformed Authorization header (send Authorization: Bearer <token>)",
+                challenge=f'{challenge}, error="invalid_request"',
+            )
+        role = self.role_of(token)
+        if role is None:
+            return Refusal(
+                status=401,
+                code="unauthorized",
+                message="unknown token (use a token from [[api.tokens]] in the cluster config)",
+                challenge=f'{challenge}, error="invalid_token"',
+            )
+        if not read and role != "admin":
+            return Refusal(
+                status=403,
+                code="forbidden",
+                message=f"{method.upper()} {path} changes the cluster and needs an admin token; "
+                f"this token has the {role} role",
+                challenge="",
+            )
+        return None
+
+
+def middleware(authorizer: Authorizer) -> Middleware:
+    """The aiohttp middleware enforcing ``authorizer``."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refusal = authorizer.decide(
+            request.method, request.path, request.headers.get("Authorization")
+        )
+        if refusal is not None:
+            return refusal.response()
+        return await handler(request)
+
+    return authenticate
+
+
+def register(app: web.Application) -> None:
+    """Put the auth middleware first in ``app``; call after ``app[NODE_KEY]`` is set."""
+    from raftcron.api.app import NODE_KEY  # app.py imports this module
+
+    node = app.get(NODE_KEY)
+    if node is None:
+        raise RuntimeError("auth.register(app) needs app[NODE_KEY] set first")
+    authorizer = Authorizer.from_config(node.config.api)
+    if not authorizer.enforcing:
+        exposed = [n.name for n in node.config.cluster.nodes if not n.api.is_loopback]
+        if exposed:
+            logger.warning(
+                "node %s: the API has no tokens and api.insecure = true: anyone who reaches "
+                "%s can change jobs",
+                node.name,
+                ", ".join(exposed),
+            )
+    app.middlewares.insert(0, middleware(authorizer))
+
+
+def server_ssl_context(api: ApiConfig) -> ssl.SSLContext | None:
+    """The API's TLS context when ``api.tls_cert``/``api.tls_key`` are set, else None.
+
+    Raises :class:`ConfigError` (naming the files, never their content) when they do not
+    load: not PEM, key and certificate do not match, unreadable.
+    """
+    if api.tls_cert is None or api.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(certfile=api.tls_cert, keyfile=api.tls_key)
+    except ssl.SSLError as exc:
+        reason = f"not PEM, or the key is not the certificate's ({exc.reason or exc})"
+        raise ConfigError(
+            [
+                f"api.tls_cert/api.tls_key: cannot load {api.tls_cert} with {api.tls_key}: "
+                f"{reason} (give a PEM certificate and its unencrypted PEM private key)"
+            ]
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [
+                f"api.tls_cert/api.tls_key: cannot load {api.tls_cert} with {api.tls_key}: "
+                f"{reason} (give a PEM certificate and its unencrypted PEM private key)"
+            ]
+        ) from None
+    return ctx

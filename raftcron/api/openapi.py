@@ -1,0 +1,581 @@
+"""The OpenAPI 3.1 document served at ``GET /v1/openapi.json``.
+
+:data:`OPERATIONS` describes every operation any API module can register, keyed by
+``(METHOD, path template)``. :func:`document` lists exactly the routes registered on the
+application it is given (HEAD is implied by GET and not listed), so the document never
+names an endpoint the node does not serve. A route registered without an entry here is
+left out and logged; ``tests/cluster/test_api.py`` checks that both sets are equal.
+
+Pure data and one function: no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Final
+
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OPERATIONS", "document", "registered_operations"]
+
+_J: Final = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(description: str, schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {_J: {"schema": schema}}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    names = {
+        400: "BadRequest",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "NotFound",
+        409: "Conflict",
+        503: "Unavailable",
+    }
+    out: dict[str, Any] = {str(s): {"$ref": f"#/components/responses/{names[s]}"} for s in statuses}
+    return out
+
+
+_READ_ERRORS: Final = (401,)
+_WRITE_ERRORS: Final = (400, 401, 403, 404, 409, 503)
+_NULL_STR: Final = {"type": ["string", "null"]}
+_NULL_INT: Final = {"type": ["integer", "null"]}
+_DURATION: Final = {
+    "oneOf": [{"type": "string", "examples": ["30s", "5m", "1h30m"]}, {"type": "number"}],
+    "description": "a duration string or a number of seconds",
+}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {_J: {"schema": schema}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Member": {
+        "type": "object",
+        "required": ["name", "raft", "api", "role", "healthy", "self"],
+        "properties": {
+            "name": {"type": "string"},
+            "raft": {"type": "string"},
+            "api": {"type": "string"},
+            "role": {"enum": ["leader", "follower"]},
+            "healthy": {"type": "boolean"},
+            "self": {"type": "boolean"},
+            "match_index": {"type": "integer", "description": "only on the leader's view"},
+            "lag": {"type": "integer", "description": "entries behind the commit index"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["node", "role", "leader", "term", "commit_index", "members"],
+        "properties": {
+            "node": {"type": "string"},
+            "role": {"enum": ["leader", "follower"]},
+            "leader": _NULL_STR,
+            "leader_established": {"type": "boolean"},
+            "term": {"type": "integer"},
+            "commit_index": {"type": "integer"},
+            "last_applied": {"type": "integer"},
+            "has_quorum": {"type": "boolean"},
+            "members": {"type": "array", "items": _ref("Member")},
+            "jobs": {"type": "integer"},
+            "runs": {"type": "integer"},
+            "live_leases": {"type": "integer"},
+            "fence": {"type": "integer"},
+            "stale_rejections": {"type": "integer"},
+            "executing": {"type": "integer"},
+            "fsyncs": {"type": "integer"},
+            "leader_changes": {"type": "integer"},
+        },
+    },
+    "Run": {
+        "type": "object",
+        "required": ["id", "job", "scheduled_at", "fence", "node", "status"],
+        "properties": {
+            "id": {"type": "string", "examples": ["backup@1767225600000"]},
+            "job": {"type": "string"},
+            "scheduled_at": {"type": "string", "format": "date-time"},
+            "scheduled_at_ms": {"type": "integer"},
+            "fence": {"type": "integer"},
+            "node": _NULL_STR,
+            "status": {
+                "enum": [
+                    "claimed",
+                    "running",
+                    "succeeded",
+                    "failed",
+                    "timed_out",
+                    "lost",
+                    "missed",
+                    "skipped",
+                ]
+            },
+            "trigger": {"enum": ["schedule", "catchup", "manual"]},
+            "attempt": {"type": "integer"},
+            "claimed_at": _NULL_STR,
+            "started_at": _NULL_STR,
+            "finished_at": _NULL_STR,
+            "exit_code": _NULL_INT,
+            "reason": {"type": "string"},
+            "count": {"type": "integer", "description": "fires covered by a missed record"},
+            "output": {"type": "string", "description": "the last 64 KiB of stdout+stderr"},
+        },
+    },
+    "RunPage": {
+        "type": "object",
+        "required": ["runs", "total", "next"],
+        "properties": {
+            "runs": {"type": "array", "items": _ref("Run")},
+            "total": {"type": "integer", "description": "runs matching the filters"},
+            "next": {**_NULL_STR, "description": "pass as before= for the next page"},
+        },
+    },
+    "JobTable": {
+        "type": "object",
+        "description": "the keys of a [[jobs]] table; name defaults to the URL's",
+        "required": ["schedule", "command"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+            "schedule": {"type": "string", "examples": ["0 3 * * *", "* * * * * */10"]},
+            "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "timezone": {"type": "string", "default": "UTC"},
+            "timeout": _DURATION,
+            "overlap": {"enum": ["allow", "skip"], "default": "allow"},
+            "catchup": _DURATION,
+            "retries": {"type": "integer", "minimum": 0},
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+            "lease": _DURATION,
+            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "cwd": {"type": "string", "description": "an absolute path"},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["name", "schedule", "timezone", "command", "paused", "spec"],
+        "properties": {
+            "name": {"type": "string"},
+            "schedule": {"type": "string"},
+            "timezone": {"type": "string"},
+            "command": {"type": "array", "items": {"type": "string"}},
+            "overlap": {"enum": ["allow", "skip"]},
+            "catchup_ms": {"type": "integer"},
+            "lease_ms": {"type": "integer"},
+            "timeout_ms": _NULL_INT,
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+            "paused": {"type": "boolean"},
+            "pause_note": {"type": "string"},
+            "source": {"enum": ["config", "api"]},
+            "watermark": _NULL_STR,
+            "created_at": _NULL_STR,
+            "updated_at": _NULL_STR,
+            "next_fire": _NULL_STR,
+            "last_run": {"oneOf": [_ref("Run"), {"type": "null"}]},
+            "running": {"type": "array", "items": {"type": "string"}},
+            "spec": _ref("JobTable"),
+            "next_fires": {
+                "type": "array",
+                "items": _ref("FireTime"),
+                "description": "GET /v1/jobs/{name} only: the next 5 fires",
+            },
+        },
+    },
+    "FireTime": {
+        "type": "object",
+        "required": ["utc", "local", "at_ms"],
+        "properties": {
+            "utc": {"type": "string", "format": "date-time"},
+            "local": {"type": "string", "description": "ISO 8601 with the zone's offset"},
+            "at_ms": {"type": "integer"},
+        },
+    },
+    "NextFires": {
+        "type": "object",
+        "required": ["job", "timezone", "fires"],
+        "properties": {
+            "job": {"type": "string"},
+            "schedule": {"type": "string"},
+            "timezone": {"type": "string"},
+            "from": {"type": "string"},
+            "fires": {"type": "array", "items": _ref("FireTime")},
+        },
+    },
+    "PutResult": {
+        "type": "object",
+        "required": ["job", "result"],
+        "properties": {
+            "job": {"type": "string"},
+            "result": {"enum": ["created", "updated", "unchanged", "deleted"]},
+        },
+    },
+    "PauseRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"note": {"type": "string", "maxLength": 500}},
+    },
+    "TriggerRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "scheduled_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "labels the manual fire (default now, within a day of now); "
+                "repeating the same value returns the first run instead of firing again",
+            }
+        },
+    },
+    "TriggerResult": {
+        "type": "object",
+        "required": ["run", "job", "status", "reason"],
+        "properties": {
+            "run": {"type": "string"},
+            "job": {"type": "string"},
+            "status": {
+                "type": "string",
+                "description": "claimed or skipped (or, for a repeat, the run's current status)",
+            },
+            "reason": {"type": "string", "description": "why it was skipped"},
+            "node": _NULL_STR,
+            "fence": _NULL_INT,
+            "scheduled_at": {"type": "string", "format": "date-time"},
+            "duplicate": {"type": "boolean"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["ok", "no_leader", "leader", "not_leader"]},
+            "leader": _NULL_STR,
+            "node": {"type": "string"},
+        },
+    },
+    "LockAcquire": {
+        "type": "object",
+        "properties": {
+            "ttl": {**_DURATION, "default": "30s"},
+            "wait": {**_DURATION, "default": 0, "description": "how long to queue (FIFO)"},
+            "holder": {"type": "string", "description": "who holds it, for humans"},
+            "request": {
+                "type": "string",
+                "description": "idempotency key: a repeat returns the same grant",
+            },
+        },
+    },
+    "LockGrant": {
+        "type": "object",
+        "required": ["lock", "fence", "ttl_ms"],
+        "properties": {
+            "lock": {"type": "string"},
+            "fence": {"type": "integer", "description": "greater than any fence before"},
+            "holder": {"type": "string"},
+            "ttl_ms": {"type": "integer"},
+            "request": {"type": "string"},
+        },
+    },
+    "LockRenew": {
+        "type": "object",
+        "required": ["fence"],
+        "properties": {"fence": {"type": "integer"}},
+    },
+    "LockReleased": {
+        "type": "object",
+        "required": ["lock", "released"],
+        "properties": {"lock": {"type": "string"}, "released": {"type": "boolean"}},
+    },
+    "LockList": {
+        "type": "object",
+        "required": ["locks"],
+        "properties": {"locks": {"type": "array", "items": _ref("Lock")}},
+    },
+    "Lock": {
+        "type": "object",
+        "required": ["name", "fence", "holder", "ttl_ms"],
+        "properties": {
+            "name": {"type": "string"},
+            "fence": {"type": "integer"},
+            "holder": {"type": "string"},
+            "ttl_ms": {"type": "integer"},
+            "acquired_at": {"type": "string", "format": "date-time"},
+            "renewed_at": {"type": "string", "format": "date-time"},
+            "waiters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "holder": {"type": "string"},
+                        "wait_ms": {"type": "integer"},
+                        "queued_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+RESPONSES: Final[dict[str, Any]] = {
+    name: {"description": description, "content": {_J: {"schema": _ref("Error")}}}
+    for name, description in (
+        ("BadRequest", "invalid input (bad JSON, query parameter or job definition)"),
+        ("Unauthorized", "no token, or an unknown one"),
+        ("Forbidden", "a read-only token on a write"),
+        ("NotFound", "no such job, run or lock"),
+        ("Conflict", "the change conflicts with the current state"),
+        ("Unavailable", "no leader, or the write did not commit in time (safe to repeat)"),
+    )
+}
+
+_RUN_STATUS_LIST: Final = "claimed, running, succeeded, failed, timed_out, lost, missed, skipped"
+
+OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
+    ("GET", "/v1/status"): {
+        "summary": "this node, the leader, term, commit index, members with health and lag",
+        "responses": _ok("status", _ref("Status")) | _errors(*_READ_ERRORS),
+    },
+    ("GET", "/v1/jobs"): {
+        "summary": "every job with its next fire and last outcome",
+        "responses": _ok(
+            "jobs",
+            {
+                "type": "object",
+                "required": ["jobs"],
+                "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+            },
+        )
+        | _errors(*_READ_ERRORS),
+    },
+    ("GET", "/v1/jobs/{name}"): {
+        "summary": "one job: definition, paused, watermark, last run, next 5 fires",
+        "responses": _ok("the job", _ref("Job")) | _errors(401, 404),
+    },
+    ("PUT", "/v1/jobs/{name}"): {
+        "summary": "create or replace a job (the same validation as the config file)",
+        "requestBody": _body(_ref("JobTable")),
+        "responses": _ok("updated or unchanged", _ref("PutResult"))
+        | _ok("created", _ref("PutResult"), "201")
+        | _errors(400, 401, 403, 409, 503),
+    },
+    ("DELETE", "/v1/jobs/{name}"): {
+        "summary": "delete a job (409 for a job of the config file)",
+        "responses": _ok("deleted", _ref("PutResult")) | _errors(401, 403, 404, 409, 503),
+    },
+    ("GET", "/v1/jobs/{name}/next"): {
+        "summary": "preview fire times in the job's time zone, DST transitions included",
+        "parameters": [
+            _query(
+                "from",
+                "RFC 3339 time (with Z or an offset) or epoch ms; fires strictly after it "
+                "(default now)",
+                {"type": "string"},
+            ),
+            _query(
+                "count",
+                "how many fires (default 5)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
+            ),
+        ],
+        "responses": _ok("fire times", _ref("NextFires")) | _errors(400, 401, 404),
+    },
+    ("POST", "/v1/jobs/{name}/trigger"): {
+        "summary": "fire the job now; obeys overlap=skip (then recorded and answered as skipped)",
+        "requestBody": _body(_ref("TriggerRequest"), required=False),
+        "responses": _ok("claimed or skipped", _ref("TriggerResult"), "202")
+        | _ok("a repeat of an earlier trigger with the same scheduled_at", _ref("TriggerResult"))
+        | _errors(*_WRITE_ERRORS),
+    },
+    ("POST", "/v1/jobs/{name}/pause"): {
+        "summary": "pause a job (its fires are recorded as skipped); optional note",
+        "requestBody": _body(_ref("PauseRequest"), required=False),
+        "responses": _ok("the job", _ref("Job")) | _errors(400, 401, 403, 404, 503),
+    },
+    ("POST", "/v1/jobs/{name}/resume"): {
+        "summary": "resume a paused job (fires missed while paused are not back-filled)",
+        "responses": _ok("the job", _ref("Job")) | _errors(400, 401, 403, 404, 503),
+    },
+    ("GET", "/v1/runs"): {
+        "summary": "the run ledger, newest first, filtered and paginated",
+        "parameters": [
+            _query("job", "only this job", {"type": "string"}),
+            _query("node", "only runs granted to this node", {"type": "string"}),
+            _query("status", f"comma list of {_RUN_STATUS_LIST}", {"type": "string"}),
+            _query(
+                "limit",
+                "page size (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            ),
+            _query(
+                "before",
+                "cursor: a run id (the previous page's next) or a scheduled_at in epoch ms",
+                {"type": "string"},
+            ),
+            _query("output", "1 to include output tails", {"enum": ["0", "1", "true", "false"]}),
+        ],
+        "responses": _ok("a page of runs", _ref("RunPage")) | _errors(400, 401),
+    },
+    ("GET", "/v1/runs/{run_id}"): {
+        "summary": "one run with its output tail",
+        "responses": _ok("the run", _ref("Run")) | _errors(401, 404),
+    },
+    ("GET", "/v1/openapi.json"): {
+        "summary": "this document",
+        "responses": _ok("OpenAPI 3.1", {"type": "object"}) | _errors(401),
+    },
+    ("GET", "/v1/locks"): {
+        "summary": "the named locks currently held",
+        "responses": _ok("locks", _ref("LockList")) | _errors(401),
+    },
+    ("POST", "/v1/locks/{name}"): {
+        "summary": "acquire a lock with a TTL, waiting up to wait (FIFO); returns a fence",
+        "requestBody": _body(_ref("LockAcquire")),
+        "responses": _ok("acquired", _ref("LockGrant"))
+        | _errors(400, 401, 403, 503)
+        | {
+            "409": {
+                "$ref": "#/components/responses/Conflict",
+                "description": "locked (not acquired within wait), queue_full or request_done",
+            }
+        },
+    },
+    ("POST", "/v1/locks/{name}/renew"): {
+        "summary": "extend the lock held with this fence (409 stale_fence if it was lost)",
+        "requestBody": _body(_ref("LockRenew")),
+        "responses": _ok("renewed", _ref("LockGrant")) | _errors(400, 401, 403, 409, 503),
+    },
+    ("DELETE", "/v1/locks/{name}"): {
+        "summary": "release the lock held with this fence (409 stale_fence if it was lost)",
+        "parameters": [
+            {"name": "fence", "in": "query", "required": True, "schema": {"type": "integer"}}
+        ],
+        "responses": _ok("released", _ref("LockReleased")) | _errors(400, 401, 403, 409, 503),
+    },
+    ("GET", "/health"): {
+        "summary": "200 on a member that sees a leader, else 503",
+        "security": [{}],
+        "responses": _ok("sees a leader", _ref("Health")) | _ok("no leader", _ref("Health"), "503"),
+    },
+    ("GET", "/health/leader"): {
+        "summary": "200 only on the established leader (for load balancers)",
+        "security": [{}],
+        "responses": _ok("this node leads", _ref("Health"))
+        | _ok("not the leader", _ref("Health"), "503"),
+    },
+    ("GET", "/metrics"): {
+        "summary": "Prometheus text exposition",
+        "security": [{}],
+        "responses": {
+            "200": {
+                "description": "metrics",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    },
+    ("GET", "/"): {
+        "summary": "the dashboard (one HTML page)",
+        "security": [{}],
+        "responses": {
+            "200": {
+                "description": "the page",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        },
+    },
+}
+
+_PATH_PARAMS: Final = {
+    "name": "a job or lock name",
+    "run_id": "a run id, e.g. backup@1767225600000",
+}
+
+
+def registered_operations(app: web.Application) -> list[tuple[str, str]]:
+    """``(METHOD, path template)`` of every route of ``app`` (HEAD left out)."""
+    out = []
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        out.append((route.method, route.resource.canonical))
+    return out
+
+
+def _operation(method: str, path: str, op: dict[str, Any]) -> dict[str, Any]:
+    params = [
+        {
+            "name": p,
+            "in": "path",
+            "required": True,
+            "description": _PATH_PARAMS.get(p, p),
+            "schema": {"type": "string"},
+        }
+        for p in re.findall(r"{(\w+)}", path)
+    ]
+    out = dict(op)
+    out["operationId"] = (method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path)).rstrip("_")
+    if params or "parameters" in op:
+        out["parameters"] = params + list(op.get("parameters", ()))
+    return out
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of exactly the routes registered on ``app``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in registered_operations(app):
+        op = OPERATIONS.get((method, path))
+        if op is None:
+            logger.warning("openapi: route %s %s has no description; left out", method, path)
+            continue
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "raftcron",
+            "version": "1",
+            "description": "Highly available cron on its own Raft cluster. Every node serves "
+            "the whole API; writes sent to a follower are carried out through the leader. "
+            'Errors are {"error": {"code", "message"}}.',
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token of [[api.tokens]]: read for GET, admin for writes; "
+                    "not needed when the cluster configures no tokens",
+                }
+            },
+        },
+    }

@@ -1,0 +1,267 @@
+"""Per-node Prometheus metrics, in one :class:`CollectorRegistry` per node (never the
+process-global default registry).
+
+Two kinds of numbers, kept apart on purpose:
+
+* **Cluster facts** are read at scrape time from the replicated state this node has
+  applied: fires by job and outcome (``Counters.extra`` via ``outcome_counts``), stale-fence
+  rejections, runs recorded, the highest fence, ledger sizes. Every member reports the same
+  values (up to replication lag), they survive leader changes and restarts, and they never
+  go down on one member. Aggregate them with ``max``, not ``sum``.
+* **Node facts** start at zero with the process: fire lateness and lease renewals of the
+  runs this node executed, commit latency of the proposals it made, lock acquire latency of
+  the locks it served, leader changes and leaderless time it saw, executor slots in use.
+  Aggregate them with ``sum``/``rate`` across members.
+
+Invariants: nothing here reads a clock except through the node's :class:`Clock`; a scrape
+holds the machine's lock only for O(jobs + counters) work; every hook is called on the
+event loop (status listener, executor events, proposal results).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from raftcron.clock import Clock
+from raftcron.core.commands import Command
+from raftcron.core.state import State, outcome_counts
+from raftcron.raft.node import Machine, RaftStatus
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["COMMIT_BUCKETS", "LATENESS_BUCKETS", "LOCK_BUCKETS", "NodeMetrics"]
+
+LATENESS_BUCKETS: Final = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+COMMIT_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+LOCK_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+class NodeMetrics:
+    """The metrics of one node. Hooks for the node to wire up:
+
+    * :meth:`on_status` as a ``RaftNode`` status listener (leader changes, leaderless time);
+    * :meth:`on_proposal` as ``RaftNode.on_committed`` (commit latency by command type);
+    * :meth:`executor_event` as the executor's ``tell`` (lateness on "started", renewals).
+
+    :attr:`lock_acquire_seconds` is for the lock API (observe the time from the request to
+    the committed grant, waiting included) and ``lease_renewals`` with ``kind="lock"`` for
+    its renewals.
+    """
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        clock: Clock,
+        machine: Machine,
+        raft_status: Callable[[], RaftStatus],
+        executor_active: Callable[[], int],
+        version: str | None = None,
+        process: bool = True,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.machine = machine
+        self.raft_status = raft_status
+        self.executor_active = executor_active
+        self.version = version if version is not None else _version()
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.fire_lateness_seconds = Histogram(
+            "raftcron_fire_lateness_seconds",
+            "Start of a run on this node minus its scheduled time (runs executed here)",
+            buckets=LATENESS_BUCKETS,
+            registry=reg,
+        )
+        self.commit_latency_seconds = Histogram(
+            "raftcron_commit_latency_seconds",
+            "Time from proposing a command on this node until it committed and applied",
+            ["command"],
+            buckets=COMMIT_BUCKETS,
+            registry=reg,
+        )
+        self.lock_acquire_seconds = Histogram(
+            "raftcron_lock_acquire_seconds",
+            "Time from a lock request on this node until it was granted (waiting included)",
+            buckets=LOCK_BUCKETS,
+            registry=reg,
+        )
+        self.lease_renewals = Counter(
+            "raftcron_lease_renewals",
+            "Lease renewals committed for holders served by this node, by kind (run or lock)",
+            ["kind"],
+            registry=reg,
+        )
+        self.lease_renewals.labels(kind="run")
+        self.lease_renewals.labels(kind="lock")
+        # Leadership as this node saw it (fed by on_status on the loop).
+        self._started = clock.monotonic()
+        self._leader_changes = 0
+        self._last_leader: tuple[str, int] | None = None
+        self._leaderless_since: float | None = self._started
+        self._leaderless_s = 0.0
+        reg.register(_NodeCollector(self))
+        if process:
+            ProcessCollector(registry=reg)
+
+    # -- hooks
+
+    def on_status(self, st: RaftStatus) -> None:
+        now = self.clock.monotonic()
+        if st.leader is None:
+            if self._leaderless_since is None:
+                self._leaderless_since = now
+            return
+        if self._leaderless_since is not None:
+            self._leaderless_s += max(0.0, now - self._leaderless_since)
+            self._leaderless_since = None
+        key = (st.leader, st.term)
+        if key != self._last_leader:
+            self._last_leader = key
+            self._leader_changes += 1
+
+    def on_proposal(self, cmd: Command, seconds: float) -> None:
+        self.commit_latency_seconds.labels(command=type(cmd).__name__).observe(max(0.0, seconds))
+
+    def executor_event(self, event: str, run_id: str, fields: dict[str, Any]) -> None:
+        if event == "started":
+            late_ms = int(fields["started_ms"]) - int(fields["scheduled_at_ms"])
+            self.fire_lateness_seconds.observe(max(0, late_ms) / 1000)
+        elif event == "renewed":
+            self.lease_renewals.labels(kind="run").inc()
+
+    # -- views (used by the collector; tests read them too)
+
+    def leader_changes(self) -> int:
+        return self._leader_changes
+
+    def leaderless_seconds(self) -> float:
+        total = self._leaderless_s
+        if self._leaderless_since is not None:
+            total += max(0.0, self.clock.monotonic() - self._leaderless_since)
+        return total
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format (version 0.0.4) of everything in :attr:`registry`."""
+        return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("raftcron")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cluster_facts(s: State) -> tuple[list[tuple[str, str, int]], tuple[int, ...]]:
+    return (
+        outcome_counts(s.counters.extra),
+        (
+            s.counters.stale_rejections,
+            s.counters.runs_recorded,
+            s.counters.fence,
+            len(s.runs),
+            len(s.jobs),
+            len(s.leases),
+            sum(1 for j in s.jobs.values() if j.paused),
+        ),
+    )
+
+
+class _NodeCollector(Collector):
+    """Reads the replicated counters, Raft status and executor load at scrape time."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(describe=True)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(describe=False)
+
+    def _families(self, *, describe: bool) -> list[Metric]:
+        m = self.m
+        fires = CounterMetricFamily(
+            "raftcron_fires",
+            "Final runs recorded in the replicated ledger, by job and outcome (a cluster fact)",
+            labels=["job", "outcome"],
+        )
+        stale = CounterMetricFamily(
+            "raftcron_stale_fence_rejections",
+            "Lease operations rejected for naming a stale fence (a cluster fact)",
+        )
+        recorded = CounterMetricFamily(
+            "raftcron_runs_recorded", "Final runs recorded in the ledger (a cluster fact)"
+        )
+        fence = GaugeMetricFamily("raftcron_fence", "Highest fence granted so far (a cluster fact)")
+        runs = GaugeMetricFamily("raftcron_ledger_runs", "Runs in the ledger (live and history)")
+        jobs = GaugeMetricFamily("raftcron_ledger_jobs", "Jobs defined in the cluster")
+        paused = GaugeMetricFamily("raftcron_ledger_jobs_paused", "Jobs paused")
+        leases = GaugeMetricFamily("raftcron_ledger_leases", "Live leases in the ledger")
+        info = GaugeMetricFamily(
+            "raftcron_node_info", "This node's name and version", labels=["node", "version"]
+        )
+        is_leader = GaugeMetricFamily("raftcron_is_leader", "1 if this node is the Raft leader")
+        has_leader = GaugeMetricFamily("raftcron_has_leader", "1 if this node knows a leader")
+        term = GaugeMetricFamily("raftcron_raft_term", "Current Raft term seen by this node")
+        commit = GaugeMetricFamily("raftcron_raft_commit_index", "Raft commit index")
+        applied = GaugeMetricFamily("raftcron_raft_last_applied", "Last Raft index applied")
+        changes = CounterMetricFamily(
+            "raftcron_leader_changes",
+            "Leaders (leader, term) this node has seen take over since it started",
+        )
+        leaderless = CounterMetricFamily(
+            "raftcron_leaderless_seconds",
+            "Seconds this node has spent without a known leader since it started",
+        )
+        slots = GaugeMetricFamily(
+            "raftcron_executor_slots_in_use", "Runs this node's executor is running now"
+        )
+        families: list[Metric] = [
+            fires, stale, recorded, fence, runs, jobs, paused, leases, info, is_leader,
+            has_leader, term, commit, applied, changes, leaderless, slots,
+        ]  # fmt: skip
+        if describe:
+            return families
+        counts, facts = m.machine.read(_cluster_facts)
+        n_stale, n_recorded, n_fence, n_runs, n_jobs, n_leases, n_paused = facts
+        for job, outcome, n in sorted(counts):
+            fires.add_metric([job, outcome], n)
+        stale.add_metric([], n_stale)
+        recorded.add_metric([], n_recorded)
+        fence.add_metric([], n_fence)
+        runs.add_metric([], n_runs)
+        jobs.add_metric([], n_jobs)
+        paused.add_metric([], n_paused)
+        leases.add_metric([], n_leases)
+        st = m.raft_status()
+        info.add_metric([m.node, m.version], 1)
+        is_leader.add_metric([], 1 if st.is_leader else 0)
+        has_leader.add_metric([], 0 if st.leader is None else 1)
+        term.add_metric([], st.term)
+        commit.add_metric([], st.commit_index)
+        applied.add_metric([], st.last_applied)
+        changes.add_metric([], m.leader_changes())
+        leaderless.add_metric([], m.leaderless_seconds())
+        slots.add_metric([], m.executor_active())
+        return families

@@ -1,0 +1,158 @@
+"""NodeMetrics: cluster facts read from the replicated state, node facts from hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from raftcron.api import metrics as metrics_api
+from raftcron.api.app import NODE_KEY
+from raftcron.clock import FakeClock
+from raftcron.core import commands as c
+from raftcron.core.model import JobSpec
+from raftcron.core.state import State, outcome_key
+from raftcron.metrics import NodeMetrics
+from raftcron.raft.node import Machine, RaftStatus
+
+T0 = 1_700_000_000_000
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _state() -> State:
+    s = State()
+    for name in ("backup", "report"):
+        spec = JobSpec(name=name, schedule="0 3 * * *", command=("/bin/true",))
+        s.apply(c.PutJob(at_ms=T0, spec=spec))
+    s.apply(c.SetPaused(at_ms=T0, name="report", paused=True))
+    s.counters.extra[outcome_key("backup", "succeeded")] = 3
+    s.counters.extra[outcome_key("backup", "failed")] = 1
+    s.counters.extra[outcome_key("report", "missed")] = 2
+    s.counters.extra["something/else"] = 99
+    s.counters.stale_rejections = 4
+    s.counters.fence = 7
+    return s
+
+
+class Fixture:
+    def __init__(self) -> None:
+        self.clock = FakeClock(mono=100.0)
+        self.status = RaftStatus(self_addr="127.0.0.1:7101")
+        self.active = 0
+        self.machine = Machine(_state())
+        self.m = NodeMetrics(
+            node="a",
+            clock=self.clock,
+            machine=self.machine,
+            raft_status=lambda: self.status,
+            executor_active=lambda: self.active,
+            version="1.2.3",
+        )
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return samples(self.m.exposition().decode())
+
+
+def test_cluster_facts_come_from_the_replicated_state() -> None:
+    f = Fixture()
+    got = f.scrape()
+    fires = {k: v for k, v in got.items() if k[0] == "raftcron_fires_total"}
+    assert fires == {
+        ("raftcron_fires_total", (("job", "backup"), ("outcome", "failed"))): 1,
+        ("raftcron_fires_total", (("job", "backup"), ("outcome", "succeeded"))): 3,
+        ("raftcron_fires_total", (("job", "report"), ("outcome", "missed"))): 2,
+    }
+    assert got[("raftcron_stale_fence_rejections_total", ())] == 4
+    assert got[("raftcron_fence", ())] == 7
+    assert got[("raftcron_ledger_jobs", ())] == 2
+    assert got[("raftcron_ledger_jobs_paused", ())] == 1
+    assert got[("raftcron_ledger_runs", ())] == 0
+    assert got[("raftcron_ledger_leases", ())] == 0
+    assert got[("raftcron_node_info", (("node", "a"), ("version", "1.2.3")))] == 1
+    # The numbers move with the state, and only with it.
+    f.machine.read(lambda s: s.counters.extra.update({outcome_key("backup", "succeeded"): 5}))
+    assert f.scrape()[("raftcron_fires_total", (("job", "backup"), ("outcome", "succeeded")))] == 5
+
+
+def test_leadership_as_this_node_saw_it() -> None:
+    f = Fixture()
+    assert f.scrape()[("raftcron_has_leader", ())] == 0
+    f.clock.advance(2.0)
+    assert f.m.leaderless_seconds() == 2.0  # the open interval counts while it lasts
+    lead = RaftStatus(self_addr="x", leader="127.0.0.1:7102", term=3, commit_index=9)
+    f.m.on_status(lead)
+    f.status = lead
+    f.clock.advance(10.0)
+    f.m.on_status(lead)  # the same leader again is no change
+    got = f.scrape()
+    assert got[("raftcron_leader_changes_total", ())] == 1
+    assert got[("raftcron_leaderless_seconds_total", ())] == 2.0
+    assert got[("raftcron_has_leader", ())] == 1
+    assert got[("raftcron_raft_term", ())] == 3
+    assert got[("raftcron_raft_commit_index", ())] == 9
+    f.m.on_status(RaftStatus(self_addr="x", leader=None, term=4))
+    f.clock.advance(1.5)
+    f.m.on_status(RaftStatus(self_addr="x", leader="127.0.0.1:7101", term=4, is_leader=True))
+    f.clock.advance(5.0)
+    assert f.m.leader_changes() == 2
+    assert f.m.leaderless_seconds() == 3.5
+
+
+def test_node_hooks() -> None:
+    f = Fixture()
+    f.active = 3
+    f.m.executor_event("started", "backup@1", {"scheduled_at_ms": T0, "started_ms": T0 + 120})
+    f.m.executor_event("started", "backup@2", {"scheduled_at_ms": T0, "started_ms": T0 - 50})
+    f.m.executor_event("renewed", "backup@1", {"fence": 1})
+    f.m.executor_event("renewed", "backup@1", {"fence": 1})
+    f.m.executor_event("completed", "backup@1", {"status": "succeeded", "accepted": True})
+    f.m.on_proposal(c.Barrier(at_ms=T0, node="a", nonce="n"), 0.004)
+    f.m.lock_acquire_seconds.observe(0.02)
+    f.m.lease_renewals.labels(kind="lock").inc()
+    got = f.scrape()
+    assert got[("raftcron_executor_slots_in_use", ())] == 3
+    assert got[("raftcron_fire_lateness_seconds_count", ())] == 2
+    assert got[("raftcron_fire_lateness_seconds_sum", ())] == 0.12  # early counts as 0
+    assert got[("raftcron_fire_lateness_seconds_bucket", (("le", "0.1"),))] == 1
+    assert got[("raftcron_lease_renewals_total", (("kind", "run"),))] == 2
+    assert got[("raftcron_lease_renewals_total", (("kind", "lock"),))] == 1
+    assert got[("raftcron_commit_latency_seconds_count", (("command", "Barrier"),))] == 1
+    assert (
+        got[("raftcron_commit_latency_seconds_bucket", (("command", "Barrier"), ("le", "0.005")))]
+        == 1
+    )
+    assert got[("raftcron_lock_acquire_seconds_count", ())] == 1
+
+
+def test_registries_are_per_node_and_not_global() -> None:
+    a, b = Fixture(), Fixture()
+    a.m.on_proposal(c.Barrier(at_ms=T0, node="a", nonce="n"), 0.01)
+    assert ("raftcron_commit_latency_seconds_count", (("command", "Barrier"),)) not in b.scrape()
+    assert REGISTRY.get_sample_value("raftcron_fence") is None
+
+
+def test_metrics_endpoint() -> None:
+    f = Fixture()
+    app = web.Application()
+    app[NODE_KEY] = SimpleNamespace(metrics=f.m)  # type: ignore[assignment]
+    metrics_api.register(app)
+
+    async def get() -> tuple[int, str, str]:
+        async with TestClient(TestServer(app)) as client, client.get("/metrics") as resp:
+            return resp.status, resp.headers["Content-Type"], await resp.text()
+
+    status, ctype, text = asyncio.run(get())
+    assert status == 200
+    assert ctype.startswith("text/plain; version=0.0.4")
+    assert samples(text)[("raftcron_fence", ())] == 7

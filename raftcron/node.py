@@ -124,7 +124,7 @@ class Node:
     def _on_restore(self) -> None:
         now_leases = self.machine.read(lambda s: list(s.leases.values()))
         for lz in now_leases:
-            self.leases.touch(lz.key, lz.fence, lz.lease_ms)
+            self.leases.touch(lz.key, lz.fence, lz.lease_ms, lz.renewals)
         for lk in self.machine.read(lambda s: list(s.locks.values())):
             self.leases.touch_lock(lk.name, lk.fence, lk.ttl_ms, lk.renewals)
             for w in lk.waiters:
@@ -136,7 +136,7 @@ class Node:
     def _touch(self, rid: str, fence: int) -> None:
         lease = self.machine.read(lambda s: s.leases.get(rid))
         if lease is not None and lease.fence == fence:
-            self.leases.touch(rid, fence, lease.lease_ms)
+            self.leases.touch(rid, fence, lease.lease_ms, lease.renewals)
 
     def _on_commit(self, cmd: c.Command | None, res: Result) -> None:
         changed: list[str] = []

@@ -212,13 +212,16 @@ def _job_view(s: State, name: str) -> tuple[Job, Run | None, list[str]] | None:
 
 def status_json(node: Node) -> dict[str, Any]:
     st = node.status()
-    leader = node.node_name(st.leader)
+    # pysyncobj keeps naming the last leader it knew; a cut-off node must not report a
+    # leader it cannot reach (the same rule as /health).
+    reachable = st.leader is not None and (st.is_leader or st.leader in st.connected)
+    leader = node.node_name(st.leader) if reachable else None
     match = dict(st.match_index)
     members = []
     for n in node.config.cluster.nodes:
         addr = str(n.raft)
         is_self = n.name == node.name
-        healthy = (is_self and leader is not None) or addr in st.connected
+        healthy = is_self or addr in st.connected  # reachable from this node
         member: dict[str, Any] = {
             "name": n.name,
             "raft": addr,

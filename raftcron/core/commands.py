@@ -131,12 +131,18 @@ class Complete:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Expire:
-    """The leader saw no renewal for a lease's duration on its own monotonic clock."""
+    """The leader saw no renewal for a lease's duration on its own monotonic clock.
+
+    ``renewals`` is the lease's renewal count the leader decided on: a renewal that
+    commits between that decision and this command makes it moot (refused), so an
+    executor whose renewal was accepted is never expired behind its back.
+    """
 
     at_ms: int
     run_id: str
     fence: int
     reason: str
+    renewals: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,7 +343,13 @@ def encode(cmd: Command) -> bytes:
                 "reason": cmd.reason,
             }
         case Expire():
-            body |= {"t": "expire", "run": cmd.run_id, "fence": cmd.fence, "reason": cmd.reason}
+            body |= {
+                "t": "expire",
+                "run": cmd.run_id,
+                "fence": cmd.fence,
+                "reason": cmd.reason,
+                "renewals": cmd.renewals,
+            }
         case Barrier():
             body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
         case AcquireLock():
@@ -441,7 +453,11 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             )
         case "expire":
             return Expire(
-                at_ms=at, run_id=str(b["run"]), fence=int(b["fence"]), reason=str(b["reason"])
+                at_ms=at,
+                run_id=str(b["run"]),
+                fence=int(b["fence"]),
+                reason=str(b["reason"]),
+                renewals=int(b.get("renewals", 0)),
             )
         case "barrier":
             return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))

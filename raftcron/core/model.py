@@ -127,6 +127,7 @@ class Lease:
     holder: str
     lease_ms: int
     granted_ms: int
+    renewals: int = 0  # committed starts/renewals; an expiry must name the count it saw
 
 
 @dataclass(slots=True, kw_only=True)

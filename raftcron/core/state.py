@@ -388,8 +388,10 @@ class State:
             self.runs[cmd.run_id] = replace(
                 run, status=RUNNING, started_ms=self.now_ms, start_token=cmd.token
             )
+            self._renewed(cmd.run_id)
             return Ok(cmd.fence)
         if run.start_token == cmd.token:
+            self._renewed(cmd.run_id)
             return Ok(cmd.fence)  # a retry of the start that committed
         return Rejected("already_started", f"{cmd.run_id} was started by another attempt")
 
@@ -397,7 +399,12 @@ class State:
         bad = self._check_lease(cmd.run_id, cmd.fence)
         if bad is not None:
             return self._stale(bad)
+        self._renewed(cmd.run_id)
         return Ok(cmd.fence)
+
+    def _renewed(self, rid: str) -> None:
+        lease = self.leases[rid]
+        self.leases[rid] = replace(lease, renewals=lease.renewals + 1)
 
     def _complete(self, cmd: c.Complete) -> Result:
         bad = self._check_lease(cmd.run_id, cmd.fence)
@@ -431,6 +438,8 @@ class State:
         bad = self._check_lease(cmd.run_id, cmd.fence)
         if bad is not None:
             return bad  # the leader's own retry or a race with completion: not a stale writer
+        if self.leases[cmd.run_id].renewals != cmd.renewals:
+            return Rejected("renewed", f"{cmd.run_id} was renewed after the expiry decision")
         run = self.runs[cmd.run_id]
         self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=cmd.reason))
         return Ok(LOST)
@@ -657,7 +666,7 @@ class State:
             st.runs[run.id] = run
         st.history = {k: tuple(v) for k, v in raw["history"].items()}
         for lz in raw["leases"]:
-            lease = Lease(**dict(zip(_LEASE_FIELDS, lz, strict=True)))
+            lease = Lease(**dict(zip(_LEASE_FIELDS, lz, strict=False)))  # older rows: 5 fields
             st.leases[lease.key] = lease
         fence, stale, recorded, extra = raw["counters"]
         st.counters = Counters(
@@ -707,7 +716,7 @@ _RUN_FIELDS: Final = (
     "count",
     "start_token",
 )
-_LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms")
+_LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms", "renewals")
 _LOCK_FIELDS: Final = (
     "name",
     "fence",

@@ -205,6 +205,7 @@ class Executor:
             "deadline": deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
+            "lease_grace": max(0.05, min(GRACE_S, window / 4)),
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

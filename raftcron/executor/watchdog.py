@@ -7,7 +7,8 @@ group reach neither.
 
 Protocol (newline-delimited JSON):
 
-* stdin, first line: ``{"argv", "env", "cwd", "out", "deadline", "timeout", "grace"}``;
+* stdin, first line:
+  ``{"argv", "env", "cwd", "out", "deadline", "timeout", "grace", "lease_grace"}``;
   ``deadline`` is an absolute ``time.monotonic()`` value (CLOCK_MONOTONIC is system-wide
   on Linux, so the agent and the watchdog share it).
 * stdin, later lines: ``{"deadline": t}`` extends the lease deadline (never shortens it
@@ -17,7 +18,8 @@ Protocol (newline-delimited JSON):
   ``{"event": "exit", "exit_code", "outcome", "detail"}`` with outcome one of
   ``exited``, ``timeout``, ``lease_lost``, ``killed``, ``spawn_failed``.
 
-Stopping means SIGTERM to the job's process group, then SIGKILL after ``grace`` seconds.
+Stopping means SIGTERM to the job's process group, then SIGKILL after ``grace`` seconds;
+for the lease, SIGTERM ``lease_grace`` before the deadline and SIGKILL at it at the latest.
 This module imports only the standard library: it starts once per run.
 """
 
@@ -61,6 +63,9 @@ def main() -> int:
     spec, pending = _read_spec(stdin)
     deadline = float(spec["deadline"])
     grace = float(spec.get("grace", 5.0))
+    # The lease deadline is a hard limit: SIGTERM goes out lease_grace before it and
+    # SIGKILL at it, so the job is dead before the leader may hand the fire to anyone else.
+    lease_grace = float(spec.get("lease_grace", 0.0))
     started = time.monotonic()
     timeout = spec.get("timeout")
     timeout_at = started + float(timeout) if timeout else None
@@ -99,17 +104,19 @@ def main() -> int:
     while child.poll() is None:
         now = time.monotonic()
         if not outcome:
-            if now >= deadline:
-                outcome, detail = "lease_lost", "lease deadline passed without a renewal"
+            if now >= deadline - lease_grace:
+                outcome, detail = "lease_lost", "lease deadline reached without a renewal"
             elif timeout_at is not None and now >= timeout_at:
                 outcome, detail = "timeout", f"timeout of {timeout}s reached"
             if outcome:
                 _killpg(pgid, signal.SIGTERM)
                 kill_at = now + grace
+                if outcome == "lease_lost":
+                    kill_at = min(kill_at, deadline)
         elif kill_at is not None and now >= kill_at and not sigkilled:
             _killpg(pgid, signal.SIGKILL)
             sigkilled = True
-        waits = [0.5, deadline - now]
+        waits = [0.5, deadline - lease_grace - now]
         if timeout_at is not None:
             waits.append(timeout_at - now)
         if kill_at is not None and not sigkilled:

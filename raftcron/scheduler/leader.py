@@ -58,7 +58,7 @@ class _Seen:
     mono: float
     lease_ms: int
     patience: float  # extra seconds on top of the lease (takeover)
-    renewals: int = 0  # locks: the grant's committed renewal count when last seen
+    renewals: int = 0  # the lease's committed renewal count when last seen
 
 
 class LeaseTracker:
@@ -74,8 +74,8 @@ class LeaseTracker:
         self.locks: dict[str, _Seen] = {}  # lock name -> its holder's lease
         self.waiters: dict[tuple[str, str], _Seen] = {}  # (lock, request) -> its wait
 
-    def touch(self, rid: str, fence: int, lease_ms: int) -> None:
-        self.seen[rid] = _Seen(fence, self.clock.monotonic(), lease_ms, 0.0)
+    def touch(self, rid: str, fence: int, lease_ms: int, renewals: int = 0) -> None:
+        self.seen[rid] = _Seen(fence, self.clock.monotonic(), lease_ms, 0.0, renewals)
 
     def forget(self, rid: str) -> None:
         self.seen.pop(rid, None)
@@ -105,7 +105,13 @@ class LeaseTracker:
     def takeover(self, state: State, election_timeout: float) -> None:
         now = self.clock.monotonic()
         self.seen = {
-            rid: _Seen(lz.fence, now, lz.lease_ms, takeover_patience(lz.lease_ms, election_timeout))
+            rid: _Seen(
+                lz.fence,
+                now,
+                lz.lease_ms,
+                takeover_patience(lz.lease_ms, election_timeout),
+                lz.renewals,
+            )
             for rid, lz in state.leases.items()
         }
         self.locks = {
@@ -310,6 +316,7 @@ class Leader:
                 at_ms=self.clock.wall_ms(),
                 run_id=rid,
                 fence=seen.fence,
+                renewals=seen.renewals,
                 reason=(
                     f"lease expired: no renewal for {seen.lease_ms / 1000:g}s "
                     "(executor dead, frozen or cut off)"
@@ -324,7 +331,9 @@ class Leader:
                 continue
             if isinstance(res, Ok):
                 logger.warning("lost run=%s fence=%d: %s", rid, seen.fence, cmd.reason)
-            else:
+            elif res.code != "renewed":
+                # The lease is gone (completed or expired). "renewed": the renewal's commit
+                # was applied before this rejection and has already re-touched the lease.
                 self.leases.forget(rid)
 
     async def _expire_locks(self) -> None:

@@ -112,9 +112,9 @@ def test_stale_completion_after_expiry_is_rejected_and_counted() -> None:
     plan(s, fire("j", T0 + 1000))
     rid = run_id("j", T0 + 1000)
     s.apply(c.Start(at_ms=T0, run_id=rid, fence=1, node="a", token="t"))
-    assert s.apply(c.Expire(at_ms=T0 + 5000, run_id=rid, fence=1, reason="lease expired")) == Ok(
-        LOST
-    )
+    assert s.apply(
+        c.Expire(at_ms=T0 + 5000, run_id=rid, fence=1, reason="lease expired", renewals=1)
+    ) == Ok(LOST)
     late = c.Complete(
         at_ms=T0 + 9000,
         run_id=rid,
@@ -351,3 +351,21 @@ def test_replicas_with_snapshots_at_random_points_agree(
         assert not any((name, r) in reference.lock_done for r in [lk.request, *queued])
     for job, ids in reference.live.items():
         assert all(reference.runs[r].job == job for r in ids)
+
+
+def test_expiry_decided_before_a_renewal_commits_is_refused() -> None:
+    """Regression: a renewal committed between the leader's expiry decision and its Expire
+    must win, or the executor keeps running a run the ledger calls lost."""
+    s = fresh()
+    plan(s, fire("j", T0 + 1000))
+    rid = run_id("j", T0 + 1000)
+    s.apply(c.Start(at_ms=T0, run_id=rid, fence=1, node="a", token="t"))
+    seen = s.leases[rid].renewals  # what the leader saw when it decided
+    assert s.apply(c.Renew(at_ms=T0 + 1, run_id=rid, fence=1, node="a")) == Ok(1)
+    res = s.apply(c.Expire(at_ms=T0 + 2, run_id=rid, fence=1, reason="x", renewals=seen))
+    assert isinstance(res, Rejected) and res.code == "renewed"
+    assert s.runs[rid].status == RUNNING
+    now = s.leases[rid].renewals
+    assert s.apply(c.Expire(at_ms=T0 + 3, run_id=rid, fence=1, reason="x", renewals=now)) == Ok(
+        LOST
+    )

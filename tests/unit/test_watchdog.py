@@ -94,3 +94,30 @@ def test_missing_program_is_reported(tmp_path: Path) -> None:
     proc = start(tmp_path, ["/nonexistent/program"], 60)
     last = events(proc)[-1]
     assert last["outcome"] == "spawn_failed" and "nonexistent" in last["detail"]
+
+
+def test_lease_kill_is_complete_by_the_deadline(tmp_path: Path) -> None:
+    """Regression: SIGKILL must land by the lease deadline, not `grace` after it, or a job
+    ignoring SIGTERM could still run when the leader re-grants its fire."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftcron.executor.watchdog"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 1.0
+    spec = {
+        "argv": ["sh", "-c", "trap '' TERM; sleep 60"],
+        "env": dict(os.environ),
+        "cwd": None,
+        "out": str(tmp_path / "out.log"),
+        "deadline": deadline,
+        "timeout": None,
+        "grace": 5.0,
+        "lease_grace": 0.5,
+    }
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    last = events(proc)[-1]
+    assert last["outcome"] == "lease_lost" and last["exit_code"] == -9
+    assert time.monotonic() < deadline + 0.5  # dead by the deadline (plus reaping slack)

@@ -505,7 +505,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 try:
                     Client(url, timeout=1.0).status()
                     up.add(name)
-                    print(f"node {name}: {url}")
+                    print(f"node {name}: {url}  (dashboard: {url}/)")
                 except ClientError:
                     pass
             if time.monotonic() > deadline:

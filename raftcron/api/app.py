@@ -26,14 +26,16 @@ import asyncio
 import logging
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from raftcron.api import auth, dashboard, locks, metrics, openapi
+from raftcron.api.http import NODE_KEY, ApiProblem, error, invalid
+from raftcron.api.http import json_response as _json
+from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
 from raftcron.core.model import (
@@ -48,7 +50,7 @@ from raftcron.core.planner import choose_node
 from raftcron.core.schedule import parse
 from raftcron.core.state import Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.executor.runner import rfc3339
-from raftcron.raft.node import ProposalError
+from raftcron.raft.node import ProposalError, RaftStatus
 
 if TYPE_CHECKING:
     from raftcron.core.state import State
@@ -56,7 +58,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 MAX_LIMIT: Final = 1000
 DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
@@ -70,36 +71,6 @@ _RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:\.\d+|~manual)?$")
 
 
 # --------------------------------------------------------------------------- responses
-
-
-class ApiProblem(Exception):
-    """Raised by a handler; the error middleware answers ``{"error": {code, message}}``."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
-
-
-def error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """An error response in the API's one format (other API modules use it too)."""
-    return _json({"error": {"code": code, "message": message}}, status, headers)
-
-
-def invalid(message: str) -> NoReturn:
-    raise ApiProblem(400, "invalid", message)
 
 
 def _ts(ms: int | None) -> str | None:
@@ -214,8 +185,7 @@ def status_json(node: Node) -> dict[str, Any]:
     st = node.status()
     # pysyncobj keeps naming the last leader it knew; a cut-off node must not report a
     # leader it cannot reach (the same rule as /health).
-    reachable = st.leader is not None and (st.is_leader or st.leader in st.connected)
-    leader = node.node_name(st.leader) if reachable else None
+    leader = node.node_name(st.leader) if leader_reachable(st) else None
     match = dict(st.match_index)
     members = []
     for n in node.config.cluster.nodes:
@@ -299,25 +269,6 @@ def parse_instant(value: object, what: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-async def _body(request: web.Request, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The request's JSON object (``{}`` for an empty body); 400 for anything else."""
-    data = await request.read()
-    if not data.strip():
-        return {}
-    try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        invalid(f"request body is not JSON: {exc}")
-    if not isinstance(raw, dict):
-        invalid(f"request body must be a JSON object, got {type(raw).__name__}")
-    if allowed is not None:
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            keys = ", ".join(allowed) or "none"
-            invalid(f"request body: unknown key(s) {', '.join(unknown)} (allowed: {keys})")
-    return raw
-
-
 def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
     view = node.machine.read(lambda s: _job_view(s, name))
     if view is None:
@@ -325,10 +276,13 @@ def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
     return view
 
 
-def sees_leader(node: Node) -> bool:
-    """This node knows a leader it can reach (itself, or a connected peer)."""
-    st = node.status()
+def leader_reachable(st: RaftStatus) -> bool:
+    """The status names a leader this node can reach (itself, or a connected peer)."""
     return st.leader is not None and (st.is_leader or st.leader in st.connected)
+
+
+def sees_leader(node: Node) -> bool:
+    return leader_reachable(node.status())
 
 
 async def _propose(node: Node, cmd: c.Command) -> Ok:

@@ -32,11 +32,11 @@ import ssl
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from raftcron.api.dashboard import PATH as DASHBOARD_PATH
+from raftcron.api.http import NODE_KEY, error
 from raftcron.config import ApiConfig, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -68,12 +68,7 @@ class Refusal:
 
     def response(self) -> web.Response:
         headers = {"WWW-Authenticate": self.challenge} if self.challenge else {}
-        return web.Response(
-            body=orjson.dumps({"error": {"code": self.code, "message": self.message}}),
-            status=self.status,
-            content_type="application/json",
-            headers=headers,
-        )
+        return error(self.status, self.code, self.message, headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,8 +162,6 @@ def middleware(authorizer: Authorizer) -> Middleware:
 
 def register(app: web.Application) -> None:
     """Put the auth middleware first in ``app``; call after ``app[NODE_KEY]`` is set."""
-    from raftcron.api.app import NODE_KEY  # app.py imports this module
-
     node = app.get(NODE_KEY)
     if node is None:
         raise RuntimeError("auth.register(app) needs app[NODE_KEY] set first")

@@ -35,9 +35,11 @@ import secrets
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
 from aiohttp import web
 
+from raftcron.api.http import NODE_KEY, ApiProblem, error
+from raftcron.api.http import json_response as _json
+from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, parse_duration
 from raftcron.core import commands as c
 from raftcron.core.model import DEFAULT_LOCK_TTL_MS, Lock, lock_problem
@@ -72,23 +74,9 @@ _REJECTION_STATUS: Final = {
 }
 
 
-class _Problem(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
-
-
-def _error(exc: _Problem) -> web.Response:
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
-    return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status, headers)
+def _error(exc: ApiProblem) -> web.Response:
+    headers = {"Retry-After": "1"} if exc.status == 503 else exc.headers
+    return error(exc.status, exc.code, exc.message, headers)
 
 
 # --------------------------------------------------------------------------- waiting
@@ -142,22 +130,7 @@ _TASKS_KEY: Final[web.AppKey[set[asyncio.Task[None]]]] = web.AppKey("lock_tasks"
 
 
 def _node(request: web.Request) -> Node:
-    from raftcron.api.app import NODE_KEY  # app.py imports this module
-
     return request.app[NODE_KEY]
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    data = await request.read()
-    if not data.strip():
-        return {}
-    try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise _Problem(400, "invalid", f"request body is not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise _Problem(400, "invalid", "request body must be a JSON object")
-    return raw
 
 
 def _duration_ms(body: dict[str, Any], key: str, default: int) -> int:
@@ -167,7 +140,7 @@ def _duration_ms(body: dict[str, Any], key: str, default: int) -> int:
     try:
         return parse_duration(value, key)
     except ConfigError as exc:
-        raise _Problem(400, "invalid", str(exc)) from None
+        raise ApiProblem(400, "invalid", str(exc)) from None
 
 
 def _fence(value: object, where: str) -> int:
@@ -177,7 +150,9 @@ def _fence(value: object, where: str) -> int:
     elif isinstance(value, str) and value.strip().isdigit():
         fence = int(value)
     if fence is None or fence < 1:
-        raise _Problem(400, "invalid", f"{where} must be a fence (an integer >= 1), got {value!r}")
+        raise ApiProblem(
+            400, "invalid", f"{where} must be a fence (an integer >= 1), got {value!r}"
+        )
     return fence
 
 
@@ -193,7 +168,7 @@ async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
             if end - loop.time() <= 0.1:
                 leader = node.node_name(node.status().leader)
                 seen = f"leader {leader}" if leader else "no leader"
-                raise _Problem(
+                raise ApiProblem(
                     503,
                     exc.code if exc.code in ("timeout", "no_leader") else "unavailable",
                     f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
@@ -201,8 +176,8 @@ async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
             await asyncio.sleep(0.1)
 
 
-def _rejected(res: Rejected) -> _Problem:
-    return _Problem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+def _rejected(res: Rejected) -> ApiProblem:
+    return ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
 
 
 def _grant_json(g: LockGrant, **extra: Any) -> dict[str, Any]:
@@ -245,15 +220,15 @@ async def acquire(request: web.Request) -> web.Response:
         given = body.get("request")
         req_id = given or f"{node.name}-{secrets.token_hex(8)}"
         if not isinstance(holder, str) or not isinstance(req_id, str):
-            raise _Problem(400, "invalid", "holder and request must be strings")
+            raise ApiProblem(400, "invalid", "holder and request must be strings")
         problem = lock_problem(
             name=name, holder=holder, ttl_ms=ttl_ms, wait_ms=wait_ms, request=req_id
         )
         if problem is not None:
-            raise _Problem(400, "invalid", problem)
+            raise ApiProblem(400, "invalid", problem)
         t0 = node.clock.monotonic()
         grant = await _acquire(request.app, node, name, req_id, holder, ttl_ms, wait_ms)
-    except _Problem as exc:
+    except ApiProblem as exc:
         if exc.status == 503 and not given:
             # Outcome unknown and the caller cannot repeat this request id: do not leave a
             # grant or a queue place behind that nobody will use.
@@ -297,12 +272,12 @@ async def _acquire(
         res = await _commit(node, cmd, max(WRITE_TIMEOUT, wait_ms / 1000))
         if isinstance(res, Rejected):
             if res.code == "request_done":
-                raise _Problem(409, "locked", f"{_busy(node, name)}: {res.message}")
+                raise ApiProblem(409, "locked", f"{_busy(node, name)}: {res.message}")
             raise _rejected(res)
         if isinstance(res.value, LockGrant):
             return res.value
         if not isinstance(res.value, LockQueued):
-            raise _Problem(409, "locked", f"unexpected result {res.value!r}")
+            raise ApiProblem(409, "locked", f"unexpected result {res.value!r}")
         while (left := deadline - loop.time()) > 0:
             await asyncio.wait([fut], timeout=min(left, RECHECK_S))
             now = (
@@ -311,13 +286,13 @@ async def _acquire(
             if isinstance(now, LockGrant):
                 return now
             if now is None or now == "gone":
-                raise _Problem(409, "locked", f"{_busy(node, name)}; the wait was cancelled")
+                raise ApiProblem(409, "locked", f"{_busy(node, name)}; the wait was cancelled")
         # The wait ran out: leave the queue, unless the lock came to us first.
         busy = _busy(node, name)
         got = await _cancel(node, name, req_id, "the wait ran out", WRITE_TIMEOUT)
         if got is not None:
             return got
-        raise _Problem(409, "locked", f"{busy}; not acquired within {wait_ms / 1000:g}s")
+        raise ApiProblem(409, "locked", f"{busy}; not acquired within {wait_ms / 1000:g}s")
     except asyncio.CancelledError:
         # The server is stopping (or the client went away) with the outcome unknown: leave
         # the queue, and give back a grant nobody will use.
@@ -346,7 +321,7 @@ async def _cancel(
 
 
 async def _cancel_quietly(node: Node, name: str, req_id: str) -> None:
-    with contextlib.suppress(_Problem):
+    with contextlib.suppress(ApiProblem):
         got = await _cancel(node, name, req_id, "the request was abandoned", WRITE_TIMEOUT)
         if got is not None:  # nobody will use it: give it back
             await _commit(
@@ -360,13 +335,13 @@ async def renew(request: web.Request) -> web.Response:
     try:
         body = await _body(request)
         if "fence" not in body:
-            raise _Problem(400, "invalid", 'renew needs {"fence": N}')
+            raise ApiProblem(400, "invalid", 'renew needs {"fence": N}')
         fence = _fence(body["fence"], "fence")
         cmd = c.RenewLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
             raise _rejected(res)
-    except _Problem as exc:
+    except ApiProblem as exc:
         return _error(exc)
     node.metrics.lease_renewals.labels(kind="lock").inc()
     grant = res.value
@@ -381,13 +356,13 @@ async def release(request: web.Request) -> web.Response:
     try:
         raw = request.query.get("fence")
         if raw is None:
-            raise _Problem(400, "invalid", "release needs ?fence=N (the fence of the grant)")
+            raise ApiProblem(400, "invalid", "release needs ?fence=N (the fence of the grant)")
         fence = _fence(raw, "fence")
         cmd = c.ReleaseLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
             raise _rejected(res)
-    except _Problem as exc:
+    except ApiProblem as exc:
         return _error(exc)
     ended = res.value
     if isinstance(ended, LockEnded) and not ended.retry:
@@ -431,13 +406,9 @@ def register(app: web.Application) -> None:
     app[_TASKS_KEY] = set()
 
     async def subscribe(app: web.Application) -> None:
-        from raftcron.api.app import NODE_KEY
-
         app[NODE_KEY].commit_listeners.append(app[LOCK_WAITS_KEY].on_commit)
 
     async def unsubscribe(app: web.Application) -> None:
-        from raftcron.api.app import NODE_KEY
-
         listeners = app[NODE_KEY].commit_listeners
         with contextlib.suppress(ValueError):
             listeners.remove(app[LOCK_WAITS_KEY].on_commit)

@@ -11,6 +11,8 @@ from typing import Final
 
 from aiohttp import web
 
+from raftcron.api.http import NODE_KEY
+
 __all__ = ["CONTENT_TYPE", "PATH", "register"]
 
 PATH: Final = "/metrics"
@@ -19,7 +21,6 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 def register(app: web.Application) -> None:
     """Add ``GET /metrics`` to an API application whose ``app[NODE_KEY]`` has ``metrics``."""
-    from raftcron.api.app import NODE_KEY  # app.py imports this module
 
     async def metrics(request: web.Request) -> web.Response:
         body = request.app[NODE_KEY].metrics.exposition()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cluster install clean
+.PHONY: demo test lint typecheck unit cluster chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,13 @@ unit: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/pytest -q tests/cluster
 
+## make chaos: the long soak (root): every nemesis for CHAOS_SECONDS, >= 1,000 fires each.
+## Replay a failure with SEED=<the seed it printed>; pick nemeses with NEMESIS="a b".
+CHAOS_SECONDS ?= 160
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.runner --duration $(CHAOS_SECONDS) --quiet 8 --fault 6 \
+		--out chaos-out $(if $(SEED),--seed $(SEED)) \
+		$(foreach n,$(NEMESIS),--nemesis $(n))
+
 clean:
-	rm -rf $(VENV) raftcron-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) raftcron-data chaos-out .pytest_cache .mypy_cache .ruff_cache

@@ -243,9 +243,9 @@ class State:
     def _delete_job(self, name: str) -> Result:
         if name not in self.jobs:
             return Rejected("unknown_job", f"no job named {name!r}")
+        # The job's run history stays in the ledger (still bounded by ``history``): what
+        # ran, where and when must outlive the job's definition.
         del self.jobs[name]
-        for rid in self.history.pop(name, ()):
-            self.runs.pop(rid, None)
         return Ok("deleted")
 
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
@@ -581,9 +581,7 @@ class State:
                 self.live[run.job] = live
             else:
                 self.live.pop(run.job, None)
-        if run.job not in self.jobs:
-            self.runs.pop(run.id)  # the job was deleted while this run was live
-            return
+        # A run of a deleted job is kept too (see _delete_job).
         self.history[run.job] = (*self.history.get(run.job, ()), run.id)
         self._trim_history(run.job)
 

@@ -255,9 +255,12 @@ class Executor:
         ctx = self._ctx(run)
         period = max(0.2, window / 3)
         assert proc.stdin is not None
+        # Renewals are paced from the lease's own clock (the deadline), not from when this
+        # loop started: spawning the watchdog can take a while on a loaded machine.
+        last_send = deadline - window
         while True:
-            await asyncio.sleep(period)
-            t_send = self.clock.monotonic()
+            await asyncio.sleep(max(0.0, last_send + period - self.clock.monotonic()))
+            t_send = last_send = self.clock.monotonic()
             try:
                 res = await self.raft.propose(
                     Renew(

@@ -37,8 +37,13 @@ from typing import Any
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    """Report to the executor; if it is gone (killed, power cut) there is no one to tell."""
+    try:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Keep interpreter shutdown from flushing into the broken pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -102,6 +107,20 @@ def main() -> int:
     sigkilled = False
     buf = pending
     while child.poll() is None:
+        # Messages first: a renewal that arrived while this process was starting up (or
+        # frozen) must move the deadline before the deadline is checked.
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "deadline" in msg:
+                deadline = max(deadline, float(msg["deadline"]))
+            if "kill" in msg and not outcome:
+                outcome, detail = "killed", str(msg["kill"])
+                _killpg(pgid, signal.SIGTERM)
+                kill_at = time.monotonic() + grace
         now = time.monotonic()
         if not outcome:
             if now >= deadline - lease_grace:
@@ -132,18 +151,6 @@ def main() -> int:
                 sel.unregister(stdin)
                 continue
             buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "deadline" in msg:
-                deadline = max(deadline, float(msg["deadline"]))
-            if "kill" in msg and not outcome:
-                outcome, detail = "killed", str(msg["kill"])
-                _killpg(pgid, signal.SIGTERM)
-                kill_at = time.monotonic() + grace
     if outcome:
         _killpg(pgid, signal.SIGKILL)  # stragglers of a stopped run must not live on
     rc = child.returncode

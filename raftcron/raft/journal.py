@@ -144,7 +144,10 @@ def write_file_durably(fs: FileOps, path: str, data: bytes, tmp_path: str | None
 @dataclass(slots=True)
 class _SimFile:
     ino: int
-    durable: bytes  # content as of the last fsync (what a power cut leaves)
+    durable: bytearray  # content as of the last fsync (what a power cut leaves)
+    # True when the file may have changed below len(durable) since the last fsync, so the
+    # next fsync must read it whole; otherwise fsync reads only the appended tail.
+    rewritten: bool = True
 
 
 class CrashableFileOps(FileOps):
@@ -182,7 +185,7 @@ class CrashableFileOps(FileOps):
 
     def _new_file(self, ino: int, durable: bytes) -> int:
         fid = next(self._ids)
-        self._files[fid] = _SimFile(ino=ino, durable=durable)
+        self._files[fid] = _SimFile(ino=ino, durable=bytearray(durable))
         return fid
 
     def _touch_dir(self, directory: str) -> None:
@@ -214,10 +217,9 @@ class CrashableFileOps(FileOps):
             raise OSError(errno.EBADF, "bad (or pre-crash) file descriptor", str(fd)) from None
 
     @staticmethod
-    def _read_fd(real: int) -> bytes:
+    def _read_fd(real: int, offset: int = 0) -> bytes:
         size = os.fstat(real).st_size
         chunks: list[bytes] = []
-        offset = 0
         while offset < size:
             chunk = os.pread(real, size - offset, offset)
             if not chunk:
@@ -248,7 +250,10 @@ class CrashableFileOps(FileOps):
 
     def write(self, fd: int, data: bytes) -> None:
         with self._lock:
-            real, _ = self._real_fd(fd)
+            real, fid = self._real_fd(fd)
+            sim = self._files[fid]
+            if os.lseek(real, 0, os.SEEK_CUR) < len(sim.durable):
+                sim.rewritten = True
             super().write(real, data)
 
     def fsync(self, fd: int, *, data_only: bool = False) -> None:
@@ -256,11 +261,17 @@ class CrashableFileOps(FileOps):
             real, fid = self._real_fd(fd)
             if self.real_fsync:
                 super().fsync(real, data_only=data_only)
-            self._files[fid].durable = self._read_fd(real)
+            sim = self._files[fid]
+            if sim.rewritten:
+                sim.durable = bytearray(self._read_fd(real))
+                sim.rewritten = False
+            else:  # appended since the last fsync: read only the tail
+                sim.durable += self._read_fd(real, len(sim.durable))
 
     def truncate(self, fd: int, length: int) -> None:
         with self._lock:
-            real, _ = self._real_fd(fd)
+            real, fid = self._real_fd(fd)
+            self._files[fid].rewritten = True
             os.ftruncate(real, length)
 
     def rename(self, src: str, dst: str) -> None:
@@ -312,7 +323,16 @@ class CrashableFileOps(FileOps):
         path = os.path.abspath(path)
         with self._lock:
             fid = self._durable_names.get(path)
-            return None if fid is None else self._files[fid].durable
+            return None if fid is None else bytes(self._files[fid].durable)
+
+    def power_cut(self) -> None:
+        """:meth:`crash` now and keep the lock: any later call on any thread blocks forever.
+
+        For a process about to exit (the chaos suite's power loss): nothing written after
+        the cut can reach the files.
+        """
+        self._lock.acquire()  # never released, on purpose
+        self.crash()
 
     def crash(self, rng: random.Random | None = None) -> None:
         """Simulate a power cut: every file goes back to what was durable.
@@ -332,7 +352,7 @@ class CrashableFileOps(FileOps):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(name)
                     continue
-                content = self._files[fid].durable
+                content = bytes(self._files[fid].durable)
                 if rng is not None and os.path.isfile(name):
                     with open(name, "rb") as f:
                         current = f.read()

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +38,13 @@ from pysyncobj.transport import TCPTransport
 
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
-from raftcron.raft.journal import DurableJournal, SnapshotStore, install_journal_factory
+from raftcron.raft.journal import (
+    CrashableFileOps,
+    DurableJournal,
+    FileOps,
+    SnapshotStore,
+    install_journal_factory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +156,30 @@ class _DurableTransport(TCPTransport):  # type: ignore[misc]
         return ok
 
 
+POWER_CUT_ENV: Final = "RAFTCRON_CHAOS_POWER_CUT"
+
+
+def _power_cut_fs() -> FileOps | None:
+    """The chaos suite's power-loss switch; None (the real OS) unless the variable is set.
+
+    With ``RAFTCRON_CHAOS_POWER_CUT=1`` the journal and snapshots go through a
+    :class:`CrashableFileOps`, and SIGUSR2 becomes a power cut: every byte not fsynced is
+    dropped from the files (names not made durable by a directory fsync vanish) and the
+    process exits at once with status 137. Only the chaos tests set it.
+    """
+    if os.environ.get(POWER_CUT_ENV) != "1":
+        return None
+    fs = CrashableFileOps(real_fsync=True)
+
+    def cut(signum: int, frame: object) -> None:
+        fs.power_cut()
+        os._exit(137)
+
+    signal.signal(signal.SIGUSR2, cut)
+    logger.warning("%s=1: SIGUSR2 simulates a power cut (chaos testing only)", POWER_CUT_ENV)
+    return fs
+
+
 class _Replica(SyncObj):  # type: ignore[misc]
     def __init__(
         self, settings: RaftSettings, machine: Machine, on_tick: Callable[[_Replica], None]
@@ -156,9 +188,10 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._rc_on_tick = on_tick
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore)
+        fs = _power_cut_fs()
+        store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
-        install_journal_factory()
+        install_journal_factory(fs)
         conf = SyncObjConf(
             password=settings.password,
             bindAddress=settings.self_addr,
@@ -228,6 +261,9 @@ class RaftNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status_listeners: list[Callable[[RaftStatus], None]] = []
         self._replica: _Replica | None = None
+        # pysyncobj's last-response times as they were when this node became leader (it
+        # sets every peer to "now" then): a peer counts as responsive only once it answered.
+        self._response_at_takeover: dict[Any, float] | None = None
         # Metrics hook: (command, seconds from propose to committed), on the loop.
         self.on_committed: Callable[[Command, float], None] | None = None
 
@@ -279,8 +315,15 @@ class RaftNode:
         if is_leader:
             now = time.monotonic()
             limit = self.settings.max_timeout * 1.5
-            last = replica._SyncObj__lastResponseTime
-            responsive = frozenset(node.id for node, t in list(last.items()) if now - t < limit)
+            last = dict(replica._SyncObj__lastResponseTime)
+            if self._response_at_takeover is None or not self.status.is_leader:
+                self._response_at_takeover = last
+            initial = self._response_at_takeover
+            responsive = frozenset(
+                node.id for node, t in last.items() if now - t < limit and t != initial.get(node)
+            )
+        else:
+            self._response_at_takeover = None
         new = RaftStatus(
             self_addr=self.settings.self_addr,
             is_leader=is_leader,

@@ -74,14 +74,17 @@ class Member:
     tags: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
+    host: str = "127.0.0.1"
+    group: int | None = None  # run the agent with this gid (chaos: iptables owner match)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for this node
 
     @property
     def api(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.api_port}"
+        return f"{self.scheme}://{self.host}:{self.api_port}"
 
     @property
     def raft(self) -> str:
-        return f"127.0.0.1:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
 
 class Cluster:
@@ -97,10 +100,13 @@ class Cluster:
         extra_toml: str = "",
         token: str | None = None,
         cafile: Path | None = None,
+        hosts: list[str] | None = None,
     ) -> None:
         """``extra_toml`` is appended to the file (e.g. an ``[api]`` table); ``token`` is sent
         as a bearer token by every request this harness makes; with ``cafile`` the members
-        speak HTTPS and are verified against it."""
+        speak HTTPS and are verified against it. With ``hosts`` (one loopback address per
+        member, e.g. inside a network namespace) every member listens on its own address
+        with fixed ports 7000 (Raft) and 8000 (API)."""
         self.root = root
         self.token = token
         self.ssl: ssl.SSLContext | None = None
@@ -108,7 +114,7 @@ class Cluster:
             self.ssl = ssl.create_default_context(cafile=str(cafile))
         self.env = dict(os.environ)
         self.env.update(env or {})
-        ports = free_ports(size * 2)
+        ports = free_ports(size * 2) if hosts is None else [7000, 8000] * size
         self.members = {
             name: Member(
                 name=name,
@@ -117,6 +123,7 @@ class Cluster:
                 log=root / f"{name}.log",
                 tags=(tags or {}).get(name, {}),
                 scheme="http" if cafile is None else "https",
+                host="127.0.0.1" if hosts is None else hosts[i],
             )
             for i, name in enumerate("abcdefg"[:size])
         }
@@ -128,7 +135,7 @@ class Cluster:
         for m in self.members.values():
             parts.append(f"[cluster.nodes.{m.name}]")
             parts.append(f'raft = "{m.raft}"')
-            parts.append(f'api = "127.0.0.1:{m.api_port}"')
+            parts.append(f'api = "{m.host}:{m.api_port}"')
             parts.append(f'data_dir = "data/{m.name}"')
             if m.tags:
                 parts.append(
@@ -157,8 +164,10 @@ class Cluster:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, **m.env},
                 cwd=self.root,
+                group=m.group,
+                extra_groups=None if m.group is None else [],
             )
             log.close()
 

@@ -67,7 +67,8 @@ def assert_exactly_once(sink: Path, cl: Cluster, node: str) -> list[dict[str, st
         run = ledger.get(rec["run"])
         assert run is not None, f"{rec['run']} ran but is not in the ledger"
         assert run["fence"] == int(rec["fence"]) and run["node"] == rec["node"], (rec, run)
-        assert run["status"] in ("succeeded", "running", "claimed"), (rec, run)
+        # lost: the job ran, then its node died (or froze) before the completion committed
+        assert run["status"] in ("succeeded", "running", "claimed", "lost"), (rec, run)
     sink_ids = set(counts)
     for rid, run in ledger.items():
         if run["status"] == "succeeded":
@@ -78,9 +79,14 @@ def assert_exactly_once(sink: Path, cl: Cluster, node: str) -> list[dict[str, st
         if rid in sink_ids:
             continue
         run = ledger.get(rid)
-        assert run is not None and run["status"] in ("lost", "missed", "skipped"), (
-            f"fire {rid} neither ran nor is recorded with a reason: {run}"
-        )
+        # running/claimed: started late (e.g. its node was restarted) and still in flight
+        assert run is not None and run["status"] in (
+            "lost",
+            "missed",
+            "skipped",
+            "running",
+            "claimed",
+        ), f"fire {rid} neither ran nor is recorded with a reason: {run}"
     return by_time
 
 
@@ -119,23 +125,33 @@ def test_every_second_for_20s_exactly_once(tmp_path: Path, make_cluster: list[Cl
 def test_leader_kill_fails_over_without_duplicates(
     tmp_path: Path, make_cluster: list[Cluster]
 ) -> None:
+    """Also: a new leader grants nothing to the node that just died. (pysyncobj counts every
+    peer as having answered at the moment of the takeover; the chaos suite caught the first
+    fires after a failover going to the dead old leader, to be lost a lease later.)"""
     sink = tmp_path / "sink.txt"
-    cl = Cluster(tmp_path, [every_second_job(sink, lease="3s")])
+    spread = [
+        {"name": f"spread-{i}", "schedule": "* * * * * *", "command": ["true"], "lease": "3s"}
+        for i in range(4)
+    ]
+    cl = Cluster(tmp_path, [every_second_job(sink, lease="3s"), *spread])
     make_cluster.append(cl)
     cl.start()
     cl.wait_leader(60)
     wait_for("fires", lambda: len(read_sink(sink)) >= 3, 30)
     failovers = []
+    dead_spans: list[tuple[str, int, int]] = []  # (node, killed at, restarted at), wall ms
     for _ in range(3):
         leader = cl.wait_leader(30)
         survivors = [n for n in cl.alive() if n != leader]
         t0 = time.monotonic()
         cl.kill(leader)
+        killed_ms = time.time_ns() // 1_000_000
         new = cl.wait_leader(30, among=survivors)
         failovers.append(time.monotonic() - t0)
         before = len(read_sink(sink))
         wait_for("fires under the new leader", lambda b=before: len(read_sink(sink)) >= b + 3, 30)
         assert new != leader
+        dead_spans.append((leader, killed_ms, time.time_ns() // 1_000_000))
         cl.start(leader)  # rejoin, so the next trial again has three members
         wait_for(
             f"{leader} healthy again", lambda n=leader: cl.get(n, "/health")["status"] == "ok", 30
@@ -153,6 +169,14 @@ def test_leader_kill_fails_over_without_duplicates(
     recs = assert_exactly_once(sink, cl, leader)
     late = [r for r in cl.runs(leader, "tick") if r.get("trigger") == "catchup"]
     assert recs and late is not None
+    to_the_dead = [
+        (r["id"], r["node"], r["claimed_at"])
+        for r in cl.runs(leader)
+        for node, killed, back in dead_spans
+        # the dying leader may have claimed for itself just before the kill: allow 100 ms
+        if r["node"] == node and killed + 100 < _ms(r["claimed_at"]) < back
+    ]
+    assert not to_the_dead, f"granted to a node that was dead: {to_the_dead}"
 
 
 def _one_shot_schedule(seconds_from_now: int) -> tuple[str, int]:

@@ -369,3 +369,30 @@ def test_expiry_decided_before_a_renewal_commits_is_refused() -> None:
     assert s.apply(c.Expire(at_ms=T0 + 3, run_id=rid, fence=1, reason="x", renewals=now)) == Ok(
         LOST
     )
+
+
+def test_deleting_a_job_keeps_its_run_history() -> None:
+    s = fresh()
+    plan(s, fire("j", T0 + 1000))
+    rid = run_id("j", T0 + 1000)
+    assert s.apply(c.Start(at_ms=T0 + 1001, run_id=rid, fence=1, node="a", token="t")) == Ok(1)
+    done = c.Complete(
+        at_ms=T0 + 1002, run_id=rid, fence=1, node="a", status=SUCCEEDED, exit_code=0,
+        started_ms=T0 + 1001, finished_ms=T0 + 1002, output="", reason="",
+    )  # fmt: skip
+    assert s.apply(done) == Ok(SUCCEEDED)
+    assert s.apply(c.DeleteJob(at_ms=T0 + 2000, name="j")) == Ok("deleted")
+    assert "j" not in s.jobs
+    assert s.runs[rid].status == SUCCEEDED
+    # a run that was live when the job was deleted is kept when it completes
+    live = run_id("j", T0 + 2000)
+    s2 = fresh()
+    plan(s2, fire("j", T0 + 2000))
+    assert s2.apply(c.Start(at_ms=T0 + 2001, run_id=live, fence=1, node="a", token="t")) == Ok(1)
+    assert s2.apply(c.DeleteJob(at_ms=T0 + 2002, name="j")) == Ok("deleted")
+    done2 = c.Complete(
+        at_ms=T0 + 2003, run_id=live, fence=1, node="a", status=SUCCEEDED, exit_code=0,
+        started_ms=T0 + 2001, finished_ms=T0 + 2003,
+    )  # fmt: skip
+    assert s2.apply(done2) == Ok(SUCCEEDED)
+    assert s2.runs[live].status == SUCCEEDED

@@ -121,3 +121,42 @@ def test_lease_kill_is_complete_by_the_deadline(tmp_path: Path) -> None:
     last = events(proc)[-1]
     assert last["outcome"] == "lease_lost" and last["exit_code"] == -9
     assert time.monotonic() < deadline + 0.5  # dead by the deadline (plus reaping slack)
+
+
+def test_a_renewal_sent_before_the_watchdog_came_up_counts(tmp_path: Path) -> None:
+    """The spec's deadline has already passed by the time the watchdog reads it, but a
+    renewal was written right behind the spec: it must move the deadline before the
+    deadline is checked (a chaos-suite finding: on a loaded machine the watchdog can start
+    after its first renewal was sent)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftcron.executor.watchdog"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    now = time.monotonic()
+    spec = {
+        "argv": ["sh", "-c", "exit 0"],
+        "env": dict(os.environ),
+        "cwd": None,
+        "out": str(tmp_path / "out.log"),
+        "deadline": now - 1.0,
+        "timeout": None,
+        "grace": 1.0,
+        "lease_grace": 0.1,
+    }
+    assert proc.stdin is not None
+    proc.stdin.write(
+        json.dumps(spec).encode() + b"\n" + json.dumps({"deadline": now + 60}).encode() + b"\n"
+    )
+    proc.stdin.flush()
+    evs = events(proc)
+    assert evs[-1] == {"event": "exit", "exit_code": 0, "outcome": "exited", "detail": ""}
+
+
+def test_a_dead_agent_does_not_make_the_watchdog_crash(tmp_path: Path) -> None:
+    """The agent was killed: the report at the end goes into a broken pipe, quietly."""
+    proc = start(tmp_path, ["sh", "-c", "sleep 0.3"], 30)
+    assert proc.stdout is not None and proc.stdin is not None
+    proc.stdout.close()  # nobody reads the report any more
+    proc.stdin.close()
+    assert proc.wait(30) == 0

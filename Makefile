@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cluster chaos install clean
+.PHONY: demo test lint typecheck unit cluster chaos install clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,23 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.runner --duration $(CHAOS_SECONDS) --quiet 8 --fault 6 \
 		--out chaos-out $(if $(SEED),--seed $(SEED)) \
 		$(foreach n,$(NEMESIS),--nemesis $(n))
+
+## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~50 min.
+## Writes bench/results/<date>.json, docs/benchmarks.md and docs/img/bench/*.png.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): pyproject.toml bench/install.sh | $(STAMP)
+	sh bench/install.sh
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run
+
+## make bench-quick: the same workloads at small sizes (under 3 minutes), output in
+## bench/results/scratch/ (gitignored).
+bench-quick: $(STAMP) $(BENCH_STAMP)
+	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) raftcron-data chaos-out .pytest_cache .mypy_cache .ruff_cache

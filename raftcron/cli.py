@@ -274,7 +274,10 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         ("watermark", raw.get("watermark") or "-"),
         ("running", ", ".join(raw.get("running") or ()) or "-"),
     ]
-    for key in ("timeout", "catchup", "lease", "retries", "tags", "env", "cwd"):
+    if raw.get("buffered"):
+        lines.append(("buffered", ", ".join(raw["buffered"])))
+    keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
+    for key in (*keys, "cwd"):
         if key in job.spec and job.spec[key] not in ({}, None):
             lines.append(
                 (key, json.dumps(job.spec[key]) if key in ("tags", "env") else job.spec[key])
@@ -401,8 +404,8 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     res = _call(lambda: client_from_args(args).trigger(args.job))
     if args.json:
         _print_json(res.raw)
-    elif res.status == "skipped":
-        print(f"{res.job}: {res.run} skipped: {res.reason}")
+    elif res.status in ("skipped", "buffered"):
+        print(f"{res.job}: {res.run} {res.status}: {res.reason}")
     else:
         print(f"{res.job}: {res.run} {res.status} on node {res.node or '-'} fence {res.fence}")
     return 0

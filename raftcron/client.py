@@ -270,8 +270,8 @@ class PutResult:
 class TriggerResult:
     run: str
     job: str
-    status: str  # "claimed" or "skipped"
-    reason: str  # why it was skipped ("" when claimed)
+    status: str  # "claimed", "buffered" or "skipped"
+    reason: str  # why it was buffered or skipped ("" when claimed)
     node: str | None
     fence: int | None
     duplicate: bool  # the same scheduled_at was triggered before: this is that run

@@ -33,7 +33,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from raftcron.core.model import DEFAULT_HISTORY, DEFAULT_LEASE_MS, OVERLAP_POLICIES, JobSpec
+from raftcron.core.model import (
+    CATCHUP_MODES,
+    DEFAULT_HISTORY,
+    DEFAULT_LEASE_MS,
+    MAX_JITTER_MS,
+    OVERLAP_POLICIES,
+    JobSpec,
+)
 from raftcron.core.schedule import ScheduleError, parse
 
 __all__ = [
@@ -87,12 +94,16 @@ JOB_KEYS: Final = (
     "timeout",
     "overlap",
     "catchup",
+    "catchup_mode",
+    "jitter",
     "retries",
     "tags",
     "lease",
     "env",
     "cwd",
 )
+# Temporal's other overlap policies: named so the message says they are not built yet.
+_LATER_OVERLAP: Final = ("cancel_other", "terminate_other")
 
 T = TypeVar("T")
 
@@ -467,11 +478,29 @@ def job_spec_from_mapping(
 
     overlap = _get_str(errs, raw, "overlap", where)
     if overlap is not None and overlap not in OVERLAP_POLICIES:
-        allowed = " or ".join(_q(p) for p in OVERLAP_POLICIES)
-        errs.add(_join(where, "overlap"), f"{_q(overlap)} is not allowed (use {allowed})")
+        allowed = _one_of(OVERLAP_POLICIES)
+        what = "is not supported yet" if overlap in _LATER_OVERLAP else "is not allowed"
+        errs.add(_join(where, "overlap"), f"{_q(overlap)} {what} (use {allowed})")
+        overlap = None
+
+    catchup_mode = _get_str(errs, raw, "catchup_mode", where)
+    if catchup_mode is not None and catchup_mode not in CATCHUP_MODES:
+        errs.add(
+            _join(where, "catchup_mode"),
+            f"{_q(catchup_mode)} is not allowed (use {_one_of(CATCHUP_MODES)}: run every "
+            "fire within catchup, only the latest, or none that is late)",
+        )
+        catchup_mode = None
 
     timeout_ms = _get_duration(errs, raw, "timeout", where, None, minimum=1)
     catchup_ms = _get_duration(errs, raw, "catchup", where, None)
+    jitter_ms = _get_duration(errs, raw, "jitter", where, 0)
+    if jitter_ms is not None and jitter_ms > MAX_JITTER_MS:  # 1d
+        errs.add(
+            _join(where, "jitter"),
+            f"{_fmt_ms(jitter_ms)} is too long (at most 1d; jitter "
+            "delays each fire by a fixed offset below it, to spread jobs that share a schedule)",
+        )
     lease_ms = _get_duration(errs, raw, "lease", where, default_lease_ms, minimum=MIN_LEASE_MS)
     retries = _get_int(errs, raw, "retries", where, 0, minimum=0)
     tags = _get_str_map(errs, raw, "tags", where)
@@ -508,6 +537,8 @@ def job_spec_from_mapping(
         timezone=timezone if timezone is not None else "UTC",
         timeout_ms=timeout_ms,
         overlap=overlap if overlap is not None else "allow",
+        catchup_mode=catchup_mode if catchup_mode is not None else "all",
+        jitter_ms=jitter_ms or 0,
         retries=retries,
         tags=tags,
         lease_ms=lease_ms if lease_ms is not None else default_lease_ms,
@@ -515,6 +546,11 @@ def job_spec_from_mapping(
         cwd=cwd,
         **optional,
     )
+
+
+def _one_of(values: Iterable[str]) -> str:
+    quoted = [_q(v) for v in values]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def _job_command(errs: _Errors, raw: Mapping[str, Any], where: str) -> tuple[str, ...] | None:

@@ -149,6 +149,10 @@ class Node:
                 self._touch(cmd.run_id, cmd.fence)
             case c.Complete() | c.Expire() if isinstance(res, Ok):
                 self.leases.forget(cmd.run_id)
+                rid = cmd.run_id
+                waiting = self.machine.read(lambda s: s.buffer_ready(rid))
+                if waiting:  # its next buffered run can go now: tell the scheduler
+                    changed.append(waiting)
             case c.PutJob():
                 changed.append(cmd.spec.name)
             case c.DeleteJob() | c.SetPaused():

@@ -39,12 +39,14 @@ from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
 from raftcron.core.model import (
+    BUFFERED,
     FINAL_STATUSES,
     LIVE_STATUSES,
     TRIGGER_MANUAL,
     Job,
     JobSpec,
     Run,
+    jitter_offset_ms,
 )
 from raftcron.core.planner import choose_node
 from raftcron.core.schedule import parse
@@ -63,7 +65,7 @@ DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
 WRITE_TIMEOUT: Final = 5.0
 MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
-RUN_STATUSES: Final = tuple(sorted(LIVE_STATUSES)) + tuple(sorted(FINAL_STATUSES))
+RUN_STATUSES: Final = (BUFFERED, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _REJECTION_STATUS: Final = {"unknown_job": 404, "stale_fence": 409}
@@ -99,6 +101,8 @@ def run_json(run: Run, *, output: bool = False) -> dict[str, Any]:
     }
     if run.count != 1:
         body["count"] = run.count
+    if run.last_scheduled_ms is not None:
+        body["last_scheduled_at"] = rfc3339(run.last_scheduled_ms)
     if output:
         body["output"] = run.output
     return body
@@ -121,11 +125,14 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         "timezone": spec.timezone,
         "overlap": spec.overlap,
         "catchup": duration_text(spec.catchup_ms),
+        "catchup_mode": spec.catchup_mode,
         "retries": spec.retries,
         "tags": dict(spec.tags),
         "lease": duration_text(spec.lease_ms),
         "env": dict(spec.env),
     }
+    if spec.jitter_ms:
+        table["jitter"] = duration_text(spec.jitter_ms)
     if spec.timeout_ms is not None:
         table["timeout"] = duration_text(spec.timeout_ms)
     if spec.cwd is not None:
@@ -144,7 +151,8 @@ def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
 
 def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[str, Any]:
     spec = job.spec
-    upcoming = next_fires(spec, max(job.watermark_ms, now_ms), 1)
+    offset = jitter_offset_ms(spec.name, spec.jitter_ms)
+    upcoming = next_fires(spec, max(job.watermark_ms, now_ms - offset), 1)
     return {
         "name": spec.name,
         "schedule": spec.schedule,
@@ -152,6 +160,9 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "command": list(spec.command),
         "overlap": spec.overlap,
         "catchup_ms": spec.catchup_ms,
+        "catchup_mode": spec.catchup_mode,
+        "jitter_ms": spec.jitter_ms,
+        "jitter_offset_ms": offset,
         "lease_ms": spec.lease_ms,
         "timeout_ms": spec.timeout_ms,
         "tags": dict(spec.tags),
@@ -164,6 +175,7 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "next_fire": rfc3339(upcoming[0]) if upcoming else None,
         "last_run": None if last is None else run_json(last),
         "running": sorted(live),
+        "buffered": [rid for rid, _ in job.buffered],
         "spec": spec_table(spec),
     }
 
@@ -409,7 +421,8 @@ async def get_job(request: web.Request) -> web.Response:
     now = node.clock.wall_ms()
     body = job_json(job, now, last, live)
     zone = ZoneInfo(job.spec.timezone)
-    fires = next_fires(job.spec, max(job.watermark_ms, now), DEFAULT_NEXT_COUNT)
+    offset = jitter_offset_ms(job.spec.name, job.spec.jitter_ms)
+    fires = next_fires(job.spec, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
     body["next_fires"] = [fire_json(t, zone) for t in fires]
     return _json(body)
 
@@ -486,7 +499,8 @@ async def resume_job(request: web.Request) -> web.Response:
 
 async def trigger_job(request: web.Request) -> web.Response:
     """A manual fire: claimed now on the least-loaded matching node, unless the job's
-    overlap policy (or its tags) says no, in which case it is recorded as skipped."""
+    overlap policy (or its tags) says no: then it is buffered (``buffer_one``/``buffer_all``,
+    it runs when the live run ends) or recorded as skipped."""
     node = request.app[NODE_KEY]
     name = request.match_info["name"]
     raw = await _body(request, ("scheduled_at",))
@@ -509,6 +523,9 @@ async def trigger_job(request: web.Request) -> web.Response:
         for rid_, fence, on in outcome.granted:
             logger.info("manual fire of %s: %s fence=%d on %s", name, rid_, fence, on)
             return _trigger_json(name, rid_, "claimed", "", on, fence, at, 202)
+        for rid_, reason in outcome.buffered:
+            logger.info("manual fire of %s: %s buffered: %s", name, rid_, reason)
+            return _trigger_json(name, rid_, BUFFERED, reason, None, None, at, 202)
         for rid_, reason in outcome.skipped:
             logger.info("manual fire of %s: %s skipped: %s", name, rid_, reason)
             return _trigger_json(name, rid_, "skipped", reason, None, None, at, 202)

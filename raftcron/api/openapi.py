@@ -17,6 +17,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from raftcron.core.model import CATCHUP_MODES, OVERLAP_POLICIES
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["OPERATIONS", "document", "registered_operations"]
@@ -130,6 +132,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "node": _NULL_STR,
             "status": {
                 "enum": [
+                    "buffered",
                     "claimed",
                     "running",
                     "succeeded",
@@ -138,16 +141,28 @@ SCHEMAS: Final[dict[str, Any]] = {
                     "lost",
                     "missed",
                     "skipped",
+                    "paused",
                 ]
             },
-            "trigger": {"enum": ["schedule", "catchup", "manual"]},
+            "trigger": {
+                "enum": ["schedule", "catchup", "manual", "buffered"],
+                "description": "buffered: it waited for the run before it (overlap=buffer_*); "
+                "the reason says why and whether it was a schedule or manual fire",
+            },
             "attempt": {"type": "integer"},
             "claimed_at": _NULL_STR,
             "started_at": _NULL_STR,
             "finished_at": _NULL_STR,
             "exit_code": _NULL_INT,
             "reason": {"type": "string"},
-            "count": {"type": "integer", "description": "fires covered by a missed record"},
+            "count": {
+                "type": "integer",
+                "description": "fires covered by an aggregated missed or paused record",
+            },
+            "last_scheduled_at": {
+                **_NULL_STR,
+                "description": "an aggregated paused record: its newest fire",
+            },
             "output": {"type": "string", "description": "the last 64 KiB of stdout+stderr"},
         },
     },
@@ -171,8 +186,14 @@ SCHEMAS: Final[dict[str, Any]] = {
             "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "timezone": {"type": "string", "default": "UTC"},
             "timeout": _DURATION,
-            "overlap": {"enum": ["allow", "skip"], "default": "allow"},
+            "overlap": {"enum": list(OVERLAP_POLICIES), "default": "allow"},
             "catchup": _DURATION,
+            "catchup_mode": {"enum": list(CATCHUP_MODES), "default": "all"},
+            "jitter": {
+                **_DURATION,
+                "description": "delay every fire by a fixed offset in [0, jitter) derived "
+                "from the job name (default 0; at most 1d)",
+            },
             "retries": {"type": "integer", "minimum": 0},
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
             "lease": _DURATION,
@@ -188,8 +209,19 @@ SCHEMAS: Final[dict[str, Any]] = {
             "schedule": {"type": "string"},
             "timezone": {"type": "string"},
             "command": {"type": "array", "items": {"type": "string"}},
-            "overlap": {"enum": ["allow", "skip"]},
+            "overlap": {"enum": list(OVERLAP_POLICIES)},
             "catchup_ms": {"type": "integer"},
+            "catchup_mode": {"enum": list(CATCHUP_MODES)},
+            "jitter_ms": {"type": "integer"},
+            "jitter_offset_ms": {
+                "type": "integer",
+                "description": "this job's fires are claimed this long after their time",
+            },
+            "buffered": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "run ids waiting for the live run to end, in the order they run",
+            },
             "lease_ms": {"type": "integer"},
             "timeout_ms": _NULL_INT,
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -263,9 +295,10 @@ SCHEMAS: Final[dict[str, Any]] = {
             "job": {"type": "string"},
             "status": {
                 "type": "string",
-                "description": "claimed or skipped (or, for a repeat, the run's current status)",
+                "description": "claimed, buffered or skipped (or, for a repeat, the run's "
+                "current status)",
             },
-            "reason": {"type": "string", "description": "why it was skipped"},
+            "reason": {"type": "string", "description": "why it was buffered or skipped"},
             "node": _NULL_STR,
             "fence": _NULL_INT,
             "scheduled_at": {"type": "string", "format": "date-time"},
@@ -356,7 +389,9 @@ RESPONSES: Final[dict[str, Any]] = {
     )
 }
 
-_RUN_STATUS_LIST: Final = "claimed, running, succeeded, failed, timed_out, lost, missed, skipped"
+_RUN_STATUS_LIST: Final = (
+    "buffered, claimed, running, succeeded, failed, timed_out, lost, missed, skipped, paused"
+)
 
 OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("GET", "/v1/status"): {
@@ -408,14 +443,16 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "responses": _ok("fire times", _ref("NextFires")) | _errors(400, 401, 404),
     },
     ("POST", "/v1/jobs/{name}/trigger"): {
-        "summary": "fire the job now; obeys overlap=skip (then recorded and answered as skipped)",
+        "summary": "fire the job now; obeys overlap (skip: recorded and answered as skipped; "
+        "buffer_one/buffer_all: buffered, run when the live run ends, or skipped if full)",
         "requestBody": _body(_ref("TriggerRequest"), required=False),
-        "responses": _ok("claimed or skipped", _ref("TriggerResult"), "202")
+        "responses": _ok("claimed, buffered or skipped", _ref("TriggerResult"), "202")
         | _ok("a repeat of an earlier trigger with the same scheduled_at", _ref("TriggerResult"))
         | _errors(*_WRITE_ERRORS),
     },
     ("POST", "/v1/jobs/{name}/pause"): {
-        "summary": "pause a job (its fires are recorded as skipped); optional note",
+        "summary": "pause a job (its fires, and any it had buffered, are recorded as paused; "
+        "consecutive ones as one record with a count); optional note",
         "requestBody": _body(_ref("PauseRequest"), required=False),
         "responses": _ok("the job", _ref("Job")) | _errors(400, 401, 403, 404, 503),
     },

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgpack
 
-from raftcron.core.model import JobSpec
+from raftcron.core.model import MISSED, JobSpec
 
 ENVELOPE_VERSION: Final = 1
 
@@ -62,6 +62,8 @@ class Fire:
     """One fire to claim: a job at a scheduled time, granted to ``node``.
 
     ``node == ""`` means no live node matches the job; it is recorded as skipped.
+    ``trigger == "buffered"`` claims the head of the job's buffer instead of a new fire;
+    ``scheduled_at_ms`` must then be that buffered run's.
     """
 
     job: str
@@ -73,13 +75,19 @@ class Fire:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Missed:
-    """Fires ``first_ms..last_ms`` (``count`` of them) that will not run, and why."""
+    """Fires ``first_ms..last_ms`` (``count`` of them) that will not run, and why.
+
+    ``status`` is ``"missed"`` (too late, or dropped by the catch-up mode) or ``"paused"``
+    (they fell due while the job was paused: ``apply`` refuses it if the job is not paused
+    any more, and adds it to the job's current paused record when there is one).
+    """
 
     job: str
     first_ms: int
     last_ms: int
     count: int
     reason: str
+    status: str = MISSED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,11 +252,16 @@ _SPEC_FIELDS: Final = (
     "lease_ms",
     "env",
     "cwd",
+    "catchup_mode",
+    "jitter_ms",
 )
 
 
 def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
-    return {
+    """The spec as a msgpack map. Keys added after the first release are written only when
+    they differ from their default, so a spec that does not use them encodes exactly as
+    before (older nodes decode it, and snapshot digests do not change)."""
+    out: dict[str, Any] = {
         "name": spec.name,
         "schedule": spec.schedule,
         "command": list(spec.command),
@@ -262,6 +275,11 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         "env": [list(kv) for kv in spec.env],
         "cwd": spec.cwd,
     }
+    if spec.catchup_mode != "all":
+        out["catchup_mode"] = spec.catchup_mode
+    if spec.jitter_ms:
+        out["jitter_ms"] = spec.jitter_ms
+    return out
 
 
 def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
@@ -284,6 +302,8 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         lease_ms=int(raw["lease_ms"]),
         env=tuple((str(k), str(v)) for k, v in raw["env"]),
         cwd=None if cwd is None else str(cwd),
+        catchup_mode=str(raw.get("catchup_mode", "all")),
+        jitter_ms=int(raw.get("jitter_ms", 0)),
     )
 
 
@@ -292,7 +312,22 @@ def _fire_to_wire(f: Fire) -> list[Any]:
 
 
 def _missed_to_wire(m: Missed) -> list[Any]:
-    return [m.job, m.first_ms, m.last_ms, m.count, m.reason]
+    row: list[Any] = [m.job, m.first_ms, m.last_ms, m.count, m.reason]
+    if m.status != MISSED:
+        row.append(m.status)  # older entries have five elements
+    return row
+
+
+def _missed_from_wire(row: list[Any]) -> Missed:
+    j, f, la, c, r = row[:5]
+    return Missed(
+        job=str(j),
+        first_ms=int(f),
+        last_ms=int(la),
+        count=int(c),
+        reason=str(r),
+        status=str(row[5]) if len(row) > 5 else MISSED,
+    )
 
 
 def encode(cmd: Command) -> bytes:
@@ -417,16 +452,7 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                     )
                     for j, s, n, t, a in b["fires"]
                 ),
-                missed=tuple(
-                    Missed(
-                        job=str(j),
-                        first_ms=int(f),
-                        last_ms=int(la),
-                        count=int(c),
-                        reason=str(r),
-                    )
-                    for j, f, la, c, r in b["missed"]
-                ),
+                missed=tuple(_missed_from_wire(row) for row in b["missed"]),
             )
         case "start":
             return Start(

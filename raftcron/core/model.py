@@ -14,11 +14,18 @@ This module must never read a clock, draw a random number or do I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Final
 
-OVERLAP_POLICIES: Final = ("allow", "skip")
+# Temporal's set; "cancel_other" and "terminate_other" are not built yet.
+OVERLAP_POLICIES: Final = ("allow", "skip", "buffer_one", "buffer_all")
+BUFFER_POLICIES: Final = frozenset({"buffer_one", "buffer_all"})
+# overlap = "buffer_all" keeps at most this many fires waiting per job; more are skipped.
+BUFFER_ALL_LIMIT: Final = 100
+CATCHUP_MODES: Final = ("all", "latest", "none")
+MAX_JITTER_MS: Final = 86_400_000  # a day
 DEFAULT_LEASE_MS: Final = 30_000
 DEFAULT_HISTORY: Final = 100
 DEFAULT_CATCHUP_MS: Final = 60_000
@@ -37,14 +44,33 @@ TIMED_OUT: Final = "timed_out"
 LOST: Final = "lost"
 MISSED: Final = "missed"
 SKIPPED: Final = "skipped"
+PAUSED: Final = "paused"  # fell due while the job was paused (aggregated per pause)
+# Waiting for the job's live run to end (overlap = "buffer_one"/"buffer_all"): holds its
+# run id, has no lease and no fence yet; becomes "claimed" when it is granted.
+BUFFERED: Final = "buffered"
 LIVE_STATUSES: Final = frozenset({CLAIMED, RUNNING})
-FINAL_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST, MISSED, SKIPPED})
+FINAL_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST, MISSED, SKIPPED, PAUSED})
 COMPLETION_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST})
 
 # Why a run exists.
 TRIGGER_SCHEDULE: Final = "schedule"
 TRIGGER_CATCHUP: Final = "catchup"
 TRIGGER_MANUAL: Final = "manual"
+# A fire that waited in the job's buffer (overlap = "buffer_*"), claimed once the run before
+# it ended. In a Plan it asks ``apply`` to grant the head of the job's buffer.
+TRIGGER_BUFFERED: Final = "buffered"
+
+
+def jitter_offset_ms(name: str, jitter_ms: int) -> int:
+    """The job's fixed jitter offset in ``[0, jitter_ms)``: a hash of its name.
+
+    The same on every node and every Python process (SHA-256, not the salted ``hash()``),
+    so every leader claims the job's fires at ``scheduled_at + offset``.
+    """
+    if jitter_ms <= 0:
+        return 0
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % jitter_ms
 
 
 def run_id(job: str, scheduled_at_ms: int, attempt: int = 1) -> str:
@@ -64,6 +90,8 @@ class JobSpec:
     timeout_ms: int | None = None
     overlap: str = "allow"
     catchup_ms: int = DEFAULT_CATCHUP_MS
+    catchup_mode: str = "all"  # CATCHUP_MODES
+    jitter_ms: int = 0
     retries: int = 0
     tags: tuple[tuple[str, str], ...] = ()
     lease_ms: int = DEFAULT_LEASE_MS
@@ -86,6 +114,9 @@ class Job:
     watermark_ms: int = 0
     created_ms: int = 0
     updated_ms: int = 0
+    # This job's BUFFERED runs as (run id, scheduled_at_ms), oldest first: granted one at
+    # a time, in this order, each once the job has no live run.
+    buffered: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,8 +137,9 @@ class Run:
     exit_code: int | None = None
     output: str = ""
     reason: str = ""
-    count: int = 1  # > 1 only for an aggregated "missed" record covering many fires
+    count: int = 1  # > 1 only for an aggregated "missed"/"paused" record covering many fires
     start_token: str = ""  # which executor attempt started it (see commands.Start)
+    last_scheduled_ms: int | None = None  # an aggregated "paused" record: its newest fire
 
     @property
     def final(self) -> bool:

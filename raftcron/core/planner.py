@@ -4,26 +4,47 @@ Pure functions of (committed state, now, live nodes). The scheduler calls them o
 leader and proposes the resulting :class:`~raftcron.core.commands.Plan`; ``apply`` then
 re-checks everything, so a plan computed from a stale view is harmless.
 
-Catch-up rule: fires in ``(watermark, now - window]`` are recorded as missed (one
-aggregated ledger record per job and batch, with the count and the reason), fires in
-``(now - window, now]`` are claimed oldest first. ``window = max(catchup, CATCHUP_FLOOR_MS)``
-so a fire is never missed for being a few hundred milliseconds late.
+A fire is due at ``scheduled_at + offset``, where ``offset`` is the job's fixed jitter
+offset (:func:`~raftcron.core.model.jitter_offset_ms`, 0 without jitter); "now" below is
+``now - offset``, so lateness is measured from when the fire was due.
+
+Catch-up rule (``catchup_mode``), for the fires in ``(watermark, now]``:
+
+* ``all`` (the default): fires in ``(watermark, now - window]`` are recorded as missed,
+  fires in ``(now - window, now]`` are claimed oldest first.
+  ``window = max(catchup, CATCHUP_FLOOR_MS)``, so a fire is never missed for being a few
+  hundred milliseconds late.
+* ``latest``: as ``all``, but of the fires in the window only the newest is claimed; the
+  others are missed, superseded by it (cron fires are at least a second apart, so none of
+  them is under ``CATCHUP_FLOOR_MS`` late).
+* ``none``: the window is ``CATCHUP_FLOOR_MS`` whatever ``catchup`` says: a fire more than
+  that late (e.g. it fell due during an election) is missed; the schedule goes on from now.
+
+Every fire that will not run goes into one aggregated missed record per job and batch, with
+the count and the reason. A paused job's due fires are one record with status ``paused``
+instead (``apply`` adds it to the job's current paused record).
+
+Overlap: a job with buffered runs and no live run (``busy`` names the jobs with live runs)
+gets a ``buffered`` claim for the head of its buffer, before its new fires.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from raftcron.core.commands import Fire, Missed, Plan
 from raftcron.core.model import (
     CATCHUP_FLOOR_MS,
+    PAUSED,
+    TRIGGER_BUFFERED,
     TRIGGER_CATCHUP,
     TRIGGER_SCHEDULE,
     Job,
     JobSpec,
+    jitter_offset_ms,
     run_id,
 )
 from raftcron.core.schedule import parse
@@ -45,31 +66,68 @@ def _fmt_ms(ms: int) -> str:
 
 
 def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
-    """The fires of ``job`` to claim now (oldest first) and the missed record, if any."""
+    """The fires of ``job`` to claim now (oldest first) and the record of those that will
+    not run (missed, or paused), if any."""
     spec = job.spec
     sched = parse(spec.schedule, spec.timezone)
+    now_ms -= jitter_offset_ms(spec.name, spec.jitter_ms)  # a fire is due at t + offset
     if sched.next_after(job.watermark_ms) > now_ms:
         return [], None
-    window = max(spec.catchup_ms, CATCHUP_FLOOR_MS)
+    if job.paused:
+        held = sched.fires_between(job.watermark_ms, now_ms, MAX_MISSED_COUNT)
+        note = f": {job.pause_note}" if job.pause_note else ""
+        return [], Missed(
+            job=spec.name,
+            first_ms=held[0],
+            last_ms=held[-1],
+            count=len(held),
+            reason=f"job is paused{note}",
+            status=PAUSED,
+        )
+    mode = spec.catchup_mode
+    window = CATCHUP_FLOOR_MS if mode == "none" else max(spec.catchup_ms, CATCHUP_FLOOR_MS)
     cutoff = now_ms - window
-    missed: Missed | None = None
+    old: list[int] = []
     start = job.watermark_ms
     if cutoff > job.watermark_ms:
         old = sched.fires_between(job.watermark_ms, cutoff, MAX_MISSED_COUNT)
         if old:
-            at_least = "at least " if len(old) == MAX_MISSED_COUNT else ""
-            missed = Missed(
-                job=spec.name,
-                first_ms=old[0],
-                last_ms=max(old[-1], cutoff),
-                count=len(old),
-                reason=(
-                    f"{at_least}{len(old)} fire(s) older than the catch-up window "
-                    f"(catchup={_fmt_ms(spec.catchup_ms)}) when the scheduler reached them"
-                ),
+            start = cutoff
+    fires = sched.fires_between(start, now_ms, MAX_FIRES_PER_JOB + 1)
+    superseded: list[int] = []
+    if mode == "latest" and len(fires) > MAX_FIRES_PER_JOB:
+        superseded, fires = fires[:MAX_FIRES_PER_JOB], []  # the newest is in a later batch
+    elif mode == "latest" and len(fires) > 1:
+        # (fires are at least 1 s apart, so the ones superseded are all >= 1 s late)
+        superseded, fires = fires[:-1], fires[-1:]
+    else:
+        fires = fires[:MAX_FIRES_PER_JOB]
+    if not old and not superseded:
+        return fires, None
+    parts = []
+    if old:
+        at_least = "at least " if len(old) == MAX_MISSED_COUNT else ""
+        if mode == "none":
+            parts.append(
+                f"{at_least}{len(old)} fire(s) more than {_fmt_ms(CATCHUP_FLOOR_MS)} late when "
+                "the scheduler reached them (catchup_mode=none runs no late fire)"
             )
-            start = missed.last_ms
-    fires = sched.fires_between(start, now_ms, MAX_FIRES_PER_JOB)
+        else:
+            parts.append(
+                f"{at_least}{len(old)} fire(s) older than the catch-up window "
+                f"(catchup={_fmt_ms(spec.catchup_ms)}) when the scheduler reached them"
+            )
+    if superseded:
+        by = f"the later fire {run_id(spec.name, fires[0])}" if fires else "later fires"
+        parts.append(f"{len(superseded)} fire(s) superseded by {by} (catchup_mode=latest)")
+    skipped = old + superseded
+    missed = Missed(
+        job=spec.name,
+        first_ms=skipped[0],
+        last_ms=superseded[-1] if superseded else max(old[-1], cutoff),
+        count=len(skipped),
+        reason="; ".join(parts),
+    )
     return fires, missed
 
 
@@ -97,22 +155,45 @@ def choose_node(spec: JobSpec, rid: str, nodes: Sequence[NodeInfo], load: Mappin
 
 
 def plan(
-    jobs: Iterable[Job], now_ms: int, nodes: Sequence[NodeInfo], load: Mapping[str, int]
+    jobs: Iterable[Job],
+    now_ms: int,
+    nodes: Sequence[NodeInfo],
+    load: Mapping[str, int],
+    busy: Collection[str] = frozenset(),
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
-    are recorded as skipped by ``apply``, so resuming does not back-fill them)."""
+    are recorded as paused, so resuming does not back-fill them). ``busy``: the names of
+    the jobs that have a live run (their buffered runs wait)."""
     fires: list[Fire] = []
     missed: list[Missed] = []
     running = dict(load)
+
+    def claim(spec: JobSpec, rid: str, t: int, trigger: str) -> None:
+        node = choose_node(spec, rid, nodes, running)
+        if node:
+            running[node] = running.get(node, 0) + 1
+        fires.append(Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=trigger))
+
     for job in jobs:
+        spec = job.spec
+        if job.buffered and spec.name not in busy:
+            rid, t = job.buffered[0]
+            claim(spec, rid, t, TRIGGER_BUFFERED)
         times, miss = due(job, now_ms)
         if miss is not None:
             missed.append(miss)
+        due_now = now_ms - jitter_offset_ms(spec.name, spec.jitter_ms)
         for t in times:
-            rid = run_id(job.spec.name, t)
-            node = choose_node(job.spec, rid, nodes, running)
-            if node:
-                running[node] = running.get(node, 0) + 1
-            trigger = TRIGGER_SCHEDULE if now_ms - t <= ON_TIME_MS else TRIGGER_CATCHUP
-            fires.append(Fire(job=job.spec.name, scheduled_at_ms=t, node=node, trigger=trigger))
+            on_time = due_now - t <= ON_TIME_MS
+            claim(spec, run_id(spec.name, t), t, TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP)
     return Plan(at_ms=now_ms, fires=tuple(fires), missed=tuple(missed))
+
+
+def next_due_ms(job: Job, busy: bool) -> int:
+    """When the scheduler should next look at ``job``: its next fire plus its jitter
+    offset, or 0 (now) when a buffered run of it can be claimed."""
+    if job.buffered and not busy:
+        return 0
+    spec = job.spec
+    t = parse(spec.schedule, spec.timezone).next_after(job.watermark_ms)
+    return t + jitter_offset_ms(spec.name, spec.jitter_ms)

@@ -11,6 +11,16 @@ Invariants:
   the lease's current fence; anything else is stale.
 * A scheduled fire ``(job, scheduled_at)`` is claimed at most once: a claim at or below the
   job's watermark, or for a run id already in the ledger, is rejected.
+* Overlap: ``skip`` records a fire that falls due while the job has a live run as skipped;
+  ``buffer_one``/``buffer_all`` record it as a ``buffered`` run (its run id is taken, so it
+  cannot be claimed twice) queued on the job, or as skipped when the buffer is full (one
+  fire for ``buffer_one``, ``BUFFER_ALL_LIMIT`` for ``buffer_all``). A job with buffered
+  runs counts as busy even between runs, so fires keep their order. A ``buffered`` claim
+  grants the head of the queue, and only while the job has no live run. Pausing or deleting
+  the job records its buffered runs as paused or skipped: none is dropped silently.
+* A fire of a paused job is recorded with status ``paused``; consecutive ones (nothing else
+  recorded for the job in between, and no change to the job since the record was made) are
+  one record whose ``count`` grows, so a long pause does not flood the ledger.
 * The ledger is bounded: every live run, plus the newest ``history`` final runs per job;
   output tails only on the newest ``OUTPUT_KEEP`` of those.
 * Records are immutable; containers are replaced entry by entry, so ``capture()`` can copy
@@ -35,6 +45,9 @@ import msgpack
 
 from raftcron.core import commands as c
 from raftcron.core.model import (
+    BUFFER_ALL_LIMIT,
+    BUFFER_POLICIES,
+    BUFFERED,
     CLAIMED,
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
@@ -49,8 +62,10 @@ from raftcron.core.model import (
     MISSED,
     OUTPUT_KEEP,
     OUTPUT_TAIL_BYTES,
+    PAUSED,
     RUNNING,
     SKIPPED,
+    TRIGGER_BUFFERED,
     TRIGGER_MANUAL,
     Counters,
     Job,
@@ -87,6 +102,8 @@ class PlanOutcome:
     skipped: tuple[tuple[str, str], ...]  # (run id, reason)
     rejected: tuple[tuple[str, int, str], ...]  # (job, scheduled_at_ms, code)
     missed: tuple[str, ...]  # run ids of the missed records
+    buffered: tuple[tuple[str, str], ...] = ()  # (run id, reason)
+    paused: tuple[str, ...] = ()  # run ids of the paused records (new or grown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +262,9 @@ class State:
             return Rejected("unknown_job", f"no job named {name!r}")
         # The job's run history stays in the ledger (still bounded by ``history``): what
         # ran, where and when must outlive the job's definition.
-        del self.jobs[name]
+        job = self.jobs.pop(name)
+        for rid, _ in job.buffered:
+            self._end_buffered(rid, SKIPPED, "job deleted while this fire was buffered")
         return Ok("deleted")
 
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
@@ -254,7 +273,12 @@ class State:
             return Rejected("unknown_job", f"no job named {name!r}")
         note = note if paused else ""
         if job.paused != paused or job.pause_note != note:
-            self.jobs[name] = replace(job, paused=paused, pause_note=note, updated_ms=self.now_ms)
+            job = replace(job, paused=paused, pause_note=note, updated_ms=self.now_ms)
+            if paused and job.buffered:
+                for rid, _ in job.buffered:
+                    self._end_buffered(rid, PAUSED, f"{_pause_reason(job)} (it was buffered)")
+                job = replace(job, buffered=())
+            self.jobs[name] = job
         return Ok(paused)
 
     def _sync_config(self, cmd: c.SyncConfig) -> Result:
@@ -281,6 +305,8 @@ class State:
         skipped: list[tuple[str, str]] = []
         rejected: list[tuple[str, int, str]] = []
         missed: list[str] = []
+        buffered: list[tuple[str, str]] = []
+        paused: list[str] = []
         for m in cmd.missed:
             job = self.jobs.get(m.job)
             if job is None:
@@ -288,6 +314,17 @@ class State:
                 continue
             if m.last_ms <= job.watermark_ms:
                 rejected.append((m.job, m.first_ms, "already_considered"))
+                continue
+            if m.status == PAUSED:
+                if not job.paused:  # resumed after the plan was made: re-planned normally
+                    rejected.append((m.job, m.first_ms, "not_paused"))
+                    continue
+                self.jobs[m.job] = job = replace(job, watermark_ms=m.last_ms)
+                rid = run_id(m.job, m.first_ms)
+                paused.append(self._record_paused(job, rid, m.first_ms, m.last_ms, m.count))
+                continue
+            if m.status != MISSED:
+                rejected.append((m.job, m.first_ms, "bad_status"))
                 continue
             rid = run_id(m.job, m.first_ms)
             self.jobs[m.job] = replace(job, watermark_ms=m.last_ms)
@@ -308,6 +345,11 @@ class State:
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
                 continue
+            if fire.trigger == TRIGGER_BUFFERED:
+                code = self._claim_buffered(job, fire, granted, skipped)
+                if code:
+                    rejected.append((fire.job, fire.scheduled_at_ms, code))
+                continue
             manual = fire.trigger == TRIGGER_MANUAL
             rid = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
@@ -324,7 +366,10 @@ class State:
                 self.jobs[fire.job] = job = replace(
                     job, watermark_ms=max(job.watermark_ms, fire.scheduled_at_ms)
                 )
-            reason = self._skip_reason(job, fire, manual)
+            if job.paused and not manual:
+                t = fire.scheduled_at_ms
+                paused.append(self._record_paused(job, rid, t, t, 1))
+                continue
             base = Run(
                 id=rid,
                 job=fire.job,
@@ -334,35 +379,147 @@ class State:
                 attempt=fire.attempt,
                 claimed_ms=self.now_ms,
             )
+            reason = self._skip_reason(job, fire)
             if reason:
                 self._record_final(replace(base, status=SKIPPED, reason=reason))
                 skipped.append((rid, reason))
                 continue
-            self.counters.fence += 1
-            fence = self.counters.fence
-            self.runs[rid] = replace(base, fence=fence, node=fire.node)
-            self.leases[rid] = Lease(
-                key=rid,
-                fence=fence,
-                holder=fire.node,
-                lease_ms=job.spec.lease_ms,
-                granted_ms=self.now_ms,
+            behind = self._buffer_behind(job)
+            if behind:
+                why = (
+                    f"{fire.trigger} fire buffered: due while {behind} (overlap={job.spec.overlap})"
+                )
+                self.runs[rid] = replace(
+                    base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
+                )
+                self.jobs[fire.job] = replace(
+                    job, buffered=(*job.buffered, (rid, fire.scheduled_at_ms))
+                )
+                buffered.append((rid, why))
+                continue
+            granted.append(self._grant(job, base, fire.node))
+        return Ok(
+            PlanOutcome(
+                tuple(granted),
+                tuple(skipped),
+                tuple(rejected),
+                tuple(missed),
+                tuple(buffered),
+                tuple(paused),
             )
-            self.live[fire.job] = self.live.get(fire.job, frozenset()) | {rid}
-            granted.append((rid, fence, fire.node))
-        return Ok(PlanOutcome(tuple(granted), tuple(skipped), tuple(rejected), tuple(missed)))
+        )
 
-    def _skip_reason(self, job: Job, fire: c.Fire, manual: bool) -> str:
-        if job.paused and not manual:
-            return "job is paused"
+    def _grant(self, job: Job, run: Run, node: str) -> tuple[str, int, str]:
+        self.counters.fence += 1
+        fence = self.counters.fence
+        self.runs[run.id] = replace(
+            run, status=CLAIMED, fence=fence, node=node, claimed_ms=self.now_ms
+        )
+        self.leases[run.id] = Lease(
+            key=run.id,
+            fence=fence,
+            holder=node,
+            lease_ms=job.spec.lease_ms,
+            granted_ms=self.now_ms,
+        )
+        self.live[run.job] = self.live.get(run.job, frozenset()) | {run.id}
+        return (run.id, fence, node)
+
+    def _skip_reason(self, job: Job, fire: c.Fire) -> str:
         if not fire.node:
             tags = ", ".join(f"{k}={v}" for k, v in job.spec.tags)
             return f"unschedulable: no live node matches tags {{{tags}}}"
-        if job.spec.overlap == "skip":
-            live = self.live.get(job.spec.name)
-            if live:
-                return f"overlap=skip: {min(live)} is still running"
+        policy = job.spec.overlap
+        live = self.live.get(job.spec.name)
+        if policy == "skip" and live:
+            return f"overlap=skip: {min(live)} is still running"
+        if policy == "buffer_one" and job.buffered:
+            return f"overlap=buffer_one: {job.buffered[0][0]} is already buffered" + (
+                f" behind {min(live)}" if live else ""
+            )
+        if policy == "buffer_all" and len(job.buffered) >= BUFFER_ALL_LIMIT:
+            return (
+                f"overlap=buffer_all: the buffer is full ({BUFFER_ALL_LIMIT} fires wait, "
+                f"the oldest {job.buffered[0][0]})"
+            )
         return ""
+
+    def _buffer_behind(self, job: Job) -> str:
+        """What a new fire of ``job`` would have to wait for ("" if it may run now)."""
+        if job.spec.overlap not in BUFFER_POLICIES:
+            return ""
+        live = self.live.get(job.spec.name)
+        if live:
+            return f"{min(live)} was running"
+        if job.buffered:
+            return f"{job.buffered[-1][0]} was buffered"
+        return ""
+
+    def _claim_buffered(
+        self,
+        job: Job,
+        fire: c.Fire,
+        granted: list[tuple[str, int, str]],
+        skipped: list[tuple[str, str]],
+    ) -> str:
+        """Grant (or, with no node, skip) the head of ``job``'s buffer; a rejection code."""
+        if not job.buffered or job.buffered[0][1] != fire.scheduled_at_ms:
+            return "not_buffered"
+        if self.live.get(job.spec.name):
+            return "busy"
+        rid = job.buffered[0][0]
+        self.jobs[job.spec.name] = job = replace(job, buffered=job.buffered[1:])
+        run = self.runs.get(rid)
+        if run is None or run.status != BUFFERED:
+            return "not_buffered"  # cannot happen; the entry is dropped so it cannot wedge
+        if not fire.node:
+            reason = self._skip_reason(job, fire)
+            self._end_buffered(rid, SKIPPED, reason)
+            skipped.append((rid, reason))
+            return ""
+        granted.append(self._grant(job, run, fire.node))
+        return ""
+
+    def _end_buffered(self, rid: str, status: str, reason: str) -> None:
+        run = self.runs.get(rid)
+        if run is not None and run.status == BUFFERED:
+            self._record_final(replace(run, status=status, reason=f"{reason}; {run.reason}"))
+
+    def _record_paused(self, job: Job, rid: str, first_ms: int, last_ms: int, count: int) -> str:
+        """Record ``count`` fires of paused ``job`` (``first_ms..last_ms``): added to the
+        job's newest record if that is a paused record made during this pause, else a new
+        record ``rid``. Returns the record's run id."""
+        name = job.spec.name
+        reason = _pause_reason(job)
+        ids = self.history.get(name, ())
+        newest = self.runs.get(ids[-1]) if ids else None
+        if (
+            newest is not None
+            and newest.status == PAUSED
+            and newest.reason == reason
+            and newest.claimed_ms >= job.updated_ms
+            and newest.trigger != TRIGGER_BUFFERED
+        ):
+            last = max(last_ms, newest.last_scheduled_ms or newest.scheduled_at_ms)
+            self.runs[newest.id] = replace(
+                newest, count=newest.count + count, last_scheduled_ms=last
+            )
+            key = outcome_key(name, PAUSED)
+            self.counters.extra[key] = self.counters.extra.get(key, 0) + count
+            return newest.id
+        self._record_final(
+            Run(
+                id=rid,
+                job=name,
+                scheduled_at_ms=first_ms,
+                status=PAUSED,
+                claimed_ms=self.now_ms,
+                reason=reason,
+                count=count,
+                last_scheduled_ms=last_ms,
+            )
+        )
+        return rid
 
     # ------------------------------------------------------------------ leases
 
@@ -429,7 +586,8 @@ class State:
                 started_ms=cmd.started_ms if cmd.started_ms is not None else run.started_ms,
                 finished_ms=cmd.finished_ms,
                 output=tail(cmd.output),
-                reason=cmd.reason,
+                # a buffered run keeps the note that says so
+                reason="; ".join(r for r in (run.reason, cmd.reason) if r),
             )
         )
         return Ok(cmd.status)
@@ -605,6 +763,14 @@ class State:
             out = [r for r in out if r.node == node]
         return out
 
+    def buffer_ready(self, rid: str) -> str:
+        """The job of run ``rid`` if it has buffered runs and no live run, else ``""``."""
+        run = self.runs.get(rid)
+        job = None if run is None else self.jobs.get(run.job)
+        if job is None or not job.buffered or job.spec.name in self.live:
+            return ""
+        return job.spec.name
+
     def load_by_node(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for lease in self.leases.values():
@@ -658,9 +824,10 @@ class State:
                 created_ms=j[4],
                 updated_ms=j[5],
                 pause_note=str(j[6]) if len(j) > 6 else "",
+                buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
             )
         for r in raw["runs"]:
-            run = Run(**dict(zip(_RUN_FIELDS, r, strict=True)))
+            run = Run(**dict(zip(_RUN_FIELDS, r, strict=False)))  # older rows: 16 fields
             st.runs[run.id] = run
         st.history = {k: tuple(v) for k, v in raw["history"].items()}
         for lz in raw["leases"]:
@@ -713,6 +880,7 @@ _RUN_FIELDS: Final = (
     "reason",
     "count",
     "start_token",
+    "last_scheduled_ms",
 )
 _LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms", "renewals")
 _LOCK_FIELDS: Final = (
@@ -726,6 +894,17 @@ _LOCK_FIELDS: Final = (
     "renewals",
 )
 _WAITER_FIELDS: Final = ("request", "holder", "ttl_ms", "wait_ms", "queued_ms")
+
+
+def _run_row(run: Run) -> list[Any]:
+    row = [getattr(run, f) for f in _RUN_FIELDS]
+    if row[-1] is None:  # last_scheduled_ms: rows without it encode as before it existed
+        row.pop()
+    return row
+
+
+def _pause_reason(job: Job) -> str:
+    return "job is paused" + (f": {job.pause_note}" if job.pause_note else "")
 
 
 def _grant_of(lock: Lock) -> LockGrant:
@@ -764,15 +943,14 @@ def _encode_snapshot(
                     j.watermark_ms,
                     j.created_ms,
                     j.updated_ms,
-                    *([j.pause_note] if j.pause_note else []),
+                    *([j.pause_note] if j.pause_note or j.buffered else []),
+                    *([[list(b) for b in j.buffered]] if j.buffered else []),
                 ]
                 for j in jobs
             ),
             key=_job_row_key,
         ),
-        "runs": sorted(
-            ([getattr(r, f) for f in _RUN_FIELDS] for r in runs), key=lambda row: str(row[0])
-        ),
+        "runs": sorted((_run_row(r) for r in runs), key=lambda row: str(row[0])),
         "history": {k: list(history[k]) for k in sorted(history)},
         "leases": sorted(
             ([getattr(lz, f) for f in _LEASE_FIELDS] for lz in leases),

@@ -42,6 +42,7 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
+    jitter_offset_ms,
 )
 from raftcron.core.state import Ok, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
@@ -182,7 +183,13 @@ class Executor:
             self._tell(
                 "started",
                 run.id,
-                {"scheduled_at_ms": run.scheduled_at_ms, "started_ms": started_ms},
+                {
+                    "scheduled_at_ms": run.scheduled_at_ms,
+                    # when it was due: its jitter offset later (lateness counts from there)
+                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
+                    "trigger": run.trigger,
+                    "started_ms": started_ms,
+                },
             )
         out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
         env = dict(os.environ)

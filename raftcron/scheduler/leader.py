@@ -38,8 +38,7 @@ from raftcron.clock import Clock
 from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
 from raftcron.core.lease import takeover_patience
 from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
-from raftcron.core.planner import NodeInfo, plan
-from raftcron.core.schedule import parse
+from raftcron.core.planner import NodeInfo, next_due_ms, plan
 from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -223,26 +222,32 @@ class Leader:
 
     def _refresh(self) -> None:
         if self._rebuild:
-            jobs = self.raft.machine.read(lambda s: list(s.jobs.values()))
+            jobs = self.raft.machine.read(
+                lambda s: [(j, j.spec.name in s.live) for j in s.jobs.values()]
+            )
             self._next.clear()
             self._heap.clear()
             self._changed.clear()
             self._rebuild = False
-            for job in jobs:
-                self._push(job)
+            for job, busy in jobs:
+                self._push(job, busy)
             return
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
-            jobs_by_name = self.raft.machine.read(lambda s: {n: s.jobs.get(n) for n in names})
-            for name, maybe in jobs_by_name.items():
+            jobs_by_name = self.raft.machine.read(
+                lambda s: {n: (s.jobs.get(n), n in s.live) for n in names}
+            )
+            for name, (maybe, busy) in jobs_by_name.items():
                 self._next.pop(name, None)
                 if maybe is not None:
-                    self._push(maybe)
+                    self._push(maybe, busy)
 
-    def _push(self, job: Job) -> None:
+    def _push(self, job: Job, busy: bool) -> None:
+        """Schedule a look at ``job`` when its next fire is due (its jitter offset
+        included), or now if a buffered run of it can go."""
         try:
-            t = parse(job.spec.schedule, job.spec.timezone).next_after(job.watermark_ms)
+            t = next_due_ms(job, busy)
         except ValueError:
             logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
             return
@@ -274,10 +279,12 @@ class Leader:
                 await asyncio.wait_for(self._dirty.wait(), delay)
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs = self.raft.machine.read(lambda s: [s.jobs[n] for n in names if n in s.jobs])
+        jobs, busy = self.raft.machine.read(
+            lambda s: ([s.jobs[n] for n in names if n in s.jobs], frozenset(s.live))
+        )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
-        batch: Plan = plan(jobs, now_ms, nodes, load)
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy)
         if batch.fires or batch.missed:
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
@@ -296,6 +303,10 @@ class Leader:
                     logger.info("granted run=%s fence=%d node=%s", rid, fence, node)
                 for rid, why in out.skipped:
                     logger.warning("skipped run=%s: %s", rid, why)
+                for rid, why in out.buffered:
+                    logger.info("buffered run=%s: %s", rid, why)
+                for rid in out.paused:
+                    logger.info("paused run=%s (the job is paused; see the ledger)", rid)
                 for rid in out.missed:
                     logger.warning("missed run=%s (see ledger for the count and reason)", rid)
         # Re-read the committed watermarks whatever happened: a failed plan is re-planned

@@ -698,7 +698,9 @@ def check_missed(tl: Timeline, h: History) -> tuple[list[Violation], int]:
             statuses = recorded.get((job, at), {})
             inside = [w for w, start, end in spans if start <= at <= end]
             if not inside:
-                if cfg.get("overlap") == "skip" and "skipped" in statuses.values():
+                if cfg.get("overlap", "allow") != "allow" and "skipped" in statuses.values():
+                    continue  # skip, or a full buffer (buffer_one / buffer_all)
+                if "paused" in statuses.values():
                     continue
                 rec = ", ".join(f"{n}: {s}" for n, s in sorted(statuses.items()))
                 why = (

@@ -1,13 +1,15 @@
 """The /v1 API and the CLI client against three real agents (one cluster per module).
 
 Every endpoint, each error status (400/404/405/409/503, never a 500 for client input), a
-write sent to a follower, a manual trigger obeying overlap=skip, fire previews across the
+write sent to a follower, a manual trigger obeying overlap=skip, overlap=buffer_one running
+the buffered fire right after the live run, fire previews across the
 Europe/Berlin DST transitions, run filters and cursor pagination, the OpenAPI document
 against what the nodes serve, and `raftcron` client verbs as subprocesses.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,48 @@ def test_trigger_obeys_overlap_skip(cl: Cluster) -> None:
     assert b["fence"] > a["fence"]
     job = cl.get(f1, "/v1/jobs/sleeper")  # well within the 4 s the first run sleeps
     assert job["running"] == [first["run"]] and job["last_run"]["id"] == second["run"]
+
+
+def _t(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_buffer_one_runs_the_buffered_fire_right_after_the_run(cl: Cluster) -> None:
+    """Every second, each run 2.5 s: the fire due during a run waits and runs as soon as the
+    run ends (keeping its own scheduled_at); the fires after it are skipped, and so is a
+    manual trigger while one waits. Runs of the job never overlap."""
+    _, (f1, f2) = roles(cl)
+    put(cl, f1, "buf", schedule="* * * * * *", command=["sleep", "2.5"], overlap="buffer_one")
+
+    def two_done() -> list[dict[str, Any]] | None:
+        runs = [r for r in cl.runs(f2, "buf") if r["status"] == "succeeded"]
+        buffered = [r for r in runs if r["trigger"] == "buffered"]
+        return runs if buffered and len(runs) >= 2 else None
+
+    try:
+        wait_for("a run of buf", lambda: cl.get(f1, "/v1/jobs/buf")["running"], 15)
+        status, _, manual = call(cl, f1, "POST", "/v1/jobs/buf/trigger")
+        assert status == 202 and manual["status"] in ("buffered", "skipped"), manual
+        done = wait_for("a buffered run of buf to succeed", two_done, 30)
+    finally:
+        call(cl, f1, "POST", "/v1/jobs/buf/pause", {"note": "test over"})
+    ledger = {r["id"]: r for r in cl.runs(f2, "buf")}
+    if manual["status"] == "skipped":
+        assert "already buffered" in manual["reason"], manual
+    assert ledger[manual["run"]]["status"] in ("skipped", "succeeded", "running", "paused")
+    skips = [r for r in ledger.values() if r["status"] == "skipped"]
+    assert any("overlap=buffer_one" in r["reason"] and "already buffered" in r["reason"]
+               for r in skips), skips  # fmt: skip
+    done.sort(key=lambda r: _t(r["started_at"]))
+    for before, after in itertools.pairwise(done):
+        assert _t(after["started_at"]) >= _t(before["finished_at"]), (before, after)
+        if after["trigger"] == "buffered":
+            # it fell due during the run before it, and was claimed right after it ended
+            assert (
+                _t(before["started_at"]) < _t(after["scheduled_at"]) < _t(before["finished_at"])
+            ), (before, after)
+            assert _t(after["claimed_at"]) - _t(before["finished_at"]) < 1.5, (before, after)
+            assert "buffered: due while" in after["reason"] and before["id"] in after["reason"]
 
 
 def test_next_fires_across_berlin_dst(cl: Cluster) -> None:

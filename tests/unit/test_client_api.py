@@ -46,6 +46,21 @@ def test_duration_text(ms: int, text: str) -> None:
             "env": {"A": "1"},
             "cwd": "/tmp",
         },
+        {
+            "name": "new-keys",
+            "schedule": "* * * * * *",
+            "command": ["true"],
+            "overlap": "buffer_all",
+            "catchup_mode": "latest",
+            "jitter": "45s",
+        },
+        {
+            "name": "n",
+            "schedule": "@daily",
+            "command": ["x"],
+            "overlap": "buffer_one",
+            "catchup_mode": "none",
+        },
     ],
 )
 def test_spec_table_round_trips(table: dict[str, object]) -> None:
@@ -137,3 +152,39 @@ def test_pause_note_survives_the_envelope_and_snapshots() -> None:
     # A job never paused with a note encodes exactly as before the field existed.
     assert State.restore(st.snapshot()).digest() == st.digest()
     assert plain != st.digest()  # (updated_ms changed; the note itself is gone)
+
+
+def test_job_view_shows_the_new_keys_buffer_and_paused_aggregates() -> None:
+    t0 = 1_800_000_000_000
+    spec = JobSpec(
+        name="backup", schedule="* * * * * *", command=("true",), overlap="buffer_all",
+        catchup_mode="latest", jitter_ms=60_000,
+    )  # fmt: skip
+    st = State()
+    st.apply(c.PutJob(at_ms=t0, spec=spec))
+    offset = api.jitter_offset_ms("backup", 60_000)
+    for at in (t0 + 1000, t0 + 2000, t0 + 3000):
+        fire = c.Fire(job="backup", scheduled_at_ms=at, node="a", trigger="schedule")
+        st.apply(c.Plan(at_ms=at + offset, fires=(fire,)))
+    job = st.jobs["backup"]
+    view = api.job_json(job, t0 + 3000 + offset, None, sorted(st.live.get("backup", ())))
+    assert view["catchup_mode"] == "latest" and view["jitter_ms"] == 60_000
+    assert view["jitter_offset_ms"] == offset
+    assert view["buffered"] == ["backup@1800000002000", "backup@1800000003000"]
+    assert view["spec"]["jitter"] == "1m" and view["spec"]["catchup_mode"] == "latest"
+    # the next fire is the next scheduled time not yet claimed (claimed offset later)
+    assert view["next_fire"] == "2027-01-15T08:00:04Z"
+    buffered = api.run_json(st.runs["backup@1800000002000"])
+    assert buffered["status"] == "buffered" and buffered["trigger"] == "buffered"
+    st.apply(c.SetPaused(at_ms=t0 + 4000, name="backup", paused=True))
+    paused = c.Missed(
+        job="backup", first_ms=t0 + 4000, last_ms=t0 + 6000, count=3, reason="p", status="paused"
+    )
+    st.apply(c.Plan(at_ms=t0 + 7000, missed=(paused,)))
+    rec = api.run_json(st.runs["backup@1800000004000"])
+    assert (rec["status"], rec["count"], rec["last_scheduled_at"]) == (
+        "paused",
+        3,
+        "2027-01-15T08:00:06Z",
+    )
+    assert "buffered" in api.RUN_STATUSES and "paused" in api.RUN_STATUSES

@@ -107,8 +107,10 @@ def test_every_job_key(in_tmp: Path) -> None:
             command='["/usr/local/bin/backup", "--full"]',
             timezone='"Europe/Berlin"',
             timeout='"1h"',
-            overlap='"skip"',
+            overlap='"buffer_all"',
             catchup='"10m"',
+            catchup_mode='"latest"',
+            jitter='"90s"',
             retries="3",
             tags='{ role = "db", zone = "eu" }',
             lease='"45s"',
@@ -126,8 +128,10 @@ def test_every_job_key(in_tmp: Path) -> None:
         command=("/usr/local/bin/backup", "--full"),
         timezone="Europe/Berlin",
         timeout_ms=3_600_000,
-        overlap="skip",
+        overlap="buffer_all",
         catchup_ms=600_000,
+        catchup_mode="latest",
+        jitter_ms=90_000,
         retries=3,
         tags=(("role", "db"), ("zone", "eu")),
         lease_ms=45_000,
@@ -368,7 +372,50 @@ ERRORS: list[tuple[str, str, list[str]]] = [
     (
         "overlap",
         CLUSTER + job(overlap='"queue"'),
-        ['cluster.toml: jobs[0].overlap: "queue" is not allowed (use "allow" or "skip")'],
+        [
+            'cluster.toml: jobs[0].overlap: "queue" is not allowed (use "allow", "skip", '
+            '"buffer_one" or "buffer_all")'
+        ],
+    ),
+    (
+        "overlap-not-yet",
+        CLUSTER + job(overlap='"cancel_other"'),
+        [
+            'cluster.toml: jobs[0].overlap: "cancel_other" is not supported yet (use "allow", '
+            '"skip", "buffer_one" or "buffer_all")'
+        ],
+    ),
+    (
+        "catchup-mode",
+        CLUSTER + job(catchup_mode='"first"'),
+        [
+            'cluster.toml: jobs[0].catchup_mode: "first" is not allowed (use "all", "latest" '
+            'or "none": run every fire within catchup, only the latest, or none that is late)'
+        ],
+    ),
+    (
+        "catchup-mode-type",
+        CLUSTER + job(catchup_mode="1"),
+        [
+            "cluster.toml: jobs[0].catchup_mode: expected a string, got an integer "
+            "(put it in double quotes)"
+        ],
+    ),
+    (
+        "jitter-too-long",
+        CLUSTER + job(jitter='"2d"'),
+        [
+            "cluster.toml: jobs[0].jitter: 172800s is too long (at most 1d; jitter delays each "
+            "fire by a fixed offset below it, to spread jobs that share a schedule)"
+        ],
+    ),
+    (
+        "jitter-not-a-duration",
+        CLUSTER + job(jitter='"soon"'),
+        [
+            'cluster.toml: jobs[0].jitter: "soon" is not a duration (write e.g. "500ms", '
+            '"30s", "5m", "1h30m", "2d", or a number of seconds)'
+        ],
     ),
     (
         "timezone",

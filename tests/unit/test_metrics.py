@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
@@ -114,6 +115,11 @@ def test_node_hooks() -> None:
     f.active = 3
     f.m.executor_event("started", "backup@1", {"scheduled_at_ms": T0, "started_ms": T0 + 120})
     f.m.executor_event("started", "backup@2", {"scheduled_at_ms": T0, "started_ms": T0 - 50})
+    # jitter: due 30 s after its time, started 80 ms after that; buffered: not lateness
+    jit = {"scheduled_at_ms": T0, "due_ms": T0 + 30_000, "started_ms": T0 + 30_080}
+    f.m.executor_event("started", "backup@3", jit)
+    waited = {"scheduled_at_ms": T0, "started_ms": T0 + 600_000, "trigger": "buffered"}
+    f.m.executor_event("started", "backup@4", waited)
     f.m.executor_event("renewed", "backup@1", {"fence": 1})
     f.m.executor_event("renewed", "backup@1", {"fence": 1})
     f.m.executor_event("completed", "backup@1", {"status": "succeeded", "accepted": True})
@@ -122,9 +128,9 @@ def test_node_hooks() -> None:
     f.m.lease_renewals.labels(kind="lock").inc()
     got = f.scrape()
     assert got[("raftcron_executor_slots_in_use", ())] == 3
-    assert got[("raftcron_fire_lateness_seconds_count", ())] == 2
-    assert got[("raftcron_fire_lateness_seconds_sum", ())] == 0.12  # early counts as 0
-    assert got[("raftcron_fire_lateness_seconds_bucket", (("le", "0.1"),))] == 1
+    assert got[("raftcron_fire_lateness_seconds_count", ())] == 3
+    assert got[("raftcron_fire_lateness_seconds_sum", ())] == pytest.approx(0.2)  # early: 0
+    assert got[("raftcron_fire_lateness_seconds_bucket", (("le", "0.1"),))] == 2
     assert got[("raftcron_lease_renewals_total", (("kind", "run"),))] == 2
     assert got[("raftcron_lease_renewals_total", (("kind", "lock"),))] == 1
     assert got[("raftcron_commit_latency_seconds_count", (("command", "Barrier"),))] == 1

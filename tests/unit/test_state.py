@@ -13,6 +13,7 @@ from raftcron.core.model import (
     LOST,
     MISSED,
     OUTPUT_KEEP,
+    PAUSED,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
@@ -158,11 +159,12 @@ def test_paused_and_unschedulable_fires_are_recorded_not_dropped() -> None:
     s = fresh(tags=(("role", "db"),))
     s.apply(c.SetPaused(at_ms=T0, name="j", paused=True))
     out = plan(s, fire("j", T0 + 1000))
-    assert out.skipped[0][1] == "job is paused"
+    assert out.paused == (run_id("j", T0 + 1000),) and not out.skipped
+    assert s.runs[run_id("j", T0 + 1000)].reason == "job is paused"
     s.apply(c.SetPaused(at_ms=T0, name="j", paused=False))
     out = plan(s, fire("j", T0 + 2000, node=""))
     assert out.skipped[0][1].startswith("unschedulable")
-    assert {r.status for r in s.runs.values()} == {SKIPPED}
+    assert sorted(r.status for r in s.runs.values()) == [PAUSED, SKIPPED]
 
 
 def test_missed_record_moves_watermark_before_claims() -> None:
@@ -267,14 +269,31 @@ def _commands() -> st.SearchStrategy[c.Command]:
         st.builds(
             lambda j, ov, at: c.PutJob(at_ms=at, spec=spec(j, overlap=ov)),
             jobs,
-            st.sampled_from(["allow", "skip"]),
+            st.sampled_from(["allow", "skip", "buffer_one", "buffer_all"]),
             t,
         ),
         st.builds(lambda j, at: c.DeleteJob(at_ms=at, name=j), jobs, t),
         st.builds(lambda j, p, at: c.SetPaused(at_ms=at, name=j, paused=p), jobs, st.booleans(), t),
         st.builds(
-            lambda fs, at: c.Plan(at_ms=at, fires=tuple(fs)),
-            st.lists(st.builds(fire, jobs, t, nodes), max_size=4),
+            lambda fs, ms, at: c.Plan(at_ms=at, fires=tuple(fs), missed=tuple(ms)),
+            st.lists(
+                st.builds(
+                    fire, jobs, t, nodes, st.sampled_from(["schedule", "buffered", "manual"])
+                ),
+                max_size=4,
+            ),
+            st.lists(
+                st.builds(
+                    lambda j, t0, n, s_: c.Missed(
+                        job=j, first_ms=t0, last_ms=t0 + n * 1000, count=n, reason="m", status=s_
+                    ),
+                    jobs,
+                    t,
+                    st.integers(1, 3),
+                    st.sampled_from([MISSED, PAUSED]),
+                ),
+                max_size=2,
+            ),
             t,
         ),
         st.builds(

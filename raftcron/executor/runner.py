@@ -50,6 +50,9 @@ from raftcron.raft.node import ProposalError, RaftNode
 logger = logging.getLogger(__name__)
 
 GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
+# The watchdog is standard library only: run its file isolated and without `site` (no .pth
+# processing), which starts it about a quarter faster than `-m` on every run (bench/).
+WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
 
 
 def rfc3339(ms: int) -> str:
@@ -215,9 +218,7 @@ class Executor:
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "raftcron.executor.watchdog",
+            *WATCHDOG_ARGV,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from raftcron.core.lease import RHO, takeover_patience
+from tests.chaos import checker
 from tests.cluster.harness import Cluster, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -645,17 +646,14 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "RAFTCRON_CHAOS_NETNS": "exec"}
         # `unshare -n` gives this process (and everything it starts) a namespace of its own,
         # which disappears with it: no cleanup, no effect on the machine's network.
-        cmd = ["unshare", "-n", sys.executable, "-m", "tests.chaos.runner", *sys.argv[1:]]
-        if argv is not None:
-            cmd = ["unshare", "-n", sys.executable, "-m", "tests.chaos.runner", *argv]
+        again = sys.argv[1:] if argv is None else argv
+        cmd = ["unshare", "-n", sys.executable, "-m", "tests.chaos.runner", *again]
         return subprocess.run(cmd, env=env, check=False).returncode
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     names = args.nemesis or list(NEMESES)
     log(f"chaos: seed={seed} nemeses={len(names)} duration={args.duration:g}s each")
     log(f"chaos: recovery bound {recovery_bound()}s = restart {RESTART_S}s + 2 elections "
         f"x {ELECTION_MAX_S}s + lease {LEASE_S}s x (1+{RHO}) + takeover patience")  # fmt: skip
-    from tests.chaos import checker
-
     failed = []
     for i, name in enumerate(names):
         out = args.out.resolve() / name

@@ -33,7 +33,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from raftcron.api import auth, dashboard, locks, metrics, openapi
-from raftcron.api.http import NODE_KEY, ApiProblem, error, invalid
+from raftcron.api.http import NODE_KEY, ApiProblem, error, invalid, not_committed
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, job_spec_from_mapping
@@ -309,14 +309,7 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
     try:
         res = await node.raft.propose(cmd, WRITE_TIMEOUT)
     except ProposalError as exc:
-        leader = node.node_name(node.status().leader)
-        seen = f"leader {leader}" if leader else "no leader"
-        raise ApiProblem(
-            503,
-            exc.code if exc.code in ("timeout", "no_leader") else "unavailable",
-            f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
-            retry,
-        ) from None
+        raise not_committed(node, exc, retry) from None
     if isinstance(res, Rejected):
         raise ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
     return res

@@ -14,6 +14,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from raftcron.node import Node
+    from raftcron.raft.node import ProposalError
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 
@@ -29,6 +30,20 @@ class ApiProblem(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+def not_committed(
+    node: Node, exc: ProposalError, headers: dict[str, str] | None = None
+) -> ApiProblem:
+    """The 503 for a proposal that did not commit (or whose outcome is unknown)."""
+    leader = node.node_name(node.status().leader)
+    seen = f"leader {leader}" if leader else "no leader"
+    return ApiProblem(
+        503,
+        exc.code if exc.code in ("timeout", "no_leader") else "unavailable",
+        f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
+        headers,
+    )
 
 
 def json_response(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, error
+from raftcron.api.http import NODE_KEY, ApiProblem, error, not_committed
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, parse_duration
@@ -166,13 +166,7 @@ async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
             return await node.raft.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
         except ProposalError as exc:
             if end - loop.time() <= 0.1:
-                leader = node.node_name(node.status().leader)
-                seen = f"leader {leader}" if leader else "no leader"
-                raise ApiProblem(
-                    503,
-                    exc.code if exc.code in ("timeout", "no_leader") else "unavailable",
-                    f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
-                ) from None
+                raise not_committed(node, exc) from None
             await asyncio.sleep(0.1)
 
 

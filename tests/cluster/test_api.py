@@ -376,6 +376,8 @@ def test_no_quorum_is_503(tmp_path: Path) -> None:
     try:
         small.wait_leader(60)
         survivor = "a"
+        # the config's job must have reached the survivor before its peers go
+        wait_for("cfg on a", lambda: call(small, survivor, "GET", "/v1/jobs/cfg")[0] == 200, 15)
         for name in ("b", "c"):
             small.kill(name)
         wait_for(

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +51,6 @@ FAMILIES = {
 }
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-def clusters() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for cl in made:
-        cl.stop()
-    if made and os.environ.get("RAFTCRON_TEST_LOGS"):
-        print(made[0].logs())
 
 
 def call(
@@ -110,7 +98,9 @@ def fires(samples: Samples) -> dict[tuple[str, str], float]:
     }
 
 
-def test_tokens_and_metrics_across_a_leader_kill(tmp_path: Path, clusters: list[Cluster]) -> None:
+def test_tokens_and_metrics_across_a_leader_kill(
+    tmp_path: Path, make_cluster: list[Cluster]
+) -> None:
     jobs = [
         {"name": "ok", "schedule": "* * * * * *", "command": ["true"], "lease": "3s"},
         {
@@ -122,7 +112,7 @@ def test_tokens_and_metrics_across_a_leader_kill(tmp_path: Path, clusters: list[
         },
     ]
     cl = Cluster(tmp_path, jobs, extra_toml=TOKENS, token=ADMIN)
-    clusters.append(cl)
+    make_cluster.append(cl)
     cl.start()
     leader = cl.wait_leader()
     follower = next(n for n in cl.members if n != leader)
@@ -203,11 +193,11 @@ def test_tokens_and_metrics_across_a_leader_kill(tmp_path: Path, clusters: list[
     assert after_s[("raftcron_leaderless_seconds_total", ())] >= 0
 
 
-def test_https_and_closed_health(tmp_path: Path, clusters: list[Cluster]) -> None:
+def test_https_and_closed_health(tmp_path: Path, make_cluster: list[Cluster]) -> None:
     cert, key = self_signed(tmp_path / "tls")
     api = f'[api]\ntls_cert = "{cert}"\ntls_key = "{key}"\nopen_health = false\n'
     cl = Cluster(tmp_path, size=1, extra_toml=api + TOKENS, token=READ, cafile=cert)
-    clusters.append(cl)
+    make_cluster.append(cl)
     cl.start()
     (name,) = cl.members
     assert cl.members[name].api.startswith("https://")

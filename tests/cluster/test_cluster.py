@@ -6,12 +6,10 @@ What each test proves is in its docstring; the numbers it measures go to the tes
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.cluster
 
 def _ms(rfc3339: str) -> int:
     return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-@pytest.fixture
-def make_cluster(tmp_path: Path) -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for cl in made:
-        cl.stop()
-    if made and os.environ.get("RAFTCRON_TEST_LOGS"):
-        print(made[0].logs())
 
 
 def every_second_job(sink: Path, **kw: object) -> dict[str, object]:

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,16 +130,6 @@ def load(tmp: Path, url: str) -> Page:
     page = Page(dom)
     assert int(page.body.get("data-polls", "0")) >= 1, f"the page's JS never ran: {dom[:2000]}"
     return page
-
-
-@pytest.fixture
-def make_cluster() -> Iterator[list[Cluster]]:
-    made: list[Cluster] = []
-    yield made
-    for cl in made:
-        cl.stop()
-    if made and os.environ.get("RAFTCRON_TEST_LOGS"):
-        print(made[0].logs())
 
 
 @needs_chromium

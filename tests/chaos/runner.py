@@ -32,6 +32,7 @@ import urllib.error
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ LEASE_S = 3.0
 ELECTION_MAX_S = 0.9  # raftMaxTimeout in raftcron/raft/node.py settings
 RESTART_S = 3.0  # a node process is back (Python import, journal load) within this
 SPAWN_BOUND_S = 1.0  # a committed start reaches the job's first line within this
+HOLD_MAX_S = 3 * LEASE_S  # the longest a fault is kept on past its drawn duration
 
 # Config jobs: (name, schedule, overlap, seconds the job holds before its fenced write).
 # About 7 fires a second: 1,000 fires in under three minutes.
@@ -214,12 +216,17 @@ def signal_all(pids: list[int], sig: int) -> None:
 
 @dataclass
 class Fault:
-    """One fault: its kind and targets, how to apply it and how to undo it."""
+    """One fault: its kind and targets, how to apply it and how to undo it.
+
+    ``until``, when set, keeps the fault on past its drawn duration (up to ``HOLD_MAX_S``
+    more) until it returns true: the moment the fault has done what it is aimed at.
+    """
 
     kind: str
     nodes: list[str]
     do: Callable[[], None]
     undo: Callable[[], None]
+    until: Callable[[], bool] | None = None
 
 
 class Run:
@@ -322,11 +329,33 @@ class Run:
 
         return Fault("pause", nodes, do, lambda: signal_all(pids, signal.SIGCONT))
 
+    def in_flight(self, leader: str) -> tuple[str, Callable[[], bool]] | None:
+        """A follower running a job whose fenced write is still at least 0.6 s away.
+
+        Returns the node and a test that turns true once a newer fence of that job has
+        been accepted (the frozen write is stale from then on), or None when no such
+        execution shows up within 5 s.
+        """
+        holds = {name: hold for name, _, overlap, hold in JOBS if overlap == "allow"}
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for o in self.sink.stats()["open"]:
+                hold = holds.get(o["job"])
+                if o["node"] != leader and hold is not None and hold - o["age"] >= 0.6:
+                    return o["node"], partial(self.superseded, o["job"], o["fence"])
+            time.sleep(0.05)
+        return None
+
+    def superseded(self, job: str, fence: int) -> bool:
+        return int(self.sink.stats()["highest"].get(job, -1)) > fence
+
     def pause_group(self, node: str) -> Fault:
         """Freeze the node's agent, its watchdogs and its jobs, as a frozen VM would be.
 
         They resume jobs first: a job that wakes up before its watchdog gets its stale
-        write to the fenced resource in, which is what the fence must stop.
+        write to the fenced resource in, which is what the fence must stop. The target is
+        a node with a fenced write in flight, and the freeze lasts until another node has
+        written a newer fence of that job: every pause really exercises the fence.
         """
         frozen: list[int] = []
 
@@ -345,6 +374,14 @@ class Run:
             signal_all(list(reversed(frozen)), signal.SIGCONT)
 
         return Fault("pause-group", [node], do, undo)
+
+    def pause_in_flight(self, leader: str) -> Fault:
+        target = self.in_flight(leader)
+        if target is None:
+            return self.pause_group(self.random_node(but=leader))
+        fault = self.pause_group(target[0])
+        fault.until = target[1]
+        return fault
 
     def partition(self, groups: list[list[str]]) -> Fault:
         nodes = [n for g in groups for n in g]
@@ -419,7 +456,7 @@ class Run:
             case "pause-executor":
                 return self.pause([self.random_node(but=leader)])
             case "pause-executor-group":
-                return self.pause_group(self.random_node(but=leader))
+                return self.pause_in_flight(leader)
             case "partition-leader":
                 return self.partition([[leader], [n for n in names if n != leader]])
             case "partition-random":
@@ -566,6 +603,12 @@ class Run:
                 self.sink.event(ev="nemesis", phase="start", nodes=fault.nodes, **event)
                 fault.do()
                 time.sleep(hold)
+                if fault.until is not None:
+                    began = time.monotonic() - hold
+                    deadline = time.monotonic() + HOLD_MAX_S
+                    while not fault.until() and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    hold = time.monotonic() - began
                 fault.undo()
                 self.sink.event(ev="nemesis", phase="end", nodes=fault.nodes, **event)
                 log(f"  {nemesis}: {fault.kind} {','.join(fault.nodes)} for {hold:.1f}s")

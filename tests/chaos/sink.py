@@ -15,7 +15,10 @@ Protocol: one JSON object per line on a Unix stream socket.
 * The fenced resource: a write is accepted only if its fence is higher than every fence
   accepted before for that job; otherwise it is rejected and counted.
 * The chaos runner sends ``{"op": "event", "event": {...}}`` (nemesis start/end, API
-  attempts and acknowledgements) and ``{"op": "stats"}``; both are answered.
+  attempts and acknowledgements) and ``{"op": "stats"}``; both are answered. ``stats`` also
+  lists the executions that have begun but not yet written (``open``: job, node, fence and
+  age in seconds) and the highest accepted fence per job, so a nemesis can aim at a node
+  that holds a fenced write in flight.
 
 Everything is appended to the output file as ``sink.jsonl`` events (see checker.py), flushed
 per event, so a reader sees a prefix of the history at any moment.
@@ -51,6 +54,7 @@ class Sink:
         self.begins = 0
         self.stale = 0
         self.accepted = 0
+        self.open: dict[int, tuple[str, str, int, float]] = {}  # x -> job, node, fence, t
 
     def record(self, ev: dict[str, Any]) -> dict[str, Any]:
         ev["t"] = time.monotonic()
@@ -60,6 +64,7 @@ class Sink:
         return ev
 
     def write(self, x: int, job: str, fence: int) -> bool:
+        self.open.pop(x, None)
         ok = fence > self.highest.get(job, -1)
         if ok:
             self.highest[job] = fence
@@ -68,6 +73,19 @@ class Sink:
             self.stale += 1
         self.record({"ev": "write", "x": x, "job": job, "fence": fence, "accepted": ok})
         return ok
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "begins": self.begins,
+            "stale": self.stale,
+            "accepted": self.accepted,
+            "highest": self.highest,
+            "open": [
+                {"job": job, "node": node, "fence": fence, "age": now - t}
+                for job, node, fence, t in self.open.values()
+            ],
+        }
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         x: int | None = None
@@ -82,7 +100,7 @@ class Sink:
                     x, self.next_x = self.next_x, self.next_x + 1
                     job = str(msg["job"])
                     self.begins += 1
-                    self.record(
+                    ev = self.record(
                         {
                             "ev": "begin",
                             "x": x,
@@ -94,6 +112,7 @@ class Sink:
                             "attempt": int(msg.get("attempt") or 0),
                         }
                     )
+                    self.open[x] = (job, ev["node"], ev["fence"], ev["t"])
                     reply = {"x": x}
                 elif op == "write" and x is not None:
                     reply = {"accepted": self.write(x, job, int(msg["fence"]))}
@@ -105,7 +124,7 @@ class Sink:
                     self.record(dict(msg["event"]))
                     reply = {}
                 elif op == "stats":
-                    reply = {"begins": self.begins, "stale": self.stale, "accepted": self.accepted}
+                    reply = self.stats()
                 else:
                     reply = {"error": f"unexpected {op!r}"}
                 writer.write(json.dumps(reply).encode() + b"\n")
@@ -113,6 +132,8 @@ class Sink:
         except (ConnectionError, json.JSONDecodeError, KeyError, ValueError):
             pass
         finally:
+            if x is not None:
+                self.open.pop(x, None)
             if x is not None and not ended and not self.out.closed:
                 self.record({"ev": "end", "x": x, "clean": False})
             writer.close()

@@ -12,6 +12,7 @@ their request id, lock renewals and releases by ``(lock, fence)``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -282,6 +283,13 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
     return out
 
 
+def _str(value: object) -> str:
+    """``str(value)``, interned: thousands of jobs share their commands, zones, tags and
+    policies, and every run repeats its job's name; one copy of each is kept instead of
+    one per decoded entry (only object identity changes, never a value)."""
+    return sys.intern(str(value))
+
+
 def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
     """Inverse of :func:`spec_to_wire`. Raises on malformed input (callers catch)."""
     unknown = set(raw) - set(_SPEC_FIELDS)
@@ -290,19 +298,19 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
     timeout = raw["timeout_ms"]
     cwd = raw["cwd"]
     return JobSpec(
-        name=str(raw["name"]),
-        schedule=str(raw["schedule"]),
-        command=tuple(str(a) for a in raw["command"]),
-        timezone=str(raw["timezone"]),
+        name=_str(raw["name"]),
+        schedule=_str(raw["schedule"]),
+        command=tuple(_str(a) for a in raw["command"]),
+        timezone=_str(raw["timezone"]),
         timeout_ms=None if timeout is None else int(timeout),
-        overlap=str(raw["overlap"]),
+        overlap=_str(raw["overlap"]),
         catchup_ms=int(raw["catchup_ms"]),
         retries=int(raw["retries"]),
-        tags=tuple((str(k), str(v)) for k, v in raw["tags"]),
+        tags=tuple((_str(k), _str(v)) for k, v in raw["tags"]),
         lease_ms=int(raw["lease_ms"]),
-        env=tuple((str(k), str(v)) for k, v in raw["env"]),
-        cwd=None if cwd is None else str(cwd),
-        catchup_mode=str(raw.get("catchup_mode", "all")),
+        env=tuple((_str(k), _str(v)) for k, v in raw["env"]),
+        cwd=None if cwd is None else _str(cwd),
+        catchup_mode=_str(raw.get("catchup_mode", "all")),
         jitter_ms=int(raw.get("jitter_ms", 0)),
     )
 
@@ -444,10 +452,10 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 at_ms=at,
                 fires=tuple(
                     Fire(
-                        job=str(j),
+                        job=_str(j),
                         scheduled_at_ms=int(s),
-                        node=str(n),
-                        trigger=str(t),
+                        node=_str(n),
+                        trigger=_str(t),
                         attempt=int(a),
                     )
                     for j, s, n, t, a in b["fires"]

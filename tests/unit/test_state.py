@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -359,6 +360,15 @@ def test_replicas_with_snapshots_at_random_points_agree(
         assert cmd is not None and c.encode(cmd) == d
         third.apply(cmd)
     assert third.digest() == reference.digest()
+    # the snapshot, packed row by row, is exactly msgpack's canonical packing of its map
+    # (so its bytes, and every digest, are those of packing the whole map at once), with
+    # every row in key order
+    snap = reference.snapshot()
+    body = msgpack.unpackb(snap, raw=False, strict_map_key=False)
+    assert msgpack.packb(body, use_bin_type=True) == snap
+    for key, name in (("jobs", lambda r: r[0]["name"]), ("runs", lambda r: r[0])):
+        names = [name(row) for row in body[key]]
+        assert names == sorted(names)
     # invariants
     fences = [lz.fence for lz in reference.leases.values()]
     fences += [lk.fence for lk in reference.locks.values()]
@@ -415,3 +425,20 @@ def test_deleting_a_job_keeps_its_run_history() -> None:
     )  # fmt: skip
     assert s2.apply(done2) == Ok(SUCCEEDED)
     assert s2.runs[live].status == SUCCEEDED
+
+
+def test_restore_refuses_a_snapshot_of_another_version() -> None:
+    snap = msgpack.unpackb(fresh().snapshot(), raw=False)
+    snap["v"] = 999
+    with pytest.raises(ValueError, match="unsupported snapshot version 999"):
+        State.restore(msgpack.packb(snap, use_bin_type=True))
+    del snap["v"]
+    with pytest.raises(ValueError, match="unsupported snapshot version None"):
+        State.restore(msgpack.packb(snap, use_bin_type=True))
+
+
+def test_decoded_specs_share_their_strings() -> None:
+    a, b = (c.decode(c.encode(c.PutJob(at_ms=T0, spec=spec(n), source="api"))) for n in "ab")
+    assert isinstance(a, c.PutJob) and isinstance(b, c.PutJob)
+    assert a.spec.command[0] is b.spec.command[0]
+    assert a.spec.timezone is b.spec.timezone

@@ -51,11 +51,17 @@ class SyncConfig:
 
     Jobs with ``source == "config"`` that are not in ``specs`` are deleted; jobs created
     through the API are left alone.
+
+    A *partial* sync puts only ``specs`` and deletes only the config jobs named in
+    ``delete``: the leader sends what differs from the state, in entries of bounded size
+    (a file of 100,000 jobs as one entry never committed within the proposal timeout).
     """
 
     at_ms: int
     specs: tuple[JobSpec, ...]
     history: int
+    partial: bool = False
+    delete: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,6 +362,8 @@ def encode(cmd: Command) -> bytes:
                 "specs": [spec_to_wire(s) for s in cmd.specs],
                 "history": cmd.history,
             }
+            if cmd.partial:  # full syncs encode as before partial ones existed
+                body |= {"partial": True, "delete": list(cmd.delete)}
         case Plan():
             body |= {
                 "t": "plan",
@@ -446,6 +454,8 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 at_ms=at,
                 specs=tuple(spec_from_wire(s) for s in b["specs"]),
                 history=int(b["history"]),
+                partial=bool(b.get("partial", False)),
+                delete=tuple(_str(n) for n in b.get("delete", ())),
             )
         case "plan":
             return Plan(

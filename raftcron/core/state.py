@@ -284,21 +284,37 @@ class State:
         return Ok(paused)
 
     def _sync_config(self, cmd: c.SyncConfig) -> Result:
-        if cmd.history >= 1:
-            self.history_limit = cmd.history
+        if cmd.history >= 1 and cmd.history != self.history_limit:
+            self.history_limit = cmd.history  # (every other append trims as it goes)
             for name in list(self.history):
                 self._trim_history(name)
-        wanted = {s.name: s for s in cmd.specs}
+        if cmd.partial:
+            gone = [n for n in cmd.delete if n in self.jobs and self.jobs[n].source == "config"]
+        else:
+            wanted = {s.name for s in cmd.specs}
+            gone = [n for n, j in self.jobs.items() if j.source == "config" and n not in wanted]
         changed: list[str] = []
-        for name, job in list(self.jobs.items()):
-            if job.source == "config" and name not in wanted:
-                self._delete_job(name)
-                changed.append(name)
+        for name in gone:
+            self._delete_job(name)
+            changed.append(name)
         for spec in cmd.specs:
             res = self._put_job(spec, "config")
             if isinstance(res, Ok) and res.value != "unchanged":
                 changed.append(spec.name)
         return Ok(tuple(changed))
+
+    def config_changes(self, specs: Iterable[JobSpec]) -> tuple[list[JobSpec], list[str]]:
+        """What a sync of ``specs`` would change: the specs to put (new, different, or
+        now owned by the file) and the config jobs the file no longer has, by name."""
+        wanted: set[str] = set()
+        puts: list[JobSpec] = []
+        for spec in specs:
+            wanted.add(spec.name)
+            job = self.jobs.get(spec.name)
+            if job is None or job.spec != spec or job.source != "config":
+                puts.append(spec)
+        gone = sorted(n for n, j in self.jobs.items() if j.source == "config" and n not in wanted)
+        return puts, gone
 
     # ------------------------------------------------------------------ fires
 

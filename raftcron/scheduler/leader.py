@@ -45,6 +45,8 @@ from raftcron.raft.node import ProposalError, RaftNode
 logger = logging.getLogger(__name__)
 
 PROPOSE_TIMEOUT: Final = 3.0
+# Specs per config sync entry (about 300 bytes each encoded); deletions go 10 times as many.
+CONFIG_SYNC_BATCH: Final = 500
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
 MAX_FIRES_PER_PLAN: Final = 20_000
 
@@ -193,16 +195,42 @@ class Leader:
             Barrier(at_ms=self.clock.wall_ms(), node=self.node, nonce=f"{self.node}:{self.term}")
         )
         self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
-        res = await self._commit(
-            SyncConfig(at_ms=self.clock.wall_ms(), specs=self.config_jobs, history=self.history)
-        )
-        if isinstance(res, Ok) and res.value:
-            logger.info("leader %s: config jobs reconciled: %s", self.node, ", ".join(res.value))
+        await self._sync_config()
         self.established.set()
         logger.info("leader %s: term %d established", self.node, self.term)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._schedule_loop())
             tg.create_task(self._expiry_loop())
+
+    async def _sync_config(self) -> None:
+        """Reconcile the file's jobs: only what differs from the replicated state, in
+        entries of at most ``CONFIG_SYNC_BATCH`` specs (each one commits well within the
+        proposal timeout, whatever the size of the file)."""
+        puts, gone = self.raft.machine.read(lambda s: s.config_changes(self.config_jobs))
+        total = len(puts)
+        changed: list[str] = []
+        first = True
+        while first or puts or gone:
+            batch, puts = puts[:CONFIG_SYNC_BATCH], puts[CONFIG_SYNC_BATCH:]
+            delete, gone = gone[: CONFIG_SYNC_BATCH * 10], gone[CONFIG_SYNC_BATCH * 10 :]
+            cmd = SyncConfig(
+                at_ms=self.clock.wall_ms(),
+                specs=tuple(batch),
+                history=self.history,
+                partial=True,
+                delete=tuple(delete),
+            )
+            res = await self._commit(cmd)
+            if isinstance(res, Ok) and res.value:
+                changed.extend(res.value)
+            done = total - len(puts)
+            if total > CONFIG_SYNC_BATCH and (done == total or not done % (CONFIG_SYNC_BATCH * 10)):
+                logger.info("leader %s: config sync: %d/%d jobs put", self.node, done, total)
+            first = False
+        if 0 < len(changed) <= 20:
+            logger.info("leader %s: config jobs reconciled: %s", self.node, ", ".join(changed))
+        elif changed:
+            logger.info("leader %s: %d config jobs reconciled", self.node, len(changed))
 
     async def _commit(self, cmd: Barrier | SyncConfig) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""

@@ -262,3 +262,34 @@ def test_kill_all_and_restart_loses_nothing(tmp_path: Path, make_cluster: list[C
     new_fences = [int(r["fence"]) for r in read_sink(sink)[before:]]
     assert min(new_fences) > before_fence, "a fence was reused after the restart"
     assert_exactly_once(sink, cl, leader)
+
+
+def test_a_large_config_is_reconciled_in_batches(
+    tmp_path: Path, make_cluster: list[Cluster]
+) -> None:
+    """A file with more jobs than one sync entry carries is put in several entries; the
+    next leader finds nothing to change. (One entry with every spec never committed
+    within the proposal timeout at 100,000 jobs: no leader was ever established.)"""
+    n = 1_200  # three entries of at most 500
+    jobs = [{"name": f"j{i:05d}", "schedule": "0 0 1 1 *", "command": ["true"]} for i in range(n)]
+    cl = Cluster(tmp_path, jobs)
+    make_cluster.append(cl)
+    cl.start()
+    leader = cl.wait_leader(60)
+
+    def everywhere() -> bool:
+        return all(int(cl.get(m, "/v1/status", timeout=10)["jobs"]) == n for m in cl.members)
+
+    wait_for(f"{n} jobs on every node", everywhere, 60, interval=0.2)
+    assert f"config sync: {n}/{n} jobs put" in cl.members[leader].log.read_text()
+    survivors = [m for m in cl.members if m != leader]
+    seen = {m: len(cl.members[m].log.read_bytes()) for m in survivors}
+    cl.kill(leader)
+    new = cl.wait_leader(60, among=survivors)
+
+    def since_kill() -> str:
+        return cl.members[new].log.read_bytes()[seen[new] :].decode()
+
+    wait_for("the new leader's log line", lambda: f"leader {new}: term" in since_kill(), 10)
+    text = since_kill()
+    assert "config jobs reconciled" not in text and "config sync" not in text

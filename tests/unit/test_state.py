@@ -214,6 +214,49 @@ def test_sync_config_deletes_removed_config_jobs_but_not_api_jobs() -> None:
     assert sorted(s.jobs) == ["a", "api-job"]
 
 
+def test_partial_syncs_in_batches_end_where_one_full_sync_ends() -> None:
+    api = spec("api-job")
+    before = [spec("keep"), spec("change"), spec("drop-1"), spec("drop-2")]
+    after = [spec("keep"), spec("change", command=("false",)), spec("new-1"), spec("new-2")]
+
+    def start() -> State:
+        s = State()
+        s.apply(c.PutJob(at_ms=T0, spec=api, source="api"))
+        s.apply(c.SyncConfig(at_ms=T0, specs=tuple(before), history=50))
+        return s
+
+    full = start()
+    full.apply(c.SyncConfig(at_ms=T0 + 1, specs=tuple(after), history=50))
+    batched = start()
+    puts, gone = batched.config_changes([*after, api])  # the file now also owns api-job
+    assert [p.name for p in puts] == ["change", "new-1", "new-2", "api-job"]
+    assert gone == ["drop-1", "drop-2"]
+    changed: list[str] = []
+    for i in range(0, 4, 2):  # two entries of two specs and one deletion each
+        res = batched.apply(
+            c.SyncConfig(
+                at_ms=T0 + 1,
+                specs=tuple(puts[i : i + 2]),
+                history=50,
+                partial=True,
+                delete=tuple(gone[i // 2 : i // 2 + 1]),
+            )
+        )
+        assert isinstance(res, Ok)
+        changed.extend(res.value)
+    assert sorted(changed) == ["api-job", "change", "drop-1", "drop-2", "new-1", "new-2"]
+    assert batched.jobs["api-job"].source == "config"
+    full.apply(c.SyncConfig(at_ms=T0 + 1, specs=(*after, api), history=50))
+    assert full.digest() == batched.digest()
+    # nothing left to change; a partial delete never touches a job the API owns
+    assert batched.config_changes([*after, api]) == ([], [])
+    batched.apply(c.PutJob(at_ms=T0 + 2, spec=spec("api-2"), source="api"))
+    res = batched.apply(
+        c.SyncConfig(at_ms=T0 + 2, specs=(), history=50, partial=True, delete=("api-2",))
+    )
+    assert res == Ok(()) and "api-2" in batched.jobs
+
+
 def test_cluster_time_never_goes_backwards() -> None:
     s = fresh()
     s.apply(c.Barrier(at_ms=T0 + 10_000, node="a", nonce="1"))
@@ -333,6 +376,19 @@ def _commands() -> st.SearchStrategy[c.Command]:
             lambda h, at: c.SyncConfig(at_ms=at, specs=(spec("a"),), history=h),
             st.integers(1, 5),
             t,
+        ),
+        st.builds(
+            lambda h, at, put, drop: c.SyncConfig(
+                at_ms=at,
+                specs=tuple(spec(n) for n in put),
+                history=h,
+                partial=True,
+                delete=tuple(drop),
+            ),
+            st.integers(1, 5),
+            t,
+            st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True),
+            st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True),
         ),
     )
 

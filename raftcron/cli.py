@@ -276,6 +276,15 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     ]
     if raw.get("buffered"):
         lines.append(("buffered", ", ".join(raw["buffered"])))
+    bf = raw.get("backfill")
+    if bf:
+        lines.append(
+            (
+                "backfill",
+                f"{bf['id']}: {bf['done']} of {bf['total']} claimed ({bf['from']} .. {bf['to']}, "
+                f"{bf['rate']:g}/s), next {bf['next'] or '-'}",
+            )
+        )
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
     for key in (*keys, "cwd"):
         if key in job.spec and job.spec[key] not in ({}, None):
@@ -397,6 +406,27 @@ def cmd_jobs_next(args: argparse.Namespace) -> int:
         _print_json([{"utc": f.utc, "local": f.local, "at_ms": f.at_ms} for f in nxt.fires])
         return 0
     print(_table([[f.utc, f.local] for f in nxt.fires], ["utc", f"local ({nxt.timezone})"]))
+    return 0
+
+
+def cmd_jobs_backfill(args: argparse.Namespace) -> int:
+    client = client_from_args(args)
+    if args.cancel:
+        bf = _call(lambda: client.cancel_backfill(args.name))
+    else:
+        if not (args.from_ and args.to):
+            print("raftcron: jobs backfill needs --from and --to (or --cancel)", file=sys.stderr)
+            return 2
+        bf = _call(lambda: client.backfill(args.name, args.from_, args.to, args.rate, args.id))
+    if args.json:
+        _print_json(bf.raw)
+    elif bf.cancelled:
+        print(f"{bf.job}: backfill {bf.id} cancelled after {bf.done} of {bf.total} fire(s)")
+    else:
+        print(
+            f"{bf.job}: backfill {bf.id}: {bf.total} fire(s) from {bf.from_} to {bf.to}, "
+            f"one at a time, at most {bf.rate:g}/s; progress in `raftcron jobs show {bf.job}`"
+        )
     return 0
 
 
@@ -602,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", parents=[common], help="members, roles, health, leader, lag")
     s.set_defaults(fn=cmd_status)
 
-    j = sub.add_parser("jobs", help="list, show, apply, delete, pause, resume, preview jobs")
+    j = sub.add_parser(
+        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill jobs"
+    )
     jsub = j.add_subparsers(dest="jobs_verb", required=True)
     jl = jsub.add_parser("list", parents=[common], help="every job with next fire and last run")
     jl.set_defaults(fn=cmd_jobs_list)
@@ -627,6 +659,16 @@ def build_parser() -> argparse.ArgumentParser:
     jn.add_argument("--from", dest="from_", help="RFC 3339 start, e.g. 2026-03-29T00:00:00Z")
     jn.add_argument("--count", type=int, default=5, help="how many (1-1000, default 5)")
     jn.set_defaults(fn=cmd_jobs_next)
+    jb = jsub.add_parser(
+        "backfill", parents=[common], help="run a job's past fires in a time range again"
+    )
+    jb.add_argument("name")
+    jb.add_argument("--from", dest="from_", help="RFC 3339, e.g. 2026-11-27T00:00:00Z")
+    jb.add_argument("--to", help="RFC 3339 (inclusive, not in the future)")
+    jb.add_argument("--rate", type=float, help="fires per second at most (default 1)")
+    jb.add_argument("--id", help="idempotency key: repeating the request returns that backfill")
+    jb.add_argument("--cancel", action="store_true", help="stop the job's backfill")
+    jb.set_defaults(fn=cmd_jobs_backfill)
 
     t = sub.add_parser("trigger", parents=[common], help="fire a job now (obeys overlap)")
     t.add_argument("job")

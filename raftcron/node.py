@@ -157,6 +157,8 @@ class Node:
                 changed.append(cmd.spec.name)
             case c.DeleteJob() | c.SetPaused():
                 changed.append(cmd.name)
+            case c.StartBackfill() | c.CancelBackfill():
+                changed.append(cmd.job)
             case c.SyncConfig() if isinstance(res, Ok):
                 changed.extend(res.value)
             case c.AcquireLock() if isinstance(res, Ok) and isinstance(res.value, LockQueued):

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
@@ -43,12 +45,13 @@ from raftcron.core.model import (
     FINAL_STATUSES,
     LIVE_STATUSES,
     TRIGGER_MANUAL,
+    Backfill,
     Job,
     JobSpec,
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.planner import choose_node
+from raftcron.core.planner import backfill_next, choose_node
 from raftcron.core.schedule import parse
 from raftcron.core.state import Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.executor.runner import rfc3339
@@ -68,8 +71,15 @@ MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far
 RUN_STATUSES: Final = (BUFFERED, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-_REJECTION_STATUS: Final = {"unknown_job": 404, "stale_fence": 409}
-_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:\.\d+|~manual)?$")
+_REJECTION_STATUS: Final = {
+    "unknown_job": 404,
+    "stale_fence": 409,
+    "bad_backfill": 400,
+    "no_backfill": 404,
+    "backfill_running": 409,
+}
+_BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:\.\d+|~manual|~backfill-[\w-]+)?$")
 
 
 # --------------------------------------------------------------------------- responses
@@ -176,7 +186,26 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "last_run": None if last is None else run_json(last),
         "running": sorted(live),
         "buffered": [rid for rid, _ in job.buffered],
+        "backfill": backfill_json(job),
         "spec": spec_table(spec),
+    }
+
+
+def backfill_json(job: Job, bf: Backfill | None = None) -> dict[str, Any] | None:
+    """``job``'s backfill in progress (or ``bf``, e.g. one just cancelled)."""
+    bf = bf or job.backfill
+    if bf is None:
+        return None
+    nxt = backfill_next(replace(job, backfill=bf))
+    return {
+        "id": bf.id,
+        "from": rfc3339(bf.from_ms),
+        "to": rfc3339(bf.to_ms),
+        "rate": bf.rate,
+        "total": bf.total,
+        "done": bf.done,
+        "next": None if nxt is None else rfc3339(nxt),
+        "requested_at": rfc3339(bf.requested_ms),
     }
 
 
@@ -534,6 +563,48 @@ async def trigger_job(request: web.Request) -> web.Response:
     return body
 
 
+async def start_backfill(request: web.Request) -> web.Response:
+    """Run the job's fires in ``[from, to]`` again, one at a time, at most ``rate`` per
+    second (default 1), each recorded with trigger ``backfill``; 202 with the backfill.
+    ``id`` (optional) makes the request idempotent: repeating it returns that backfill."""
+    node = request.app[NODE_KEY]
+    name = request.match_info["name"]
+    raw = await _body(request, ("from", "to", "rate", "id"))
+    for key in ("from", "to"):
+        if raw.get(key) is None:
+            invalid(f"request body: {key} is required (RFC 3339, e.g. 2026-11-27T00:00:00Z)")
+    frm = parse_instant(raw["from"], "from")
+    to = parse_instant(raw["to"], "to")
+    rate = raw.get("rate", 1)
+    if not isinstance(rate, int | float) or isinstance(rate, bool):
+        invalid("request body: rate must be a number of fires per second, e.g. 0.5")
+    bid = raw.get("id") or secrets.token_hex(4)
+    if not isinstance(bid, str) or not _BACKFILL_ID.fullmatch(bid):
+        invalid("request body: id must be 1 to 32 letters, digits, '_' or '-'")
+    _job_or_404(node, name)
+    cmd = c.StartBackfill(
+        at_ms=node.clock.wall_ms(), job=name, id=bid, from_ms=frm, to_ms=to, rate=float(rate)
+    )
+    res = await _propose(node, cmd)
+    assert isinstance(res.value, Backfill)
+    logger.info(
+        "backfill %s of %s through the API on %s: %d fire(s) %s..%s at %g/s",
+        bid, name, node.name, res.value.total, rfc3339(frm), rfc3339(to), rate,
+    )  # fmt: skip
+    job, _, _ = _job_or_404(node, name)
+    return _json({"job": name, "backfill": backfill_json(job, res.value)}, 202)
+
+
+async def cancel_backfill(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    name = request.match_info["name"]
+    res = await _propose(node, c.CancelBackfill(at_ms=node.clock.wall_ms(), job=name))
+    assert isinstance(res.value, Backfill)
+    logger.info("backfill %s of %s cancelled through the API on %s", res.value.id, name, node.name)
+    job, _, _ = _job_or_404(node, name)
+    return _json({"job": name, "backfill": backfill_json(job, res.value), "cancelled": True})
+
+
 def _trigger_json(
     job: str,
     rid: str,
@@ -631,6 +702,8 @@ def build_app(node: Node) -> web.Application:
     r.add_post("/v1/jobs/{name}/trigger", trigger_job)
     r.add_post("/v1/jobs/{name}/pause", pause_job)
     r.add_post("/v1/jobs/{name}/resume", resume_job)
+    r.add_post("/v1/jobs/{name}/backfill", start_backfill)
+    r.add_delete("/v1/jobs/{name}/backfill", cancel_backfill)
     r.add_get("/v1/runs", get_runs)
     r.add_get("/v1/runs/{run_id}", get_run)
     r.add_get("/v1/openapi.json", get_openapi)

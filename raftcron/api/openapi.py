@@ -222,6 +222,10 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "items": {"type": "string"},
                 "description": "run ids waiting for the live run to end, in the order they run",
             },
+            "backfill": {
+                "oneOf": [{"type": "null"}, _ref("Backfill")],
+                "description": "the backfill in progress, if any",
+            },
             "lease_ms": {"type": "integer"},
             "timeout_ms": _NULL_INT,
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -303,6 +307,55 @@ SCHEMAS: Final[dict[str, Any]] = {
             "fence": _NULL_INT,
             "scheduled_at": {"type": "string", "format": "date-time"},
             "duplicate": {"type": "boolean"},
+        },
+    },
+    "BackfillRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["from", "to"],
+        "properties": {
+            "from": {"type": "string", "format": "date-time"},
+            "to": {
+                "type": "string",
+                "format": "date-time",
+                "description": "inclusive; not in the future",
+            },
+            "rate": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 100,
+                "default": 1,
+                "description": "fires per second at most",
+            },
+            "id": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]{1,32}$",
+                "description": "idempotency key (default: random); repeating the request "
+                "returns that backfill; part of the run ids (job@ms~backfill-ID)",
+            },
+        },
+    },
+    "Backfill": {
+        "type": "object",
+        "required": ["id", "from", "to", "rate", "total", "done", "next"],
+        "properties": {
+            "id": {"type": "string"},
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time"},
+            "rate": {"type": "number"},
+            "total": {"type": "integer", "description": "fires in the range"},
+            "done": {"type": "integer", "description": "fires claimed so far"},
+            "next": {**_NULL_STR, "description": "the next fire to run"},
+            "requested_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "BackfillResult": {
+        "type": "object",
+        "required": ["job", "backfill"],
+        "properties": {
+            "job": {"type": "string"},
+            "backfill": _ref("Backfill"),
+            "cancelled": {"type": "boolean"},
         },
     },
     "Health": {
@@ -459,6 +512,19 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("POST", "/v1/jobs/{name}/resume"): {
         "summary": "resume a paused job (fires missed while paused are not back-filled)",
         "responses": _ok("the job", _ref("Job")) | _errors(400, 401, 403, 404, 503),
+    },
+    ("POST", "/v1/jobs/{name}/backfill"): {
+        "summary": "run the job's fires in [from, to] again, one at a time, never beside "
+        "another run of the job, at most rate per second; each run has trigger backfill "
+        "(one backfill per job at a time; at most 10,000 fires)",
+        "requestBody": _body(_ref("BackfillRequest")),
+        "responses": _ok("the backfill", _ref("BackfillResult"), "202")
+        | _errors(400, 401, 403, 404, 409, 503),
+    },
+    ("DELETE", "/v1/jobs/{name}/backfill"): {
+        "summary": "stop the job's backfill (runs already claimed go on)",
+        "responses": _ok("the backfill as it was", _ref("BackfillResult"))
+        | _errors(401, 403, 404, 503),
     },
     ("GET", "/v1/runs"): {
         "summary": "the run ledger, newest first, filtered and paginated",

@@ -226,6 +226,26 @@ class CancelLockWait:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartBackfill:
+    """Run ``job``'s fires in ``[from_ms, to_ms]`` again, one at a time, at most ``rate``
+    per second, each recorded with trigger ``backfill``. ``id`` is the idempotency key:
+    repeating the request returns the backfill it started."""
+
+    at_ms: int
+    job: str
+    id: str
+    from_ms: int
+    to_ms: int
+    rate: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelBackfill:
+    at_ms: int
+    job: str
+
+
 LockCommand = AcquireLock | RenewLock | ReleaseLock | ExpireLock | CancelLockWait
 
 Command = (
@@ -238,6 +258,8 @@ Command = (
     | Renew
     | Complete
     | Expire
+    | StartBackfill
+    | CancelBackfill
     | Barrier
     | AcquireLock
     | RenewLock
@@ -364,6 +386,17 @@ def encode(cmd: Command) -> bytes:
             }
             if cmd.partial:  # full syncs encode as before partial ones existed
                 body |= {"partial": True, "delete": list(cmd.delete)}
+        case StartBackfill():
+            body |= {
+                "t": "backfill",
+                "job": cmd.job,
+                "id": cmd.id,
+                "from": cmd.from_ms,
+                "to": cmd.to_ms,
+                "rate": cmd.rate,
+            }
+        case CancelBackfill():
+            body |= {"t": "backfill_cancel", "job": cmd.job}
         case Plan():
             body |= {
                 "t": "plan",
@@ -457,6 +490,17 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 partial=bool(b.get("partial", False)),
                 delete=tuple(_str(n) for n in b.get("delete", ())),
             )
+        case "backfill":
+            return StartBackfill(
+                at_ms=at,
+                job=_str(b["job"]),
+                id=str(b["id"]),
+                from_ms=int(b["from"]),
+                to_ms=int(b["to"]),
+                rate=float(b["rate"]),
+            )
+        case "backfill_cancel":
+            return CancelBackfill(at_ms=at, job=_str(b["job"]))
         case "plan":
             return Plan(
                 at_ms=at,

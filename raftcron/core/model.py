@@ -15,6 +15,7 @@ This module must never read a clock, draw a random number or do I/O.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -59,6 +60,16 @@ TRIGGER_MANUAL: Final = "manual"
 # A fire that waited in the job's buffer (overlap = "buffer_*"), claimed once the run before
 # it ended. In a Plan it asks ``apply`` to grant the head of the job's buffer.
 TRIGGER_BUFFERED: Final = "buffered"
+# A past fire re-run on request (``POST /v1/jobs/{name}/backfill``), one at a time, at
+# most ``rate`` per second.
+TRIGGER_BACKFILL: Final = "backfill"
+BACKFILL_MAX_FIRES: Final = 10_000  # per backfill request
+BACKFILL_MAX_RATE: Final = 100.0  # fires per second
+
+
+def backfill_run_id(job: str, scheduled_at_ms: int, backfill: str) -> str:
+    """``job@scheduled_at_ms~backfill-ID``: a range may be backfilled more than once."""
+    return f"{job}@{scheduled_at_ms}~backfill-{backfill}"
 
 
 def jitter_offset_ms(name: str, jitter_ms: int) -> int:
@@ -100,6 +111,30 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Backfill:
+    """A job's backfill in progress: its fires in ``(cursor_ms, to_ms]`` are still to run.
+
+    Fires are claimed one at a time, never beside another run of the job, and at most
+    ``rate`` per second (``last_ms``: cluster time of the last claim).
+    """
+
+    id: str  # the request's idempotency key
+    from_ms: int
+    to_ms: int
+    cursor_ms: int  # the last fire claimed (from_ms - 1 before the first)
+    total: int  # fires in [from_ms, to_ms] when it was requested
+    done: int = 0  # fires claimed so far
+    rate: float = 1.0
+    last_ms: int = 0
+    requested_ms: int = 0
+
+
+def backfill_ready_ms(bf: Backfill) -> int:
+    """Cluster time from which the backfill's next fire may be claimed (its rate bound)."""
+    return bf.last_ms + math.ceil(1000 / bf.rate) if bf.done else 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
     """A job in the replicated state: the spec plus what the cluster knows about it.
 
@@ -117,6 +152,7 @@ class Job:
     # This job's BUFFERED runs as (run id, scheduled_at_ms), oldest first: granted one at
     # a time, in this order, each once the job has no live run.
     buffered: tuple[tuple[str, int], ...] = ()
+    backfill: Backfill | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,10 @@ instead (``apply`` adds it to the job's current paused record).
 
 Overlap: a job with buffered runs and no live run (``busy`` names the jobs with live runs)
 gets a ``buffered`` claim for the head of its buffer, before its new fires.
+
+Backfill: a job with a backfill, no live run, nothing buffered and no fire claimed in this
+plan gets a ``backfill`` claim for the next fire of the backfill's range, at most
+``rate`` per second (``apply`` checks the same).
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ from raftcron.core.commands import Fire, Missed, Plan
 from raftcron.core.model import (
     CATCHUP_FLOOR_MS,
     PAUSED,
+    TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
     TRIGGER_CATCHUP,
     TRIGGER_SCHEDULE,
     Job,
     JobSpec,
+    backfill_ready_ms,
+    backfill_run_id,
     jitter_offset_ms,
     run_id,
 )
@@ -186,14 +193,36 @@ def plan(
         for t in times:
             on_time = due_now - t <= ON_TIME_MS
             claim(spec, run_id(spec.name, t), t, TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP)
+        bf = job.backfill
+        if bf is None or times or job.buffered or job.paused or spec.name in busy:
+            continue
+        nxt = backfill_next(job)
+        if nxt is not None and now_ms >= backfill_ready_ms(bf):
+            claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL)
     return Plan(at_ms=now_ms, fires=tuple(fires), missed=tuple(missed))
+
+
+def backfill_next(job: Job) -> int | None:
+    """The next fire of ``job``'s backfill (``None`` when it has none left)."""
+    bf = job.backfill
+    if bf is None:
+        return None
+    try:
+        t = parse(job.spec.schedule, job.spec.timezone).next_after(bf.cursor_ms)
+    except ValueError:
+        return None
+    return t if t <= bf.to_ms else None
 
 
 def next_due_ms(job: Job, busy: bool) -> int:
     """When the scheduler should next look at ``job``: its next fire plus its jitter
-    offset, or 0 (now) when a buffered run of it can be claimed."""
+    offset, or 0 (now) when a buffered run of it can be claimed, or when the next fire of
+    its backfill may go."""
     if job.buffered and not busy:
         return 0
     spec = job.spec
     t = parse(spec.schedule, spec.timezone).next_after(job.watermark_ms)
-    return t + jitter_offset_ms(spec.name, spec.jitter_ms)
+    t += jitter_offset_ms(spec.name, spec.jitter_ms)
+    if job.backfill is not None and not busy and not job.paused:
+        t = min(t, backfill_ready_ms(job.backfill))
+    return t

@@ -47,6 +47,8 @@ import msgpack
 
 from raftcron.core import commands as c
 from raftcron.core.model import (
+    BACKFILL_MAX_FIRES,
+    BACKFILL_MAX_RATE,
     BUFFER_ALL_LIMIT,
     BUFFER_POLICIES,
     BUFFERED,
@@ -67,8 +69,10 @@ from raftcron.core.model import (
     PAUSED,
     RUNNING,
     SKIPPED,
+    TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
     TRIGGER_MANUAL,
+    Backfill,
     Counters,
     Job,
     JobSpec,
@@ -77,9 +81,12 @@ from raftcron.core.model import (
     LockEnd,
     LockWaiter,
     Run,
+    backfill_ready_ms,
+    backfill_run_id,
     lock_problem,
     run_id,
 )
+from raftcron.core.schedule import parse
 
 SNAPSHOT_VERSION: Final = 1
 
@@ -221,6 +228,10 @@ class State:
                 return self._complete(cmd)
             case c.Expire():
                 return self._expire(cmd)
+            case c.StartBackfill():
+                return self._start_backfill(cmd)
+            case c.CancelBackfill():
+                return self._cancel_backfill(cmd.job)
             case c.Barrier():
                 return Ok(cmd.nonce)
             case c.AcquireLock():
@@ -363,8 +374,13 @@ class State:
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
                 continue
-            if fire.trigger == TRIGGER_BUFFERED:
-                code = self._claim_buffered(job, fire, granted, skipped)
+            if fire.trigger in (TRIGGER_BUFFERED, TRIGGER_BACKFILL):
+                claim = (
+                    self._claim_buffered
+                    if fire.trigger == TRIGGER_BUFFERED
+                    else self._claim_backfill
+                )
+                code = claim(job, fire, granted, skipped)
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
@@ -498,6 +514,101 @@ class State:
             return ""
         granted.append(self._grant(job, run, fire.node))
         return ""
+
+    def _claim_backfill(
+        self,
+        job: Job,
+        fire: c.Fire,
+        granted: list[tuple[str, int, str]],
+        skipped: list[tuple[str, str]],
+    ) -> str:
+        """Grant (or, with no node, skip) the next fire of ``job``'s backfill; a rejection
+        code. The backfill ends with its last fire."""
+        bf = job.backfill
+        t = fire.scheduled_at_ms
+        if bf is None or job.paused:
+            return "no_backfill"
+        sched = parse(job.spec.schedule, job.spec.timezone)
+        if t > bf.to_ms or t != sched.next_after(bf.cursor_ms):
+            return "not_next"
+        if self.live.get(job.spec.name) or (job.buffered and job.spec.overlap != "allow"):
+            return "busy"
+        if self.now_ms < backfill_ready_ms(bf):
+            return "too_soon"
+        done = bf.done + 1
+        reason = f"backfill {bf.id}: fire {done} of {bf.total}"
+        try:
+            last = sched.next_after(t) > bf.to_ms
+        except ValueError:  # no fire after t before year 9999
+            last = True
+        nxt = None if last else replace(bf, cursor_ms=t, done=done, last_ms=self.now_ms)
+        self.jobs[job.spec.name] = job = replace(job, backfill=nxt)
+        run = Run(
+            id=backfill_run_id(job.spec.name, t, bf.id),
+            job=job.spec.name,
+            scheduled_at_ms=t,
+            status=CLAIMED,
+            trigger=TRIGGER_BACKFILL,
+            claimed_ms=self.now_ms,
+            reason=reason,
+        )
+        if run.id in self.runs:
+            return "duplicate"
+        if not fire.node:
+            why = self._skip_reason(job, fire)
+            self._record_final(replace(run, status=SKIPPED, reason=f"{why}; {reason}"))
+            skipped.append((run.id, why))
+            return ""
+        granted.append(self._grant(job, run, fire.node))
+        return ""
+
+    def _start_backfill(self, cmd: c.StartBackfill) -> Result:
+        job = self.jobs.get(cmd.job)
+        if job is None:
+            return Rejected("unknown_job", f"no job named {cmd.job!r}")
+        bf = job.backfill
+        if bf is not None:
+            if bf.id == cmd.id:
+                return Ok(bf)  # the same request again
+            return Rejected("backfill_running", f"{cmd.job} already has backfill {bf.id} running")
+        if not 0 < cmd.rate <= BACKFILL_MAX_RATE:
+            return Rejected(
+                "bad_backfill", f"rate must be above 0 and at most {BACKFILL_MAX_RATE:g}"
+            )
+        if cmd.to_ms > self.now_ms or cmd.from_ms > cmd.to_ms:
+            return Rejected("bad_backfill", "the range must be in the past, from <= to")
+        try:
+            fires = parse(job.spec.schedule, job.spec.timezone).fires_between(
+                cmd.from_ms - 1, cmd.to_ms, BACKFILL_MAX_FIRES + 1
+            )
+        except ValueError as exc:
+            return Rejected("bad_backfill", str(exc))
+        if not fires:
+            return Rejected("bad_backfill", f"{cmd.job} has no fire in that range")
+        if len(fires) > BACKFILL_MAX_FIRES:
+            return Rejected(
+                "bad_backfill", f"the range has more than {BACKFILL_MAX_FIRES} fires; split it"
+            )
+        bf = Backfill(
+            id=cmd.id,
+            from_ms=cmd.from_ms,
+            to_ms=cmd.to_ms,
+            cursor_ms=cmd.from_ms - 1,
+            total=len(fires),
+            rate=cmd.rate,
+            requested_ms=self.now_ms,
+        )
+        self.jobs[cmd.job] = replace(job, backfill=bf)
+        return Ok(bf)
+
+    def _cancel_backfill(self, name: str) -> Result:
+        job = self.jobs.get(name)
+        if job is None:
+            return Rejected("unknown_job", f"no job named {name!r}")
+        if job.backfill is None:
+            return Rejected("no_backfill", f"{name} has no backfill running")
+        self.jobs[name] = replace(job, backfill=None)
+        return Ok(job.backfill)
 
     def _end_buffered(self, rid: str, status: str, reason: str) -> None:
         run = self.runs.get(rid)
@@ -783,10 +894,11 @@ class State:
         return out
 
     def buffer_ready(self, rid: str) -> str:
-        """The job of run ``rid`` if it has buffered runs and no live run, else ``""``."""
+        """The job of run ``rid`` if it has buffered runs or a backfill and no live run,
+        else ``""`` (the scheduler looks at it again when it is)."""
         run = self.runs.get(rid)
         job = None if run is None else self.jobs.get(run.job)
-        if job is None or not job.buffered or job.spec.name in self.live:
+        if job is None or not (job.buffered or job.backfill) or job.spec.name in self.live:
             return ""
         return job.spec.name
 
@@ -896,6 +1008,9 @@ class State:
             updated_ms=j[5],
             pause_note=str(j[6]) if len(j) > 6 else "",
             buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
+            backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[8], strict=True)))
+            if len(j) > 8
+            else None,
         )
 
     def _rebuild_live(self) -> None:
@@ -929,6 +1044,17 @@ _RUN_FIELDS: Final = (
     "count",
     "start_token",
     "last_scheduled_ms",
+)
+_BACKFILL_FIELDS: Final = (
+    "id",
+    "from_ms",
+    "to_ms",
+    "cursor_ms",
+    "total",
+    "done",
+    "rate",
+    "last_ms",
+    "requested_ms",
 )
 _LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms", "renewals")
 _LOCK_FIELDS: Final = (
@@ -972,8 +1098,9 @@ def _job_row(j: Job) -> list[Any]:
         j.watermark_ms,
         j.created_ms,
         j.updated_ms,
-        *([j.pause_note] if j.pause_note or j.buffered else []),
-        *([[list(b) for b in j.buffered]] if j.buffered else []),
+        *([j.pause_note] if j.pause_note or j.buffered or j.backfill else []),
+        *([[list(b) for b in j.buffered]] if j.buffered or j.backfill else []),
+        *([[getattr(j.backfill, f) for f in _BACKFILL_FIELDS]] if j.backfill else []),
     ]
 
 

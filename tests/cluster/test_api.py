@@ -25,7 +25,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from raftcron.client import ApiError, Client
-from tests.cluster.harness import Cluster, wait_for
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -161,6 +161,56 @@ def test_trigger_obeys_overlap_skip(cl: Cluster) -> None:
     assert b["fence"] > a["fence"]
     job = cl.get(f1, "/v1/jobs/sleeper")  # well within the 4 s the first run sleeps
     assert job["running"] == [first["run"]] and job["last_run"]["id"] == second["run"]
+
+
+def test_backfill_runs_a_past_range_once_each_in_order(cl: Cluster, tmp_path: Path) -> None:
+    _, (f1, f2) = roles(cl)
+    sink = tmp_path / "backfill.txt"
+    cmd = ["sh", "-c", SINK_CMD.format(sink=sink)]
+    put(cl, f1, "yearly", schedule="0 0 1 1 *", command=cmd, timezone="UTC")
+    body = {"from": "2022-06-01T00:00:00Z", "to": "2025-01-01T00:00:00Z", "rate": 5, "id": "t1"}
+    status, _, started = call(cl, f1, "POST", "/v1/jobs/yearly/backfill", body)
+    assert status == 202, started
+    bf = started["backfill"]
+    assert bf["id"] == "t1" and bf["total"] == 3 and bf["rate"] == 5  # 2023, 2024, 2025
+    # The same request again is the same backfill; another one waits its turn.
+    assert call(cl, f2, "POST", "/v1/jobs/yearly/backfill", body)[2]["backfill"]["id"] == "t1"
+    wait_for("three backfilled runs", lambda: len(read_sink(sink)) >= 3, 60)
+
+    def settled() -> bool:
+        job = cl.get(f2, "/v1/jobs/yearly")
+        return job["backfill"] is None and not job["running"]
+
+    wait_for("the backfill to end", settled, 30)
+    years = ["2023", "2024", "2025"]
+    lines = read_sink(sink)
+    assert [ln["at"][:4] for ln in lines] == years  # in order, each once
+    assert [ln["run"] for ln in lines] == [f"yearly@{_ms(y)}~backfill-t1" for y in years]
+    ledger = {r["id"]: r for r in cl.runs(f2, "yearly")}
+    for ln in lines:
+        run = ledger[ln["run"]]
+        assert run["trigger"] == "backfill" and run["status"] == "succeeded", run
+    # Bad requests are 400 with the reason; the CLI starts and cancels one.
+    status, _, err = call(
+        cl, f1, "POST", "/v1/jobs/yearly/backfill", {**body, "to": "2999-01-01T00:00:00Z"}
+    )
+    assert status == 400 and "past" in err["error"]["message"], err
+    out = ok(
+        raftcron(
+            cl, "jobs", "backfill", "yearly", "--from", "2010-01-01T00:00:00Z",
+            "--to", "2020-01-01T00:00:00Z", "--rate", "0.01", "--id", "t2", node=f2,
+        )
+    )  # fmt: skip
+    assert "backfill t2: 11 fire(s)" in out, out
+    show = ok(raftcron(cl, "jobs", "show", "yearly", node=f1))
+    assert "backfill" in show and "t2:" in show
+    out = ok(raftcron(cl, "jobs", "backfill", "yearly", "--cancel", node=f1))
+    assert "backfill t2 cancelled after" in out, out
+    assert cl.get(f1, "/v1/jobs/yearly")["backfill"] is None
+
+
+def _ms(year: str) -> int:
+    return int(datetime.fromisoformat(f"{year}-01-01T00:00:00+00:00").timestamp() * 1000)
 
 
 def _t(text: str) -> float:

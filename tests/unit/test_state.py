@@ -285,6 +285,27 @@ def _commands() -> st.SearchStrategy[c.Command]:
     request = st.sampled_from(["r1", "r2", "r3", "r4", "r5"])
     return st.one_of(
         st.builds(
+            lambda j, b, frm, n, at: c.StartBackfill(
+                at_ms=at, job=j, id=b, from_ms=frm, to_ms=frm + n * 1000, rate=50.0
+            ),
+            jobs,
+            st.sampled_from(["b1", "b2"]),
+            st.integers(min_value=T0 - 10_000, max_value=T0),
+            st.integers(min_value=0, max_value=5),
+            t,
+        ),
+        st.builds(lambda j, at: c.CancelBackfill(at_ms=at, job=j), jobs, t),
+        st.builds(
+            lambda j, s, n, at: c.Plan(
+                at_ms=at,
+                fires=(c.Fire(job=j, scheduled_at_ms=s, node=n, trigger="backfill"),),
+            ),
+            jobs,
+            st.integers(min_value=T0 - 10_000, max_value=T0),
+            nodes,
+            t,
+        ),
+        st.builds(
             lambda n, r, h, ttl, w, at: c.AcquireLock(
                 at_ms=at, name=n, request=r, holder=h, ttl_ms=ttl, wait_ms=w
             ),

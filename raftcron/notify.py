@@ -127,9 +127,8 @@ def event_body(event: str, run: Run, *, status: str | None = None) -> dict[str, 
         "reason": run.reason,
         "attempt": run.attempt,
         "trigger": run.trigger,
+        "count": run.count,  # fires covered: > 1 only for an aggregated missed record
     }
-    if run.count != 1:
-        body["count"] = run.count
     return body
 
 

@@ -136,6 +136,7 @@ def test_event_body() -> None:
         "reason": "",
         "attempt": 1,
         "trigger": "schedule",
+        "count": 1,
     }
 
 

@@ -657,15 +657,14 @@ def _url(errs: _Errors, value: object, key: str) -> str | None:
     if not isinstance(value, str):
         errs.add(key, f"expected a string, got {_type_name(value)} ({_URL_FIX})")
         return None
-    bad = any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)
+    ok = not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)
     try:
         parts = urllib.parse.urlsplit(value)
-        host = parts.hostname
-        port = parts.port  # raises ValueError when out of range
+        _ = parts.port  # a port out of range raises ValueError
+        ok = ok and parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
-        bad, host, port = True, None, None
-    del port
-    if bad or parts.scheme not in ("http", "https") or not host:
+        ok = False
+    if not ok:
         errs.add(key, f"{_q(value)} is not an http(s) URL (give {_URL_FIX})")
         return None
     return value

@@ -160,6 +160,12 @@ def test_http_job_webhooks_and_pings(tmp_path: Path, make_cluster: list[Cluster]
                 "notify": [{"url": rx.url + "/own", "on": ["failure", "recovered"]}],
             },
         )
+        both = {"schedule": YEARLY, "command": ["true"], "http": {"url": rx.url}}
+        status, body = cl.request(leader, "PUT", "/v1/jobs/both", both)
+        assert status == 400 and body["error"]["message"] == (
+            "request body: http: set together with command (a job runs either a command or "
+            "an HTTP request; keep one of them)"
+        )
         spec = cl.get(leader, "/v1/jobs/hook")["spec"]
         assert "command" not in spec and spec["http"]["url"] == rx.url + "/ok"
         rid = trigger(cl, leader, "hook")

@@ -267,7 +267,9 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     lines = [
         ("job", job.name),
         ("schedule", f"{job.schedule}  ({job.timezone})"),
-        ("command", " ".join(shlex.quote(a) for a in job.command)),
+        ("command", " ".join(shlex.quote(a) for a in job.command))
+        if "http" not in job.spec
+        else ("http", f"{job.spec['http']['method']} {job.spec['http']['url']}"),
         ("state", state if job.paused else "active"),
         ("source", "config file" if job.source == "config" else "API"),
         ("overlap", raw.get("overlap")),
@@ -286,11 +288,10 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
             )
         )
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
-    for key in (*keys, "cwd"):
+    for key in (*keys, "cwd", "late_after", "ping_url", "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
-            lines.append(
-                (key, json.dumps(job.spec[key]) if key in ("tags", "env") else job.spec[key])
-            )
+            value = job.spec[key]
+            lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"

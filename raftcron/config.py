@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,9 +38,13 @@ from raftcron.core.model import (
     CATCHUP_MODES,
     DEFAULT_HISTORY,
     DEFAULT_LEASE_MS,
+    HTTP_METHODS,
     MAX_JITTER_MS,
+    NOTIFY_EVENTS,
     OVERLAP_POLICIES,
+    HttpSpec,
     JobSpec,
+    NotifyTarget,
 )
 from raftcron.core.schedule import ScheduleError, parse
 
@@ -56,6 +61,7 @@ __all__ = [
     "ConfigError",
     "HostPort",
     "NodeConfig",
+    "NotifyConfig",
     "job_spec_from_mapping",
     "load_config",
     "parse_config",
@@ -81,7 +87,16 @@ _TOML_POS_RE: Final = re.compile(
 _DURATION_FIX: Final = 'write e.g. "500ms", "30s", "5m", "1h30m", "2d", or a number of seconds'
 _NAME_FIX: Final = "a letter or digit, then up to 63 letters, digits, '.', '_' or '-'"
 
-_TOP_KEYS: Final = ("cluster", "api", "jobs")
+_TOP_KEYS: Final = ("cluster", "api", "notify", "jobs")
+_NOTIFY_KEYS: Final = ("webhooks", "late_after", "timeout", "retries")
+_HTTP_KEYS: Final = ("url", "method", "headers", "body", "expect")
+_TARGET_KEYS: Final = ("url", "on")
+DEFAULT_LATE_AFTER_MS: Final = 60_000
+DEFAULT_NOTIFY_TIMEOUT_MS: Final = 10_000
+DEFAULT_NOTIFY_RETRIES: Final = 5
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_URL_FIX: Final = 'a full http:// or https:// URL, e.g. "https://hooks.example.com/raftcron"'
+
 _CLUSTER_KEYS: Final = ("secret", "secret_file", "lease", "history", "nodes")
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
@@ -101,6 +116,10 @@ JOB_KEYS: Final = (
     "lease",
     "env",
     "cwd",
+    "http",
+    "notify",
+    "late_after",
+    "ping_url",
 )
 # Temporal's other overlap policies: named so the message says they are not built yet.
 _LATER_OVERLAP: Final = ("cancel_other", "terminate_other")
@@ -168,11 +187,25 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyConfig:
+    """The ``[notify]`` table: defaults for notifications, the same file on every node.
+
+    ``webhooks`` go to jobs that set no ``notify`` of their own.
+    """
+
+    webhooks: tuple[NotifyTarget, ...] = ()
+    late_after_ms: int = DEFAULT_LATE_AFTER_MS
+    timeout_ms: int = DEFAULT_NOTIFY_TIMEOUT_MS
+    retries: int = DEFAULT_NOTIFY_RETRIES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: Path  # as the user gave it; used to name the file in messages
     cluster: ClusterConfig
     api: ApiConfig
     jobs: tuple[JobSpec, ...]
+    notify: NotifyConfig = NotifyConfig()
 
     def node(self, name: str) -> NodeConfig:
         """The node called ``name``; :class:`ConfigError` if the file has none."""
@@ -224,7 +257,7 @@ def _join(where: str, key: str) -> str:
     """``where`` + ``key``: dotted for key paths, ``": "`` for descriptions like "request body"."""
     if not where:
         return key
-    if " " in where:
+    if " " in where and ": " not in where:  # "request body: notify" is a key path again
         return f"{where}: {key}"
     return f"{where}.{key}"
 
@@ -474,7 +507,39 @@ def job_spec_from_mapping(
             errs.add(_join(where, "timezone"), str(exc))
             timezone = None
 
-    command = _job_command(errs, raw, where)
+    http = _job_http(errs, raw, where)
+    if raw.get("http") is not None and raw.get("command") is not None:
+        errs.add(
+            _join(where, "http"),
+            "set together with command (a job runs either a command or an HTTP request; "
+            "keep one of them)",
+        )
+        command: tuple[str, ...] | None = None
+    elif raw.get("http") is not None:
+        command = ()
+    else:
+        command = _job_command(errs, raw, where)
+    if raw.get("http") is not None:
+        for key in ("env", "cwd"):
+            if raw.get(key) is not None:
+                errs.add(
+                    _join(where, key),
+                    "only applies to a command job (an http job runs no process; remove it)",
+                )
+    notify = None
+    if raw.get("notify") is not None:
+        notify = _notify_targets(errs, raw["notify"], _join(where, "notify"))
+    late_after_ms = _get_duration(errs, raw, "late_after", where, None, minimum=1_000)
+    ping_url = None
+    if raw.get("ping_url") is not None:
+        ping_url = _url(errs, raw["ping_url"], _join(where, "ping_url"))
+        if ping_url is not None and (ping_url.endswith("/") or "?" in ping_url):
+            errs.add(
+                _join(where, "ping_url"),
+                f"{_q(ping_url)} ends in / or has a query (raftcron appends /start, /fail or "
+                '/<exit code>: give the check\'s base URL, e.g. "https://hc-ping.com/<uuid>")',
+            )
+            ping_url = None
 
     overlap = _get_str(errs, raw, "overlap", where)
     if overlap is not None and overlap not in OVERLAP_POLICIES:
@@ -544,6 +609,10 @@ def job_spec_from_mapping(
         lease_ms=lease_ms if lease_ms is not None else default_lease_ms,
         env=env,
         cwd=cwd,
+        http=http,
+        notify=notify,
+        late_after_ms=late_after_ms,
+        ping_url=ping_url,
         **optional,
     )
 
@@ -557,7 +626,7 @@ def _job_command(errs: _Errors, raw: Mapping[str, Any], where: str) -> tuple[str
     key = _join(where, "command")
     example = 'e.g. command = ["/usr/local/bin/backup", "--full"]'
     if raw.get("command") is None:
-        errs.add(key, f"missing ({example})")
+        errs.add(key, f"missing ({example}; or an http table for an HTTP job)")
         return None
     value = raw["command"]
     if isinstance(value, str):
@@ -581,6 +650,155 @@ def _job_command(errs: _Errors, raw: Mapping[str, Any], where: str) -> tuple[str
         errs.add(key, "contains a NUL character (arguments cannot carry NUL bytes)")
         return None
     return tuple(value)
+
+
+def _url(errs: _Errors, value: object, key: str) -> str | None:
+    """An absolute http(s) URL, or None with the problem reported."""
+    if not isinstance(value, str):
+        errs.add(key, f"expected a string, got {_type_name(value)} ({_URL_FIX})")
+        return None
+    ok = not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        _ = parts.port  # a port out of range raises ValueError
+        ok = ok and parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        errs.add(key, f"{_q(value)} is not an http(s) URL (give {_URL_FIX})")
+        return None
+    return value
+
+
+def _job_http(errs: _Errors, raw: Mapping[str, Any], where: str) -> HttpSpec | None:
+    value = raw.get("http")
+    if value is None:
+        return None
+    key = _join(where, "http")
+    example = 'e.g. http = { url = "https://example.com/hook", method = "POST" }'
+    if not isinstance(value, Mapping):
+        errs.add(key, f"expected a table, got {_type_name(value)} ({example})")
+        return None
+    n = len(errs.items)
+    _unknown_keys(errs, value, _HTTP_KEYS, key)
+    url = None
+    if value.get("url") is None:
+        errs.add(f"{key}.url", f"missing (the URL to call: {_URL_FIX})")
+    else:
+        url = _url(errs, value["url"], f"{key}.url")
+    method = _get_str(errs, value, "method", key)
+    if method is not None:
+        if method.upper() not in HTTP_METHODS:
+            errs.add(f"{key}.method", f"{_q(method)} is not allowed (use {_one_of(HTTP_METHODS)})")
+        method = method.upper()
+    headers = _get_str_map(errs, value, "headers", key)
+    for name, text in headers:
+        hkey = f"{key}.headers.{_k(name)}"
+        if not _HEADER_NAME_RE.fullmatch(name):
+            errs.add(hkey, "not a valid header name (letters, digits and -)")
+        elif name.lower().startswith("x-raftcron-"):
+            errs.add(hkey, "reserved (raftcron sets the X-Raftcron-* headers itself)")
+        if any(c in text for c in "\r\n\0"):
+            errs.add(hkey, "the value contains a line break or NUL (write it on one line)")
+    body = _get_str(errs, value, "body", key)
+    expect: tuple[int, ...] = ()
+    ev = value.get("expect")
+    if ev is not None:
+        codes = ev if isinstance(ev, list | tuple) else [ev]
+        if not codes or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
+        ):
+            errs.add(
+                f"{key}.expect",
+                "expected a status code or a list of them, 100-599 (e.g. expect = 204 or "
+                "expect = [200, 202]; omit it for any 2xx)",
+            )
+        else:
+            expect = tuple(sorted(set(codes)))
+    if len(errs.items) > n or url is None:
+        return None
+    return HttpSpec(
+        url=url,
+        method=method or "GET",
+        headers=headers,
+        body=body or "",
+        expect=expect,
+    )
+
+
+def _notify_targets(errs: _Errors, value: object, key: str) -> tuple[NotifyTarget, ...] | None:
+    """A notify value: a URL, a list of URLs and {url, on} tables, or one such table."""
+    example = (
+        'e.g. notify = ["https://hooks.example.com/x"] or notify = { url = "...", '
+        'on = ["failure", "recovered"] }'
+    )
+    items = value if isinstance(value, list | tuple) else [value]
+    n = len(errs.items)
+    out: list[NotifyTarget] = []
+    for i, item in enumerate(items):
+        ikey = f"{key}[{i}]" if isinstance(value, list | tuple) else key
+        if isinstance(item, str):
+            url = _url(errs, item, ikey)
+            if url is not None:
+                out.append(NotifyTarget(url=url))
+            continue
+        if not isinstance(item, Mapping):
+            errs.add(ikey, f"expected a URL or a table, got {_type_name(item)} ({example})")
+            continue
+        _unknown_keys(errs, item, _TARGET_KEYS, ikey)
+        url = None
+        if item.get("url") is None:
+            errs.add(f"{ikey}.url", f"missing (where to POST the notification: {_URL_FIX})")
+        else:
+            url = _url(errs, item["url"], f"{ikey}.url")
+        on: tuple[str, ...] = NOTIFY_EVENTS
+        if item.get("on") is not None:
+            ev = item["on"]
+            allowed = _one_of(NOTIFY_EVENTS)
+            if (
+                not isinstance(ev, list | tuple)
+                or not ev
+                or not all(isinstance(x, str) for x in ev)
+            ):
+                errs.add(
+                    f"{ikey}.on",
+                    f"expected a non-empty list of events (any of {allowed})",
+                )
+            else:
+                unknown = [e for e in ev if e not in NOTIFY_EVENTS]
+                if unknown:
+                    errs.add(
+                        f"{ikey}.on", f"{_q(unknown[0])} is not an event (use any of {allowed})"
+                    )
+                else:
+                    on = tuple(e for e in NOTIFY_EVENTS if e in ev)
+        if url is not None:
+            out.append(NotifyTarget(url=url, on=on))
+    if len(errs.items) > n:
+        return None
+    return tuple(out)
+
+
+def _notify(errs: _Errors, raw: Mapping[str, Any]) -> NotifyConfig:
+    """The [notify] table (defaults of every job's notifications)."""
+    table = _get_table(errs, raw, "notify", "")
+    _unknown_keys(errs, table, _NOTIFY_KEYS, "notify")
+    webhooks: tuple[NotifyTarget, ...] = ()
+    if table.get("webhooks") is not None:
+        webhooks = _notify_targets(errs, table["webhooks"], "notify.webhooks") or ()
+    late = _get_duration(errs, table, "late_after", "notify", DEFAULT_LATE_AFTER_MS, minimum=1_000)
+    timeout = _get_duration(
+        errs, table, "timeout", "notify", DEFAULT_NOTIFY_TIMEOUT_MS, minimum=100
+    )
+    retries = _get_int(errs, table, "retries", "notify", DEFAULT_NOTIFY_RETRIES, minimum=0)
+    if retries > 20:
+        errs.add("notify.retries", f"{retries} is too many (use 0-20; backoff doubles each time)")
+    return NotifyConfig(
+        webhooks=webhooks,
+        late_after_ms=late if late is not None else DEFAULT_LATE_AFTER_MS,
+        timeout_ms=timeout if timeout is not None else DEFAULT_NOTIFY_TIMEOUT_MS,
+        retries=min(retries, 20),
+    )
 
 
 def _env_problem(key: str, value: str) -> str | None:
@@ -642,10 +860,11 @@ def parse_config(text: str, path: Path) -> Config:
     _unknown_keys(errs, raw, _TOP_KEYS, "")
     cluster = _cluster(errs, raw, base_dir)
     api = _api(errs, raw, base_dir, cluster.nodes)
+    notify = _notify(errs, raw)
     jobs = _jobs(errs, raw, base_dir, cluster.lease_ms)
     if errs.items:  # the parts built above are only trusted when nothing was reported
         raise ConfigError(f"{label}: {e}" for e in errs.items)
-    return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs)
+    return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs, notify=notify)
 
 
 def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:

@@ -115,6 +115,16 @@ class NodeMetrics:
         )
         self.lease_renewals.labels(kind="run")
         self.lease_renewals.labels(kind="lock")
+        self.notifications = Counter(
+            "raftcron_notifications",
+            "Notify webhooks and pings this node sent, by kind (webhook or ping) and result "
+            "(sent, failed after every retry, dropped with too many pending)",
+            ["kind", "result"],
+            registry=reg,
+        )
+        for kind in ("webhook", "ping"):
+            for result in ("sent", "failed", "dropped"):
+                self.notifications.labels(kind=kind, result=result)
         # Leadership as this node saw it (fed by on_status on the loop).
         self._started = clock.monotonic()
         self._leader_changes = 0
@@ -140,6 +150,10 @@ class NodeMetrics:
         if key != self._last_leader:
             self._last_leader = key
             self._leader_changes += 1
+
+    def notification(self, kind: str, result: str) -> None:
+        """The notifier's counter hook."""
+        self.notifications.labels(kind=kind, result=result).inc()
 
     def on_proposal(self, cmd: Command, seconds: float) -> None:
         self.commit_latency_seconds.labels(command=type(cmd).__name__).observe(max(0.0, seconds))

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +34,7 @@ from raftcron.core.state import (
 )
 from raftcron.executor.runner import Executor
 from raftcron.metrics import NodeMetrics
+from raftcron.notify import Notifier
 from raftcron.raft.node import Machine, RaftNode, RaftSettings, RaftStatus
 from raftcron.scheduler.leader import Leader, LeaseTracker
 
@@ -66,12 +68,19 @@ class Node:
             executor_active=lambda: self.executor.active_count(),
         )
         self.raft.on_committed = self.metrics.on_proposal
+        self.notifier = Notifier(
+            node=name,
+            config=config.notify,
+            machine=self.machine,
+            is_leader=lambda: self.raft.status.is_leader,
+            count=self.metrics.notification,
+        )
         self.executor = Executor(
             node=name,
             raft=self.raft,
             clock=self.clock,
             data_dir=self.data_dir,
-            tell=self.metrics.executor_event,
+            tell=self._executor_event,
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None
@@ -81,7 +90,16 @@ class Node:
         self.failed: str | None = None
         # Called on the loop with every applied command, after the node's own handling
         # (the lock API resolves its waiting requests from here).
-        self.commit_listeners: list[Callable[[c.Command | None, Result], None]] = []
+        self.commit_listeners: list[Callable[[c.Command | None, Result], None]] = [
+            self.notifier.on_commit
+        ]
+
+    def _executor_event(self, event: str, rid: str, fields: dict[str, Any]) -> None:
+        self.metrics.executor_event(event, rid, fields)
+        try:
+            self.notifier.executor_event(event, rid, fields)
+        except Exception:
+            logger.exception("node %s: notifier failed on %s of %s", self.name, event, rid)
 
     # -- views used by the API
 
@@ -286,6 +304,7 @@ class Node:
             logger.info("node %s: stopping", self.name)
             self._stop_leader()
             await self.executor.stop()
+            await self.notifier.close()
             await runner.cleanup()
             self.raft.stop()
             self._loop = None

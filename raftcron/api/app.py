@@ -147,6 +147,20 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["timeout"] = duration_text(spec.timeout_ms)
     if spec.cwd is not None:
         table["cwd"] = spec.cwd
+    if spec.http is not None:  # an HTTP job has no command (and no env, no cwd)
+        del table["command"], table["env"]
+        h = spec.http
+        table["http"] = {"url": h.url, "method": h.method, "headers": dict(h.headers)}
+        if h.body:
+            table["http"]["body"] = h.body
+        if h.expect:
+            table["http"]["expect"] = list(h.expect)
+    if spec.notify is not None:
+        table["notify"] = [{"url": t.url, "on": list(t.on)} for t in spec.notify]
+    if spec.late_after_ms is not None:
+        table["late_after"] = duration_text(spec.late_after_ms)
+    if spec.ping_url is not None:
+        table["ping_url"] = spec.ping_url
     return table
 
 

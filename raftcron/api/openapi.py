@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftcron.core.model import CATCHUP_MODES, OVERLAP_POLICIES
+from raftcron.core.model import CATCHUP_MODES, HTTP_METHODS, NOTIFY_EVENTS, OVERLAP_POLICIES
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,10 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "JobTable": {
         "type": "object",
-        "description": "the keys of a [[jobs]] table; name defaults to the URL's",
-        "required": ["schedule", "command"],
+        "description": "the keys of a [[jobs]] table; name defaults to the URL's; exactly "
+        "one of command and http",
+        "required": ["schedule"],
+        "oneOf": [{"required": ["command"]}, {"required": ["http"]}],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
@@ -199,6 +201,70 @@ SCHEMAS: Final[dict[str, Any]] = {
             "lease": _DURATION,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
             "cwd": {"type": "string", "description": "an absolute path"},
+            "http": {
+                "type": "object",
+                "description": "an HTTP job: the request sent on every run instead of a "
+                "command; it carries X-Raftcron-Fence, -Run-Id, -Job, -Scheduled-At, "
+                "-Attempt and -Node headers; timeout is the job's (default 30s)",
+                "required": ["url"],
+                "additionalProperties": False,
+                "properties": {
+                    "url": {"type": "string", "format": "uri"},
+                    "method": {"enum": list(HTTP_METHODS), "default": "GET"},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "body": {"type": "string"},
+                    "expect": {
+                        "description": "status code(s) that mean success (default any 2xx)",
+                        "oneOf": [
+                            {"type": "integer", "minimum": 100, "maximum": 599},
+                            {
+                                "type": "array",
+                                "items": {"type": "integer", "minimum": 100, "maximum": 599},
+                                "minItems": 1,
+                            },
+                        ],
+                    },
+                },
+            },
+            "notify": {
+                "description": "webhooks POSTed a JSON body on failure, missed, late and "
+                "recovered (default: the cluster's [notify] webhooks; [] for none)",
+                "oneOf": [
+                    {"type": "string", "format": "uri"},
+                    _ref("NotifyTarget"),
+                    {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [{"type": "string", "format": "uri"}, _ref("NotifyTarget")]
+                        },
+                    },
+                ],
+            },
+            "late_after": {
+                **_DURATION,
+                "description": "a run starting later than this after it was due is 'late' "
+                "(default: [notify] late_after, 1m)",
+            },
+            "ping_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "dead-man's-switch pings: /start, the URL itself on success, "
+                "/<exit code> or /fail on failure (healthchecks.io convention)",
+            },
+        },
+    },
+    "NotifyTarget": {
+        "type": "object",
+        "required": ["url"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "on": {
+                "type": "array",
+                "items": {"enum": list(NOTIFY_EVENTS)},
+                "minItems": 1,
+                "default": list(NOTIFY_EVENTS),
+            },
         },
     },
     "Job": {

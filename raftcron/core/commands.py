@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgpack
 
-from raftcron.core.model import MISSED, JobSpec
+from raftcron.core.model import MISSED, HttpSpec, JobSpec, NotifyTarget
 
 ENVELOPE_VERSION: Final = 1
 
@@ -283,6 +283,10 @@ _SPEC_FIELDS: Final = (
     "cwd",
     "catchup_mode",
     "jitter_ms",
+    "http",
+    "notify",
+    "late_after_ms",
+    "ping_url",
 )
 
 
@@ -308,6 +312,21 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["catchup_mode"] = spec.catchup_mode
     if spec.jitter_ms:
         out["jitter_ms"] = spec.jitter_ms
+    if spec.http is not None:
+        h = spec.http
+        out["http"] = {
+            "url": h.url,
+            "method": h.method,
+            "headers": [list(kv) for kv in h.headers],
+            "body": h.body,
+            "expect": list(h.expect),
+        }
+    if spec.notify is not None:
+        out["notify"] = [[t.url, list(t.on)] for t in spec.notify]
+    if spec.late_after_ms is not None:
+        out["late_after_ms"] = spec.late_after_ms
+    if spec.ping_url is not None:
+        out["ping_url"] = spec.ping_url
     return out
 
 
@@ -316,6 +335,24 @@ def _str(value: object) -> str:
     policies, and every run repeats its job's name; one copy of each is kept instead of
     one per decoded entry (only object identity changes, never a value)."""
     return sys.intern(str(value))
+
+
+def _http_from_wire(raw: Mapping[str, Any] | None) -> HttpSpec | None:
+    if raw is None:
+        return None
+    return HttpSpec(
+        url=str(raw["url"]),
+        method=str(raw["method"]),
+        headers=tuple((str(k), str(v)) for k, v in raw["headers"]),
+        body=str(raw["body"]),
+        expect=tuple(int(c) for c in raw["expect"]),
+    )
+
+
+def _notify_from_wire(raw: list[Any] | None) -> tuple[NotifyTarget, ...] | None:
+    if raw is None:
+        return None
+    return tuple(NotifyTarget(url=str(u), on=tuple(str(e) for e in on)) for u, on in raw)
 
 
 def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
@@ -340,6 +377,10 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         cwd=None if cwd is None else _str(cwd),
         catchup_mode=_str(raw.get("catchup_mode", "all")),
         jitter_ms=int(raw.get("jitter_ms", 0)),
+        http=_http_from_wire(raw.get("http")),
+        notify=_notify_from_wire(raw.get("notify")),
+        late_after_ms=None if raw.get("late_after_ms") is None else int(raw["late_after_ms"]),
+        ping_url=None if raw.get("ping_url") is None else str(raw["ping_url"]),
     )
 
 

@@ -35,6 +35,9 @@ CATCHUP_FLOOR_MS: Final = 1_000
 # Output tails are kept on the newest OUTPUT_KEEP final runs of each job only.
 OUTPUT_KEEP: Final = 5
 OUTPUT_TAIL_BYTES: Final = 64 * 1024
+# Events a job's notify webhooks can ask for (see raftcron/notify.py).
+NOTIFY_EVENTS: Final = ("failure", "missed", "late", "recovered")
+HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # Run statuses (DESIGN.md section 6). Final statuses never change again.
 CLAIMED: Final = "claimed"
@@ -91,6 +94,25 @@ def run_id(job: str, scheduled_at_ms: int, attempt: int = 1) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSpec:
+    """The request of an HTTP job (instead of a command). ``expect`` empty means any 2xx."""
+
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    expect: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyTarget:
+    """One webhook of a job: POSTed a JSON body on each event in ``on``."""
+
+    url: str
+    on: tuple[str, ...] = NOTIFY_EVENTS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """A job definition as the user wrote it (one ``[[jobs]]`` table), validated."""
 
@@ -108,6 +130,12 @@ class JobSpec:
     lease_ms: int = DEFAULT_LEASE_MS
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
+    # An HTTP job: ``command`` is then empty (exactly one of the two is set).
+    http: HttpSpec | None = None
+    # Webhooks; None: the cluster's [notify] default (node config), () none at all.
+    notify: tuple[NotifyTarget, ...] | None = None
+    late_after_ms: int | None = None  # None: the cluster's [notify] late_after
+    ping_url: str | None = None  # dead-man's-switch pings (healthchecks.io convention)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

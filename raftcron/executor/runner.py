@@ -45,6 +45,7 @@ from raftcron.core.model import (
     jitter_offset_ms,
 )
 from raftcron.core.state import Ok, Rejected, State
+from raftcron.executor.http import execute_http
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,33 @@ class Executor:
                     "started_ms": started_ms,
                 },
             )
+        if spec.http is not None:  # an HTTP job: same lease, fence and completion
+            done = await execute_http(
+                spec=spec,
+                run=run,
+                node=self.node,
+                scheduled_at=rfc3339(run.scheduled_at_ms),
+                raft=self.raft,
+                clock=self.clock,
+                deadline=deadline,
+                window=window,
+                op_timeout=op_timeout,
+                lease_grace=max(0.05, min(GRACE_S, window / 4)),
+                tell=self._tell,
+            )
+            logger.info(
+                "%s: finished %s exit_code=%s %s", ctx, done.status, done.exit_code, done.reason
+            )
+            await self._complete(
+                run,
+                done.status,
+                done.exit_code,
+                started_ms,
+                self.clock.wall_ms(),
+                done.output,
+                done.reason,
+            )
+            return
         out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
         env = dict(os.environ)
         env.update(dict(spec.env))

@@ -18,7 +18,12 @@ from typing import Any, Final
 
 import msgpack
 
-from raftcron.core.model import MISSED, JobSpec
+from raftcron.core.model import (
+    DEFAULT_RETRY_BACKOFF_MAX_MS,
+    DEFAULT_RETRY_BACKOFF_MS,
+    MISSED,
+    JobSpec,
+)
 
 ENVELOPE_VERSION: Final = 1
 
@@ -154,6 +159,22 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Kill:
+    """Stop run ``run_id``: an operator's request, or (inside ``apply``) a new fire of an
+    overlap = cancel_other/terminate_other job. A live run keeps its lease and gets the
+    request on it: the executor holding the lease stops the process group (``hard``:
+    SIGKILL at once, else SIGTERM, grace, SIGKILL) and completes the run as ``killed``; if
+    that executor is gone, the lease expiry ends it. A buffered or pending run has no
+    process: it is recorded as killed at once. Idempotent: repeating it changes nothing
+    (except that ``hard`` upgrades a soft request)."""
+
+    at_ms: int
+    run_id: str
+    reason: str
+    hard: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Barrier:
     """A no-op a new leader commits before acting: everything before it is applied."""
 
@@ -231,6 +252,7 @@ Command = (
     | Renew
     | Complete
     | Expire
+    | Kill
     | Barrier
     | AcquireLock
     | RenewLock
@@ -254,6 +276,9 @@ _SPEC_FIELDS: Final = (
     "cwd",
     "catchup_mode",
     "jitter_ms",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "retry_other_node",
 )
 
 
@@ -279,6 +304,12 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["catchup_mode"] = spec.catchup_mode
     if spec.jitter_ms:
         out["jitter_ms"] = spec.jitter_ms
+    if spec.retry_backoff_ms != DEFAULT_RETRY_BACKOFF_MS:
+        out["retry_backoff_ms"] = spec.retry_backoff_ms
+    if spec.retry_backoff_max_ms != DEFAULT_RETRY_BACKOFF_MAX_MS:
+        out["retry_backoff_max_ms"] = spec.retry_backoff_max_ms
+    if spec.retry_other_node:
+        out["retry_other_node"] = True
     return out
 
 
@@ -304,6 +335,9 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         cwd=None if cwd is None else str(cwd),
         catchup_mode=str(raw.get("catchup_mode", "all")),
         jitter_ms=int(raw.get("jitter_ms", 0)),
+        retry_backoff_ms=int(raw.get("retry_backoff_ms", DEFAULT_RETRY_BACKOFF_MS)),
+        retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
+        retry_other_node=bool(raw.get("retry_other_node", False)),
     )
 
 
@@ -385,6 +419,10 @@ def encode(cmd: Command) -> bytes:
                 "reason": cmd.reason,
                 "renewals": cmd.renewals,
             }
+        case Kill():
+            body |= {"t": "kill", "run": cmd.run_id, "reason": cmd.reason}
+            if cmd.hard:
+                body["hard"] = True
         case Barrier():
             body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
         case AcquireLock():
@@ -484,6 +522,13 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 fence=int(b["fence"]),
                 reason=str(b["reason"]),
                 renewals=int(b.get("renewals", 0)),
+            )
+        case "kill":
+            return Kill(
+                at_ms=at,
+                run_id=str(b["run"]),
+                reason=str(b["reason"]),
+                hard=bool(b.get("hard", False)),
             )
         case "barrier":
             return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))

@@ -48,9 +48,11 @@ from raftcron.core.model import (
     BUFFER_ALL_LIMIT,
     BUFFER_POLICIES,
     BUFFERED,
+    CANCEL_POLICIES,
     CLAIMED,
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
+    KILLED,
     LIVE_STATUSES,
     LOCK_CANCELLED,
     LOCK_DONE_KEEP,
@@ -63,10 +65,13 @@ from raftcron.core.model import (
     OUTPUT_KEEP,
     OUTPUT_TAIL_BYTES,
     PAUSED,
+    PENDING,
+    RETRY_STATUSES,
     RUNNING,
     SKIPPED,
     TRIGGER_BUFFERED,
     TRIGGER_MANUAL,
+    TRIGGER_RETRY,
     Counters,
     Job,
     JobSpec,
@@ -74,8 +79,11 @@ from raftcron.core.model import (
     Lock,
     LockEnd,
     LockWaiter,
+    PendingRetry,
     Run,
     lock_problem,
+    retry_backoff_ms,
+    retry_run_id,
     run_id,
 )
 
@@ -104,6 +112,8 @@ class PlanOutcome:
     missed: tuple[str, ...]  # run ids of the missed records
     buffered: tuple[tuple[str, str], ...] = ()  # (run id, reason)
     paused: tuple[str, ...] = ()  # run ids of the paused records (new or grown)
+    # live runs a new fire asked to stop (overlap = cancel_other/terminate_other)
+    stopping: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +229,8 @@ class State:
                 return self._complete(cmd)
             case c.Expire():
                 return self._expire(cmd)
+            case c.Kill():
+                return self._kill(cmd)
             case c.Barrier():
                 return Ok(cmd.nonce)
             case c.AcquireLock():
@@ -265,6 +277,8 @@ class State:
         job = self.jobs.pop(name)
         for rid, _ in job.buffered:
             self._end_buffered(rid, SKIPPED, "job deleted while this fire was buffered")
+        for pr in job.retry:
+            self._end_buffered(pr.run, SKIPPED, "job deleted while this retry was pending")
         return Ok("deleted")
 
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
@@ -278,6 +292,11 @@ class State:
                 for rid, _ in job.buffered:
                     self._end_buffered(rid, PAUSED, f"{_pause_reason(job)} (it was buffered)")
                 job = replace(job, buffered=())
+            if paused and job.retry:
+                for pr in job.retry:
+                    why = f"{_pause_reason(job)} (this retry was pending)"
+                    self._end_buffered(pr.run, PAUSED, why)
+                job = replace(job, retry=())
             self.jobs[name] = job
         return Ok(paused)
 
@@ -307,6 +326,7 @@ class State:
         missed: list[str] = []
         buffered: list[tuple[str, str]] = []
         paused: list[str] = []
+        stopping: list[str] = []
         for m in cmd.missed:
             job = self.jobs.get(m.job)
             if job is None:
@@ -350,6 +370,11 @@ class State:
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
+            if fire.trigger == TRIGGER_RETRY:
+                code = self._claim_retry(job, fire, granted, skipped)
+                if code:
+                    rejected.append((fire.job, fire.scheduled_at_ms, code))
+                continue
             manual = fire.trigger == TRIGGER_MANUAL
             rid = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
@@ -384,6 +409,27 @@ class State:
                 self._record_final(replace(base, status=SKIPPED, reason=reason))
                 skipped.append((rid, reason))
                 continue
+            if job.spec.overlap in CANCEL_POLICIES:
+                job = self._supersede(job, rid)
+                live = sorted(self.live.get(fire.job, ()))
+                if live:
+                    policy = job.spec.overlap
+                    for other in live:
+                        why = f"overlap={policy}: stopped for the newer {fire.trigger} fire {rid}"
+                        if self._request_kill(other, why, policy == "terminate_other"):
+                            stopping.append(other)
+                    why = (
+                        f"{fire.trigger} fire buffered: waiting for {', '.join(live)} to stop "
+                        f"(overlap={policy})"
+                    )
+                    self.runs[rid] = replace(
+                        base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
+                    )
+                    self.jobs[fire.job] = replace(job, buffered=((rid, fire.scheduled_at_ms),))
+                    buffered.append((rid, why))
+                    continue
+                granted.append(self._grant(job, base, fire.node))
+                continue
             behind = self._buffer_behind(job)
             if behind:
                 why = (
@@ -406,6 +452,7 @@ class State:
                 tuple(missed),
                 tuple(buffered),
                 tuple(paused),
+                tuple(stopping),
             )
         )
 
@@ -481,9 +528,123 @@ class State:
         return ""
 
     def _end_buffered(self, rid: str, status: str, reason: str) -> None:
+        """Record a waiting (buffered or pending) run as final: it never got a lease."""
         run = self.runs.get(rid)
-        if run is not None and run.status == BUFFERED:
+        if run is not None and run.status in (BUFFERED, PENDING):
             self._record_final(replace(run, status=status, reason=f"{reason}; {run.reason}"))
+
+    def _supersede(self, job: Job, rid: str) -> Job:
+        """overlap = cancel_other/terminate_other: the newest fire ``rid`` wins; what waited
+        (a buffered fire, pending retries) is recorded as skipped."""
+        if not job.buffered and not job.retry:
+            return job
+        policy = job.spec.overlap
+        for old, _ in job.buffered:
+            self._end_buffered(
+                old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
+            )
+        for pr in job.retry:
+            self._end_buffered(pr.run, SKIPPED, f"overlap={policy}: superseded by the fire {rid}")
+        job = replace(job, buffered=(), retry=())
+        self.jobs[job.spec.name] = job
+        return job
+
+    def _request_kill(self, rid: str, reason: str, hard: bool) -> bool:
+        """Put a stop request on live run ``rid``'s lease; False if it has none (any more)."""
+        lease = self.leases.get(rid)
+        if lease is None:
+            return False
+        if not lease.kill:
+            self.leases[rid] = replace(lease, kill=reason, kill_hard=hard)
+        elif hard and not lease.kill_hard:
+            self.leases[rid] = replace(lease, kill_hard=True)
+        return True
+
+    def _claim_retry(
+        self,
+        job: Job,
+        fire: c.Fire,
+        granted: list[tuple[str, int, str]],
+        skipped: list[tuple[str, str]],
+    ) -> str:
+        """Grant (or, with no node, skip) the pending retry ``fire`` names; a rejection code."""
+        name = job.spec.name
+        i = next(
+            (
+                k
+                for k, p in enumerate(job.retry)
+                if p.scheduled_at_ms == fire.scheduled_at_ms and p.attempt == fire.attempt
+            ),
+            -1,
+        )
+        if i < 0:
+            return "not_pending"
+        pr = job.retry[i]
+        if pr.due_ms > self.now_ms:
+            return "not_due"
+        if job.spec.overlap != "allow" and self.live.get(name):
+            return "busy"  # never beside another run of a job that forbids it
+        self.jobs[name] = job = replace(job, retry=job.retry[:i] + job.retry[i + 1 :])
+        run = self.runs.get(pr.run)
+        if run is None or run.status != PENDING:
+            return "not_pending"  # cannot happen; the entry is dropped so it cannot wedge
+        if not fire.node:
+            reason = self._skip_reason(job, fire)
+            self._end_buffered(pr.run, SKIPPED, reason)
+            skipped.append((pr.run, reason))
+            return ""
+        granted.append(self._grant(job, run, fire.node))
+        return ""
+
+    def _schedule_retry(self, run: Run, kill: str) -> None:
+        """After ``run`` ended as failed/timed_out/lost: attempt N+1 as a pending run, due
+        the job's backoff after now (cluster time, from the command), while the job has
+        retries left. A kill request, a pause or a deleted job means no retry (the ended
+        run's reason says so)."""
+        if run.status not in RETRY_STATUSES:
+            return
+        job = self.jobs.get(run.job)
+        if job is None or run.attempt > job.spec.retries:
+            return
+        spec = job.spec
+        note = ""
+        if kill:
+            note = "no retry: it was asked to stop"
+        elif job.paused:
+            note = f"no retry: {_pause_reason(job)}"
+        if note:
+            self.runs[run.id] = replace(run, reason="; ".join(r for r in (run.reason, note) if r))
+            return
+        attempt = run.attempt + 1
+        rid = retry_run_id(run.id, run.attempt)
+        if rid in self.runs:
+            return  # cannot happen: each attempt ends once
+        delay = retry_backoff_ms(spec, run.attempt)
+        code = "" if run.exit_code is None else f" (exit code {run.exit_code})"
+        reason = (
+            f"retry {attempt - 1} of {spec.retries}: {run.id} {run.status}{code}; "
+            f"due {delay / 1000:g}s after it ended"
+        )
+        if spec.retry_other_node and run.node:
+            reason += f", preferably not on {run.node}"
+        self.runs[rid] = Run(
+            id=rid,
+            job=run.job,
+            scheduled_at_ms=run.scheduled_at_ms,
+            status=PENDING,
+            trigger=TRIGGER_RETRY,
+            attempt=attempt,
+            claimed_ms=self.now_ms,
+            reason=reason,
+        )
+        pending = PendingRetry(
+            run=rid,
+            scheduled_at_ms=run.scheduled_at_ms,
+            attempt=attempt,
+            due_ms=self.now_ms + delay,
+            avoid=run.node if spec.retry_other_node else "",
+        )
+        self.jobs[run.job] = replace(job, retry=(*job.retry, pending))
 
     def _record_paused(self, job: Job, rid: str, first_ms: int, last_ms: int, count: int) -> str:
         """Record ``count`` fires of paused ``job`` (``first_ms..last_ms``): added to the
@@ -578,6 +739,7 @@ class State:
         if cmd.status not in COMPLETION_STATUSES:
             return Rejected("bad_status", f"{cmd.status!r} is not a completion status")
         run = self.runs[cmd.run_id]
+        kill = self.leases[cmd.run_id].kill
         self._record_final(
             replace(
                 run,
@@ -590,6 +752,7 @@ class State:
                 reason="; ".join(r for r in (run.reason, cmd.reason) if r),
             )
         )
+        self._schedule_retry(self.runs[cmd.run_id], kill)
         return Ok(cmd.status)
 
     def _expire(self, cmd: c.Expire) -> Result:
@@ -599,8 +762,33 @@ class State:
         if self.leases[cmd.run_id].renewals != cmd.renewals:
             return Rejected("renewed", f"{cmd.run_id} was renewed after the expiry decision")
         run = self.runs[cmd.run_id]
-        self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=cmd.reason))
+        kill = self.leases[cmd.run_id].kill
+        reason = cmd.reason + (f" (it had been asked to stop: {kill})" if kill else "")
+        reason = "; ".join(r for r in (run.reason, reason) if r)
+        self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=reason))
+        self._schedule_retry(self.runs[cmd.run_id], kill)
         return Ok(LOST)
+
+    def _kill(self, cmd: c.Kill) -> Result:
+        run = self.runs.get(cmd.run_id)
+        if run is None:
+            return Rejected("unknown_run", f"no run {cmd.run_id!r} in the ledger")
+        why = cmd.reason or "killed on request"
+        if run.status in (BUFFERED, PENDING):
+            job = self.jobs.get(run.job)
+            if job is not None:
+                self.jobs[run.job] = replace(
+                    job,
+                    buffered=tuple(b for b in job.buffered if b[0] != run.id),
+                    retry=tuple(p for p in job.retry if p.run != run.id),
+                )
+            self._end_buffered(run.id, KILLED, f"{why} (before it started)")
+            return Ok(KILLED)
+        if self._request_kill(run.id, why, cmd.hard):
+            return Ok("killing")
+        if run.status == KILLED:
+            return Ok(KILLED)  # a repeat of a kill that has finished
+        return Rejected("not_running", f"{run.id} is not running (it is {run.status})")
 
     # ------------------------------------------------------------------ locks
 
@@ -763,6 +951,10 @@ class State:
             out = [r for r in out if r.node == node]
         return out
 
+    def job_of(self, rid: str) -> str:
+        run = self.runs.get(rid)
+        return "" if run is None else run.job
+
     def buffer_ready(self, rid: str) -> str:
         """The job of run ``rid`` if it has buffered runs and no live run, else ``""``."""
         run = self.runs.get(rid)
@@ -825,6 +1017,9 @@ class State:
                 updated_ms=j[5],
                 pause_note=str(j[6]) if len(j) > 6 else "",
                 buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
+                retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=True))) for p in j[8])
+                if len(j) > 8
+                else (),
             )
         for r in raw["runs"]:
             run = Run(**dict(zip(_RUN_FIELDS, r, strict=False)))  # older rows: 16 fields
@@ -882,7 +1077,18 @@ _RUN_FIELDS: Final = (
     "start_token",
     "last_scheduled_ms",
 )
-_LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms", "renewals")
+_LEASE_FIELDS: Final = (
+    "key",
+    "fence",
+    "holder",
+    "lease_ms",
+    "granted_ms",
+    "renewals",
+    "kill",
+    "kill_hard",
+)
+_LEASE_DEFAULTS: Final = ("", False)  # of the trailing fields, written only when set
+_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid")
 _LOCK_FIELDS: Final = (
     "name",
     "fence",
@@ -901,6 +1107,33 @@ def _run_row(run: Run) -> list[Any]:
     if row[-1] is None:  # last_scheduled_ms: rows without it encode as before it existed
         row.pop()
     return row
+
+
+def _lease_row(lz: Lease) -> list[Any]:
+    row = [getattr(lz, f) for f in _LEASE_FIELDS]
+    if (lz.kill, lz.kill_hard) == _LEASE_DEFAULTS:
+        del row[-2:]  # rows without a stop request encode as before it existed
+    return row
+
+
+def _job_row(j: Job) -> list[Any]:
+    row: list[Any] = [
+        c.spec_to_wire(j.spec),
+        j.source,
+        j.paused,
+        j.watermark_ms,
+        j.created_ms,
+        j.updated_ms,
+    ]
+    # optional trailing fields: written up to the last one that is set
+    tail: list[Any] = [
+        j.pause_note,
+        [list(b) for b in j.buffered],
+        [[getattr(p, f) for f in _RETRY_FIELDS] for p in j.retry],
+    ]
+    while tail and not tail[-1]:
+        tail.pop()
+    return row + tail
 
 
 def _pause_reason(job: Job) -> str:
@@ -934,28 +1167,10 @@ def _encode_snapshot(
         "v": SNAPSHOT_VERSION,
         "now": scalars[0],
         "history_limit": scalars[1],
-        "jobs": sorted(
-            (
-                [
-                    c.spec_to_wire(j.spec),
-                    j.source,
-                    j.paused,
-                    j.watermark_ms,
-                    j.created_ms,
-                    j.updated_ms,
-                    *([j.pause_note] if j.pause_note or j.buffered else []),
-                    *([[list(b) for b in j.buffered]] if j.buffered else []),
-                ]
-                for j in jobs
-            ),
-            key=_job_row_key,
-        ),
+        "jobs": sorted((_job_row(j) for j in jobs), key=_job_row_key),
         "runs": sorted((_run_row(r) for r in runs), key=lambda row: str(row[0])),
         "history": {k: list(history[k]) for k in sorted(history)},
-        "leases": sorted(
-            ([getattr(lz, f) for f in _LEASE_FIELDS] for lz in leases),
-            key=lambda row: str(row[0]),
-        ),
+        "leases": sorted((_lease_row(lz) for lz in leases), key=lambda row: str(row[0])),
         "counters": [counters[0], counters[1], counters[2], dict(sorted(counters[3].items()))],
         "locks": sorted(
             (

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftcron.core import commands as c
 from raftcron.core.model import (
@@ -453,3 +455,95 @@ def test_snapshots_keep_pending_retries_and_stop_requests() -> None:
     raw = msgpack.unpackb(plain.s.snapshot(), raw=False)
     assert len(raw["leases"][0]) == 6 and len(raw["jobs"][0]) == 6
     assert NODES  # (shared fixture: the planner's live nodes)
+
+
+# --------------------------------------------------------------------------- property
+
+POLICIES = {
+    "x": "allow",
+    "y": "skip",
+    "z": "cancel_other",
+    "w": "terminate_other",
+    "v": "buffer_one",
+}
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["tick", "tick", "trigger", "end", "end", "expire", "kill", "pause"]),
+        st.sampled_from(sorted(POLICIES)),
+        st.sampled_from([SUCCEEDED, FAILED, FAILED, TIMED_OUT, LOST, KILLED]),
+        st.integers(0, 2),  # which run / node
+        st.integers(100, 3000),  # how much cluster time passes
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(actions=ACTIONS, cuts=st.lists(st.integers(0, 200), max_size=4))
+def test_a_random_leader_keeps_the_promises_and_replicas_agree(
+    actions: list[tuple[str, str, str, int, int]], cuts: list[int]
+) -> None:
+    """The leader's loop, with random completions, expiries, kills, pauses and triggers:
+    a job whose overlap is not "allow" never has two live runs, every pending retry is
+    accounted for, killed runs never retry, and a replica that applies the same bytes with
+    snapshots at random points ends in the same state."""
+    s = State()
+    log: list[bytes] = []
+    now = T0
+    nodes = [NodeInfo(name=n) for n in ("a", "b", "c")]
+
+    def do(cmd: c.Command) -> object:
+        data = c.encode(cmd)
+        log.append(data)
+        return s.apply_bytes(data)[1]
+
+    for name, overlap in POLICIES.items():
+        do(c.PutJob(at_ms=now, spec=JobSpec(
+            name=name, schedule="*/2 * * * * *", command=("x",), overlap=overlap, retries=2,
+            retry_backoff_ms=1000, retry_other_node=True,
+        )))  # fmt: skip
+    for kind, job, status, k, dt in actions:
+        now += dt
+        live = sorted(s.live.get(job, ()))
+        if kind == "tick":
+            busy = frozenset(s.live)
+            do(plan(list(s.jobs.values()), now, nodes, s.load_by_node(), busy))
+        elif kind == "trigger":
+            f = c.Fire(job=job, scheduled_at_ms=now, node=nodes[k].name, trigger="manual")
+            do(c.Plan(at_ms=now, fires=(f,)))
+        elif kind in ("end", "expire") and live:
+            run = s.runs[live[k % len(live)]]
+            if kind == "expire":
+                lz = s.leases[run.id]
+                do(c.Expire(at_ms=now, run_id=run.id, fence=lz.fence, reason="e",
+                            renewals=lz.renewals))  # fmt: skip
+            else:
+                end_ = c.Complete(
+                    at_ms=now, run_id=run.id, fence=run.fence, node=run.node, status=status,
+                    exit_code=None, started_ms=now, finished_ms=now,
+                )  # fmt: skip
+                do(end_)
+        elif kind == "kill":
+            waiting = [p.run for p in s.jobs[job].retry] + [b for b, _ in s.jobs[job].buffered]
+            targets = live + waiting
+            if targets:
+                do(c.Kill(at_ms=now, run_id=targets[k % len(targets)], reason="k", hard=k == 1))
+        elif kind == "pause":
+            do(c.SetPaused(at_ms=now, name=job, paused=not s.jobs[job].paused))
+        for name, overlap in POLICIES.items():
+            if overlap != "allow":
+                assert len(s.live.get(name, ())) <= 1, (name, s.live)
+        pending = sorted(x.id for x in s.runs.values() if x.status == PENDING)
+        assert pending == sorted(p.run for j in s.jobs.values() for p in j.retry)
+        for x in s.runs.values():
+            if x.attempt > 1:
+                base = x.id.rsplit(".", 1)[0]
+                prev = s.runs.get(base if x.attempt == 2 else f"{base}.{x.attempt - 1}")
+                assert prev is None or prev.status in (FAILED, TIMED_OUT, LOST), (x, prev)
+            assert x.attempt <= 3
+    replica = State()
+    for i, data in enumerate(log):
+        if i in cuts:
+            replica = State.restore(replica.snapshot())
+        replica.apply_bytes(data)
+    assert replica.digest() == s.digest()

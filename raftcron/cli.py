@@ -276,8 +276,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     ]
     if raw.get("buffered"):
         lines.append(("buffered", ", ".join(raw["buffered"])))
+    for p in raw.get("pending_retries") or ():
+        lines.append(("pending retry", f"{p['run']} attempt {p['attempt']} due {p['due_at']}"))
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
-    for key in (*keys, "cwd"):
+    retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
+    for key in (*keys, *(retry_keys if job.spec.get("retries") else ()), "cwd"):
         if key in job.spec and job.spec[key] not in ({}, None):
             lines.append(
                 (key, json.dumps(job.spec[key]) if key in ("tags", "env") else job.spec[key])

@@ -139,6 +139,8 @@ def test_kill_through_the_cli_and_the_api(cl: Cluster) -> None:
     assert cl.request(node, "GET", f"/v1/runs/{rid}.2")[0] == 404
     job = cl.get(node, "/v1/jobs/sleeper")
     assert job["pending_retries"] == [] and job["running"] == [], job
+    shown = cli(cl, node, "jobs", "show", "sleeper").stdout
+    assert "retries" in shown and "retry_backoff " in shown and "pending retry" not in shown
 
     put(cl, node, "stubborn", command=["sh", "-c", "trap '' TERM; sleep 300"], retries=2)
     rid = trigger(cl, node, "stubborn")["run"]

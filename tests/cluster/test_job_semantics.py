@@ -80,6 +80,16 @@ def ms(rfc3339: str) -> int:
     return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def up(marker: Path, script: str) -> list[str]:
+    """A job that says it is up (its process runs, any trap is set) in ``marker``, then runs
+    ``script`` in the same process (``exec``), so its exit code is the signal that ends it."""
+    return ["sh", "-c", script.replace("EXEC", f"echo $RAFTCRON_RUN_ID >> {marker}; exec")]
+
+
+def is_up(marker: Path, rid: str) -> bool:
+    return marker.exists() and rid in marker.read_text().split()
+
+
 def cli(cl: Cluster, node: str, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "raftcron", *args, "--api", cl.members[node].api]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=dict(os.environ))
@@ -117,14 +127,15 @@ def test_retries_run_on_another_node_after_their_backoff(cl: Cluster, tmp_path: 
     assert run(cl, node, first)["scheduled_at"] == third["scheduled_at"]  # one fire
 
 
-def test_kill_through_the_cli_and_the_api(cl: Cluster) -> None:
+def test_kill_through_the_cli_and_the_api(cl: Cluster, tmp_path: Path) -> None:
     """``raftcron runs kill`` stops a run (SIGTERM) and nothing retries it; the API's
     ``hard`` kill is SIGKILL at once, even for a job that ignores SIGTERM; repeats, unknown
     and finished runs get clear answers; ``raftcron runs`` still lists."""
     node = follower(cl)
-    put(cl, node, "sleeper", command=["sleep", "300"], retries=2, retry_backoff="0s")
+    marker = tmp_path / "up"
+    put(cl, node, "sleeper", command=up(marker, "EXEC sleep 300"), retries=2, retry_backoff="0s")
     rid = trigger(cl, node, "sleeper")["run"]
-    wait_for("the sleeper to run", lambda: status_is(cl, node, rid, "running"), 30)
+    wait_for("the sleeper to run", lambda: is_up(marker, rid), 30)
     out = cli(cl, node, "runs", "kill", rid, "--reason", "maintenance")
     assert out.returncode == 0 and out.stderr == "", out
     assert out.stdout.startswith(f"{rid}: stopping (SIGTERM"), out.stdout
@@ -142,9 +153,9 @@ def test_kill_through_the_cli_and_the_api(cl: Cluster) -> None:
     shown = cli(cl, node, "jobs", "show", "sleeper").stdout
     assert "retries" in shown and "retry_backoff " in shown and "pending retry" not in shown
 
-    put(cl, node, "stubborn", command=["sh", "-c", "trap '' TERM; sleep 300"], retries=2)
+    put(cl, node, "stubborn", command=up(marker, "trap '' TERM; EXEC sleep 300"), retries=2)
     rid = trigger(cl, node, "stubborn")["run"]
-    wait_for("stubborn to run", lambda: status_is(cl, node, rid, "running"), 30)
+    wait_for("stubborn to run", lambda: is_up(marker, rid), 30)
     status, body = cl.request(node, "POST", f"/v1/runs/{rid}/kill", {"hard": True})
     assert status == 202 and body["result"] == "killing", body
     done = wait_for("stubborn to be killed", lambda: status_is(cl, node, rid, "killed"), 30)
@@ -162,20 +173,21 @@ def test_kill_through_the_cli_and_the_api(cl: Cluster) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overlap", "command", "exit_code"),
+    ("overlap", "script", "exit_code"),
     [
-        ("cancel_other", ["sleep", "300"], -15),  # SIGTERM, grace, SIGKILL
-        ("terminate_other", ["sh", "-c", "trap '' TERM; sleep 300"], -9),  # SIGKILL at once
+        ("cancel_other", "EXEC sleep 300", -15),  # SIGTERM, grace, SIGKILL
+        ("terminate_other", "trap '' TERM; EXEC sleep 300", -9),  # SIGKILL at once
     ],
 )
 def test_a_manual_trigger_cancels_the_live_run_first(
-    cl: Cluster, overlap: str, command: list[str], exit_code: int
+    cl: Cluster, tmp_path: Path, overlap: str, script: str, exit_code: int
 ) -> None:
     node = follower(cl)
     name = overlap.replace("_", "-")
-    put(cl, node, name, command=command, overlap=overlap)
+    marker = tmp_path / "up"
+    put(cl, node, name, command=up(marker, script), overlap=overlap)
     old = trigger(cl, node, name)["run"]
-    wait_for("the first run to run", lambda: status_is(cl, node, old, "running"), 30)
+    wait_for("the first run to run", lambda: is_up(marker, old), 30)
     new = trigger(cl, node, name)
     assert new["status"] == "buffered", new
     assert f"waiting for {old} to stop (overlap={overlap})" in new["reason"], new

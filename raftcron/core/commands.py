@@ -5,9 +5,10 @@ proposer's wall-clock stamp; ``apply`` folds it into cluster time with ``max`` s
 time never goes backwards. Decoding never raises: malformed bytes decode to ``None`` and
 ``apply`` turns that into a rejection, so a bad entry cannot wedge a replica.
 
-Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``,
-lease operations by ``(run id, fence)``, barriers by their nonce, lock acquisitions by
-their request id, lock renewals and releases by ``(lock, fence)``.
+Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``
+(retry claims by ``(job, scheduled_at, attempt)``), lease operations by ``(run id,
+fence)``, kills by the run they name, barriers by their nonce, lock acquisitions by their
+request id, lock renewals and releases by ``(lock, fence)``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,19 @@ Invariants:
   runs counts as busy even between runs, so fires keep their order. A ``buffered`` claim
   grants the head of the queue, and only while the job has no live run. Pausing or deleting
   the job records its buffered runs as paused or skipped: none is dropped silently.
+* ``cancel_other``/``terminate_other``: a new fire while the job has a live run puts a stop
+  request on that run's lease (``Lease.kill``; hard for terminate) and waits as the job's
+  only buffered run (a newer fire supersedes it, and any pending retry, as skipped). The
+  buffered claim is granted only once no run of the job is live, i.e. after the stopped
+  run's completion or lease expiry has been applied.
+* Retries: when a run ends ``failed``/``timed_out``/``lost`` (completion or expiry) and its
+  job has attempts left, is not paused and the run was not asked to stop, attempt N+1 is
+  recorded as ``pending`` (run id ``retry_run_id``) and listed on ``Job.retry`` with its due
+  time, ``now_ms`` of that command plus the backoff. A ``retry`` claim grants it once due,
+  and (unless overlap is ``allow``) only while the job has no live run.
+* ``Kill`` puts a stop request on a live run's lease (the executor acts on it; the lease
+  expiry still ends a run whose executor is gone) or records a waiting (buffered, pending)
+  run as ``killed`` at once. A run that was asked to stop is never retried.
 * A fire of a paused job is recorded with status ``paused``; consecutive ones (nothing else
   recorded for the job in between, and no change to the job since the record was made) are
   one record whose ``count`` grows, so a long pause does not flood the ledger.

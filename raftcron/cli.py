@@ -287,8 +287,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
                 f"{bf['rate']:g}/s), next {bf['next'] or '-'}",
             )
         )
+    for p in raw.get("pending_retries") or ():
+        lines.append(("pending retry", f"{p['run']} attempt {p['attempt']} due {p['due_at']}"))
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
-    for key in (*keys, "cwd", "late_after", "ping_url", "notify"):
+    retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
+    more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
+    for key in (*keys, *more, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
             lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
@@ -443,6 +447,14 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.action:
+        if args.action[0] != "kill" or len(args.action) != 2:
+            raise CliError(
+                f"unknown runs verb {' '.join(args.action)!r} (use: raftcron runs [--job J] "
+                "to list, raftcron runs kill RUN_ID to stop a run)",
+                EXIT_USAGE,
+            )
+        return _runs_kill(args, args.action[1])
     client = client_from_args(args)
     page = _call(
         lambda: client.runs(
@@ -467,6 +479,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(_table(rows, ["run", "status", "node", "fence", "scheduled (UTC)", "exit", "reason"]))
     if page.next is not None:
         print(f"({len(page.runs)} of {page.total}; older: --before {shlex.quote(page.next)})")
+    return 0
+
+
+def _runs_kill(args: argparse.Namespace, rid: str) -> int:
+    res = _call(lambda: client_from_args(args).kill(rid, args.reason, args.hard))
+    if args.json:
+        _print_json(res.raw)
+    elif res.result == "killed":
+        print(f"{res.run}: killed")
+    else:
+        how = "SIGKILL" if args.hard else "SIGTERM, then SIGKILL after the grace"
+        print(f"{res.run}: stopping ({how}); see raftcron runs --job {shlex.quote(res.job)}")
     return 0
 
 
@@ -675,7 +699,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("job")
     t.set_defaults(fn=cmd_trigger)
 
-    r = sub.add_parser("runs", parents=[common], help="the run ledger, newest first")
+    r = sub.add_parser(
+        "runs",
+        parents=[common],
+        help="the run ledger, newest first; `runs kill RUN_ID` stops a run",
+        usage="raftcron runs [--job J] [--status S] ...  |  raftcron runs kill RUN_ID [--hard]",
+    )
+    r.add_argument(
+        "action", nargs="*", metavar="kill RUN_ID", help="stop a run (SIGTERM, grace, SIGKILL)"
+    )
+    r.add_argument("--reason", help="kill: why (kept in the ledger)")
+    r.add_argument("--hard", action="store_true", help="kill: SIGKILL at once")
     r.add_argument("--job", help="only this job")
     r.add_argument("--node", help="only runs granted to this node")
     r.add_argument("--status", help="e.g. failed or failed,lost")

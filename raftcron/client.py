@@ -324,6 +324,27 @@ class TriggerResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KillResult:
+    run: str
+    job: str
+    status: str  # the run's status when the answer was made
+    result: str  # "killing" (the stop request committed) or "killed" (already ended so)
+    reason: str
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> KillResult:
+        return cls(
+            run=str(d["run"]),
+            job=str(d.get("job", "")),
+            status=str(d.get("status", "")),
+            result=str(d.get("result", "")),
+            reason=str(d.get("reason") or ""),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockGrant:
     name: str
     fence: int
@@ -478,6 +499,13 @@ class _Calls:
     @staticmethod
     def run(run_id: str) -> _Call:
         return _Call("GET", f"/v1/runs/{_seg(run_id)}")
+
+    @staticmethod
+    def kill(run_id: str, reason: str | None, hard: bool) -> _Call:
+        body: dict[str, Any] = {} if reason is None else {"reason": reason}
+        if hard:
+            body["hard"] = True
+        return _Call("POST", f"/v1/runs/{_seg(run_id)}/kill", body)
 
     @staticmethod
     def lock_acquire(
@@ -643,6 +671,10 @@ class Client(_Base):
     def run(self, run_id: str) -> RunInfo:
         return RunInfo.from_json(self._do(_Calls.run(run_id)))
 
+    def kill(self, run_id: str, reason: str | None = None, hard: bool = False) -> KillResult:
+        """Stop a run (SIGTERM, grace, SIGKILL; ``hard``: SIGKILL at once). Safe to repeat."""
+        return KillResult.from_json(self._do(_Calls.kill(run_id, reason, hard)))
+
     def lock_acquire(
         self,
         name: str,
@@ -790,6 +822,9 @@ class AsyncClient(_Base):
 
     async def run(self, run_id: str) -> RunInfo:
         return RunInfo.from_json(await self._do(_Calls.run(run_id)))
+
+    async def kill(self, run_id: str, reason: str | None = None, hard: bool = False) -> KillResult:
+        return KillResult.from_json(await self._do(_Calls.kill(run_id, reason, hard)))
 
     async def lock_acquire(
         self,

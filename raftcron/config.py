@@ -38,6 +38,8 @@ from raftcron.core.model import (
     CATCHUP_MODES,
     DEFAULT_HISTORY,
     DEFAULT_LEASE_MS,
+    DEFAULT_RETRY_BACKOFF_MAX_MS,
+    DEFAULT_RETRY_BACKOFF_MS,
     HTTP_METHODS,
     MAX_JITTER_MS,
     NOTIFY_EVENTS,
@@ -112,6 +114,9 @@ JOB_KEYS: Final = (
     "catchup_mode",
     "jitter",
     "retries",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_other_node",
     "tags",
     "lease",
     "env",
@@ -121,8 +126,7 @@ JOB_KEYS: Final = (
     "late_after",
     "ping_url",
 )
-# Temporal's other overlap policies: named so the message says they are not built yet.
-_LATER_OVERLAP: Final = ("cancel_other", "terminate_other")
+MAX_RETRIES: Final = 100
 
 T = TypeVar("T")
 
@@ -544,8 +548,7 @@ def job_spec_from_mapping(
     overlap = _get_str(errs, raw, "overlap", where)
     if overlap is not None and overlap not in OVERLAP_POLICIES:
         allowed = _one_of(OVERLAP_POLICIES)
-        what = "is not supported yet" if overlap in _LATER_OVERLAP else "is not allowed"
-        errs.add(_join(where, "overlap"), f"{_q(overlap)} {what} (use {allowed})")
+        errs.add(_join(where, "overlap"), f"{_q(overlap)} is not allowed (use {allowed})")
         overlap = None
 
     catchup_mode = _get_str(errs, raw, "catchup_mode", where)
@@ -568,6 +571,21 @@ def job_spec_from_mapping(
         )
     lease_ms = _get_duration(errs, raw, "lease", where, default_lease_ms, minimum=MIN_LEASE_MS)
     retries = _get_int(errs, raw, "retries", where, 0, minimum=0)
+    if retries > MAX_RETRIES:
+        errs.add(_join(where, "retries"), f"{retries} is too many (at most {MAX_RETRIES})")
+        retries = 0
+    backoff = _get_duration(errs, raw, "retry_backoff", where, DEFAULT_RETRY_BACKOFF_MS)
+    backoff_max = _get_duration(errs, raw, "retry_backoff_max", where, DEFAULT_RETRY_BACKOFF_MAX_MS)
+    if backoff is not None and backoff_max is not None and backoff_max < backoff:
+        if raw.get("retry_backoff_max") is None:
+            backoff_max = backoff  # only the initial backoff given: it is the cap too
+        else:
+            errs.add(
+                _join(where, "retry_backoff_max"),
+                f"{_fmt_ms(backoff_max)} is shorter than retry_backoff ({_fmt_ms(backoff)}; "
+                "the cap must be at least the first backoff)",
+            )
+    retry_other_node = _get_bool(errs, raw, "retry_other_node", where, False)
     tags = _get_str_map(errs, raw, "tags", where)
     env = _get_str_map(errs, raw, "env", where)
     for key, value in env:
@@ -605,6 +623,11 @@ def job_spec_from_mapping(
         catchup_mode=catchup_mode if catchup_mode is not None else "all",
         jitter_ms=jitter_ms or 0,
         retries=retries,
+        retry_backoff_ms=backoff if backoff is not None else DEFAULT_RETRY_BACKOFF_MS,
+        retry_backoff_max_ms=(
+            backoff_max if backoff_max is not None else DEFAULT_RETRY_BACKOFF_MAX_MS
+        ),
+        retry_other_node=retry_other_node,
         tags=tags,
         lease_ms=lease_ms if lease_ms is not None else default_lease_ms,
         env=env,

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from raftcron.clock import Clock
 from raftcron.core.commands import Command
-from raftcron.core.model import TRIGGER_BUFFERED
+from raftcron.core.model import TRIGGER_BUFFERED, TRIGGER_RETRY
 from raftcron.core.state import State, outcome_counts
 from raftcron.raft.node import Machine, RaftStatus
 
@@ -90,7 +90,8 @@ class NodeMetrics:
         self.fire_lateness_seconds = Histogram(
             "raftcron_fire_lateness_seconds",
             "Start of a run on this node minus the time it was due: its scheduled time plus "
-            "the job's jitter offset (runs executed here; buffered runs are not counted)",
+            "the job's jitter offset (runs executed here; buffered runs and retries are left "
+            "out)",
             buckets=LATENESS_BUCKETS,
             registry=reg,
         )
@@ -160,8 +161,8 @@ class NodeMetrics:
 
     def executor_event(self, event: str, run_id: str, fields: dict[str, Any]) -> None:
         if event == "started":
-            if fields.get("trigger") == TRIGGER_BUFFERED:
-                return  # it waited for the run before it on purpose: not lateness
+            if fields.get("trigger") in (TRIGGER_BUFFERED, TRIGGER_RETRY):
+                return  # it waited on purpose (the run before it, a backoff): not lateness
             due = fields.get("due_ms", fields["scheduled_at_ms"])  # + the job's jitter offset
             late_ms = int(fields["started_ms"]) - int(due)
             self.fire_lateness_seconds.observe(max(0, late_ms) / 1000)

@@ -163,14 +163,22 @@ class Node:
                 for rid, fence, node in res.value.granted:
                     self._touch(rid, fence)
                     self.executor.on_granted(rid, fence, node)
+                for rid in res.value.stopping:
+                    self.executor.on_kill(rid)
             case c.Start() | c.Renew() if isinstance(res, Ok):
                 self._touch(cmd.run_id, cmd.fence)
             case c.Complete() | c.Expire() if isinstance(res, Ok):
                 self.leases.forget(cmd.run_id)
                 rid = cmd.run_id
-                waiting = self.machine.read(lambda s: s.buffer_ready(rid))
-                if waiting:  # its next buffered run can go now: tell the scheduler
-                    changed.append(waiting)
+                job = self.machine.read(lambda s: s.job_of(rid))
+                if job:  # a buffered run or a retry of it may go now: tell the scheduler
+                    changed.append(job)
+            case c.Kill() if isinstance(res, Ok):
+                self.executor.on_kill(cmd.run_id)
+                rid = cmd.run_id
+                job = self.machine.read(lambda s: s.job_of(rid))
+                if job:  # a buffered or pending run of it may have ended
+                    changed.append(job)
             case c.PutJob():
                 changed.append(cmd.spec.name)
             case c.DeleteJob() | c.SetPaused():

@@ -43,7 +43,9 @@ from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFERED,
     FINAL_STATUSES,
+    KILLED,
     LIVE_STATUSES,
+    PENDING,
     TRIGGER_MANUAL,
     Backfill,
     Job,
@@ -68,18 +70,19 @@ DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
 WRITE_TIMEOUT: Final = 5.0
 MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
-RUN_STATUSES: Final = (BUFFERED, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
+RUN_STATUSES: Final = (BUFFERED, PENDING, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _REJECTION_STATUS: Final = {
     "unknown_job": 404,
+    "unknown_run": 404,
     "stale_fence": 409,
     "bad_backfill": 400,
     "no_backfill": 404,
     "backfill_running": 409,
 }
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:\.\d+|~manual|~backfill-[\w-]+)?$")
+_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:\.\d+)?$")
 
 
 # --------------------------------------------------------------------------- responses
@@ -92,7 +95,7 @@ def _ts(ms: int | None) -> str | None:
 # --------------------------------------------------------------------------- JSON views
 
 
-def run_json(run: Run, *, output: bool = False) -> dict[str, Any]:
+def run_json(run: Run, *, output: bool = False, kill: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": run.id,
         "job": run.job,
@@ -113,6 +116,8 @@ def run_json(run: Run, *, output: bool = False) -> dict[str, Any]:
         body["count"] = run.count
     if run.last_scheduled_ms is not None:
         body["last_scheduled_at"] = rfc3339(run.last_scheduled_ms)
+    if kill:
+        body["kill"] = kill
     if output:
         body["output"] = run.output
     return body
@@ -137,6 +142,11 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         "catchup": duration_text(spec.catchup_ms),
         "catchup_mode": spec.catchup_mode,
         "retries": spec.retries,
+        "retry_backoff": duration_text(spec.retry_backoff_ms) if spec.retry_backoff_ms else "0s",
+        "retry_backoff_max": (
+            duration_text(spec.retry_backoff_max_ms) if spec.retry_backoff_max_ms else "0s"
+        ),
+        "retry_other_node": spec.retry_other_node,
         "tags": dict(spec.tags),
         "lease": duration_text(spec.lease_ms),
         "env": dict(spec.env),
@@ -201,6 +211,10 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "running": sorted(live),
         "buffered": [rid for rid, _ in job.buffered],
         "backfill": backfill_json(job),
+        "retries": spec.retries,
+        "pending_retries": [
+            {"run": p.run, "attempt": p.attempt, "due_at": rfc3339(p.due_ms)} for p in job.retry
+        ],
         "spec": spec_table(spec),
     }
 
@@ -434,10 +448,45 @@ async def get_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     rid = request.match_info["run_id"]
-    run = node.machine.read(lambda s: s.runs.get(rid))
+    run, kill = node.machine.read(lambda s: (s.runs.get(rid), _kill_of(s, rid)))
     if run is None:
         raise ApiProblem(404, "unknown_run", f"no run {rid!r} in the ledger")
-    return _json(run_json(run, output=True))
+    return _json(run_json(run, output=True, kill=kill))
+
+
+def _kill_of(s: State, rid: str) -> str:
+    lease = s.leases.get(rid)
+    return "" if lease is None else lease.kill
+
+
+async def kill_run(request: web.Request) -> web.Response:
+    """Stop a run (committed on the run's lease; the executor holding it stops the process
+    group). 202 while it stops, 200 once it is killed; 409 ``not_running`` if it ended."""
+    node = request.app[NODE_KEY]
+    rid = request.match_info["run_id"]
+    raw = await _body(request, ("reason", "hard"))
+    reason = raw.get("reason") or ""
+    hard = raw.get("hard", False)
+    if not isinstance(reason, str) or len(reason) > MAX_NOTE:
+        invalid(f"request body: reason must be a string of at most {MAX_NOTE} characters")
+    if not isinstance(hard, bool):
+        invalid("request body: hard must be true or false")
+    if node.machine.read(lambda s: s.runs.get(rid)) is None:
+        raise ApiProblem(404, "unknown_run", f"no run {rid!r} in the ledger")
+    why = "killed through the API" + (f": {reason}" if reason else "")
+    res = await _propose(
+        node, c.Kill(at_ms=node.clock.wall_ms(), run_id=rid, reason=why, hard=hard)
+    )
+    run = node.machine.read(lambda s: s.runs.get(rid))
+    logger.info("kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, why)
+    body = {
+        "run": rid,
+        "job": run.job if run is not None else "",
+        "status": run.status if run is not None else KILLED,
+        "result": "killed" if res.value == KILLED else "killing",
+        "reason": why,
+    }
+    return _json(body, 200 if res.value == KILLED else 202)
 
 
 async def get_jobs(request: web.Request) -> web.Response:
@@ -720,6 +769,7 @@ def build_app(node: Node) -> web.Application:
     r.add_delete("/v1/jobs/{name}/backfill", cancel_backfill)
     r.add_get("/v1/runs", get_runs)
     r.add_get("/v1/runs/{run_id}", get_run)
+    r.add_post("/v1/runs/{run_id}/kill", kill_run)
     r.add_get("/v1/openapi.json", get_openapi)
     r.add_get("/health", health)
     r.add_get("/health/leader", health_leader)

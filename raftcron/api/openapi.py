@@ -133,21 +133,29 @@ SCHEMAS: Final[dict[str, Any]] = {
             "status": {
                 "enum": [
                     "buffered",
+                    "pending",
                     "claimed",
                     "running",
                     "succeeded",
                     "failed",
                     "timed_out",
                     "lost",
+                    "killed",
                     "missed",
                     "skipped",
                     "paused",
                 ]
             },
             "trigger": {
-                "enum": ["schedule", "catchup", "manual", "buffered"],
-                "description": "buffered: it waited for the run before it (overlap=buffer_*); "
-                "the reason says why and whether it was a schedule or manual fire",
+                "enum": ["schedule", "catchup", "manual", "buffered", "retry"],
+                "description": "buffered: it waited for the run before it (overlap=buffer_*, "
+                "cancel_other, terminate_other); the reason says why and whether it was a "
+                "schedule or manual fire. retry: attempt N > 1, the reason names the attempt "
+                "before it",
+            },
+            "kill": {
+                "type": "string",
+                "description": "a live run that was asked to stop: why (until it has ended)",
             },
             "attempt": {"type": "integer"},
             "claimed_at": _NULL_STR,
@@ -196,7 +204,26 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "delay every fire by a fixed offset in [0, jitter) derived "
                 "from the job name (default 0; at most 1d)",
             },
-            "retries": {"type": "integer", "minimum": 0},
+            "retries": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "attempts after a failed, timed_out or lost one (default 0)",
+            },
+            "retry_backoff": {
+                **_DURATION,
+                "description": "wait before the first retry, doubled for each next one "
+                "(default 10s)",
+            },
+            "retry_backoff_max": {
+                **_DURATION,
+                "description": "cap of the doubling backoff (default 10m)",
+            },
+            "retry_other_node": {
+                "type": "boolean",
+                "default": False,
+                "description": "prefer a node other than the failed attempt's",
+            },
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
             "lease": _DURATION,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -292,6 +319,20 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "oneOf": [{"type": "null"}, _ref("Backfill")],
                 "description": "the backfill in progress, if any",
             },
+            "retries": {"type": "integer"},
+            "pending_retries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["run", "attempt", "due_at"],
+                    "properties": {
+                        "run": {"type": "string"},
+                        "attempt": {"type": "integer"},
+                        "due_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "description": "retries waiting for their backoff (or for the live run)",
+            },
             "lease_ms": {"type": "integer"},
             "timeout_ms": _NULL_INT,
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -355,6 +396,29 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "labels the manual fire (default now, within a day of now); "
                 "repeating the same value returns the first run instead of firing again",
             }
+        },
+    },
+    "KillRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "reason": {"type": "string", "maxLength": 500, "description": "kept in the ledger"},
+            "hard": {
+                "type": "boolean",
+                "default": False,
+                "description": "SIGKILL at once instead of SIGTERM, grace, SIGKILL",
+            },
+        },
+    },
+    "KillResult": {
+        "type": "object",
+        "required": ["run", "job", "status", "result"],
+        "properties": {
+            "run": {"type": "string"},
+            "job": {"type": "string"},
+            "status": {"type": "string", "description": "the run's status now"},
+            "result": {"enum": ["killing", "killed"]},
+            "reason": {"type": "string"},
         },
     },
     "TriggerResult": {
@@ -509,7 +573,8 @@ RESPONSES: Final[dict[str, Any]] = {
 }
 
 _RUN_STATUS_LIST: Final = (
-    "buffered, claimed, running, succeeded, failed, timed_out, lost, missed, skipped, paused"
+    "buffered, pending, claimed, running, succeeded, failed, timed_out, lost, killed, missed, "
+    "skipped, paused"
 )
 
 OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
@@ -615,6 +680,18 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("GET", "/v1/runs/{run_id}"): {
         "summary": "one run with its output tail",
         "responses": _ok("the run", _ref("Run")) | _errors(401, 404),
+    },
+    ("POST", "/v1/runs/{run_id}/kill"): {
+        "summary": "stop a run: the node running it sends SIGTERM to its process group, then "
+        "SIGKILL after the grace (hard: SIGKILL at once), and records it as killed (never "
+        "retried); a buffered or pending run is recorded as killed at once. If that node is "
+        "gone, the lease expiry ends the run (lost). 409 not_running for a finished run",
+        "requestBody": _body(_ref("KillRequest"), required=False),
+        "responses": _ok(
+            "the stop request committed; the run is stopping", _ref("KillResult"), "202"
+        )
+        | _ok("the run is killed (it had not started, or a repeat)", _ref("KillResult"))
+        | _errors(*_WRITE_ERRORS),
     },
     ("GET", "/v1/openapi.json"): {
         "summary": "this document",

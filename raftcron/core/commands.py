@@ -5,9 +5,10 @@ proposer's wall-clock stamp; ``apply`` folds it into cluster time with ``max`` s
 time never goes backwards. Decoding never raises: malformed bytes decode to ``None`` and
 ``apply`` turns that into a rejection, so a bad entry cannot wedge a replica.
 
-Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``,
-lease operations by ``(run id, fence)``, barriers by their nonce, lock acquisitions by
-their request id, lock renewals and releases by ``(lock, fence)``.
+Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``
+(retry claims by ``(job, scheduled_at, attempt)``), lease operations by ``(run id,
+fence)``, kills by the run they name, barriers by their nonce, lock acquisitions by their
+request id, lock renewals and releases by ``(lock, fence)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import Any, Final
 
 import msgpack
 
-from raftcron.core.model import MISSED, HttpSpec, JobSpec, NotifyTarget
+from raftcron.core.model import (
+    DEFAULT_RETRY_BACKOFF_MAX_MS,
+    DEFAULT_RETRY_BACKOFF_MS,
+    MISSED,
+    HttpSpec,
+    JobSpec,
+    NotifyTarget,
+)
 
 ENVELOPE_VERSION: Final = 1
 
@@ -161,6 +169,22 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Kill:
+    """Stop run ``run_id``: an operator's request, or (inside ``apply``) a new fire of an
+    overlap = cancel_other/terminate_other job. A live run keeps its lease and gets the
+    request on it: the executor holding the lease stops the process group (``hard``:
+    SIGKILL at once, else SIGTERM, grace, SIGKILL) and completes the run as ``killed``; if
+    that executor is gone, the lease expiry ends it. A buffered or pending run has no
+    process: it is recorded as killed at once. Idempotent: repeating it changes nothing
+    (except that ``hard`` upgrades a soft request)."""
+
+    at_ms: int
+    run_id: str
+    reason: str
+    hard: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Barrier:
     """A no-op a new leader commits before acting: everything before it is applied."""
 
@@ -260,6 +284,7 @@ Command = (
     | Expire
     | StartBackfill
     | CancelBackfill
+    | Kill
     | Barrier
     | AcquireLock
     | RenewLock
@@ -287,6 +312,9 @@ _SPEC_FIELDS: Final = (
     "notify",
     "late_after_ms",
     "ping_url",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "retry_other_node",
 )
 
 
@@ -327,6 +355,12 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["late_after_ms"] = spec.late_after_ms
     if spec.ping_url is not None:
         out["ping_url"] = spec.ping_url
+    if spec.retry_backoff_ms != DEFAULT_RETRY_BACKOFF_MS:
+        out["retry_backoff_ms"] = spec.retry_backoff_ms
+    if spec.retry_backoff_max_ms != DEFAULT_RETRY_BACKOFF_MAX_MS:
+        out["retry_backoff_max_ms"] = spec.retry_backoff_max_ms
+    if spec.retry_other_node:
+        out["retry_other_node"] = True
     return out
 
 
@@ -381,6 +415,9 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         notify=_notify_from_wire(raw.get("notify")),
         late_after_ms=None if raw.get("late_after_ms") is None else int(raw["late_after_ms"]),
         ping_url=None if raw.get("ping_url") is None else str(raw["ping_url"]),
+        retry_backoff_ms=int(raw.get("retry_backoff_ms", DEFAULT_RETRY_BACKOFF_MS)),
+        retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
+        retry_other_node=bool(raw.get("retry_other_node", False)),
     )
 
 
@@ -475,6 +512,10 @@ def encode(cmd: Command) -> bytes:
                 "reason": cmd.reason,
                 "renewals": cmd.renewals,
             }
+        case Kill():
+            body |= {"t": "kill", "run": cmd.run_id, "reason": cmd.reason}
+            if cmd.hard:
+                body["hard"] = True
         case Barrier():
             body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
         case AcquireLock():
@@ -587,6 +628,13 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 fence=int(b["fence"]),
                 reason=str(b["reason"]),
                 renewals=int(b.get("renewals", 0)),
+            )
+        case "kill":
+            return Kill(
+                at_ms=at,
+                run_id=str(b["run"]),
+                reason=str(b["reason"]),
+                hard=bool(b.get("hard", False)),
             )
         case "barrier":
             return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))

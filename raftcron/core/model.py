@@ -20,9 +20,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-# Temporal's set; "cancel_other" and "terminate_other" are not built yet.
-OVERLAP_POLICIES: Final = ("allow", "skip", "buffer_one", "buffer_all")
+# Temporal's set.
+OVERLAP_POLICIES: Final = (
+    "allow",
+    "skip",
+    "buffer_one",
+    "buffer_all",
+    "cancel_other",
+    "terminate_other",
+)
 BUFFER_POLICIES: Final = frozenset({"buffer_one", "buffer_all"})
+# A new fire stops the live run (SIGTERM, grace, SIGKILL / SIGKILL at once) and waits in
+# the job's buffer (one place: a newer fire supersedes it) until that run's end commits.
+CANCEL_POLICIES: Final = frozenset({"cancel_other", "terminate_other"})
 # overlap = "buffer_all" keeps at most this many fires waiting per job; more are skipped.
 BUFFER_ALL_LIMIT: Final = 100
 CATCHUP_MODES: Final = ("all", "latest", "none")
@@ -30,6 +40,8 @@ MAX_JITTER_MS: Final = 86_400_000  # a day
 DEFAULT_LEASE_MS: Final = 30_000
 DEFAULT_HISTORY: Final = 100
 DEFAULT_CATCHUP_MS: Final = 60_000
+DEFAULT_RETRY_BACKOFF_MS: Final = 10_000
+DEFAULT_RETRY_BACKOFF_MAX_MS: Final = 600_000
 # A fire is never "missed" for being late by less than this, whatever catchup says.
 CATCHUP_FLOOR_MS: Final = 1_000
 # Output tails are kept on the newest OUTPUT_KEEP final runs of each job only.
@@ -52,9 +64,20 @@ PAUSED: Final = "paused"  # fell due while the job was paused (aggregated per pa
 # Waiting for the job's live run to end (overlap = "buffer_one"/"buffer_all"): holds its
 # run id, has no lease and no fence yet; becomes "claimed" when it is granted.
 BUFFERED: Final = "buffered"
+# A retry waiting for its backoff (or for the job's live run to end): holds its run id
+# (``job@ms.N``), has no lease and no fence yet; becomes "claimed" when it is granted.
+PENDING: Final = "pending"
+# Stopped on request: ``POST /v1/runs/{id}/kill`` or overlap = "cancel_other" /
+# "terminate_other". Final, and never retried.
+KILLED: Final = "killed"
 LIVE_STATUSES: Final = frozenset({CLAIMED, RUNNING})
-FINAL_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST, MISSED, SKIPPED, PAUSED})
-COMPLETION_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST})
+WAITING_STATUSES: Final = frozenset({BUFFERED, PENDING})  # no lease yet
+FINAL_STATUSES: Final = frozenset(
+    {SUCCEEDED, FAILED, TIMED_OUT, LOST, KILLED, MISSED, SKIPPED, PAUSED}
+)
+COMPLETION_STATUSES: Final = frozenset({SUCCEEDED, FAILED, TIMED_OUT, LOST, KILLED})
+# Outcomes that schedule the next attempt while the job has retries left.
+RETRY_STATUSES: Final = frozenset({FAILED, TIMED_OUT, LOST})
 
 # Why a run exists.
 TRIGGER_SCHEDULE: Final = "schedule"
@@ -75,6 +98,10 @@ def backfill_run_id(job: str, scheduled_at_ms: int, backfill: str) -> str:
     return f"{job}@{scheduled_at_ms}~backfill-{backfill}"
 
 
+# Attempt N > 1 of a fire whose attempt N-1 failed, timed out or was lost.
+TRIGGER_RETRY: Final = "retry"
+
+
 def jitter_offset_ms(name: str, jitter_ms: int) -> int:
     """The job's fixed jitter offset in ``[0, jitter_ms)``: a hash of its name.
 
@@ -91,6 +118,22 @@ def run_id(job: str, scheduled_at_ms: int, attempt: int = 1) -> str:
     """The run id of a fire: ``job@scheduled_at_ms`` (``.N`` appended for retry N > 1)."""
     base = f"{job}@{scheduled_at_ms}"
     return base if attempt == 1 else f"{base}.{attempt}"
+
+
+def retry_run_id(prev_id: str, prev_attempt: int) -> str:
+    """The run id of the attempt after ``prev_id``: the first attempt's id (a scheduled or
+    a manual one) with ``.N`` appended, e.g. ``j@ms`` -> ``j@ms.2`` -> ``j@ms.3``."""
+    base = prev_id.rsplit(".", 1)[0] if prev_attempt > 1 else prev_id
+    return f"{base}.{prev_attempt + 1}"
+
+
+def retry_backoff_ms(spec: JobSpec, failed_attempt: int) -> int:
+    """How long after attempt ``failed_attempt`` ended the next one is due: the initial
+    backoff doubled per earlier failure, capped by ``retry_backoff_max_ms``."""
+    if spec.retry_backoff_ms <= 0:
+        return 0
+    exp = min(failed_attempt - 1, 40)  # 2**40 * 1 ms is past any cap
+    return min(spec.retry_backoff_ms << exp, max(spec.retry_backoff_max_ms, 0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,7 +168,10 @@ class JobSpec:
     catchup_ms: int = DEFAULT_CATCHUP_MS
     catchup_mode: str = "all"  # CATCHUP_MODES
     jitter_ms: int = 0
-    retries: int = 0
+    retries: int = 0  # attempts after the first (failed, timed_out, lost: RETRY_STATUSES)
+    retry_backoff_ms: int = DEFAULT_RETRY_BACKOFF_MS  # before attempt 2; doubles after
+    retry_backoff_max_ms: int = DEFAULT_RETRY_BACKOFF_MAX_MS  # the cap
+    retry_other_node: bool = False  # prefer a node other than the failed attempt's
     tags: tuple[tuple[str, str], ...] = ()
     lease_ms: int = DEFAULT_LEASE_MS
     env: tuple[tuple[str, str], ...] = ()
@@ -181,6 +227,19 @@ class Job:
     # a time, in this order, each once the job has no live run.
     buffered: tuple[tuple[str, int], ...] = ()
     backfill: Backfill | None = None
+    # This job's PENDING retries, in the order they were scheduled.
+    retry: tuple[PendingRetry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingRetry:
+    """A retry waiting in ``Job.retry``: its run (status ``pending``) is ``run``."""
+
+    run: str
+    scheduled_at_ms: int
+    attempt: int
+    due_ms: int  # cluster time: the failed attempt's end plus the backoff
+    avoid: str = ""  # the node of the failed attempt (retry_other_node)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +283,10 @@ class Lease:
     lease_ms: int
     granted_ms: int
     renewals: int = 0  # committed starts/renewals; an expiry must name the count it saw
+    # A committed request to stop the run (kill endpoint, or overlap cancel/terminate):
+    # its reason ("" = none), and whether it is SIGKILL at once (else SIGTERM, grace, SIGKILL).
+    kill: str = ""
+    kill_hard: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

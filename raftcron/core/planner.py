@@ -30,6 +30,10 @@ gets a ``buffered`` claim for the head of its buffer, before its new fires.
 Backfill: a job with a backfill, no live run, nothing buffered and no fire claimed in this
 plan gets a ``backfill`` claim for the next fire of the backfill's range, at most
 ``rate`` per second (``apply`` checks the same).
+Retries: a pending retry whose due time has come gets a ``retry`` claim (before buffered
+runs and new fires); unless the job's overlap is ``allow`` it waits while the job has a
+live run, and at most one is claimed per plan. With ``retry_other_node`` the node of the
+failed attempt is avoided when another live node matches.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from raftcron.core.model import (
     TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
     TRIGGER_CATCHUP,
+    TRIGGER_RETRY,
     TRIGGER_SCHEDULE,
     Job,
     JobSpec,
@@ -143,10 +148,18 @@ def tags_match(spec: JobSpec, node: NodeInfo) -> bool:
     return all(have.get(k) == v for k, v in spec.tags)
 
 
-def choose_node(spec: JobSpec, rid: str, nodes: Sequence[NodeInfo], load: Mapping[str, int]) -> str:
+def choose_node(
+    spec: JobSpec,
+    rid: str,
+    nodes: Sequence[NodeInfo],
+    load: Mapping[str, int],
+    avoid: str = "",
+) -> str:
     """The least-loaded live node matching the job's tags; ties broken by a hash of the
     run id and the node name (deterministic, and spreads equal nodes evenly).
-    ``""`` when no node matches."""
+    ``avoid`` is taken only when no other node matches. ``""`` when no node matches."""
+    if avoid and any(n.name != avoid and tags_match(spec, n) for n in nodes):
+        nodes = [n for n in nodes if n.name != avoid]
     best: tuple[int, bytes, str] | None = None
     for node in nodes:
         if not tags_match(spec, node):
@@ -175,15 +188,25 @@ def plan(
     missed: list[Missed] = []
     running = dict(load)
 
-    def claim(spec: JobSpec, rid: str, t: int, trigger: str) -> None:
-        node = choose_node(spec, rid, nodes, running)
+    def claim(
+        spec: JobSpec, rid: str, t: int, trigger: str, attempt: int = 1, avoid: str = ""
+    ) -> None:
+        node = choose_node(spec, rid, nodes, running, avoid)
         if node:
             running[node] = running.get(node, 0) + 1
-        fires.append(Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=trigger))
+        fires.append(
+            Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=trigger, attempt=attempt)
+        )
 
     for job in jobs:
         spec = job.spec
-        if job.buffered and spec.name not in busy:
+        is_busy = spec.name in busy
+        for pr in job.retry:
+            if pr.due_ms > now_ms or (is_busy and spec.overlap != "allow"):
+                continue
+            claim(spec, pr.run, pr.scheduled_at_ms, TRIGGER_RETRY, pr.attempt, pr.avoid)
+            is_busy = True
+        if job.buffered and not is_busy:
             rid, t = job.buffered[0]
             claim(spec, rid, t, TRIGGER_BUFFERED)
         times, miss = due(job, now_ms)
@@ -194,7 +217,7 @@ def plan(
             on_time = due_now - t <= ON_TIME_MS
             claim(spec, run_id(spec.name, t), t, TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP)
         bf = job.backfill
-        if bf is None or times or job.buffered or job.paused or spec.name in busy:
+        if bf is None or times or job.buffered or job.retry or job.paused or is_busy:
             continue
         nxt = backfill_next(job)
         if nxt is not None and now_ms >= backfill_ready_ms(bf):
@@ -216,8 +239,8 @@ def backfill_next(job: Job) -> int | None:
 
 def next_due_ms(job: Job, busy: bool) -> int:
     """When the scheduler should next look at ``job``: its next fire plus its jitter
-    offset, or 0 (now) when a buffered run of it can be claimed, or when the next fire of
-    its backfill may go."""
+    offset, the earliest pending retry it may claim, 0 (now) when a buffered run of it can
+    be claimed, or when the next fire of its backfill may go."""
     if job.buffered and not busy:
         return 0
     spec = job.spec
@@ -225,4 +248,6 @@ def next_due_ms(job: Job, busy: bool) -> int:
     t += jitter_offset_ms(spec.name, spec.jitter_ms)
     if job.backfill is not None and not busy and not job.paused:
         t = min(t, backfill_ready_ms(job.backfill))
+    if not busy or spec.overlap == "allow":
+        t = min([t, *(pr.due_ms for pr in job.retry)])
     return t

@@ -18,6 +18,19 @@ Invariants:
   runs counts as busy even between runs, so fires keep their order. A ``buffered`` claim
   grants the head of the queue, and only while the job has no live run. Pausing or deleting
   the job records its buffered runs as paused or skipped: none is dropped silently.
+* ``cancel_other``/``terminate_other``: a new fire while the job has a live run puts a stop
+  request on that run's lease (``Lease.kill``; hard for terminate) and waits as the job's
+  only buffered run (a newer fire supersedes it, and any pending retry, as skipped). The
+  buffered claim is granted only once no run of the job is live, i.e. after the stopped
+  run's completion or lease expiry has been applied.
+* Retries: when a run ends ``failed``/``timed_out``/``lost`` (completion or expiry) and its
+  job has attempts left, is not paused and the run was not asked to stop, attempt N+1 is
+  recorded as ``pending`` (run id ``retry_run_id``) and listed on ``Job.retry`` with its due
+  time, ``now_ms`` of that command plus the backoff. A ``retry`` claim grants it once due,
+  and (unless overlap is ``allow``) only while the job has no live run.
+* ``Kill`` puts a stop request on a live run's lease (the executor acts on it; the lease
+  expiry still ends a run whose executor is gone) or records a waiting (buffered, pending)
+  run as ``killed`` at once. A run that was asked to stop is never retried.
 * A fire of a paused job is recorded with status ``paused``; consecutive ones (nothing else
   recorded for the job in between, and no change to the job since the record was made) are
   one record whose ``count`` grows, so a long pause does not flood the ledger.
@@ -52,9 +65,11 @@ from raftcron.core.model import (
     BUFFER_ALL_LIMIT,
     BUFFER_POLICIES,
     BUFFERED,
+    CANCEL_POLICIES,
     CLAIMED,
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
+    KILLED,
     LIVE_STATUSES,
     LOCK_CANCELLED,
     LOCK_DONE_KEEP,
@@ -67,11 +82,14 @@ from raftcron.core.model import (
     OUTPUT_KEEP,
     OUTPUT_TAIL_BYTES,
     PAUSED,
+    PENDING,
+    RETRY_STATUSES,
     RUNNING,
     SKIPPED,
     TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
     TRIGGER_MANUAL,
+    TRIGGER_RETRY,
     Backfill,
     Counters,
     Job,
@@ -80,10 +98,13 @@ from raftcron.core.model import (
     Lock,
     LockEnd,
     LockWaiter,
+    PendingRetry,
     Run,
     backfill_ready_ms,
     backfill_run_id,
     lock_problem,
+    retry_backoff_ms,
+    retry_run_id,
     run_id,
 )
 from raftcron.core.schedule import parse
@@ -113,6 +134,8 @@ class PlanOutcome:
     missed: tuple[str, ...]  # run ids of the missed records
     buffered: tuple[tuple[str, str], ...] = ()  # (run id, reason)
     paused: tuple[str, ...] = ()  # run ids of the paused records (new or grown)
+    # live runs a new fire asked to stop (overlap = cancel_other/terminate_other)
+    stopping: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +255,8 @@ class State:
                 return self._start_backfill(cmd)
             case c.CancelBackfill():
                 return self._cancel_backfill(cmd.job)
+            case c.Kill():
+                return self._kill(cmd)
             case c.Barrier():
                 return Ok(cmd.nonce)
             case c.AcquireLock():
@@ -278,6 +303,8 @@ class State:
         job = self.jobs.pop(name)
         for rid, _ in job.buffered:
             self._end_buffered(rid, SKIPPED, "job deleted while this fire was buffered")
+        for pr in job.retry:
+            self._end_buffered(pr.run, SKIPPED, "job deleted while this retry was pending")
         return Ok("deleted")
 
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
@@ -291,6 +318,11 @@ class State:
                 for rid, _ in job.buffered:
                     self._end_buffered(rid, PAUSED, f"{_pause_reason(job)} (it was buffered)")
                 job = replace(job, buffered=())
+            if paused and job.retry:
+                for pr in job.retry:
+                    why = f"{_pause_reason(job)} (this retry was pending)"
+                    self._end_buffered(pr.run, PAUSED, why)
+                job = replace(job, retry=())
             self.jobs[name] = job
         return Ok(paused)
 
@@ -336,6 +368,7 @@ class State:
         missed: list[str] = []
         buffered: list[tuple[str, str]] = []
         paused: list[str] = []
+        stopping: list[str] = []
         for m in cmd.missed:
             job = self.jobs.get(m.job)
             if job is None:
@@ -384,6 +417,11 @@ class State:
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
+            if fire.trigger == TRIGGER_RETRY:
+                code = self._claim_retry(job, fire, granted, skipped)
+                if code:
+                    rejected.append((fire.job, fire.scheduled_at_ms, code))
+                continue
             manual = fire.trigger == TRIGGER_MANUAL
             rid = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
@@ -418,6 +456,27 @@ class State:
                 self._record_final(replace(base, status=SKIPPED, reason=reason))
                 skipped.append((rid, reason))
                 continue
+            if job.spec.overlap in CANCEL_POLICIES:
+                job = self._supersede(job, rid)
+                live = sorted(self.live.get(fire.job, ()))
+                if live:
+                    policy = job.spec.overlap
+                    for other in live:
+                        why = f"overlap={policy}: stopped for the newer {fire.trigger} fire {rid}"
+                        if self._request_kill(other, why, policy == "terminate_other"):
+                            stopping.append(other)
+                    why = (
+                        f"{fire.trigger} fire buffered: waiting for {', '.join(live)} to stop "
+                        f"(overlap={policy})"
+                    )
+                    self.runs[rid] = replace(
+                        base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
+                    )
+                    self.jobs[fire.job] = replace(job, buffered=((rid, fire.scheduled_at_ms),))
+                    buffered.append((rid, why))
+                    continue
+                granted.append(self._grant(job, base, fire.node))
+                continue
             behind = self._buffer_behind(job)
             if behind:
                 why = (
@@ -440,6 +499,7 @@ class State:
                 tuple(missed),
                 tuple(buffered),
                 tuple(paused),
+                tuple(stopping),
             )
         )
 
@@ -611,9 +671,123 @@ class State:
         return Ok(job.backfill)
 
     def _end_buffered(self, rid: str, status: str, reason: str) -> None:
+        """Record a waiting (buffered or pending) run as final: it never got a lease."""
         run = self.runs.get(rid)
-        if run is not None and run.status == BUFFERED:
+        if run is not None and run.status in (BUFFERED, PENDING):
             self._record_final(replace(run, status=status, reason=f"{reason}; {run.reason}"))
+
+    def _supersede(self, job: Job, rid: str) -> Job:
+        """overlap = cancel_other/terminate_other: the newest fire ``rid`` wins; what waited
+        (a buffered fire, pending retries) is recorded as skipped."""
+        if not job.buffered and not job.retry:
+            return job
+        policy = job.spec.overlap
+        for old, _ in job.buffered:
+            self._end_buffered(
+                old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
+            )
+        for pr in job.retry:
+            self._end_buffered(pr.run, SKIPPED, f"overlap={policy}: superseded by the fire {rid}")
+        job = replace(job, buffered=(), retry=())
+        self.jobs[job.spec.name] = job
+        return job
+
+    def _request_kill(self, rid: str, reason: str, hard: bool) -> bool:
+        """Put a stop request on live run ``rid``'s lease; False if it has none (any more)."""
+        lease = self.leases.get(rid)
+        if lease is None:
+            return False
+        if not lease.kill:
+            self.leases[rid] = replace(lease, kill=reason, kill_hard=hard)
+        elif hard and not lease.kill_hard:
+            self.leases[rid] = replace(lease, kill_hard=True)
+        return True
+
+    def _claim_retry(
+        self,
+        job: Job,
+        fire: c.Fire,
+        granted: list[tuple[str, int, str]],
+        skipped: list[tuple[str, str]],
+    ) -> str:
+        """Grant (or, with no node, skip) the pending retry ``fire`` names; a rejection code."""
+        name = job.spec.name
+        i = next(
+            (
+                k
+                for k, p in enumerate(job.retry)
+                if p.scheduled_at_ms == fire.scheduled_at_ms and p.attempt == fire.attempt
+            ),
+            -1,
+        )
+        if i < 0:
+            return "not_pending"
+        pr = job.retry[i]
+        if pr.due_ms > self.now_ms:
+            return "not_due"
+        if job.spec.overlap != "allow" and self.live.get(name):
+            return "busy"  # never beside another run of a job that forbids it
+        self.jobs[name] = job = replace(job, retry=job.retry[:i] + job.retry[i + 1 :])
+        run = self.runs.get(pr.run)
+        if run is None or run.status != PENDING:
+            return "not_pending"  # cannot happen; the entry is dropped so it cannot wedge
+        if not fire.node:
+            reason = self._skip_reason(job, fire)
+            self._end_buffered(pr.run, SKIPPED, reason)
+            skipped.append((pr.run, reason))
+            return ""
+        granted.append(self._grant(job, run, fire.node))
+        return ""
+
+    def _schedule_retry(self, run: Run, kill: str) -> None:
+        """After ``run`` ended as failed/timed_out/lost: attempt N+1 as a pending run, due
+        the job's backoff after now (cluster time, from the command), while the job has
+        retries left. A kill request, a pause or a deleted job means no retry (the ended
+        run's reason says so)."""
+        if run.status not in RETRY_STATUSES:
+            return
+        job = self.jobs.get(run.job)
+        if job is None or run.attempt > job.spec.retries:
+            return
+        spec = job.spec
+        note = ""
+        if kill:
+            note = "no retry: it was asked to stop"
+        elif job.paused:
+            note = f"no retry: {_pause_reason(job)}"
+        if note:
+            self.runs[run.id] = replace(run, reason="; ".join(r for r in (run.reason, note) if r))
+            return
+        attempt = run.attempt + 1
+        rid = retry_run_id(run.id, run.attempt)
+        if rid in self.runs:
+            return  # cannot happen: each attempt ends once
+        delay = retry_backoff_ms(spec, run.attempt)
+        code = "" if run.exit_code is None else f" (exit code {run.exit_code})"
+        reason = (
+            f"retry {attempt - 1} of {spec.retries}: {run.id} {run.status}{code}; "
+            f"due {delay / 1000:g}s after it ended"
+        )
+        if spec.retry_other_node and run.node:
+            reason += f", preferably not on {run.node}"
+        self.runs[rid] = Run(
+            id=rid,
+            job=run.job,
+            scheduled_at_ms=run.scheduled_at_ms,
+            status=PENDING,
+            trigger=TRIGGER_RETRY,
+            attempt=attempt,
+            claimed_ms=self.now_ms,
+            reason=reason,
+        )
+        pending = PendingRetry(
+            run=rid,
+            scheduled_at_ms=run.scheduled_at_ms,
+            attempt=attempt,
+            due_ms=self.now_ms + delay,
+            avoid=run.node if spec.retry_other_node else "",
+        )
+        self.jobs[run.job] = replace(job, retry=(*job.retry, pending))
 
     def _record_paused(self, job: Job, rid: str, first_ms: int, last_ms: int, count: int) -> str:
         """Record ``count`` fires of paused ``job`` (``first_ms..last_ms``): added to the
@@ -708,6 +882,7 @@ class State:
         if cmd.status not in COMPLETION_STATUSES:
             return Rejected("bad_status", f"{cmd.status!r} is not a completion status")
         run = self.runs[cmd.run_id]
+        kill = self.leases[cmd.run_id].kill
         self._record_final(
             replace(
                 run,
@@ -720,6 +895,7 @@ class State:
                 reason="; ".join(r for r in (run.reason, cmd.reason) if r),
             )
         )
+        self._schedule_retry(self.runs[cmd.run_id], kill)
         return Ok(cmd.status)
 
     def _expire(self, cmd: c.Expire) -> Result:
@@ -729,8 +905,33 @@ class State:
         if self.leases[cmd.run_id].renewals != cmd.renewals:
             return Rejected("renewed", f"{cmd.run_id} was renewed after the expiry decision")
         run = self.runs[cmd.run_id]
-        self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=cmd.reason))
+        kill = self.leases[cmd.run_id].kill
+        reason = cmd.reason + (f" (it had been asked to stop: {kill})" if kill else "")
+        reason = "; ".join(r for r in (run.reason, reason) if r)
+        self._record_final(replace(run, status=LOST, finished_ms=self.now_ms, reason=reason))
+        self._schedule_retry(self.runs[cmd.run_id], kill)
         return Ok(LOST)
+
+    def _kill(self, cmd: c.Kill) -> Result:
+        run = self.runs.get(cmd.run_id)
+        if run is None:
+            return Rejected("unknown_run", f"no run {cmd.run_id!r} in the ledger")
+        why = cmd.reason or "killed on request"
+        if run.status in (BUFFERED, PENDING):
+            job = self.jobs.get(run.job)
+            if job is not None:
+                self.jobs[run.job] = replace(
+                    job,
+                    buffered=tuple(b for b in job.buffered if b[0] != run.id),
+                    retry=tuple(p for p in job.retry if p.run != run.id),
+                )
+            self._end_buffered(run.id, KILLED, f"{why} (before it started)")
+            return Ok(KILLED)
+        if self._request_kill(run.id, why, cmd.hard):
+            return Ok("killing")
+        if run.status == KILLED:
+            return Ok(KILLED)  # a repeat of a kill that has finished
+        return Rejected("not_running", f"{run.id} is not running (it is {run.status})")
 
     # ------------------------------------------------------------------ locks
 
@@ -893,6 +1094,10 @@ class State:
             out = [r for r in out if r.node == node]
         return out
 
+    def job_of(self, rid: str) -> str:
+        run = self.runs.get(rid)
+        return "" if run is None else run.job
+
     def buffer_ready(self, rid: str) -> str:
         """The job of run ``rid`` if it has buffered runs or a backfill and no live run,
         else ``""`` (the scheduler looks at it again when it is)."""
@@ -1008,8 +1213,11 @@ class State:
             updated_ms=j[5],
             pause_note=str(j[6]) if len(j) > 6 else "",
             buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
-            backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[8], strict=True)))
+            retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=True))) for p in j[8])
             if len(j) > 8
+            else (),
+            backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[9], strict=True)))
+            if len(j) > 9
             else None,
         )
 
@@ -1056,7 +1264,18 @@ _BACKFILL_FIELDS: Final = (
     "last_ms",
     "requested_ms",
 )
-_LEASE_FIELDS: Final = ("key", "fence", "holder", "lease_ms", "granted_ms", "renewals")
+_LEASE_FIELDS: Final = (
+    "key",
+    "fence",
+    "holder",
+    "lease_ms",
+    "granted_ms",
+    "renewals",
+    "kill",
+    "kill_hard",
+)
+_LEASE_DEFAULTS: Final = ("", False)  # of the trailing fields, written only when set
+_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid")
 _LOCK_FIELDS: Final = (
     "name",
     "fence",
@@ -1077,6 +1296,34 @@ def _run_row(run: Run) -> list[Any]:
     return row
 
 
+def _lease_row(lz: Lease) -> list[Any]:
+    row = [getattr(lz, f) for f in _LEASE_FIELDS]
+    if (lz.kill, lz.kill_hard) == _LEASE_DEFAULTS:
+        del row[-2:]  # rows without a stop request encode as before it existed
+    return row
+
+
+def _job_row(j: Job) -> list[Any]:
+    row: list[Any] = [
+        c.spec_to_wire(j.spec),
+        j.source,
+        j.paused,
+        j.watermark_ms,
+        j.created_ms,
+        j.updated_ms,
+    ]
+    # optional trailing fields: written up to the last one that is set
+    tail: list[Any] = [
+        j.pause_note,
+        [list(b) for b in j.buffered],
+        [[getattr(p, f) for f in _RETRY_FIELDS] for p in j.retry],
+        None if j.backfill is None else [getattr(j.backfill, f) for f in _BACKFILL_FIELDS],
+    ]
+    while tail and not tail[-1]:
+        tail.pop()
+    return row + tail
+
+
 def _pause_reason(job: Job) -> str:
     return "job is paused" + (f": {job.pause_note}" if job.pause_note else "")
 
@@ -1088,20 +1335,6 @@ def _grant_of(lock: Lock) -> LockGrant:
 def _stale_lock(name: str, fence: int, lock: Lock | None) -> Rejected:
     now = "free" if lock is None else f"held with fence {lock.fence}"
     return Rejected("stale_fence", f"lock {name!r}: fence {fence} is not current (it is {now})")
-
-
-def _job_row(j: Job) -> list[Any]:
-    return [
-        c.spec_to_wire(j.spec),
-        j.source,
-        j.paused,
-        j.watermark_ms,
-        j.created_ms,
-        j.updated_ms,
-        *([j.pause_note] if j.pause_note or j.buffered or j.backfill else []),
-        *([[list(b) for b in j.buffered]] if j.buffered or j.backfill else []),
-        *([[getattr(j.backfill, f) for f in _BACKFILL_FIELDS]] if j.backfill else []),
-    ]
 
 
 def _encode_snapshot(
@@ -1146,7 +1379,7 @@ def _encode_snapshot(
     for k in sorted(history):
         out.write(packer.pack(k) + packer.pack(list(history[k])))
     out.write(packer.pack("leases"))
-    array(([getattr(lz, f) for f in _LEASE_FIELDS] for lz in lease_list), len(lease_list))
+    array(map(_lease_row, lease_list), len(lease_list))
     out.write(packer.pack("counters"))
     out.write(
         packer.pack([counters[0], counters[1], counters[2], dict(sorted(counters[3].items()))])

@@ -10,6 +10,10 @@ Safety rules it keeps (DESIGN.md section 3):
 * The watchdog process kills the job at the deadline even if this process is frozen or
   dead. A run stopped that way is reported as ``lost``, never as success, and any
   completion carries the fence, so a late one is rejected by ``apply`` as stale.
+* A committed stop request on the run's lease (the kill endpoint, or a newer fire of an
+  overlap = cancel_other/terminate_other job) is passed to the watchdog: SIGTERM, grace,
+  SIGKILL (``hard``: SIGKILL at once). The run completes as ``killed``. A request that
+  committed before the start never starts the process.
 
 Every log line about a run names the job, the run id, the fence and the node.
 """
@@ -36,6 +40,7 @@ from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import (
     CLAIMED,
     FAILED,
+    KILLED,
     LOST,
     OUTPUT_TAIL_BYTES,
     SUCCEEDED,
@@ -67,6 +72,8 @@ class _Active:
     run: Run
     spec: JobSpec
     task: asyncio.Task[None] | None = None
+    proc: asyncio.subprocess.Process | None = None
+    kill: tuple[str, bool] | None = None  # the stop request sent to the watchdog
 
 
 class Executor:
@@ -109,6 +116,39 @@ class Executor:
         for run, spec in pending:
             if run.id not in self._active:
                 self._spawn(run, spec)
+
+    def on_kill(self, rid: str) -> None:
+        """Called on the loop for every committed stop request (any node)."""
+        active = self._active.get(rid)
+        if active is not None:
+            self._send_kill(active)
+
+    def _kill_request(self, rid: str, fence: int) -> tuple[str, bool] | None:
+        def read(s: State) -> tuple[str, bool] | None:
+            lease = s.leases.get(rid)
+            if lease is None or lease.fence != fence or not lease.kill:
+                return None
+            return lease.kill, lease.kill_hard
+
+        return self.raft.machine.read(read)
+
+    def _send_kill(self, active: _Active) -> None:
+        """Pass the run's committed stop request (if any, and new) to its watchdog."""
+        req = self._kill_request(active.run.id, active.run.fence)
+        proc = active.proc
+        if req is None or req == active.kill or proc is None or proc.stdin is None:
+            return
+        if active.kill is not None and active.kill[1] == req[1]:
+            return
+        active.kill = req
+        logger.warning(
+            "%s: stopping the job (%s): %s",
+            self._ctx(active.run),
+            "SIGKILL" if req[1] else f"SIGTERM, SIGKILL after {GRACE_S:g}s",
+            req[0],
+        )
+        with contextlib.suppress(OSError, RuntimeError):
+            proc.stdin.write(json.dumps({"kill": req[0], "hard": req[1]}).encode() + b"\n")
 
     def active_count(self) -> int:
         return len(self._active)
@@ -183,6 +223,12 @@ class Executor:
                 return
             deadline = t_send + window
             break
+        stop = self._kill_request(run.id, run.fence)
+        if stop is not None:  # asked to stop before it started: it never runs
+            logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
+            now_ms = self.clock.wall_ms()
+            await self._complete(run, KILLED, None, started_ms, now_ms, "", stop[0])
+            return
         if self._tell is not None:
             self._tell(
                 "started",
@@ -254,9 +300,11 @@ class Executor:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(wd_spec).encode() + b"\n")
         await proc.stdin.drain()
+        active.proc = proc
+        self._send_kill(active)  # a request that committed while it was starting
         logger.info("%s: started %s (lease %.1fs)", ctx, spec.command[0], window)
         renew = asyncio.get_running_loop().create_task(
-            self._renew_loop(run, proc, window, op_timeout, deadline)
+            self._renew_loop(active, proc, window, op_timeout, deadline)
         )
         result: dict[str, Any] = {}
         try:
@@ -277,17 +325,20 @@ class Executor:
             "exited": (SUCCEEDED if code == 0 else FAILED, ""),
             "timeout": (TIMED_OUT, str(result.get("detail", ""))),
         }.get(outcome, (LOST, f"{outcome}: {result.get('detail', '')}"))
+        if outcome == "killed" and active.kill is not None:
+            status, reason = KILLED, active.kill[0]
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
         await self._complete(run, status, code, started_ms, finished_ms, output, reason)
 
     async def _renew_loop(
         self,
-        run: Run,
+        active: _Active,
         proc: asyncio.subprocess.Process,
         window: float,
         op_timeout: float,
         deadline: float,
     ) -> None:
+        run = active.run
         ctx = self._ctx(run)
         period = max(0.2, window / 3)
         assert proc.stdin is not None
@@ -319,6 +370,7 @@ class Executor:
                 self._tell("renewed", run.id, {"fence": run.fence})
             proc.stdin.write(json.dumps({"deadline": deadline}).encode() + b"\n")
             await proc.stdin.drain()
+            self._send_kill(active)  # belt and braces: a stop request this node missed
 
     async def _complete(
         self,

@@ -12,8 +12,9 @@ Protocol (newline-delimited JSON):
   ``deadline`` is an absolute ``time.monotonic()`` value (CLOCK_MONOTONIC is system-wide
   on Linux, so the agent and the watchdog share it).
 * stdin, later lines: ``{"deadline": t}`` extends the lease deadline (never shortens it
-  below what was granted); ``{"kill": "reason"}`` stops the job now. EOF (the agent died)
-  keeps the last deadline in force.
+  below what was granted); ``{"kill": "reason"}`` stops the job now (SIGTERM, then SIGKILL
+  after ``grace``; with ``"hard": true`` SIGKILL at once, even while a stop for another
+  reason is in its grace). EOF (the agent died) keeps the last deadline in force.
 * stdout: ``{"event": "started", "pid": n}``, then exactly one
   ``{"event": "exit", "exit_code", "outcome", "detail"}`` with outcome one of
   ``exited``, ``timeout``, ``lease_lost``, ``killed``, ``spawn_failed``.
@@ -119,8 +120,12 @@ def main() -> int:
                 deadline = max(deadline, float(msg["deadline"]))
             if "kill" in msg and not outcome:
                 outcome, detail = "killed", str(msg["kill"])
-                _killpg(pgid, signal.SIGTERM)
-                kill_at = time.monotonic() + grace
+                if not msg.get("hard"):
+                    _killpg(pgid, signal.SIGTERM)
+                    kill_at = time.monotonic() + grace
+            if "kill" in msg and msg.get("hard") and not sigkilled:
+                _killpg(pgid, signal.SIGKILL)
+                sigkilled = True
         now = time.monotonic()
         if not outcome:
             if now >= deadline - lease_grace:

@@ -110,3 +110,12 @@ def test_dev_runs_three_nodes_prints_urls_and_stops_cleanly(tmp_path: Path) -> N
     assert "heartbeat" in out.stdout and "succeeded" in out.stdout, out.stdout
     assert "stopped all nodes" in out.stdout
     assert (tmp_path / "raftcron-data" / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_runs_lists_and_runs_kill_parses() -> None:
+    from raftcron.cli import build_parser
+
+    listing = build_parser().parse_args(["runs", "--job", "backup"])
+    assert (listing.action, listing.job) == ([], "backup")
+    kill = build_parser().parse_args(["runs", "kill", "backup@1", "--hard", "--reason", "x"])
+    assert (kill.action, kill.hard, kill.reason) == (["kill", "backup@1"], True, "x")

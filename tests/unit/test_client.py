@@ -134,6 +134,16 @@ def test_requests_carry_token_json_and_quoted_names(server: tuple[str, Script]) 
     assert (t.status, t.reason, t.duplicate) == ("skipped", "overlap", False)
     assert script.seen[-1].body == {}
 
+    script.reply(202, {"run": "j@5~manual.2", "job": "j", "status": "running",
+                       "result": "killing", "reason": "killed through the API: x"})  # fmt: skip
+    k = c.kill("j@5~manual.2", reason="x", hard=True)
+    assert (script.seen[-1].method, script.seen[-1].path) == (
+        "POST",
+        "/v1/runs/j%405~manual.2/kill",
+    )
+    assert script.seen[-1].body == {"reason": "x", "hard": True}
+    assert (k.run, k.result, k.status) == ("j@5~manual.2", "killing", "running")
+
 
 def test_lock_contract(server: tuple[str, Script]) -> None:
     url, script = server

@@ -55,6 +55,16 @@ def test_duration_text(ms: int, text: str) -> None:
             "jitter": "45s",
         },
         {
+            "name": "retrying",
+            "schedule": "* * * * *",
+            "command": ["true"],
+            "overlap": "terminate_other",
+            "retries": 3,
+            "retry_backoff": "2s",
+            "retry_backoff_max": "1m",
+            "retry_other_node": True,
+        },
+        {
             "name": "n",
             "schedule": "@daily",
             "command": ["x"],
@@ -99,6 +109,7 @@ def test_cursor() -> None:
     assert api._cursor("j@5", runs) == (5, "j@5")
     assert api._cursor("gone@77~manual", runs) == (77, "gone@77~manual")
     assert api._cursor("gone@77.2", runs) == (77, "gone@77.2")
+    assert api._cursor("gone@77~manual.3", runs) == (77, "gone@77~manual.3")
     with pytest.raises(api.ApiProblem):
         api._cursor("garbage", runs)
 

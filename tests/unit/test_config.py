@@ -374,16 +374,29 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         CLUSTER + job(overlap='"queue"'),
         [
             'cluster.toml: jobs[0].overlap: "queue" is not allowed (use "allow", "skip", '
-            '"buffer_one" or "buffer_all")'
+            '"buffer_one", "buffer_all", "cancel_other" or "terminate_other")'
         ],
     ),
     (
-        "overlap-not-yet",
-        CLUSTER + job(overlap='"cancel_other"'),
+        "retry-backoff-cap",
+        CLUSTER + job(retry_backoff='"1m"', retry_backoff_max='"30s"'),
         [
-            'cluster.toml: jobs[0].overlap: "cancel_other" is not supported yet (use "allow", '
-            '"skip", "buffer_one" or "buffer_all")'
+            "cluster.toml: jobs[0].retry_backoff_max: 30s is shorter than retry_backoff (60s; "
+            "the cap must be at least the first backoff)"
         ],
+    ),
+    (
+        "retry-other-node",
+        CLUSTER + job(retry_other_node='"yes"'),
+        [
+            "cluster.toml: jobs[0].retry_other_node: expected true or false, got a string "
+            "(write true or false, no quotes)"
+        ],
+    ),
+    (
+        "retries-too-many",
+        CLUSTER + job(retries="1000"),
+        ["cluster.toml: jobs[0].retries: 1000 is too many (at most 100)"],
     ),
     (
         "catchup-mode",

@@ -115,11 +115,12 @@ def test_node_hooks() -> None:
     f.active = 3
     f.m.executor_event("started", "backup@1", {"scheduled_at_ms": T0, "started_ms": T0 + 120})
     f.m.executor_event("started", "backup@2", {"scheduled_at_ms": T0, "started_ms": T0 - 50})
-    # jitter: due 30 s after its time, started 80 ms after that; buffered: not lateness
+    # jitter: due 30 s after its time, started 80 ms after that; buffered, retry: not lateness
     jit = {"scheduled_at_ms": T0, "due_ms": T0 + 30_000, "started_ms": T0 + 30_080}
     f.m.executor_event("started", "backup@3", jit)
     waited = {"scheduled_at_ms": T0, "started_ms": T0 + 600_000, "trigger": "buffered"}
     f.m.executor_event("started", "backup@4", waited)
+    f.m.executor_event("started", "backup@4.2", {**waited, "trigger": "retry"})
     f.m.executor_event("renewed", "backup@1", {"fence": 1})
     f.m.executor_event("renewed", "backup@1", {"fence": 1})
     f.m.executor_event("completed", "backup@1", {"status": "succeeded", "accepted": True})

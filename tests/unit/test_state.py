@@ -14,14 +14,16 @@ from raftcron.core.model import (
     LOST,
     MISSED,
     OUTPUT_KEEP,
+    OVERLAP_POLICIES,
     PAUSED,
+    PENDING,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
     JobSpec,
     run_id,
 )
-from raftcron.core.state import Ok, PlanOutcome, Rejected, State
+from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id
 
 T0 = 1_800_000_000_000
 
@@ -277,10 +279,20 @@ def test_garbage_bytes_are_rejected_not_raised() -> None:
 def _commands() -> st.SearchStrategy[c.Command]:
     jobs = st.sampled_from(["a", "b", "c"])
     nodes = st.sampled_from(["n1", "n2", "n3", ""])
-    t = st.integers(min_value=T0, max_value=T0 + 60_000)
+    # a few whole seconds often, so fires, completions, retries and kills meet the same runs
+    t = st.one_of(
+        st.integers(min_value=T0, max_value=T0 + 60_000),
+        st.sampled_from([T0 + k * 1000 for k in range(4)]),
+    )
     fence = st.integers(min_value=0, max_value=12)
-    rid = st.builds(lambda j, s: run_id(j, s), jobs, t)
-    status = st.sampled_from([SUCCEEDED, FAILED, LOST, "timed_out"])
+    attempt = st.sampled_from([1, 1, 2, 3])
+    rid = st.one_of(
+        st.builds(lambda j, s, a: run_id(j, s, a), jobs, t, attempt),
+        st.builds(
+            lambda j, s, a: manual_run_id(j, s) + (f".{a}" if a > 1 else ""), jobs, t, attempt
+        ),
+    )
+    status = st.sampled_from([SUCCEEDED, FAILED, LOST, "timed_out", "killed"])
     lock = st.sampled_from(["x", "y"])
     request = st.sampled_from(["r1", "r2", "r3", "r4", "r5"])
     return st.one_of(
@@ -332,10 +344,19 @@ def _commands() -> st.SearchStrategy[c.Command]:
             t,
         ),
         st.builds(
-            lambda j, ov, at: c.PutJob(at_ms=at, spec=spec(j, overlap=ov)),
+            lambda j, ov, n, b, o, at: c.PutJob(
+                at_ms=at,
+                spec=spec(j, overlap=ov, retries=n, retry_backoff_ms=b, retry_other_node=o),
+            ),
             jobs,
-            st.sampled_from(["allow", "skip", "buffer_one", "buffer_all"]),
+            st.sampled_from(list(OVERLAP_POLICIES)),
+            st.integers(0, 2),
+            st.sampled_from([0, 1000, 10_000]),
+            st.booleans(),
             t,
+        ),
+        st.builds(
+            lambda r, h, at: c.Kill(at_ms=at, run_id=r, reason="k", hard=h), rid, st.booleans(), t
         ),
         st.builds(lambda j, at: c.DeleteJob(at_ms=at, name=j), jobs, t),
         st.builds(lambda j, p, at: c.SetPaused(at_ms=at, name=j, paused=p), jobs, st.booleans(), t),
@@ -343,7 +364,14 @@ def _commands() -> st.SearchStrategy[c.Command]:
             lambda fs, ms, at: c.Plan(at_ms=at, fires=tuple(fs), missed=tuple(ms)),
             st.lists(
                 st.builds(
-                    fire, jobs, t, nodes, st.sampled_from(["schedule", "buffered", "manual"])
+                    lambda j, t_, n, tr, a: c.Fire(
+                        job=j, scheduled_at_ms=t_, node=n, trigger=tr, attempt=a
+                    ),
+                    jobs,
+                    t,
+                    nodes,
+                    st.sampled_from(["schedule", "buffered", "manual", "retry"]),
+                    attempt,
                 ),
                 max_size=4,
             ),
@@ -457,6 +485,14 @@ def test_replicas_with_snapshots_at_random_points_agree(
         assert not any((name, r) in reference.lock_done for r in [lk.request, *queued])
     for job, ids in reference.live.items():
         assert all(reference.runs[r].job == job for r in ids)
+        assert all(reference.runs[r].status in (CLAIMED, RUNNING) for r in ids)
+    # every pending retry is on its job's list exactly once, and the list holds nothing else
+    pending = [r.id for r in reference.runs.values() if r.status == PENDING]
+    listed = [p.run for j in reference.jobs.values() for p in j.retry]
+    assert sorted(pending) == sorted(listed)
+    assert all(reference.runs[p].status == PENDING for p in listed)
+    for rid_, lease in reference.leases.items():
+        assert not reference.runs[rid_].final and lease.fence == reference.runs[rid_].fence
 
 
 def test_expiry_decided_before_a_renewal_commits_is_refused() -> None:

@@ -12,7 +12,11 @@ from typing import Any
 
 
 def start(
-    tmp_path: Path, argv: list[str], deadline_in: float, timeout: float | None = None
+    tmp_path: Path,
+    argv: list[str],
+    deadline_in: float,
+    timeout: float | None = None,
+    grace: float = 1.0,
 ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "raftcron.executor.watchdog"],
@@ -26,7 +30,7 @@ def start(
         "out": str(tmp_path / "out.log"),
         "deadline": time.monotonic() + deadline_in,
         "timeout": timeout,
-        "grace": 1.0,
+        "grace": grace,
     }
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(spec).encode() + b"\n")
@@ -82,6 +86,28 @@ def test_timeout_and_kill_message(tmp_path: Path) -> None:
     proc.stdin.flush()
     last = events(proc)[-1]
     assert last["outcome"] == "killed" and last["detail"] == "lease lost"
+
+
+def test_a_hard_kill_is_sigkill_at_once_and_upgrades_a_soft_one(tmp_path: Path) -> None:
+    """The kill endpoint's hard flag and overlap=terminate_other: no grace at all. With a
+    grace of 10 minutes, only the SIGKILL ends a job that ignores SIGTERM."""
+    for msgs in ([{"kill": "now", "hard": True}], [{"kill": "soft"}, {"kill": "x", "hard": True}]):
+        out = tmp_path / "out.log"
+        out.unlink(missing_ok=True)
+        job = ["sh", "-c", "trap '' TERM; echo ready; sleep 600"]
+        proc = start(tmp_path, job, 900, grace=600)
+        assert proc.stdin is not None and proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["event"] == "started"
+        until = time.monotonic() + 30
+        while not (out.exists() and "ready" in out.read_text()):  # the trap is set
+            assert time.monotonic() < until, "the job never started"
+            time.sleep(0.02)
+        for msg in msgs:
+            proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            proc.stdin.flush()
+        last = events(proc, timeout=60)[-1]
+        assert last["outcome"] == "killed" and last["exit_code"] == -9
+        assert last["detail"] == msgs[0]["kill"]
 
 
 def test_sigterm_ignoring_job_is_sigkilled_after_grace(tmp_path: Path) -> None:

@@ -267,9 +267,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     lines = [
         ("job", job.name),
         ("schedule", f"{job.schedule}  ({job.timezone})"),
-        ("command", " ".join(shlex.quote(a) for a in job.command)),
+        ("command", " ".join(shlex.quote(a) for a in job.command))
+        if job.command
+        else ("call", raw.get("call") or "-"),
         ("state", state if job.paused else "active"),
-        ("source", "config file" if job.source == "config" else "API"),
+        ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
         ("overlap", raw.get("overlap")),
         ("watermark", raw.get("watermark") or "-"),
         ("running", ", ".join(raw.get("running") or ()) or "-"),

@@ -48,7 +48,9 @@ class SetPaused:
 class SyncConfig:
     """The leader's reconciliation of the TOML file: config jobs and cluster settings.
 
-    Jobs with ``source == "config"`` that are not in ``specs`` are deleted; jobs created
+    ``specs`` holds the file's jobs and the embedded Python jobs of the application that
+    embeds the node (``spec.call`` set; they get ``source == "embedded"``). Jobs with
+    ``source`` "config" or "embedded" that are not in ``specs`` are deleted; jobs created
     through the API are left alone.
     """
 
@@ -254,6 +256,7 @@ _SPEC_FIELDS: Final = (
     "cwd",
     "catchup_mode",
     "jitter_ms",
+    "call",
 )
 
 
@@ -279,6 +282,8 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["catchup_mode"] = spec.catchup_mode
     if spec.jitter_ms:
         out["jitter_ms"] = spec.jitter_ms
+    if spec.call:
+        out["call"] = spec.call
     return out
 
 
@@ -304,6 +309,7 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         cwd=None if cwd is None else str(cwd),
         catchup_mode=str(raw.get("catchup_mode", "all")),
         jitter_ms=int(raw.get("jitter_ms", 0)),
+        call=str(raw.get("call", "")),
     )
 
 

@@ -289,11 +289,11 @@ class State:
         wanted = {s.name: s for s in cmd.specs}
         changed: list[str] = []
         for name, job in list(self.jobs.items()):
-            if job.source == "config" and name not in wanted:
+            if job.source in ("config", "embedded") and name not in wanted:
                 self._delete_job(name)
                 changed.append(name)
         for spec in cmd.specs:
-            res = self._put_job(spec, "config")
+            res = self._put_job(spec, "embedded" if spec.call else "config")
             if isinstance(res, Ok) and res.value != "unchanged":
                 changed.append(spec.name)
         return Ok(tuple(changed))

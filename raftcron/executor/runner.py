@@ -45,6 +45,7 @@ from raftcron.core.model import (
     jitter_offset_ms,
 )
 from raftcron.core.state import Ok, Rejected, State
+from raftcron.executor.inproc import InProcess
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
+        # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
+        # registers their callables here; a plain agent has none and fails such runs.
+        self.inproc = InProcess(
+            node=node, raft=raft, clock=clock, complete=self._complete, tell=tell
+        )
 
     # -- inputs
 
@@ -137,7 +143,10 @@ class Executor:
     async def _run(self, active: _Active) -> None:
         run = active.run
         try:
-            await self._execute(active)
+            if active.spec.call:
+                await self.inproc.execute(run, active.spec)
+            else:
+                await self._execute(active)
         except asyncio.CancelledError:
             raise
         except Exception:

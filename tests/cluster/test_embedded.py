@@ -6,10 +6,12 @@ Each process is the example app: a raftcron node plus an async job that appends
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -18,7 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, wait_for
+from raftcron.client import AsyncClient
+from raftcron.config import parse_config
+from raftcron.embed import Cluster as Embedded
+from raftcron.embed import RunContext
+from tests.cluster.harness import Cluster, free_ports, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -155,3 +161,68 @@ def test_embedded_job_survives_a_kill_9_of_its_leader_without_a_duplicate(
         f"embedded: {len(records)} fires, {len(later)} after the kill of {leader}; "
         f"new leader {new}; nodes {Counter(r['node'] for r in records)}"
     )
+
+
+def test_start_and_stop_inside_an_applications_loop(tmp_path: Path) -> None:
+    """A one-node cluster embedded in this very process: start() returns at once, the job
+    fires (async and sync), a trigger obeys the same path, stop() ends the node cleanly."""
+
+    raft_port, api_port = free_ports(2)
+    config = parse_config(
+        "[cluster]\n"
+        'secret = "test-secret-0123456789abcdef"\n'
+        "[cluster.nodes.solo]\n"
+        f'raft = "127.0.0.1:{raft_port}"\n'
+        f'api = "127.0.0.1:{api_port}"\n'
+        'data_dir = "data"\n',
+        tmp_path / "cluster.toml",
+    )
+    app = Embedded(config, "solo")
+    seen: list[tuple[str, int, str]] = []
+    threads: set[str] = set()
+
+    @app.job("* * * * * *", lease="3s")
+    async def tick(run: RunContext) -> None:
+        seen.append((run.job, run.fence, run.trigger))
+
+    @app.job("0 0 1 1 *", name="yearly")
+    def yearly(run: RunContext) -> str:
+        threads.add(threading.current_thread().name)
+        seen.append((run.job, run.fence, run.trigger))
+        return "done"
+
+    async def until(what: str, fn: Any, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not fn():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        await app.start()
+        try:
+            await until("leadership", lambda: app.is_leader, 60)
+            await until("two ticks", lambda: sum(j == "tick" for j, _, _ in seen) >= 2, 30)
+            async with AsyncClient(f"http://127.0.0.1:{api_port}") as client:
+                res = await client.trigger("yearly")
+                assert res.status == "claimed"
+                await until("the triggered run", lambda: any(j == "yearly" for j, _, _ in seen), 30)
+                await until(
+                    "its record",
+                    lambda: (
+                        app.node is not None
+                        and app.node.machine.read(
+                            lambda s: s.runs[res.run].status if res.run in s.runs else None
+                        )
+                        == "succeeded"
+                    ),
+                    30,
+                )
+                run = await client.run(res.run)
+                assert run.raw["output"] == "done"
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
+    assert ("yearly", max(f for _, f, _ in seen), "manual") in seen
+    assert len(threads) == 1 and next(iter(threads)).startswith("raftcron yearly@")
+    assert app.node is not None and app.node.failed is None

@@ -44,6 +44,7 @@ lives as long as the thread that created it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -58,6 +59,8 @@ from raftcron.executor.inproc import Registered, RunContext, registered
 from raftcron.node import Node
 
 __all__ = ["Cluster", "ConfigError", "RunContext"]
+
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -188,6 +191,7 @@ class Cluster:
         self._task = asyncio.get_running_loop().create_task(
             node.run(self._stop), name=f"raftcron node {self.name}"
         )
+        self._task.add_done_callback(self._ended)
         await asyncio.sleep(0)  # let it bind its ports (or fail) before returning
 
     async def stop(self) -> None:
@@ -228,6 +232,17 @@ class Cluster:
     def run_forever(self) -> None:
         """Blocking: run the node in a new event loop until SIGINT/SIGTERM."""
         asyncio.run(self.run())
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Say so when the node ends by itself (an app that only called start() would
+        not hear of it otherwise); :meth:`wait` and :meth:`stop` raise it too."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.critical("raftcron node %s stopped: %r", self.name, exc, exc_info=exc)
+        elif self.node is not None and self.node.failed is not None:
+            logger.critical("raftcron node %s stopped: %s", self.name, self.node.failed)
 
     def _request_stop(self) -> None:
         if self._stop is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -226,3 +227,31 @@ def test_start_and_stop_inside_an_applications_loop(tmp_path: Path) -> None:
     assert ("yearly", max(f for _, f, _ in seen), "manual") in seen
     assert len(threads) == 1 and next(iter(threads)).startswith("raftcron yearly@")
     assert app.node is not None and app.node.failed is None
+
+
+def test_a_node_that_cannot_start_is_reported(tmp_path: Path) -> None:
+    """The API port is taken: wait() raises what stopped the node."""
+    raft_port, api_port = free_ports(2)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", api_port))
+    busy.listen()
+    config = parse_config(
+        "[cluster]\n"
+        'secret = "test-secret-0123456789abcdef"\n'
+        "[cluster.nodes.solo]\n"
+        f'raft = "127.0.0.1:{raft_port}"\n'
+        f'api = "127.0.0.1:{api_port}"\n'
+        'data_dir = "data"\n',
+        tmp_path / "cluster.toml",
+    )
+    app = Embedded(config, "solo")
+
+    async def main() -> None:
+        await app.start()
+        with pytest.raises(OSError):
+            await asyncio.wait_for(app.wait(), 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        busy.close()

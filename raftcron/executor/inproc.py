@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -87,8 +88,12 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 def call_id(fn: JobFunc) -> str:
     """``module:qualname`` of a callable: how the replicated job names it."""
-    module = getattr(fn, "__module__", None) or "?"
-    qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    # a callable object is named by its class (never by its repr: that has an address)
+    module = getattr(target, "__module__", None) or type(target).__module__
+    qual = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}:{qual}"
 
 
@@ -194,7 +199,8 @@ def registered(name: str, fn: JobFunc) -> Registered:
         name=name,
         call=call_id(fn),
         fn=fn,
-        is_async=inspect.iscoroutinefunction(fn),
+        # an object whose __call__ is async counts as async too
+        is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__),
         takes_run=bool(params),
     )
 

@@ -4,6 +4,7 @@ decorator's validation, and the replicated job set (``source = "embedded"``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from datetime import UTC, datetime
@@ -196,9 +197,9 @@ def test_a_refused_renewal_cancels_the_job_at_once(tmp_path: Path) -> None:
             raise
 
     t = time.monotonic()
-    run, h = run_job(tmp_path, job, raft=raft, lease_ms=1500)
-    # one renewal period (about 0.45 s), not the lease
-    assert time.monotonic() - t < safe_deadline(1500, margin_for(1500))
+    run, h = run_job(tmp_path, job, raft=raft, lease_ms=6000)
+    # at the first renewal (a period: about 1.9 s), not near the lease deadline (4.2 s)
+    assert time.monotonic() - t < 3.5
     assert cancelled.is_set()
     assert (run.status, run.reason) == ("lost", "lease expired (test)")
     assert h.completed() == {"status": "lost", "accepted": False}
@@ -210,8 +211,9 @@ def test_without_committed_renewals_the_node_fences_itself(tmp_path: Path, is_as
     """Cut off from the leader (no renewal commits), the node gives up before its local
     lease deadline: an async job is cancelled, a sync one told; the run is recorded
     ``lost``, never ``succeeded``."""
-    window = safe_deadline(1500, margin_for(1500))
+    window = safe_deadline(3000, margin_for(3000))  # 2.8 s; cancelled at 2.1 s
     stopped_at: list[float] = []
+    stopped = threading.Event()
     t0 = time.monotonic()
 
     async def ajob(run: RunContext) -> None:
@@ -219,18 +221,22 @@ def test_without_committed_renewals_the_node_fences_itself(tmp_path: Path, is_as
             await asyncio.sleep(60)
         finally:
             stopped_at.append(time.monotonic() - t0)
+            stopped.set()
 
     def sjob(run: RunContext) -> None:
+        # the thread is told, not stopped: the run may be recorded before it wakes up
         run.wait_cancelled(60)
         stopped_at.append(time.monotonic() - t0)
+        stopped.set()
         time.sleep(0.3)  # it ends later anyway: nothing waits for it
 
     run, _ = run_job(
-        tmp_path, ajob if is_async else sjob, raft=FakeRaft(drop_renewals=True), lease_ms=1500
+        tmp_path, ajob if is_async else sjob, raft=FakeRaft(drop_renewals=True), lease_ms=3000
     )
     assert run.status == "lost"
     assert run.reason.startswith("the lease ran out (no committed renewal)")
-    assert stopped_at and stopped_at[0] < window
+    assert stopped.wait(10)
+    assert stopped_at[0] < window
     want = "the task was cancelled" if is_async else "the sync job's thread could not be stopped"
     assert run.reason.endswith(want)
 
@@ -368,3 +374,24 @@ def test_embedded_jobs_are_reconciled_with_their_own_source() -> None:
     # a leader whose process no longer registers it removes it; API jobs stay
     assert s.apply(c.SyncConfig(at_ms=T0, specs=(file_job,), history=10)) == Ok(("e",))
     assert sorted(s.jobs) == ["api", "f"]
+
+
+class Sender:
+    async def __call__(self, run: RunContext) -> None:
+        pass
+
+
+async def with_extra(run: RunContext, extra: int) -> None:
+    pass
+
+
+def test_callables_are_named_the_same_in_every_process() -> None:
+    """``call`` is part of the replicated spec: it must not carry an address."""
+    obj = registered("o", Sender())
+    assert (obj.call, obj.is_async, obj.takes_run) == ("tests.unit.test_embed:Sender", True, True)
+    part = registered("p", functools.partial(with_extra, extra=1))
+    assert (part.call, part.is_async, part.takes_run) == (
+        "tests.unit.test_embed:with_extra",
+        True,
+        True,
+    )

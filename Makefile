@@ -23,8 +23,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check raftcron tests bench
-	$(BIN)/ruff format --check raftcron tests bench
+	$(BIN)/ruff check raftcron tests bench examples
+	$(BIN)/ruff format --check raftcron tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

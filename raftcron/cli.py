@@ -20,14 +20,14 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from raftcron import lockcmd
 
 if TYPE_CHECKING:
-    from raftcron.client import Client
+    from raftcron.client import Client, JobInfo
 
 DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
 T = TypeVar("T")
@@ -257,6 +257,15 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _what(job: JobInfo, raw: Mapping[str, Any]) -> tuple[str, str]:
+    """What the job runs: its command, its HTTP request or its embedded callable."""
+    if job.command:
+        return ("command", " ".join(shlex.quote(a) for a in job.command))
+    if "http" in job.spec:
+        return ("http", f"{job.spec['http']['method']} {job.spec['http']['url']}")
+    return ("call", raw.get("call") or "-")
+
+
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     job = _call(lambda: client_from_args(args).job(args.name))
     if args.json:
@@ -267,11 +276,9 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     lines = [
         ("job", job.name),
         ("schedule", f"{job.schedule}  ({job.timezone})"),
-        ("command", " ".join(shlex.quote(a) for a in job.command))
-        if "http" not in job.spec
-        else ("http", f"{job.spec['http']['method']} {job.spec['http']['url']}"),
+        _what(job, raw),
         ("state", state if job.paused else "active"),
-        ("source", "config file" if job.source == "config" else "API"),
+        ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
         ("overlap", raw.get("overlap")),
         ("watermark", raw.get("watermark") or "-"),
         ("running", ", ".join(raw.get("running") or ()) or "-"),

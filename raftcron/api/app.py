@@ -203,6 +203,7 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "paused": job.paused,
         "pause_note": job.pause_note,
         "source": job.source,
+        "call": spec.call or None,  # an embedded job's callable, module:qualname
         "watermark": _ts(job.watermark_ms) if job.watermark_ms else None,
         "created_at": _ts(job.created_ms),
         "updated_at": _ts(job.updated_ms),
@@ -374,6 +375,13 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
 
 def _refuse_config_job(node: Node, name: str, verb: str) -> None:
     source = node.machine.read(lambda s: s.jobs[name].source if name in s.jobs else None)
+    if source == "embedded":
+        raise ApiProblem(
+            409,
+            "embedded_job",
+            f"job {name!r} is an embedded Python job registered by the application; {verb} "
+            "it in the application's code, or pause it through the API",
+        )
     if source == "config":
         raise ApiProblem(
             409,

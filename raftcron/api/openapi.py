@@ -338,7 +338,12 @@ SCHEMAS: Final[dict[str, Any]] = {
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
             "paused": {"type": "boolean"},
             "pause_note": {"type": "string"},
-            "source": {"enum": ["config", "api"]},
+            "source": {"enum": ["config", "embedded", "api"]},
+            "call": {
+                **_NULL_STR,
+                "description": "an embedded Python job's callable (module:qualname); null "
+                "for a command job",
+            },
             "watermark": _NULL_STR,
             "created_at": _NULL_STR,
             "updated_at": _NULL_STR,

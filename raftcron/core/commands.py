@@ -57,7 +57,9 @@ class SetPaused:
 class SyncConfig:
     """The leader's reconciliation of the TOML file: config jobs and cluster settings.
 
-    Jobs with ``source == "config"`` that are not in ``specs`` are deleted; jobs created
+    ``specs`` holds the file's jobs and the embedded Python jobs of the application that
+    embeds the node (``spec.call`` set; they get ``source == "embedded"``). Jobs with
+    ``source`` "config" or "embedded" that are not in ``specs`` are deleted; jobs created
     through the API are left alone.
 
     A *partial* sync puts only ``specs`` and deletes only the config jobs named in
@@ -315,6 +317,7 @@ _SPEC_FIELDS: Final = (
     "retry_backoff_ms",
     "retry_backoff_max_ms",
     "retry_other_node",
+    "call",
 )
 
 
@@ -361,6 +364,8 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["retry_backoff_max_ms"] = spec.retry_backoff_max_ms
     if spec.retry_other_node:
         out["retry_other_node"] = True
+    if spec.call:
+        out["call"] = spec.call
     return out
 
 
@@ -418,6 +423,7 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         retry_backoff_ms=int(raw.get("retry_backoff_ms", DEFAULT_RETRY_BACKOFF_MS)),
         retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
         retry_other_node=bool(raw.get("retry_other_node", False)),
+        call=_str(raw.get("call", "")),
     )
 
 

@@ -182,6 +182,10 @@ class JobSpec:
     notify: tuple[NotifyTarget, ...] | None = None
     late_after_ms: int | None = None  # None: the cluster's [notify] late_after
     ping_url: str | None = None  # dead-man's-switch pings (healthchecks.io convention)
+    # An embedded Python job (raftcron.embed): ``"module:qualname"`` of the callable the
+    # application registered under the job's name; ``command`` is then empty. Only the
+    # application's own processes register it; "" for a command job.
+    call: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,7 +221,9 @@ class Job:
     """
 
     spec: JobSpec
-    source: str = "api"  # "config" (from the TOML file, reconciled by the leader) or "api"
+    # "config" (the TOML file) or "embedded" (registered by the application embedding the
+    # node: ``spec.call`` is set), both reconciled by the leader; or "api"
+    source: str = "api"
     paused: bool = False
     pause_note: str = ""  # the operator's note with the last pause; "" when not paused
     watermark_ms: int = 0

@@ -195,6 +195,14 @@ def outcome_counts(extra: dict[str, int]) -> list[tuple[str, str, int]]:
     return out
 
 
+SYNCED_SOURCES: Final = ("config", "embedded")
+
+
+def synced_source(spec: JobSpec) -> str:
+    """The source of a job the leader reconciles: ``embedded`` for a Python callable."""
+    return "embedded" if spec.call else "config"
+
+
 def manual_run_id(job: str, at_ms: int) -> str:
     return f"{job}@{at_ms}~manual"
 
@@ -331,33 +339,38 @@ class State:
             self.history_limit = cmd.history  # (every other append trims as it goes)
             for name in list(self.history):
                 self._trim_history(name)
+        synced = self._synced_names()
         if cmd.partial:
-            gone = [n for n in cmd.delete if n in self.jobs and self.jobs[n].source == "config"]
+            gone = [n for n in cmd.delete if n in synced]
         else:
             wanted = {s.name for s in cmd.specs}
-            gone = [n for n, j in self.jobs.items() if j.source == "config" and n not in wanted]
+            gone = [n for n in synced if n not in wanted]
         changed: list[str] = []
         for name in gone:
             self._delete_job(name)
             changed.append(name)
         for spec in cmd.specs:
-            res = self._put_job(spec, "config")
+            res = self._put_job(spec, synced_source(spec))
             if isinstance(res, Ok) and res.value != "unchanged":
                 changed.append(spec.name)
         return Ok(tuple(changed))
 
+    def _synced_names(self) -> list[str]:
+        """The jobs the leader reconciles from its own process: the config file's and the
+        embedded application's (``raftcron.embed``)."""
+        return [n for n, j in self.jobs.items() if j.source in SYNCED_SOURCES]
+
     def config_changes(self, specs: Iterable[JobSpec]) -> tuple[list[JobSpec], list[str]]:
         """What a sync of ``specs`` would change: the specs to put (new, different, or
-        now owned by the file) and the config jobs the file no longer has, by name."""
+        now owned by the file) and the synced jobs the file no longer has, by name."""
         wanted: set[str] = set()
         puts: list[JobSpec] = []
         for spec in specs:
             wanted.add(spec.name)
             job = self.jobs.get(spec.name)
-            if job is None or job.spec != spec or job.source != "config":
+            if job is None or job.spec != spec or job.source != synced_source(spec):
                 puts.append(spec)
-        gone = sorted(n for n, j in self.jobs.items() if j.source == "config" and n not in wanted)
-        return puts, gone
+        return puts, sorted(n for n in self._synced_names() if n not in wanted)
 
     # ------------------------------------------------------------------ fires
 

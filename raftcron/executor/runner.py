@@ -51,6 +51,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.state import Ok, Rejected, State
 from raftcron.executor.http import execute_http
+from raftcron.executor.inproc import InProcess
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
+        # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
+        # registers their callables here; a plain agent has none and fails such runs.
+        self.inproc = InProcess(
+            node=node, raft=raft, clock=clock, complete=self._complete, tell=tell
+        )
 
     # -- inputs
 
@@ -178,7 +184,10 @@ class Executor:
     async def _run(self, active: _Active) -> None:
         run = active.run
         try:
-            await self._execute(active)
+            if active.spec.call:
+                await self.inproc.execute(run, active.spec)
+            else:
+                await self._execute(active)
         except asyncio.CancelledError:
             raise
         except Exception:

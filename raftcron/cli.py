@@ -4,33 +4,34 @@ Exit codes: 0 ok, 1 a runtime failure (API unreachable, request refused), 2 bad 
 bad config file. Errors print one line (``error: ...``) and no traceback.
 
 The client verbs go through :mod:`raftcron.client` (``http.client``, not aiohttp), imported
-when a verb runs: a one-shot CLI call should start fast.
+when a verb runs: a one-shot CLI call should start fast. ``raftcron lock`` goes further (it
+wraps other commands, often from cron): it builds only its own parser and imports neither
+``http.client`` nor the config machinery (see :mod:`raftcron.lockcmd`). Module-level imports
+here are what every verb pays for; keep them to the few stdlib modules below.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import secrets
-import shlex
 import signal
-import subprocess
 import sys
 import time
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from raftcron import lockcmd
 
+TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any, TypeVar
+
     from raftcron.client import Client, JobInfo
 
+    T = TypeVar("T")
+
 DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
-T = TypeVar("T")
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -45,19 +46,20 @@ class CliError(Exception):
 # --------------------------------------------------------------------------- logging
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-                "level": record.levelname,
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
-
-
 def _setup_logging(level: str, as_json: bool, node: str) -> None:
+    import logging  # here, not at the top: the one-shot client verbs never log
+
+    class _JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return json.dumps(
+                {
+                    "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "msg": record.getMessage(),
+                }
+            )
+
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
@@ -75,6 +77,8 @@ def _setup_logging(level: str, as_json: bool, node: str) -> None:
 
 
 def _load(path: str, node: str | None = None) -> Any:
+    from pathlib import Path
+
     from raftcron.config import ConfigError, load_config
 
     try:
@@ -95,6 +99,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
+    from pathlib import Path
 
     from raftcron.config import ConfigError, single_node_config
 
@@ -259,6 +264,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def _what(job: JobInfo, raw: Mapping[str, Any]) -> tuple[str, str]:
     """What the job runs: its command, its HTTP request or its embedded callable."""
+    import shlex
+
     if job.command:
         return ("command", " ".join(shlex.quote(a) for a in job.command))
     if "http" in job.spec:
@@ -327,6 +334,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 def _job_tables(path: Path) -> list[dict[str, Any]]:
     """The job tables of a TOML file: ``[[jobs]]`` tables, or the file itself as one job."""
+    import tomllib
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -359,6 +368,8 @@ def _job_tables(path: Path) -> list[dict[str, Any]]:
 
 
 def cmd_jobs_apply(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from raftcron.client import ApiError, ApiUnavailable
 
     path = Path(args.file)
@@ -454,6 +465,8 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    import shlex
+
     if args.action:
         if args.action[0] != "kill" or len(args.action) != 2:
             raise CliError(
@@ -490,6 +503,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _runs_kill(args: argparse.Namespace, rid: str) -> int:
+    import shlex
+
     res = _call(lambda: client_from_args(args).kill(rid, args.reason, args.hard))
     if args.json:
         _print_json(res.raw)
@@ -506,6 +521,9 @@ def _runs_kill(args: argparse.Namespace, rid: str) -> int:
 
 def _ensure_secret(config: Path) -> None:
     """``raftcron dev``: create the secret_file the config names, if it is missing."""
+    import secrets
+    import tomllib
+
     try:
         raw = tomllib.loads(config.read_text())
     except (OSError, tomllib.TOMLDecodeError):
@@ -524,6 +542,9 @@ def _ensure_secret(config: Path) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
     from raftcron.client import Client, ClientError
 
     config = Path(args.config)
@@ -630,11 +651,16 @@ def _live_view(apis: dict[str, str], stopping: Any, duration: float | None) -> N
 # --------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; with ``only_lock``, just ``raftcron lock`` (what a lock call
+    parses with: building the other eighteen subparsers would cost it several ms)."""
     p = argparse.ArgumentParser(
         prog="raftcron", description="Highly available cron on its own Raft cluster."
     )
     sub = p.add_subparsers(dest="verb", required=True)
+    if only_lock:
+        lockcmd.add_parser(sub)
+        return p
 
     a = sub.add_parser("agent", help="run one cluster node")
     a.add_argument(
@@ -729,7 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only_lock=words[:1] == ["lock"]).parse_args(words)
     try:
         code: int = args.fn(args)
         return code

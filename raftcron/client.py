@@ -23,10 +23,11 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+from raftcron import wire
 
 if TYPE_CHECKING:
     import aiohttp
@@ -57,28 +58,10 @@ DEFAULT_TIMEOUT: Final = 10.0
 
 # --------------------------------------------------------------------------- errors
 
-
-class ClientError(Exception):
-    """Base of every error this module raises."""
-
-
-class ApiError(ClientError):
-    """The API refused the request: an HTTP error status with the server's code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class ApiUnavailable(ClientError):
-    """The API did not answer (connection refused or reset, timeout, TLS failure)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the raftcron API at {url} ({reason})")
-        self.url = url
-        self.reason = reason
+# Defined in raftcron.wire (shared with the lean `raftcron lock` path); the same classes.
+ClientError = wire.ClientError
+ApiError = wire.ApiError
+ApiUnavailable = wire.ApiUnavailable
 
 
 # --------------------------------------------------------------------------- results
@@ -393,20 +376,17 @@ class _Call:
     extra_timeout: float = 0.0  # added to the client's timeout (lock waits)
 
 
-def _seg(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
+_seg = wire.seg
 
 
-def _query(**params: Any) -> str:
-    items = [(k, str(v)) for k, v in params.items() if v is not None]
-    return "?" + urllib.parse.urlencode(items) if items else ""
+_query = wire.query
 
 
 def _seconds(value: float | str) -> float:
     """A wait given as seconds or a duration string ("10s"), in seconds, for a timeout."""
     if isinstance(value, int | float):
         return float(value)
-    from raftcron.config import ConfigError, parse_duration
+    from raftcron.durations import ConfigError, parse_duration
 
     try:
         return parse_duration(value, "wait") / 1000
@@ -414,24 +394,7 @@ def _seconds(value: float | str) -> float:
         return 0.0  # the server reports the bad value properly
 
 
-def _decode(status: int, data: bytes, reason: str = "") -> Any:
-    """The JSON body of a 2xx response, or raise :class:`ApiError`."""
-    if 200 <= status < 300:
-        if not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise ApiError(
-                status, "bad_response", "the server sent a body that is not JSON"
-            ) from None
-    try:
-        err = json.loads(data)["error"]
-        code, message = str(err["code"]), str(err["message"])
-    except (ValueError, KeyError, TypeError):
-        code = "http"
-        message = data.decode("utf-8", "replace").strip()[:200] or reason or f"HTTP {status}"
-    raise ApiError(status, code, message)
+_decode = wire.decode
 
 
 class _Calls:
@@ -539,17 +502,7 @@ def _lock_list(body: Any) -> list[LockInfo]:
     return [LockInfo.from_json(lz) for lz in body["locks"]]
 
 
-def _split_base(base_url: str) -> tuple[str, str, int, str]:
-    """``(scheme, host, port, path prefix)`` of a base URL; ValueError if it is not one."""
-    url = base_url if "://" in base_url else "http://" + base_url
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{base_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8101)")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ValueError(f"{base_url!r} has an invalid port") from None
-    return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+_split_base = wire.split_base
 
 
 class _Base:
@@ -705,14 +658,7 @@ class Client(_Base):
         return doc
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+_reason = wire.reason_of
 
 
 # --------------------------------------------------------------------------- async

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
-import math
 import os
 import re
 import secrets
@@ -30,7 +28,6 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -49,6 +46,12 @@ from raftcron.core.model import (
     NotifyTarget,
 )
 from raftcron.core.schedule import ScheduleError, parse
+from raftcron.durations import (
+    ConfigError,
+    parse_duration,
+    quoted,
+    type_name,
+)
 
 __all__ = [
     "DEFAULT_LEASE_MS",
@@ -73,7 +76,6 @@ __all__ = [
 
 MIN_SECRET_CHARS: Final = 16
 MIN_LEASE_MS: Final = 1_000
-MAX_DURATION_MS: Final = 3650 * 86_400_000  # ten years: anything longer is a typo
 TOKEN_ROLES: Final = ("admin", "read")
 SINGLE_NODE_NAME: Final = "local"
 SINGLE_NODE_RAFT: Final = "127.0.0.1:7100"
@@ -81,12 +83,9 @@ SINGLE_NODE_API: Final = "127.0.0.1:8100"
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
-_UNIT_MS: Final = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _TOML_POS_RE: Final = re.compile(
     r"^(?P<msg>.*?)\s*\((?:at line (?P<line>\d+), column (?P<col>\d+)|at end of document)\)$"
 )
-_DURATION_FIX: Final = 'write e.g. "500ms", "30s", "5m", "1h30m", "2d", or a number of seconds'
 _NAME_FIX: Final = "a letter or digit, then up to 63 letters, digits, '.', '_' or '-'"
 
 _TOP_KEYS: Final = ("cluster", "api", "notify", "jobs")
@@ -220,17 +219,6 @@ class Config:
         raise ConfigError([f"{self.path}: --node {name}: not in cluster.nodes (known: {known})"])
 
 
-class ConfigError(Exception):
-    """Everything wrong with one config file (or one job definition).
-
-    ``errors`` holds one message per problem; ``str()`` joins them with newlines.
-    """
-
-    def __init__(self, errors: Iterable[str]) -> None:
-        self.errors: list[str] = list(errors)
-        super().__init__("\n".join(self.errors))
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -247,9 +235,7 @@ class _Errors:
         self.items.extend(exc.errors)
 
 
-def _q(value: str) -> str:
-    """A value quoted for a message (JSON/TOML style double quotes)."""
-    return json.dumps(value, ensure_ascii=False)
+_q = quoted
 
 
 def _k(name: str) -> str:
@@ -266,23 +252,7 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}"
 
 
-def _type_name(value: object) -> str:
-    match value:
-        case bool():
-            return "a boolean"
-        case int():
-            return "an integer"
-        case float():
-            return "a float"
-        case str():
-            return "a string"
-        case list() | tuple():
-            return "an array"
-        case Mapping():
-            return "a table"
-        case None:
-            return "null"
-    return "a date/time" if hasattr(value, "isoformat") else type(value).__name__
+_type_name = type_name
 
 
 def _unknown_keys(
@@ -392,44 +362,6 @@ def _fmt_ms(ms: int) -> str:
 
 
 # ---------------------------------------------------------------------------- durations
-
-
-def parse_duration(value: object, where: str) -> int:
-    """A duration in milliseconds from ``"500ms"``, ``"30s"``, ``"1h30m"``, ``"2d"``, or a
-    bare number of seconds (int or float). Raises :class:`ConfigError` naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(
-            [f"{where}: expected a duration, got {_type_name(value)} ({_DURATION_FIX})"]
-        )
-    if isinstance(value, str):
-        text = value.strip()
-        negative = text.startswith("-")
-        body = text[1:] if negative else text
-        pos = 0
-        total = Fraction(0)
-        for match in _DURATION_PART_RE.finditer(body):
-            if match.start() != pos:
-                break
-            total += Fraction(match.group(1)) * _UNIT_MS[match.group(2)]
-            pos = match.end()
-        if not body or pos != len(body):
-            hint = _DURATION_FIX
-            if re.fullmatch(r"\d+(\.\d+)?", body):
-                hint = f'add a unit: "{body}s" for seconds, "{body}ms" for milliseconds'
-            raise ConfigError([f"{where}: {_q(value)} is not a duration ({hint})"])
-        if negative and total:
-            raise ConfigError([f"{where}: {_q(value)} is negative (durations are 0 or more)"])
-    else:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError([f"{where}: {value} is not a duration ({_DURATION_FIX})"])
-        if value < 0:
-            raise ConfigError([f"{where}: {value} is negative (durations are 0 or more)"])
-        total = Fraction(value) * 1000
-    ms = round(total)
-    if ms > MAX_DURATION_MS:
-        shown = _q(value) if isinstance(value, str) else str(value)
-        raise ConfigError([f"{where}: {shown} is too long (at most 3650d)"])
-    return ms
 
 
 def _get_duration(

@@ -22,7 +22,11 @@ taken (held past ``--wait``, or no leader answered); 76 the lock was lost while 
 and CMD was stopped; 126/127 CMD could not be run (not executable / not found); 2 bad
 usage; 1 the API refused the request (authentication, invalid input).
 
-This module imports no aiohttp and no Raft code: it uses the synchronous client.
+It is a one-shot process whose start-up is most of its run time, so it imports little:
+no aiohttp, no Raft code, no config machinery, and (for an ``http://`` API) not even
+:mod:`http.client` or :mod:`raftcron.client`: the three lock calls go through
+:class:`raftcron.wire.PlainHttp`. An ``https://`` API uses :class:`raftcron.client.Client`.
+No dataclasses and no :mod:`typing` at run time either (``TYPE_CHECKING`` below).
 """
 
 from __future__ import annotations
@@ -32,21 +36,32 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
 
 from raftcron.core.lease import margin_for, safe_deadline
+from raftcron.wire import (
+    ApiError,
+    ApiUnavailable,
+    ClientError,
+    PlainHttp,
+    decode,
+    query,
+    reason_of,
+    seg,
+    split_base,
+)
 
+TYPE_CHECKING = False  # typing costs import time; mypy reads the block below
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+    from typing import Any, Final
+
     from raftcron.client import Client
 
 EXIT_NOT_ACQUIRED: Final = 75  # EX_TEMPFAIL: try again later
@@ -130,7 +145,7 @@ class _Usage(Exception):
 
 
 def _duration_s(value: str, option: str) -> float:
-    from raftcron.config import ConfigError, parse_duration
+    from raftcron.durations import ConfigError, parse_duration
 
     try:
         return parse_duration(value, option) / 1000
@@ -138,19 +153,47 @@ def _duration_s(value: str, option: str) -> float:
         raise _Usage(str(exc)) from None
 
 
-@dataclass(slots=True)
 class _Options:
-    name: str
-    ttl_ms: int
-    wait_s: float
-    hold_s: float
-    grace_s: float
-    holder: str
-    api: str
-    token: str | None
-    cacert: str | None
-    quiet: bool
-    argv: list[str]
+    __slots__ = (
+        "api",
+        "argv",
+        "cacert",
+        "grace_s",
+        "hold_s",
+        "holder",
+        "name",
+        "quiet",
+        "token",
+        "ttl_ms",
+        "wait_s",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        ttl_ms: int,
+        wait_s: float,
+        hold_s: float,
+        grace_s: float,
+        holder: str,
+        api: str,
+        token: str | None,
+        cacert: str | None,
+        quiet: bool,
+        argv: list[str],
+    ) -> None:
+        self.name = name
+        self.ttl_ms = ttl_ms
+        self.wait_s = wait_s
+        self.hold_s = hold_s
+        self.grace_s = grace_s
+        self.holder = holder
+        self.api = api
+        self.token = token
+        self.cacert = cacert
+        self.quiet = quiet
+        self.argv = argv
 
 
 def _options(args: argparse.Namespace) -> _Options:
@@ -196,20 +239,75 @@ class _Lost(Exception):
     pass
 
 
+class _Grant:
+    __slots__ = ("fence", "ttl_ms")
+
+    def __init__(self, fence: int, ttl_ms: int) -> None:
+        self.fence = fence
+        self.ttl_ms = ttl_ms
+
+
+class _PlainClient:
+    """The three lock calls of :class:`raftcron.client.Client`, for an ``http://`` API, on
+    :class:`raftcron.wire.PlainHttp`: the same requests, the same errors."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        _, host, port, self.prefix = split_base(base_url)
+        self.base_url = f"http://{host}:{port}{self.prefix}"
+        self.http = PlainHttp(host, port)
+        self.token = token
+        self.timeout = 10.0
+
+    def _do(self, method: str, path: str, body: Any = None, extra_timeout: float = 0.0) -> Any:
+        headers = {"Accept": "application/json", "User-Agent": "raftcron-client"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            status, reason, raw = self.http.request(
+                method, self.prefix + path, data, headers, self.timeout + extra_timeout
+            )
+        except OSError as exc:
+            raise ApiUnavailable(self.base_url, reason_of(exc)) from None
+        return decode(status, raw, reason)
+
+    def lock_acquire(
+        self, name: str, ttl_s: float, wait_s: float, holder: str, request: str
+    ) -> _Grant:
+        body = {"ttl": ttl_s, "wait": wait_s, "holder": holder, "request": request}
+        d = self._do("POST", f"/v1/locks/{seg(name)}", body, extra_timeout=float(wait_s))
+        return _Grant(int(d["fence"]), int(d["ttl_ms"]))
+
+    def lock_renew(self, name: str, fence: int) -> None:
+        self._do("POST", f"/v1/locks/{seg(name)}/renew", {"fence": fence})
+
+    def lock_release(self, name: str, fence: int) -> None:
+        self._do("DELETE", f"/v1/locks/{seg(name)}" + query(fence=fence))
+
+
+def _client(url: str, token: str | None, cafile: str | None) -> _PlainClient | Client:
+    if split_base(url)[0] == "http":
+        return _PlainClient(url, token)
+    from raftcron.client import Client
+
+    return Client(url, token=token, cafile=cafile)
+
+
 class _Api:
     """The node APIs to talk to (``--api`` may list several, comma-separated); a request
     that gets no answer (or a 503) moves on to the next one."""
 
     def __init__(self, urls: str, token: str | None, cafile: str | None) -> None:
-        from raftcron.client import Client
-
         self.clients = [
-            Client(u.strip(), token=token, cafile=cafile) for u in urls.split(",") if u.strip()
-        ] or [Client(token=token, cafile=cafile)]
+            _client(u.strip(), token, cafile) for u in urls.split(",") if u.strip()
+        ] or [_client("http://127.0.0.1:8100", token, cafile)]
         self.i = 0
 
     @property
-    def client(self) -> Client:
+    def client(self) -> _PlainClient | Client:
         return self.clients[self.i]
 
     def next(self) -> None:
@@ -231,8 +329,6 @@ class _Lease:
 
     def renew(self) -> bool:
         """One renewal; True if it committed. Raises :class:`_Lost` if it was refused."""
-        from raftcron.client import ApiError, ClientError
-
         t_send = time.monotonic()
         client = self.api.client
         client.timeout = max(0.1, self.deadline - t_send)
@@ -253,8 +349,6 @@ class _Lease:
         return True
 
     def release(self) -> None:
-        from raftcron.client import ApiError, ClientError
-
         for _ in range(3):
             client = self.api.client
             client.timeout = 5.0
@@ -272,9 +366,7 @@ class _Lease:
 
 def _acquire(opts: _Options, api: _Api) -> tuple[_Lease, float] | int:
     """The lease and when it was taken (monotonic), or an exit code."""
-    from raftcron.client import ApiError, ClientError
-
-    request = f"lock-{os.getpid()}-{secrets.token_hex(8)}"  # one per attempt, kept on retry
+    request = f"lock-{os.getpid()}-{os.urandom(8).hex()}"  # one per attempt, kept on retry
     t_first = time.monotonic()
     give_up = t_first + max(opts.wait_s, ACQUIRE_RETRY_S)
     while True:
@@ -415,13 +507,15 @@ def guardian(
         os.close(pidfd)
 
 
-@dataclass(slots=True)
 class _Guarded:
-    pid: int  # the guardian
-    ctl: int
-    events: int
-    cmd_pid: int | None = None
-    buf: bytes = b""
+    __slots__ = ("buf", "cmd_pid", "ctl", "events", "pid")
+
+    def __init__(self, pid: int, ctl: int, events: int) -> None:
+        self.pid = pid  # the guardian
+        self.ctl = ctl
+        self.events = events
+        self.cmd_pid: int | None = None
+        self.buf = b""
 
 
 def _start_guardian(

@@ -9,7 +9,9 @@ its timer at ``t_send`` (before sending the grant or renewal) trusts the lease u
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # `raftcron lock` imports this: no typing at run time
+if TYPE_CHECKING:
+    from typing import Final
 
 RHO: Final = 0.02  # clock-rate drift bound between any two nodes
 

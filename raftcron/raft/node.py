@@ -6,10 +6,13 @@ What it guarantees:
   :mod:`raftcron.core.commands` envelope. Snapshots are msgpack (``State.capture``), never
   pickle, and are written off the tick thread (``SnapshotStore``).
 * Durability (DESIGN.md section 5): the journal is a :class:`DurableJournal`. Every message
-  this node sends (an ack to the leader, an append to a follower, a vote) goes through
-  :class:`_DurableTransport`, which fsyncs pending journal bytes first, and the apply path
-  syncs before any result is handed out. So nothing is acknowledged or counted in a
-  majority before it is on disk.
+  a node sends except the leader's AppendEntries (an ack to the leader, a vote, a forwarded
+  command) goes through :class:`_DurableTransport`, which fsyncs pending journal bytes
+  first. The leader replicates before its own fsync and syncs while the followers write
+  theirs; it syncs again at the top of every tick, before pysyncobj counts it in the
+  commit majority. The apply path syncs before any result is handed out. So nothing is
+  acknowledged or counted in a majority before it is on disk
+  (``tests/unit/test_raft_durability.py`` checks both at the moment they happen).
 * The asyncio bridge: :meth:`RaftNode.propose` never waits without a timeout. A timeout
   means "unknown outcome"; callers retry with the same idempotent command.
 * State is read under the machine's lock (short critical sections) and Raft status is
@@ -26,14 +29,20 @@ import asyncio
 import logging
 import os
 import signal
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import pysyncobj.pickle as _ppickle
+import pysyncobj.tcp_connection as _pconn
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as _pmonotonic
 from pysyncobj.transport import TCPTransport
 
 from raftcron.core.commands import Command, encode
@@ -49,6 +58,8 @@ from raftcron.raft.journal import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_PYSYNCOBJ_VERSION: Final = _dist_version("pysyncobj")
 
 _FAIL_NAMES: Final = {
     FAIL_REASON.QUEUE_FULL: "queue_full",
@@ -148,12 +159,73 @@ class Machine:
 
 
 class _DurableTransport(TCPTransport):  # type: ignore[misc]
-    """Fsyncs the journal before anything leaves this node."""
+    """Fsyncs the journal before anything but the leader's AppendEntries leaves this node.
+
+    An ack (``next_node_idx``), a vote or a forwarded command waits for the fsync: a
+    follower never acknowledges an entry that a power cut could take back. The leader's
+    ``append_entries`` go out at once: Raft lets the leader write its own log in parallel
+    with replication, as long as it counts itself toward a commit only once its entries are
+    durable, which :class:`_Replica` ensures (it syncs right after sending and again before
+    every commit computation). The ``commit_index`` these messages carry was computed after
+    such a sync.
+    """
 
     def send(self, node: Any, message: Any) -> bool:
-        self._syncObj.sync_journal()
+        if not _is_append_entries(message):
+            self._syncObj.sync_journal()
         ok: bool = super().send(node, message)
         return ok
+
+
+def _is_append_entries(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("type") == "append_entries"
+
+
+_STORED_MAX: Final = 4096  # larger messages (batches, snapshot chunks) are still compressed
+_ZLIB_STORED_HEAD: Final = b"\x78\x01\x01"  # zlib header, then one final stored block
+
+
+def _deflate_stored(data: bytes) -> bytes:
+    """A zlib stream of ``data`` that any ``zlib.decompress`` reads; small data is stored.
+
+    pysyncobj 0.3.17 runs every message through ``zlib.compress(data, 3)``, about 30 us a
+    call here (most of it setting up the compressor), for messages of a few hundred bytes
+    that barely shrink: one of the larger costs of a commit on the tick threads. A stored
+    block costs about 1 us, and peers decompress it as before (the wire format is zlib
+    either way, so mixed versions interoperate).
+    """
+    n = len(data)
+    if n > _STORED_MAX:
+        return zlib.compress(data, 3)
+    return (
+        _ZLIB_STORED_HEAD
+        + struct.pack("<HH", n, n ^ 0xFFFF)
+        + data
+        + struct.pack(">I", zlib.adler32(data))
+    )
+
+
+def _send_stored(self: Any, message: Any) -> None:
+    # TcpConnection.send of pysyncobj 0.3.17, with _deflate_stored for zlib.compress.
+    if self.sendRandKey:
+        message = (self.sendRandKey, message)
+    data = _deflate_stored(_ppickle.dumps(message))
+    if self.encryptor:
+        data = self.encryptor.encrypt_at_time(data, int(_pmonotonic()))
+    data = struct.pack("i", len(data)) + data
+    self._TcpConnection__writeBuffer += data
+    self._TcpConnection__trySendBuffer()
+
+
+def install_fast_wire() -> None:
+    """Make every pysyncobj connection in this process send small messages uncompressed
+    (:func:`_deflate_stored`). Idempotent; checked against pysyncobj's version."""
+    if _pconn.TcpConnection.send is _send_stored:
+        return
+    if _PYSYNCOBJ_VERSION != "0.3.17":  # the method body above copies this version's
+        logger.warning("pysyncobj %s: keeping its own message encoding", _PYSYNCOBJ_VERSION)
+        return
+    _pconn.TcpConnection.send = _send_stored
 
 
 POWER_CUT_ENV: Final = "RAFTCRON_CHAOS_POWER_CUT"
@@ -182,16 +254,22 @@ def _power_cut_fs() -> FileOps | None:
 
 class _Replica(SyncObj):  # type: ignore[misc]
     def __init__(
-        self, settings: RaftSettings, machine: Machine, on_tick: Callable[[_Replica], None]
+        self,
+        settings: RaftSettings,
+        machine: Machine,
+        on_tick: Callable[[_Replica], None],
+        fs: FileOps | None = None,
     ) -> None:
         self._rc_machine = machine
         self._rc_on_tick = on_tick
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        fs = _power_cut_fs()
+        if fs is None:
+            fs = _power_cut_fs()
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
         install_journal_factory(fs)
+        install_fast_wire()
         conf = SyncObjConf(
             password=settings.password,
             bindAddress=settings.self_addr,
@@ -227,10 +305,43 @@ class _Replica(SyncObj):  # type: ignore[misc]
             journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
-        # The leader counts itself in a majority at the top of a tick, including entries
-        # it appended during the previous poll (a new term's no-op): make them durable.
+        # The leader counts itself in a majority at the top of a tick (pysyncobj's commit
+        # computation counts the leader's whole log), including entries it appended after
+        # the last sync (a new term's no-op, added while polling): make them durable first.
+        # This sync is what keeps the leader from counting itself early, now that its
+        # AppendEntries leave without one (_DurableTransport).
         self.sync_journal()
         super()._onTick(timeToWait)
+
+    def _checkCommandsToApply(self) -> None:
+        # The leader appends new commands and sends them to the followers here, without
+        # waiting for its own fsync; it syncs now, before polling for the acks, so its
+        # fdatasync runs while the followers receive, write and sync the same entries.
+        super()._checkCommandsToApply()
+        self.sync_journal()
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        # pysyncobj 0.3.17 sets a follower's nextIndex back to the acked index on every
+        # successful ack that raises its matchIndex, even when entries after it are already
+        # on their way (sent before this ack arrived). The next AppendEntries then repeats
+        # them, and the follower truncates its journal and appends them again (a full fsync
+        # and a "truncating already-applied log entries" CRITICAL line). A success ack never
+        # moves nextIndex backwards in Raft: keep the further one. A failure (reset) still
+        # sets it back, and the follower rejects entries it cannot attach, so nothing lost
+        # in flight goes unnoticed.
+        keep: int | None = None
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "next_node_idx"
+            and message.get("success")
+            and not message.get("reset")
+        ):
+            keep = self._SyncObj__raftNextIndex.get(node)
+        super()._SyncObj__onMessageReceived(node, message)
+        if keep is not None:
+            next_index = self._SyncObj__raftNextIndex
+            if node in next_index and next_index[node] < keep:
+                next_index[node] = keep
 
     def fatal(self) -> str | None:
         """Why this replica must not go on, if it must not (pysyncobj only logs these)."""

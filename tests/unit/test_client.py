@@ -248,3 +248,112 @@ def test_cli_and_client_import_no_aiohttp() -> None:
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
     assert cli.DEFAULT_API == DEFAULT_API
+
+
+# --------------------------------------------------------------------------- raftcron lock
+
+
+def _lock_calls(c: Any, script: Script) -> list[Any]:
+    """The three lock calls against the scripted server; what each saw or raised."""
+    out: list[Any] = []
+    script.reply(200, {"lock": "a b", "fence": 41, "holder": "h1", "ttl_ms": 30000})
+    g = c.lock_acquire("a b", 30.0, 1.5, "h1", request="r-1")
+    out.append((g.fence, g.ttl_ms))
+    script.reply(200, {"lock": "a b", "fence": 41, "ttl_ms": 30000})
+    c.lock_renew("a b", 41)
+    script.reply(200, {"lock": "a b", "released": True})
+    out.append(c.lock_release("a b", 41))
+    script.reply(409, {"error": {"code": "stale_fence", "message": "fence 41 is not current"}})
+    with pytest.raises(ApiError) as err:
+        c.lock_renew("a b", 41)
+    out.append((err.value.status, err.value.code, err.value.message))
+    script.reply(502, b"<html>bad gateway</html>")
+    with pytest.raises(ApiError) as err:
+        c.lock_release("a b", 41)
+    out.append((err.value.status, err.value.code, err.value.message))
+    keep = ("authorization", "content-type", "accept", "user-agent")
+    out += [
+        (s.method, s.path, s.body, {k: v for k, v in s.headers.items() if k in keep})
+        for s in script.seen
+    ]
+    script.seen.clear()
+    return out
+
+
+def test_lock_command_plain_http_client_matches_client(server: tuple[str, Script]) -> None:
+    from raftcron import lockcmd
+
+    url, script = server
+    plain = lockcmd._Api(url, "tok-0123456789abcdef", None).client
+    assert isinstance(plain, lockcmd._PlainClient)
+    assert _lock_calls(plain, script) == _lock_calls(
+        Client(url, token="tok-0123456789abcdef"), script
+    )
+    plain.timeout = 0.3
+    script.reply(200, {}, delay=0.8)
+    with pytest.raises(ApiUnavailable, match="timed out"):
+        plain.lock_renew("x", 1)
+    (port,) = free_ports(1)
+    with pytest.raises(ApiUnavailable, match="refused"):
+        lockcmd._PlainClient(f"http://127.0.0.1:{port}", None).lock_release("x", 1)
+    assert not isinstance(lockcmd._Api("https://127.0.0.1:1", None, None).client, type(plain))
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", b"{}"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing", b"{}"),
+        (b"HTTP/1.0 201 Created\r\n\r\n[1, 2]", b"[1, 2]"),  # ends with the stream
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;x=y\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
+            b"[1,2]",
+        ),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", b""),
+    ],
+)
+def test_plain_http_reads_every_body_framing(raw: bytes, body: bytes) -> None:
+    import socket
+
+    from raftcron.wire import PlainHttp
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            got.append(conn.recv(65536))
+            for i in range(0, len(raw), 7):  # dribble: framing must not depend on packets
+                conn.sendall(raw[i : i + 7])
+                time.sleep(0.001)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    http = PlainHttp("127.0.0.1", srv.getsockname()[1])
+    status, _, data = http.request("POST", "/v1/x", b"{}", {"Accept": "application/json"}, 5)
+    t.join(5)
+    srv.close()
+    assert data == body and status == int(raw.split()[1])
+    assert got[0].startswith(b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Connection: close" in got[0] and got[0].endswith(b"\r\n\r\n{}")
+
+
+def test_lock_command_imports_stay_lean() -> None:
+    """`raftcron lock` parses its options and builds its API client without http.client,
+    the general client, the config machinery, dataclasses or typing (DESIGN: a one-shot
+    CLI call should start fast; see docs/benchmarks.md)."""
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "from raftcron import cli, lockcmd\n"
+        "argv = ['lock', 'n', '--ttl', '5s', '--', 'true']\n"
+        "args = cli.build_parser(only_lock=True).parse_args(argv)\n"
+        "opts = lockcmd._options(args); api = lockcmd._Api('http://127.0.0.1:1', None, None)\n"
+        "new = set(sys.modules) - before\n"
+        "bad = {'http.client', 'raftcron.client', 'raftcron.config', 'dataclasses', 'typing',\n"
+        "       'aiohttp', 'ssl', 'logging', 'tomllib', 'secrets'} & new\n"
+        "print(sorted(bad)); sys.exit(1 if bad or opts.ttl_ms != 5000 else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -263,9 +263,14 @@ class Leader:
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
-            jobs_by_name = self.raft.machine.read(
-                lambda s: {n: (s.jobs.get(n), n in s.live) for n in names}
-            )
+
+            def read(s: State) -> dict[str, tuple[Job | None, bool]]:
+                # a change of a job (a run of it ended, it was paused, ...) may have given
+                # the jobs that run after it a dependency fire to claim
+                wanted = [*names, *sorted(s.descendants(names))]
+                return {n: (s.jobs.get(n), n in s.live) for n in wanted}
+
+            jobs_by_name = self.raft.machine.read(read)
             for name, (maybe, busy) in jobs_by_name.items():
                 self._next.pop(name, None)
                 if maybe is not None:

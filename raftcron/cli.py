@@ -244,7 +244,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     rows = [
         [
             j.name,
-            j.schedule,
+            j.schedule or "after " + ",".join(j.raw.get("after") or ()),
             j.timezone,
             "paused" if j.paused else "active",
             _when(j.next_fire),
@@ -275,7 +275,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     state = "paused" + (f" ({job.raw.get('pause_note')})" if raw.get("pause_note") else "")
     lines = [
         ("job", job.name),
-        ("schedule", f"{job.schedule}  ({job.timezone})"),
+        (
+            ("schedule", f"{job.schedule}  ({job.timezone})")
+            if job.schedule
+            else ("after", f"{', '.join(raw.get('after') or ())}  (on {raw.get('on')})")
+        ),
         _what(job, raw),
         ("state", state if job.paused else "active"),
         ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),

@@ -124,6 +124,8 @@ class RunContext:
     trigger: str
     _clock: Clock = field(repr=False)
     _lease: _Lease = field(repr=False)
+    # a dependency run: the parents' run ids, in the order of the job's ``after``
+    parents: tuple[str, ...] = ()
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _lines: list[str] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -278,6 +280,7 @@ class InProcess:
             trigger=run.trigger,
             _clock=self.clock,
             _lease=lease,
+            parents=run.parents,
         )
         loop = asyncio.get_running_loop()
         job = self._launch(entry, rc, loop)

@@ -290,6 +290,8 @@ class Executor:
                 "RAFTCRON_ATTEMPT": str(run.attempt),
             }
         )
+        if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
+            env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
         wd_spec = {
             "argv": list(spec.command),
             "env": env,

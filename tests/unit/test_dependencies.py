@@ -11,7 +11,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from raftcron.api import app as api
 from raftcron.config import ConfigError, parse_config
+from raftcron.config import job_spec_from_mapping as from_table
 from raftcron.core import commands as c
 from raftcron.core.model import (
     CLAIMED,
@@ -543,3 +545,52 @@ def test_encodings_without_dependencies_are_unchanged() -> None:
     snap = msgpack.unpackb(sim.s.snapshot(), raw=False, strict_map_key=False)
     assert [len(row) for row in snap["jobs"]] == [6]  # no trailing deps/waiting fields
     assert [len(row) for row in snap["runs"]] == [16]  # no last_scheduled_ms, no parents
+
+
+def test_changing_after_records_the_waiting_fan_in_fires_as_skipped() -> None:
+    sim = Sim()
+    sim.put("x")
+    sim.put("y")
+    sim.put("c", after=("x", "y"))
+    sim.tick(T)
+    sim.end(run_id("x", T), T + S)
+    assert sim.s.jobs["c"].waiting
+    sim.put("c", after=("x",))
+    assert sim.s.jobs["c"].waiting == () and sim.s.children == {"x": ("c",)}
+    dropped = sim.run(dep("c"))
+    assert dropped.status == SKIPPED and dropped.reason.startswith("the job's after changed")
+    sim.end(run_id("y", T), T + 2 * S)  # y is not a parent any more: nothing happens
+    assert sim.run(dep("c")).status == SKIPPED
+
+
+# --------------------------------------------------------------------------- the API
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"name": "c", "after": ["a"], "command": ["true"]},
+        {"name": "d", "after": ["a", "b"], "on": "always", "command": ["x"], "retries": 2},
+        {"name": "e", "after": ["a"], "on": "failure", "http": {"url": "http://h/x"}},
+    ],
+)
+def test_a_dependent_jobs_spec_table_round_trips(table: dict[str, object]) -> None:
+    spec = from_table(table, "t")
+    again = api.spec_table(spec)
+    assert "schedule" not in again and again["after"] == table["after"]
+    assert from_table(again, "t") == spec
+
+
+def test_the_api_shows_parents_and_dependency_fires() -> None:
+    sim = Sim()
+    sim.put("p")
+    sim.put("c", after=("p",))
+    sim.tick(T)
+    sim.end(run_id("p", T), T + S)
+    body = api.run_json(sim.run(dep("c")))
+    assert body["parents"] == [run_id("p", T)] and body["trigger"] == TRIGGER_DEPENDENCY
+    assert "parents" not in api.run_json(sim.run(run_id("p", T)))
+    job = api.job_json(sim.s.jobs["c"], T + S, None, [])
+    assert (job["after"], job["on"], job["dependency_fires"]) == (["p"], "success", [dep("c")])
+    assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"].spec, T, 5) == []
+    assert api._cursor(dep("c", 77, "~manual") + ".2", {}) == (77, dep("c", 77, "~manual") + ".2")

@@ -594,3 +594,27 @@ def test_the_api_shows_parents_and_dependency_fires() -> None:
     assert (job["after"], job["on"], job["dependency_fires"]) == (["p"], "success", [dep("c")])
     assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"].spec, T, 5) == []
     assert api._cursor(dep("c", 77, "~manual") + ".2", {}) == (77, dep("c", 77, "~manual") + ".2")
+
+
+def test_an_embedded_job_can_run_after_another(tmp_path: Path) -> None:
+    from raftcron.embed import Cluster
+
+    cfg = parse_config(
+        '[cluster]\nsecret = "0123456789abcdef0123456789abcdef"\n'
+        '[cluster.nodes.a]\nraft = "127.0.0.1:7101"\napi = "127.0.0.1:8101"\n',
+        tmp_path / "c.toml",
+    )
+    cl = Cluster(cfg, "a")
+
+    @cl.job("0 3 * * *")
+    def extract() -> None:
+        pass
+
+    @cl.job(after=["extract"], on="failure")
+    def alert() -> None:
+        pass
+
+    assert (cl.jobs[1].schedule, cl.jobs[1].after, cl.jobs[1].on) == ("", ("extract",), "failure")
+    with pytest.raises(ConfigError) as err:
+        cl.job()(alert)
+    assert "schedule: missing" in str(err.value)

@@ -38,7 +38,7 @@ from raftcron.clock import Clock
 from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
 from raftcron.core.lease import takeover_patience
 from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
-from raftcron.core.planner import NodeInfo, next_due_ms, plan
+from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
 from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -284,6 +284,8 @@ class Leader:
         except ValueError:
             logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
             return
+        if t >= NEVER_MS:  # runs after other jobs, none of its fires waits: a change of
+            return  # its parents (jobs_changed, _refresh) brings it back
         self._next[job.spec.name] = t
         heapq.heappush(self._heap, (t, job.spec.name))
 

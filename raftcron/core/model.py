@@ -125,6 +125,15 @@ def fire_variant(run: Run) -> str:
     return variant.removesuffix(DEPENDENCY_SUFFIX)
 
 
+def due_ms(run: Run, spec: JobSpec) -> int:
+    """When ``run`` was due, for lateness (metrics, ``late`` webhooks): its scheduled time
+    plus the job's jitter offset; a dependency run (which carries its parents' scheduled
+    time) when it was claimed, right after its parents' fire settled."""
+    if run.trigger == TRIGGER_DEPENDENCY:
+        return run.claimed_ms
+    return run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms)
+
+
 def dependency_run_id(job: str, scheduled_at_ms: int, variant: str = "") -> str:
     """``job@ms~after`` (``variant`` inserted before ``~after``): never a scheduled,
     manual or backfill run id, so a dependency fire never collides with one."""

@@ -61,7 +61,7 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    jitter_offset_ms,
+    due_ms,
 )
 from raftcron.core.state import Rejected
 from raftcron.raft.node import ProposalError, RaftNode
@@ -246,7 +246,7 @@ class InProcess:
                 run.id,
                 {
                     "scheduled_at_ms": run.scheduled_at_ms,
-                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
+                    "due_ms": due_ms(run, spec),
                     "trigger": run.trigger,
                     "started_ms": started_ms,
                 },

@@ -33,7 +33,9 @@ from raftcron.core.model import (
     JobSpec,
     Run,
     dependency_run_id,
+    due_ms,
     fire_variant,
+    jitter_offset_ms,
     run_id,
 )
 from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
@@ -49,7 +51,8 @@ from raftcron.core.state import (
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole hour
 S = 1000
-HOUR = 3600 * S
+MIN = 60 * S
+HOUR = 60 * MIN
 T = T0 + HOUR  # the parents' first hourly fire
 NODES = [NodeInfo(name="a"), NodeInfo(name="b")]
 HOURLY = "0 * * * *"
@@ -730,3 +733,16 @@ def _children(s: State) -> dict[str, tuple[str, ...]]:
         for parent in job.spec.after:
             out.setdefault(parent, set()).add(name)
     return {p: tuple(sorted(k)) for p, k in out.items()}
+
+
+def test_a_dependency_run_is_due_when_it_was_claimed_not_at_its_parents_time() -> None:
+    sim = Sim()
+    sim.put("p", jitter_ms=5000)
+    sim.put("c", after=("p",))
+    sim.tick(T + 10 * S)
+    sim.end(run_id("p", T), T + 30 * MIN)  # a parent that ran for half an hour
+    sim.tick(T + 30 * MIN + 20)
+    child = sim.run(dep("c"))
+    assert due_ms(child, sim.s.jobs["c"].spec) == T + 30 * MIN + 20
+    parent = sim.run(run_id("p", T))
+    assert due_ms(parent, sim.s.jobs["p"].spec) == T + jitter_offset_ms("p", 5000)

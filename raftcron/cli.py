@@ -300,6 +300,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         )
     for p in raw.get("pending_retries") or ():
         lines.append(("pending retry", f"{p['run']} attempt {p['attempt']} due {p['due_at']}"))
+    for rid in raw.get("dependency_fires") or ():
+        lines.append(("dependency fire", f"{rid} (pending: waiting for a node)"))
+    for w in raw.get("waiting_parents") or ():
+        got = ", ".join(f"{v['run']} {v['status']}" for v in w["settled"].values())
+        wait = ", ".join(w["waiting_for"])
+        lines.append(("fan-in", f"{w['scheduled_at']}: settled {got}; waiting for {wait}"))
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")

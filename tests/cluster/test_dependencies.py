@@ -11,6 +11,8 @@ Every wait is a poll with a deadline (wait_for), sized for a loaded 2-core machi
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -88,5 +90,9 @@ def test_a_dependency_chain_runs_each_child_once_per_parent_fire(
     status, job = cl.request(other, "GET", "/v1/jobs/d")
     assert status == 200 and job["after"] == ["a", "c"] and job["on"] == "always", job
     assert job["spec"]["after"] == ["a", "c"] and "schedule" not in job["spec"]
+    argv = [sys.executable, "-m", "raftcron", "jobs", "show", "d", "--api", cl.members[other].api]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert shown.returncode == 0, shown.stderr
+    assert "a, c  (on always)" in shown.stdout, shown.stdout
     if os.environ.get("RAFTCRON_TEST_LOGS"):
         print(sink.read_text())

@@ -249,7 +249,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     rows = [
         [
             j.name,
-            j.schedule,
+            j.schedule or "after " + ",".join(j.raw.get("after") or ()),
             j.timezone,
             "paused" if j.paused else "active",
             _when(j.next_fire),
@@ -282,7 +282,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     state = "paused" + (f" ({job.raw.get('pause_note')})" if raw.get("pause_note") else "")
     lines = [
         ("job", job.name),
-        ("schedule", f"{job.schedule}  ({job.timezone})"),
+        (
+            ("schedule", f"{job.schedule}  ({job.timezone})")
+            if job.schedule
+            else ("after", f"{', '.join(raw.get('after') or ())}  (on {raw.get('on')})")
+        ),
         _what(job, raw),
         ("state", state if job.paused else "active"),
         ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
@@ -303,6 +307,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         )
     for p in raw.get("pending_retries") or ():
         lines.append(("pending retry", f"{p['run']} attempt {p['attempt']} due {p['due_at']}"))
+    for rid in raw.get("dependency_fires") or ():
+        lines.append(("dependency fire", f"{rid} (pending: waiting for a node)"))
+    for w in raw.get("waiting_parents") or ():
+        got = ", ".join(f"{v['run']} {v['status']}" for v in w["settled"].values())
+        wait = ", ".join(w["waiting_for"])
+        lines.append(("fan-in", f"{w['scheduled_at']}: settled {got}; waiting for {wait}"))
     keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")

@@ -146,6 +146,7 @@ class RunInfo:
     reason: str
     output: str | None  # only from run(); None when the listing did not include it
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    parents: tuple[str, ...] = ()  # a dependency run: its parents' run ids
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RunInfo:
@@ -165,6 +166,7 @@ class RunInfo:
             reason=str(d.get("reason") or ""),
             output=_opt_str(d.get("output")),
             raw=d,
+            parents=tuple(str(p) for p in d.get("parents") or ()),
         )
 
 

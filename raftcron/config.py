@@ -37,6 +37,7 @@ from raftcron.core.model import (
     DEFAULT_LEASE_MS,
     DEFAULT_RETRY_BACKOFF_MAX_MS,
     DEFAULT_RETRY_BACKOFF_MS,
+    DEPENDENCY_ON,
     HTTP_METHODS,
     MAX_JITTER_MS,
     NOTIFY_EVENTS,
@@ -124,7 +125,10 @@ JOB_KEYS: Final = (
     "notify",
     "late_after",
     "ping_url",
+    "after",
+    "on",
 )
+MAX_AFTER: Final = 64  # parents of one job
 MAX_RETRIES: Final = 100
 
 T = TypeVar("T")
@@ -422,11 +426,30 @@ def job_spec_from_mapping(
     elif name is not None and not _NAME_RE.fullmatch(name):
         errs.add(_join(where, "name"), f"{_q(name)} is not a valid job name ({_NAME_FIX})")
 
+    after = _job_after(errs, raw, where, name)
+    has_after = raw.get("after") is not None  # (even if invalid: reported once, above)
     schedule = _get_str(errs, raw, "schedule", where)
-    if raw.get("schedule") is None:
+    if has_after and raw.get("schedule") is not None:
         errs.add(
             _join(where, "schedule"),
-            'missing (e.g. schedule = "0 3 * * *"; 5 fields, or 6 with seconds last)',
+            "set together with after (a job with after runs when its parents' fire has "
+            "settled and has no schedule of its own: remove schedule, or remove after)",
+        )
+        schedule = None
+    elif has_after:
+        schedule = ""
+        for key in ("catchup", "catchup_mode", "jitter"):
+            if raw.get(key) is not None:
+                errs.add(
+                    _join(where, key),
+                    "only applies to a job with a schedule (a job with after runs when its "
+                    "parents' fire settles; remove it)",
+                )
+    elif raw.get("schedule") is None:
+        errs.add(
+            _join(where, "schedule"),
+            'missing (e.g. schedule = "0 3 * * *"; 5 fields, or 6 with seconds last; or '
+            'after = ["other-job"] to run after other jobs)',
         )
     elif schedule is not None:
         try:
@@ -476,6 +499,20 @@ def job_spec_from_mapping(
                 '/<exit code>: give the check\'s base URL, e.g. "https://hc-ping.com/<uuid>")',
             )
             ping_url = None
+
+    on = _get_str(errs, raw, "on", where)
+    if on is not None and on not in DEPENDENCY_ON:
+        errs.add(
+            _join(where, "on"),
+            f"{_q(on)} is not allowed (use {_one_of(DEPENDENCY_ON)}: run when every parent "
+            "succeeded, when at least one did not, or whenever they have all finished)",
+        )
+        on = None
+    elif on is not None and not has_after:
+        errs.add(
+            _join(where, "on"),
+            'only applies with after (e.g. after = ["backup"], on = "failure"; remove on)',
+        )
 
     overlap = _get_str(errs, raw, "overlap", where)
     if overlap is not None and overlap not in OVERLAP_POLICIES:
@@ -568,8 +605,92 @@ def job_spec_from_mapping(
         notify=notify,
         late_after_ms=late_after_ms,
         ping_url=ping_url,
+        after=after or (),
+        on=on if on is not None else "success",
         **optional,
     )
+
+
+def _job_after(
+    errs: _Errors, raw: Mapping[str, Any], where: str, name: str | None
+) -> tuple[str, ...] | None:
+    """The job's ``after`` (its parents), or None when absent or invalid (reported)."""
+    if raw.get("after") is None:
+        return None
+    key = _join(where, "after")
+    value = raw["after"]
+    example = 'e.g. after = ["extract", "load"]'
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
+        errs.add(key, f"expected a list of job names, got {_type_name(value)} ({example})")
+        return None
+    if not value:
+        errs.add(key, f"empty (name at least one job, {example}; or remove after)")
+        return None
+    if len(value) > MAX_AFTER:
+        errs.add(key, f"{len(value)} jobs is too many (at most {MAX_AFTER})")
+        return None
+    for parent in value:
+        if not _NAME_RE.fullmatch(parent):
+            errs.add(key, f"{_q(parent)} is not a valid job name ({_NAME_FIX})")
+            return None
+        if parent == name:
+            errs.add(key, f"{_q(parent)} is the job itself (a job cannot run after itself)")
+            return None
+    dup = sorted({p for p in value if value.count(p) > 1})
+    if dup:
+        errs.add(key, f"{_q(dup[0])} is listed twice (name each parent once)")
+        return None
+    return tuple(value)
+
+
+def check_dependencies(
+    specs: Iterable[JobSpec], known: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    """Problems of the file's ``after`` graph as ``(job name, problem)``: a parent that is
+    not a job of the file (``known``: names of the file's jobs that are invalid, reported
+    elsewhere), or a cycle (reported once, on its job first in name order)."""
+    by_name = {s.name: s for s in specs}
+    names = {*by_name, *known}
+    problems: list[tuple[str, str]] = []
+    for spec in by_name.values():
+        for parent in spec.after:
+            if parent not in names:
+                problems.append(
+                    (
+                        spec.name,
+                        f"{_q(parent)} is not a job in this file (after names [[jobs]] of the same "
+                        "file; a job created through the API can be named in a PUT of the job)",
+                    )
+                )
+    # cycles: iterative depth-first search in name order, each cycle reported once
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+    for root in sorted(by_name):
+        if state.get(root):
+            continue
+        path = [root]
+        stack = [iter(by_name[root].after)]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                state[path.pop()] = 2
+            elif nxt in by_name and state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                problems.append(
+                    (
+                        nxt,
+                        f"{' -> '.join(cycle)} is a cycle (a job cannot run after itself, "
+                        "directly or through other jobs; remove one of these after entries)",
+                    )
+                )
+            elif nxt in by_name and not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(by_name[nxt].after))
+    return problems
 
 
 def _one_of(values: Iterable[str]) -> str:
@@ -1127,6 +1248,8 @@ def _jobs(
             errs.extend(exc)
             continue
         jobs.append(spec)
+    for name, problem in check_dependencies(jobs, first_at):
+        errs.add(f"{first_at[name]}.after", problem)
     return tuple(jobs)
 
 

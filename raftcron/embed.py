@@ -96,7 +96,7 @@ class Cluster:
 
     def job(
         self,
-        schedule: str,
+        schedule: str | None = None,
         *,
         name: str | None = None,
         timezone: str | None = None,
@@ -109,7 +109,8 @@ class Cluster:
         tags: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Callable[[F], F]:
-        """Register the decorated callable as a job on ``schedule``.
+        """Register the decorated callable as a job on ``schedule`` (or, with no schedule,
+        ``after=[...]`` other jobs: README, Dependencies).
 
         The keys are those of a ``[[jobs]]`` table (README, job reference), with the same
         defaults and validation; durations are strings such as ``"1m"``, seconds, or a
@@ -137,7 +138,12 @@ class Cluster:
         return decorate
 
     def add_job(
-        self, fn: Callable[..., Any], schedule: str, *, name: str | None = None, **keys: Any
+        self,
+        fn: Callable[..., Any],
+        schedule: str | None,
+        *,
+        name: str | None = None,
+        **keys: Any,
     ) -> JobSpec:
         """The decorator's work, callable directly; returns the job's validated spec."""
         if self.node is not None:
@@ -151,9 +157,10 @@ class Cluster:
             )
         table: dict[str, Any] = {
             "name": job_name,
-            "schedule": schedule,
             "command": ["embedded"],  # satisfies the table's rules; replaced by ``call``
         }
+        if schedule is not None:  # else it needs after (the table's rules say so)
+            table["schedule"] = schedule
         table.update({k: _key_value(v) for k, v in keys.items() if v is not None})
         spec = job_spec_from_mapping(table, where, default_lease_ms=self.config.cluster.lease_ms)
         try:

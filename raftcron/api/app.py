@@ -80,9 +80,10 @@ _REJECTION_STATUS: Final = {
     "bad_backfill": 400,
     "no_backfill": 404,
     "backfill_running": 409,
+    "dependency_cycle": 400,
 }
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:\.\d+)?$")
+_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:\.\d+)?$")
 
 
 # --------------------------------------------------------------------------- responses
@@ -116,6 +117,8 @@ def run_json(run: Run, *, output: bool = False, kill: str = "") -> dict[str, Any
         body["count"] = run.count
     if run.last_scheduled_ms is not None:
         body["last_scheduled_at"] = rfc3339(run.last_scheduled_ms)
+    if run.parents:  # a dependency run: the parents' run ids (their last attempts)
+        body["parents"] = list(run.parents)
     if kill:
         body["kill"] = kill
     if output:
@@ -171,6 +174,10 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["late_after"] = duration_text(spec.late_after_ms)
     if spec.ping_url is not None:
         table["ping_url"] = spec.ping_url
+    if spec.after:  # a dependent job: no schedule (nor catch-up or jitter) of its own
+        del table["schedule"], table["catchup"], table["catchup_mode"]
+        table["after"] = list(spec.after)
+        table["on"] = spec.on
     return table
 
 
@@ -180,6 +187,8 @@ def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
 
 
 def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
+    if not spec.schedule:  # runs after other jobs: no fires of its own
+        return []
     return parse(spec.schedule, spec.timezone).fires_between(after_ms, _LAST_MS, count)
 
 
@@ -215,6 +224,18 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "retries": spec.retries,
         "pending_retries": [
             {"run": p.run, "attempt": p.attempt, "due_at": rfc3339(p.due_ms)} for p in job.retry
+        ],
+        "after": list(spec.after),
+        "on": spec.on if spec.after else None,
+        # dependency fires waiting for a node, and fan-in fires waiting for more parents
+        "dependency_fires": [rid for rid, _ in job.deps],
+        "waiting_parents": [
+            {
+                "scheduled_at": rfc3339(w.scheduled_at_ms),
+                "settled": {p: {"run": r, "status": st} for p, r, st in w.settled},
+                "waiting_for": [p for p in spec.after if p not in {x[0] for x in w.settled}],
+            }
+            for w in job.waiting
         ],
         "spec": spec_table(spec),
     }

@@ -147,11 +147,27 @@ SCHEMAS: Final[dict[str, Any]] = {
                 ]
             },
             "trigger": {
-                "enum": ["schedule", "catchup", "manual", "buffered", "retry"],
+                "enum": [
+                    "schedule",
+                    "catchup",
+                    "manual",
+                    "buffered",
+                    "retry",
+                    "backfill",
+                    "dependency",
+                ],
                 "description": "buffered: it waited for the run before it (overlap=buffer_*, "
                 "cancel_other, terminate_other); the reason says why and whether it was a "
                 "schedule or manual fire. retry: attempt N > 1, the reason names the attempt "
-                "before it",
+                "before it. dependency: a job with after, run (or skipped) because its "
+                "parents' fire settled; parents names their runs",
+            },
+            "parents": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "a dependency run (and its retries): the run ids of its "
+                "parents' last attempts, in the order of the job's after (the job gets them "
+                "comma-separated in RAFTCRON_PARENT_RUN_ID); absent otherwise",
             },
             "kill": {
                 "type": "string",
@@ -186,13 +202,31 @@ SCHEMAS: Final[dict[str, Any]] = {
     "JobTable": {
         "type": "object",
         "description": "the keys of a [[jobs]] table; name defaults to the URL's; exactly "
-        "one of command and http",
-        "required": ["schedule"],
-        "oneOf": [{"required": ["command"]}, {"required": ["http"]}],
+        "one of command and http; exactly one of schedule and after",
+        "allOf": [
+            {"oneOf": [{"required": ["command"]}, {"required": ["http"]}]},
+            {"oneOf": [{"required": ["schedule"]}, {"required": ["after"]}]},
+        ],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
             "schedule": {"type": "string", "examples": ["0 3 * * *", "* * * * * */10"]},
+            "after": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": 64,
+                "uniqueItems": True,
+                "description": "run after these jobs (instead of a schedule): once per fire "
+                "of theirs, when every one has settled that fire (its last attempt ended). "
+                "A cycle is refused (400 dependency_cycle)",
+            },
+            "on": {
+                "enum": ["success", "failure", "always"],
+                "default": "success",
+                "description": "with after: run when every parent succeeded, when at least "
+                "one did not, or always; otherwise the fire is recorded as skipped",
+            },
             "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "timezone": {"type": "string", "default": "UTC"},
             "timeout": _DURATION,
@@ -318,6 +352,31 @@ SCHEMAS: Final[dict[str, Any]] = {
             "backfill": {
                 "oneOf": [{"type": "null"}, _ref("Backfill")],
                 "description": "the backfill in progress, if any",
+            },
+            "after": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the jobs this one runs after (empty: it has a schedule)",
+            },
+            "on": {**_NULL_STR, "description": "with after: success, failure or always"},
+            "dependency_fires": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "dependency runs (status pending) waiting for a node",
+            },
+            "waiting_parents": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["scheduled_at", "settled", "waiting_for"],
+                    "properties": {
+                        "scheduled_at": {"type": "string", "format": "date-time"},
+                        "settled": {"type": "object"},
+                        "waiting_for": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "description": "fan-in: fires some parents have settled and others not yet "
+                "(at most 100; older ones are recorded as skipped)",
             },
             "retries": {"type": "integer"},
             "pending_retries": {

@@ -80,7 +80,8 @@ class Fire:
 
     ``node == ""`` means no live node matches the job; it is recorded as skipped.
     ``trigger == "buffered"`` claims the head of the job's buffer instead of a new fire;
-    ``scheduled_at_ms`` must then be that buffered run's.
+    ``scheduled_at_ms`` must then be that buffered run's. ``trigger == "dependency"``
+    claims the head of the job's dependency fires (``Job.deps``) the same way.
     """
 
     job: str
@@ -318,6 +319,8 @@ _SPEC_FIELDS: Final = (
     "retry_backoff_max_ms",
     "retry_other_node",
     "call",
+    "after",
+    "on",
 )
 
 
@@ -366,6 +369,10 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["retry_other_node"] = True
     if spec.call:
         out["call"] = spec.call
+    if spec.after:
+        out["after"] = list(spec.after)
+    if spec.on != "success":
+        out["on"] = spec.on
     return out
 
 
@@ -424,6 +431,8 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
         retry_other_node=bool(raw.get("retry_other_node", False)),
         call=_str(raw.get("call", "")),
+        after=tuple(_str(p) for p in raw.get("after", ())),
+        on=_str(raw.get("on", "success")),
     )
 
 

@@ -100,6 +100,44 @@ def backfill_run_id(job: str, scheduled_at_ms: int, backfill: str) -> str:
 
 # Attempt N > 1 of a fire whose attempt N-1 failed, timed out or was lost.
 TRIGGER_RETRY: Final = "retry"
+# A job with ``after`` (no schedule of its own) run because its parents' fire settled.
+TRIGGER_DEPENDENCY: Final = "dependency"
+# ``on`` of a job with ``after``: which settled outcome of the parents runs it.
+DEPENDENCY_ON: Final = ("success", "failure", "always")
+# A fan-in child keeps at most this many scheduled times waiting for the rest of its
+# parents; beyond that the oldest is recorded as skipped (with the outcomes it had).
+DEPENDENCY_WAIT_LIMIT: Final = 100
+# The suffix of a dependency run's id: ``child@ms~after`` (``child@ms~manual~after`` when
+# the parents' fire was a manual one, ``child@ms~backfill-ID~after`` for a backfill).
+DEPENDENCY_SUFFIX: Final = "~after"
+
+
+def fire_variant(run: Run) -> str:
+    """What tells a fire of ``run.job`` at ``run.scheduled_at_ms`` apart from another at the
+    same time: ``""`` (schedule, catch-up), ``"~manual"`` or ``"~backfill-ID"``. Retries
+    (``.N``) keep their fire's variant; a dependency run's ``~after`` is dropped, so a chain
+    keeps the variant of the fire that started it."""
+    rid = run.id
+    if run.attempt > 1 and "." in rid:
+        rid = rid.rsplit(".", 1)[0]
+    prefix = f"{run.job}@{run.scheduled_at_ms}"
+    variant = rid[len(prefix) :] if rid.startswith(prefix) else ""
+    return variant.removesuffix(DEPENDENCY_SUFFIX)
+
+
+def due_ms(run: Run, spec: JobSpec) -> int:
+    """When ``run`` was due, for lateness (metrics, ``late`` webhooks): its scheduled time
+    plus the job's jitter offset; a dependency run (which carries its parents' scheduled
+    time) when it was claimed, right after its parents' fire settled."""
+    if run.trigger == TRIGGER_DEPENDENCY:
+        return run.claimed_ms
+    return run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms)
+
+
+def dependency_run_id(job: str, scheduled_at_ms: int, variant: str = "") -> str:
+    """``job@ms~after`` (``variant`` inserted before ``~after``): never a scheduled,
+    manual or backfill run id, so a dependency fire never collides with one."""
+    return f"{job}@{scheduled_at_ms}{variant}{DEPENDENCY_SUFFIX}"
 
 
 def jitter_offset_ms(name: str, jitter_ms: int) -> int:
@@ -186,6 +224,11 @@ class JobSpec:
     # application registered under the job's name; ``command`` is then empty. Only the
     # application's own processes register it; "" for a command job.
     call: str = ""
+    # Dependencies: the job runs when a fire of these jobs has settled (``schedule`` is
+    # then ""): ``on`` = "success" (all parents succeeded), "failure" (at least one did not)
+    # or "always". See state.py, "Dependencies".
+    after: tuple[str, ...] = ()
+    on: str = "success"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +278,22 @@ class Job:
     backfill: Backfill | None = None
     # This job's PENDING retries, in the order they were scheduled.
     retry: tuple[PendingRetry, ...] = ()
+    # A job with ``after``: its PENDING dependency fires as (run id, scheduled_at_ms),
+    # oldest first, each waiting for the planner to name a node (then claimed like a fire).
+    deps: tuple[tuple[str, int], ...] = ()
+    # A fan-in job (several ``after``): the parents' fires that have settled while others
+    # of the same fire have not, oldest first (at most DEPENDENCY_WAIT_LIMIT).
+    waiting: tuple[DependencyWait, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DependencyWait:
+    """One fire of a fan-in job's parents, partly settled: ``settled`` holds
+    ``(parent job, its last run id, its status)`` for each parent settled so far."""
+
+    scheduled_at_ms: int
+    variant: str  # see fire_variant
+    settled: tuple[tuple[str, str, str], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +328,9 @@ class Run:
     count: int = 1  # > 1 only for an aggregated "missed"/"paused" record covering many fires
     start_token: str = ""  # which executor attempt started it (see commands.Start)
     last_scheduled_ms: int | None = None  # an aggregated "paused" record: its newest fire
+    # A dependency run (trigger "dependency") and its retries: the parents' run ids (the
+    # last attempt of each), in the order of the job's ``after``.
+    parents: tuple[str, ...] = ()
 
     @property
     def final(self) -> bool:

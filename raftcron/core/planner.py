@@ -34,6 +34,11 @@ Retries: a pending retry whose due time has come gets a ``retry`` claim (before 
 runs and new fires); unless the job's overlap is ``allow`` it waits while the job has a
 live run, and at most one is claimed per plan. With ``retry_other_node`` the node of the
 failed attempt is avoided when another live node matches.
+
+Dependencies: a job with ``after`` has no schedule (no fires of its own); ``apply`` queues
+its dependency fires on ``Job.deps`` when its parents' fire settles, and each gets a
+``dependency`` claim with a node here (in order, after buffered runs); ``apply`` then
+runs it through the job's overlap policy like any fire.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from raftcron.core.model import (
     TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
     TRIGGER_CATCHUP,
+    TRIGGER_DEPENDENCY,
     TRIGGER_RETRY,
     TRIGGER_SCHEDULE,
     Job,
@@ -62,6 +68,8 @@ from raftcron.core.model import (
 from raftcron.core.schedule import parse
 
 MAX_FIRES_PER_JOB: Final = 1000  # per batch; the rest follow in the next batch
+# next_due_ms of a job with nothing to do ever (no schedule: it runs after other jobs)
+NEVER_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_MISSED_COUNT: Final = 100_000  # counting stops here; the reason then says "at least"
 # A fire counts as on time (trigger "schedule") when claimed within this of its time.
 ON_TIME_MS: Final = 1_000
@@ -81,6 +89,8 @@ def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
     """The fires of ``job`` to claim now (oldest first) and the record of those that will
     not run (missed, or paused), if any."""
     spec = job.spec
+    if not spec.schedule:  # runs after other jobs: no fires of its own
+        return [], None
     sched = parse(spec.schedule, spec.timezone)
     now_ms -= jitter_offset_ms(spec.name, spec.jitter_ms)  # a fire is due at t + offset
     if sched.next_after(job.watermark_ms) > now_ms:
@@ -209,6 +219,8 @@ def plan(
         if job.buffered and not is_busy:
             rid, t = job.buffered[0]
             claim(spec, rid, t, TRIGGER_BUFFERED)
+        for rid, t in job.deps[:MAX_FIRES_PER_JOB]:
+            claim(spec, rid, t, TRIGGER_DEPENDENCY)
         times, miss = due(job, now_ms)
         if miss is not None:
             missed.append(miss)
@@ -241,11 +253,14 @@ def next_due_ms(job: Job, busy: bool) -> int:
     """When the scheduler should next look at ``job``: its next fire plus its jitter
     offset, the earliest pending retry it may claim, 0 (now) when a buffered run of it can
     be claimed, or when the next fire of its backfill may go."""
-    if job.buffered and not busy:
+    if (job.buffered and not busy) or job.deps:
         return 0
     spec = job.spec
-    t = parse(spec.schedule, spec.timezone).next_after(job.watermark_ms)
-    t += jitter_offset_ms(spec.name, spec.jitter_ms)
+    if spec.schedule:
+        t = parse(spec.schedule, spec.timezone).next_after(job.watermark_ms)
+        t += jitter_offset_ms(spec.name, spec.jitter_ms)
+    else:
+        t = NEVER_MS
     if job.backfill is not None and not busy and not job.paused:
         t = min(t, backfill_ready_ms(job.backfill))
     if not busy or spec.overlap == "allow":

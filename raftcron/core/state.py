@@ -45,6 +45,22 @@ Invariants:
   (``lock_done``, the last ``LOCK_DONE_KEEP``) a retry is refused, so a late or repeated
   proposal never takes the lock twice. A held lock is never taken from its holder except
   by its own fence (release) or the leader's expiry naming that fence.
+* Dependencies: a job with ``after`` (and no schedule) gets one fire per fire of its
+  parents, once that fire has *settled*: the parent's run for it is final and no retry of
+  it is pending (a record covering several fires, missed or paused, counts once, at its
+  first fire). A fire is ``(scheduled_at, variant)`` (``fire_variant``: scheduled,
+  ``~manual`` or ``~backfill-ID``); a fan-in job waits (``Job.waiting``, bounded) until
+  every parent has settled the same fire. Then ``on`` decides: ``success`` runs it when
+  every parent succeeded, ``failure`` when at least one did not, ``always`` always; when
+  it does not run, the fire is recorded as ``skipped`` naming the parents' outcomes. A
+  fire that runs is recorded as a ``pending`` run ``dependency_run_id`` (trigger
+  ``dependency``, ``parents`` = the parents' last run ids) queued on ``Job.deps``; the
+  planner claims it with a node (``dependency`` claim) and it then goes through the
+  job's overlap policy like any fire. A paused child records it as paused, a deleted one
+  has nothing to fire. This runs at the end of ``apply``, after retries were decided,
+  as a worklist: a settled dependency fire settles its own children in the same apply.
+  A dependency run id is created at most once per apply and never when it is in the
+  ledger, so even a cycle (refused by ``PutJob``) cannot loop.
 """
 
 from __future__ import annotations
@@ -69,6 +85,7 @@ from raftcron.core.model import (
     CLAIMED,
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
+    DEPENDENCY_WAIT_LIMIT,
     KILLED,
     LIVE_STATUSES,
     LOCK_CANCELLED,
@@ -86,12 +103,15 @@ from raftcron.core.model import (
     RETRY_STATUSES,
     RUNNING,
     SKIPPED,
+    SUCCEEDED,
     TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
+    TRIGGER_DEPENDENCY,
     TRIGGER_MANUAL,
     TRIGGER_RETRY,
     Backfill,
     Counters,
+    DependencyWait,
     Job,
     JobSpec,
     Lease,
@@ -102,6 +122,8 @@ from raftcron.core.model import (
     Run,
     backfill_ready_ms,
     backfill_run_id,
+    dependency_run_id,
+    fire_variant,
     lock_problem,
     retry_backoff_ms,
     retry_run_id,
@@ -229,6 +251,12 @@ class State:
     lock_done: dict[tuple[str, str], LockEnd] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Derived index (rebuilt on restore, never serialized): job -> the jobs whose
+    # ``after`` names it, sorted.
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Transient, empty between applies: final runs recorded by the current apply whose job
+    # has children (settled at its end, see "Dependencies").
+    settled: list[Run] = field(default_factory=list, repr=False, compare=False)
 
     # ------------------------------------------------------------------ apply
 
@@ -240,8 +268,22 @@ class State:
 
     def apply(self, cmd: c.Command) -> Result:
         self.now_ms = max(self.now_ms, cmd.at_ms)
+        res = self._apply(cmd)
+        if self.settled:
+            self._settle_dependencies()
+        return res
+
+    def _apply(self, cmd: c.Command) -> Result:
         match cmd:
             case c.PutJob():
+                cycle = dependency_cycle(self.jobs, cmd.spec)
+                if cycle:
+                    return Rejected(
+                        "dependency_cycle",
+                        f"after: {' -> '.join(cycle)} is a cycle (a job cannot run after "
+                        "itself, directly or through other jobs; remove one of these after "
+                        "entries)",
+                    )
                 return self._put_job(cmd.spec, cmd.source)
             case c.DeleteJob():
                 return self._delete_job(cmd.name)
@@ -291,9 +333,13 @@ class State:
                 created_ms=self.now_ms,
                 updated_ms=self.now_ms,
             )
+            self._link_parents(spec.name, (), spec.after)
             return Ok("created")
         if old.spec == spec and old.source == source:
             return Ok("unchanged")
+        if old.spec.after != spec.after:
+            self._link_parents(spec.name, old.spec.after, spec.after)
+            old = self._drop_waiting(old, "the job's after changed while this fire waited")
         # A schedule change restarts the watermark at now: old fires are not back-filled.
         watermark = old.watermark_ms
         if (old.spec.schedule, old.spec.timezone) != (spec.schedule, spec.timezone):
@@ -309,8 +355,11 @@ class State:
         # The job's run history stays in the ledger (still bounded by ``history``): what
         # ran, where and when must outlive the job's definition.
         job = self.jobs.pop(name)
+        self._link_parents(name, job.spec.after, ())
         for rid, _ in job.buffered:
             self._end_buffered(rid, SKIPPED, "job deleted while this fire was buffered")
+        for rid, _ in job.deps:
+            self._end_buffered(rid, SKIPPED, "job deleted while this dependency fire waited")
         for pr in job.retry:
             self._end_buffered(pr.run, SKIPPED, "job deleted while this retry was pending")
         return Ok("deleted")
@@ -331,6 +380,11 @@ class State:
                     why = f"{_pause_reason(job)} (this retry was pending)"
                     self._end_buffered(pr.run, PAUSED, why)
                 job = replace(job, retry=())
+            if paused and job.deps:
+                for rid, _ in job.deps:
+                    why = f"{_pause_reason(job)} (this dependency fire waited for a node)"
+                    self._end_buffered(rid, PAUSED, why)
+                job = replace(job, deps=())
             self.jobs[name] = job
         return Ok(paused)
 
@@ -435,16 +489,25 @@ class State:
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
+            dep: Run | None = None
+            if fire.trigger == TRIGGER_DEPENDENCY:
+                dep = self._take_dependency(job, fire.scheduled_at_ms)
+                if dep is None:
+                    rejected.append((fire.job, fire.scheduled_at_ms, "not_pending"))
+                    continue
+                job = self.jobs[fire.job]
             manual = fire.trigger == TRIGGER_MANUAL
             rid = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
                 if manual
                 else run_id(fire.job, fire.scheduled_at_ms, fire.attempt)
             )
+            if dep is not None:  # from here on, a fire like any other (overlap, pause)
+                rid = dep.id
             if rid in self.runs:
                 rejected.append((fire.job, fire.scheduled_at_ms, "duplicate"))
                 continue
-            if not manual:
+            if not manual and dep is None:
                 if fire.attempt == 1 and fire.scheduled_at_ms <= job.watermark_ms:
                     rejected.append((fire.job, fire.scheduled_at_ms, "already_considered"))
                     continue
@@ -464,6 +527,8 @@ class State:
                 attempt=fire.attempt,
                 claimed_ms=self.now_ms,
             )
+            if dep is not None:
+                base = replace(base, parents=dep.parents, reason=dep.reason)
             reason = self._skip_reason(job, fire)
             if reason:
                 self._record_final(replace(base, status=SKIPPED, reason=reason))
@@ -639,6 +704,12 @@ class State:
         job = self.jobs.get(cmd.job)
         if job is None:
             return Rejected("unknown_job", f"no job named {cmd.job!r}")
+        if not job.spec.schedule:
+            return Rejected(
+                "bad_backfill",
+                f"{cmd.job} runs after {', '.join(job.spec.after)} and has no schedule of its "
+                "own: backfill its parents (their fires run it)",
+            )
         bf = job.backfill
         if bf is not None:
             if bf.id == cmd.id:
@@ -792,6 +863,7 @@ class State:
             attempt=attempt,
             claimed_ms=self.now_ms,
             reason=reason,
+            parents=run.parents,
         )
         pending = PendingRetry(
             run=rid,
@@ -837,6 +909,153 @@ class State:
             )
         )
         return rid
+
+    # ------------------------------------------------------------------ dependencies
+
+    def _link_parents(self, name: str, old: Iterable[str], new: Iterable[str]) -> None:
+        """Keep the ``children`` index in step with job ``name``'s ``after``."""
+        for parent in set(old) - set(new):
+            kids = tuple(k for k in self.children.get(parent, ()) if k != name)
+            if kids:
+                self.children[parent] = kids
+            else:
+                self.children.pop(parent, None)
+        for parent in set(new) - set(old):
+            self.children[parent] = tuple(sorted({*self.children.get(parent, ()), name}))
+
+    def _rebuild_children(self) -> None:
+        self.children = {}
+        for name in sorted(self.jobs):
+            self._link_parents(name, (), self.jobs[name].spec.after)
+
+    def descendants(self, names: Iterable[str]) -> set[str]:
+        """Every job that runs after one of ``names``, directly or through others."""
+        out: set[str] = set()
+        todo = [k for n in names for k in self.children.get(n, ())]
+        while todo:
+            name = todo.pop()
+            if name not in out:
+                out.add(name)
+                todo.extend(self.children.get(name, ()))
+        return out
+
+    def _drop_waiting(self, job: Job, why: str) -> Job:
+        """Record the fan-in fires ``job`` waits for as skipped (with what had settled)."""
+        for w in job.waiting:
+            self._record_dependency_skip(job, w, why)
+        job = replace(job, waiting=())
+        self.jobs[job.spec.name] = job
+        return job
+
+    def _record_dependency_skip(self, job: Job, w: DependencyWait, why: str) -> None:
+        rid = dependency_run_id(job.spec.name, w.scheduled_at_ms, w.variant)
+        if rid in self.runs:
+            return
+        got = ", ".join(f"{r} {st}" for _, r, st in w.settled) or "none"
+        missing = [p for p in job.spec.after if p not in {p for p, _, _ in w.settled}]
+        self._record_final(
+            Run(
+                id=rid,
+                job=job.spec.name,
+                scheduled_at_ms=w.scheduled_at_ms,
+                status=SKIPPED,
+                trigger=TRIGGER_DEPENDENCY,
+                claimed_ms=self.now_ms,
+                parents=tuple(r for _, r, _ in w.settled),
+                reason=f"{why}: settled {got}; still waiting for {', '.join(missing) or 'none'}",
+            )
+        )
+
+    def _take_dependency(self, job: Job, scheduled_at_ms: int) -> Run | None:
+        """Take the head of ``job``'s dependency fires (it must be at ``scheduled_at_ms``)
+        off the queue and out of the ledger, to be claimed as a fire; None if it is not."""
+        if not job.deps or job.deps[0][1] != scheduled_at_ms:
+            return None
+        rid = job.deps[0][0]
+        self.jobs[job.spec.name] = replace(job, deps=job.deps[1:])
+        run = self.runs.get(rid)
+        if run is None or run.status != PENDING:
+            return None  # cannot happen; the entry is dropped so it cannot wedge
+        del self.runs[rid]
+        return run
+
+    def _settle_dependencies(self) -> None:
+        """Give the children of every fire settled by this apply their fire (see the module
+        docstring). A worklist: what it records may settle further children."""
+        created: set[str] = set()
+        i = 0
+        while i < len(self.settled):
+            run = self.runs.get(self.settled[i].id, self.settled[i])
+            i += 1
+            nxt = self.runs.get(retry_run_id(run.id, run.attempt))
+            if nxt is not None and nxt.status == PENDING and nxt.trigger == TRIGGER_RETRY:
+                continue  # not settled: its retry decides
+            for child in self.children.get(run.job, ()):
+                self._parent_settled(child, run, created)
+        self.settled.clear()
+
+    def _parent_settled(self, child: str, run: Run, created: set[str]) -> None:
+        job = self.jobs.get(child)
+        if job is None or run.job not in job.spec.after:
+            return
+        t, variant = run.scheduled_at_ms, fire_variant(run)
+        outcome = (run.job, run.id, run.status)
+        after = job.spec.after
+        if len(after) > 1:
+            i = next(
+                (
+                    k
+                    for k, w in enumerate(job.waiting)
+                    if (w.scheduled_at_ms, w.variant) == (t, variant)
+                ),
+                -1,
+            )
+            w = (
+                job.waiting[i]
+                if i >= 0
+                else DependencyWait(scheduled_at_ms=t, variant=variant, settled=())
+            )
+            if all(p != run.job for p, _, _ in w.settled):
+                w = replace(w, settled=(*w.settled, outcome))
+            rest = job.waiting[:i] + job.waiting[i + 1 :] if i >= 0 else job.waiting
+            have = {p for p, _, _ in w.settled}
+            if not all(p in have for p in after):
+                waiting = (*rest, w) if i < 0 else (*rest[:i], w, *rest[i:])
+                over = waiting[: max(0, len(waiting) - DEPENDENCY_WAIT_LIMIT)]
+                self.jobs[child] = job = replace(job, waiting=waiting[len(over) :])
+                for old in over:
+                    why = f"more than {DEPENDENCY_WAIT_LIMIT} fires of the parents waited"
+                    self._record_dependency_skip(job, old, why)
+                return
+            self.jobs[child] = job = replace(job, waiting=rest)
+            by_parent = {p: (p, r, st) for p, r, st in w.settled}
+            settled = tuple(by_parent[p] for p in after)
+        else:
+            settled = (outcome,)
+        rid = dependency_run_id(child, t, variant)
+        if rid in self.runs or rid in created:
+            return
+        created.add(rid)
+        runs, why = dependency_decision(job.spec.on, settled)
+        parents = tuple(r for _, r, _ in settled)
+        if job.paused:
+            self._record_paused(job, rid, t, t, 1)
+            return
+        base = Run(
+            id=rid,
+            job=child,
+            scheduled_at_ms=t,
+            status=PENDING,
+            trigger=TRIGGER_DEPENDENCY,
+            claimed_ms=self.now_ms,
+            parents=parents,
+            reason=why,
+        )
+        if not runs:
+            self._record_final(replace(base, status=SKIPPED))
+            return
+        self.runs[rid] = base
+        self.jobs[child] = replace(job, deps=(*job.deps, (rid, t)))
 
     # ------------------------------------------------------------------ leases
 
@@ -937,6 +1156,7 @@ class State:
                     job,
                     buffered=tuple(b for b in job.buffered if b[0] != run.id),
                     retry=tuple(p for p in job.retry if p.run != run.id),
+                    deps=tuple(d for d in job.deps if d[0] != run.id),
                 )
             self._end_buffered(run.id, KILLED, f"{why} (before it started)")
             return Ok(KILLED)
@@ -1074,6 +1294,8 @@ class State:
 
     def _record_final(self, run: Run) -> None:
         self.runs[run.id] = run
+        if run.job in self.children:
+            self.settled.append(run)
         self.counters.runs_recorded += 1
         key = outcome_key(run.job, run.status)
         self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
@@ -1175,6 +1397,8 @@ class State:
                         st._restore_job(row)
                     else:
                         run = Run(**dict(zip(_RUN_FIELDS, row, strict=False)))  # old: 16
+                        if run.parents:
+                            run = replace(run, parents=tuple(run.parents))
                         st.runs[run.id] = run
                 continue
             value = unpacker.unpack()
@@ -1213,6 +1437,7 @@ class State:
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {version!r}")
         st._rebuild_live()
+        st._rebuild_children()
         return st
 
     def _restore_job(self, j: list[Any]) -> None:
@@ -1230,8 +1455,19 @@ class State:
             if len(j) > 8
             else (),
             backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[9], strict=True)))
-            if len(j) > 9
+            if len(j) > 9 and j[9] is not None
             else None,
+            deps=tuple((str(r), int(t)) for r, t in j[10]) if len(j) > 10 else (),
+            waiting=tuple(
+                DependencyWait(
+                    scheduled_at_ms=int(t),
+                    variant=str(v),
+                    settled=tuple((str(p), str(r), str(st)) for p, r, st in got),
+                )
+                for t, v, got in j[11]
+            )
+            if len(j) > 11
+            else (),
         )
 
     def _rebuild_live(self) -> None:
@@ -1265,6 +1501,7 @@ _RUN_FIELDS: Final = (
     "count",
     "start_token",
     "last_scheduled_ms",
+    "parents",
 )
 _BACKFILL_FIELDS: Final = (
     "id",
@@ -1304,7 +1541,10 @@ _WAITER_FIELDS: Final = ("request", "holder", "ttl_ms", "wait_ms", "queued_ms")
 
 def _run_row(run: Run) -> list[Any]:
     row = [getattr(run, f) for f in _RUN_FIELDS]
-    if row[-1] is None:  # last_scheduled_ms: rows without it encode as before it existed
+    row[-1] = list(run.parents)
+    # optional trailing fields (last_scheduled_ms, parents): written up to the last one
+    # that is set, so rows without them encode as before they existed
+    while len(row) > 16 and (row[-1] is None or row[-1] == []):
         row.pop()
     return row
 
@@ -1331,10 +1571,53 @@ def _job_row(j: Job) -> list[Any]:
         [list(b) for b in j.buffered],
         [[getattr(p, f) for f in _RETRY_FIELDS] for p in j.retry],
         None if j.backfill is None else [getattr(j.backfill, f) for f in _BACKFILL_FIELDS],
+        [list(d) for d in j.deps],
+        [[w.scheduled_at_ms, w.variant, [list(x) for x in w.settled]] for w in j.waiting],
     ]
     while tail and not tail[-1]:
         tail.pop()
     return row + tail
+
+
+def dependency_decision(on: str, settled: Iterable[tuple[str, str, str]]) -> tuple[bool, str]:
+    """Whether a fire whose parents settled as ``settled`` ((job, run id, status) each)
+    runs its child with ``on``, and the reason recorded on the child's run."""
+    outcomes = ", ".join(f"{rid} {status}" for _, rid, status in settled)
+    ok = all(status == SUCCEEDED for _, _, status in settled)
+    if on == "always" or (on == "success") == ok:
+        return True, f"after {outcomes} (on={on})"
+    need = "every parent to succeed" if on == "success" else "a parent that did not succeed"
+    return False, f"on={on} needs {need}: {outcomes}"
+
+
+def dependency_cycle(jobs: dict[str, Job], spec: JobSpec) -> list[str]:
+    """A cycle ``[spec.name, ..., spec.name]`` that putting ``spec`` would close through
+    the ``after`` of ``jobs``, or ``[]``. Only jobs with ``after`` can be on a cycle."""
+    if not spec.after:
+        return []
+
+    def after(name: str) -> tuple[str, ...]:
+        if name == spec.name:
+            return spec.after
+        job = jobs.get(name)
+        return () if job is None else job.spec.after
+
+    # iterative depth-first search: a chain may be longer than Python's recursion limit
+    path = [spec.name]
+    stack = [iter(after(spec.name))]
+    seen = {spec.name}
+    while stack:
+        parent = next(stack[-1], None)
+        if parent is None:
+            stack.pop()
+            path.pop()
+        elif parent == spec.name:
+            return [*path, parent]
+        elif parent not in seen:
+            seen.add(parent)
+            path.append(parent)
+            stack.append(iter(after(parent)))
+    return []
 
 
 def _pause_reason(job: Job) -> str:

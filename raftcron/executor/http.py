@@ -58,6 +58,7 @@ HEADER_JOB: Final = "X-Raftcron-Job"
 HEADER_SCHEDULED_AT: Final = "X-Raftcron-Scheduled-At"
 HEADER_ATTEMPT: Final = "X-Raftcron-Attempt"
 HEADER_NODE: Final = "X-Raftcron-Node"
+HEADER_PARENT_RUN_ID: Final = "X-Raftcron-Parent-Run-Id"
 USER_AGENT: Final = "raftcron"
 
 Tell = Callable[[str, str, dict[str, Any]], None]
@@ -73,7 +74,7 @@ class HttpOutcome:
 
 def run_headers(run: Run, node: str, scheduled_at: str) -> dict[str, str]:
     """The X-Raftcron-* headers of one run's request."""
-    return {
+    headers = {
         HEADER_FENCE: str(run.fence),
         HEADER_RUN_ID: run.id,
         HEADER_JOB: run.job,
@@ -81,6 +82,9 @@ def run_headers(run: Run, node: str, scheduled_at: str) -> dict[str, str]:
         HEADER_ATTEMPT: str(run.attempt),
         HEADER_NODE: node,
     }
+    if run.parents:  # a dependency run: the parents' run ids, comma-separated
+        headers[HEADER_PARENT_RUN_ID] = ",".join(run.parents)
+    return headers
 
 
 def expected(status: int, expect: tuple[int, ...]) -> bool:

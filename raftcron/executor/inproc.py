@@ -61,7 +61,7 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    jitter_offset_ms,
+    due_ms,
 )
 from raftcron.core.state import Rejected
 from raftcron.raft.node import ProposalError, RaftNode
@@ -124,6 +124,8 @@ class RunContext:
     trigger: str
     _clock: Clock = field(repr=False)
     _lease: _Lease = field(repr=False)
+    # a dependency run: the parents' run ids, in the order of the job's ``after``
+    parents: tuple[str, ...] = ()
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _lines: list[str] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -244,7 +246,7 @@ class InProcess:
                 run.id,
                 {
                     "scheduled_at_ms": run.scheduled_at_ms,
-                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
+                    "due_ms": due_ms(run, spec),
                     "trigger": run.trigger,
                     "started_ms": started_ms,
                 },
@@ -278,6 +280,7 @@ class InProcess:
             trigger=run.trigger,
             _clock=self.clock,
             _lease=lease,
+            parents=run.parents,
         )
         loop = asyncio.get_running_loop()
         job = self._launch(entry, rc, loop)

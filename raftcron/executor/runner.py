@@ -47,7 +47,7 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    jitter_offset_ms,
+    due_ms,
 )
 from raftcron.core.state import Ok, Rejected, State
 from raftcron.executor.http import execute_http
@@ -245,7 +245,7 @@ class Executor:
                 {
                     "scheduled_at_ms": run.scheduled_at_ms,
                     # when it was due: its jitter offset later (lateness counts from there)
-                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
+                    "due_ms": due_ms(run, spec),
                     "trigger": run.trigger,
                     "started_ms": started_ms,
                 },
@@ -290,6 +290,8 @@ class Executor:
                 "RAFTCRON_ATTEMPT": str(run.attempt),
             }
         )
+        if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
+            env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
         wd_spec = {
             "argv": list(spec.command),
             "env": env,

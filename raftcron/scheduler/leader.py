@@ -38,7 +38,7 @@ from raftcron.clock import Clock
 from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
 from raftcron.core.lease import takeover_patience
 from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
-from raftcron.core.planner import NodeInfo, next_due_ms, plan
+from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
 from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -263,9 +263,14 @@ class Leader:
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
-            jobs_by_name = self.raft.machine.read(
-                lambda s: {n: (s.jobs.get(n), n in s.live) for n in names}
-            )
+
+            def read(s: State) -> dict[str, tuple[Job | None, bool]]:
+                # a change of a job (a run of it ended, it was paused, ...) may have given
+                # the jobs that run after it a dependency fire to claim
+                wanted = [*names, *sorted(s.descendants(names))]
+                return {n: (s.jobs.get(n), n in s.live) for n in wanted}
+
+            jobs_by_name = self.raft.machine.read(read)
             for name, (maybe, busy) in jobs_by_name.items():
                 self._next.pop(name, None)
                 if maybe is not None:
@@ -279,6 +284,8 @@ class Leader:
         except ValueError:
             logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
             return
+        if t >= NEVER_MS:  # runs after other jobs, none of its fires waits: a change of
+            return  # its parents (jobs_changed, _refresh) brings it back
         self._next[job.spec.name] = t
         heapq.heappush(self._heap, (t, job.spec.name))
 

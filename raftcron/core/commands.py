@@ -81,6 +81,11 @@ class Fire:
     ``node == ""`` means no live node matches the job; it is recorded as skipped.
     ``trigger == "buffered"`` claims the head of the job's buffer instead of a new fire;
     ``scheduled_at_ms`` must then be that buffered run's.
+
+    ``instance`` of ``instances`` (the job's ``count``): instance 1 is the fire itself,
+    instance K > 1 (run id ``...~K``) is accepted only after instance 1 of the same fire
+    in the same plan. With ``node == ""`` and ``instance == K``, instances K..``instances``
+    found no node: one skipped record covers them.
     """
 
     job: str
@@ -88,6 +93,8 @@ class Fire:
     node: str
     trigger: str
     attempt: int = 1
+    instance: int = 1
+    instances: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,6 +325,8 @@ _SPEC_FIELDS: Final = (
     "retry_backoff_max_ms",
     "retry_other_node",
     "call",
+    "count",
+    "max_parallel",
 )
 
 
@@ -366,6 +375,10 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["retry_other_node"] = True
     if spec.call:
         out["call"] = spec.call
+    if spec.count != 1:
+        out["count"] = spec.count  # COUNT_ALL (0) for "all"
+    if spec.max_parallel is not None:
+        out["max_parallel"] = spec.max_parallel
     return out
 
 
@@ -424,11 +437,29 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
         retry_other_node=bool(raw.get("retry_other_node", False)),
         call=_str(raw.get("call", "")),
+        count=int(raw.get("count", 1)),
+        max_parallel=None if raw.get("max_parallel") is None else int(raw["max_parallel"]),
     )
 
 
 def _fire_to_wire(f: Fire) -> list[Any]:
-    return [f.job, f.scheduled_at_ms, f.node, f.trigger, f.attempt]
+    row: list[Any] = [f.job, f.scheduled_at_ms, f.node, f.trigger, f.attempt]
+    if (f.instance, f.instances) != (1, 1):
+        row += [f.instance, f.instances]  # older entries have five elements
+    return row
+
+
+def _fire_from_wire(row: list[Any]) -> Fire:
+    j, s, n, t, a = row[:5]
+    return Fire(
+        job=_str(j),
+        scheduled_at_ms=int(s),
+        node=_str(n),
+        trigger=_str(t),
+        attempt=int(a),
+        instance=int(row[5]) if len(row) > 5 else 1,
+        instances=int(row[6]) if len(row) > 6 else 1,
+    )
 
 
 def _missed_to_wire(m: Missed) -> list[Any]:
@@ -592,16 +623,7 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
         case "plan":
             return Plan(
                 at_ms=at,
-                fires=tuple(
-                    Fire(
-                        job=_str(j),
-                        scheduled_at_ms=int(s),
-                        node=_str(n),
-                        trigger=_str(t),
-                        attempt=int(a),
-                    )
-                    for j, s, n, t, a in b["fires"]
-                ),
+                fires=tuple(_fire_from_wire(row) for row in b["fires"]),
                 missed=tuple(_missed_from_wire(row) for row in b["missed"]),
             )
         case "start":

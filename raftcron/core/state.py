@@ -102,6 +102,8 @@ from raftcron.core.model import (
     Run,
     backfill_ready_ms,
     backfill_run_id,
+    fire_of,
+    instance_run_id,
     lock_problem,
     retry_backoff_ms,
     retry_run_id,
@@ -193,6 +195,40 @@ def outcome_counts(extra: dict[str, int]) -> list[tuple[str, str, int]]:
             job, _, status = key[len("outcome/") :].rpartition("/")
             out.append((job, status, n))
     return out
+
+
+UNSCHEDULABLE: Final = "unschedulable:"  # the reason of a run no live node could take
+
+
+def unschedulable_key(job: str) -> str:
+    """Key of the replicated per-job counter of instances recorded as unschedulable."""
+    return f"unschedulable/{job}"
+
+
+def unschedulable_counts(extra: dict[str, int]) -> list[tuple[str, int]]:
+    """``(job, count)`` of instances skipped as unschedulable (a cluster fact)."""
+    n = len("unschedulable/")
+    return [(k[n:], v) for k, v in extra.items() if k.startswith("unschedulable/")]
+
+
+def unschedulable_reason(spec: JobSpec, instance: int, instances: int, single: bool = False) -> str:
+    """Why instances ``instance..instances`` of a fire (only ``instance`` if ``single``)
+    found no node. A job with one instance keeps the text it always had."""
+    tags = ", ".join(f"{k}={v}" for k, v in spec.tags)
+    cap = spec.max_parallel
+    room = "" if cap is None else f" with fewer than max_parallel={cap} live run(s) of the job"
+    if instances == 1:
+        # the same text for every fire of every job with these tags: one copy
+        return sys.intern(f"{UNSCHEDULABLE} no live node matches tags {{{tags}}}{room}")
+    if single or instance == instances:
+        which = f"instance {instance} of {instances}"
+    else:
+        which = f"instances {instance}-{instances} of {instances}"
+    if single:
+        found = "no live node that runs no other instance of the fire"
+    else:
+        found = f"{instance - 1} distinct live node(s)"
+    return sys.intern(f"{UNSCHEDULABLE} {which} not placed: {found} match tags {{{tags}}}{room}")
 
 
 SYNCED_SOURCES: Final = ("config", "embedded")
@@ -415,18 +451,24 @@ class State:
                 )
             )
             missed.append(rid)
+        # Instance 1 of each fire accepted by this plan: (job, kind, scheduled_at) -> its run
+        # id. Instance K > 1 of a fire is accepted only behind its instance 1 in the same
+        # plan (never added to a fire later, and never refused by the watermark that
+        # instance 1 has just moved).
+        firsts: dict[tuple[str, str, int], str] = {}
         for fire in cmd.fires:
             job = self.jobs.get(fire.job)
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
                 continue
+            if not 1 <= fire.instance <= fire.instances:
+                rejected.append((fire.job, fire.scheduled_at_ms, "bad_instance"))
+                continue
             if fire.trigger in (TRIGGER_BUFFERED, TRIGGER_BACKFILL):
-                claim = (
-                    self._claim_buffered
-                    if fire.trigger == TRIGGER_BUFFERED
-                    else self._claim_backfill
-                )
-                code = claim(job, fire, granted, skipped)
+                if fire.trigger == TRIGGER_BUFFERED:
+                    code = self._claim_buffered(job, fire, granted, skipped)
+                else:
+                    code = self._claim_backfill(job, fire, granted, skipped, firsts)
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
@@ -436,24 +478,32 @@ class State:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
             manual = fire.trigger == TRIGGER_MANUAL
-            rid = (
+            first = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
                 if manual
                 else run_id(fire.job, fire.scheduled_at_ms, fire.attempt)
             )
+            rid = instance_run_id(first, fire.instance)
             if rid in self.runs:
                 rejected.append((fire.job, fire.scheduled_at_ms, "duplicate"))
                 continue
-            if not manual:
+            key = (fire.job, TRIGGER_MANUAL if manual else "", fire.scheduled_at_ms)
+            if fire.instance > 1:
+                if firsts.get(key) != first:
+                    rejected.append((fire.job, fire.scheduled_at_ms, "no_first_instance"))
+                    continue
+            elif not manual:
                 if fire.attempt == 1 and fire.scheduled_at_ms <= job.watermark_ms:
                     rejected.append((fire.job, fire.scheduled_at_ms, "already_considered"))
                     continue
                 self.jobs[fire.job] = job = replace(
                     job, watermark_ms=max(job.watermark_ms, fire.scheduled_at_ms)
                 )
+            firsts[key] = first
             if job.paused and not manual:
-                t = fire.scheduled_at_ms
-                paused.append(self._record_paused(job, rid, t, t, 1))
+                if fire.instance == 1:  # one paused record covers every instance
+                    t = fire.scheduled_at_ms
+                    paused.append(self._record_paused(job, rid, t, t, 1))
                 continue
             base = Run(
                 id=rid,
@@ -463,15 +513,19 @@ class State:
                 trigger=fire.trigger,
                 attempt=fire.attempt,
                 claimed_ms=self.now_ms,
+                instance=fire.instance,
+                instances=fire.instances,
             )
-            reason = self._skip_reason(job, fire)
+            reason = self._skip_reason(job, fire, first)
             if reason:
-                self._record_final(replace(base, status=SKIPPED, reason=reason))
+                # no node: this record covers the instances that found none
+                n = 1 if fire.node else fire.instances - fire.instance + 1
+                self._record_final(replace(base, status=SKIPPED, reason=reason, count=n))
                 skipped.append((rid, reason))
                 continue
             if job.spec.overlap in CANCEL_POLICIES:
                 job = self._supersede(job, rid)
-                live = sorted(self.live.get(fire.job, ()))
+                live = self._live_other(fire.job, first)
                 if live:
                     policy = job.spec.overlap
                     for other in live:
@@ -485,12 +539,14 @@ class State:
                     self.runs[rid] = replace(
                         base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
                     )
-                    self.jobs[fire.job] = replace(job, buffered=((rid, fire.scheduled_at_ms),))
+                    # (what still waits is this fire's other instances: see _supersede)
+                    entry = (rid, fire.scheduled_at_ms)
+                    self.jobs[fire.job] = replace(job, buffered=(*job.buffered, entry))
                     buffered.append((rid, why))
                     continue
                 granted.append(self._grant(job, base, fire.node))
                 continue
-            behind = self._buffer_behind(job)
+            behind = self._buffer_behind(job, first)
             if behind:
                 why = (
                     f"{fire.trigger} fire buffered: due while {behind} (overlap={job.spec.overlap})"
@@ -532,18 +588,48 @@ class State:
         self.live[run.job] = self.live.get(run.job, frozenset()) | {run.id}
         return (run.id, fence, node)
 
-    def _skip_reason(self, job: Job, fire: c.Fire) -> str:
+    def _live_other(self, name: str, fire: str) -> list[str]:
+        """The live runs of job ``name`` that belong to another fire than ``fire`` (the
+        instances of one fire, and their retries, never count as overlapping)."""
+        return sorted(r for r in self.live.get(name, ()) if fire_of(r) != fire)
+
+    def _placement_problem(self, job: Job, node: str, fire: str) -> str:
+        """Why run of ``fire`` may not go to ``node`` now ("" if it may): the node runs
+        another instance of the same fire, or ``max_parallel`` runs of the job. The
+        planner never asks for either; this is the deterministic re-check of a plan made
+        from a stale view."""
+        name = job.spec.name
+        here = sorted(
+            r for r in self.live.get(name, ()) if (run := self.runs.get(r)) and run.node == node
+        )
+        same = [r for r in here if fire_of(r) == fire]
+        if same:
+            return f"unschedulable: {node} already runs {same[0]}, an instance of the same fire"
+        cap = job.spec.max_parallel
+        if cap is not None and len(here) >= cap:
+            return (
+                f"unschedulable: {node} already runs max_parallel={cap} live run(s) of "
+                f"{name} ({', '.join(here[:3])}{', ...' if len(here) > 3 else ''})"
+            )
+        return ""
+
+    def _skip_reason(self, job: Job, fire: c.Fire, first: str) -> str:
+        """Why a new fire (instance ``fire.instance``; ``first`` is its instance 1's run
+        id) is skipped, or "". Overlap is per fire: the other instances of the same fire
+        are not "another run" (``skip`` never skips instance 2 because instance 1 runs)."""
         if not fire.node:
-            tags = ", ".join(f"{k}={v}" for k, v in job.spec.tags)
-            # the same text for every fire of every job with these tags: one copy
-            return sys.intern(f"unschedulable: no live node matches tags {{{tags}}}")
+            return unschedulable_reason(job.spec, fire.instance, fire.instances)
+        problem = self._placement_problem(job, fire.node, first)
+        if problem:
+            return problem
         policy = job.spec.overlap
-        live = self.live.get(job.spec.name)
+        live = self._live_other(job.spec.name, first)
         if policy == "skip" and live:
-            return f"overlap=skip: {min(live)} is still running"
-        if policy == "buffer_one" and job.buffered:
-            return f"overlap=buffer_one: {job.buffered[0][0]} is already buffered" + (
-                f" behind {min(live)}" if live else ""
+            return f"overlap=skip: {live[0]} is still running"
+        others = [b for b in job.buffered if fire_of(b[0]) != first]
+        if policy == "buffer_one" and others:
+            return f"overlap=buffer_one: {others[0][0]} is already buffered" + (
+                f" behind {live[0]}" if live else ""
             )
         if policy == "buffer_all" and len(job.buffered) >= BUFFER_ALL_LIMIT:
             return (
@@ -552,13 +638,13 @@ class State:
             )
         return ""
 
-    def _buffer_behind(self, job: Job) -> str:
+    def _buffer_behind(self, job: Job, first: str) -> str:
         """What a new fire of ``job`` would have to wait for ("" if it may run now)."""
         if job.spec.overlap not in BUFFER_POLICIES:
             return ""
-        live = self.live.get(job.spec.name)
+        live = self._live_other(job.spec.name, first)
         if live:
-            return f"{min(live)} was running"
+            return f"{live[0]} was running"
         if job.buffered:
             return f"{job.buffered[-1][0]} was buffered"
         return ""
@@ -573,15 +659,19 @@ class State:
         """Grant (or, with no node, skip) the head of ``job``'s buffer; a rejection code."""
         if not job.buffered or job.buffered[0][1] != fire.scheduled_at_ms:
             return "not_buffered"
-        if self.live.get(job.spec.name):
-            return "busy"
         rid = job.buffered[0][0]
+        if self._live_other(job.spec.name, fire_of(rid)):
+            return "busy"  # (the head fire's other instances may be live: they go together)
         self.jobs[job.spec.name] = job = replace(job, buffered=job.buffered[1:])
         run = self.runs.get(rid)
         if run is None or run.status != BUFFERED:
             return "not_buffered"  # cannot happen; the entry is dropped so it cannot wedge
-        if not fire.node:
-            reason = self._skip_reason(job, fire)
+        reason = (
+            self._placement_problem(job, fire.node, fire_of(rid))
+            if fire.node
+            else unschedulable_reason(job.spec, run.instance, run.instances, single=True)
+        )
+        if reason:
             self._end_buffered(rid, SKIPPED, reason)
             skipped.append((rid, reason))
             return ""
@@ -594,11 +684,47 @@ class State:
         fire: c.Fire,
         granted: list[tuple[str, int, str]],
         skipped: list[tuple[str, str]],
+        firsts: dict[tuple[str, str, int], str],
     ) -> str:
         """Grant (or, with no node, skip) the next fire of ``job``'s backfill; a rejection
-        code. The backfill ends with its last fire."""
+        code. The backfill ends with its last fire. Instance K > 1 of that fire follows
+        its instance 1 in the same plan (``firsts``)."""
         bf = job.backfill
         t = fire.scheduled_at_ms
+        key = (job.spec.name, TRIGGER_BACKFILL, t)
+        if fire.instance > 1:
+            first = firsts.get(key)
+            if first is None:
+                return "no_first_instance"
+            rid = instance_run_id(first, fire.instance)
+            head = self.runs.get(first)
+            if rid in self.runs or head is None:
+                return "duplicate"
+            run = replace(
+                head,
+                id=rid,
+                status=CLAIMED,
+                fence=0,
+                node="",
+                instance=fire.instance,
+                instances=fire.instances,
+                count=1,
+                claimed_ms=self.now_ms,
+            )
+            why = (
+                self._placement_problem(job, fire.node, first)
+                if fire.node
+                else unschedulable_reason(job.spec, fire.instance, fire.instances)
+            )
+            if why:
+                n = 1 if fire.node else fire.instances - fire.instance + 1
+                self._record_final(
+                    replace(run, status=SKIPPED, reason=f"{why}; {head.reason}", count=n)
+                )
+                skipped.append((rid, why))
+                return ""
+            granted.append(self._grant(job, run, fire.node))
+            return ""
         if bf is None or job.paused:
             return "no_backfill"
         sched = parse(job.spec.schedule, job.spec.timezone)
@@ -624,12 +750,15 @@ class State:
             trigger=TRIGGER_BACKFILL,
             claimed_ms=self.now_ms,
             reason=reason,
+            instances=fire.instances,
         )
         if run.id in self.runs:
             return "duplicate"
+        firsts[key] = run.id
         if not fire.node:
-            why = self._skip_reason(job, fire)
-            self._record_final(replace(run, status=SKIPPED, reason=f"{why}; {reason}"))
+            why = unschedulable_reason(job.spec, 1, fire.instances)
+            n = fire.instances
+            self._record_final(replace(run, status=SKIPPED, reason=f"{why}; {reason}", count=n))
             skipped.append((run.id, why))
             return ""
         granted.append(self._grant(job, run, fire.node))
@@ -695,13 +824,16 @@ class State:
         if not job.buffered and not job.retry:
             return job
         policy = job.spec.overlap
+        fire = fire_of(rid)
+        keep = tuple(b for b in job.buffered if fire_of(b[0]) == fire)  # its own instances
         for old, _ in job.buffered:
-            self._end_buffered(
-                old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
-            )
+            if fire_of(old) != fire:
+                self._end_buffered(
+                    old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
+                )
         for pr in job.retry:
             self._end_buffered(pr.run, SKIPPED, f"overlap={policy}: superseded by the fire {rid}")
-        job = replace(job, buffered=(), retry=())
+        job = replace(job, buffered=keep, retry=())
         self.jobs[job.spec.name] = job
         return job
 
@@ -729,7 +861,9 @@ class State:
             (
                 k
                 for k, p in enumerate(job.retry)
-                if p.scheduled_at_ms == fire.scheduled_at_ms and p.attempt == fire.attempt
+                if p.scheduled_at_ms == fire.scheduled_at_ms
+                and p.attempt == fire.attempt
+                and p.instance == fire.instance
             ),
             -1,
         )
@@ -738,14 +872,18 @@ class State:
         pr = job.retry[i]
         if pr.due_ms > self.now_ms:
             return "not_due"
-        if job.spec.overlap != "allow" and self.live.get(name):
-            return "busy"  # never beside another run of a job that forbids it
+        if job.spec.overlap != "allow" and self._live_other(name, fire_of(pr.run)):
+            return "busy"  # never beside another fire's run of a job that forbids it
         self.jobs[name] = job = replace(job, retry=job.retry[:i] + job.retry[i + 1 :])
         run = self.runs.get(pr.run)
         if run is None or run.status != PENDING:
             return "not_pending"  # cannot happen; the entry is dropped so it cannot wedge
-        if not fire.node:
-            reason = self._skip_reason(job, fire)
+        reason = (
+            self._placement_problem(job, fire.node, fire_of(pr.run))
+            if fire.node
+            else unschedulable_reason(job.spec, run.instance, run.instances, single=True)
+        )
+        if reason:
             self._end_buffered(pr.run, SKIPPED, reason)
             skipped.append((pr.run, reason))
             return ""
@@ -792,6 +930,8 @@ class State:
             attempt=attempt,
             claimed_ms=self.now_ms,
             reason=reason,
+            instance=run.instance,
+            instances=run.instances,
         )
         pending = PendingRetry(
             run=rid,
@@ -799,6 +939,7 @@ class State:
             attempt=attempt,
             due_ms=self.now_ms + delay,
             avoid=run.node if spec.retry_other_node else "",
+            instance=run.instance,
         )
         self.jobs[run.job] = replace(job, retry=(*job.retry, pending))
 
@@ -1077,6 +1218,9 @@ class State:
         self.counters.runs_recorded += 1
         key = outcome_key(run.job, run.status)
         self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
+        if run.status == SKIPPED and run.reason.startswith(UNSCHEDULABLE):
+            key = unschedulable_key(run.job)
+            self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
         if self.leases.pop(run.id, None) is not None:
             live = self.live.get(run.job, frozenset()) - {run.id}
             if live:
@@ -1226,7 +1370,7 @@ class State:
             updated_ms=j[5],
             pause_note=str(j[6]) if len(j) > 6 else "",
             buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
-            retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=True))) for p in j[8])
+            retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=False))) for p in j[8])
             if len(j) > 8
             else (),
             backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[9], strict=True)))
@@ -1265,7 +1409,12 @@ _RUN_FIELDS: Final = (
     "count",
     "start_token",
     "last_scheduled_ms",
+    "instance",
+    "instances",
 )
+# Trailing run fields written only up to the last one that is not its default (``count``
+# and earlier are always written), so runs without them encode as before they existed.
+_RUN_OPTIONAL: Final = (("last_scheduled_ms", None), ("instance", 1), ("instances", 1))
 _BACKFILL_FIELDS: Final = (
     "id",
     "from_ms",
@@ -1288,7 +1437,7 @@ _LEASE_FIELDS: Final = (
     "kill_hard",
 )
 _LEASE_DEFAULTS: Final = ("", False)  # of the trailing fields, written only when set
-_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid")
+_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid", "instance")
 _LOCK_FIELDS: Final = (
     "name",
     "fence",
@@ -1304,8 +1453,17 @@ _WAITER_FIELDS: Final = ("request", "holder", "ttl_ms", "wait_ms", "queued_ms")
 
 def _run_row(run: Run) -> list[Any]:
     row = [getattr(run, f) for f in _RUN_FIELDS]
-    if row[-1] is None:  # last_scheduled_ms: rows without it encode as before it existed
+    for name, default in reversed(_RUN_OPTIONAL):
+        if getattr(run, name) != default:
+            break
         row.pop()
+    return row
+
+
+def _retry_row(p: PendingRetry) -> list[Any]:
+    row = [getattr(p, f) for f in _RETRY_FIELDS]
+    if p.instance == 1:
+        row.pop()  # rows of a job without count encode as before it existed
     return row
 
 
@@ -1329,7 +1487,7 @@ def _job_row(j: Job) -> list[Any]:
     tail: list[Any] = [
         j.pause_note,
         [list(b) for b in j.buffered],
-        [[getattr(p, f) for f in _RETRY_FIELDS] for p in j.retry],
+        [_retry_row(p) for p in j.retry],
         None if j.backfill is None else [getattr(j.backfill, f) for f in _BACKFILL_FIELDS],
     ]
     while tail and not tail[-1]:

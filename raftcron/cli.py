@@ -296,7 +296,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         )
     for p in raw.get("pending_retries") or ():
         lines.append(("pending retry", f"{p['run']} attempt {p['attempt']} due {p['due_at']}"))
-    keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
+    keys: tuple[str, ...] = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries")
+    keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
     for key in (*keys, *more, "notify"):

@@ -36,12 +36,15 @@ from typing import Any, Final, TypeVar
 
 from raftcron.core.model import (
     CATCHUP_MODES,
+    COUNT_ALL,
     DEFAULT_HISTORY,
     DEFAULT_LEASE_MS,
     DEFAULT_RETRY_BACKOFF_MAX_MS,
     DEFAULT_RETRY_BACKOFF_MS,
     HTTP_METHODS,
+    MAX_COUNT,
     MAX_JITTER_MS,
+    MAX_PARALLEL_LIMIT,
     NOTIFY_EVENTS,
     OVERLAP_POLICIES,
     HttpSpec,
@@ -118,6 +121,8 @@ JOB_KEYS: Final = (
     "retry_backoff_max",
     "retry_other_node",
     "tags",
+    "count",
+    "max_parallel",
     "lease",
     "env",
     "cwd",
@@ -587,6 +592,17 @@ def job_spec_from_mapping(
             )
     retry_other_node = _get_bool(errs, raw, "retry_other_node", where, False)
     tags = _get_str_map(errs, raw, "tags", where)
+    count = _job_count(errs, raw, where)
+    max_parallel: int | None = None
+    if raw.get("max_parallel") is not None:
+        max_parallel = _get_int(errs, raw, "max_parallel", where, 0, minimum=1) or None
+        if max_parallel is not None and max_parallel > MAX_PARALLEL_LIMIT:
+            errs.add(
+                _join(where, "max_parallel"),
+                f"{max_parallel} is too many (at most {MAX_PARALLEL_LIMIT}; leave it out "
+                "for no limit)",
+            )
+            max_parallel = None
     env = _get_str_map(errs, raw, "env", where)
     for key, value in env:
         bad = _env_problem(key, value)
@@ -613,6 +629,10 @@ def job_spec_from_mapping(
     optional: dict[str, Any] = {}
     if catchup_ms is not None:  # else the model's default applies
         optional["catchup_ms"] = catchup_ms
+    if count != 1:
+        optional["count"] = count
+    if max_parallel is not None:
+        optional["max_parallel"] = max_parallel
     return JobSpec(
         name=name,
         schedule=schedule,
@@ -638,6 +658,27 @@ def job_spec_from_mapping(
         ping_url=ping_url,
         **optional,
     )
+
+
+def _job_count(errs: _Errors, raw: Mapping[str, Any], where: str) -> int:
+    """``count``: a whole number 1..MAX_COUNT, or "all" (COUNT_ALL)."""
+    value = raw.get("count")
+    fix = f'a whole number of instances per fire from 1 to {MAX_COUNT}, or "all"'
+    if value is None:
+        return 1
+    if value == "all":
+        return COUNT_ALL
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add(_join(where, "count"), f"expected {fix}, got {_q_any(value)}")
+        return 1
+    if not 1 <= value <= MAX_COUNT:
+        errs.add(_join(where, "count"), f"{value} is out of range (use {fix})")
+        return 1
+    return value
+
+
+def _q_any(value: object) -> str:
+    return _q(value) if isinstance(value, str) else _type_name(value)
 
 
 def _one_of(values: Iterable[str]) -> str:

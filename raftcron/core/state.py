@@ -1264,6 +1264,13 @@ class State:
             return ""
         return job.spec.name
 
+    def live_by_job(self) -> dict[str, list[tuple[str, str]]]:
+        """Each job's live runs as ``(run id, node)`` (the planner's ``live``)."""
+        return {
+            job: [(rid, self.runs[rid].node) for rid in sorted(rids) if rid in self.runs]
+            for job, rids in self.live.items()
+        }
+
     def load_by_node(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for lease in self.leases.values():

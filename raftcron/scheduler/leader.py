@@ -37,9 +37,9 @@ from typing import Final, TypeVar
 from raftcron.clock import Clock
 from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
+from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
 from raftcron.core.planner import NodeInfo, next_due_ms, plan
-from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
+from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -307,12 +307,16 @@ class Leader:
                 await asyncio.wait_for(self._dirty.wait(), delay)
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs, busy = self.raft.machine.read(
-            lambda s: ([s.jobs[n] for n in names if n in s.jobs], frozenset(s.live))
+        jobs, busy, live = self.raft.machine.read(
+            lambda s: (
+                [s.jobs[n] for n in names if n in s.jobs],
+                frozenset(s.live),
+                s.live_by_job(),
+            )
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy)
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live)
         if batch.fires or batch.missed:
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
@@ -330,7 +334,10 @@ class Leader:
                 for rid, fence, node in out.granted:
                     logger.info("granted run=%s fence=%d node=%s", rid, fence, node)
                 for rid, why in out.skipped:
-                    logger.warning("skipped run=%s: %s", rid, why)
+                    if why.startswith(UNSCHEDULABLE):
+                        self._unschedulable(rid, why, jobs)
+                    else:
+                        logger.warning("skipped run=%s: %s", rid, why)
                 for rid, why in out.buffered:
                     logger.info("buffered run=%s: %s", rid, why)
                 for rid in out.paused:
@@ -340,6 +347,18 @@ class Leader:
         # Re-read the committed watermarks whatever happened: a failed plan is re-planned
         # from them, a committed one moves them on.
         self._changed.update(names)
+
+    def _unschedulable(self, rid: str, why: str, jobs: Sequence[Job]) -> None:
+        """Loudly: no live node could take a run (tags, max_parallel, too few nodes for
+        ``count``). The ledger has it as skipped and ``raftcron_unschedulable_total``
+        counts it; this line names the job, the run, the tags and the nodes seen live."""
+        name = fire_of(rid).split("@", 1)[0]
+        spec = next((j.spec for j in jobs if j.spec.name == name), None)
+        tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
+        live = ", ".join(n.name for n in self.live_nodes())
+        logger.warning(
+            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s]: %s", name, rid, tags, live, why
+        )
 
     # -- lease expiry
 

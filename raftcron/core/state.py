@@ -461,7 +461,8 @@ class State:
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
                 continue
-            if not 1 <= fire.instance <= fire.instances:
+            if fire.trigger != TRIGGER_RETRY and not 1 <= fire.instance <= fire.instances:
+                # (a retry names its instance; how many its fire has is on its run)
                 rejected.append((fire.job, fire.scheduled_at_ms, "bad_instance"))
                 continue
             if fire.trigger in (TRIGGER_BUFFERED, TRIGGER_BACKFILL):
@@ -530,7 +531,8 @@ class State:
                     policy = job.spec.overlap
                     for other in live:
                         why = f"overlap={policy}: stopped for the newer {fire.trigger} fire {rid}"
-                        if self._request_kill(other, why, policy == "terminate_other"):
+                        hard = policy == "terminate_other"
+                        if self._request_kill(other, why, hard) and other not in stopping:
                             stopping.append(other)
                     why = (
                         f"{fire.trigger} fire buffered: waiting for {', '.join(live)} to stop "

@@ -926,9 +926,36 @@ def parse_config(text: str, path: Path) -> Config:
     api = _api(errs, raw, base_dir, cluster.nodes)
     notify = _notify(errs, raw)
     jobs = _jobs(errs, raw, base_dir, cluster.lease_ms)
+    _check_counts(errs, raw, jobs, cluster.nodes)
     if errs.items:  # the parts built above are only trusted when nothing was reported
         raise ConfigError(f"{label}: {e}" for e in errs.items)
     return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs, notify=notify)
+
+
+def _check_counts(
+    errs: _Errors, raw: Mapping[str, Any], jobs: Iterable[JobSpec], nodes: Iterable[NodeConfig]
+) -> None:
+    """A job with ``count = N`` needs N nodes matching its tags: the file lists them all."""
+    nodes = list(nodes)
+    if not nodes:
+        return  # [cluster] itself is wrong; that is reported already
+    index: dict[str, int] = {}
+    for i, entry in enumerate(raw.get("jobs", []) if isinstance(raw.get("jobs"), list) else []):
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            index.setdefault(entry["name"], i)
+    for spec in jobs:
+        if spec.count in (1, COUNT_ALL):
+            continue
+        want = dict(spec.tags)
+        fit = [n.name for n in nodes if all(dict(n.tags).get(k) == v for k, v in want.items())]
+        if len(fit) < spec.count:
+            tags = ", ".join(f"{k}={v}" for k, v in spec.tags)
+            errs.add(
+                f"jobs[{index.get(spec.name, '?')}].count",
+                f"{spec.count} instances per fire, but only {len(fit)} node(s) in "
+                f'[cluster.nodes] match tags {{{tags}}} (lower count, use count = "all", or '
+                "tag more nodes)",
+            )
 
 
 def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:

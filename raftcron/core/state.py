@@ -28,6 +28,15 @@ Invariants:
   recorded as ``pending`` (run id ``retry_run_id``) and listed on ``Job.retry`` with its due
   time, ``now_ms`` of that command plus the backoff. A ``retry`` claim grants it once due,
   and (unless overlap is ``allow``) only while the job has no live run.
+* Instances (``count``): instance K > 1 of a fire (run id ``...~K``) is claimed only in
+  the plan that claims its instance 1 (so the watermark that instance 1 moves never refuses
+  it, and no instance is ever added to a fire later), never twice, never on a node that
+  runs another live instance of the same fire, and never on a node that already runs
+  ``max_parallel`` live runs of the job (such a claim is recorded skipped, "unschedulable").
+  Overlap is per fire: a fire's own instances and their retries never count as the live
+  run that ``skip``, ``buffer_*`` or ``cancel_other`` react to. Instances that found no
+  node are one skipped record whose ``count`` is how many; every skipped "unschedulable:"
+  record adds its count to the replicated ``unschedulable/<job>`` counter.
 * ``Kill`` puts a stop request on a live run's lease (the executor acts on it; the lease
   expiry still ends a run whose executor is gone) or records a waiting (buffered, pending)
   run as ``killed`` at once. A run that was asked to stop is never retried.

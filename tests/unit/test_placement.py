@@ -6,13 +6,14 @@ through the wire), with a fake "now": no clock, no network."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from raftcron.api.app import _RUN_ID_MS, spec_table
 from raftcron.clock import FakeClock
-from raftcron.config import ConfigError, job_spec_from_mapping
+from raftcron.config import ConfigError, job_spec_from_mapping, parse_config
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFERED,
@@ -500,3 +501,43 @@ def test_config_keys(keys: dict[str, object], want: object) -> None:
     with pytest.raises(ConfigError) as exc:
         job_spec_from_mapping(raw, "jobs[0]")
     assert len(exc.value.errors) == 1 and exc.value.errors[0].startswith(str(want))
+
+
+@pytest.mark.parametrize(
+    ("job", "error"),
+    [
+        ("count = 3\n", None),
+        ('count = "all"\ntags = { role = "db" }\n', None),
+        (
+            "count = 4\n",
+            "jobs[0].count: 4 instances per fire, but only 3 node(s) in "
+            '[cluster.nodes] match tags {} (lower count, use count = "all", or '
+            "tag more nodes)",
+        ),
+        (
+            'count = 2\ntags = { role = "db" }\n',
+            "jobs[0].count: 2 instances per fire, but "
+            "only 1 node(s) in [cluster.nodes] match tags "
+            "{role=db}",
+        ),
+    ],
+)
+def test_the_file_needs_count_nodes(tmp_path: Path, job: str, error: str | None) -> None:
+    """The file lists every node, so a count no node set can ever satisfy is an error."""
+    text = (
+        '[cluster]\nsecret = "0123456789abcdef0123"\n'
+        + "".join(
+            f'[cluster.nodes.{n}]\nraft = "127.0.0.1:710{i}"\napi = "127.0.0.1:810{i}"\n'
+            + ('tags = { role = "db" }\n' if n == "a" else "")
+            for i, n in enumerate("abc")
+        )
+        + '[[jobs]]\nname = "j"\nschedule = "* * * * *"\ncommand = ["true"]\n'
+        + job
+    )
+    if error is None:
+        assert parse_config(text, tmp_path / "c.toml").jobs[0].count in (3, COUNT_ALL)
+        return
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, tmp_path / "c.toml")
+    [only] = exc.value.errors
+    assert only.startswith(f"{tmp_path / 'c.toml'}: {error}"), only

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from raftcron.api.app import _RUN_ID_MS, spec_table
 from raftcron.clock import FakeClock
@@ -82,9 +84,13 @@ class Sim:
 
     def tick(self, now: int) -> PlanOutcome:
         p = plan(
-            list(self.s.jobs.values()), now, self.live_nodes, self.s.load_by_node(),
-            frozenset(self.s.live), self.s.live_by_job(),
-        )  # fmt: skip
+            list(self.s.jobs.values()),
+            now,
+            self.live_nodes,
+            self.s.load_by_node(),
+            frozenset(self.s.live),
+            self.s.live_by_job(),
+        )
         return self.apply(p)
 
     def apply(self, p: c.Plan) -> PlanOutcome:
@@ -104,9 +110,15 @@ class Sim:
             start = c.Start(at_ms=at, run_id=rid, fence=run.fence, node=run.node, token="t")
             assert self.s.apply(start) == Ok(run.fence)
         done = c.Complete(
-            at_ms=at, run_id=rid, fence=run.fence, node=run.node, status=status,
-            exit_code=0 if status == SUCCEEDED else 1, started_ms=at, finished_ms=at,
-        )  # fmt: skip
+            at_ms=at,
+            run_id=rid,
+            fence=run.fence,
+            node=run.node,
+            status=status,
+            exit_code=0 if status == SUCCEEDED else 1,
+            started_ms=at,
+            finished_ms=at,
+        )
         assert self.s.apply(done) == Ok(status)
 
     def run(self, rid: str) -> Run:
@@ -165,8 +177,11 @@ def test_each_fire_runs_count_instances_on_distinct_nodes(
         assert rid == r(t, placed + 1)
         rec = sim.run(rid)
         assert (rec.status, rec.count, rec.instance, rec.instances) == (
-            SKIPPED, shortfall, placed + 1, want,
-        )  # fmt: skip
+            SKIPPED,
+            shortfall,
+            placed + 1,
+            want,
+        )
         assert why.startswith("unschedulable: "), why
         if want == 1:
             assert (
@@ -194,16 +209,18 @@ def test_apply_checks_instances_of_a_fire() -> None:
     t = T0 + S
 
     def fire(k: int, node: str, t: int = t) -> c.Fire:
-        return c.Fire(job="j", scheduled_at_ms=t, node=node, trigger="schedule",
-                      instance=k, instances=3)  # fmt: skip
+        return c.Fire(
+            job="j", scheduled_at_ms=t, node=node, trigger="schedule", instance=k, instances=3
+        )
 
     out = sim.apply(c.Plan(at_ms=t, fires=(fire(2, "b"),)))
     assert out.rejected == (("j", t, "no_first_instance"),) and out.granted == ()
     out = sim.apply(c.Plan(at_ms=t, fires=(fire(1, "a"), fire(2, "b"), fire(2, "c"), fire(3, "a"))))
     assert [g[0] for g in out.granted] == [r(t), r(t, 2)]
     assert out.rejected == (("j", t, "duplicate"),)
-    assert out.skipped == ((r(t, 3), f"unschedulable: a already runs {r(t)}, an instance of "
-                            "the same fire"),)  # fmt: skip
+    assert out.skipped == (
+        (r(t, 3), f"unschedulable: a already runs {r(t)}, an instance of the same fire"),
+    )
     # a repeat of the plan (an unknown outcome retried) changes nothing
     again = sim.apply(c.Plan(at_ms=t, fires=(fire(1, "a"), fire(2, "b"))))
     assert again.granted == () and [x[2] for x in again.rejected] == ["duplicate", "duplicate"]
@@ -295,8 +312,11 @@ def test_apply_rechecks_max_parallel_of_a_stale_plan() -> None:
     sim = Sim.of(nodes(2), max_parallel=2)
     for k in (1, 2):
         t = T0 + k * S
-        out = sim.apply(c.Plan(at_ms=t, fires=(c.Fire(job="j", scheduled_at_ms=t, node="a",
-                                                      trigger="schedule"),)))  # fmt: skip
+        out = sim.apply(
+            c.Plan(
+                at_ms=t, fires=(c.Fire(job="j", scheduled_at_ms=t, node="a", trigger="schedule"),)
+            )
+        )
         assert len(out.granted) == 1
     t = T0 + 3 * S
     out = sim.apply(
@@ -344,8 +364,14 @@ def test_each_instance_retries_itself() -> None:
 def test_retry_of_an_instance_waits_for_another_fire() -> None:
     """overlap=skip: a retry runs beside its own fire's instances, never beside another
     fire's run; both instances of one fire retry together."""
-    sim = Sim.of(nodes(3), count=2, overlap="skip", retries=1, retry_backoff_ms=15 * S,
-                 schedule="* * * * * */10")  # fmt: skip
+    sim = Sim.of(
+        nodes(3),
+        count=2,
+        overlap="skip",
+        retries=1,
+        retry_backoff_ms=15 * S,
+        schedule="* * * * * */10",
+    )
     t1, t2 = T0 + 10 * S, T0 + 20 * S
     sim.tick(t1)
     for k in (1, 2):
@@ -395,8 +421,9 @@ def test_a_paused_fire_is_one_record_whatever_its_count() -> None:
     assert sim.s.apply(c.SetPaused(at_ms=T0, name="j", paused=True)) == Ok(True)
     t = T0 + S
     chosen, n = place(sim.job.spec, r(t), sim.live_nodes, {})
-    out = sim.apply(c.Plan(at_ms=t, fires=tuple(placement_fires(sim.job.spec, t, "schedule",
-                                                                 chosen, n))))  # fmt: skip
+    out = sim.apply(
+        c.Plan(at_ms=t, fires=tuple(placement_fires(sim.job.spec, t, "schedule", chosen, n)))
+    )
     assert out.paused == (r(t),) and out.granted == () and out.rejected == ()
     assert sim.run(r(t)).status == PAUSED and sim.run(r(t)).count == 1
 
@@ -404,20 +431,28 @@ def test_a_paused_fire_is_one_record_whatever_its_count() -> None:
 @pytest.mark.parametrize(
     "rid",
     [
-        "j@1800000000000", "j@1800000000000~2", "j@1800000000000~2.3", "j@1800000000000.2",
-        "j@1800000000000~manual", "j@1800000000000~manual~3", "j@1800000000000~manual~3.2",
-        "j@1800000000000~backfill-x1", "j@1800000000000~backfill-x1~2",
+        "j@1800000000000",
+        "j@1800000000000~2",
+        "j@1800000000000~2.3",
+        "j@1800000000000.2",
+        "j@1800000000000~manual",
+        "j@1800000000000~manual~3",
+        "j@1800000000000~manual~3.2",
+        "j@1800000000000~backfill-x1",
+        "j@1800000000000~backfill-x1~2",
         "j@1800000000000~backfill-12~2.4",
     ],
-)  # fmt: skip
+)
 def test_every_run_id_shape_still_parses(rid: str) -> None:
     m = _RUN_ID_MS.search(rid)
     assert m is not None and int(m.group(1)) == 1_800_000_000_000
     assert "~" not in fire_of(rid).replace("~manual", "").replace("~backfill-", "")[-2:]
     assert fire_of(rid) in (
-        "j@1800000000000", "j@1800000000000~manual", "j@1800000000000~backfill-x1",
+        "j@1800000000000",
+        "j@1800000000000~manual",
+        "j@1800000000000~backfill-x1",
         "j@1800000000000~backfill-12",
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------- encodings
@@ -465,10 +500,14 @@ def test_unschedulable_is_a_metric_per_job() -> None:
     sim = Sim.of(nodes(2), count=3, tags=DB)
     sim.tick(T0 + S)  # nothing matches: one record covering 3 instances
     m = NodeMetrics(
-        node="a", clock=FakeClock(), machine=Machine(sim.s),
+        node="a",
+        clock=FakeClock(),
+        machine=Machine(sim.s),
         raft_status=lambda: RaftStatus(self_addr="127.0.0.1:7101"),
-        executor_active=lambda: 0, version="t", process=False,
-    )  # fmt: skip
+        executor_active=lambda: 0,
+        version="t",
+        process=False,
+    )
     text = m.exposition().decode()
     assert 'raftcron_unschedulable_total{job="j"} 3.0' in text
     assert 'raftcron_fires_total{job="j",outcome="skipped"} 3.0' in text
@@ -541,3 +580,133 @@ def test_the_file_needs_count_nodes(tmp_path: Path, job: str, error: str | None)
         parse_config(text, tmp_path / "c.toml")
     [only] = exc.value.errors
     assert only.startswith(f"{tmp_path / 'c.toml'}: {error}"), only
+
+
+# --------------------------------------------------------------------------- property
+
+
+@settings(max_examples=300, deadline=None)
+@example(  # a retry planned blind to its live sibling instance: apply keeps them apart
+    count=2, cap=None, overlap="allow", retries=1, steps=[("tick", 2), ("fail", 2), ("blind", 1)]
+)
+@example(  # a fire planned blind to max_parallel
+    count=1, cap=1, overlap="allow", retries=0, steps=[("tick", 1), ("blind", 1)]
+)
+@given(
+    count=st.sampled_from([1, 2, 3, COUNT_ALL]),
+    cap=st.sampled_from([None, 1, 2]),
+    overlap=st.sampled_from(["allow", "skip", "buffer_one", "buffer_all", "cancel_other"]),
+    retries=st.integers(0, 2),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["tick", "tick", "blind", "end", "fail", "expire", "trigger", "cut"]),
+            st.integers(1, 3),  # live nodes for a tick or trigger / which live run to end
+        ),
+        max_size=40,
+    ),
+)
+def test_instances_stay_apart_and_replicas_agree(
+    count: int, cap: int | None, overlap: str, retries: int, steps: list[tuple[str, int]]
+) -> None:
+    """Whatever ticks, ends, losses and triggers happen, with live nodes coming and going
+    and snapshots at random points: the instances of a fire are never live on one node,
+    no node runs more than max_parallel, a job that forbids overlap never has two fires
+    live, fences never repeat, and a replica restored from snapshots agrees."""
+    kw = dict(
+        count=count,
+        max_parallel=cap,
+        overlap=overlap,
+        retries=retries,
+        retry_backoff_ms=0,
+        schedule="* * * * * *",
+    )
+    sim = Sim.of(nodes(3), **kw)
+    replica = State.restore(sim.s.snapshot())
+    now = T0
+    log: list[bytes] = []
+
+    def through(cmd: c.Command) -> None:
+        data = c.encode(cmd)
+        log.append(data)
+        sim.s.apply_bytes(data)
+
+    for action, n in steps:
+        now += 1000  # a new fire at every tick
+        live = sorted(sim.s.live.get("j", ()))
+        if action == "tick":
+            sim.live_nodes = nodes(n)
+            through(
+                plan(
+                    list(sim.s.jobs.values()),
+                    now,
+                    sim.live_nodes,
+                    sim.s.load_by_node(),
+                    frozenset(sim.s.live),
+                    sim.s.live_by_job(),
+                )
+            )
+        elif action == "blind":  # a plan from a view without the live runs: apply re-checks
+            sim.live_nodes = nodes(n)
+            through(plan(list(sim.s.jobs.values()), now, sim.live_nodes, {}, frozenset(sim.s.live)))
+        elif action == "trigger":
+            sim.live_nodes = nodes(n)
+            chosen, k = place(
+                sim.job.spec,
+                manual_run_id("j", now),
+                sim.live_nodes,
+                {},
+                {
+                    on: sum(1 for _, x in sim.s.live_by_job().get("j", ()) if x == on)
+                    for on in "abc"
+                },
+            )
+            fires = placement_fires(sim.job.spec, now, TRIGGER_MANUAL, chosen, k)
+            through(c.Plan(at_ms=now, fires=tuple(fires)))
+        elif action in ("end", "fail", "expire") and live:
+            rid = live[n % len(live)]
+            run, lease = sim.s.runs[rid], sim.s.leases[rid]
+            if action == "expire":
+                through(
+                    c.Expire(
+                        at_ms=now,
+                        run_id=rid,
+                        fence=lease.fence,
+                        reason="e",
+                        renewals=lease.renewals,
+                    )
+                )
+            else:
+                status = SUCCEEDED if action == "end" else FAILED
+                through(
+                    c.Complete(
+                        at_ms=now,
+                        run_id=rid,
+                        fence=lease.fence,
+                        node=run.node,
+                        status=status,
+                        exit_code=0,
+                        started_ms=now,
+                        finished_ms=now,
+                    )
+                )
+        elif action == "cut":
+            replica = State.restore(replica.snapshot())
+        for data in log:
+            replica.apply_bytes(data)
+        log.clear()
+        # invariants
+        runs = [sim.s.runs[r] for r in sim.s.live.get("j", ())]
+        by_fire: dict[str, list[str]] = {}
+        per_node: dict[str, int] = {}
+        for run in runs:
+            by_fire.setdefault(fire_of(run.id), []).append(run.node)
+            per_node[run.node] = per_node.get(run.node, 0) + 1
+        for on in by_fire.values():
+            assert len(on) == len(set(on)), by_fire
+        if cap is not None:
+            assert max(per_node.values(), default=0) <= cap, per_node
+        if overlap != "allow":
+            assert len(by_fire) <= 1, by_fire
+        fences = [lz.fence for lz in sim.s.leases.values()]
+        assert len(fences) == len(set(fences))
+        assert replica.digest() == sim.s.digest()

@@ -365,10 +365,11 @@ def backfill_next(job: Job) -> int | None:
     return t if t <= bf.to_ms else None
 
 
-def next_due_ms(job: Job, busy: bool) -> int:
+def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None) -> int:
     """When the scheduler should next look at ``job``: its next fire plus its jitter
     offset, the earliest pending retry it may claim, 0 (now) when a buffered run of it can
-    be claimed, or when the next fire of its backfill may go."""
+    be claimed, or when the next fire of its backfill may go. ``live_fires``: the fires
+    (``fire_of``) of the job's live runs; a retry may go beside its own fire's instances."""
     if job.buffered and not busy:
         return 0
     spec = job.spec
@@ -378,4 +379,7 @@ def next_due_ms(job: Job, busy: bool) -> int:
         t = min(t, backfill_ready_ms(job.backfill))
     if not busy or spec.overlap == "allow":
         t = min([t, *(pr.due_ms for pr in job.retry)])
+    elif live_fires is not None:
+        mine = [pr.due_ms for pr in job.retry if not set(live_fires) - {fire_of(pr.run)}]
+        t = min([t, *mine])
     return t

@@ -146,6 +146,10 @@ class LeaseTracker:
         return [(k, s) for k, s in seen.items() if now > s.mono + s.lease_ms / 1000 + s.patience]
 
 
+def _live_fires(s: State, job: str) -> frozenset[str]:
+    return frozenset(fire_of(rid) for rid in s.live.get(job, ()))
+
+
 class Leader:
     """One leadership term of this node. ``run()`` until cancelled."""
 
@@ -251,31 +255,32 @@ class Leader:
     def _refresh(self) -> None:
         if self._rebuild:
             jobs = self.raft.machine.read(
-                lambda s: [(j, j.spec.name in s.live) for j in s.jobs.values()]
+                lambda s: [(j, _live_fires(s, j.spec.name)) for j in s.jobs.values()]
             )
             self._next.clear()
             self._heap.clear()
             self._changed.clear()
             self._rebuild = False
-            for job, busy in jobs:
-                self._push(job, busy)
+            for job, fires in jobs:
+                self._push(job, fires)
             return
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
             jobs_by_name = self.raft.machine.read(
-                lambda s: {n: (s.jobs.get(n), n in s.live) for n in names}
+                lambda s: {n: (s.jobs.get(n), _live_fires(s, n)) for n in names}
             )
-            for name, (maybe, busy) in jobs_by_name.items():
+            for name, (maybe, fires) in jobs_by_name.items():
                 self._next.pop(name, None)
                 if maybe is not None:
-                    self._push(maybe, busy)
+                    self._push(maybe, fires)
 
-    def _push(self, job: Job, busy: bool) -> None:
+    def _push(self, job: Job, live_fires: frozenset[str]) -> None:
         """Schedule a look at ``job`` when its next fire is due (its jitter offset
-        included), or now if a buffered run of it can go."""
+        included), or now if a buffered run of it can go. ``live_fires``: the fires of its
+        live runs (a retry of an instance may go beside its own fire's other instances)."""
         try:
-            t = next_due_ms(job, busy)
+            t = next_due_ms(job, bool(live_fires), live_fires)
         except ValueError:
             logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
             return

@@ -37,7 +37,14 @@ from raftcron.core.model import (
     retry_run_id,
     run_id,
 )
-from raftcron.core.planner import NodeInfo, instances_of, place, placement_fires, plan
+from raftcron.core.planner import (
+    NodeInfo,
+    instances_of,
+    next_due_ms,
+    place,
+    placement_fires,
+    plan,
+)
 from raftcron.core.state import (
     Ok,
     PlanOutcome,
@@ -710,3 +717,16 @@ def test_instances_stay_apart_and_replicas_agree(
         fences = [lz.fence for lz in sim.s.leases.values()]
         assert len(fences) == len(set(fences))
         assert replica.digest() == sim.s.digest()
+
+
+def test_the_scheduler_wakes_for_a_retry_beside_its_own_fire() -> None:
+    sim = Sim.of(
+        nodes(2), count=2, overlap="skip", retries=1, retry_backoff_ms=5 * S, schedule="0 0 1 1 *"
+    )
+    out = sim.trigger(T0 + S)
+    m = out.granted[0][0]
+    sim.end(f"{m}~2", T0 + 2 * S, FAILED)
+    due = T0 + 7 * S
+    assert next_due_ms(sim.job, True, {m}) == due, "only its own fire is live"
+    assert next_due_ms(sim.job, True, {m, "j@1"}) > due, "another fire is live"
+    assert next_due_ms(sim.job, True) > due  # (no detail: as before)

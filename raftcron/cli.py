@@ -447,10 +447,15 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     res = _call(lambda: client_from_args(args).trigger(args.job))
     if args.json:
         _print_json(res.raw)
-    elif res.status in ("skipped", "buffered"):
-        print(f"{res.job}: {res.run} {res.status}: {res.reason}")
-    else:
-        print(f"{res.job}: {res.run} {res.status} on node {res.node or '-'} fence {res.fence}")
+        return 0
+    each = res.raw.get("instances") or [res.raw]  # a job with count: one line per instance
+    for inst in each:
+        run, status, reason = inst["run"], inst["status"], inst.get("reason") or ""
+        if status in ("skipped", "buffered"):
+            print(f"{res.job}: {run} {status}: {reason}")
+        else:
+            on, fence = inst.get("node") or "-", inst.get("fence")
+            print(f"{res.job}: {run} {status} on node {on} fence {fence}")
     return 0
 
 

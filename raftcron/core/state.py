@@ -229,15 +229,20 @@ def unschedulable_reason(spec: JobSpec, instance: int, instances: int, single: b
     if instances == 1:
         # the same text for every fire of every job with these tags: one copy
         return sys.intern(f"{UNSCHEDULABLE} no live node matches tags {{{tags}}}{room}")
-    if single or instance == instances:
-        which = f"instance {instance} of {instances}"
-    else:
-        which = f"instances {instance}-{instances} of {instances}"
-    if single:
-        found = "no live node that runs no other instance of the fire"
-    else:
-        found = f"{instance - 1} distinct live node(s)"
-    return sys.intern(f"{UNSCHEDULABLE} {which} not placed: {found} match tags {{{tags}}}{room}")
+    if single:  # a retry or buffered instance: its fire's other instances hold their nodes
+        return sys.intern(
+            f"{UNSCHEDULABLE} instance {instance} of {instances}: no live node matches tags "
+            f"{{{tags}}}{room} and runs no other instance of the fire"
+        )
+    which = (
+        f"instance {instance} of {instances}"
+        if instance == instances
+        else f"instances {instance}-{instances} of {instances}"
+    )
+    return sys.intern(
+        f"{UNSCHEDULABLE} {which} not placed: {instance - 1} distinct live node(s) match "
+        f"tags {{{tags}}}{room}"
+    )
 
 
 SYNCED_SOURCES: Final = ("config", "embedded")

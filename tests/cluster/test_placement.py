@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,13 @@ def test_count_all_runs_one_instance_per_node_per_fire(cl: Cluster, tmp_path: Pa
         f"{body['run']}~3",
     ], body
     assert len({i["node"] for i in body["instances"]}) == 3, body
+    # and the CLI says so, one line per instance
+    argv = [sys.executable, "-m", "raftcron", "trigger", "everywhere", "--api", cl.members["c"].api]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert out.returncode == 0, out
+    said = out.stdout.splitlines()
+    assert len(said) == 3 and all(" claimed on node " in line for line in said), out.stdout
+    assert re.match(r"everywhere: everywhere@\d+~manual~3 claimed", said[2]), said
 
 
 def test_a_job_no_node_matches_is_unschedulable_loudly(cl: Cluster) -> None:

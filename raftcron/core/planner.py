@@ -324,7 +324,11 @@ def plan(
         if job.buffered and not is_busy:
             # the head fire's instances go together (they do not overlap each other)
             head = fire_of(job.buffered[0][0])
-            group = [b for b in job.buffered if fire_of(b[0]) == head]
+            group: list[tuple[str, int]] = []
+            for entry in job.buffered:  # (they were buffered together, one after another)
+                if fire_of(entry[0]) != head:
+                    break
+                group.append(entry)
             taken: list[str] = []
             for rid, t in group:
                 node = choose_node(spec, rid, nodes, running, "", taken, per_node)

@@ -313,7 +313,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         got = ", ".join(f"{v['run']} {v['status']}" for v in w["settled"].values())
         wait = ", ".join(w["waiting_for"])
         lines.append(("fan-in", f"{w['scheduled_at']}: settled {got}; waiting for {wait}"))
-    keys = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries", "tags", "env")
+    keys: tuple[str, ...] = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries")
+    keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
     for key in (*keys, *more, "notify"):
@@ -467,10 +468,15 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     res = _call(lambda: client_from_args(args).trigger(args.job))
     if args.json:
         _print_json(res.raw)
-    elif res.status in ("skipped", "buffered"):
-        print(f"{res.job}: {res.run} {res.status}: {res.reason}")
-    else:
-        print(f"{res.job}: {res.run} {res.status} on node {res.node or '-'} fence {res.fence}")
+        return 0
+    each = res.raw.get("instances") or [res.raw]  # a job with count: one line per instance
+    for inst in each:
+        run, status, reason = inst["run"], inst["status"], inst.get("reason") or ""
+        if status in ("skipped", "buffered"):
+            print(f"{res.job}: {run} {status}: {reason}")
+        else:
+            on, fence = inst.get("node") or "-", inst.get("fence")
+            print(f"{res.job}: {run} {status} on node {on} fence {fence}")
     return 0
 
 

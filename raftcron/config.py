@@ -33,13 +33,16 @@ from typing import Any, Final, TypeVar
 
 from raftcron.core.model import (
     CATCHUP_MODES,
+    COUNT_ALL,
     DEFAULT_HISTORY,
     DEFAULT_LEASE_MS,
     DEFAULT_RETRY_BACKOFF_MAX_MS,
     DEFAULT_RETRY_BACKOFF_MS,
     DEPENDENCY_ON,
     HTTP_METHODS,
+    MAX_COUNT,
     MAX_JITTER_MS,
+    MAX_PARALLEL_LIMIT,
     NOTIFY_EVENTS,
     OVERLAP_POLICIES,
     HttpSpec,
@@ -118,6 +121,8 @@ JOB_KEYS: Final = (
     "retry_backoff_max",
     "retry_other_node",
     "tags",
+    "count",
+    "max_parallel",
     "lease",
     "env",
     "cwd",
@@ -556,6 +561,17 @@ def job_spec_from_mapping(
             )
     retry_other_node = _get_bool(errs, raw, "retry_other_node", where, False)
     tags = _get_str_map(errs, raw, "tags", where)
+    count = _job_count(errs, raw, where)
+    max_parallel: int | None = None
+    if raw.get("max_parallel") is not None:
+        max_parallel = _get_int(errs, raw, "max_parallel", where, 0, minimum=1) or None
+        if max_parallel is not None and max_parallel > MAX_PARALLEL_LIMIT:
+            errs.add(
+                _join(where, "max_parallel"),
+                f"{max_parallel} is too many (at most {MAX_PARALLEL_LIMIT}; leave it out "
+                "for no limit)",
+            )
+            max_parallel = None
     env = _get_str_map(errs, raw, "env", where)
     for key, value in env:
         bad = _env_problem(key, value)
@@ -582,6 +598,10 @@ def job_spec_from_mapping(
     optional: dict[str, Any] = {}
     if catchup_ms is not None:  # else the model's default applies
         optional["catchup_ms"] = catchup_ms
+    if count != 1:
+        optional["count"] = count
+    if max_parallel is not None:
+        optional["max_parallel"] = max_parallel
     return JobSpec(
         name=name,
         schedule=schedule,
@@ -691,6 +711,27 @@ def check_dependencies(
                 path.append(nxt)
                 stack.append(iter(by_name[nxt].after))
     return problems
+
+
+def _job_count(errs: _Errors, raw: Mapping[str, Any], where: str) -> int:
+    """``count``: a whole number 1..MAX_COUNT, or "all" (COUNT_ALL)."""
+    value = raw.get("count")
+    fix = f'a whole number of instances per fire from 1 to {MAX_COUNT}, or "all"'
+    if value is None:
+        return 1
+    if value == "all":
+        return COUNT_ALL
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add(_join(where, "count"), f"expected {fix}, got {_q_any(value)}")
+        return 1
+    if not 1 <= value <= MAX_COUNT:
+        errs.add(_join(where, "count"), f"{value} is out of range (use {fix})")
+        return 1
+    return value
+
+
+def _q_any(value: object) -> str:
+    return _q(value) if isinstance(value, str) else _type_name(value)
 
 
 def _one_of(values: Iterable[str]) -> str:
@@ -938,9 +979,36 @@ def parse_config(text: str, path: Path) -> Config:
     api = _api(errs, raw, base_dir, cluster.nodes)
     notify = _notify(errs, raw)
     jobs = _jobs(errs, raw, base_dir, cluster.lease_ms)
+    _check_counts(errs, raw, jobs, cluster.nodes)
     if errs.items:  # the parts built above are only trusted when nothing was reported
         raise ConfigError(f"{label}: {e}" for e in errs.items)
     return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs, notify=notify)
+
+
+def _check_counts(
+    errs: _Errors, raw: Mapping[str, Any], jobs: Iterable[JobSpec], nodes: Iterable[NodeConfig]
+) -> None:
+    """A job with ``count = N`` needs N nodes matching its tags: the file lists them all."""
+    nodes = list(nodes)
+    if not nodes:
+        return  # [cluster] itself is wrong; that is reported already
+    index: dict[str, int] = {}
+    for i, entry in enumerate(raw.get("jobs", []) if isinstance(raw.get("jobs"), list) else []):
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            index.setdefault(entry["name"], i)
+    for spec in jobs:
+        if spec.count in (1, COUNT_ALL):
+            continue
+        want = dict(spec.tags)
+        fit = [n.name for n in nodes if all(dict(n.tags).get(k) == v for k, v in want.items())]
+        if len(fit) < spec.count:
+            tags = ", ".join(f"{k}={v}" for k, v in spec.tags)
+            errs.add(
+                f"jobs[{index.get(spec.name, '?')}].count",
+                f"{spec.count} instances per fire, but only {len(fit)} node(s) in "
+                f'[cluster.nodes] match tags {{{tags}}} (lower count, use count = "all", or '
+                "tag more nodes)",
+            )
 
 
 def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:

@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from raftcron.clock import Clock
 from raftcron.core.commands import Command
 from raftcron.core.model import TRIGGER_BUFFERED, TRIGGER_RETRY
-from raftcron.core.state import State, outcome_counts
+from raftcron.core.state import State, outcome_counts, unschedulable_counts
 from raftcron.raft.node import Machine, RaftStatus
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _cluster_facts(s: State) -> tuple[list[tuple[str, str, int]], tuple[int, ...]]:
+def _cluster_facts(
+    s: State,
+) -> tuple[list[tuple[str, str, int]], tuple[int, ...], list[tuple[str, int]]]:
     return (
         outcome_counts(s.counters.extra),
         (
@@ -204,6 +206,7 @@ def _cluster_facts(s: State) -> tuple[list[tuple[str, str, int]], tuple[int, ...
             len(s.leases),
             sum(1 for j in s.jobs.values() if j.paused),
         ),
+        unschedulable_counts(s.counters.extra),
     )
 
 
@@ -225,6 +228,12 @@ class _NodeCollector(Collector):
             "raftcron_fires",
             "Final runs recorded in the replicated ledger, by job and outcome (a cluster fact)",
             labels=["job", "outcome"],
+        )
+        unschedulable = CounterMetricFamily(
+            "raftcron_unschedulable",
+            "Run instances recorded as skipped because no live node could take them (tags, "
+            "max_parallel, fewer matching nodes than count), by job (a cluster fact)",
+            labels=["job"],
         )
         stale = CounterMetricFamily(
             "raftcron_stale_fence_rejections",
@@ -258,15 +267,17 @@ class _NodeCollector(Collector):
             "raftcron_executor_slots_in_use", "Runs this node's executor is running now"
         )
         families: list[Metric] = [
-            fires, stale, recorded, fence, runs, jobs, paused, leases, info, is_leader,
-            has_leader, term, commit, applied, changes, leaderless, slots,
+            fires, unschedulable, stale, recorded, fence, runs, jobs, paused, leases, info,
+            is_leader, has_leader, term, commit, applied, changes, leaderless, slots,
         ]  # fmt: skip
         if describe:
             return families
-        counts, facts = m.machine.read(_cluster_facts)
+        counts, facts, unplaced = m.machine.read(_cluster_facts)
         n_stale, n_recorded, n_fence, n_runs, n_jobs, n_leases, n_paused = facts
         for job, outcome, n in sorted(counts):
             fires.add_metric([job, outcome], n)
+        for job, n in sorted(unplaced):
+            unschedulable.add_metric([job], n)
         stale.add_metric([], n_stale)
         recorded.add_metric([], n_recorded)
         fence.add_metric([], n_fence)

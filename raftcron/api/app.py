@@ -42,6 +42,7 @@ from raftcron.config import ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFERED,
+    COUNT_ALL,
     FINAL_STATUSES,
     KILLED,
     LIVE_STATUSES,
@@ -53,9 +54,9 @@ from raftcron.core.model import (
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.planner import backfill_next, choose_node
+from raftcron.core.planner import backfill_next, place, placement_fires
 from raftcron.core.schedule import parse
-from raftcron.core.state import Ok, PlanOutcome, Rejected, manual_run_id
+from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
 
@@ -83,7 +84,11 @@ _REJECTION_STATUS: Final = {
     "dependency_cycle": 400,
 }
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_RUN_ID_MS: Final = re.compile(r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:\.\d+)?$")
+# job@ms, then ~manual or ~backfill-ID, then ~after (a dependency run), then the
+# instance ~K (count), then the attempt .N
+_RUN_ID_MS: Final = re.compile(
+    r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:~\d+)?(?:\.\d+)?$"
+)
 
 
 # --------------------------------------------------------------------------- responses
@@ -115,6 +120,9 @@ def run_json(run: Run, *, output: bool = False, kill: str = "") -> dict[str, Any
     }
     if run.count != 1:
         body["count"] = run.count
+    if run.instances != 1:
+        body["instance"] = run.instance
+        body["instances"] = run.instances
     if run.last_scheduled_ms is not None:
         body["last_scheduled_at"] = rfc3339(run.last_scheduled_ms)
     if run.parents:  # a dependency run: the parents' run ids (their last attempts)
@@ -178,6 +186,10 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         del table["schedule"], table["catchup"], table["catchup_mode"]
         table["after"] = list(spec.after)
         table["on"] = spec.on
+    if spec.count != 1:
+        table["count"] = "all" if spec.count == COUNT_ALL else spec.count
+    if spec.max_parallel is not None:
+        table["max_parallel"] = spec.max_parallel
     return table
 
 
@@ -628,31 +640,41 @@ async def trigger_job(request: web.Request) -> web.Response:
     rid = manual_run_id(name, at)
     done = node.machine.read(lambda s: s.runs.get(rid))
     if done is None:
-        load = node.machine.read(lambda s: s.load_by_node())
-        target = choose_node(job.spec, rid, node.live_nodes(), load)
-        fire = c.Fire(job=name, scheduled_at_ms=at, node=target, trigger=TRIGGER_MANUAL)
-        res = await _propose(node, c.Plan(at_ms=now, fires=(fire,)))
+        # every instance of the fire (count), placed like a scheduled fire's
+        load, live = node.machine.read(lambda s: (s.load_by_node(), s.live_by_job()))
+        per_node: dict[str, int] = {}
+        for _, on in live.get(name, ()):
+            per_node[on] = per_node.get(on, 0) + 1
+        chosen, n = place(job.spec, rid, node.live_nodes(), load, per_node)
+        fires = placement_fires(job.spec, at, TRIGGER_MANUAL, chosen, n)
+        res = await _propose(node, c.Plan(at_ms=now, fires=tuple(fires)))
         outcome = res.value
         assert isinstance(outcome, PlanOutcome)
+        each: dict[str, dict[str, Any]] = {}
         for rid_, fence, on in outcome.granted:
             logger.info("manual fire of %s: %s fence=%d on %s", name, rid_, fence, on)
-            return _trigger_json(name, rid_, "claimed", "", on, fence, at, 202)
+            each[rid_] = {"status": "claimed", "reason": "", "node": on, "fence": fence}
         for rid_, reason in outcome.buffered:
             logger.info("manual fire of %s: %s buffered: %s", name, rid_, reason)
-            return _trigger_json(name, rid_, BUFFERED, reason, None, None, at, 202)
+            each[rid_] = {"status": BUFFERED, "reason": reason, "node": None, "fence": None}
         for rid_, reason in outcome.skipped:
-            logger.info("manual fire of %s: %s skipped: %s", name, rid_, reason)
-            return _trigger_json(name, rid_, "skipped", reason, None, None, at, 202)
+            log = logger.warning if reason.startswith(UNSCHEDULABLE) else logger.info
+            log("manual fire of %s: %s skipped: %s", name, rid_, reason)
+            each[rid_] = {"status": "skipped", "reason": reason, "node": None, "fence": None}
+        if rid in each:
+            body = _trigger_body(name, rid, at, **each[rid])
+            if n > 1:
+                body["instances"] = [{"run": r, **v} for r, v in sorted(each.items(), key=_inst)]
+            return _json(body, 202)
         for _, _, code in outcome.rejected:
             if code == "unknown_job":
                 raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
         done = node.machine.read(lambda s: s.runs.get(rid))
         if done is None:  # e.g. a duplicate whose record was since trimmed
             raise ApiProblem(409, "duplicate", f"{rid} was already triggered")
-    body = _trigger_json(
+    return _trigger_json(
         name, done.id, done.status, done.reason, done.node or None, done.fence or None, at, 200
     )
-    return body
 
 
 async def start_backfill(request: web.Request) -> web.Response:
@@ -695,6 +717,27 @@ async def cancel_backfill(request: web.Request) -> web.Response:
     logger.info("backfill %s of %s cancelled through the API on %s", res.value.id, name, node.name)
     job, _, _ = _job_or_404(node, name)
     return _json({"job": name, "backfill": backfill_json(job, res.value), "cancelled": True})
+
+
+def _inst(item: tuple[str, Any]) -> int:
+    """Sort key of a run id by its instance (``...~K``; 1 without the suffix)."""
+    m = re.search(r"~(\d+)$", item[0])
+    return int(m.group(1)) if m else 1
+
+
+def _trigger_body(
+    job: str, rid: str, at: int, *, status: str, reason: str, node: str | None, fence: int | None
+) -> dict[str, Any]:
+    return {
+        "run": rid,
+        "job": job,
+        "status": status,
+        "reason": reason,
+        "node": node,
+        "fence": fence,
+        "scheduled_at": rfc3339(at),
+        "duplicate": False,
+    }
 
 
 def _trigger_json(

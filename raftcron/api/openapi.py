@@ -17,7 +17,14 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftcron.core.model import CATCHUP_MODES, HTTP_METHODS, NOTIFY_EVENTS, OVERLAP_POLICIES
+from raftcron.core.model import (
+    CATCHUP_MODES,
+    HTTP_METHODS,
+    MAX_COUNT,
+    MAX_PARALLEL_LIMIT,
+    NOTIFY_EVENTS,
+    OVERLAP_POLICIES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +194,17 @@ SCHEMAS: Final[dict[str, Any]] = {
                 **_NULL_STR,
                 "description": "an aggregated paused record: its newest fire",
             },
+            "instance": {
+                "type": "integer",
+                "description": "a job with count: which instance of its fire this run is "
+                "(1..instances; absent when the fire has one); RAFTCRON_INSTANCE",
+            },
+            "instances": {
+                "type": "integer",
+                "description": "a job with count: how many instances its fire has "
+                "(RAFTCRON_COUNT); a skipped unschedulable record covers instances "
+                "instance..instances (its count)",
+            },
             "output": {"type": "string", "description": "the last 64 KiB of stdout+stderr"},
         },
     },
@@ -259,6 +277,22 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "prefer a node other than the failed attempt's",
             },
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+            "count": {
+                "oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+                    {"const": "all"},
+                ],
+                "default": 1,
+                "description": "instances of each fire, each on its own matching live node "
+                '(run id ...~K for K > 1); "all": one on every matching live node',
+            },
+            "max_parallel": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_PARALLEL_LIMIT,
+                "description": "at most this many live runs of the job per node (default: "
+                "no limit); a fire no node has room for is skipped as unschedulable",
+            },
             "lease": _DURATION,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
             "cwd": {"type": "string", "description": "an absolute path"},
@@ -501,6 +535,22 @@ SCHEMAS: Final[dict[str, Any]] = {
             "fence": _NULL_INT,
             "scheduled_at": {"type": "string", "format": "date-time"},
             "duplicate": {"type": "boolean"},
+            "instances": {
+                "type": "array",
+                "description": "a job with count other than 1: every instance of the fire "
+                "(the fields above are instance 1's)",
+                "items": {
+                    "type": "object",
+                    "required": ["run", "status", "reason", "node", "fence"],
+                    "properties": {
+                        "run": {"type": "string"},
+                        "status": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "node": _NULL_STR,
+                        "fence": _NULL_INT,
+                    },
+                },
+            },
         },
     },
     "BackfillRequest": {

@@ -82,6 +82,11 @@ class Fire:
     ``trigger == "buffered"`` claims the head of the job's buffer instead of a new fire;
     ``scheduled_at_ms`` must then be that buffered run's. ``trigger == "dependency"``
     claims the head of the job's dependency fires (``Job.deps``) the same way.
+
+    ``instance`` of ``instances`` (the job's ``count``): instance 1 is the fire itself,
+    instance K > 1 (run id ``...~K``) is accepted only after instance 1 of the same fire
+    in the same plan. With ``node == ""`` and ``instance == K``, instances K..``instances``
+    found no node: one skipped record covers them.
     """
 
     job: str
@@ -89,6 +94,8 @@ class Fire:
     node: str
     trigger: str
     attempt: int = 1
+    instance: int = 1
+    instances: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,6 +328,8 @@ _SPEC_FIELDS: Final = (
     "call",
     "after",
     "on",
+    "count",
+    "max_parallel",
 )
 
 
@@ -373,6 +382,10 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["after"] = list(spec.after)
     if spec.on != "success":
         out["on"] = spec.on
+    if spec.count != 1:
+        out["count"] = spec.count  # COUNT_ALL (0) for "all"
+    if spec.max_parallel is not None:
+        out["max_parallel"] = spec.max_parallel
     return out
 
 
@@ -433,11 +446,29 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         call=_str(raw.get("call", "")),
         after=tuple(_str(p) for p in raw.get("after", ())),
         on=_str(raw.get("on", "success")),
+        count=int(raw.get("count", 1)),
+        max_parallel=None if raw.get("max_parallel") is None else int(raw["max_parallel"]),
     )
 
 
 def _fire_to_wire(f: Fire) -> list[Any]:
-    return [f.job, f.scheduled_at_ms, f.node, f.trigger, f.attempt]
+    row: list[Any] = [f.job, f.scheduled_at_ms, f.node, f.trigger, f.attempt]
+    if (f.instance, f.instances) != (1, 1):
+        row += [f.instance, f.instances]  # older entries have five elements
+    return row
+
+
+def _fire_from_wire(row: list[Any]) -> Fire:
+    j, s, n, t, a = row[:5]
+    return Fire(
+        job=_str(j),
+        scheduled_at_ms=int(s),
+        node=_str(n),
+        trigger=_str(t),
+        attempt=int(a),
+        instance=int(row[5]) if len(row) > 5 else 1,
+        instances=int(row[6]) if len(row) > 6 else 1,
+    )
 
 
 def _missed_to_wire(m: Missed) -> list[Any]:
@@ -601,16 +632,7 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
         case "plan":
             return Plan(
                 at_ms=at,
-                fires=tuple(
-                    Fire(
-                        job=_str(j),
-                        scheduled_at_ms=int(s),
-                        node=_str(n),
-                        trigger=_str(t),
-                        attempt=int(a),
-                    )
-                    for j, s, n, t, a in b["fires"]
-                ),
+                fires=tuple(_fire_from_wire(row) for row in b["fires"]),
                 missed=tuple(_missed_from_wire(row) for row in b["missed"]),
             )
         case "start":

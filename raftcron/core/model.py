@@ -91,11 +91,32 @@ TRIGGER_BUFFERED: Final = "buffered"
 TRIGGER_BACKFILL: Final = "backfill"
 BACKFILL_MAX_FIRES: Final = 10_000  # per backfill request
 BACKFILL_MAX_RATE: Final = 100.0  # fires per second
+# ``count = "all"`` in a job: one instance of each fire on every matching live node.
+COUNT_ALL: Final = 0
+MAX_COUNT: Final = 100  # instances per fire (``count = N``)
+MAX_PARALLEL_LIMIT: Final = 10_000  # the largest ``max_parallel`` accepted
+_INSTANCE_SUFFIX: Final = re.compile(r"~(\d+)$")
+_ATTEMPT_SUFFIX: Final = re.compile(r"\.\d+$")
 
 
 def backfill_run_id(job: str, scheduled_at_ms: int, backfill: str) -> str:
     """``job@scheduled_at_ms~backfill-ID``: a range may be backfilled more than once."""
     return f"{job}@{scheduled_at_ms}~backfill-{backfill}"
+
+
+def instance_run_id(base: str, instance: int) -> str:
+    """The run id of instance ``instance`` of a fire whose first instance is ``base``:
+    ``base`` itself for instance 1 (so a job with ``count = 1`` keeps its ids), else
+    ``base~K`` (``j@ms~2``, ``j@ms~manual~2``, ``j@ms~backfill-ID~2``). ``~`` is safe in a
+    URL path and a query, unlike ``#``; a job name never contains it."""
+    return base if instance == 1 else f"{base}~{instance}"
+
+
+def fire_of(rid: str) -> str:
+    """The fire a run id belongs to: its first instance's first attempt, i.e. ``rid``
+    without the retry suffix ``.N`` and the instance suffix ``~K`` (``j@ms~2.3`` ->
+    ``j@ms``). Runs of one fire never overlap each other (see ``State``)."""
+    return _INSTANCE_SUFFIX.sub("", _ATTEMPT_SUFFIX.sub("", rid), count=1)
 
 
 # Attempt N > 1 of a fire whose attempt N-1 failed, timed out or was lost.
@@ -115,11 +136,9 @@ DEPENDENCY_SUFFIX: Final = "~after"
 def fire_variant(run: Run) -> str:
     """What tells a fire of ``run.job`` at ``run.scheduled_at_ms`` apart from another at the
     same time: ``""`` (schedule, catch-up), ``"~manual"`` or ``"~backfill-ID"``. Retries
-    (``.N``) keep their fire's variant; a dependency run's ``~after`` is dropped, so a chain
-    keeps the variant of the fire that started it."""
-    rid = run.id
-    if run.attempt > 1 and "." in rid:
-        rid = rid.rsplit(".", 1)[0]
+    (``.N``) and instances (``~K``) keep their fire's variant; a dependency run's
+    ``~after`` is dropped, so a chain keeps the variant of the fire that started it."""
+    rid = fire_of(run.id)  # (instances of one fire are one fire)
     prefix = f"{run.job}@{run.scheduled_at_ms}"
     variant = rid[len(prefix) :] if rid.startswith(prefix) else ""
     return variant.removesuffix(DEPENDENCY_SUFFIX)
@@ -220,6 +239,11 @@ class JobSpec:
     notify: tuple[NotifyTarget, ...] | None = None
     late_after_ms: int | None = None  # None: the cluster's [notify] late_after
     ping_url: str | None = None  # dead-man's-switch pings (healthchecks.io convention)
+    # Where it runs: ``count`` instances of each fire on distinct matching live nodes
+    # (COUNT_ALL: one on every matching live node); at most ``max_parallel`` live runs of
+    # the job per node (None: no limit).
+    count: int = 1
+    max_parallel: int | None = None
     # An embedded Python job (raftcron.embed): ``"module:qualname"`` of the callable the
     # application registered under the job's name; ``command`` is then empty. Only the
     # application's own processes register it; "" for a command job.
@@ -305,6 +329,7 @@ class PendingRetry:
     attempt: int
     due_ms: int  # cluster time: the failed attempt's end plus the backoff
     avoid: str = ""  # the node of the failed attempt (retry_other_node)
+    instance: int = 1  # the instance of its fire it retries (``count``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,6 +356,10 @@ class Run:
     # A dependency run (trigger "dependency") and its retries: the parents' run ids (the
     # last attempt of each), in the order of the job's ``after``.
     parents: tuple[str, ...] = ()
+    # Instance ``instance`` of ``instances`` of its fire (``count``; 1 of 1 without it). A
+    # skipped record of the instances that found no node covers ``count`` of them.
+    instance: int = 1
+    instances: int = 1
 
     @property
     def final(self) -> bool:

@@ -30,10 +30,19 @@ gets a ``buffered`` claim for the head of its buffer, before its new fires.
 Backfill: a job with a backfill, no live run, nothing buffered and no fire claimed in this
 plan gets a ``backfill`` claim for the next fire of the backfill's range, at most
 ``rate`` per second (``apply`` checks the same).
+
 Retries: a pending retry whose due time has come gets a ``retry`` claim (before buffered
 runs and new fires); unless the job's overlap is ``allow`` it waits while the job has a
-live run, and at most one is claimed per plan. With ``retry_other_node`` the node of the
-failed attempt is avoided when another live node matches.
+live run of another fire (the other instances of its own fire do not count), and at most
+one is claimed per plan. With ``retry_other_node`` the node of the failed attempt is
+avoided when another live node matches.
+
+Placement (``count``, ``max_parallel``, ``tags``): each fire gets ``count`` instances
+(``"all"``: as many as live nodes match the tags), each on a different matching live node
+that has fewer than ``max_parallel`` live runs of the job and no live instance of the same
+fire, least loaded first. Instances that find no such node become one ``Fire`` with
+``node == ""`` (recorded as skipped, ``unschedulable: ...``, covering all of them). A
+buffered fire's instances are claimed together; a retry goes where its own instance may.
 
 Dependencies: a job with ``after`` has no schedule (no fires of its own); ``apply`` queues
 its dependency fires on ``Job.deps`` when its parents' fire settles, and each gets a
@@ -51,6 +60,7 @@ from typing import Final
 from raftcron.core.commands import Fire, Missed, Plan
 from raftcron.core.model import (
     CATCHUP_FLOOR_MS,
+    COUNT_ALL,
     PAUSED,
     TRIGGER_BACKFILL,
     TRIGGER_BUFFERED,
@@ -62,6 +72,8 @@ from raftcron.core.model import (
     JobSpec,
     backfill_ready_ms,
     backfill_run_id,
+    fire_of,
+    instance_run_id,
     jitter_offset_ms,
     run_id,
 )
@@ -164,16 +176,27 @@ def choose_node(
     nodes: Sequence[NodeInfo],
     load: Mapping[str, int],
     avoid: str = "",
+    exclude: Collection[str] = (),
+    job_load: Mapping[str, int] | None = None,
 ) -> str:
     """The least-loaded live node matching the job's tags; ties broken by a hash of the
     run id and the node name (deterministic, and spreads equal nodes evenly).
-    ``avoid`` is taken only when no other node matches. ``""`` when no node matches."""
-    if avoid and any(n.name != avoid and tags_match(spec, n) for n in nodes):
-        nodes = [n for n in nodes if n.name != avoid]
+    ``avoid`` is taken only when no other node matches. Nodes in ``exclude`` (they run
+    another instance of the fire) and nodes already running ``max_parallel`` runs of the
+    job (``job_load``: live runs of the job per node) are never taken. ``""`` when no
+    node qualifies."""
+    cap = spec.max_parallel
+    fits = [
+        n
+        for n in nodes
+        if n.name not in exclude
+        and tags_match(spec, n)
+        and (cap is None or job_load is None or job_load.get(n.name, 0) < cap)
+    ]
+    if avoid and any(n.name != avoid for n in fits):
+        fits = [n for n in fits if n.name != avoid]
     best: tuple[int, bytes, str] | None = None
-    for node in nodes:
-        if not tags_match(spec, node):
-            continue
+    for node in fits:
         key = (
             load.get(node.name, 0),
             hashlib.blake2b(f"{rid}/{node.name}".encode(), digest_size=8).digest(),
@@ -184,56 +207,166 @@ def choose_node(
     return "" if best is None else best[2]
 
 
+def instances_of(spec: JobSpec, nodes: Sequence[NodeInfo]) -> int:
+    """How many instances a fire of ``spec`` has now: ``count``, or for ``count = "all"``
+    the live nodes matching its tags (at least 1: a fire no node matches is one
+    unschedulable record)."""
+    if spec.count != COUNT_ALL:
+        return spec.count
+    return max(1, sum(1 for n in nodes if tags_match(spec, n)))
+
+
+def place(
+    spec: JobSpec,
+    base: str,
+    nodes: Sequence[NodeInfo],
+    load: Mapping[str, int],
+    job_load: Mapping[str, int] | None = None,
+) -> tuple[list[str], int]:
+    """The nodes of a new fire's instances (instance K on ``nodes[K-1]``; fewer than
+    asked when too few qualify) and how many instances it has. ``base`` is instance 1's
+    run id; each instance's ties are broken by its own run id."""
+    n = instances_of(spec, nodes)
+    load = dict(load)
+    per_node = dict(job_load or {})
+    chosen: list[str] = []
+    for k in range(1, n + 1):
+        node = choose_node(
+            spec, instance_run_id(base, k), nodes, load, exclude=chosen, job_load=per_node
+        )
+        if not node:
+            break
+        chosen.append(node)
+        load[node] = load.get(node, 0) + 1
+        per_node[node] = per_node.get(node, 0) + 1
+    return chosen, n
+
+
+def placement_fires(
+    spec: JobSpec, t: int, trigger: str, chosen: Sequence[str], instances: int
+) -> list[Fire]:
+    """The ``Fire`` of each placed instance, and one with ``node == ""`` covering the
+    instances that found no node (if any)."""
+    fires = [
+        Fire(
+            job=spec.name,
+            scheduled_at_ms=t,
+            node=node,
+            trigger=trigger,
+            instance=k,
+            instances=instances,
+        )
+        for k, node in enumerate(chosen, start=1)
+    ]
+    if len(chosen) < instances:
+        fires.append(
+            Fire(
+                job=spec.name,
+                scheduled_at_ms=t,
+                node="",
+                trigger=trigger,
+                instance=len(chosen) + 1,
+                instances=instances,
+            )
+        )
+    return fires
+
+
 def plan(
     jobs: Iterable[Job],
     now_ms: int,
     nodes: Sequence[NodeInfo],
     load: Mapping[str, int],
     busy: Collection[str] = frozenset(),
+    live: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
     are recorded as paused, so resuming does not back-fill them). ``busy``: the names of
-    the jobs that have a live run (their buffered runs wait)."""
+    the jobs that have a live run (their buffered runs wait). ``live``: each job's live
+    runs as ``(run id, node)`` (``State.live_by_job``), for ``max_parallel`` and for
+    retries beside the other instances of their fire; without it every live run of a
+    job counts as another fire's and ``max_parallel`` sees only this plan's claims."""
     fires: list[Fire] = []
     missed: list[Missed] = []
     running = dict(load)
+    detail = live is not None  # else every live run may be another fire's
+    live = live or {}
 
-    def claim(
-        spec: JobSpec, rid: str, t: int, trigger: str, attempt: int = 1, avoid: str = ""
-    ) -> None:
-        node = choose_node(spec, rid, nodes, running, avoid)
-        if node:
+    def job_load(name: str) -> dict[str, int]:
+        per: dict[str, int] = {}
+        for _, on in live.get(name, ()):
+            per[on] = per.get(on, 0) + 1
+        return per
+
+    def claim(spec: JobSpec, base: str, t: int, trigger: str, per_node: dict[str, int]) -> None:
+        chosen, n = place(spec, base, nodes, running, per_node)
+        for node in chosen:
             running[node] = running.get(node, 0) + 1
-        fires.append(
-            Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=trigger, attempt=attempt)
-        )
+            per_node[node] = per_node.get(node, 0) + 1
+        fires.extend(placement_fires(spec, t, trigger, chosen, n))
 
     for job in jobs:
         spec = job.spec
         is_busy = spec.name in busy
+        per_node = job_load(spec.name)
+        running_fires = {fire_of(rid) for rid, _ in live.get(spec.name, ())}
         for pr in job.retry:
-            if pr.due_ms > now_ms or (is_busy and spec.overlap != "allow"):
+            fire = fire_of(pr.run)
+            others = bool(running_fires - {fire}) or (is_busy and not detail)
+            if pr.due_ms > now_ms or (others and spec.overlap != "allow"):
                 continue
-            claim(spec, pr.run, pr.scheduled_at_ms, TRIGGER_RETRY, pr.attempt, pr.avoid)
+            siblings = [on for rid, on in live.get(spec.name, ()) if fire_of(rid) == fire]
+            node = choose_node(spec, pr.run, nodes, running, pr.avoid, siblings, per_node)
+            if node:
+                running[node] = running.get(node, 0) + 1
+                per_node[node] = per_node.get(node, 0) + 1
+            fires.append(
+                Fire(
+                    job=spec.name,
+                    scheduled_at_ms=pr.scheduled_at_ms,
+                    node=node,
+                    trigger=TRIGGER_RETRY,
+                    attempt=pr.attempt,
+                    instance=pr.instance,
+                )
+            )
+            running_fires.add(fire)
             is_busy = True
         if job.buffered and not is_busy:
-            rid, t = job.buffered[0]
-            claim(spec, rid, t, TRIGGER_BUFFERED)
+            # the head fire's instances go together (they do not overlap each other)
+            head = fire_of(job.buffered[0][0])
+            group: list[tuple[str, int]] = []
+            for entry in job.buffered:  # (they were buffered together, one after another)
+                if fire_of(entry[0]) != head:
+                    break
+                group.append(entry)
+            taken: list[str] = []
+            for rid, t in group:
+                node = choose_node(spec, rid, nodes, running, "", taken, per_node)
+                if node:
+                    taken.append(node)
+                    running[node] = running.get(node, 0) + 1
+                    per_node[node] = per_node.get(node, 0) + 1
+                buffered = Fire(
+                    job=spec.name, scheduled_at_ms=t, node=node, trigger=TRIGGER_BUFFERED
+                )
+                fires.append(buffered)
         for rid, t in job.deps[:MAX_FIRES_PER_JOB]:
-            claim(spec, rid, t, TRIGGER_DEPENDENCY)
+            claim(spec, rid, t, TRIGGER_DEPENDENCY, per_node)
         times, miss = due(job, now_ms)
         if miss is not None:
             missed.append(miss)
         due_now = now_ms - jitter_offset_ms(spec.name, spec.jitter_ms)
         for t in times:
             on_time = due_now - t <= ON_TIME_MS
-            claim(spec, run_id(spec.name, t), t, TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP)
+            trigger = TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP
+            claim(spec, run_id(spec.name, t), t, trigger, per_node)
         bf = job.backfill
         if bf is None or times or job.buffered or job.retry or job.paused or is_busy:
             continue
         nxt = backfill_next(job)
         if nxt is not None and now_ms >= backfill_ready_ms(bf):
-            claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL)
+            claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL, per_node)
     return Plan(at_ms=now_ms, fires=tuple(fires), missed=tuple(missed))
 
 
@@ -249,10 +382,11 @@ def backfill_next(job: Job) -> int | None:
     return t if t <= bf.to_ms else None
 
 
-def next_due_ms(job: Job, busy: bool) -> int:
+def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None) -> int:
     """When the scheduler should next look at ``job``: its next fire plus its jitter
     offset, the earliest pending retry it may claim, 0 (now) when a buffered run of it can
-    be claimed, or when the next fire of its backfill may go."""
+    be claimed, or when the next fire of its backfill may go. ``live_fires``: the fires
+    (``fire_of``) of the job's live runs; a retry may go beside its own fire's instances."""
     if (job.buffered and not busy) or job.deps:
         return 0
     spec = job.spec
@@ -265,4 +399,7 @@ def next_due_ms(job: Job, busy: bool) -> int:
         t = min(t, backfill_ready_ms(job.backfill))
     if not busy or spec.overlap == "allow":
         t = min([t, *(pr.due_ms for pr in job.retry)])
+    elif live_fires is not None:
+        mine = [pr.due_ms for pr in job.retry if not set(live_fires) - {fire_of(pr.run)}]
+        t = min([t, *mine])
     return t

@@ -28,6 +28,15 @@ Invariants:
   recorded as ``pending`` (run id ``retry_run_id``) and listed on ``Job.retry`` with its due
   time, ``now_ms`` of that command plus the backoff. A ``retry`` claim grants it once due,
   and (unless overlap is ``allow``) only while the job has no live run.
+* Instances (``count``): instance K > 1 of a fire (run id ``...~K``) is claimed only in
+  the plan that claims its instance 1 (so the watermark that instance 1 moves never refuses
+  it, and no instance is ever added to a fire later), never twice, never on a node that
+  runs another live instance of the same fire, and never on a node that already runs
+  ``max_parallel`` live runs of the job (such a claim is recorded skipped, "unschedulable").
+  Overlap is per fire: a fire's own instances and their retries never count as the live
+  run that ``skip``, ``buffer_*`` or ``cancel_other`` react to. Instances that found no
+  node are one skipped record whose ``count`` is how many; every skipped "unschedulable:"
+  record adds its count to the replicated ``unschedulable/<job>`` counter.
 * ``Kill`` puts a stop request on a live run's lease (the executor acts on it; the lease
   expiry still ends a run whose executor is gone) or records a waiting (buffered, pending)
   run as ``killed`` at once. A run that was asked to stop is never retried.
@@ -123,7 +132,9 @@ from raftcron.core.model import (
     backfill_ready_ms,
     backfill_run_id,
     dependency_run_id,
+    fire_of,
     fire_variant,
+    instance_run_id,
     lock_problem,
     retry_backoff_ms,
     retry_run_id,
@@ -215,6 +226,45 @@ def outcome_counts(extra: dict[str, int]) -> list[tuple[str, str, int]]:
             job, _, status = key[len("outcome/") :].rpartition("/")
             out.append((job, status, n))
     return out
+
+
+UNSCHEDULABLE: Final = "unschedulable:"  # the reason of a run no live node could take
+
+
+def unschedulable_key(job: str) -> str:
+    """Key of the replicated per-job counter of instances recorded as unschedulable."""
+    return f"unschedulable/{job}"
+
+
+def unschedulable_counts(extra: dict[str, int]) -> list[tuple[str, int]]:
+    """``(job, count)`` of instances skipped as unschedulable (a cluster fact)."""
+    n = len("unschedulable/")
+    return [(k[n:], v) for k, v in extra.items() if k.startswith("unschedulable/")]
+
+
+def unschedulable_reason(spec: JobSpec, instance: int, instances: int, single: bool = False) -> str:
+    """Why instances ``instance..instances`` of a fire (only ``instance`` if ``single``)
+    found no node. A job with one instance keeps the text it always had."""
+    tags = ", ".join(f"{k}={v}" for k, v in spec.tags)
+    cap = spec.max_parallel
+    room = "" if cap is None else f" with fewer than max_parallel={cap} live run(s) of the job"
+    if instances == 1:
+        # the same text for every fire of every job with these tags: one copy
+        return sys.intern(f"{UNSCHEDULABLE} no live node matches tags {{{tags}}}{room}")
+    if single:  # a retry or buffered instance: its fire's other instances hold their nodes
+        return sys.intern(
+            f"{UNSCHEDULABLE} instance {instance} of {instances}: no live node matches tags "
+            f"{{{tags}}}{room} and runs no other instance of the fire"
+        )
+    which = (
+        f"instance {instance} of {instances}"
+        if instance == instances
+        else f"instances {instance}-{instances} of {instances}"
+    )
+    return sys.intern(
+        f"{UNSCHEDULABLE} {which} not placed: {instance - 1} distinct live node(s) match "
+        f"tags {{{tags}}}{room}"
+    )
 
 
 SYNCED_SOURCES: Final = ("config", "embedded")
@@ -469,18 +519,25 @@ class State:
                 )
             )
             missed.append(rid)
+        # Instance 1 of each fire accepted by this plan: (job, kind, scheduled_at) -> its run
+        # id. Instance K > 1 of a fire is accepted only behind its instance 1 in the same
+        # plan (never added to a fire later, and never refused by the watermark that
+        # instance 1 has just moved).
+        firsts: dict[tuple[str, str, int], str] = {}
         for fire in cmd.fires:
             job = self.jobs.get(fire.job)
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
                 continue
+            if fire.trigger != TRIGGER_RETRY and not 1 <= fire.instance <= fire.instances:
+                # (a retry names its instance; how many its fire has is on its run)
+                rejected.append((fire.job, fire.scheduled_at_ms, "bad_instance"))
+                continue
             if fire.trigger in (TRIGGER_BUFFERED, TRIGGER_BACKFILL):
-                claim = (
-                    self._claim_buffered
-                    if fire.trigger == TRIGGER_BUFFERED
-                    else self._claim_backfill
-                )
-                code = claim(job, fire, granted, skipped)
+                if fire.trigger == TRIGGER_BUFFERED:
+                    code = self._claim_buffered(job, fire, granted, skipped)
+                else:
+                    code = self._claim_backfill(job, fire, granted, skipped, firsts)
                 if code:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
@@ -490,33 +547,49 @@ class State:
                     rejected.append((fire.job, fire.scheduled_at_ms, code))
                 continue
             dep: Run | None = None
-            if fire.trigger == TRIGGER_DEPENDENCY:
+            if fire.trigger == TRIGGER_DEPENDENCY and fire.instance > 1:
+                # (instance K of a dependency fire follows its instance 1, taken just now)
+                head = firsts.get((fire.job, TRIGGER_DEPENDENCY, fire.scheduled_at_ms))
+                dep = None if head is None else self.runs.get(head)
+                if dep is None:
+                    rejected.append((fire.job, fire.scheduled_at_ms, "no_first_instance"))
+                    continue
+            elif fire.trigger == TRIGGER_DEPENDENCY:
                 dep = self._take_dependency(job, fire.scheduled_at_ms)
                 if dep is None:
                     rejected.append((fire.job, fire.scheduled_at_ms, "not_pending"))
                     continue
                 job = self.jobs[fire.job]
             manual = fire.trigger == TRIGGER_MANUAL
-            rid = (
+            first = (
                 manual_run_id(fire.job, fire.scheduled_at_ms)
                 if manual
                 else run_id(fire.job, fire.scheduled_at_ms, fire.attempt)
             )
             if dep is not None:  # from here on, a fire like any other (overlap, pause)
-                rid = dep.id
+                first = fire_of(dep.id)
+            rid = instance_run_id(first, fire.instance)
             if rid in self.runs:
                 rejected.append((fire.job, fire.scheduled_at_ms, "duplicate"))
                 continue
-            if not manual and dep is None:
+            kind = TRIGGER_MANUAL if manual else TRIGGER_DEPENDENCY if dep is not None else ""
+            key = (fire.job, kind, fire.scheduled_at_ms)
+            if fire.instance > 1:
+                if firsts.get(key) != first:
+                    rejected.append((fire.job, fire.scheduled_at_ms, "no_first_instance"))
+                    continue
+            elif not manual and dep is None:
                 if fire.attempt == 1 and fire.scheduled_at_ms <= job.watermark_ms:
                     rejected.append((fire.job, fire.scheduled_at_ms, "already_considered"))
                     continue
                 self.jobs[fire.job] = job = replace(
                     job, watermark_ms=max(job.watermark_ms, fire.scheduled_at_ms)
                 )
+            firsts[key] = first
             if job.paused and not manual:
-                t = fire.scheduled_at_ms
-                paused.append(self._record_paused(job, rid, t, t, 1))
+                if fire.instance == 1:  # one paused record covers every instance
+                    t = fire.scheduled_at_ms
+                    paused.append(self._record_paused(job, rid, t, t, 1))
                 continue
             base = Run(
                 id=rid,
@@ -526,22 +599,27 @@ class State:
                 trigger=fire.trigger,
                 attempt=fire.attempt,
                 claimed_ms=self.now_ms,
+                instance=fire.instance,
+                instances=fire.instances,
             )
             if dep is not None:
                 base = replace(base, parents=dep.parents, reason=dep.reason)
-            reason = self._skip_reason(job, fire)
+            reason = self._skip_reason(job, fire, first)
             if reason:
-                self._record_final(replace(base, status=SKIPPED, reason=reason))
+                # no node: this record covers the instances that found none
+                n = 1 if fire.node else fire.instances - fire.instance + 1
+                self._record_final(replace(base, status=SKIPPED, reason=reason, count=n))
                 skipped.append((rid, reason))
                 continue
             if job.spec.overlap in CANCEL_POLICIES:
                 job = self._supersede(job, rid)
-                live = sorted(self.live.get(fire.job, ()))
+                live = self._live_other(fire.job, first)
                 if live:
                     policy = job.spec.overlap
                     for other in live:
                         why = f"overlap={policy}: stopped for the newer {fire.trigger} fire {rid}"
-                        if self._request_kill(other, why, policy == "terminate_other"):
+                        hard = policy == "terminate_other"
+                        if self._request_kill(other, why, hard) and other not in stopping:
                             stopping.append(other)
                     why = (
                         f"{fire.trigger} fire buffered: waiting for {', '.join(live)} to stop "
@@ -550,12 +628,14 @@ class State:
                     self.runs[rid] = replace(
                         base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
                     )
-                    self.jobs[fire.job] = replace(job, buffered=((rid, fire.scheduled_at_ms),))
+                    # (what still waits is this fire's other instances: see _supersede)
+                    entry = (rid, fire.scheduled_at_ms)
+                    self.jobs[fire.job] = replace(job, buffered=(*job.buffered, entry))
                     buffered.append((rid, why))
                     continue
                 granted.append(self._grant(job, base, fire.node))
                 continue
-            behind = self._buffer_behind(job)
+            behind = self._buffer_behind(job, first)
             if behind:
                 why = (
                     f"{fire.trigger} fire buffered: due while {behind} (overlap={job.spec.overlap})"
@@ -597,18 +677,48 @@ class State:
         self.live[run.job] = self.live.get(run.job, frozenset()) | {run.id}
         return (run.id, fence, node)
 
-    def _skip_reason(self, job: Job, fire: c.Fire) -> str:
+    def _live_other(self, name: str, fire: str) -> list[str]:
+        """The live runs of job ``name`` that belong to another fire than ``fire`` (the
+        instances of one fire, and their retries, never count as overlapping)."""
+        return sorted(r for r in self.live.get(name, ()) if fire_of(r) != fire)
+
+    def _placement_problem(self, job: Job, node: str, fire: str) -> str:
+        """Why run of ``fire`` may not go to ``node`` now ("" if it may): the node runs
+        another instance of the same fire, or ``max_parallel`` runs of the job. The
+        planner never asks for either; this is the deterministic re-check of a plan made
+        from a stale view."""
+        name = job.spec.name
+        here = sorted(
+            r for r in self.live.get(name, ()) if (run := self.runs.get(r)) and run.node == node
+        )
+        same = [r for r in here if fire_of(r) == fire]
+        if same:
+            return f"unschedulable: {node} already runs {same[0]}, an instance of the same fire"
+        cap = job.spec.max_parallel
+        if cap is not None and len(here) >= cap:
+            return (
+                f"unschedulable: {node} already runs max_parallel={cap} live run(s) of "
+                f"{name} ({', '.join(here[:3])}{', ...' if len(here) > 3 else ''})"
+            )
+        return ""
+
+    def _skip_reason(self, job: Job, fire: c.Fire, first: str) -> str:
+        """Why a new fire (instance ``fire.instance``; ``first`` is its instance 1's run
+        id) is skipped, or "". Overlap is per fire: the other instances of the same fire
+        are not "another run" (``skip`` never skips instance 2 because instance 1 runs)."""
         if not fire.node:
-            tags = ", ".join(f"{k}={v}" for k, v in job.spec.tags)
-            # the same text for every fire of every job with these tags: one copy
-            return sys.intern(f"unschedulable: no live node matches tags {{{tags}}}")
+            return unschedulable_reason(job.spec, fire.instance, fire.instances)
+        problem = self._placement_problem(job, fire.node, first)
+        if problem:
+            return problem
         policy = job.spec.overlap
-        live = self.live.get(job.spec.name)
+        live = self._live_other(job.spec.name, first)
         if policy == "skip" and live:
-            return f"overlap=skip: {min(live)} is still running"
-        if policy == "buffer_one" and job.buffered:
-            return f"overlap=buffer_one: {job.buffered[0][0]} is already buffered" + (
-                f" behind {min(live)}" if live else ""
+            return f"overlap=skip: {live[0]} is still running"
+        others = [b for b in job.buffered if fire_of(b[0]) != first]
+        if policy == "buffer_one" and others:
+            return f"overlap=buffer_one: {others[0][0]} is already buffered" + (
+                f" behind {live[0]}" if live else ""
             )
         if policy == "buffer_all" and len(job.buffered) >= BUFFER_ALL_LIMIT:
             return (
@@ -617,13 +727,13 @@ class State:
             )
         return ""
 
-    def _buffer_behind(self, job: Job) -> str:
+    def _buffer_behind(self, job: Job, first: str) -> str:
         """What a new fire of ``job`` would have to wait for ("" if it may run now)."""
         if job.spec.overlap not in BUFFER_POLICIES:
             return ""
-        live = self.live.get(job.spec.name)
+        live = self._live_other(job.spec.name, first)
         if live:
-            return f"{min(live)} was running"
+            return f"{live[0]} was running"
         if job.buffered:
             return f"{job.buffered[-1][0]} was buffered"
         return ""
@@ -638,15 +748,19 @@ class State:
         """Grant (or, with no node, skip) the head of ``job``'s buffer; a rejection code."""
         if not job.buffered or job.buffered[0][1] != fire.scheduled_at_ms:
             return "not_buffered"
-        if self.live.get(job.spec.name):
-            return "busy"
         rid = job.buffered[0][0]
+        if self._live_other(job.spec.name, fire_of(rid)):
+            return "busy"  # (the head fire's other instances may be live: they go together)
         self.jobs[job.spec.name] = job = replace(job, buffered=job.buffered[1:])
         run = self.runs.get(rid)
         if run is None or run.status != BUFFERED:
             return "not_buffered"  # cannot happen; the entry is dropped so it cannot wedge
-        if not fire.node:
-            reason = self._skip_reason(job, fire)
+        reason = (
+            self._placement_problem(job, fire.node, fire_of(rid))
+            if fire.node
+            else unschedulable_reason(job.spec, run.instance, run.instances, single=True)
+        )
+        if reason:
             self._end_buffered(rid, SKIPPED, reason)
             skipped.append((rid, reason))
             return ""
@@ -659,11 +773,47 @@ class State:
         fire: c.Fire,
         granted: list[tuple[str, int, str]],
         skipped: list[tuple[str, str]],
+        firsts: dict[tuple[str, str, int], str],
     ) -> str:
         """Grant (or, with no node, skip) the next fire of ``job``'s backfill; a rejection
-        code. The backfill ends with its last fire."""
+        code. The backfill ends with its last fire. Instance K > 1 of that fire follows
+        its instance 1 in the same plan (``firsts``)."""
         bf = job.backfill
         t = fire.scheduled_at_ms
+        key = (job.spec.name, TRIGGER_BACKFILL, t)
+        if fire.instance > 1:
+            first = firsts.get(key)
+            if first is None:
+                return "no_first_instance"
+            rid = instance_run_id(first, fire.instance)
+            head = self.runs.get(first)
+            if rid in self.runs or head is None:
+                return "duplicate"
+            run = replace(
+                head,
+                id=rid,
+                status=CLAIMED,
+                fence=0,
+                node="",
+                instance=fire.instance,
+                instances=fire.instances,
+                count=1,
+                claimed_ms=self.now_ms,
+            )
+            why = (
+                self._placement_problem(job, fire.node, first)
+                if fire.node
+                else unschedulable_reason(job.spec, fire.instance, fire.instances)
+            )
+            if why:
+                n = 1 if fire.node else fire.instances - fire.instance + 1
+                self._record_final(
+                    replace(run, status=SKIPPED, reason=f"{why}; {head.reason}", count=n)
+                )
+                skipped.append((rid, why))
+                return ""
+            granted.append(self._grant(job, run, fire.node))
+            return ""
         if bf is None or job.paused:
             return "no_backfill"
         sched = parse(job.spec.schedule, job.spec.timezone)
@@ -689,12 +839,15 @@ class State:
             trigger=TRIGGER_BACKFILL,
             claimed_ms=self.now_ms,
             reason=reason,
+            instances=fire.instances,
         )
         if run.id in self.runs:
             return "duplicate"
+        firsts[key] = run.id
         if not fire.node:
-            why = self._skip_reason(job, fire)
-            self._record_final(replace(run, status=SKIPPED, reason=f"{why}; {reason}"))
+            why = unschedulable_reason(job.spec, 1, fire.instances)
+            n = fire.instances
+            self._record_final(replace(run, status=SKIPPED, reason=f"{why}; {reason}", count=n))
             skipped.append((run.id, why))
             return ""
         granted.append(self._grant(job, run, fire.node))
@@ -766,13 +919,16 @@ class State:
         if not job.buffered and not job.retry:
             return job
         policy = job.spec.overlap
+        fire = fire_of(rid)
+        keep = tuple(b for b in job.buffered if fire_of(b[0]) == fire)  # its own instances
         for old, _ in job.buffered:
-            self._end_buffered(
-                old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
-            )
+            if fire_of(old) != fire:
+                self._end_buffered(
+                    old, SKIPPED, f"overlap={policy}: superseded by the newer fire {rid}"
+                )
         for pr in job.retry:
             self._end_buffered(pr.run, SKIPPED, f"overlap={policy}: superseded by the fire {rid}")
-        job = replace(job, buffered=(), retry=())
+        job = replace(job, buffered=keep, retry=())
         self.jobs[job.spec.name] = job
         return job
 
@@ -800,7 +956,9 @@ class State:
             (
                 k
                 for k, p in enumerate(job.retry)
-                if p.scheduled_at_ms == fire.scheduled_at_ms and p.attempt == fire.attempt
+                if p.scheduled_at_ms == fire.scheduled_at_ms
+                and p.attempt == fire.attempt
+                and p.instance == fire.instance
             ),
             -1,
         )
@@ -809,14 +967,18 @@ class State:
         pr = job.retry[i]
         if pr.due_ms > self.now_ms:
             return "not_due"
-        if job.spec.overlap != "allow" and self.live.get(name):
-            return "busy"  # never beside another run of a job that forbids it
+        if job.spec.overlap != "allow" and self._live_other(name, fire_of(pr.run)):
+            return "busy"  # never beside another fire's run of a job that forbids it
         self.jobs[name] = job = replace(job, retry=job.retry[:i] + job.retry[i + 1 :])
         run = self.runs.get(pr.run)
         if run is None or run.status != PENDING:
             return "not_pending"  # cannot happen; the entry is dropped so it cannot wedge
-        if not fire.node:
-            reason = self._skip_reason(job, fire)
+        reason = (
+            self._placement_problem(job, fire.node, fire_of(pr.run))
+            if fire.node
+            else unschedulable_reason(job.spec, run.instance, run.instances, single=True)
+        )
+        if reason:
             self._end_buffered(pr.run, SKIPPED, reason)
             skipped.append((pr.run, reason))
             return ""
@@ -864,6 +1026,8 @@ class State:
             claimed_ms=self.now_ms,
             reason=reason,
             parents=run.parents,
+            instance=run.instance,
+            instances=run.instances,
         )
         pending = PendingRetry(
             run=rid,
@@ -871,6 +1035,7 @@ class State:
             attempt=attempt,
             due_ms=self.now_ms + delay,
             avoid=run.node if spec.retry_other_node else "",
+            instance=run.instance,
         )
         self.jobs[run.job] = replace(job, retry=(*job.retry, pending))
 
@@ -994,12 +1159,41 @@ class State:
                 self._parent_settled(child, run, created)
         self.settled.clear()
 
+    def _fire_outcome(self, run: Run) -> tuple[str, str] | None:
+        """The outcome of the fire ``run`` is an instance of (``count`` > 1): its first
+        instance's run id, and ``succeeded`` only if every instance's last attempt
+        succeeded (else the first other final status); None while any is not settled."""
+        base = fire_of(run.id)
+        status = SUCCEEDED
+        covered = 0  # instances up to here covered by a skipped shortfall record
+        for k in range(1, run.instances + 1):
+            rid = instance_run_id(base, k)
+            last = self.runs.get(rid)
+            if last is None and k <= covered:
+                continue
+            if last is None:
+                return None
+            if last.status == SKIPPED and last.count > 1:
+                covered = k + last.count - 1
+            while (nxt := self.runs.get(retry_run_id(last.id, last.attempt))) is not None:
+                last = nxt
+            if not last.final:
+                return None
+            if status == SUCCEEDED and last.status != SUCCEEDED:
+                status = last.status
+        return base, status
+
     def _parent_settled(self, child: str, run: Run, created: set[str]) -> None:
         job = self.jobs.get(child)
         if job is None or run.job not in job.spec.after:
             return
         t, variant = run.scheduled_at_ms, fire_variant(run)
         outcome = (run.job, run.id, run.status)
+        if run.instances > 1:  # a fire of a job with count: settled once every instance is
+            whole = self._fire_outcome(run)
+            if whole is None:
+                return
+            outcome = (run.job, *whole)
         after = job.spec.after
         if len(after) > 1:
             i = next(
@@ -1299,6 +1493,9 @@ class State:
         self.counters.runs_recorded += 1
         key = outcome_key(run.job, run.status)
         self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
+        if run.status == SKIPPED and run.reason.startswith(UNSCHEDULABLE):
+            key = unschedulable_key(run.job)
+            self.counters.extra[key] = self.counters.extra.get(key, 0) + run.count
         if self.leases.pop(run.id, None) is not None:
             live = self.live.get(run.job, frozenset()) - {run.id}
             if live:
@@ -1341,6 +1538,13 @@ class State:
         if job is None or not (job.buffered or job.backfill) or job.spec.name in self.live:
             return ""
         return job.spec.name
+
+    def live_by_job(self) -> dict[str, list[tuple[str, str]]]:
+        """Each job's live runs as ``(run id, node)`` (the planner's ``live``)."""
+        return {
+            job: [(rid, self.runs[rid].node) for rid in sorted(rids) if rid in self.runs]
+            for job, rids in self.live.items()
+        }
 
     def load_by_node(self) -> dict[str, int]:
         load: dict[str, int] = {}
@@ -1397,7 +1601,7 @@ class State:
                         st._restore_job(row)
                     else:
                         run = Run(**dict(zip(_RUN_FIELDS, row, strict=False)))  # old: 16
-                        if run.parents:
+                        if not isinstance(run.parents, tuple):  # (a list when written)
                             run = replace(run, parents=tuple(run.parents))
                         st.runs[run.id] = run
                 continue
@@ -1451,7 +1655,7 @@ class State:
             updated_ms=j[5],
             pause_note=str(j[6]) if len(j) > 6 else "",
             buffered=tuple((str(r), int(t)) for r, t in j[7]) if len(j) > 7 else (),
-            retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=True))) for p in j[8])
+            retry=tuple(PendingRetry(**dict(zip(_RETRY_FIELDS, p, strict=False))) for p in j[8])
             if len(j) > 8
             else (),
             backfill=Backfill(**dict(zip(_BACKFILL_FIELDS, j[9], strict=True)))
@@ -1502,6 +1706,16 @@ _RUN_FIELDS: Final = (
     "start_token",
     "last_scheduled_ms",
     "parents",
+    "instance",
+    "instances",
+)
+# Trailing run fields written only up to the last one that is not its default (``count``
+# and earlier are always written), so runs without them encode as before they existed.
+_RUN_OPTIONAL: Final = (
+    ("last_scheduled_ms", None),
+    ("parents", ()),
+    ("instance", 1),
+    ("instances", 1),
 )
 _BACKFILL_FIELDS: Final = (
     "id",
@@ -1525,7 +1739,7 @@ _LEASE_FIELDS: Final = (
     "kill_hard",
 )
 _LEASE_DEFAULTS: Final = ("", False)  # of the trailing fields, written only when set
-_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid")
+_RETRY_FIELDS: Final = ("run", "scheduled_at_ms", "attempt", "due_ms", "avoid", "instance")
 _LOCK_FIELDS: Final = (
     "name",
     "fence",
@@ -1541,11 +1755,18 @@ _WAITER_FIELDS: Final = ("request", "holder", "ttl_ms", "wait_ms", "queued_ms")
 
 def _run_row(run: Run) -> list[Any]:
     row = [getattr(run, f) for f in _RUN_FIELDS]
-    row[-1] = list(run.parents)
-    # optional trailing fields (last_scheduled_ms, parents): written up to the last one
-    # that is set, so rows without them encode as before they existed
-    while len(row) > 16 and (row[-1] is None or row[-1] == []):
+    row[_RUN_FIELDS.index("parents")] = list(run.parents)
+    for name, default in reversed(_RUN_OPTIONAL):
+        if getattr(run, name) != default:
+            break
         row.pop()
+    return row
+
+
+def _retry_row(p: PendingRetry) -> list[Any]:
+    row = [getattr(p, f) for f in _RETRY_FIELDS]
+    if p.instance == 1:
+        row.pop()  # rows of a job without count encode as before it existed
     return row
 
 
@@ -1569,7 +1790,7 @@ def _job_row(j: Job) -> list[Any]:
     tail: list[Any] = [
         j.pause_note,
         [list(b) for b in j.buffered],
-        [[getattr(p, f) for f in _RETRY_FIELDS] for p in j.retry],
+        [_retry_row(p) for p in j.retry],
         None if j.backfill is None else [getattr(j.backfill, f) for f in _BACKFILL_FIELDS],
         [list(d) for d in j.deps],
         [[w.scheduled_at_ms, w.variant, [list(x) for x in w.settled]] for w in j.waiting],

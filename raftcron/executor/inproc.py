@@ -122,6 +122,8 @@ class RunContext:
     attempt: int
     node: str
     trigger: str
+    instance: int  # which instance of its fire (1..count; the job's ``count``)
+    count: int  # instances of its fire (RAFTCRON_INSTANCE / RAFTCRON_COUNT for a command)
     _clock: Clock = field(repr=False)
     _lease: _Lease = field(repr=False)
     # a dependency run: the parents' run ids, in the order of the job's ``after``
@@ -278,6 +280,8 @@ class InProcess:
             attempt=run.attempt,
             node=self.node,
             trigger=run.trigger,
+            instance=run.instance,
+            count=run.instances,
             _clock=self.clock,
             _lease=lease,
             parents=run.parents,

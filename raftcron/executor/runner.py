@@ -288,6 +288,8 @@ class Executor:
                 "RAFTCRON_FENCE": str(run.fence),
                 "RAFTCRON_NODE": self.node,
                 "RAFTCRON_ATTEMPT": str(run.attempt),
+                "RAFTCRON_INSTANCE": str(run.instance),  # 1..RAFTCRON_COUNT (count)
+                "RAFTCRON_COUNT": str(run.instances),
             }
         )
         if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)

@@ -37,9 +37,9 @@ from typing import Final, TypeVar
 from raftcron.clock import Clock
 from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec
+from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
 from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
-from raftcron.core.state import LockEnded, Ok, PlanOutcome, Rejected, State
+from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,10 @@ class LeaseTracker:
     def _due(self, seen: dict[K, _Seen]) -> list[tuple[K, _Seen]]:
         now = self.clock.monotonic()
         return [(k, s) for k, s in seen.items() if now > s.mono + s.lease_ms / 1000 + s.patience]
+
+
+def _live_fires(s: State, job: str) -> frozenset[str]:
+    return frozenset(fire_of(rid) for rid in s.live.get(job, ()))
 
 
 class Leader:
@@ -251,36 +255,37 @@ class Leader:
     def _refresh(self) -> None:
         if self._rebuild:
             jobs = self.raft.machine.read(
-                lambda s: [(j, j.spec.name in s.live) for j in s.jobs.values()]
+                lambda s: [(j, _live_fires(s, j.spec.name)) for j in s.jobs.values()]
             )
             self._next.clear()
             self._heap.clear()
             self._changed.clear()
             self._rebuild = False
-            for job, busy in jobs:
-                self._push(job, busy)
+            for job, fires in jobs:
+                self._push(job, fires)
             return
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
 
-            def read(s: State) -> dict[str, tuple[Job | None, bool]]:
+            def read(s: State) -> dict[str, tuple[Job | None, frozenset[str]]]:
                 # a change of a job (a run of it ended, it was paused, ...) may have given
                 # the jobs that run after it a dependency fire to claim
                 wanted = [*names, *sorted(s.descendants(names))]
-                return {n: (s.jobs.get(n), n in s.live) for n in wanted}
+                return {n: (s.jobs.get(n), _live_fires(s, n)) for n in wanted}
 
             jobs_by_name = self.raft.machine.read(read)
-            for name, (maybe, busy) in jobs_by_name.items():
+            for name, (maybe, fires) in jobs_by_name.items():
                 self._next.pop(name, None)
                 if maybe is not None:
-                    self._push(maybe, busy)
+                    self._push(maybe, fires)
 
-    def _push(self, job: Job, busy: bool) -> None:
+    def _push(self, job: Job, live_fires: frozenset[str]) -> None:
         """Schedule a look at ``job`` when its next fire is due (its jitter offset
-        included), or now if a buffered run of it can go."""
+        included), or now if a buffered run of it can go. ``live_fires``: the fires of its
+        live runs (a retry of an instance may go beside its own fire's other instances)."""
         try:
-            t = next_due_ms(job, busy)
+            t = next_due_ms(job, bool(live_fires), live_fires)
         except ValueError:
             logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
             return
@@ -314,12 +319,16 @@ class Leader:
                 await asyncio.wait_for(self._dirty.wait(), delay)
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs, busy = self.raft.machine.read(
-            lambda s: ([s.jobs[n] for n in names if n in s.jobs], frozenset(s.live))
+        jobs, busy, live = self.raft.machine.read(
+            lambda s: (
+                [s.jobs[n] for n in names if n in s.jobs],
+                frozenset(s.live),
+                s.live_by_job(),
+            )
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy)
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live)
         if batch.fires or batch.missed:
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
@@ -337,7 +346,10 @@ class Leader:
                 for rid, fence, node in out.granted:
                     logger.info("granted run=%s fence=%d node=%s", rid, fence, node)
                 for rid, why in out.skipped:
-                    logger.warning("skipped run=%s: %s", rid, why)
+                    if why.startswith(UNSCHEDULABLE):
+                        self._unschedulable(rid, why, jobs)
+                    else:
+                        logger.warning("skipped run=%s: %s", rid, why)
                 for rid, why in out.buffered:
                     logger.info("buffered run=%s: %s", rid, why)
                 for rid in out.paused:
@@ -347,6 +359,18 @@ class Leader:
         # Re-read the committed watermarks whatever happened: a failed plan is re-planned
         # from them, a committed one moves them on.
         self._changed.update(names)
+
+    def _unschedulable(self, rid: str, why: str, jobs: Sequence[Job]) -> None:
+        """Loudly: no live node could take a run (tags, max_parallel, too few nodes for
+        ``count``). The ledger has it as skipped and ``raftcron_unschedulable_total``
+        counts it; this line names the job, the run, the tags and the nodes seen live."""
+        name = fire_of(rid).split("@", 1)[0]
+        spec = next((j.spec for j in jobs if j.spec.name == name), None)
+        tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
+        live = ", ".join(n.name for n in self.live_nodes())
+        logger.warning(
+            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s]: %s", name, rid, tags, live, why
+        )
 
     # -- lease expiry
 

@@ -746,3 +746,28 @@ def test_a_dependency_run_is_due_when_it_was_claimed_not_at_its_parents_time() -
     assert due_ms(child, sim.s.jobs["c"].spec) == T + 30 * MIN + 20
     parent = sim.run(run_id("p", T))
     assert due_ms(parent, sim.s.jobs["p"].spec) == T + jitter_offset_ms("p", 5000)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "child_runs"),
+    [
+        ((SUCCEEDED, SUCCEEDED), True),  # every instance of the parent's fire succeeded
+        ((SUCCEEDED, FAILED), False),  # one did not: on=success is not met
+    ],
+)
+def test_a_parent_with_count_settles_once_all_its_instances_have(
+    outcomes: tuple[str, str], child_runs: bool
+) -> None:
+    sim = Sim()
+    sim.put("p", count=2)
+    sim.put("c", after=("p",))
+    out = sim.tick(T)
+    ids = sorted(g[0] for g in out.granted)
+    assert ids == [run_id("p", T), f"{run_id('p', T)}~2"]
+    sim.end(ids[0], T + S, outcomes[0])
+    assert "c" not in {r.job for r in sim.s.runs.values()}  # instance 2 still runs
+    sim.end(ids[1], T + 2 * S, outcomes[1])
+    child = sim.run(dep("c"))  # one dependency fire for the whole parent fire
+    assert child.parents == (run_id("p", T),)
+    assert (child.status == PENDING) is child_runs
+    assert [r.id for r in sim.runs_of("c")] == [dep("c")]

@@ -5,6 +5,7 @@ Every wait has a deadline; nothing sleeps and hopes. Processes are ended by PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -255,6 +256,9 @@ class Cluster:
                 continue
         return found[0] if len(found) == 1 else None
 
+    def all_see_leader(self) -> bool:
+        return all(self.request(n, "GET", "/health")[0] == 200 for n in self.members)
+
     def wait_leader(self, timeout: float = 30.0, among: Iterable[str] | None = None) -> str:
         members = list(among) if among is not None else None
         return wait_for("an established leader", lambda: self.leader(members), timeout)
@@ -281,3 +285,18 @@ SINK_CMD = (
     'echo "job=$RAFTCRON_JOB run=$RAFTCRON_RUN_ID at=$RAFTCRON_SCHEDULED_AT '
     'fence=$RAFTCRON_FENCE node=$RAFTCRON_NODE attempt=$RAFTCRON_ATTEMPT" >> {sink}'
 )
+
+
+@contextlib.contextmanager
+def running(cluster: Cluster) -> Iterator[Cluster]:
+    """Start ``cluster``, wait until every member sees an established leader, and stop it
+    at the end (printing its logs with RAFTCRON_TEST_LOGS=1): module-scoped fixtures."""
+    cluster.start()
+    try:
+        cluster.wait_leader(60)
+        wait_for("every member to see the leader", cluster.all_see_leader, 30)
+        yield cluster
+    finally:
+        cluster.stop()
+        if os.environ.get("RAFTCRON_TEST_LOGS"):
+            print(cluster.logs())

@@ -25,7 +25,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from raftcron.client import ApiError, Client
-from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, running, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -35,20 +35,8 @@ YEARLY = {"schedule": "0 0 1 1 *", "command": ["true"]}
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("api"), [CONFIG_JOB])
-    cluster.start()
-    try:
-        cluster.wait_leader(60)
-        wait_for("every member to see the leader", lambda: all_see_leader(cluster), 30)
+    with running(Cluster(tmp_path_factory.mktemp("api"), [CONFIG_JOB])) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        if os.environ.get("RAFTCRON_TEST_LOGS"):
-            print(cluster.logs())
-
-
-def all_see_leader(cl: Cluster) -> bool:
-    return all(call(cl, n, "GET", "/health")[0] == 200 for n in cl.members)
 
 
 def call(

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, read_sink, wait_for
+from tests.cluster.harness import Cluster, read_sink, running, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -33,20 +33,8 @@ YEARLY = "0 0 1 1 *"  # never fires during a test: only triggers run
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("semantics"))
-    cluster.start()
-    try:
-        cluster.wait_leader(60)
-        wait_for("every member to see the leader", lambda: all_see_leader(cluster), 30)
+    with running(Cluster(tmp_path_factory.mktemp("semantics"))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        if os.environ.get("RAFTCRON_TEST_LOGS"):
-            print(cluster.logs())
-
-
-def all_see_leader(cl: Cluster) -> bool:
-    return all(cl.request(n, "GET", "/health")[0] == 200 for n in cl.members)
 
 
 def follower(cl: Cluster) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, wait_for
+from tests.cluster.harness import Cluster, running, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -58,15 +58,8 @@ time.sleep(120)
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("locks"))
-    cluster.start()
-    try:
-        cluster.wait_leader(30)
+    with running(Cluster(tmp_path_factory.mktemp("locks"))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        if os.environ.get("RAFTCRON_TEST_LOGS"):
-            print(cluster.logs())
 
 
 def lock_cmd(cl: Cluster, node: str, name: str, *opts: str, cmd: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, read_sink, wait_for
+from tests.cluster.harness import Cluster, read_sink, running, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -32,20 +32,10 @@ EVERY_2S = "* * * * * */2"
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("placement"), tags={"a": {"role": "web"}})
-    cluster.start()
-    try:
-        cluster.wait_leader(60)
-        wait_for("every member to see the leader", lambda: all_see_leader(cluster), 30)
+    with running(
+        Cluster(tmp_path_factory.mktemp("placement"), tags={"a": {"role": "web"}})
+    ) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        if os.environ.get("RAFTCRON_TEST_LOGS"):
-            print(cluster.logs())
-
-
-def all_see_leader(cl: Cluster) -> bool:
-    return all(cl.request(n, "GET", "/health")[0] == 200 for n in cl.members)
 
 
 def all_healthy(cl: Cluster) -> bool:

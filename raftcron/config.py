@@ -49,7 +49,7 @@ from raftcron.core.model import (
     JobSpec,
     NotifyTarget,
 )
-from raftcron.core.schedule import ScheduleError, parse
+from raftcron.core.schedule import ON_GAP_MODES, ON_REPEAT_MODES, ScheduleError, parse
 from raftcron.durations import (
     ConfigError,
     parse_duration,
@@ -116,6 +116,8 @@ JOB_KEYS: Final = (
     "catchup",
     "catchup_mode",
     "jitter",
+    "dst_gap",
+    "dst_repeat",
     "retries",
     "retry_backoff",
     "retry_backoff_max",
@@ -534,6 +536,19 @@ def job_spec_from_mapping(
         )
         catchup_mode = None
 
+    dst: dict[str, str] = {}
+    for key, modes, meaning in (
+        ("dst_gap", ON_GAP_MODES, "a fire in a spring-forward gap runs when the gap ends, or not"),
+        ("dst_repeat", ON_REPEAT_MODES, "a fire in a fall-back hour runs once, or at both times"),
+    ):
+        value = _get_str(errs, raw, key, where)
+        if value is not None and value not in modes:
+            errs.add(
+                _join(where, key), f"{_q(value)} is not allowed (use {_one_of(modes)}: {meaning})"
+            )
+        elif value is not None:
+            dst[key] = value
+
     timeout_ms = _get_duration(errs, raw, "timeout", where, None, minimum=1)
     catchup_ms = _get_duration(errs, raw, "catchup", where, None)
     jitter_ms = _get_duration(errs, raw, "jitter", where, 0)
@@ -611,6 +626,8 @@ def job_spec_from_mapping(
         overlap=overlap if overlap is not None else "allow",
         catchup_mode=catchup_mode if catchup_mode is not None else "all",
         jitter_ms=jitter_ms or 0,
+        dst_gap=dst.get("dst_gap", "shift"),
+        dst_repeat=dst.get("dst_repeat", "once"),
         retries=retries,
         retry_backoff_ms=backoff if backoff is not None else DEFAULT_RETRY_BACKOFF_MS,
         retry_backoff_max_ms=(

@@ -54,8 +54,7 @@ from raftcron.core.model import (
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.planner import backfill_next, place, placement_fires
-from raftcron.core.schedule import parse
+from raftcron.core.planner import backfill_next, place, placement_fires, schedule_of
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
@@ -164,6 +163,10 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.jitter_ms:
         table["jitter"] = duration_text(spec.jitter_ms)
+    if spec.dst_gap != "shift":
+        table["dst_gap"] = spec.dst_gap
+    if spec.dst_repeat != "once":
+        table["dst_repeat"] = spec.dst_repeat
     if spec.timeout_ms is not None:
         table["timeout"] = duration_text(spec.timeout_ms)
     if spec.cwd is not None:
@@ -201,7 +204,7 @@ def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
 def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
     if not spec.schedule:  # runs after other jobs: no fires of its own
         return []
-    return parse(spec.schedule, spec.timezone).fires_between(after_ms, _LAST_MS, count)
+    return schedule_of(spec).fires_between(after_ms, _LAST_MS, count)
 
 
 def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[str, Any]:

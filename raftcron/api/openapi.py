@@ -256,6 +256,18 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "delay every fire by a fixed offset in [0, jitter) derived "
                 "from the job name (default 0; at most 1d)",
             },
+            "dst_gap": {
+                "enum": ["shift", "skip"],
+                "default": "shift",
+                "description": "a fire whose local time falls in a spring-forward gap runs "
+                "at the first instant after it (shift) or not at all (skip)",
+            },
+            "dst_repeat": {
+                "enum": ["once", "twice"],
+                "default": "once",
+                "description": "a fire whose local time falls in a fall-back repeated hour "
+                "runs at its first occurrence only (once) or at both (twice)",
+            },
             "retries": {
                 "type": "integer",
                 "minimum": 0,

@@ -318,6 +318,8 @@ _SPEC_FIELDS: Final = (
     "cwd",
     "catchup_mode",
     "jitter_ms",
+    "dst_gap",
+    "dst_repeat",
     "http",
     "notify",
     "late_after_ms",
@@ -355,6 +357,10 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["catchup_mode"] = spec.catchup_mode
     if spec.jitter_ms:
         out["jitter_ms"] = spec.jitter_ms
+    if spec.dst_gap != "shift":
+        out["dst_gap"] = spec.dst_gap
+    if spec.dst_repeat != "once":
+        out["dst_repeat"] = spec.dst_repeat
     if spec.http is not None:
         h = spec.http
         out["http"] = {
@@ -436,6 +442,8 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         cwd=None if cwd is None else _str(cwd),
         catchup_mode=_str(raw.get("catchup_mode", "all")),
         jitter_ms=int(raw.get("jitter_ms", 0)),
+        dst_gap=_str(raw.get("dst_gap", "shift")),
+        dst_repeat=_str(raw.get("dst_repeat", "once")),
         http=_http_from_wire(raw.get("http")),
         notify=_notify_from_wire(raw.get("notify")),
         late_after_ms=None if raw.get("late_after_ms") is None else int(raw["late_after_ms"]),

@@ -225,6 +225,11 @@ class JobSpec:
     catchup_ms: int = DEFAULT_CATCHUP_MS
     catchup_mode: str = "all"  # CATCHUP_MODES
     jitter_ms: int = 0
+    # Daylight saving time (DESIGN of raftcron.core.schedule): a fire whose wall time falls
+    # in a spring-forward gap runs at the first instant after it ("shift") or not at all
+    # ("skip"); one in a fall-back repeated hour runs "once" (first occurrence) or "twice".
+    dst_gap: str = "shift"
+    dst_repeat: str = "once"
     retries: int = 0  # attempts after the first (failed, timed_out, lost: RETRY_STATUSES)
     retry_backoff_ms: int = DEFAULT_RETRY_BACKOFF_MS  # before attempt 2; doubles after
     retry_backoff_max_ms: int = DEFAULT_RETRY_BACKOFF_MAX_MS  # the cap

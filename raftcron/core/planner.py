@@ -77,7 +77,7 @@ from raftcron.core.model import (
     jitter_offset_ms,
     run_id,
 )
-from raftcron.core.schedule import parse
+from raftcron.core.schedule import CronSchedule, parse
 
 MAX_FIRES_PER_JOB: Final = 1000  # per batch; the rest follow in the next batch
 # next_due_ms of a job with nothing to do ever (no schedule: it runs after other jobs)
@@ -93,6 +93,11 @@ class NodeInfo:
     tags: tuple[tuple[str, str], ...] = ()
 
 
+def schedule_of(spec: JobSpec) -> CronSchedule:
+    """The job's cron schedule in its zone, with its daylight-saving rules."""
+    return parse(spec.schedule, spec.timezone, on_gap=spec.dst_gap, on_repeat=spec.dst_repeat)
+
+
 def _fmt_ms(ms: int) -> str:
     return f"{ms / 1000:g}s"
 
@@ -103,7 +108,7 @@ def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
     spec = job.spec
     if not spec.schedule:  # runs after other jobs: no fires of its own
         return [], None
-    sched = parse(spec.schedule, spec.timezone)
+    sched = schedule_of(spec)
     now_ms -= jitter_offset_ms(spec.name, spec.jitter_ms)  # a fire is due at t + offset
     if sched.next_after(job.watermark_ms) > now_ms:
         return [], None
@@ -376,7 +381,7 @@ def backfill_next(job: Job) -> int | None:
     if bf is None:
         return None
     try:
-        t = parse(job.spec.schedule, job.spec.timezone).next_after(bf.cursor_ms)
+        t = schedule_of(job.spec).next_after(bf.cursor_ms)
     except ValueError:
         return None
     return t if t <= bf.to_ms else None
@@ -391,7 +396,7 @@ def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None)
         return 0
     spec = job.spec
     if spec.schedule:
-        t = parse(spec.schedule, spec.timezone).next_after(job.watermark_ms)
+        t = schedule_of(spec).next_after(job.watermark_ms)
         t += jitter_offset_ms(spec.name, spec.jitter_ms)
     else:
         t = NEVER_MS

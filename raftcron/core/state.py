@@ -140,7 +140,7 @@ from raftcron.core.model import (
     retry_run_id,
     run_id,
 )
-from raftcron.core.schedule import parse
+from raftcron.core.planner import schedule_of
 
 SNAPSHOT_VERSION: Final = 1
 
@@ -392,7 +392,7 @@ class State:
             old = self._drop_waiting(old, "the job's after changed while this fire waited")
         # A schedule change restarts the watermark at now: old fires are not back-filled.
         watermark = old.watermark_ms
-        if (old.spec.schedule, old.spec.timezone) != (spec.schedule, spec.timezone):
+        if _when(old.spec) != _when(spec):
             watermark = max(watermark, self.now_ms)
         self.jobs[spec.name] = replace(
             old, spec=spec, source=source, watermark_ms=watermark, updated_ms=self.now_ms
@@ -816,7 +816,7 @@ class State:
             return ""
         if bf is None or job.paused:
             return "no_backfill"
-        sched = parse(job.spec.schedule, job.spec.timezone)
+        sched = schedule_of(job.spec)
         if t > bf.to_ms or t != sched.next_after(bf.cursor_ms):
             return "not_next"
         if self.live.get(job.spec.name) or (job.buffered and job.spec.overlap != "allow"):
@@ -875,7 +875,7 @@ class State:
         if cmd.to_ms > self.now_ms or cmd.from_ms > cmd.to_ms:
             return Rejected("bad_backfill", "the range must be in the past, from <= to")
         try:
-            fires = parse(job.spec.schedule, job.spec.timezone).fires_between(
+            fires = schedule_of(job.spec).fires_between(
                 cmd.from_ms - 1, cmd.to_ms, BACKFILL_MAX_FIRES + 1
             )
         except ValueError as exc:
@@ -1839,6 +1839,11 @@ def dependency_cycle(jobs: dict[str, Job], spec: JobSpec) -> list[str]:
             path.append(parent)
             stack.append(iter(after(parent)))
     return []
+
+
+def _when(spec: JobSpec) -> tuple[str, str, str, str]:
+    """What decides a job's fire times (a change restarts its watermark at now)."""
+    return (spec.schedule, spec.timezone, spec.dst_gap, spec.dst_repeat)
 
 
 def _pause_reason(job: Job) -> str:

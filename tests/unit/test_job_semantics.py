@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import msgpack
 import pytest
 
+from raftcron.config import ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFER_ALL_LIMIT,
@@ -29,6 +30,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import NodeInfo, due, next_due_ms, plan
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id, outcome_key
+from raftcron.executor.runner import rfc3339
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole minute
 S = 1000
@@ -496,3 +498,60 @@ def test_rejections_of_a_plan_are_values_for_garbage_statuses() -> None:
     out = sim.apply(c.Plan(at_ms=T0 + S, missed=(bad,)))
     assert out.rejected == (("j", T0 + S, "bad_status"),)
     assert isinstance(sim.s.apply(c.DeleteJob(at_ms=T0, name="zz")), Rejected)
+
+
+# --------------------------------------------------------------------------- DST keys
+
+BERLIN_SPRING = 1_774_746_000_000  # 2026-03-29T01:00:00Z: 02:00 CET -> 03:00 CEST
+BERLIN_FALL = 1_792_890_000_000  # 2026-10-25T01:00:00Z: 03:00 CEST -> 02:00 CET
+
+
+@pytest.mark.parametrize(
+    ("start", "keys", "runs_utc"),
+    [
+        # 02:30 local does not exist on 2026-03-29: shift runs it at 03:00 CEST (01:00Z)
+        (BERLIN_SPRING, {}, ["2026-03-29T01:00:00Z"]),
+        (BERLIN_SPRING, {"dst_gap": "skip"}, []),
+        # 02:30 local happens twice on 2026-10-25: 00:30Z (CEST) and 01:30Z (CET)
+        (BERLIN_FALL, {}, ["2026-10-25T00:30:00Z"]),
+        (BERLIN_FALL, {"dst_repeat": "twice"}, ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"]),
+    ],
+)
+def test_dst_keys_decide_the_fires_the_leader_claims(
+    start: int, keys: dict[str, str], runs_utc: list[str]
+) -> None:
+    day = start - 6 * 3_600_000  # the evening before, local
+    sim = Sim()
+    job = spec(schedule="30 2 * * *", timezone="Europe/Berlin", **keys)
+    assert sim.s.apply(c.PutJob(at_ms=day, spec=job)) == Ok("created")
+    claimed: list[int] = []
+    for now in range(day, start + 4 * 3_600_000, 60_000):  # the leader looks every minute
+        for rid, _, _ in sim.tick(now).granted:
+            claimed.append(sim.s.runs[rid].scheduled_at_ms)
+            sim.finish(rid, now)
+    assert [rfc3339(t) for t in claimed] == runs_utc
+    assert all(r.status != MISSED for r in sim.s.runs.values())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("dst_gap", "later", '"later" is not allowed (use "shift" or "skip"'),
+        ("dst_repeat", "both", '"both" is not allowed (use "once" or "twice"'),
+    ],
+)
+def test_dst_keys_are_validated_naming_the_key(key: str, value: str, message: str) -> None:
+    table = {"name": "j", "schedule": "30 2 * * *", "command": ["true"], key: value}
+    with pytest.raises(ConfigError) as err:
+        job_spec_from_mapping(table, "jobs[0]", default_lease_ms=30_000)
+    assert f"jobs[0].{key}: {message}" in str(err.value)
+    ok = job_spec_from_mapping({**table, key: "skip" if key == "dst_gap" else "twice"}, "j")
+    assert getattr(ok, key) in ("skip", "twice")
+
+
+def test_dst_keys_round_trip_and_default_specs_encode_as_before() -> None:
+    job = spec(timezone="Europe/Berlin", dst_gap="skip", dst_repeat="twice")
+    wire = c.spec_to_wire(job)
+    assert (wire["dst_gap"], wire["dst_repeat"]) == ("skip", "twice")
+    assert c.spec_from_wire(wire) == job
+    assert "dst_gap" not in c.spec_to_wire(spec()) and "dst_repeat" not in c.spec_to_wire(spec())

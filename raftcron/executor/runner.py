@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from raftcron.clock import Clock
-from raftcron.core.commands import Complete, Renew, Start
-from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import (
     CLAIMED,
     FAILED,
@@ -49,10 +46,11 @@ from raftcron.core.model import (
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.state import Ok, Rejected, State
+from raftcron.core.state import State
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
-from raftcron.raft.node import ProposalError, RaftNode
+from raftcron.executor.lease import FencedRun, run_ctx
+from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +96,7 @@ class Executor:
         self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
-        self.inproc = InProcess(
-            node=node, raft=raft, clock=clock, complete=self._complete, tell=tell
-        )
+        self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
 
     # -- inputs
 
@@ -179,7 +175,7 @@ class Executor:
         task.add_done_callback(self._tasks.discard)
 
     def _ctx(self, run: Run) -> str:
-        return f"job={run.job} run={run.id} fence={run.fence} node={self.node}"
+        return run_ctx(run, self.node)
 
     async def _run(self, active: _Active) -> None:
         run = active.run
@@ -198,45 +194,23 @@ class Executor:
     async def _execute(self, active: _Active) -> None:
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
-        margin = margin_for(spec.lease_ms)
-        window = safe_deadline(spec.lease_ms, margin)
-        op_timeout = max(0.5, min(5.0, window / 3))
+        lease = FencedRun(
+            raft=self.raft,
+            clock=self.clock,
+            node=self.node,
+            run=run,
+            lease_ms=spec.lease_ms,
+            tell=self._tell,
+        )
+        window = lease.window
         # 1. The fenced start: nothing runs until it commits.
-        deadline = 0.0
-        started_ms = 0
-        token = f"{self.node}:{os.getpid()}:{secrets.token_hex(6)}"
-        give_up = self.clock.monotonic() + window
-        while True:
-            t_send = self.clock.monotonic()
-            if t_send >= give_up:
-                logger.warning("%s: start not committed within the lease; not running", ctx)
-                return
-            try:
-                started_ms = self.clock.wall_ms()
-                res = await self.raft.propose(
-                    Start(
-                        at_ms=started_ms,
-                        run_id=run.id,
-                        fence=run.fence,
-                        node=self.node,
-                        token=token,
-                    ),
-                    op_timeout,
-                )
-            except ProposalError as exc:
-                logger.info("%s: start not committed (%s); retrying", ctx, exc.code)
-                await asyncio.sleep(0.2)
-                continue
-            if isinstance(res, Rejected):
-                logger.warning("%s: start rejected (%s: %s)", ctx, res.code, res.message)
-                return
-            deadline = t_send + window
-            break
+        if not await lease.start():
+            return
+        started_ms = lease.started_ms
         stop = self._kill_request(run.id, run.fence)
         if stop is not None:  # asked to stop before it started: it never runs
             logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
-            now_ms = self.clock.wall_ms()
-            await self._complete(run, KILLED, None, started_ms, now_ms, "", stop[0])
+            await lease.complete(KILLED, None, self.clock.wall_ms(), "", stop[0])
             return
         if self._tell is not None:
             self._tell(
@@ -256,25 +230,14 @@ class Executor:
                 run=run,
                 node=self.node,
                 scheduled_at=rfc3339(run.scheduled_at_ms),
-                raft=self.raft,
-                clock=self.clock,
-                deadline=deadline,
-                window=window,
-                op_timeout=op_timeout,
+                lease=lease,
                 lease_grace=max(0.05, min(GRACE_S, window / 4)),
-                tell=self._tell,
             )
             logger.info(
                 "%s: finished %s exit_code=%s %s", ctx, done.status, done.exit_code, done.reason
             )
-            await self._complete(
-                run,
-                done.status,
-                done.exit_code,
-                started_ms,
-                self.clock.wall_ms(),
-                done.output,
-                done.reason,
+            await lease.complete(
+                done.status, done.exit_code, self.clock.wall_ms(), done.output, done.reason
             )
             return
         out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
@@ -295,7 +258,7 @@ class Executor:
             "env": env,
             "cwd": spec.cwd,
             "out": str(out_path),
-            "deadline": deadline,
+            "deadline": lease.deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
@@ -307,13 +270,24 @@ class Executor:
             start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(wd_spec).encode() + b"\n")
-        await proc.stdin.drain()
+        stdin = proc.stdin
+        stdin.write(json.dumps(wd_spec).encode() + b"\n")
+        await stdin.drain()
         active.proc = proc
         self._send_kill(active)  # a request that committed while it was starting
         logger.info("%s: started %s (lease %.1fs)", ctx, spec.command[0], window)
+
+        async def stop_job(message: str) -> None:
+            stdin.write(json.dumps({"kill": "lease lost: " + message}).encode() + b"\n")
+            await stdin.drain()
+
+        async def move_deadline(deadline: float) -> None:
+            stdin.write(json.dumps({"deadline": deadline}).encode() + b"\n")
+            await stdin.drain()
+            self._send_kill(active)  # belt and braces: a stop request this node missed
+
         renew = asyncio.get_running_loop().create_task(
-            self._renew_loop(active, proc, window, op_timeout, deadline)
+            lease.renew_loop("stopping the job", stop_job, move_deadline)
         )
         result: dict[str, Any] = {}
         try:
@@ -337,93 +311,7 @@ class Executor:
         if outcome == "killed" and active.kill is not None:
             status, reason = KILLED, active.kill[0]
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
-        await self._complete(run, status, code, started_ms, finished_ms, output, reason)
-
-    async def _renew_loop(
-        self,
-        active: _Active,
-        proc: asyncio.subprocess.Process,
-        window: float,
-        op_timeout: float,
-        deadline: float,
-    ) -> None:
-        run = active.run
-        ctx = self._ctx(run)
-        period = max(0.2, window / 3)
-        assert proc.stdin is not None
-        # Renewals are paced from the lease's own clock (the deadline), not from when this
-        # loop started: spawning the watchdog can take a while on a loaded machine.
-        last_send = deadline - window
-        while True:
-            await asyncio.sleep(max(0.0, last_send + period - self.clock.monotonic()))
-            t_send = last_send = self.clock.monotonic()
-            try:
-                res = await self.raft.propose(
-                    Renew(
-                        at_ms=self.clock.wall_ms(), run_id=run.id, fence=run.fence, node=self.node
-                    ),
-                    op_timeout,
-                )
-            except ProposalError as exc:
-                logger.warning("%s: renewal not committed (%s)", ctx, exc.code)
-                continue
-            if isinstance(res, Rejected):
-                logger.error("%s: lease lost (%s); stopping the job", ctx, res.message)
-                proc.stdin.write(
-                    json.dumps({"kill": "lease lost: " + res.message}).encode() + b"\n"
-                )
-                await proc.stdin.drain()
-                return
-            deadline = max(deadline, t_send + window)
-            if self._tell is not None:
-                self._tell("renewed", run.id, {"fence": run.fence})
-            proc.stdin.write(json.dumps({"deadline": deadline}).encode() + b"\n")
-            await proc.stdin.drain()
-            self._send_kill(active)  # belt and braces: a stop request this node missed
-
-    async def _complete(
-        self,
-        run: Run,
-        status: str,
-        code: int | None,
-        started_ms: int,
-        finished_ms: int,
-        output: str,
-        reason: str,
-    ) -> None:
-        ctx = self._ctx(run)
-        cmd = Complete(
-            at_ms=finished_ms,
-            run_id=run.id,
-            fence=run.fence,
-            node=self.node,
-            status=status,
-            exit_code=code,
-            started_ms=started_ms,
-            finished_ms=finished_ms,
-            output=output,
-            reason=reason,
-        )
-        for attempt in range(600):
-            try:
-                res = await self.raft.propose(cmd, 5.0)
-            except ProposalError as exc:
-                logger.info("%s: completion not committed (%s); retry %d", ctx, exc.code, attempt)
-                await asyncio.sleep(1.0)
-                continue
-            if isinstance(res, Ok):
-                logger.info("%s: recorded %s", ctx, status)
-            else:
-                logger.warning(
-                    "%s: completion rejected as %s: %s (the lease had passed)",
-                    ctx,
-                    res.code,
-                    res.message,
-                )
-            if self._tell is not None:
-                self._tell("completed", run.id, {"status": status, "accepted": isinstance(res, Ok)})
-            return
-        logger.error("%s: completion never committed; the leader's lease expiry decides", ctx)
+        await lease.complete(status, code, finished_ms, output, reason)
 
 
 def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:

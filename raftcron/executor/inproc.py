@@ -57,7 +57,6 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    jitter_offset_ms,
 )
 from raftcron.executor.lease import FencedRun, Tell
 from raftcron.raft.node import RaftNode
@@ -211,31 +210,11 @@ class InProcess:
     def _ctx(self, run: Run) -> str:
         return f"job={run.job} run={run.id} fence={run.fence} node={self.node}"
 
-    async def execute(self, run: Run, spec: JobSpec) -> None:
+    async def execute(self, run: Run, spec: JobSpec, lease: FencedRun) -> None:
+        """Run the job; its fenced start has committed (``lease.start()``)."""
         ctx = self._ctx(run)
-        lease = FencedRun(
-            raft=self.raft,
-            clock=self.clock,
-            node=self.node,
-            run=run,
-            lease_ms=spec.lease_ms,
-            tell=self._tell,
-        )
         window = lease.window
-        if not await lease.start():
-            return
-        started_ms = lease.started_ms
-        if self._tell is not None:
-            self._tell(
-                "started",
-                run.id,
-                {
-                    "scheduled_at_ms": run.scheduled_at_ms,
-                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
-                    "trigger": run.trigger,
-                    "started_ms": started_ms,
-                },
-            )
+        lease.tell_started(spec)
         entry = self.jobs.get(run.job)
         if entry is None:
             reason = (

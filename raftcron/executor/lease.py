@@ -33,7 +33,7 @@ from typing import Any, Final
 from raftcron.clock import Clock
 from raftcron.core.commands import Complete, Renew, Start
 from raftcron.core.lease import margin_for, safe_deadline
-from raftcron.core.model import Run
+from raftcron.core.model import JobSpec, Run, jitter_offset_ms
 from raftcron.core.state import Ok, Rejected
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -83,6 +83,47 @@ class FencedRun:
         self.lost = asyncio.Event()
         self.ctx = run_ctx(run, node)
 
+    # -- waiting for a start slot
+
+    async def keep_queued(self, since: float, limiter: asyncio.Semaphore) -> None:
+        """Keep the lease of a run that waits for a start slot alive; return when it is lost.
+
+        Nothing runs while the run is queued and no local deadline is trusted (the fenced
+        start below starts its own timer), so these renewals only keep the fire reserved
+        for this node: a committed one moves the leader's expiry on (``t_commit + D``), a
+        refused one means the lease is gone (expired, completed or killed) and the run
+        must never start. Paced every D/3 from ``since`` (when this node saw the grant);
+        ``limiter`` bounds how many queued renewals of this node are in flight at once.
+        """
+        run = self.run
+        last = since
+        while True:
+            await asyncio.sleep(max(0.0, last + self.period - self.clock.monotonic()))
+            last = self.clock.monotonic()
+            try:
+                async with limiter:
+                    res = await self.raft.propose(
+                        Renew(
+                            at_ms=self.clock.wall_ms(),
+                            run_id=run.id,
+                            fence=run.fence,
+                            node=self.node,
+                        ),
+                        self.op_timeout,
+                    )
+            except ProposalError as exc:
+                logger.warning("%s: renewal while queued not committed (%s)", self.ctx, exc.code)
+                continue
+            if isinstance(res, Rejected):
+                logger.warning(
+                    "%s: lease lost while queued for a start slot (%s); not running",
+                    self.ctx,
+                    res.message,
+                )
+                self.lost_reason = res.message
+                self.lost.set()
+                return
+
     # -- the fenced start
 
     async def start(self) -> bool:
@@ -118,6 +159,22 @@ class FencedRun:
                 return False
             self.deadline = t_send + self.window
             return True
+
+    def tell_started(self, spec: JobSpec) -> None:
+        """Tell the hook (metrics, notifications) that the job is about to run."""
+        if self.tell is not None:
+            run = self.run
+            self.tell(
+                "started",
+                run.id,
+                {
+                    "scheduled_at_ms": run.scheduled_at_ms,
+                    # when it was due: its jitter offset later (lateness counts from there)
+                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
+                    "trigger": run.trigger,
+                    "started_ms": self.started_ms,
+                },
+            )
 
     # -- renewals
 

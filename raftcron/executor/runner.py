@@ -3,6 +3,13 @@
 Safety rules it keeps (DESIGN.md section 3):
 
 * It acts only on committed grants (fed in by the node from the apply stream).
+* At most ``max_starting`` granted runs are in their start phase at once (the fenced
+  ``Start`` in flight, the watchdog coming up). The others wait in grant order and their
+  leases are renewed meanwhile (:meth:`FencedRun.keep_queued`): such a renewal only keeps
+  the fire reserved for this node; nothing runs before its own fenced start commits, with
+  its own timer. A queued run whose renewal is refused (the leader expired it: this node
+  was cut off) never starts. A burst of thousands of grants therefore starts at the rate
+  the machine can spawn, instead of all at once until the starts miss their leases.
 * Before the job starts, a fenced ``Start`` must commit. The timer starts BEFORE the
   proposal is sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the
   monotonic clock, while the leader expires the lease at ``t_commit + D`` on its own.
@@ -24,11 +31,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +53,6 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    jitter_offset_ms,
 )
 from raftcron.core.state import State
 from raftcron.executor.http import execute_http
@@ -55,6 +63,12 @@ from raftcron.raft.node import RaftNode
 logger = logging.getLogger(__name__)
 
 GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
+# How many granted runs of this node may be in their start phase at once (the fenced
+# Start in flight, the watchdog process coming up); the others wait in grant order with
+# their leases renewed (FencedRun.keep_queued). ``RAFTCRON_MAX_STARTING`` overrides it.
+DEFAULT_MAX_STARTING: Final = 8
+# Renewals of queued runs in flight at once (a burst queues thousands, granted together).
+QUEUED_RENEWALS_IN_FLIGHT: Final = 16
 # The watchdog is standard library only: run its file isolated and without `site` (no .pth
 # processing), which starts it about a quarter faster than `-m` on every run (bench/).
 WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
@@ -70,9 +84,13 @@ def rfc3339(ms: int) -> str:
 class _Active:
     run: Run
     spec: JobSpec
+    seen: float  # when this node saw the grant (monotonic; -inf: unknown, after a restart)
     task: asyncio.Task[None] | None = None
     proc: asyncio.subprocess.Process | None = None
     kill: tuple[str, bool] | None = None  # the stop request sent to the watchdog
+    slot: bool = False  # holds one of the executor's start slots
+    queued: bool = True  # has not been admitted to start yet
+    go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
 
 
 class Executor:
@@ -84,7 +102,10 @@ class Executor:
         clock: Clock,
         data_dir: Path,
         tell: Callable[[str, str, dict[str, Any]], None] | None = None,
+        max_starting: int = DEFAULT_MAX_STARTING,
     ) -> None:
+        if max_starting < 1:
+            raise ValueError(f"max_starting must be at least 1, not {max_starting}")
         self.node = node
         self.raft = raft
         self.clock = clock
@@ -94,6 +115,10 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
+        self.max_starting = max_starting
+        self._starting = 0  # slots in use
+        self._waiting: deque[_Active] = deque()  # queued runs, in grant order
+        self._queued_renewals = asyncio.Semaphore(QUEUED_RENEWALS_IN_FLIGHT)
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
         self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
@@ -110,20 +135,26 @@ class Executor:
         run, spec = found
         if run.fence != fence or run.status != CLAIMED:
             return
-        self._spawn(run, spec)
+        self._spawn(run, spec, self.clock.monotonic())
 
     def resume(self) -> None:
         """Pick up runs granted to this node that have not started (after a restart)."""
         pending = self.raft.machine.read(lambda s: _claimed_for(s, self.node))
         for run, spec in pending:
             if run.id not in self._active:
-                self._spawn(run, spec)
+                self._spawn(run, spec, -math.inf)  # granted a while ago: renew at once
 
     def on_kill(self, rid: str) -> None:
         """Called on the loop for every committed stop request (any node)."""
         active = self._active.get(rid)
-        if active is not None:
-            self._send_kill(active)
+        if active is None:
+            return
+        if active.queued and not active.spec.call and self._kill_request(rid, active.run.fence):
+            # Waiting for a start slot: it needs none, it only commits its start to
+            # record the stop (it never spawns; see _execute). Embedded jobs have no
+            # stop path before they start, so they keep their place.
+            active.go.set()
+        self._send_kill(active)
 
     def _kill_request(self, rid: str, fence: int) -> tuple[str, bool] | None:
         def read(s: State) -> tuple[str, bool] | None:
@@ -155,6 +186,10 @@ class Executor:
     def active_count(self) -> int:
         return len(self._active)
 
+    def queued_count(self) -> int:
+        """Granted runs waiting for a start slot."""
+        return sum(1 for a in self._active.values() if a.queued)
+
     async def stop(self) -> None:
         """Stop accepting work; running jobs keep their watchdogs (the lease decides)."""
         self._stopping = True
@@ -166,8 +201,8 @@ class Executor:
 
     # -- one run
 
-    def _spawn(self, run: Run, spec: JobSpec) -> None:
-        active = _Active(run=run, spec=spec)
+    def _spawn(self, run: Run, spec: JobSpec, seen: float) -> None:
+        active = _Active(run=run, spec=spec, seen=seen)
         self._active[run.id] = active
         task = asyncio.get_running_loop().create_task(self._run(active), name=f"run {run.id}")
         active.task = task
@@ -178,22 +213,7 @@ class Executor:
         return run_ctx(run, self.node)
 
     async def _run(self, active: _Active) -> None:
-        run = active.run
-        try:
-            if active.spec.call:
-                await self.inproc.execute(run, active.spec)
-            else:
-                await self._execute(active)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("%s: executor failed", self._ctx(run))
-        finally:
-            self._active.pop(run.id, None)
-
-    async def _execute(self, active: _Active) -> None:
         run, spec = active.run, active.spec
-        ctx = self._ctx(run)
         lease = FencedRun(
             raft=self.raft,
             clock=self.clock,
@@ -202,29 +222,84 @@ class Executor:
             lease_ms=spec.lease_ms,
             tell=self._tell,
         )
+        try:
+            if not await self._admit(active, lease):
+                return
+            # 1. The fenced start: nothing runs until it commits.
+            if not await lease.start():
+                return
+            if spec.call:
+                self._release(active)  # nothing to spawn
+                await self.inproc.execute(run, spec, lease)
+            else:
+                await self._execute(active, lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: executor failed", self._ctx(run))
+        finally:
+            if active.queued:  # stopped while it waited
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(active)
+            self._release(active)
+            self._active.pop(run.id, None)
+
+    async def _admit(self, active: _Active, lease: FencedRun) -> bool:
+        """Wait for a start slot (grant order) while keeping the queued run's lease alive.
+
+        False if the lease was lost meanwhile (the run must never start). A run with a
+        committed stop request skips the queue (it only records the stop)."""
+        self._waiting.append(active)
+        self._admit_next()
+        if not active.go.is_set():
+            loop = asyncio.get_running_loop()
+            go = loop.create_task(active.go.wait())
+            keeper = loop.create_task(lease.keep_queued(active.seen, self._queued_renewals))
+            try:
+                await asyncio.wait({go, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                go.cancel()
+                keeper.cancel()
+                await asyncio.gather(go, keeper, return_exceptions=True)
+        active.queued = False
+        if not active.slot:
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(active)
+        if lease.lost.is_set():
+            return False
+        if not active.slot:
+            logger.info("%s: asked to stop while queued; recording it", self._ctx(active.run))
+        return True
+
+    def _admit_next(self) -> None:
+        """Hand free start slots to the queued runs, first granted first."""
+        while self._starting < self.max_starting and self._waiting:
+            nxt = self._waiting.popleft()
+            nxt.slot = True
+            self._starting += 1
+            nxt.go.set()
+
+    def _release(self, active: _Active) -> None:
+        """Give the start slot back (once): the run is past its start phase."""
+        if active.slot:
+            active.slot = False
+            self._starting -= 1
+            self._admit_next()
+
+    async def _execute(self, active: _Active, lease: FencedRun) -> None:
+        """A process or HTTP run whose fenced start has committed."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
         window = lease.window
-        # 1. The fenced start: nothing runs until it commits.
-        if not await lease.start():
-            return
-        started_ms = lease.started_ms
         stop = self._kill_request(run.id, run.fence)
         if stop is not None:  # asked to stop before it started: it never runs
             logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
+            self._release(active)
             await lease.complete(KILLED, None, self.clock.wall_ms(), "", stop[0])
             return
-        if self._tell is not None:
-            self._tell(
-                "started",
-                run.id,
-                {
-                    "scheduled_at_ms": run.scheduled_at_ms,
-                    # when it was due: its jitter offset later (lateness counts from there)
-                    "due_ms": run.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms),
-                    "trigger": run.trigger,
-                    "started_ms": started_ms,
-                },
-            )
+        lease.tell_started(spec)
         if spec.http is not None:  # an HTTP job: same lease, fence and completion
+            self._release(active)  # nothing to spawn
             done = await execute_http(
                 spec=spec,
                 run=run,
@@ -293,6 +368,8 @@ class Executor:
         try:
             async for line in proc.stdout:
                 msg = json.loads(line)
+                if msg.get("event") in ("started", "exit"):
+                    self._release(active)  # the job's process is up (or failed to)
                 if msg.get("event") == "exit":
                     result = msg
             await proc.wait()

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 Tell = Callable[[str, str, dict[str, Any]], None]
 
 START_RETRY_S: Final = 0.2  # pause before re-proposing a start that did not commit
+QUEUED_RETRY_S: Final = 1.0  # pause before re-proposing a queued run's renewal
 COMPLETE_TIMEOUT_S: Final = 5.0
 COMPLETE_RETRY_S: Final = 1.0
 COMPLETE_ATTEMPTS: Final = 600
@@ -113,6 +114,9 @@ class FencedRun:
                     )
             except ProposalError as exc:
                 logger.warning("%s: renewal while queued not committed (%s)", self.ctx, exc.code)
+                # try again soon, not a whole period later: nothing runs, only the
+                # reservation of the fire is at stake
+                last = min(last, self.clock.monotonic() + QUEUED_RETRY_S - self.period)
                 continue
             if isinstance(res, Rejected):
                 logger.warning(

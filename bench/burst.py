@@ -4,12 +4,13 @@
     .venv/bin/python -m bench.burst --jobs 2000 [--repeat 3] [--lease 60s] [--full]
         [--env K=V ...]
 
-It drives :func:`bench.scale.burst` (the same setup as ``make bench``: PUT every job with
-a parked schedule, PUT it again to fire at one second, 6-field cron; quick mode unless
-``--full``) and
-prints one JSON line per repetition plus the medians. ``--env`` passes environment to the
-agents (e.g. ``RAFTCRON_MAX_STARTING=8``). The agents' logs are counted for the lines that
-say why runs were lost.
+It drives :func:`bench.scale.burst`, the setup of ``make bench``: PUT every job with a
+parked schedule, then PUT it again to fire at one second. The default is its quick mode
+(a 6-field schedule at the next whole second; it samples the jobs' starts for 60 s and
+waits 120 s for the leases); ``--full`` fires at a top of a minute and waits 420 s and
+300 s, as ``make bench`` does. It prints one JSON line per repetition plus the medians.
+``--env`` passes environment to the agents (e.g. ``RAFTCRON_MAX_STARTING=8``). The
+agents' logs are counted for the lines that say why runs were lost.
 """
 
 from __future__ import annotations

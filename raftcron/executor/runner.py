@@ -70,6 +70,7 @@ DEFAULT_MAX_STARTING: Final = 8
 # Renewals of queued runs in flight at once (a burst queues thousands, granted together,
 # whose renewals fall due together; 16 drained too slowly for 3,333 per node: bench/).
 QUEUED_RENEWALS_IN_FLIGHT: Final = 64
+QUEUE_CHECK_S: Final = 5.0  # how often a queued run checks its place (_check_place)
 # The watchdog is standard library only: run its file isolated and without `site` (no .pth
 # processing), which starts it about a quarter faster than `-m` on every run (bench/).
 WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
@@ -81,7 +82,7 @@ def rfc3339(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: the queue removes this very entry
 class _Active:
     run: Run
     spec: JobSpec
@@ -91,6 +92,7 @@ class _Active:
     kill: tuple[str, bool] | None = None  # the stop request sent to the watchdog
     slot: bool = False  # holds one of the executor's start slots
     queued: bool = True  # has not been admitted to start yet
+    in_queue: bool = False  # in Executor._waiting
     go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
 
 
@@ -239,9 +241,7 @@ class Executor:
         except Exception:
             logger.exception("%s: executor failed", self._ctx(run))
         finally:
-            if active.queued:  # stopped while it waited
-                with contextlib.suppress(ValueError):
-                    self._waiting.remove(active)
+            self._dequeue(active)  # stopped while it waited
             self._release(active)
             self._active.pop(run.id, None)
 
@@ -250,32 +250,57 @@ class Executor:
 
         False if the lease was lost meanwhile (the run must never start). A run with a
         committed stop request skips the queue (it only records the stop)."""
-        self._waiting.append(active)
+        self._enqueue(active)
         self._admit_next()
         if not active.go.is_set():
             loop = asyncio.get_running_loop()
             go = loop.create_task(active.go.wait())
             keeper = loop.create_task(lease.keep_queued(active.seen, self._queued_renewals))
             try:
-                await asyncio.wait({go, keeper}, return_when=asyncio.FIRST_COMPLETED)
+                while not (go.done() or keeper.done()):
+                    await asyncio.wait(
+                        {go, keeper}, timeout=QUEUE_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    self._check_place(active)
             finally:
                 go.cancel()
                 keeper.cancel()
                 await asyncio.gather(go, keeper, return_exceptions=True)
         active.queued = False
         if not active.slot:
-            with contextlib.suppress(ValueError):
-                self._waiting.remove(active)
+            self._dequeue(active)
         if lease.lost.is_set():
             return False
         if not active.slot:
             logger.info("%s: asked to stop while queued; recording it", self._ctx(active.run))
         return True
 
+    def _check_place(self, active: _Active) -> None:
+        """Liveness net: a waiting run must be in the queue, and a free slot must not stay
+        free while runs wait. Twice in 10,000-run bursts one run stayed waiting (renewed,
+        never admitted) with every slot free; the cause is not found yet (bench/analysis.md)."""
+        if not active.go.is_set() and not active.in_queue:
+            logger.error(
+                "%s: queued run had lost its place in the queue; re-queued", self._ctx(active.run)
+            )
+            self._enqueue(active)
+        self._admit_next()
+
+    def _enqueue(self, active: _Active) -> None:
+        active.in_queue = True
+        self._waiting.append(active)
+
+    def _dequeue(self, active: _Active) -> None:
+        if active.in_queue:
+            active.in_queue = False
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(active)
+
     def _admit_next(self) -> None:
         """Hand free start slots to the queued runs, first granted first."""
         while self._starting < self.max_starting and self._waiting:
             nxt = self._waiting.popleft()
+            nxt.in_queue = False
             nxt.slot = True
             self._starting += 1
             nxt.go.set()

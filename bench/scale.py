@@ -222,13 +222,15 @@ def read_starts(sink: Path) -> dict[str, float]:
 # --------------------------------------------------------------------------- phases
 
 
-def burst(ctx: Ctx, cl: Cluster, n: int, execute: bool, out: dict[str, Any]) -> None:
+def burst(
+    ctx: Ctx, cl: Cluster, n: int, execute: bool, out: dict[str, Any], lease: str = "60s"
+) -> None:
     """Fills ``out`` as it goes, so a phase stopped half way keeps what it measured."""
     leader = cl.wait_leader(30)
     sink = cl.root / f"burst-{n}.txt"
     base: dict[str, Any] = {
         "command": ["sh", "-c", SINK.format(sink=sink)],
-        "lease": "60s",
+        "lease": lease,
         "catchup": "10m",
     }
     if not execute:

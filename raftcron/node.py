@@ -32,6 +32,7 @@ from raftcron.core.state import (
     PlanOutcome,
     Result,
 )
+from raftcron.executor import runner
 from raftcron.executor.runner import Executor
 from raftcron.metrics import NodeMetrics
 from raftcron.notify import Notifier
@@ -81,6 +82,10 @@ class Node:
             clock=self.clock,
             data_dir=self.data_dir,
             tell=self._executor_event,
+            # Runs of this node in their start phase at once (README: "Bursts").
+            max_starting=int(
+                os.environ.get("RAFTCRON_MAX_STARTING", str(runner.DEFAULT_MAX_STARTING))
+            ),
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
-from raftcron.clock import Clock
-from raftcron.core.commands import Renew
 from raftcron.core.model import (
     FAILED,
     LOST,
@@ -45,8 +42,7 @@ from raftcron.core.model import (
     JobSpec,
     Run,
 )
-from raftcron.core.state import Rejected
-from raftcron.raft.node import ProposalError, RaftNode
+from raftcron.executor.lease import FencedRun
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +56,6 @@ HEADER_ATTEMPT: Final = "X-Raftcron-Attempt"
 HEADER_NODE: Final = "X-Raftcron-Node"
 HEADER_PARENT_RUN_ID: Final = "X-Raftcron-Parent-Run-Id"
 USER_AGENT: Final = "raftcron"
-
-Tell = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,49 +101,6 @@ def outcome_of_response(
     return HttpOutcome(FAILED, status, text, f"HTTP {status}, expected {expected_text(expect)}")
 
 
-class _Lease:
-    """The run's lease as this agent trusts it: the deadline moves on every renewal."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.lost: str | None = None
-
-
-async def _renew_loop(
-    *,
-    raft: RaftNode,
-    clock: Clock,
-    run: Run,
-    node: str,
-    lease: _Lease,
-    window: float,
-    op_timeout: float,
-    tell: Tell | None,
-) -> None:
-    """Renew every D/3, paced from the lease's own clock; the same rules as a process run."""
-    ctx = f"job={run.job} run={run.id} fence={run.fence} node={node}"
-    period = max(0.2, window / 3)
-    last_send = lease.deadline - window
-    while True:
-        await asyncio.sleep(max(0.0, last_send + period - clock.monotonic()))
-        t_send = last_send = clock.monotonic()
-        try:
-            res = await raft.propose(
-                Renew(at_ms=clock.wall_ms(), run_id=run.id, fence=run.fence, node=node),
-                op_timeout,
-            )
-        except ProposalError as exc:
-            logger.warning("%s: renewal not committed (%s)", ctx, exc.code)
-            continue
-        if isinstance(res, Rejected):
-            logger.error("%s: lease lost (%s); aborting the request", ctx, res.message)
-            lease.lost = "lease lost: " + res.message
-            return
-        lease.deadline = max(lease.deadline, t_send + window)
-        if tell is not None:
-            tell("renewed", run.id, {"fence": run.fence})
-
-
 async def _request(
     session: aiohttp.ClientSession, http: HttpSpec, headers: dict[str, str]
 ) -> tuple[int, str, bytes]:
@@ -173,40 +124,25 @@ async def execute_http(
     run: Run,
     node: str,
     scheduled_at: str,
-    raft: RaftNode,
-    clock: Clock,
-    deadline: float,
-    window: float,
-    op_timeout: float,
+    lease: FencedRun,
     lease_grace: float,
-    tell: Tell | None = None,
 ) -> HttpOutcome:
     """Send the job's request (its fenced ``Start`` has committed) and say how it ended.
 
-    ``deadline`` is the local lease deadline on ``clock.monotonic()``; the request is
-    aborted ``lease_grace`` before it unless a committed renewal moved it.
+    ``lease.deadline`` is the local lease deadline on the clock's monotonic time; the
+    request is aborted ``lease_grace`` before it unless a committed renewal moved it.
     """
     assert spec.http is not None
     http = spec.http
-    ctx = f"job={run.job} run={run.id} fence={run.fence} node={node}"
+    clock = lease.clock
+    window = lease.window
+    ctx = lease.ctx
     timeout_s = DEFAULT_HTTP_TIMEOUT_S if spec.timeout_ms is None else spec.timeout_ms / 1000
     timeout_at = clock.monotonic() + timeout_s
     headers = {"User-Agent": USER_AGENT, **dict(http.headers)}
     headers.update(run_headers(run, node, scheduled_at))
-    lease = _Lease(deadline)
     loop = asyncio.get_running_loop()
-    renew = loop.create_task(
-        _renew_loop(
-            raft=raft,
-            clock=clock,
-            run=run,
-            node=node,
-            lease=lease,
-            window=window,
-            op_timeout=op_timeout,
-            tell=tell,
-        )
-    )
+    renew = loop.create_task(lease.renew_loop("aborting the request"))
     logger.info("%s: %s %s (lease %.1fs)", ctx, http.method, http.url, window)
     # The session's own timeout is a backstop; the loop below aborts on time.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s + 5))
@@ -215,8 +151,8 @@ async def execute_http(
     try:
         while not req.done():
             now = clock.monotonic()
-            if lease.lost is not None:
-                stopped = HttpOutcome(LOST, None, "", lease.lost)
+            if lease.lost.is_set():
+                stopped = HttpOutcome(LOST, None, "", "lease lost: " + lease.lost_reason)
             elif now >= lease.deadline - lease_grace:
                 stopped = HttpOutcome(
                     LOST, None, "", "lease deadline reached without a renewal; request aborted"

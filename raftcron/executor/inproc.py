@@ -41,18 +41,14 @@ import functools
 import inspect
 import logging
 import math
-import os
-import secrets
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from raftcron.clock import Clock
-from raftcron.core.commands import Renew, Start
-from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import (
     FAILED,
     LOST,
@@ -61,10 +57,9 @@ from raftcron.core.model import (
     TIMED_OUT,
     JobSpec,
     Run,
-    due_ms,
 )
-from raftcron.core.state import Rejected
-from raftcron.raft.node import ProposalError, RaftNode
+from raftcron.executor.lease import FencedRun, Tell
+from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +68,6 @@ logger = logging.getLogger(__name__)
 GRACE_S: Final = 5.0
 
 JobFunc = Callable[..., Any]
-# (run, status, exit code, started_ms, finished_ms, output, reason): the executor's own
-# fenced completion (runner.Executor._complete).
-Complete = Callable[[Run, str, int | None, int, int, str, str], Awaitable[None]]
-Tell = Callable[[str, str, dict[str, Any]], None]
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -95,15 +86,6 @@ def call_id(fn: JobFunc) -> str:
     module = getattr(target, "__module__", None) or type(target).__module__
     qual = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}:{qual}"
-
-
-class _Lease:
-    """The run's local lease deadline (monotonic seconds), moved on by renewals."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.lost_reason = ""  # set when a renewal was refused
-        self.lost = asyncio.Event()
 
 
 @dataclass(slots=True)
@@ -125,7 +107,7 @@ class RunContext:
     instance: int  # which instance of its fire (1..count; the job's ``count``)
     count: int  # instances of its fire (RAFTCRON_INSTANCE / RAFTCRON_COUNT for a command)
     _clock: Clock = field(repr=False)
-    _lease: _Lease = field(repr=False)
+    _lease: FencedRun = field(repr=False)
     # a dependency run: the parents' run ids, in the order of the job's ``after``
     parents: tuple[str, ...] = ()
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -218,13 +200,11 @@ class InProcess:
         node: str,
         raft: RaftNode,
         clock: Clock,
-        complete: Complete,
         tell: Tell | None = None,
     ) -> None:
         self.node = node
         self.raft = raft
         self.clock = clock
-        self._complete = complete
         self._tell = tell
         self.jobs: dict[str, Registered] = {}
 
@@ -234,25 +214,11 @@ class InProcess:
     def _ctx(self, run: Run) -> str:
         return f"job={run.job} run={run.id} fence={run.fence} node={self.node}"
 
-    async def execute(self, run: Run, spec: JobSpec) -> None:
+    async def execute(self, run: Run, spec: JobSpec, lease: FencedRun) -> None:
+        """Run the job; its fenced start has committed (``lease.start()``)."""
         ctx = self._ctx(run)
-        window = safe_deadline(spec.lease_ms, margin_for(spec.lease_ms))
-        op_timeout = max(0.5, min(5.0, window / 3))
-        started = await self._start(run, window, op_timeout)
-        if started is None:
-            return
-        deadline, started_ms = started
-        if self._tell is not None:
-            self._tell(
-                "started",
-                run.id,
-                {
-                    "scheduled_at_ms": run.scheduled_at_ms,
-                    "due_ms": due_ms(run, spec),
-                    "trigger": run.trigger,
-                    "started_ms": started_ms,
-                },
-            )
+        window = lease.window
+        lease.tell_started(spec)
         entry = self.jobs.get(run.job)
         if entry is None:
             reason = (
@@ -261,7 +227,7 @@ class InProcess:
                 "jobs (restrict the job with tags to the nodes that do)"
             )
             logger.error("%s: %s", ctx, reason)
-            await self._complete(run, FAILED, None, started_ms, self.clock.wall_ms(), "", reason)
+            await lease.complete(FAILED, None, self.clock.wall_ms(), "", reason)
             return
         if entry.call != spec.call:
             logger.warning(
@@ -271,7 +237,6 @@ class InProcess:
                 entry.call,
                 spec.call,
             )
-        lease = _Lease(deadline)
         rc = RunContext(
             job=run.job,
             run_id=run.id,
@@ -288,7 +253,7 @@ class InProcess:
         )
         loop = asyncio.get_running_loop()
         job = self._launch(entry, rc, loop)
-        renew = loop.create_task(self._renew_loop(run, lease, window, op_timeout))
+        renew = loop.create_task(lease.renew_loop("cancelling the job"))
         logger.info("%s: started %s (lease %.1fs)", ctx, entry.call, window)
         try:
             status, code, reason = await self._supervise(spec, entry, rc, lease, job, window)
@@ -312,41 +277,9 @@ class InProcess:
                 ]
         finished_ms = self.clock.wall_ms()
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
-        await self._complete(run, status, code, started_ms, finished_ms, output, reason)
+        await lease.complete(status, code, finished_ms, output, reason)
 
     # -- the pieces
-
-    async def _start(self, run: Run, window: float, op_timeout: float) -> tuple[float, int] | None:
-        """The fenced start: ``(local lease deadline, started_ms)``, or None if it did not
-        commit within the lease or was refused (then nothing runs)."""
-        ctx = self._ctx(run)
-        token = f"{self.node}:{os.getpid()}:{secrets.token_hex(6)}"
-        give_up = self.clock.monotonic() + window
-        while True:
-            t_send = self.clock.monotonic()
-            if t_send >= give_up:
-                logger.warning("%s: start not committed within the lease; not running", ctx)
-                return None
-            started_ms = self.clock.wall_ms()
-            try:
-                res = await self.raft.propose(
-                    Start(
-                        at_ms=started_ms,
-                        run_id=run.id,
-                        fence=run.fence,
-                        node=self.node,
-                        token=token,
-                    ),
-                    op_timeout,
-                )
-            except ProposalError as exc:
-                logger.info("%s: start not committed (%s); retrying", ctx, exc.code)
-                await asyncio.sleep(0.2)
-                continue
-            if isinstance(res, Rejected):
-                logger.warning("%s: start rejected (%s: %s)", ctx, res.code, res.message)
-                return None
-            return t_send + window, started_ms
 
     def _launch(
         self, entry: Registered, rc: RunContext, loop: asyncio.AbstractEventLoop
@@ -387,7 +320,7 @@ class InProcess:
         spec: JobSpec,
         entry: Registered,
         rc: RunContext,
-        lease: _Lease,
+        lease: FencedRun,
         job: asyncio.Future[Any],
         window: float,
     ) -> tuple[str, int | None, str]:
@@ -427,7 +360,12 @@ class InProcess:
         return SUCCEEDED, 0, ""
 
     async def _abandon(
-        self, entry: Registered, rc: RunContext, job: asyncio.Future[Any], lease: _Lease, why: str
+        self,
+        entry: Registered,
+        rc: RunContext,
+        job: asyncio.Future[Any],
+        lease: FencedRun,
+        why: str,
     ) -> tuple[str, int | None, str]:
         """Self-fencing: the lease is gone or about to be. Cancel and record ``lost``."""
         ctx = f"job={rc.job} run={rc.run_id} fence={rc.fence} node={self.node}"
@@ -455,7 +393,7 @@ class InProcess:
         entry: Registered,
         rc: RunContext,
         job: asyncio.Future[Any],
-        lease: _Lease,
+        lease: FencedRun,
     ) -> tuple[str, int | None, str]:
         """The job's own timeout: cancel, give it ``GRACE_S`` to wind down (the lease is
         still renewed meanwhile, but never waited on past it), record ``timed_out``."""
@@ -472,29 +410,3 @@ class InProcess:
         else:
             how = "the sync job's thread could not be stopped and keeps running"
         return TIMED_OUT, None, f"{limit}: {how}"
-
-    async def _renew_loop(self, run: Run, lease: _Lease, window: float, op_timeout: float) -> None:
-        ctx = self._ctx(run)
-        period = max(0.2, window / 3)
-        last_send = lease.deadline - window
-        while True:
-            await asyncio.sleep(max(0.0, last_send + period - self.clock.monotonic()))
-            t_send = last_send = self.clock.monotonic()
-            try:
-                res = await self.raft.propose(
-                    Renew(
-                        at_ms=self.clock.wall_ms(), run_id=run.id, fence=run.fence, node=self.node
-                    ),
-                    op_timeout,
-                )
-            except ProposalError as exc:
-                logger.warning("%s: renewal not committed (%s)", ctx, exc.code)
-                continue
-            if isinstance(res, Rejected):
-                logger.error("%s: lease lost (%s); cancelling the job", ctx, res.message)
-                lease.lost_reason = res.message
-                lease.lost.set()
-                return
-            lease.deadline = max(lease.deadline, t_send + window)
-            if self._tell is not None:
-                self._tell("renewed", run.id, {"fence": run.fence})

@@ -1,0 +1,113 @@
+"""Workload 4a alone, at a size of your choice: N jobs due in the same second on a fresh
+3-node cluster, then the ledger's final statuses (how many runs ended ``lost``).
+
+    .venv/bin/python -m bench.burst --jobs 2000 [--repeat 3] [--lease 60s] [--full]
+        [--env K=V ...]
+
+It drives :func:`bench.scale.burst`, the setup of ``make bench``: PUT every job with a
+parked schedule, then PUT it again to fire at one second. The default is its quick mode
+(a 6-field schedule at the next whole second; it samples the jobs' starts for 60 s and
+waits 120 s for the leases); ``--full`` fires at a top of a minute and waits 420 s and
+300 s, as ``make bench`` does. It prints one JSON line per repetition plus the medians.
+``--env`` passes environment to the agents (e.g. ``RAFTCRON_MAX_STARTING=8``). The
+agents' logs are counted for the lines that say why runs were lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Ctx, Sizes
+from bench.procs import Registry, log
+from bench.scale import burst, ledger
+
+LOG_LINES = (
+    "start not committed (timeout)",
+    "start not committed within the lease",
+    "renewal not committed",
+    "lost run=",
+    "became leader",
+)
+
+
+def one(n: int, env: dict[str, str], tmp: Path, lease: str, full: bool) -> dict[str, Any]:
+    reg = Registry()
+    ctx = Ctx(sizes=Sizes.quick(), tmp=tmp, reg=reg, quick=not full)
+    out: dict[str, Any] = {}
+    try:
+        cl = ctx.raftcron(f"burst-{n}-{time.time_ns()}", env=env)
+        try:
+            burst(ctx, cl, n, True, out, lease=lease)
+            reasons: dict[str, int] = {}
+            for r in ledger(cl, cl.wait_leader(30), "b", n):
+                if r["status"] != "succeeded":
+                    why = f"{r['status']}: {(r.get('reason') or '')[:60]}"
+                    reasons[why] = reasons.get(why, 0) + 1
+            out["reasons"] = reasons
+        except Exception as exc:
+            out["error"] = repr(exc)
+        logs = "".join(m.log.read_text(errors="replace") for m in cl.members.values())
+        out["log_lines"] = {k: logs.count(k) for k in LOG_LINES}
+    finally:
+        reg.stop_all()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--lease", default="60s", help="the jobs' lease (make bench: 60s)")
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="fire at a top of a minute and wait as long as make bench does (420 s for the "
+        "starts, 300 s for the leases) instead of the quick mode's next second, 60 s, 120 s",
+    )
+    args = ap.parse_args()
+    env = dict(e.split("=", 1) for e in args.env)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="raftcron-burst-") as d:
+        for i in range(args.repeat):
+            r = one(args.jobs, env, Path(d), args.lease, args.full)
+            log(f"burst {args.jobs} #{i + 1}: {json.dumps(r, default=str)}")
+            print(json.dumps(r, default=str), flush=True)
+            results.append(r)
+
+    def med(path: tuple[str, ...]) -> float | None:
+        vals = []
+        for r in results:
+            v: Any = r
+            for k in path:
+                v = v.get(k) if isinstance(v, dict) else None
+            if isinstance(v, int | float):
+                vals.append(float(v))
+        return statistics.median(vals) if vals else None
+
+    summary = {
+        "jobs": args.jobs,
+        "runs": len(results),
+        "env": env,
+        "lease": args.lease,
+        "claimed_s": med(("claimed_s",)),
+        "started": med(("started",)),
+        "self_p50": med(("lateness_self", "p50")),
+        "self_p99": med(("lateness_self", "p99")),
+        "self_max": med(("lateness_self", "max")),
+        "ledger_p50": med(("lateness_ledger", "p50")),
+        "ledger_p99": med(("lateness_ledger", "p99")),
+        "lost": med(("statuses", "lost")),
+        "succeeded": med(("statuses", "succeeded")),
+    }
+    print(json.dumps({"median": summary}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import signal
 import struct
 import threading
@@ -329,6 +330,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         # moves nextIndex backwards in Raft: keep the further one. A failure (reset) still
         # sets it back, and the follower rejects entries it cannot attach, so nothing lost
         # in flight goes unnoticed.
+        if isinstance(message, dict) and message.get("transmission") == "finish":
+            message = self._rc_true_finish(message)
         keep: int | None = None
         if (
             isinstance(message, dict)
@@ -342,6 +345,30 @@ class _Replica(SyncObj):  # type: ignore[misc]
             next_index = self._SyncObj__raftNextIndex
             if node in next_index and next_index[node] < keep:
                 next_index[node] = keep
+
+    def _rc_true_finish(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Relabel a 'finish' chunk that is not the last one as 'process'.
+
+        pysyncobj 0.3.17 sends an entry of at least ``appendEntriesBatchSizeBytes`` in
+        chunks of its pickled form, and labels a chunk 'finish' once ``pos + batch`` reaches
+        the length of the entry's *command*, not of the pickled entry (57 bytes longer).
+        When the command's length falls in those last 57 bytes before a chunk boundary, a
+        full-size chunk arrives as 'finish' before the real last one: unpickling the
+        truncated buffer raised in the tick thread (``failed _onTick``), losing the other
+        messages of that read, and only the repeated 'finish' of the real last chunk
+        completed the entry. The real last chunk of a transmission is shorter than a batch
+        unless the pickled entry is an exact multiple of it; only a full-size 'finish' is
+        checked (a truncated pickle fails at its first length field, without a copy of the
+        payload being parsed).
+        """
+        data = message.get("data", b"")
+        if len(data) < self._SyncObj__conf.appendEntriesBatchSizeBytes:
+            return message
+        try:
+            pickle.loads(self._SyncObj__recvTransmission + data)
+        except Exception:
+            return {**message, "transmission": "process"}
+        return message
 
     def fatal(self) -> str | None:
         """Why this replica must not go on, if it must not (pysyncobj only logs these)."""

@@ -1,0 +1,80 @@
+"""Large entries travel in chunks; pysyncobj 0.3.17 mislabels some (see
+``_Replica._rc_true_finish``). On a real in-process cluster, entries whose command length
+falls just before a chunk boundary must reach every replica without a failed tick."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raftcron.core.commands import AcquireLock, encode
+from raftcron.raft.node import Machine, RaftSettings, _Replica
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[list[_Replica]]:
+    addrs = [f"127.0.0.1:{_free_port()}" for _ in range(3)]
+    built = [
+        _Replica(
+            RaftSettings(
+                self_addr=addr,
+                peers=[a for a in addrs if a != addr],
+                password="test-password",
+                data_dir=tmp_path / f"n{i}",
+            ),
+            Machine(),
+            lambda r: None,
+        )
+        for i, addr in enumerate(addrs)
+    ]
+    yield built
+    for r in built:
+        r.destroy_synchronous()
+
+
+def _wait(cond: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(cond) and cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_entries_near_a_chunk_boundary_replicate_without_a_failed_tick(
+    replicas: list[_Replica], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="pysyncobj")
+    leaders: list[_Replica] = []
+
+    def elected() -> bool:
+        leaders[:] = [r for r in replicas if r._isLeader() and r.isReady()]
+        return bool(leaders)
+
+    _wait(elected, "a leader")
+    leader = leaders[0]
+    # The pickled entry is 57 bytes longer than its command: sweep command lengths across
+    # the 128 KiB boundary (the first chunk is always "start", so the first boundary where
+    # it can happen is the second) so several fall in the window the bug needs (16 failed
+    # ticks for this sweep before the fix).
+    for k, n in enumerate(range(130_850, 131_080, 10)):
+        cmd = AcquireLock(
+            at_ms=1_000 + k, name="x" * n, request=f"r{k}", holder="t", ttl_ms=60_000, wait_ms=0
+        )
+        leader.apply_command(encode(cmd), sync=True, timeout=10)
+    last = leader.raftLastApplied
+    _wait(lambda: all(r.raftLastApplied >= last for r in replicas), "every replica to apply")
+    failed = [r.getMessage() for r in caplog.records if "failed _onTick" in r.getMessage()]
+    assert failed == []

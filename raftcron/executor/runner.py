@@ -383,12 +383,10 @@ class Executor:
         logger.info("%s: started %s (lease %.1fs)", ctx, spec.command[0], window)
 
         async def stop_job(message: str) -> None:
-            stdin.write(json.dumps({"kill": "lease lost: " + message}).encode() + b"\n")
-            await stdin.drain()
+            await tell_watchdog(stdin, {"kill": "lease lost: " + message}, ctx)
 
         async def move_deadline(deadline: float) -> None:
-            stdin.write(json.dumps({"deadline": deadline}).encode() + b"\n")
-            await stdin.drain()
+            await tell_watchdog(stdin, {"deadline": deadline}, ctx)
             self._send_kill(active)  # belt and braces: a stop request this node missed
 
         renew = asyncio.get_running_loop().create_task(
@@ -405,8 +403,12 @@ class Executor:
             await proc.wait()
         finally:
             renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
+            # The renewals' end must never keep the run's outcome from being recorded:
+            # the watchdog held the deadline all along, and a completion after the lease
+            # has passed is refused as stale anyway.
+            (ended,) = await asyncio.gather(renew, return_exceptions=True)
+            if isinstance(ended, Exception):
+                logger.error("%s: renewals failed: %r", ctx, ended, exc_info=ended)
         finished_ms = self.clock.wall_ms()
         output = _read_tail(out_path)
         outcome = result.get("outcome", "killed")
@@ -419,6 +421,19 @@ class Executor:
             status, reason = KILLED, active.kill[0]
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
         await lease.complete(status, code, finished_ms, output, reason)
+
+
+async def tell_watchdog(stdin: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:
+    """One line to a run's watchdog. A watchdog that has exited (its job ended just as a
+    renewal committed) has closed its stdin: nothing is left to tell it, and its exit
+    report, read from its stdout, is what the run records. (Before, the broken pipe ended
+    the run's task before its completion was proposed: a run that succeeded was expired
+    as lost; the chaos suite found it.)"""
+    try:
+        stdin.write(json.dumps(msg).encode() + b"\n")
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        logger.info("%s: watchdog already gone; not sent: %s", ctx, msg)
 
 
 def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:

@@ -1,4 +1,6 @@
-"""Large entries travel in chunks; pysyncobj 0.3.17 mislabels some (see
+"""How replicas talk: pysyncobj 0.3.17 quirks we correct, on a real in-process cluster.
+
+Large entries travel in chunks; pysyncobj 0.3.17 mislabels some (see
 ``_Replica._rc_true_finish``). On a real in-process cluster, entries whose command length
 falls just before a chunk boundary must reach every replica without a failed tick."""
 
@@ -11,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pysyncobj.tcp_connection import CONNECTION_STATE
 
 from raftcron.core.commands import AcquireLock, encode
-from raftcron.raft.node import Machine, RaftSettings, _Replica
+from raftcron.raft.node import PEER_USER_TIMEOUT_MS, Machine, RaftSettings, _Replica
 
 
 def _free_port() -> int:
@@ -78,3 +81,22 @@ def test_entries_near_a_chunk_boundary_replicate_without_a_failed_tick(
     _wait(lambda: all(r.raftLastApplied >= last for r in replicas), "every replica to apply")
     failed = [r.getMessage() for r in caplog.records if "failed _onTick" in r.getMessage()]
     assert failed == []
+
+
+def test_peer_connections_have_a_user_timeout(replicas: list[_Replica]) -> None:
+    """Every Raft connection, opened or accepted, gives up on data the peer's kernel never
+    acknowledged after PEER_USER_TIMEOUT_MS, so a healed partition is noticed at once."""
+
+    def sockets() -> list[socket.socket]:
+        out = []
+        for r in replicas:
+            for conn in r._SyncObj__transport._connections.values():
+                sock = conn._TcpConnection__socket
+                if sock is not None and conn.state == CONNECTION_STATE.CONNECTED:
+                    out.append(sock)
+        return out
+
+    # each of the 3 nodes holds a connection to each of its 2 peers
+    _wait(lambda: len(sockets()) == 6, "every peer connection")
+    timeouts = {s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) for s in sockets()}
+    assert timeouts == {PEER_USER_TIMEOUT_MS}

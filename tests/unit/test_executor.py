@@ -12,7 +12,7 @@ from raftcron.clock import SystemClock
 from raftcron.core import commands as c
 from raftcron.core.model import JobSpec, run_id
 from raftcron.core.state import Result
-from raftcron.executor.runner import Executor
+from raftcron.executor.runner import Executor, tell_watchdog
 from raftcron.raft.node import Machine
 
 T0 = 1_800_000_000_000
@@ -30,8 +30,10 @@ class FakeRaft:
         return self.machine.apply(c.encode(cmd))
 
 
-async def run_one(tmp_path: Path, spec: JobSpec, spawn_delay: float) -> tuple[FakeRaft, str]:
-    raft = FakeRaft()
+async def run_one(
+    tmp_path: Path, spec: JobSpec, spawn_delay: float, raft: FakeRaft | None = None
+) -> tuple[FakeRaft, str]:
+    raft = raft or FakeRaft()
     raft.machine.apply(c.encode(c.PutJob(at_ms=T0, spec=spec)))
     fire = c.Fire(job=spec.name, scheduled_at_ms=T0 + 1000, node="a", trigger="schedule")
     raft.machine.apply(c.encode(c.Plan(at_ms=T0, fires=(fire,), missed=())))
@@ -73,3 +75,34 @@ def test_a_run_reports_its_exit(tmp_path: Path, code: int, status: str) -> None:
     raft, rid = asyncio.run(run_one(tmp_path, spec, spawn_delay=0.0))
     run = raft.machine.read(lambda s: s.runs[rid])
     assert (run.status, run.exit_code) == (status, code)
+
+
+def test_telling_a_watchdog_that_has_exited_does_not_raise() -> None:
+    """A renewal can commit just after the job ended and its watchdog closed its stdin."""
+
+    async def go() -> None:
+        proc = await asyncio.create_subprocess_exec("true", stdin=asyncio.subprocess.PIPE)
+        await proc.wait()
+        assert proc.stdin is not None
+        for _ in range(3):  # the first write may still fit the pipe; drain reports the break
+            await tell_watchdog(proc.stdin, {"deadline": 1.0}, "job=j run=r fence=1 node=a")
+
+    asyncio.run(go())
+
+
+class RenewalsBreak(FakeRaft):
+    """Every Renew fails with an error no renewal loop expects."""
+
+    async def propose(self, cmd: Any, timeout: float) -> Result:  # noqa: ASYNC109 (API)
+        if isinstance(cmd, c.Renew):
+            raise ConnectionResetError("Connection lost")
+        return await super().propose(cmd, timeout)
+
+
+def test_a_run_is_recorded_even_if_its_renewals_fail(tmp_path: Path) -> None:
+    """The renewal task's end must not keep the completion from being proposed (it did:
+    the run stayed running and the leader expired it as lost although it succeeded)."""
+    spec = JobSpec(name="j", schedule="* * * * * *", command=("sleep", "1.2"), lease_ms=3000)
+    raft, rid = asyncio.run(run_one(tmp_path, spec, spawn_delay=0.0, raft=RenewalsBreak()))
+    run = raft.machine.read(lambda s: s.runs[rid])
+    assert (run.status, run.exit_code) == ("succeeded", 0)

@@ -277,8 +277,9 @@ class Executor:
 
     def _check_place(self, active: _Active) -> None:
         """Liveness net: a waiting run must be in the queue, and a free slot must not stay
-        free while runs wait. Twice in 10,000-run bursts one run stayed waiting (renewed,
-        never admitted) with every slot free; the cause is not found yet (bench/analysis.md)."""
+        free while runs wait. (The run that stayed waiting in 10,000-run bursts, renewed and
+        never started, had in fact been admitted: its renewal loop lost the cancellation in
+        asyncio.wait_for and kept ``_admit`` waiting for it; fixed in RaftNode.propose.)"""
         if not active.go.is_set() and not active.in_queue:
             logger.error(
                 "%s: queued run had lost its place in the queue; re-queued", self._ctx(active.run)

@@ -549,8 +549,14 @@ class RaftNode:
 
         sent = loop.time()
         replica.apply_command(encode(cmd), callback=callback)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when the
+        # caller is cancelled in the same loop iteration as the commit arrives, so the
+        # cancellation is lost. A queued run's renewal loop, cancelled when the run was
+        # admitted, then went on renewing forever and its run never started (bench bursts,
+        # and the chaos soak of 2026-11-28: clock-forward-leader).
         try:
-            res = await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                res = await fut
         except TimeoutError:
             raise ProposalTimeout(timeout) from None
         hook = self.on_committed

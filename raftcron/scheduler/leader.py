@@ -316,7 +316,8 @@ class Leader:
                 delay = min(delay, max(0.0, (self._heap[0][0] - now_ms) / 1000))
             self._dirty.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel (3.11)
+                    await self._dirty.wait()
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
         jobs, busy, live = self.raft.machine.read(

@@ -6,17 +6,21 @@ falls just before a chunk boundary must reach every replica without a failed tic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pysyncobj import FAIL_REASON
 from pysyncobj.tcp_connection import CONNECTION_STATE
 
-from raftcron.core.commands import AcquireLock, encode
-from raftcron.raft.node import PEER_USER_TIMEOUT_MS, Machine, RaftSettings, _Replica
+from raftcron.core.commands import AcquireLock, Renew, encode
+from raftcron.core.state import Ok
+from raftcron.raft.node import PEER_USER_TIMEOUT_MS, Machine, RaftNode, RaftSettings, _Replica
 
 
 def _free_port() -> int:
@@ -100,3 +104,30 @@ def test_peer_connections_have_a_user_timeout(replicas: list[_Replica]) -> None:
     _wait(lambda: len(sockets()) == 6, "every peer connection")
     timeouts = {s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) for s in sockets()}
     assert timeouts == {PEER_USER_TIMEOUT_MS}
+
+
+class _CommitsAtOnce:
+    """A replica whose every proposal commits as soon as the loop runs the callback."""
+
+    def apply_command(self, data: bytes, callback: Any) -> None:
+        callback(Ok("done"), FAIL_REASON.SUCCESS)
+
+
+def test_a_proposal_cancelled_as_it_commits_is_cancelled() -> None:
+    """Cancelling a proposal must cancel it even when its commit arrives in the same loop
+    iteration. With asyncio.wait_for (Python 3.11) the result was returned instead, and a
+    queued run's renewal loop, cancelled when the run was admitted, kept renewing forever:
+    the run never started (a 10,000-job burst, and the chaos soak)."""
+
+    async def go() -> None:
+        node = RaftNode.__new__(RaftNode)
+        node._replica = _CommitsAtOnce()  # type: ignore[assignment]
+        node.on_committed = None
+        cmd = Renew(at_ms=1, run_id="j@1", fence=1, node="a")
+        task = asyncio.create_task(node.propose(cmd, 5.0))
+        await asyncio.sleep(0)  # proposed; the commit's settle() is now scheduled
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,37 @@ def test_snapshot_restore_results_are_unchanged_by_trimming() -> None:
     memory.trim()
     assert State.restore(blob).capture()() == blob
     assert isinstance(st.apply(c.Barrier(at_ms=T0, node="a", nonce="n")), Ok)
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+def test_decoded_specs_share_equal_ints_and_string_tuples() -> None:
+    base = JobSpec(
+        name="a",
+        schedule="0 0 1 1 *",
+        command=("sh", "-c", "x"),
+        lease_ms=60_000,
+        catchup_ms=600_000,
+        timeout_ms=3_600_000,
+        tags=(("bench", "nowhere"),),
+        env=(("K", "v"),),
+    )
+    a, b = (c.spec_from_wire(c.spec_to_wire(replace(base, name=n))) for n in ("a", "b"))
+    assert a == replace(base, name="a") and b == replace(base, name="b")
+    for field in ("command", "tags", "env", "lease_ms", "catchup_ms", "timeout_ms"):
+        assert getattr(a, field) is getattr(b, field), field
+    put = c.decode(c.encode(c.PutJob(at_ms=T0, spec=a, source="api")))
+    again = c.decode(c.encode(c.PutJob(at_ms=T0, spec=b, source="api")))
+    assert isinstance(put, c.PutJob) and isinstance(again, c.PutJob)
+    assert put.source is again.source
+
+
+def test_the_sharing_tables_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(c, "_shared_ints", {})
+    monkeypatch.setattr(c, "_shared_strs", {})
+    for i in range(c._SHARED_MAX + 100):
+        assert c._int(1000 + i) == 1000 + i
+        assert c._strs([f"cmd-{i}"]) == (f"cmd-{i}",)
+    assert len(c._shared_ints) == len(c._shared_strs) == c._SHARED_MAX
+    assert c._int(True) == 1 and type(c._int(True)) is int  # never a bool back

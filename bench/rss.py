@@ -9,8 +9,8 @@ The jobs are the scale workload's claim-only jobs with a parked schedule (``0 0 
 tags no node has), so none fires while this runs. For each path: RSS of each agent once
 every node's ``/v1/status`` counts N jobs (plus ``SETTLE_S`` for the last entries to be
 applied and any snapshot in flight to finish), then again after every node wrote a fresh
-snapshot (filler commits: lock acquire/release pairs), and each node's Raft log length
-at both points.
+snapshot (filler commits: lock acquire/release pairs), and each agent's peak RSS
+(``VmHWM``: loading the file and writing snapshots included).
 
     .venv/bin/python -m bench.rss [--jobs 100000] [--path config,api]
 """
@@ -53,6 +53,19 @@ def _mb(pids: dict[str, int]) -> dict[str, float]:
     return {n: round(rss_bytes(pid) / 1e6, 1) for n, pid in pids.items()}
 
 
+def _peak_mb(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's peak RSS so far (``VmHWM``: startup and snapshots included)."""
+    out = {}
+    for n, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        out[n] = round(kb * 1024 / 1e6, 1)
+    return out
+
+
 def _measure(cl: Cluster, n: int, out: dict[str, Any], t0: float) -> None:
     def all_have() -> bool:
         return all(int(status(cl, m)["jobs"]) >= n for m in cl.members)
@@ -68,7 +81,11 @@ def _measure(cl: Cluster, n: int, out: dict[str, Any], t0: float) -> None:
     out["snapshot_bytes"] = fresh_snapshots(cl, since, budget_s=600)
     time.sleep(SETTLE_S)
     out["rss_mb_after_snapshot"] = _mb(pids)
-    log(f"after a fresh snapshot on every node: RSS MB {out['rss_mb_after_snapshot']}")
+    out["peak_rss_mb"] = _peak_mb(pids)
+    log(
+        f"after a fresh snapshot on every node: RSS MB {out['rss_mb_after_snapshot']}, "
+        f"peak so far {out['peak_rss_mb']}"
+    )
     out["max_rss_mb"] = max(
         *out["rss_mb_all_have"].values(), *out["rss_mb_after_snapshot"].values()
     )
@@ -137,7 +154,8 @@ def main() -> int:
     for name, r in results.items():
         print(
             f"{name} path, {r['jobs']} jobs: RSS MB all have {r['rss_mb_all_have']}, "
-            f"after a snapshot {r['rss_mb_after_snapshot']} (max {r['max_rss_mb']})",
+            f"after a snapshot {r['rss_mb_after_snapshot']} (max {r['max_rss_mb']}); "
+            f"peak (VmHWM) {r['peak_rss_mb']}",
             file=sys.stderr,
         )
     return 0

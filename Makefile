@@ -46,7 +46,7 @@ chaos: $(STAMP)
 		--out chaos-out $(if $(SEED),--seed $(SEED)) \
 		$(foreach n,$(NEMESIS),--nemesis $(n))
 
-## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~50 min.
+## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~60 min.
 ## Writes bench/results/<date>.json, docs/benchmarks.md and docs/img/bench/*.png.
 BENCH_STAMP := $(VENV)/.bench-installed
 

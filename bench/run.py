@@ -84,6 +84,7 @@ WORKLOADS: dict[str, str] = {
     "failover": "bench.failover",
     "scale": "bench.scale",
     "registration": "bench.registration",
+    "rss": "bench.rss",
     "commit": "bench.commit_path",
 }
 

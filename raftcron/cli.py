@@ -118,6 +118,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from raftcron.node import Node
 
     node = Node(cfg, name)
+    del cfg  # the node keeps the file's jobs packed: let the parsed ones go
 
     async def main() -> None:
         stop = asyncio.Event()

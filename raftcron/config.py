@@ -969,6 +969,7 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(
             [f"{path}: byte {exc.start} is not UTF-8 (save the file as UTF-8)"]
         ) from None
+    del data  # not kept through the parse (19 MB for a 100,000-job file)
     return parse_config(text, path)
 
 

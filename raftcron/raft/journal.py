@@ -45,6 +45,8 @@ import pysyncobj.syncobj as _psyncobj
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 
+from raftcron import memory
+
 logger = logging.getLogger(__name__)
 
 Entry = tuple[bytes, int, int]
@@ -412,6 +414,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
         self._fs = fs if fs is not None else FileOps()
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # file offset of each entry's record
+        self._bytes = 0  # the commands' total size (held in memory, see ``command_bytes``)
         self._end = _HEADER.size
         self._dirty = False
         self._fd: int | None = None
@@ -491,6 +494,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
                 )
             self._entries.append((bytes(view[pos + _RECORD.size : end]), idx, term))
             self._offsets.append(pos)
+            self._bytes += length
             pos = end
         self._end = pos
         self._fd = fs.open(self.path, os.O_WRONLY | os.O_APPEND)
@@ -538,6 +542,12 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
         return JournalError(f"{self.path}: journal I/O failed: {exc}")
 
     @property
+    def command_bytes(self) -> int:
+        """The total size of the commands this journal holds (in memory, as pysyncobj's
+        log: until a snapshot lets them go)."""
+        return self._bytes
+
+    @property
     def dirty(self) -> bool:
         """True while entries have been added but not yet synced."""
         return self._dirty
@@ -569,6 +579,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
             raise self._fail(exc) from exc
         self._entries = entries
         self._offsets = offsets
+        self._bytes = sum(len(e[0]) for e in entries)
         self._end = pos
         self._dirty = False
 
@@ -610,6 +621,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
             raise
         self._entries.append((command, idx, term))
         self._offsets.append(self._end)
+        self._bytes += len(command)
         self._end += len(record)
         self._dirty = True
 
@@ -629,6 +641,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
         except BaseException as exc:
             raise self._fail(exc) from exc
         self.fsync_count += 1
+        self._bytes -= sum(len(e[0]) for e in self._entries[start:])
         del self._entries[start:]
         del self._offsets[start:]
         self._end = offset
@@ -886,13 +899,22 @@ class SnapshotStore:
         try:
             if previous is not None:
                 previous.join()  # never let an older snapshot land after a newer one
-            state = bytes(produce())
-            blob = encode_snapshot(last, prev, cluster, state)
-            write_file_durably(self._fs, self.path, blob, tmp_path=self.path + ".rc-writing")
+            self._write_blob(last, prev, cluster, produce)
         except BaseException as exc:
             job.error = exc
         finally:
             job.done.set()
+        # Encoding held about 2.5 times the state for a moment; glibc keeps most of the
+        # freed pages unless asked (RSS grew with every snapshot before this).
+        memory.trim()
+
+    def _write_blob(
+        self, last: Entry, prev: Entry, cluster: list[str], produce: Callable[[], bytes]
+    ) -> None:
+        state = bytes(produce())
+        blob = encode_snapshot(last, prev, cluster, state)
+        del state
+        write_file_durably(self._fs, self.path, blob, tmp_path=self.path + ".rc-writing")
 
     # -- checker (tick thread)
 
@@ -932,10 +954,12 @@ class SnapshotStore:
                 self._fs.close(fd)
             self._fs.fsync_dir(_dir_of(fileName))
             self._restore(state)
+            del state
         except Exception as exc:
             self.load_error = exc
             logger.error("cannot load snapshot %s: %s", fileName, exc)
             raise
+        memory.trim()  # the snapshot's bytes and what decoding them left behind
         self.load_error = None
         self.loaded_entry = last
         nodes: set[Any] = {TCPNode(address) for address in cluster}

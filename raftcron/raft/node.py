@@ -63,6 +63,9 @@ T = TypeVar("T")
 
 _PYSYNCOBJ_VERSION: Final = _dist_version("pysyncobj")
 
+LOG_SETTLE_S: Final = 2.0  # see RaftSettings.compaction_max_bytes
+FORCED_COMPACTION_EVERY_S: Final = 10.0  # at most one snapshot forced by size this often
+
 _FAIL_NAMES: Final = {
     FAIL_REASON.QUEUE_FULL: "queue_full",
     FAIL_REASON.MISSING_LEADER: "no_leader",
@@ -100,6 +103,11 @@ class RaftSettings:
     append_period: float = 0.05
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
+    # The log's commands are held in memory until a snapshot: once they add up to this
+    # many bytes and the log has stopped growing for ``LOG_SETTLE_S`` (a config sync of a
+    # large file is over), or to four times as many in any case, a snapshot is taken then
+    # instead of after ``compaction_min_entries`` entries or ``compaction_min_time``.
+    compaction_max_bytes: int = 4 * 2**20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,6 +307,10 @@ class _Replica(SyncObj):  # type: ignore[misc]
     ) -> None:
         self._rc_machine = machine
         self._rc_on_tick = on_tick
+        self._rc_max_log_bytes = settings.compaction_max_bytes
+        self._rc_log_bytes = 0  # the journal's command bytes when last seen changing
+        self._rc_log_changed = 0.0  # and when (monotonic)
+        self._rc_forced = -FORCED_COMPACTION_EVERY_S  # when a snapshot was last forced
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
         if fs is None:
@@ -417,7 +429,32 @@ class _Replica(SyncObj):  # type: ignore[misc]
         return None
 
     def _rc_tick(self) -> None:
+        self._rc_compact_if_large()
         self._rc_on_tick(self)
+
+    def _rc_compact_if_large(self) -> None:
+        """Force a snapshot when the in-memory log holds ``compaction_max_bytes`` and has
+        settled (or four times that): a 100,000-job config sync leaves ~25 MB of entries
+        that would otherwise stay until ``compaction_min_time`` passed. pysyncobj takes
+        the snapshot at the next tick, as it does for its own rules (nothing is deleted
+        from the log before the snapshot is durable)."""
+        journal = self.journal()
+        if not isinstance(journal, DurableJournal):
+            return
+        size = journal.command_bytes
+        now = time.monotonic()
+        if size != self._rc_log_bytes:
+            self._rc_log_bytes, self._rc_log_changed = size, now
+        limit = self._rc_max_log_bytes
+        if size < limit:
+            return
+        if size < 4 * limit and now - self._rc_log_changed < LOG_SETTLE_S:
+            return
+        if now - self._rc_forced < FORCED_COMPACTION_EVERY_S or self._rc_store.serializing:
+            return
+        self._rc_forced = now
+        logger.info("raft log holds %.1f MB of entries: taking a snapshot", size / 1e6)
+        self.forceLogCompaction()
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, data: bytes) -> Result:

@@ -34,8 +34,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from raftcron import memory
 from raftcron.clock import Clock
-from raftcron.core.commands import Barrier, CancelLockWait, Expire, ExpireLock, Plan, SyncConfig
+from raftcron.core.commands import (
+    Barrier,
+    CancelLockWait,
+    Expire,
+    ExpireLock,
+    PackedSpecs,
+    Plan,
+    SyncConfig,
+)
 from raftcron.core.lease import takeover_patience
 from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
 from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
@@ -49,6 +58,9 @@ PROPOSE_TIMEOUT: Final = 3.0
 CONFIG_SYNC_BATCH: Final = 500
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
 MAX_FIRES_PER_PLAN: Final = 20_000
+# Files with more jobs than this are unpacked off the loop, and the memory their sync
+# used is handed back to the OS afterwards (raftcron.memory.trim).
+LARGE_CONFIG: Final = 5_000
 
 K = TypeVar("K")
 
@@ -161,7 +173,7 @@ class Leader:
         raft: RaftNode,
         clock: Clock,
         leases: LeaseTracker,
-        config_jobs: Sequence[JobSpec],
+        config_jobs: PackedSpecs | Sequence[JobSpec],
         history: int,
         live_nodes: Callable[[], list[NodeInfo]],
         election_timeout: float,
@@ -171,7 +183,11 @@ class Leader:
         self.raft = raft
         self.clock = clock
         self.leases = leases
-        self.config_jobs = tuple(config_jobs)
+        # Packed: a leader needs the file's specs only for the sync at the start of its
+        # term; it unpacks them then and lets them go after.
+        self.config_jobs = (
+            config_jobs if isinstance(config_jobs, PackedSpecs) else PackedSpecs.pack(config_jobs)
+        )
         self.history = history
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
@@ -210,13 +226,28 @@ class Leader:
         """Reconcile the file's jobs: only what differs from the replicated state, in
         entries of at most ``CONFIG_SYNC_BATCH`` specs (each one commits well within the
         proposal timeout, whatever the size of the file)."""
-        puts, gone = self.raft.machine.read(lambda s: s.config_changes(self.config_jobs))
+        large = len(self.config_jobs) > LARGE_CONFIG
+        specs = (
+            await asyncio.to_thread(self.config_jobs.unpack) if large else self.config_jobs.unpack()
+        )
+        puts, gone = self._config_changes(specs)
+        del specs  # only the specs to put outlive the comparison
+        await self._put_config(puts, gone)
+        if large:  # the specs and their entries' encodings are garbage now
+            await asyncio.to_thread(memory.trim)
+
+    def _config_changes(self, specs: Sequence[JobSpec]) -> tuple[list[JobSpec], list[str]]:
+        return self.raft.machine.read(lambda s: s.config_changes(specs))
+
+    async def _put_config(self, puts: list[JobSpec], gone: list[str]) -> None:
+        """Commit ``puts`` and ``delete`` ``gone`` in batches (both lists are emptied)."""
         total = len(puts)
         changed: list[str] = []
         first = True
         while first or puts or gone:
-            batch, puts = puts[:CONFIG_SYNC_BATCH], puts[CONFIG_SYNC_BATCH:]
-            delete, gone = gone[: CONFIG_SYNC_BATCH * 10], gone[CONFIG_SYNC_BATCH * 10 :]
+            # taken out of the lists in place: a spec is freed once its entry is proposed
+            batch, delete = puts[:CONFIG_SYNC_BATCH], gone[: CONFIG_SYNC_BATCH * 10]
+            del puts[:CONFIG_SYNC_BATCH], gone[: CONFIG_SYNC_BATCH * 10]
             cmd = SyncConfig(
                 at_ms=self.clock.wall_ms(),
                 specs=tuple(batch),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, toml_job, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -293,3 +293,50 @@ def test_a_large_config_is_reconciled_in_batches(
     wait_for("the new leader's log line", lambda: f"leader {new}: term" in since_kill(), 10)
     text = since_kill()
     assert "config jobs reconciled" not in text and "config sync" not in text
+
+
+def test_a_follower_that_becomes_leader_reconciles_the_changed_file(
+    tmp_path: Path, make_cluster: list[Cluster]
+) -> None:
+    """Nodes keep only the packed specs of the file they loaded; a leader unpacks them for
+    its sync. A rolling change of the file (the followers restarted with the new file,
+    then the leader killed) is reconciled by a node that never led with that file: one
+    job changed, one added, one removed."""
+    keep = {"name": "keep", "schedule": "0 0 1 1 *", "command": ["true"]}
+    change = {"name": "change", "schedule": "0 0 1 1 *", "command": ["true"]}
+    drop = {"name": "drop", "schedule": "0 0 1 1 *", "command": ["true"]}
+    cl = Cluster(tmp_path, [keep, change, drop])
+    make_cluster.append(cl)
+    cl.start()
+    leader = cl.wait_leader(60)
+
+    def names(node: str) -> dict[str, str]:
+        jobs = cl.get(node, "/v1/jobs", timeout=10)["jobs"]
+        return {j["name"]: j["schedule"] for j in jobs if j["source"] == "config"}
+
+    wait_for(
+        "the file's jobs",
+        lambda: names(leader) == {j["name"]: "0 0 1 1 *" for j in (keep, change, drop)},
+        30,
+    )
+    changed = {**change, "schedule": "5 0 1 1 *"}
+    add = {"name": "add", "schedule": "0 0 1 1 *", "command": ["true"]}
+    text = cl.config.read_text()
+    text = text.replace(toml_job(change), toml_job(changed)).replace(toml_job(drop), toml_job(add))
+    cl.config.write_text(text)
+    followers = [m for m in cl.members if m != leader]
+    for f in followers:  # a rolling restart of the followers with the new file
+        proc = cl.members[f].proc
+        assert proc is not None
+        proc.terminate()
+        proc.wait(15)
+        cl.start(f)
+    # Usually the old leader still leads (with the old file); a restarted follower may
+    # have won an election meanwhile (then it reconciles). Either way the node with the old
+    # file goes, and one that only ever held the new file's packed specs leads.
+    cl.kill(leader)
+    new = cl.wait_leader(60, among=followers)
+    want = {"keep": "0 0 1 1 *", "change": "5 0 1 1 *", "add": "0 0 1 1 *"}
+    wait_for("the new file reconciled", lambda: names(new) == want, 30)
+    other = next(f for f in followers if f != new)
+    wait_for("the new file on the other node", lambda: names(other) == want, 30)

@@ -412,6 +412,16 @@ class State:
             self._end_buffered(rid, SKIPPED, "job deleted while this dependency fire waited")
         for pr in job.retry:
             self._end_buffered(pr.run, SKIPPED, "job deleted while this retry was pending")
+        # A granted run that has not started must not start after the delete (its node may
+        # still be waiting for a start slot): it ends here, its lease with it, so its Start
+        # and renewals are refused as stale. A started run goes on under its lease.
+        for rid in sorted(self.live.get(name, ())):  # sorted: the same order on every replica
+            run = self.runs[rid]
+            if run.status == CLAIMED:
+                why = "job deleted before this run started"
+                self._record_final(
+                    replace(run, status=SKIPPED, finished_ms=self.now_ms, reason=why)
+                )
         return Ok("deleted")
 
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:

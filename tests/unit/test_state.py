@@ -540,6 +540,24 @@ def test_deleting_a_job_keeps_its_run_history() -> None:
     assert s2.runs[live].status == SUCCEEDED
 
 
+def test_deleting_a_job_ends_its_granted_runs_that_have_not_started() -> None:
+    """A run granted but still waiting to start (its node was busy) must not start after
+    the delete was acknowledged (the chaos suite's P7 caught one 3.5 s later)."""
+    s = fresh()
+    plan(s, fire("j", T0 + 1000), fire("j", T0 + 2000))
+    first, second = run_id("j", T0 + 1000), run_id("j", T0 + 2000)
+    assert s.apply(c.Start(at_ms=T0 + 2001, run_id=first, fence=1, node="a", token="t")) == Ok(1)
+    assert s.apply(c.DeleteJob(at_ms=T0 + 2002, name="j")) == Ok("deleted")
+    waiting = s.runs[second]
+    assert (waiting.status, waiting.reason) == (SKIPPED, "job deleted before this run started")
+    assert second not in s.leases
+    start = c.Start(at_ms=T0 + 2003, run_id=second, fence=2, node="a", token="t")
+    assert isinstance(s.apply(start), Rejected)
+    renew = c.Renew(at_ms=T0 + 2003, run_id=second, fence=2, node="a")
+    assert isinstance(s.apply(renew), Rejected)
+    assert s.runs[first].status == RUNNING  # the started one goes on under its lease
+
+
 def test_restore_refuses_a_snapshot_of_another_version() -> None:
     snap = msgpack.unpackb(fresh().snapshot(), raw=False)
     snap["v"] = 999

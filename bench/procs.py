@@ -34,18 +34,46 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """``(own user+system, reaped children's user+system)`` CPU seconds of ``pid``."""
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """``(ppid, own user+system, reaped children's user+system)`` of ``pid``."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             raw = f.read()
     except OSError:
-        return 0.0, 0.0
+        return None
     fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime=14, stime=15, cutime=16, cstime=17
+    # fields[0] is field 3 (state); ppid=4, utime=14, stime=15, cutime=16, cstime=17
     own = (int(fields[11]) + int(fields[12])) / CLK_TCK
     children = (int(fields[13]) + int(fields[14])) / CLK_TCK
-    return own, children
+    return int(fields[1]), own, children
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """``(own user+system, descendants' user+system)`` CPU seconds of ``pid``.
+
+    Descendants: the reaped ones (the kernel's cutime/cstime) plus the live ones with
+    what they reaped in turn. The live part matters for a long-lived child that reaps
+    others: the watchdog fork server (raftcron/executor/spawner.py) reaps the watchdogs,
+    whose CPU reaches the agent's cutime only when the server itself exits."""
+    top = _stat(pid)
+    if top is None:
+        return 0.0, 0.0
+    kids: dict[int, list[tuple[int, float]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None:
+                kids.setdefault(st[0], []).append((int(entry), st[1] + st[2]))
+    live = 0.0
+    frontier = [pid]
+    while frontier:
+        nxt = []
+        for p in frontier:
+            for child, total in kids.get(p, []):
+                live += total
+                nxt.append(child)
+        frontier = nxt
+    return top[1], top[2] + live
 
 
 def mem_available_bytes() -> int:

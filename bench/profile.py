@@ -69,7 +69,8 @@ def _kind(frames: list[str]) -> str:
     """Which process a stack is from: the agent, a per-run watchdog, or another child."""
     procs = [f for f in frames if f.startswith("process ")]
     last = procs[-1] if procs else ""
-    if "executor.watchdog" in last:
+    # a watchdog forked by the fork server shows the server's command line (spawner.py)
+    if "executor.watchdog" in last or "executor/watchdog.py" in last or "spawner.py" in last:
         return "watchdog"
     return "agent" if "raftcron agent" in last or len(procs) <= 1 else "other child"
 

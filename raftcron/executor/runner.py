@@ -17,6 +17,10 @@ Safety rules it keeps (DESIGN.md section 3):
 * The watchdog process kills the job at the deadline even if this process is frozen or
   dead. A run stopped that way is reported as ``lost``, never as success, and any
   completion carries the fence, so a late one is rejected by ``apply`` as stale.
+  Watchdogs are forked by a per-agent fork server (spawner.py, started on the first
+  process run) instead of a new interpreter per run; if it fails a request, that run's
+  watchdog is spawned directly as before and the server is replaced. A forked watchdog
+  is not this process's child: the run ends at EOF on its stdout.
 * A committed stop request on the run's lease (the kill endpoint, or a newer fire of an
   overlap = cancel_other/terminate_other job) is passed to the watchdog: SIGTERM, grace,
   SIGKILL (``hard``: SIGKILL at once). The run completes as ``killed``. A request that
@@ -36,7 +40,7 @@ import os
 import re
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +62,7 @@ from raftcron.core.state import State
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
 from raftcron.executor.lease import FencedRun, run_ctx
+from raftcron.executor.spawning import WatchdogSpawner
 from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
@@ -74,6 +79,9 @@ QUEUE_CHECK_S: Final = 5.0  # how often a queued run checks its place (_check_pl
 # The watchdog is standard library only: run its file isolated and without `site` (no .pth
 # processing), which starts it about a quarter faster than `-m` on every run (bench/).
 WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
+# Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
+# a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
+SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
 
 
 def rfc3339(ms: int) -> str:
@@ -88,7 +96,7 @@ class _Active:
     spec: JobSpec
     seen: float  # when this node saw the grant (monotonic; -inf: unknown, after a restart)
     task: asyncio.Task[None] | None = None
-    proc: asyncio.subprocess.Process | None = None
+    stdin: asyncio.StreamWriter | None = None  # the watchdog's stdin, once it is up
     kill: tuple[str, bool] | None = None  # the stop request sent to the watchdog
     slot: bool = False  # holds one of the executor's start slots
     queued: bool = True  # has not been admitted to start yet
@@ -106,6 +114,7 @@ class Executor:
         data_dir: Path,
         tell: Callable[[str, str, dict[str, Any]], None] | None = None,
         max_starting: int = DEFAULT_MAX_STARTING,
+        spawner: bool | None = None,
     ) -> None:
         if max_starting < 1:
             raise ValueError(f"max_starting must be at least 1, not {max_starting}")
@@ -125,6 +134,10 @@ class Executor:
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
         self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
+        if spawner is None:
+            spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
+        # The watchdog fork server; started on the first process run.
+        self.spawner = WatchdogSpawner(node) if spawner else None
 
     # -- inputs
 
@@ -171,8 +184,8 @@ class Executor:
     def _send_kill(self, active: _Active) -> None:
         """Pass the run's committed stop request (if any, and new) to its watchdog."""
         req = self._kill_request(active.run.id, active.run.fence)
-        proc = active.proc
-        if req is None or req == active.kill or proc is None or proc.stdin is None:
+        stdin = active.stdin
+        if req is None or req == active.kill or stdin is None:
             return
         if active.kill is not None and active.kill[1] == req[1]:
             return
@@ -184,7 +197,7 @@ class Executor:
             req[0],
         )
         with contextlib.suppress(OSError, RuntimeError):
-            proc.stdin.write(json.dumps({"kill": req[0], "hard": req[1]}).encode() + b"\n")
+            stdin.write(json.dumps({"kill": req[0], "hard": req[1]}).encode() + b"\n")
 
     def active_count(self) -> int:
         return len(self._active)
@@ -201,6 +214,8 @@ class Executor:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.spawner is not None:  # its watchdogs live on, like the ones above
+            await self.spawner.close()
 
     # -- one run
 
@@ -369,6 +384,20 @@ class Executor:
             "grace": GRACE_S,
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
         }
+        wd = await self._start_watchdog(ctx)
+        try:
+            await self._watch(active, lease, wd, wd_spec, out_path)
+        finally:
+            wd.close()
+
+    async def _start_watchdog(self, ctx: str) -> _Watchdog:
+        """The run's watchdog process: forked by the spawner, or (it is off, or failed
+        this request) a fresh interpreter as before. Nothing runs until its spec is sent."""
+        if self.spawner is not None:
+            got = await self.spawner.spawn(ctx)
+            if got is not None:
+                pid, in_w, out_r = got
+                return await _Watchdog.over_pipes(pid, in_w, out_r)
         proc = await asyncio.create_subprocess_exec(
             *WATCHDOG_ARGV,
             stdin=asyncio.subprocess.PIPE,
@@ -376,12 +405,28 @@ class Executor:
             start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        stdin = proc.stdin
+        return _Watchdog(pid=proc.pid, stdin=proc.stdin, stdout=proc.stdout, wait=proc.wait)
+
+    async def _watch(
+        self,
+        active: _Active,
+        lease: FencedRun,
+        wd: _Watchdog,
+        wd_spec: dict[str, Any],
+        out_path: Path,
+    ) -> None:
+        """Send the spec, pass renewals and stops, and complete the run at its end."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        window = lease.window
+        stdin = wd.stdin
         stdin.write(json.dumps(wd_spec).encode() + b"\n")
         await stdin.drain()
-        active.proc = proc
+        active.stdin = stdin
         self._send_kill(active)  # a request that committed while it was starting
-        logger.info("%s: started %s (lease %.1fs)", ctx, spec.command[0], window)
+        logger.info(
+            "%s: started %s (lease %.1fs, watchdog pid %d)", ctx, spec.command[0], window, wd.pid
+        )
 
         async def stop_job(message: str) -> None:
             await tell_watchdog(stdin, {"kill": "lease lost: " + message}, ctx)
@@ -395,13 +440,17 @@ class Executor:
         )
         result: dict[str, Any] = {}
         try:
-            async for line in proc.stdout:
+            # The run ends at EOF on the watchdog's stdout: it has exited (a forked
+            # watchdog is the spawner's child, not ours; a directly spawned one is waited
+            # for as well). No exit event (the watchdog was killed): outcome "killed".
+            async for line in wd.stdout:
                 msg = json.loads(line)
                 if msg.get("event") in ("started", "exit"):
                     self._release(active)  # the job's process is up (or failed to)
                 if msg.get("event") == "exit":
                     result = msg
-            await proc.wait()
+            if wd.wait is not None:
+                await wd.wait()
         finally:
             renew.cancel()
             # The renewals' end must never keep the run's outcome from being recorded:
@@ -422,6 +471,59 @@ class Executor:
             status, reason = KILLED, active.kill[0]
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
         await lease.complete(status, code, finished_ms, output, reason)
+
+
+@dataclass(slots=True, eq=False)
+class _Watchdog:
+    """The agent's handles on one run's watchdog process."""
+
+    pid: int
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    wait: Callable[[], Awaitable[int]] | None = None  # ours to reap (spawned directly)
+    read: asyncio.BaseTransport | None = None  # pipe transports we own (forked)
+
+    @classmethod
+    async def over_pipes(cls, pid: int, in_w: int, out_r: int) -> _Watchdog:
+        """Streams over a forked watchdog's pipes (our ends; they are closed on failure)."""
+        loop = asyncio.get_running_loop()
+        try:
+            rfile = os.fdopen(out_r, "rb", buffering=0)
+        except BaseException:
+            os.close(out_r)
+            os.close(in_w)
+            raise
+        try:
+            wfile = os.fdopen(in_w, "wb", buffering=0)
+        except BaseException:
+            rfile.close()
+            os.close(in_w)
+            raise
+        reader = asyncio.StreamReader(loop=loop)
+        read = write = None
+        try:
+            read, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader, loop=loop), rfile
+            )
+            write, proto = await loop.connect_write_pipe(
+                lambda: asyncio.streams.FlowControlMixin(loop=loop),
+                wfile,
+            )
+        except BaseException:
+            if read is not None:
+                read.close()
+            else:
+                rfile.close()
+            wfile.close()
+            raise
+        writer = asyncio.StreamWriter(write, proto, None, loop)
+        return cls(pid=pid, stdin=writer, stdout=reader, read=read)
+
+    def close(self) -> None:
+        """Close our pipe ends (a watchdog still running sees EOF: it keeps its deadline)."""
+        if self.read is not None:
+            self.stdin.close()
+            self.read.close()
 
 
 async def tell_watchdog(stdin: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:

@@ -39,18 +39,18 @@ async def run_one(
     raft.machine.apply(c.encode(c.Plan(at_ms=T0, fires=(fire,), missed=())))
     rid = run_id(spec.name, T0 + 1000)
     ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path)  # type: ignore[arg-type]
-    real_exec = asyncio.create_subprocess_exec
+    real_start = ex._start_watchdog
 
-    async def slow_exec(*args: Any, **kw: Any) -> Any:
+    async def slow_start(ctx: str) -> Any:
         await asyncio.sleep(spawn_delay)  # a loaded machine: the watchdog is slow to start
-        return await real_exec(*args, **kw)
+        return await real_start(ctx)
 
-    asyncio.create_subprocess_exec = slow_exec  # type: ignore[assignment]
+    ex._start_watchdog = slow_start  # type: ignore[method-assign]
     try:
         ex.on_granted(rid, 1, "a")
         await asyncio.wait_for(asyncio.gather(*list(ex._tasks)), 30)
     finally:
-        asyncio.create_subprocess_exec = real_exec  # type: ignore[assignment]
+        await ex.stop()
     return raft, rid
 
 

@@ -94,22 +94,22 @@ async def burst(
         data_dir=tmp_path,
         max_starting=max_starting,
     )
-    real_exec = asyncio.create_subprocess_exec
+    real_start = ex._start_watchdog
     spawning = 0
     most = 0
 
-    async def slow_exec(*args: Any, **kw: Any) -> Any:
+    async def slow_start(ctx: str) -> Any:
         nonlocal spawning, most
         spawning += 1
         most = max(most, spawning)
         try:
             await asyncio.sleep(spawn_delay)  # a loaded machine: each watchdog is slow
-            return await real_exec(*args, **kw)
+            return await real_start(ctx)
         finally:
             spawning -= 1
 
     expiry = asyncio.get_running_loop().create_task(raft.expiry_loop())
-    asyncio.create_subprocess_exec = slow_exec  # type: ignore[assignment]
+    ex._start_watchdog = slow_start  # type: ignore[method-assign]
     try:
         for rid in rids:
             ex.on_granted(rid, raft.machine.read(lambda s, r=rid: s.runs[r].fence), "a")  # type: ignore[misc]
@@ -117,7 +117,7 @@ async def burst(
             await during(raft, ex, rids)
         await asyncio.wait_for(asyncio.gather(*list(ex._tasks)), 60)
     finally:
-        asyncio.create_subprocess_exec = real_exec  # type: ignore[assignment]
+        await ex.stop()
         expiry.cancel()
     return raft, rids, most
 

@@ -6,13 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit cluster chaos install clean bench bench-quick
 
-# compat: a plain path in a .pth file. The default editable finder costs ~8 ms at every
-# interpreter start (every CLI call, every `raftcron lock`); a plain path costs nothing.
-# -qq: setuptools warns that this mode is transitional; errors still show and fail make.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install -qq -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

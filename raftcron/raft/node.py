@@ -169,7 +169,8 @@ class Machine:
 
 
 class _DurableTransport(TCPTransport):  # type: ignore[misc]
-    """Fsyncs the journal before anything but the leader's AppendEntries leaves this node.
+    """Fsyncs the journal before anything but the leader's AppendEntries (and its reply
+    to a forwarded command, :func:`_leaves_before_sync`) leaves this node.
 
     An ack (``next_node_idx``), a vote or a forwarded command waits for the fsync: a
     follower never acknowledges an entry that a power cut could take back. The leader's
@@ -181,7 +182,7 @@ class _DurableTransport(TCPTransport):  # type: ignore[misc]
     """
 
     def send(self, node: Any, message: Any) -> bool:
-        if not _is_append_entries(message):
+        if not _leaves_before_sync(message):
             self._syncObj.sync_journal()
         ok: bool = super().send(node, message)
         return ok
@@ -196,8 +197,19 @@ class _DurableTransport(TCPTransport):  # type: ignore[misc]
         super()._onNewIncomingConnection(conn)
 
 
-def _is_append_entries(message: Any) -> bool:
-    return isinstance(message, dict) and message.get("type") == "append_entries"
+def _leaves_before_sync(message: Any) -> bool:
+    """The leader's ``append_entries``, and its ``apply_command_response``: the log
+    position it gave a command a follower forwarded. That is no acknowledgment: the
+    follower's caller hears of its command only once the entry has committed, and if the
+    entry is lost before, the same (index, term) can never commit with another command
+    (Raft's log matching), so the caller is told it was discarded. Sending it before the
+    fsync matters because pysyncobj sends it right after appending, before the
+    AppendEntries: waiting for the fsync there held the entry back from the followers
+    (measured: a forwarded Start took 22-29 ms at p50 against 4-6 ms at the leader)."""
+    return isinstance(message, dict) and message.get("type") in (
+        "append_entries",
+        "apply_command_response",
+    )
 
 
 _STORED_MAX: Final = 4096  # larger messages (batches, snapshot chunks) are still compressed

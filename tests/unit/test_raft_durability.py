@@ -168,8 +168,8 @@ def _leader(replicas: list[_Replica], timeout: float = 10.0) -> _Replica:
     raise AssertionError("no leader elected")
 
 
-def _propose(replica: _Replica, n: int) -> None:
-    for i in range(n):
+def _propose(replica: _Replica, n: int, first: int = 0) -> None:
+    for i in range(first, first + n):
         cmd = AcquireLock(
             at_ms=1_000 + i, name=f"l{i}", request=f"r{i}", holder="t", ttl_ms=60_000, wait_ms=0
         )
@@ -180,6 +180,10 @@ def _run(tmp_path: Path, checker: Checker, built: list[_Replica], cls: type[_Rep
     built.extend(_start(tmp_path, checker, cls))
     leader = _leader(built)
     _propose(leader, 40)
+    # Commands a follower forwards: the leader answers with the entry's log position
+    # before its fsync (_leaves_before_sync), which must not let anything commit early.
+    follower = next(r for r in built if r is not leader)
+    _propose(follower, 20, first=40)
 
 
 def test_nothing_acked_or_counted_before_it_is_durable(
@@ -187,8 +191,8 @@ def test_nothing_acked_or_counted_before_it_is_durable(
 ) -> None:
     _run(tmp_path, checked_transport, replicas, _Replica)
     assert checked_transport.violations == []
-    assert checked_transport.acks_checked >= 40
-    assert checked_transport.commits_checked >= 40
+    assert checked_transport.acks_checked >= 60
+    assert checked_transport.commits_checked >= 60
 
 
 class _LeaderCountsBeforeFsync(_Replica):

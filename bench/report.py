@@ -389,6 +389,11 @@ def markdown(res: dict[str, Any], img_rel: str, made: dict[str, str], json_rel: 
         )
     )
     add("")
+    if LATER_HEADING in _analysis_text():
+        add(
+            "Measured by hand after this run, on newer code (not from the results file): "
+            f"see [{LATER_HEADING}](#{_anchor(LATER_HEADING)}) below.\n"
+        )
 
     u = _g(w, "locks", "uncontended")
     if u:
@@ -812,9 +817,9 @@ def markdown(res: dict[str, Any], img_rel: str, made: dict[str, str], json_rel: 
         add("## Notes from this run\n")
         add("\n".join(f"* {n}" for n in notes))
         add("")
-    analysis = ROOT / "bench" / "analysis.md"
-    if analysis.exists():
-        add(analysis.read_text())
+    text = _analysis_text()
+    if text:
+        add(text)
     add(
         "## Reproduce\n\n```sh\nmake bench        # everything, about 50 minutes here\n"
         "make bench-quick  # small sizes, under 3 minutes, output in bench/results/scratch/\n"
@@ -823,6 +828,22 @@ def markdown(res: dict[str, Any], img_rel: str, made: dict[str, str], json_rel: 
         "extra of pyproject.toml.\n"
     )
     return "\n".join(L)
+
+
+# A section of bench/analysis.md with figures measured by hand after the results file's run.
+LATER_HEADING = "Targets measured again since this run (by hand)"
+
+
+def _analysis_text() -> str:
+    """bench/analysis.md (hand-written: profiles of missed targets, later measurements)."""
+    analysis = ROOT / "bench" / "analysis.md"
+    return analysis.read_text() if analysis.exists() else ""
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    kept = "".join(ch for ch in heading.lower() if ch.isalnum() or ch in " -")
+    return kept.replace(" ", "-")
 
 
 def write_report(res: dict[str, Any], json_path: Path, quick: bool) -> Path:

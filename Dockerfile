@@ -8,6 +8,11 @@ FROM python:3.11-slim
 RUN groupadd --system raftcron && useradd --system --gid raftcron --home /var/lib/raftcron raftcron \
  && mkdir -p /var/lib/raftcron && chown raftcron:raftcron /var/lib/raftcron
 
+# tini as PID 1: a watchdog whose fork server was replaced is re-parented to PID 1, and the
+# agent (which reaps only its own children) would leave it a zombie.
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/raftcron
 COPY pyproject.toml README.md ./
 COPY raftcron ./raftcron
@@ -17,5 +22,5 @@ USER raftcron
 WORKDIR /var/lib/raftcron
 VOLUME ["/var/lib/raftcron"]
 EXPOSE 7100 8100
-ENTRYPOINT ["raftcron", "agent"]
+ENTRYPOINT ["/usr/bin/tini", "--", "raftcron", "agent"]
 CMD ["--data-dir", "/var/lib/raftcron"]

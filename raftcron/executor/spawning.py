@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -102,10 +103,15 @@ class WatchdogSpawner:
         loop = asyncio.get_running_loop()
         rid = self._next_id
         self._next_id += 1
+        in_r, in_w = os.pipe()
+        try:
+            out_r, out_w = os.pipe()
+        except OSError:
+            os.close(in_r)
+            os.close(in_w)
+            raise
         fut: asyncio.Future[int] = loop.create_future()
         srv.pending[rid] = fut
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
         ok = False
         try:
             try:
@@ -117,7 +123,10 @@ class WatchdogSpawner:
             finally:
                 os.close(in_r)
                 os.close(out_w)
-            pid = await asyncio.wait_for(fut, self.reply_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can return the pid and lose a
+            # cancel that arrives with it, and the run would start after it was cancelled.
+            async with asyncio.timeout(self.reply_timeout):
+                pid = await fut
             ok = True
             return pid, in_w, out_r
         except (OSError, SpawnerError, TimeoutError) as exc:
@@ -219,20 +228,11 @@ class WatchdogSpawner:
         return srv
 
     def _watch_exit(self, srv: _Server) -> None:
-        """Reap the server when it exits (it is our child), without blocking."""
+        """Reap the server when it exits (it is our child), without blocking: through a
+        pidfd, or where the kernel has no pidfd_open (before 5.3) a thread in waitpid."""
         loop = asyncio.get_running_loop()
-        try:
-            srv.pidfd = os.pidfd_open(srv.pid)
-        except OSError:
-            srv.pidfd = -1
-            return
 
         def exited() -> None:
-            loop.remove_reader(srv.pidfd)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(srv.pid, os.WNOHANG)
-            os.close(srv.pidfd)
-            srv.pidfd = -1
             srv.exited.set()
             if not srv.closed:
                 logger.warning(
@@ -241,7 +241,29 @@ class WatchdogSpawner:
                 self._discard(srv, kill=False)
                 self._kick(f"node={self.node}")
 
-        loop.add_reader(srv.pidfd, exited)
+        try:
+            srv.pidfd = os.pidfd_open(srv.pid)
+        except OSError:
+            srv.pidfd = -1
+
+            def wait() -> None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(srv.pid, 0)
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(exited)
+
+            threading.Thread(target=wait, name=f"reap-spawner-{srv.pid}", daemon=True).start()
+            return
+
+        def readable() -> None:
+            loop.remove_reader(srv.pidfd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(srv.pid, os.WNOHANG)
+            os.close(srv.pidfd)
+            srv.pidfd = -1
+            exited()
+
+        loop.add_reader(srv.pidfd, readable)
 
     def _on_readable(self, srv: _Server) -> None:
         while not srv.closed:
@@ -309,8 +331,6 @@ class WatchdogSpawner:
         if srv is None:
             return
         self._discard(srv, kill=False, why="the executor stopped")
-        if srv.pidfd < 0:
-            return
         try:
             await asyncio.wait_for(srv.exited.wait(), 2.0)
         except TimeoutError:

@@ -273,6 +273,70 @@ def test_a_dead_spawner_is_restarted(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_without_pidfd_a_thread_reaps_the_spawner(tmp_path: Path, monkeypatch: Any) -> None:
+    """Kernels before 5.3 have no pidfd_open: a thread in waitpid reaps the server, so a
+    dead one is still noticed and replaced, and close() still leaves no zombie."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+    async def go() -> None:
+        sp = WatchdogSpawner("a", retry_s=0.0)
+        try:
+            await run_watchdog(sp, tmp_path, ["true"])
+            dead = sp.pid
+            assert dead is not None
+            os.kill(dead, signal.SIGKILL)
+            for _ in range(500):
+                if sp.pid not in (None, dead):
+                    break
+                await asyncio.sleep(0.02)
+            assert sp.pid not in (None, dead) and state(dead) == "gone"
+            _, events = await run_watchdog(sp, tmp_path, ["true"])
+            assert events[-1]["outcome"] == "exited"
+            last = sp.pid
+        finally:
+            await sp.close()
+        assert last is not None and state(last) == "gone"
+
+    asyncio.run(go())
+
+
+def test_a_spawn_cancelled_as_its_reply_arrives_stays_cancelled(tmp_path: Path) -> None:
+    """On 3.11 asyncio.wait_for returns the result when a cancel comes in the same loop
+    iteration; the run would then start after it was cancelled. The spawn must raise, and
+    its pipe ends must be closed (the forked watchdog reads EOF and exits)."""
+
+    async def go() -> None:
+        sp = WatchdogSpawner("a")
+        try:
+            await run_watchdog(sp, tmp_path, ["true"])
+            before = set(fd_links(os.getpid()))
+            task = asyncio.get_running_loop().create_task(sp.spawn("job=t run=t fence=1"))
+            for _ in range(5000):
+                srv = sp._server
+                if srv is not None and srv.pending:
+                    break
+                await asyncio.sleep(0)
+            assert srv is not None and srv.pending
+            (fut,) = srv.pending.values()
+            fut.set_result(os.getpid())  # the reply and the cancel, one iteration
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            else:
+                raise AssertionError("the cancelled spawn returned a watchdog")
+            assert set(fd_links(os.getpid())) <= before  # both pipe ends closed
+        finally:
+            await sp.close()
+
+    asyncio.run(go())
+
+
 # ------------------------------------------------------------- through the executor
 
 

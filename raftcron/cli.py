@@ -252,7 +252,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             j.name,
             j.schedule or "after " + ",".join(j.raw.get("after") or ()),
             j.timezone,
-            "paused" if j.paused else "active",
+            "broken" if j.broken else "paused" if j.paused else "active",
             _when(j.next_fire),
             None if j.last_run is None else f"{j.last_run.status} {_when(j.last_run.scheduled_at)}",
             j.source,
@@ -290,6 +290,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         ),
         _what(job, raw),
         ("state", state if job.paused else "active"),
+        *(
+            [("broken", f"{job.broken} (fires are recorded missed; a PUT or resume clears it)")]
+            if job.broken
+            else []
+        ),
         ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
         ("overlap", raw.get("overlap")),
         ("watermark", raw.get("watermark") or "-"),

@@ -156,7 +156,14 @@ def test_a_5e_324_backfill_does_not_stop_a_job_created_later() -> None:
     leader = _leader(raft, clock)
     clock.advance(1)
     asyncio.run(_steps(leader, clock, 1))  # claims the first backfill fire
-    assert [r.trigger for r in _runs(raft) if r.job == "bf"] == ["backfill"]
+    [first] = [r for r in _runs(raft) if r.job == "bf"]
+    assert first.trigger == "backfill"
+    at = clock.wall_ms()  # it ran and ended: the pacing decides when the next one may go
+    raft.state.apply(c.Start(at_ms=at, run_id=first.id, fence=first.fence, node="a", token="t"))
+    done = c.Complete(at_ms=at, run_id=first.id, fence=first.fence, node="a",
+                      status="succeeded", exit_code=0, started_ms=at, finished_ms=at)  # fmt: skip
+    raft.state.apply(done)
+    leader.jobs_changed(["bf"])
     raft.state.apply(c.PutJob(at_ms=clock.wall_ms(), spec=spec("later")))
     leader.jobs_changed(["later"])
     asyncio.run(_steps(leader, clock, 3))

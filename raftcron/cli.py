@@ -60,12 +60,23 @@ def _setup_logging(level: str, as_json: bool, node: str) -> None:
                 }
             )
 
+    class _OneLineFormatter(logging.Formatter):
+        """Control characters in a message are escaped: user text (a pause note, a path)
+        cannot start a line of its own (a traceback after it keeps its lines)."""
+
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            if not record.message.isprintable():
+                record.message = "".join(
+                    ch if ch.isprintable() else repr(ch)[1:-1] for ch in record.message
+                )
+            return super().formatMessage(record)
+
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
+            _OneLineFormatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -408,3 +408,29 @@ def test_a_pause_note_with_a_newline_does_not_forge_a_log_line(
     assert lines and all("\n" not in ln for ln in lines), lines
     assert "disk full\\n2027" in lines[0]
     assert all("\n" not in r.getMessage() for r in caplog.records)
+
+
+def test_the_agents_log_format_keeps_every_record_on_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from raftcron import cli
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        cli._setup_logging("info", False, "a")
+        logger = logging.getLogger("raftcron.test")
+        logger.info("note: %s", "disk full\n2027-01-15 08:00:00 CRITICAL [a] x: forged\r")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("with a traceback: %s", "a\nb")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("note: disk full\\n2027-01-15 08:00:00 CRITICAL [a] x: forged\\r")
+    assert (
+        err[1].endswith("with a traceback: a\\nb")
+        and err[2] == "Traceback (most recent call last):"
+    )

@@ -219,11 +219,8 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
 
 
 def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
-    try:
-        local = datetime.fromtimestamp(ms / 1000, zone).isoformat(timespec="seconds")
-    except (OverflowError, ValueError):  # the zone's wall clock is past year 9999
-        local = rfc3339(ms)
-    return {"utc": rfc3339(ms), "local": local, "at_ms": ms}
+    local = datetime.fromtimestamp(ms / 1000, zone)
+    return {"utc": rfc3339(ms), "local": local.isoformat(timespec="seconds"), "at_ms": ms}
 
 
 def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:

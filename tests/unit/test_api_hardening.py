@@ -434,3 +434,46 @@ def test_the_agents_log_format_keeps_every_record_on_one_line(
         err[1].endswith("with a traceback: a\\nb")
         and err[2] == "Traceback (most recent call last):"
     )
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_json_408(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raftcron.api import http as api_http
+
+    monkeypatch.setattr(api_http, "BODY_TIMEOUT_S", 0.3)
+
+    async def body(port: int) -> None:
+        head = (
+            "PUT /v1/jobs/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {ADMIN}\r\nContent-Length: 100\r\n\r\n" + '{"schedule": '
+        )
+        status, headers, err = await raw(port, head.encode())  # (then nothing more)
+        assert status == 408 and err["error"]["code"] == "request_timeout", err
+        assert headers.get("connection") == "close"
+
+    serve(node, body)
+
+
+def test_the_documents_links_name_operations_it_has(tmp_path: Path) -> None:
+    from openapi_spec_validator import validate
+
+    from raftcron.api import openapi
+
+    doc = openapi.document(api.build_app(_node(tmp_path)))
+    validate(doc)
+    ids = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
+    links = [
+        link
+        for item in doc["paths"].values()
+        for op in item.values()
+        for resp in op["responses"].values()
+        for link in resp.get("links", {}).values()
+    ]
+    assert len(links) >= 12
+    assert {link["operationId"] for link in links} <= ids
+    put = doc["paths"]["/v1/jobs/{name}"]["put"]["responses"]
+    assert put["201"]["links"]["GetJob"]["parameters"] == {"name": "$request.path.name"}
+    assert all(
+        "default" in op["responses"] for item in doc["paths"].values() for op in item.values()
+    )

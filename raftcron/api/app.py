@@ -12,6 +12,10 @@ Invariants:
 * Every error is JSON ``{"error": {"code", "message"}}``: 400 invalid input, 401/403 from
   the auth middleware, 404 unknown job/run/route, 405 wrong method, 409 conflict, 503 no
   leader. Anything a client sends maps to a 4xx; a 500 means a bug here, and is logged.
+  What aiohttp answers before any handler runs (unparsable requests, lines too long) is
+  JSON too (``server.py``); request bodies are size-checked (``http.read_body``).
+* A read token sees job secrets redacted (``redact.py``); a ``PUT`` carrying the marker
+  is refused.
 * ``GET /v1/openapi.json`` is built from the routes actually registered, so the document
   always matches what the node serves (``raftcron/api/openapi.py`` holds the operations).
 

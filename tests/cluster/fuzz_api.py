@@ -3,9 +3,11 @@
 ``python -m tests.cluster.fuzz_api --max-time 120`` (root): re-executes itself under
 ``unshare -n`` (a network namespace with only a loopback interface, gone with the
 process), starts three agents with an admin and a read token, and runs schemathesis on
-``/v1/openapi.json`` of one of them: the generated requests (stateless: examples, coverage,
+``/v1/openapi.json`` of the leader: the generated requests (stateless: examples, coverage,
 fuzzing; stateful: the links between operations in the document) with the admin token,
-then a shorter pass with the read token. A job or webhook URL that schemathesis makes up
+then a shorter pass with the read token. It talks to the leader (a follower answers
+``/health/leader`` with a 503, which schemathesis counts as a server error); writes sent
+to a follower take the same handlers. A job or webhook URL that schemathesis makes up
 cannot leave the machine: the namespace has no route anywhere. A generated ``command``
 runs ``true`` with the generated arguments (``fuzz_hooks``), so no made-up program runs.
 
@@ -92,7 +94,10 @@ def inside(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="raftcron-fuzz-") as tmp:
         cluster = Cluster(Path(tmp), [every_second], extra_toml=tokens, token=ADMIN)
         with running(cluster):
-            url = cluster.members["a"].api + "/v1/openapi.json"
+            # the leader: a follower's /health/leader is a (documented) 503, and
+            # schemathesis counts every 5xx as a server error
+            leader = cluster.wait_leader(30)
+            url = cluster.members[leader].api + "/v1/openapi.json"
             try:
                 rc = schemathesis(url, ADMIN, args.max_time, args.phases, out / "admin", args.seed)
                 read_time = max(10, args.max_time // 4)

@@ -574,17 +574,47 @@ def _ensure_secret(config: Path) -> None:
     print(f"generated a cluster secret in {path}")
 
 
+EXAMPLE_CONFIG = "cluster.example.toml"
+
+
+def example_config() -> bytes:
+    """The example cluster file shipped in the package (in a checkout, a link to the
+    top-level cluster.example.toml: one file, so the two cannot differ)."""
+    from importlib.resources import files
+
+    return files("raftcron").joinpath(EXAMPLE_CONFIG).read_bytes()
+
+
+def _write_example(path: Path) -> bool:
+    """``raftcron dev`` without ``--config``: put the example at ``path`` unless a file is
+    there (never overwritten); True if it was written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise CliError(
+            f"{path}: cannot write: {exc.strerror} (run it in a writable directory)"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(example_config())
+    return True
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
     from raftcron.client import Client, ClientError
 
-    config = Path(args.config)
-    if not config.exists():
-        raise CliError(
-            f"{config}: not found (run from the repository root or pass --config)", EXIT_USAGE
-        )
+    if args.config is None:
+        config = Path(EXAMPLE_CONFIG)
+        if _write_example(config):
+            print(f"wrote {config} (the example cluster: three nodes on 127.0.0.1; edit it)")
+    else:
+        config = Path(args.config)
+        if not config.exists():
+            raise CliError(f"{config}: not found (check the path, or omit --config)", EXIT_USAGE)
     _ensure_secret(config)
     cfg = _load(str(config))
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -690,6 +720,7 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="raftcron", description="Highly available cron on its own Raft cluster."
     )
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="verb", required=True)
     if only_lock:
         lockcmd.add_parser(sub)
@@ -708,9 +739,17 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_agent)
 
     d = sub.add_parser("dev", help="run a local 3-node cluster (the demo)")
-    d.add_argument("--config", default="cluster.example.toml")
+    d.add_argument(
+        "--config",
+        help="cluster TOML file (default: ./cluster.example.toml, written from the package's "
+        "copy if it is not there)",
+    )
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.set_defaults(fn=cmd_dev)
+
+    from raftcron import initcmd
+
+    initcmd.add_parser(sub).set_defaults(fn=cmd_init)
 
     c = sub.add_parser("check-config", help="validate a cluster TOML file")
     c.add_argument("file")
@@ -785,6 +824,35 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
 
     lockcmd.add_parser(sub)
     return p
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version (pyproject.toml is its one source),
+    looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("raftcron")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed: pip install -e . in the checkout)"
+        print(f"raftcron {version}")
+        parser.exit()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from raftcron import initcmd
+
+    try:
+        lines = initcmd.run(args)
+    except initcmd.InitError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

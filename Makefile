@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cluster chaos install clean bench bench-quick lock \
+.PHONY: demo test lint typecheck unit cluster chaos fuzz-api install clean bench bench-quick lock \
 	wheelhouse
 
 # Online installs take the exact versions and hashes of the lock files (`make lock` writes
@@ -72,6 +72,13 @@ chaos: $(STAMP)
 		--out chaos-out $(if $(SEED),--seed $(SEED)) \
 		$(foreach n,$(NEMESIS),--nemesis $(n))
 
+## make fuzz-api: schemathesis against a 3-node cluster with tokens, in a network
+## namespace (root), for FUZZ_SECONDS (make test runs it for 90 s). Output in fuzz-api-out/.
+FUZZ_SECONDS ?= 1200
+fuzz-api: $(STAMP)
+	$(BIN)/python -m tests.cluster.fuzz_api --max-time $(FUZZ_SECONDS) --out fuzz-api-out \
+		$(if $(SEED),--seed $(SEED))
+
 ## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~60 min.
 ## Writes bench/results/<date>.json, docs/benchmarks.md and docs/img/bench/*.png.
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -90,4 +97,4 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) $(TOOLS) raftcron-data chaos-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) raftcron-data chaos-out fuzz-api-out .pytest_cache .mypy_cache .ruff_cache

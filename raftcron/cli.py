@@ -60,12 +60,23 @@ def _setup_logging(level: str, as_json: bool, node: str) -> None:
                 }
             )
 
+    class _OneLineFormatter(logging.Formatter):
+        """Control characters in a message are escaped: user text (a pause note, a path)
+        cannot start a line of its own (a traceback after it keeps its lines)."""
+
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            if not record.message.isprintable():
+                record.message = "".join(
+                    ch if ch.isprintable() else repr(ch)[1:-1] for ch in record.message
+                )
+            return super().formatMessage(record)
+
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
+            _OneLineFormatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -252,7 +263,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             j.name,
             j.schedule or "after " + ",".join(j.raw.get("after") or ()),
             j.timezone,
-            "paused" if j.paused else "active",
+            "broken" if j.broken else "paused" if j.paused else "active",
             _when(j.next_fire),
             None if j.last_run is None else f"{j.last_run.status} {_when(j.last_run.scheduled_at)}",
             j.source,
@@ -290,6 +301,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         ),
         _what(job, raw),
         ("state", state if job.paused else "active"),
+        *(
+            [("broken", f"{job.broken} (fires are recorded missed; a PUT or resume clears it)")]
+            if job.broken
+            else []
+        ),
         ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
         ("overlap", raw.get("overlap")),
         ("watermark", raw.get("watermark") or "-"),

@@ -21,6 +21,7 @@ from aiohttp import web
 from raftcron import memory
 from raftcron.api.app import build_app
 from raftcron.api.auth import server_ssl_context
+from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
 from raftcron.config import Config, ConfigError, NodeConfig
 from raftcron.core import commands as c
@@ -298,7 +299,7 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.raft.start()
         app = build_app(self)
-        runner = web.AppRunner(app, access_log=None)
+        runner = ApiRunner(app)
         await runner.setup()
         site = web.TCPSite(
             runner, self.me.api.host, self.me.api.port, reuse_address=True, ssl_context=tls

@@ -283,6 +283,20 @@ class CancelBackfill:
     job: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkBroken:
+    """The leader could not compute ``job``'s fires (an exception in its scheduler):
+    flag the job broken with ``reason``. ``updated_ms`` is the job's ``updated_ms`` the
+    leader computed with: a job changed since (a PUT, a pause, a resume) is not marked
+    (``stale``), so a fix is never flagged by a late mark. Idempotent: marking a broken
+    job again changes nothing."""
+
+    at_ms: int
+    job: str
+    updated_ms: int
+    reason: str
+
+
 LockCommand = AcquireLock | RenewLock | ReleaseLock | ExpireLock | CancelLockWait
 
 Command = (
@@ -304,6 +318,7 @@ Command = (
     | ReleaseLock
     | ExpireLock
     | CancelLockWait
+    | MarkBroken
 )
 
 _SPEC_FIELDS: Final = (
@@ -610,6 +625,13 @@ def encode(cmd: Command) -> bytes:
             }
         case CancelBackfill():
             body |= {"t": "backfill_cancel", "job": cmd.job}
+        case MarkBroken():
+            body |= {
+                "t": "mark_broken",
+                "job": cmd.job,
+                "updated": cmd.updated_ms,
+                "reason": cmd.reason,
+            }
         case Plan():
             body |= {
                 "t": "plan",
@@ -718,6 +740,10 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             )
         case "backfill_cancel":
             return CancelBackfill(at_ms=at, job=_str(b["job"]))
+        case "mark_broken":
+            return MarkBroken(
+                at_ms=at, job=_str(b["job"]), updated_ms=int(b["updated"]), reason=str(b["reason"])
+            )
         case "plan":
             return Plan(
                 at_ms=at,

@@ -42,7 +42,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -85,9 +85,15 @@ SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
 
 
 def rfc3339(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    frac = f".{ms % 1000:03d}" if ms % 1000 else ""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+    """Epoch ms as RFC 3339 UTC, always with a four-digit year (``strftime("%Y")`` prints
+    year 267 as "267"); exact (integer arithmetic, no float rounding)."""
+    secs, frac_ms = divmod(ms, 1000)
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
+    frac = f".{frac_ms:03d}" if frac_ms else ""
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}{frac}Z"
+    )
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry

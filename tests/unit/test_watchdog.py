@@ -137,12 +137,13 @@ def test_job_exits_normally_and_output_and_result_are_kept(
     assert reply["run"] == "j@1000" and reply["fence"] == 7 and reply["job_pid"] > 0
     ev = agent.until_exit()
     assert ev is not None
+    # On disk, complete, the moment an agent hears of the exit (before the watchdog exits).
+    saved = wd.read_result(str(run_dir))
+    assert saved == {k: v for k, v in ev.items() if k != "event"}
     assert (ev["event"], ev["exit_code"], ev["outcome"], ev["detail"]) == ("exit", 3, "exited", "")
     assert proc.wait(30) == 0
     assert (run_dir / wd.OUTPUT_NAME).read_text() == "hello\noops\n"
-    # The result is on disk as reported, and the socket is gone.
-    saved = wd.read_result(str(run_dir))
-    assert saved == {k: v for k, v in ev.items() if k != "event"}
+    # The socket is gone with the watchdog; no temp file is left.
     assert not (run_dir / wd.SOCKET_NAME).exists()
     assert not (run_dir / (wd.RESULT_NAME + ".tmp")).exists()
     for name in (wd.OUTPUT_NAME, wd.RESULT_NAME):

@@ -9,12 +9,12 @@ at the agent's process group reach neither.
 
 What it guarantees:
 
-* The job starts only once an agent has attached (sent its hello, carrying the current
-  deadline) and only before ``deadline - lease_grace``: the spec's deadline may well have
-  passed by the time a slow watchdog comes up while the agent's renewals moved it on, so
-  the watchdog waits for a first hello for ``attach_wait`` seconds (or until its deadline,
-  if later) before it gives up without starting anything. A stop request that arrives
-  first means the job never starts.
+* The job starts as soon as the spec is read, if ``deadline - lease_grace`` is still
+  ahead. If it is not (on a loaded machine a watchdog can come up after the agent's
+  renewals moved the deadline on), the watchdog waits up to ``attach_wait`` seconds for
+  an agent's hello carrying the current deadline, starts the job only if that one is
+  ahead, and otherwise gives up without starting anything. A stop request that arrives
+  before the start means the job never starts.
 * The job is stopped at the lease deadline whether or not an agent is attached: SIGTERM
   ``lease_grace`` before it, SIGKILL at it at the latest. An agent that goes away (its
   connection closes) changes nothing: the last deadline stays in force.
@@ -201,7 +201,6 @@ class Watchdog:
         self.clients: dict[int, _Client] = {}
         self.child: subprocess.Popen[bytes] | None = None
         self.pidfd = -1
-        self.attached = False  # an agent has said hello: the job may start
         self.outcome = ""
         self.detail = ""
         self.kill_at: float | None = None
@@ -307,9 +306,8 @@ class Watchdog:
             return
         client.hello = True
         self._apply(msg)
-        if not self.attached:
-            self.attached = True
-            self._maybe_start()
+        if self.child is None and not self.outcome:  # waiting for a current deadline
+            self._start(give_up=True)
         self._send(
             client,
             {
@@ -343,13 +341,15 @@ class Watchdog:
 
     # -- the job
 
-    def _maybe_start(self) -> None:
-        """Start the job: an agent is attached, no stop request, the deadline ahead."""
+    def _start(self, *, give_up: bool) -> None:
+        """Start the job if no stop request came and the deadline is ahead; if it is not,
+        wait for a hello with a newer one, or (``give_up``) never start it."""
         if self.child is not None or self.outcome:
             return
         if time.monotonic() >= self.deadline - self.lease_grace:
-            self.outcome = "lease_lost"
-            self.detail = "lease deadline reached before the job started"
+            if give_up:
+                self.outcome = "lease_lost"
+                self.detail = "lease deadline reached before the job started"
             return
         try:
             out = os.open(
@@ -384,7 +384,10 @@ class Watchdog:
         if child is None:
             if not self.outcome and now >= max(self.attach_by, self.deadline - self.lease_grace):
                 self.outcome = "lease_lost"
-                self.detail = "no agent attached before the lease deadline; the job never started"
+                self.detail = (
+                    "the lease deadline had passed when the watchdog came up and no agent "
+                    "brought a later one; the job never started"
+                )
             return
         pgid = child.pid
         if not self.outcome:
@@ -415,6 +418,7 @@ class Watchdog:
 
     def serve(self) -> dict[str, Any]:
         """Until the job has ended (or will never start); then persist and report."""
+        self._start(give_up=False)
         while True:
             now = time.monotonic()
             # Messages first: a renewal that arrived while this process was starting up

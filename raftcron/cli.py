@@ -567,7 +567,7 @@ def _ensure_secret(config: Path) -> None:
     path = (config.parent / secret_file).resolve()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
@@ -620,8 +620,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     for n in cfg.cluster.nodes:
-        n.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(n.data_dir / "agent.log", "ab")  # noqa: SIM115 - closed below
+        n.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(n.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = open(fd, "ab")  # noqa: SIM115 - closed below
         logs[n.name] = log
         procs[n.name] = subprocess.Popen(
             [sys.executable, "-m", "raftcron", "agent", "--config", str(config), "--node", n.name],

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import os
 import re
 import secrets
+import stat
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -79,6 +81,10 @@ __all__ = [
 ]
 
 MIN_SECRET_CHARS: Final = 16
+# A random value of 16 characters or more has many different characters; fewer than this
+# many is a pattern (a random 16-character hex string has fewer with probability 4e-5).
+MIN_SECRET_DISTINCT: Final = 6
+SECRET_HOWTO: Final = "openssl rand -base64 32"
 MIN_LEASE_MS: Final = 1_000
 TOKEN_ROLES: Final = ("admin", "read")
 SINGLE_NODE_NAME: Final = "local"
@@ -1030,8 +1036,15 @@ def _check_counts(
 
 
 def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:
+    """The stripped text of a secret or token file, which must be private to its owner
+    (no access for group or others, as ssh demands of a private key)."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
+        problem = private_file_problem(path)
+        if problem:
+            errs.add(key, problem)
+            return None
+        return text
     except FileNotFoundError:
         errs.add(key, f"{path}: not found ({fix})")
     except IsADirectoryError:
@@ -1041,6 +1054,56 @@ def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -
     except OSError as exc:
         errs.add(key, f"{path}: cannot read: {exc.strerror or exc} (check the permissions)")
     return None
+
+
+def private_file_problem(path: Path) -> str | None:
+    """Why the secret or token file at ``path`` is not private enough, or None: any
+    permission bit for its group or others is refused (the ``chmod 600`` fix)."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        return (
+            f"{path}: mode {mode:04o} lets its group or others read it (it holds a secret; "
+            f"run: chmod 600 {path})"
+        )
+    return None
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why ``value`` is too weak for the cluster secret or a token, or None. Never shows
+    any part of it."""
+    n = len(value)
+    if n < MIN_SECRET_CHARS:
+        return f"too short ({n} characters; use at least {MIN_SECRET_CHARS} random characters"
+    if any(ch.isspace() for ch in value):
+        return "contains white space (a random value has none"
+    counts: dict[str, int] = {}
+    for ch in value:
+        counts[ch] = counts.get(ch, 0) + 1
+    if len(counts) < MIN_SECRET_DISTINCT:
+        return (
+            f"too little variety ({len(counts)} different characters; a random value of "
+            f"this length has many more"
+        )
+    if max(counts.values()) * 2 > n:
+        return "one character makes up half of it (a random value has no such repeats"
+    for period in range(1, n // 2 + 1):
+        if all(value[i] == value[i - period] for i in range(period, n)):
+            return "repeats a short pattern (a random value does not"
+    steps = {ord(b) - ord(a) for a, b in itertools.pairwise(value)}
+    if len(steps) == 1:
+        return "a run of consecutive characters (a random value is not"
+    return None
+
+
+def _weak(errs: _Errors, key: str, value: str, *, file: str | None) -> bool:
+    """Report ``value`` if it is too weak for a secret or a token; True if it was."""
+    problem = secret_weakness(value)
+    if problem is None:
+        return False
+    where = file or "FILE"
+    how = f"openssl rand -base64 32 > {where}; chmod 600 {where}" if file else SECRET_HOWTO
+    errs.add(key, f"{problem}; generate one with: {how})")
+    return True
 
 
 def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterConfig:
@@ -1061,27 +1124,27 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
     secret = _get_str(errs, table, "secret", "cluster")
     secret_file = _get_str(errs, table, "secret_file", "cluster")
     secret_key = "cluster.secret"
+    secret_path: Path | None = None
     if "secret" in table and "secret_file" in table:
         errs.add("cluster.secret_file", "set together with cluster.secret (keep only one of them)")
     elif secret_file is not None:
         secret_key = "cluster.secret_file"
+        secret_path = (base_dir / secret_file).resolve()
         secret = _read_small_file(
             errs,
             secret_key,
-            (base_dir / secret_file).resolve(),
+            secret_path,
             "secret",
             f"write at least {MIN_SECRET_CHARS} random characters into it, e.g. with "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; "
+            f"openssl rand -base64 32 > {secret_path}; chmod 600 {secret_path}; "
             "`raftcron dev` creates it",
         )
     elif "secret" not in table:
         errs.add("cluster.secret", f"missing ({secret_fix})")
-    if secret is not None and len(secret) < MIN_SECRET_CHARS:
-        errs.add(
-            secret_key,
-            f"too short ({len(secret)} characters; use at least {MIN_SECRET_CHARS} random "
-            "characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
-        )
+    if secret is not None and _weak(
+        errs, secret_key, secret, file=None if secret_path is None else str(secret_path)
+    ):
+        secret = None
 
     lease_ms = _get_duration(
         errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
@@ -1282,22 +1345,26 @@ def _token(errs: _Errors, entry: object, where: str, base_dir: Path) -> ApiToken
     token_file = _get_str(errs, entry, "token_file", where)
     token_key = f"{where}.token"
     token_fix = f"at least {MIN_SECRET_CHARS} random characters"
+    token_path: Path | None = None
     if "token" in entry and "token_file" in entry:
         errs.add(f"{where}.token_file", f"set together with {where}.token (keep only one)")
         return None
     if token_file is not None:
         token_key = f"{where}.token_file"
+        token_path = (base_dir / token_file).resolve()
         token = _read_small_file(
             errs,
             token_key,
-            (base_dir / token_file).resolve(),
+            token_path,
             "token",
-            f"write {token_fix} into it",
+            f"write {token_fix} into it, e.g. openssl rand -base64 32 > {token_path}; "
+            f"chmod 600 {token_path}",
         )
     elif "token" not in entry:
         errs.add(token_key, f"missing (set token or token_file, {token_fix})")
-    if token is not None and len(token) < MIN_SECRET_CHARS:
-        errs.add(token_key, f"too short ({len(token)} characters; use {token_fix})")
+    if token is not None and _weak(
+        errs, token_key, token, file=None if token_path is None else str(token_path)
+    ):
         return None
     if role is None or token is None:
         return None
@@ -1352,11 +1419,14 @@ def single_node_config(data_dir: Path) -> Config:
     secret_path = data_dir / "secret"
     label = str(secret_path)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             secret = secret_path.read_text(encoding="utf-8").strip()
+            private = private_file_problem(secret_path)
+            if private:
+                raise ConfigError([private]) from None
         else:
             secret = secrets.token_urlsafe(32)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -1369,11 +1439,12 @@ def single_node_config(data_dir: Path) -> Config:
                 "permissions)"
             ]
         ) from None
-    if len(secret) < MIN_SECRET_CHARS:
+    weak = secret_weakness(secret)
+    if weak:
         raise ConfigError(
             [
-                f"{label}: too short ({len(secret)} characters; delete the file and raftcron "
-                f"generates a new one, or write at least {MIN_SECRET_CHARS} random characters)"
+                f"{label}: {weak}; delete the file and raftcron generates a new one, or write "
+                f"one with: openssl rand -base64 32 > {label}; chmod 600 {label})"
             ]
         )
     raft_host, raft_port = SINGLE_NODE_RAFT.split(":")

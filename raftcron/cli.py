@@ -102,7 +102,14 @@ def _load(path: str, node: str | None = None) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from raftcron.config import account_problems, environment_problems
+
     cfg = _load(args.file, args.node)
+    # What the file alone cannot tell: accounts (users, groups) and the environment are
+    # this machine's. Run it on each node, as the account the agent runs as.
+    problems = account_problems(cfg) + environment_problems(cfg, os.environ)
+    if problems:
+        raise CliError("\n".join(problems), EXIT_USAGE)
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
     return 0
@@ -112,8 +119,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from raftcron.config import ConfigError, single_node_config
+    from raftcron.config import (
+        ConfigError,
+        account_problems,
+        environment_problems,
+        single_node_config,
+    )
+    from raftcron.hardening import private_umask, raise_open_files_limit
 
+    private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:
             cfg = single_node_config(Path(args.data_dir))
@@ -125,7 +139,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise CliError("--node is required with --config (the name of this server)", EXIT_USAGE)
         cfg = _load(args.config, args.node)
         name = args.node
+    leaks = environment_problems(cfg, os.environ, "the agent's environment")
+    if leaks:
+        raise CliError("\n".join(leaks), EXIT_USAGE)
     _setup_logging(args.log_level, args.log_json, name)
+    raise_open_files_limit(name)
+    import logging
+
+    for problem in account_problems(cfg, f"on node {name}"):  # jobs granted here fail
+        logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
     node = Node(cfg, name)
@@ -334,10 +356,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    for key in (*keys, *more, "notify"):
+    process = ("user", "group", "limits", "env_passthrough")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
+            lines.append((key, json.dumps(value) if key in as_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"

@@ -23,7 +23,7 @@ from raftcron.api.app import build_app
 from raftcron.api.auth import server_ssl_context
 from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
-from raftcron.config import Config, ConfigError, NodeConfig
+from raftcron.config import Config, ConfigError, NodeConfig, secret_values
 from raftcron.core import commands as c
 from raftcron.core.planner import NodeInfo
 from raftcron.core.state import (
@@ -93,6 +93,7 @@ class Node:
             max_starting=int(
                 os.environ.get("RAFTCRON_MAX_STARTING", str(runner.DEFAULT_MAX_STARTING))
             ),
+            secret_values=secret_values(config),
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None

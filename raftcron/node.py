@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftcron import memory
+from raftcron import hardening, memory
 from raftcron.api.app import build_app
 from raftcron.api.auth import server_ssl_context
 from raftcron.api.server import ApiRunner
@@ -56,6 +56,9 @@ class Node:
         self.name = name
         self.clock = clock or system_clock()
         self.data_dir: Path = self.me.data_dir
+        # 0700, and everything in it private to the agent's account, before anything in
+        # it is created (the executor's output dir below, Raft's files at start).
+        hardening.prepare_data_dir(self.data_dir, name)
         self.by_raft = {str(n.raft): n for n in config.cluster.nodes}
         self.settings = RaftSettings(
             self_addr=str(self.me.raft),
@@ -297,7 +300,7 @@ class Node:
         self.machine.on_restore = self._restored
         self.raft.add_status_listener(self._on_status)
         self.raft.add_status_listener(self.metrics.on_status)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.raft.start()
         app = build_app(self)
         runner = ApiRunner(app)

@@ -138,7 +138,7 @@ class Executor:
         self.raft = raft
         self.clock = clock
         self.out_dir = data_dir / "output"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._active: dict[str, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False

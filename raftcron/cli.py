@@ -20,6 +20,7 @@ import sys
 import time
 
 from raftcron import lockcmd
+from raftcron.clientopts import TokenFileError, add_connection_options, token_from
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -170,10 +171,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:
-    """The options every client verb takes (``lock`` too): where the API is and how."""
-    p.add_argument("--api", help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    p.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
-    p.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    """The options every client verb takes: where the API is and how (the connection
+    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`)."""
+    add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -184,8 +184,10 @@ def _api(args: argparse.Namespace) -> str:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
-    return tok
+    try:
+        return token_from(args, os.environ)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def client_from_args(args: argparse.Namespace) -> Client:

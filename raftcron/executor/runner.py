@@ -155,6 +155,7 @@ class Executor:
         # value -> what it is).
         self.agent_env = dict(os.environ)
         self.secret_values = dict(secret_values or {})
+        self._own: tuple[Account, str, str] | None = None  # see _account_of
         if spawner is None:
             spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
         # The watchdog fork server; started on the first process run.
@@ -419,11 +420,11 @@ class Executor:
                 "started (remove it from env_passthrough)"
             )
         try:
-            # (NSS may ask a directory service, and a home may be on a slow mount: not on
-            # the loop)
-            account, home, cwd = await asyncio.to_thread(self._account_of, spec)
+            account, home, cwd = await self._account_of(spec)
         except AccountError as exc:
             raise _NotRunnable(f"{exc} on node {self.node} ({exc.fix})") from None
+        if spec.cwd is not None:
+            cwd = spec.cwd
         env = job_environment(run, spec, self.node, account.name, home, self.agent_env)
         process: dict[str, Any] = {"env": env, "cwd": cwd}
         if account.switch:
@@ -436,15 +437,23 @@ class Executor:
             process["limits"] = dict(spec.limits)
         return account, process
 
-    def _account_of(self, spec: JobSpec) -> tuple[Account, str, str]:
-        """The job's account, HOME and working directory: the account's home unless it
-        is missing or inside the data dir (then ``/``), or the job's own ``cwd``."""
-        account = resolve_account(spec.user, spec.group)
+    async def _account_of(self, spec: JobSpec) -> tuple[Account, str, str]:
+        """The job's account, its HOME and its default working directory. Looked up in a
+        thread (NSS may ask a directory service, a home may be on a slow mount); the
+        agent's own account once, not on every run."""
+        if spec.user is not None or spec.group is not None:
+            return await asyncio.to_thread(self._lookup, spec.user, spec.group)
+        if self._own is None:
+            self._own = await asyncio.to_thread(self._lookup, None, None)
+        return self._own
+
+    def _lookup(self, user: str | None, group: str | None) -> tuple[Account, str, str]:
+        """HOME is the account's home unless that lies inside the data dir (then ``/``);
+        the working directory the same, or ``/`` when the home does not exist (cron's
+        rule, and never the agent's own working directory)."""
+        account = resolve_account(user, group)
         home = account.home if not self._in_data_dir(account.home) else "/"
-        cwd = spec.cwd
-        if cwd is None:  # as cron does
-            cwd = home if home != "/" and os.path.isdir(home) else "/"
-        return account, home, cwd
+        return account, home, home if home != "/" and os.path.isdir(home) else "/"
 
     def _in_data_dir(self, path: str) -> bool:
         data = os.path.realpath(self.out_dir.parent)

@@ -74,6 +74,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import backfill_next, place, placement_fires, schedule_of
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
+from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
 
@@ -678,7 +679,7 @@ async def _check_process(node: Node, spec: JobSpec) -> None:
     ex = node.executor
     for var, what in passthrough_leaks(spec.env_passthrough, ex.agent_env, ex.secret_values):
         invalid(
-            f"request body: env_passthrough: {var!r} holds {what} on node {node.name} (a job "
+            f"request body: env_passthrough: {quoted(var)} holds {what} on node {node.name} (a job "
             "must never see it: remove it from env_passthrough)"
         )
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -126,8 +127,6 @@ def _prepare(spec: dict[str, Any]) -> Any:
     """Set what the job inherits from this process (umask, soft open-files limit), and
     return the ``preexec_fn`` that sets its limits and account, or None if it needs none.
     Everything is computed here; the child only makes the system calls."""
-    import resource
-
     if spec.get("umask") is not None:
         os.umask(int(spec["umask"]))
     nofile_soft = spec.get("nofile_soft")

@@ -131,7 +131,7 @@ def test_a_job_with_user_nobody_runs_as_nobody_when_the_agent_is_root(cl: Cluste
     )
     assert status == 400, res
     assert res["error"]["message"] == (
-        "request body: env_passthrough: 'COPY_OF_TOKEN' holds an API token on node a (a job "
+        'request body: env_passthrough: "COPY_OF_TOKEN" holds an API token on node a (a job '
         "must never see it: remove it from env_passthrough)"
     )
 

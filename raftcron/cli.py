@@ -20,6 +20,7 @@ import sys
 import time
 
 from raftcron import lockcmd
+from raftcron.clientopts import TokenFileError, add_connection_options, token_from
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -102,7 +103,14 @@ def _load(path: str, node: str | None = None) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from raftcron.config import account_problems, environment_problems
+
     cfg = _load(args.file, args.node)
+    # What the file alone cannot tell: accounts (users, groups) and the environment are
+    # this machine's. Run it on each node, as the account the agent runs as.
+    problems = account_problems(cfg) + environment_problems(cfg, os.environ)
+    if problems:
+        raise CliError("\n".join(problems), EXIT_USAGE)
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
     return 0
@@ -112,8 +120,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from raftcron.config import ConfigError, single_node_config
+    from raftcron.config import (
+        ConfigError,
+        account_problems,
+        environment_problems,
+        single_node_config,
+    )
+    from raftcron.hardening import private_umask, raise_open_files_limit
 
+    private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:
             cfg = single_node_config(Path(args.data_dir))
@@ -125,7 +140,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise CliError("--node is required with --config (the name of this server)", EXIT_USAGE)
         cfg = _load(args.config, args.node)
         name = args.node
+    leaks = environment_problems(cfg, os.environ, "the agent's environment")
+    if leaks:
+        raise CliError("\n".join(leaks), EXIT_USAGE)
     _setup_logging(args.log_level, args.log_json, name)
+    raise_open_files_limit(name)
+    import logging
+
+    for problem in account_problems(cfg, f"on node {name}"):  # jobs granted here fail
+        logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
     node = Node(cfg, name)
@@ -148,10 +171,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:
-    """The options every client verb takes (``lock`` too): where the API is and how."""
-    p.add_argument("--api", help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    p.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
-    p.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    """The options every client verb takes: where the API is and how (the connection
+    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`)."""
+    add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -162,8 +184,10 @@ def _api(args: argparse.Namespace) -> str:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
-    return tok
+    try:
+        return token_from(args, os.environ)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
@@ -334,10 +358,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    for key in (*keys, *more, "notify"):
+    process = ("user", "group", "limits", "env_passthrough")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
+            lines.append((key, json.dumps(value) if key in as_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"
@@ -567,7 +593,7 @@ def _ensure_secret(config: Path) -> None:
     path = (config.parent / secret_file).resolve()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
@@ -620,8 +646,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     for n in cfg.cluster.nodes:
-        n.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(n.data_dir / "agent.log", "ab")  # noqa: SIM115 - closed below
+        n.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(n.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = open(fd, "ab")  # noqa: SIM115 - closed below
         logs[n.name] = log
         procs[n.name] = subprocess.Popen(
             [sys.executable, "-m", "raftcron", "agent", "--config", str(config), "--node", n.name],

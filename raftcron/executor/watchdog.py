@@ -29,13 +29,24 @@ The run directory (created by the agent, mode 0700) holds ``wd.sock`` (this watc
 listening Unix socket, while it lives), ``output.log`` (the job's stdout and stderr, 0600)
 and ``result.json`` (0600).
 
+Output: the job's stdout and stderr are one pipe that the watchdog reads and appends to
+``output.log``. The file never grows past ``out_max`` bytes: when a write would take it
+past, the file is cut to its last ``out_keep`` bytes (what the ledger keeps) first, so a
+job printing a gigabyte costs ``out_max`` of disk, not a gigabyte. What is in the pipe
+when the job exits is read; a process the job left behind that writes later gets EPIPE.
+
 Protocol, newline-delimited JSON:
 
 * stdin, one line (the spawn spec): ``{"version", "run_dir", "run", "fence", "job",
   "node", "argv", "env", "cwd", "deadline", "timeout", "grace", "lease_grace",
   "attach_wait"}``.
   ``deadline`` is an absolute ``time.monotonic()`` value (CLOCK_MONOTONIC is system-wide on
-  Linux, so the agent and the watchdog share it). Nothing else is read from stdin.
+  Linux, so the agent and the watchdog share it). Optional keys say how the job's process
+  starts: ``uid``, ``gid``, ``groups`` (the account to switch to; the watchdog is then
+  root), ``umask`` and ``nofile_soft`` (what the agent started with, before it set its own
+  umask to 077 and raised its open-files limit), ``limits`` (``{"nofile", "memory",
+  "cpu"}``: RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU), ``out_max`` and ``out_keep`` (the
+  output file's bound, below). Nothing else is read from stdin.
 * stdout, one line, then closed: ``{"event": "listening", "pid", "version"}`` once the
   socket accepts connections, or ``{"event": "error", "detail"}`` (nothing was started).
 * The socket: an agent connects and sends a hello first:
@@ -67,6 +78,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -148,6 +160,116 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+# RLIMIT_CPU: SIGXCPU at the job's ``cpu`` seconds, SIGKILL this many CPU seconds later.
+CPU_GRACE_S = 5
+READS_PER_WAKE = 16  # pipe reads (64 KiB each) between two looks at the deadline
+
+
+class _Output:
+    """The job's output file, bounded: at most ``cap`` bytes, cut to its last ``keep``."""
+
+    def __init__(self, path: str, cap: int, keep: int) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        self.keep = keep
+        self.cap = max(cap, keep)
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self.size + len(data) > self.cap:
+                tail = data[-self.keep :]
+                need = min(self.keep - len(tail), self.size)
+                if need > 0:
+                    tail = os.pread(self.fd, need, self.size - need) + tail
+                os.ftruncate(self.fd, 0)
+                self.size = 0
+                data = tail
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                self.size += n
+                view = view[n:]
+        except OSError:  # disk full: this chunk is lost, the job runs on
+            self.size = os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _drain(fd: int, out: _Output, reads: int) -> str:
+    """Up to ``reads`` reads of the non-blocking pipe ``fd`` into ``out``: "eof", "empty"
+    (nothing more for now) or "more" (it may hold more)."""
+    for _ in range(reads):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return "empty"
+        if not chunk:
+            return "eof"
+        out.write(chunk)
+    return "more"
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def _prepare(spec: dict[str, Any]) -> Any:
+    """Set what the job inherits from this process (umask, soft open-files limit), and
+    return the ``preexec_fn`` that sets its limits and account, or None if it needs none.
+    Everything is computed here; the child only makes the system calls."""
+    if spec.get("umask") is not None:
+        os.umask(int(spec["umask"]))
+    nofile_soft = spec.get("nofile_soft")
+    limits: dict[str, int] = spec.get("limits") or {}
+    if nofile_soft is not None and "nofile" not in limits:  # the watchdog needs a handful
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY:
+            nofile_soft = min(int(nofile_soft), hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (int(nofile_soft), hard))
+    root = os.geteuid() == 0
+    settings: list[tuple[int, tuple[int, int]]] = []
+    for key, res, extra in (
+        ("nofile", resource.RLIMIT_NOFILE, 0),
+        ("memory", resource.RLIMIT_AS, 0),
+        ("cpu", resource.RLIMIT_CPU, CPU_GRACE_S),
+    ):
+        if key not in limits:
+            continue
+        soft = int(limits[key])
+        hard = soft + extra
+        if key == "nofile":
+            hard = soft = min(soft, _nr_open())
+        if not root:  # only root raises a hard limit
+            cur = resource.getrlimit(res)[1]
+            if cur != resource.RLIM_INFINITY:
+                hard = min(hard, cur)
+                soft = min(soft, hard)
+        settings.append((res, (soft, hard)))
+    uid, gid, groups = spec.get("uid"), spec.get("gid"), spec.get("groups")
+    if not settings and uid is None and gid is None:
+        return None
+
+    def preexec() -> None:  # in the child, after fork: system calls only
+        for res, pair in settings:
+            resource.setrlimit(res, pair)
+        if uid is not None:  # the output pipe is the job's: /dev/stdout opens for it
+            os.fchown(1, uid, -1 if gid is None else gid)
+        if groups is not None:
+            os.setgroups(groups)
+        if gid is not None:
+            os.setregid(gid, gid)
+        if uid is not None:
+            os.setreuid(uid, uid)
+
+    return preexec
+
+
 def _read_spec(fd: int) -> dict[str, Any]:
     buf = b""
     while b"\n" not in buf:
@@ -159,16 +281,17 @@ def _read_spec(fd: int) -> dict[str, Any]:
     return spec
 
 
-def _start_job(spec: dict[str, Any], out_fd: int) -> subprocess.Popen[bytes]:
-    """The one place the job's process is created."""
+def _start_job(spec: dict[str, Any], out_w: int, preexec: Any) -> subprocess.Popen[bytes]:
+    """The one place the job's process is created (its output: the pipe ``out_w``)."""
     return subprocess.Popen(
         spec["argv"],
         env=spec["env"],
         cwd=spec.get("cwd") or None,
         stdin=subprocess.DEVNULL,
-        stdout=out_fd,
+        stdout=out_w,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=preexec,
     )
 
 
@@ -201,6 +324,9 @@ class Watchdog:
         self.clients: dict[int, _Client] = {}
         self.child: subprocess.Popen[bytes] | None = None
         self.pidfd = -1
+        # The job's stdout and stderr: one pipe, read into the bounded output file.
+        self.out: _Output | None = None
+        self.pipe_r = -1
         self.outcome = ""
         self.detail = ""
         self.kill_at: float | None = None
@@ -215,6 +341,7 @@ class Watchdog:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)  # a stale one: nobody listens there any more
                 sock.bind(path)
+                os.chmod(path, 0o600)  # like every file in the data dir (its dir is 0700)
             sock.listen(16)
             sock.setblocking(False)
         except OSError:
@@ -351,19 +478,30 @@ class Watchdog:
                 self.outcome = "lease_lost"
                 self.detail = "lease deadline reached before the job started"
             return
+        spec = self.spec
+        pipe_r = pipe_w = -1
         try:
-            out = os.open(
+            preexec = _prepare(spec)
+            self.out = _Output(
                 os.path.join(self.run_dir, OUTPUT_NAME),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                0o600,
+                int(spec.get("out_max", 1 << 20)),
+                int(spec.get("out_keep", 65536)),
             )
-            try:
-                self.child = _start_job(self.spec, out)
-            finally:
-                os.close(out)
+            pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+            self.child = _start_job(spec, pipe_w, preexec)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            for fd in (pipe_r, pipe_w):
+                if fd >= 0:
+                    os.close(fd)
+            if self.out is not None:
+                self.out.close()
+                self.out = None
             self.outcome, self.detail = "spawn_failed", str(exc)
             return
+        os.close(pipe_w)  # the job holds the write end now: EOF once it (and its children) exit
+        self.pipe_r = pipe_r
+        os.set_blocking(pipe_r, False)
+        self.sel.register(pipe_r, selectors.EVENT_READ, "out")
         started = time.monotonic()
         if self.timeout:
             self.timeout_at = started + float(self.timeout)
@@ -430,6 +568,8 @@ class Watchdog:
                     client = self.clients.get(key.fd)
                     if client is not None:
                         self._read(client)
+                elif key.data == "out":
+                    self._read_output(READS_PER_WAKE)
             if self._ended():
                 break
             self._enforce(time.monotonic())
@@ -437,12 +577,34 @@ class Watchdog:
                 break
         return self._finish()
 
+    def _read_output(self, reads: int) -> str:
+        assert self.out is not None
+        got = _drain(self.pipe_r, self.out, reads)
+        if got == "eof":  # nothing of the job's holds the pipe any more
+            self.sel.unregister(self.pipe_r)
+            os.close(self.pipe_r)
+            self.pipe_r = -1
+        return got
+
     def _finish(self) -> dict[str, Any]:
         child = self.child
         if child is not None:
             child.wait()
             if self.outcome:
                 _killpg(child.pid, signal.SIGKILL)  # stragglers of a stopped run must not live on
+        # What the job wrote before it exited is in the pipe (bounded: a process it left
+        # behind may write on; it gets EPIPE once the pipe is closed). The output file is
+        # complete before the result says the job has ended.
+        for _ in range(16):
+            if self.pipe_r < 0 or self._read_output(READS_PER_WAKE) != "more":
+                break
+        if self.pipe_r >= 0:
+            self.sel.unregister(self.pipe_r)
+            os.close(self.pipe_r)
+            self.pipe_r = -1
+        if self.out is not None:
+            self.out.close()
+            self.out = None
         spec = self.spec
         result = {
             "version": PROTOCOL,

@@ -324,7 +324,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._rc_log_changed = 0.0  # and when (monotonic)
         self._rc_forced = -FORCED_COMPACTION_EVERY_S  # when a snapshot was last forced
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
             fs = _power_cut_fs()
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)

@@ -31,10 +31,14 @@ class FakeRaft:
 
 
 async def run_one(
-    tmp_path: Path, spec: JobSpec, spawn_delay: float, raft: FakeRaft | None = None
+    tmp_path: Path,
+    spec: JobSpec,
+    spawn_delay: float,
+    raft: FakeRaft | None = None,
+    **executor: Any,
 ) -> tuple[FakeRaft, str]:
     raft = raft or FakeRaft()
-    ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path)  # type: ignore[arg-type]
+    ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path, **executor)  # type: ignore[arg-type]
     ex.caught_up()  # the grant below is a live one
     raft.machine.apply(c.encode(c.PutJob(at_ms=T0, spec=spec)))
     fire = c.Fire(job=spec.name, scheduled_at_ms=T0 + 1000, node="a", trigger="schedule")

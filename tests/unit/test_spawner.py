@@ -164,8 +164,9 @@ JOB_FDS = textwrap.dedent(
 def test_no_descriptor_leaks_into_the_watchdog_or_the_job(tmp_path: Path) -> None:
     """The job holds nothing but 0-2 (never the spawner socket, the watchdog's sockets or
     another run's pipe); the watchdog holds /dev/null on 0 and 1 once it listens, its own
-    sockets (listening, attached agent) and epoll/pidfd, no pipe; the spawner keeps no pipe
-    of a run it forked (or the agent would never see EOF)."""
+    sockets (listening, attached agent), the job's output file and pipe and epoll/pidfd,
+    no other pipe; the spawner keeps no pipe of a run it forked (or the agent would never
+    see EOF)."""
     seen: dict[str, Any] = {}
 
     async def during(wd_pid: int, job_pid: int) -> None:
@@ -191,9 +192,14 @@ def test_no_descriptor_leaks_into_the_watchdog_or_the_job(tmp_path: Path) -> Non
     wd = seen["wd"]
     assert wd[0] == "/dev/null" and wd[1] == "/dev/null", wd
     extra = {fd: link for fd, link in wd.items() if fd > 2}
-    assert not [link for link in extra.values() if link.startswith("pipe:")], wd
-    assert len([link for link in extra.values() if link.startswith("socket:")]) == 2, wd
-    assert all(link.startswith(("anon_inode:", "socket:")) for link in extra.values()), wd
+    # the job's output file and the read end of the job's output pipe, the watchdog's
+    # listening socket and the attached agent's connection
+    output = {fd for fd, link in extra.items() if link.endswith("/output.log")}
+    job_pipe = {fd for fd, link in extra.items() if link.startswith("pipe:")}
+    sockets = {fd for fd, link in extra.items() if link.startswith("socket:")}
+    assert len(output) == 1 and len(job_pipe) == 1 and len(sockets) == 2, wd
+    others = [link for fd, link in extra.items() if fd not in output | job_pipe | sockets]
+    assert all(link.startswith("anon_inode:") for link in others), wd
     sp_fds = {fd: link for fd, link in seen["spawner"].items() if fd > 2}
     assert len(sp_fds) == 1 and next(iter(sp_fds.values())).startswith("socket:"), sp_fds
 

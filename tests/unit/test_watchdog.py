@@ -4,9 +4,12 @@ dead agent, the result on disk, re-attaching."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -79,6 +82,7 @@ def launch(
     grace: float = 1.0,
     lease_grace: float = 0.0,
     attach_wait: float = 30.0,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start a watchdog as the agent does: spec on stdin, one line back once it listens."""
     run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -103,6 +107,7 @@ def launch(
         "grace": grace,
         "lease_grace": lease_grace,
         "attach_wait": attach_wait,
+        **(extra or {}),
     }
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(spec).encode() + b"\n")
@@ -399,3 +404,56 @@ def test_a_renewal_in_the_hello_counts_before_the_deadline_is_checked(
         and "before the job started" in (ev["detail"])
     )
     assert proc.wait(30) == 0 and not marker.exists()
+
+
+def test_output_goes_through_a_pipe_into_a_bounded_private_file(
+    tmp_path: Path, connect: Connect
+) -> None:
+    """The file never holds more than out_max bytes, even while the job writes; when it
+    would, it is cut to its last out_keep bytes. It is created 0600 whatever the umask."""
+    run_dir = tmp_path / "r"
+    out = run_dir / wd.OUTPUT_NAME
+    script = (
+        "i=0; while [ $i -lt 400 ]; do head -c 10000 /dev/zero | tr '\\0' a; i=$((i+1)); "
+        "done; echo; echo tail-line; sleep 1"
+    )
+    old = os.umask(0o022)
+    try:
+        proc, _ = launch(
+            run_dir, ["sh", "-c", script], 60, extra={"out_max": 100_000, "out_keep": 10_000}
+        )
+    finally:
+        os.umask(old)
+    agent = connect(run_dir)
+    agent.hello()
+    sizes = []
+    while proc.poll() is None:
+        if out.exists():
+            sizes.append(out.stat().st_size)
+            assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        time.sleep(0.001)
+    ev = agent.until_exit()
+    assert ev is not None and ev["outcome"] == "exited" and ev["exit_code"] == 0
+    assert max(sizes) <= 100_000 and len(sizes) > 10
+    data = out.read_bytes()
+    assert data.endswith(b"a\ntail-line\n") and len(data) <= 100_000
+    assert set(data[:-11]) <= {ord("a"), ord("\n")}
+
+
+def test_a_process_left_behind_holding_the_output_does_not_hold_the_run(
+    tmp_path: Path, connect: Connect
+) -> None:
+    """The job's own process exits: the run ends then, as before, even though a background
+    process it started still holds the output pipe (its later output is not collected)."""
+    t0 = time.monotonic()
+    run_dir = tmp_path / "r"
+    job = ["sh", "-c", "echo before; (sleep 20; echo after) & exit 0"]
+    proc, _ = launch(run_dir, job, 60)
+    assert proc.wait(30) == 0
+    result = wd.read_result(str(run_dir))
+    assert result is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(result["job_pid"], signal.SIGKILL)  # the sleep left behind (its own group)
+    assert result["outcome"] == "exited" and result["exit_code"] == 0
+    assert time.monotonic() - t0 < 15
+    assert (run_dir / wd.OUTPUT_NAME).read_text() == "before\n"

@@ -201,10 +201,6 @@ class Executor:
             return
         self._spawn(run, spec, self.clock.monotonic())
 
-    @property
-    def is_caught_up(self) -> bool:
-        return self._caught_up
-
     def caught_up(self) -> None:
         """The node has applied its log as far as the leader had committed when this node
         first heard from it: grants from now on are live. Resume this node's runs, and

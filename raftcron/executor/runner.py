@@ -27,9 +27,10 @@ Safety rules it keeps (DESIGN.md section 3):
   on the first process run) instead of a new interpreter per run; if it fails a request,
   that run's watchdog is spawned directly and the server is replaced.
 * The agent talks to a watchdog over the socket in its run directory: the first attach
-  and a re-attach are the same versioned hello (:func:`rundir.attach`). The job starts
-  only once attached. When the job ends the watchdog persists the result before it tells
-  anyone, so the outcome survives the agent: :meth:`Executor.stop` detaches (records
+  and a re-attach are the same versioned hello (:func:`rundir.attach`). The watchdog starts
+  the job as soon as it has its spec (a quick job may end before the agent attaches: its
+  result is then read from disk). When the job ends the watchdog persists the result
+  before it tells anyone, so the outcome survives the agent: :meth:`Executor.stop` detaches (records
   nothing for a process run, kills nothing) and a restarted agent re-attaches to its live
   watchdogs, or reads the result of one that finished meanwhile, renews under the SAME
   fence and records the outcome once (the completion it proposes is written to the run
@@ -104,7 +105,8 @@ QUEUE_CHECK_S: Final = 5.0  # how often a queued run checks its place (_check_pl
 # processing), which starts it about a quarter faster than `-m` on every run (bench/).
 WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
 # How long a new watchdog may take to come up and listen (a loaded machine can take
-# seconds to start an interpreter); it never starts the job unless an agent attaches.
+# seconds to start an interpreter). One that comes up after its deadline starts nothing
+# unless an agent attaches with a later one.
 LAUNCH_TIMEOUT_S: Final = 30.0
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
@@ -477,7 +479,7 @@ class Executor:
 
     async def _launch(self, ctx: str, wd_spec: dict[str, Any]) -> str | None:
         """Start the run's watchdog, hand it its spec and wait until it listens: None once
-        it does, else why not. It starts the job only once an agent attaches."""
+        it does, else why not. It starts the job itself, at once (watchdog.py)."""
         wd = await self._start_watchdog(ctx)
         try:
             wd.stdin.write(json.dumps(wd_spec).encode() + b"\n")

@@ -272,9 +272,10 @@ def test_an_http_or_lost_watchdog_run_is_recorded_lost_at_once(tmp_path: Path) -
     assert executions(tmp_path) == []
 
 
-def test_the_watchdog_survives_the_agent_process(tmp_path: Path) -> None:
-    """Not just the Executor object: the fork server exits with its agent, the watchdog
-    it forked does not."""
+def test_the_fork_server_goes_with_the_executor_its_watchdog_stays(tmp_path: Path) -> None:
+    """The fork server stops with the executor; the watchdog it forked does not, and the
+    next executor (with a fork server of its own) re-attaches to it. (An agent killed
+    outright: test_spawner.py, test_a_dead_agent_leaves_its_watchdogs_enforcing_the_deadline.)"""
     raft = FakeRaft()
     data = tmp_path / "data"
     rid = grant(raft, job(tmp_path, 1.0))

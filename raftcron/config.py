@@ -52,7 +52,13 @@ from raftcron.core.model import (
     JobSpec,
     NotifyTarget,
 )
-from raftcron.core.schedule import ON_GAP_MODES, ON_REPEAT_MODES, ScheduleError, parse
+from raftcron.core.schedule import (
+    ON_GAP_MODES,
+    ON_REPEAT_MODES,
+    ScheduleError,
+    parse,
+    schedule_for,
+)
 from raftcron.durations import (
     ConfigError,
     parse_duration,
@@ -500,9 +506,11 @@ def job_spec_from_mapping(
         )
     elif schedule is not None:
         try:
-            parse(schedule, "UTC")
+            schedule_for(schedule, "UTC")
         except ScheduleError as exc:
-            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not a cron expression: {exc}")
+            every = schedule.lstrip()[:6].lower() == "@every"
+            kind = "a valid @every schedule" if every else "a cron expression"
+            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not {kind}: {exc}")
             schedule = None
 
     timezone = _get_str(errs, raw, "timezone", where)

@@ -56,6 +56,7 @@ from raftcron.core.schedule import (
     ON_GAP_MODES,
     ON_REPEAT_MODES,
     ScheduleError,
+    field_order_warning,
     parse,
     schedule_for,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "account_problems",
     "environment_problems",
     "job_spec_from_mapping",
+    "job_warnings",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -707,6 +709,14 @@ def job_spec_from_mapping(
         on=on if on is not None else "success",
         **optional,
     )
+
+
+def job_warnings(spec: JobSpec) -> list[str]:
+    """What is valid in a job but probably not what its author meant, as ``<key>: <why>``
+    messages (``check-config``, ``jobs apply`` and ``PUT /v1/jobs/{name}`` show them; they
+    never refuse the job): a six-field schedule that reads like seconds-first."""
+    warning = field_order_warning(spec.schedule) if spec.schedule else None
+    return [] if warning is None else [f"schedule: {warning}"]
 
 
 def _job_after(

@@ -54,7 +54,7 @@ from raftcron.api.http import (
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
-from raftcron.config import ConfigError, job_spec_from_mapping, passthrough_leaks
+from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
@@ -663,7 +663,8 @@ async def put_job(request: web.Request) -> web.Response:
     await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    return _json({"job": name, "result": res.value}, 201 if res.value == "created" else 200)
+    body = {"job": name, "result": res.value, "warnings": job_warnings(spec)}
+    return _json(body, 201 if res.value == "created" else 200)
 
 
 async def _check_process(node: Node, spec: JobSpec) -> None:

@@ -595,6 +595,12 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "job": {"type": "string"},
             "result": {"enum": ["created", "updated", "unchanged", "deleted"]},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "PUT: what is valid but probably not meant, as '<key>: <why>' "
+                "(e.g. a 6-field schedule that reads like seconds-first); the job was saved",
+            },
         },
     },
     "PauseRequest": {

@@ -16,6 +16,12 @@ older code refuses them. Each figure is the best of ``--repeat`` runs (the machi
 shared; the minimum is the least disturbed run).
 
     .venv/bin/python -m bench.next_fire [--jobs 100000] [--repeat 7] [--forms]
+
+On a shared machine, count instructions instead (repeatable): run one phase under callgrind
+and subtract the same run with ``--only none`` (the setup alone), e.g.
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python -m bench.next_fire --jobs 5000 --repeat 1 --only rebuild
 """
 
 from __future__ import annotations
@@ -87,6 +93,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--forms", action="store_true", help="add L, L5, 1#2 and @every jobs")
+    ap.add_argument(
+        "--only",
+        choices=["rebuild", "due", "chain", "distinct", "none"],
+        help="run one phase (none: only the setup), for an instruction count",
+    )
     args = ap.parse_args()
     shared = make_jobs(args.jobs, PLAIN + (FORMS if args.forms else ()))
     distinct = make_jobs(args.jobs, (DISTINCT,))
@@ -112,6 +123,12 @@ def main() -> None:
                 t = next_due_ms(replace(job, watermark_ms=t), False)
 
     n = args.jobs
+    phases = {"rebuild": rebuild(shared), "due": plan_due, "chain": chain}
+    phases["distinct"] = rebuild(distinct)
+    if args.only is not None:
+        if args.only != "none":
+            best(args.repeat, phases[args.only])
+        return
     rows = [
         ("next_due_ms, every job, shared mix", best(args.repeat, rebuild(shared)), n),
         ("due with one fire due, every job, shared mix", best(args.repeat, plan_due), n),

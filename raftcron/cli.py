@@ -416,8 +416,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    process = ("user", "group", "limits", "env_passthrough")
-    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    process = ("user", "group", "limits", "env_passthrough", "stdin")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough", "stdin")
     for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]

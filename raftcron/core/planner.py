@@ -44,6 +44,11 @@ fire, least loaded first. Instances that find no such node become one ``Fire`` w
 ``node == ""`` (recorded as skipped, ``unschedulable: ...``, covering all of them). A
 buffered fire's instances are claimed together; a retry goes where its own instance may.
 
+Drain: members in ``drained`` (``State.drained``) are no candidates at all: placement for
+``tags``, ``count`` (``"all"`` counts only members that are not drained) and
+``max_parallel`` sees only the others, and retries and buffered runs go elsewhere too. A
+fire no other member can take is recorded as unschedulable, like any fire without a node.
+
 Dependencies: a job with ``after`` has no schedule (no fires of its own); ``apply`` queues
 its dependency fires on ``Job.deps`` when its parents' fire settles, and each gets a
 ``dependency`` claim with a node here (in order, after buffered runs); ``apply`` then
@@ -170,6 +175,11 @@ def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
     return fires, missed
 
 
+def placeable(nodes: Iterable[NodeInfo], drained: Collection[str]) -> list[NodeInfo]:
+    """The live ``nodes`` that may get new grants: those not drained."""
+    return [n for n in nodes if n.name not in drained]
+
+
 def tags_match(spec: JobSpec, node: NodeInfo) -> bool:
     have = dict(node.tags)
     return all(have.get(k) == v for k, v in spec.tags)
@@ -284,13 +294,17 @@ def plan(
     load: Mapping[str, int],
     busy: Collection[str] = frozenset(),
     live: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    drained: Collection[str] = frozenset(),
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
     are recorded as paused, so resuming does not back-fill them). ``busy``: the names of
     the jobs that have a live run (their buffered runs wait). ``live``: each job's live
     runs as ``(run id, node)`` (``State.live_by_job``), for ``max_parallel`` and for
     retries beside the other instances of their fire; without it every live run of a
-    job counts as another fire's and ``max_parallel`` sees only this plan's claims."""
+    job counts as another fire's and ``max_parallel`` sees only this plan's claims.
+    ``drained``: members that get no new grant (left out of ``nodes``)."""
+    if drained:
+        nodes = placeable(nodes, drained)
     fires: list[Fire] = []
     missed: list[Missed] = []
     running = dict(load)

@@ -12,16 +12,35 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
-Lease expiry uses this node's monotonic clock: a lease is expired at ``seen + D`` where
-``seen`` is when this node applied its grant or last renewal. On taking over, every
-existing lease counts as renewed at the takeover, with an extra ``D*rho + election
-timeout`` of patience, because the executor may have renewed through the old leader
-moments before it fell.
+Lease expiry (README, "Safety rules"): every node, leader or not, notes in its
+:class:`LeaseTracker` the moment ``t_R`` on its own monotonic clock at which it applied a
+lease's grant or its last committed renewal (a replay at start-up, or an installed
+snapshot, counts as applied then). As leader it commits an ``Expire`` once its clock
+passes ``t_R + D + P``: ``P = 0`` for a lease whose last renewal it applied while leading,
+``P = D*rho + max election timeout`` (:func:`~raftcron.core.lease.takeover_patience`) for
+one it inherited. A takeover adds the patience but never moves ``t_R``: before, every
+takeover re-anchored every inherited lease at the takeover, so a run of leaderships
+shorter than ``D + P`` deferred the expiry of an orphaned lease without bound.
 
-Named locks get the same treatment (``ExpireLock`` naming the fence). Their waiters are
-cancelled by the API node that serves them when their wait runs out; one whose API node
-died is cancelled here ``wait + LOCK_WAIT_GRACE_MS`` after this node saw it queued (or
-after the takeover), so no waiter lives forever.
+The bound: an orphaned run is recorded ``lost`` at most ``D + P`` after the current leader
+applied its last renewal (or, for a leader that started after that renewal, after its own
+start), plus the time to commit the ``Expire`` (this loop looks every 0.1 s). Every
+replica applies a committed renewal within a round trip, so with a leader that stays up
+that is ``D + P`` (plus one election when the leader changes) after the last renewal.
+
+Why it is safe: an ``Expire`` names the renewal count this node last applied, and
+``apply`` refuses it when a later renewal committed first. So a committed ``Expire`` means
+the last renewal is the one anchored at ``t_R``, which is after it committed, which is
+after the holder started its timer (``t_send``); the holder stopped trusting the lease at
+``t_send + D*(1-rho)/(1+rho) - m`` on its own clock, before ``t_R + D`` on ours (clock
+rates differ by at most ``rho``). A replica that applied a renewal late (a lagging
+follower, a restart) only has a later ``t_R``: it expires later, never earlier. No time
+carried inside an entry is used, so wall-clock jumps change nothing here.
+
+Named locks get the same treatment (``ExpireLock`` naming the fence and the renewal
+count). Their waiters are cancelled by the API node that serves them when their wait runs
+out; one whose API node died is cancelled here ``wait + LOCK_WAIT_GRACE_MS`` after this
+node saw it queued (its first sight survives takeovers too), so no waiter lives forever.
 """
 
 from __future__ import annotations
@@ -75,10 +94,10 @@ class _Seen:
 
 
 class LeaseTracker:
-    """When this node last saw each live lease granted or renewed (monotonic seconds).
+    """When this node applied each live lease's grant or last renewal (monotonic seconds).
 
-    Fed on every node from the apply stream, so a new leader has recent times; but on
-    takeover it resets them all to the takeover moment (plus patience) anyway.
+    Fed on every node from the apply stream (``touch``), so a new leader has the times it
+    applied them itself; :meth:`takeover` keeps them (see the module docstring).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -116,30 +135,31 @@ class LeaseTracker:
         self.waiters.pop((name, request), None)
 
     def takeover(self, state: State, election_timeout: float) -> None:
+        """Inherit the live leases, locks and waiters of ``state`` (just after this node's
+        barrier applied): each keeps the time this node applied its grant or last renewal,
+        and gets the takeover patience on top. One this node has not seen at that renewal
+        count (its apply is still on the way to the loop) is anchored now, which is later:
+        safe. Entries of leases that ended are dropped."""
         now = self.clock.monotonic()
+
+        def inherit(old: _Seen | None, fence: int, ms: int, renewals: int) -> _Seen:
+            patience = takeover_patience(ms, election_timeout)
+            if old is None or (old.fence, old.renewals) != (fence, renewals):
+                return _Seen(fence, now, ms, patience, renewals)
+            return _Seen(fence, old.mono, ms, max(old.patience, patience), renewals)
+
         self.seen = {
-            rid: _Seen(
-                lz.fence,
-                now,
-                lz.lease_ms,
-                takeover_patience(lz.lease_ms, election_timeout),
-                lz.renewals,
-            )
+            rid: inherit(self.seen.get(rid), lz.fence, lz.lease_ms, lz.renewals)
             for rid, lz in state.leases.items()
         }
         self.locks = {
-            name: _Seen(
-                lk.fence,
-                now,
-                lk.ttl_ms,
-                takeover_patience(lk.ttl_ms, election_timeout),
-                lk.renewals,
-            )
+            name: inherit(self.locks.get(name), lk.fence, lk.ttl_ms, lk.renewals)
             for name, lk in state.locks.items()
         }
         grace = LOCK_WAIT_GRACE_MS / 1000
         self.waiters = {
-            (name, w.request): _Seen(0, now, w.wait_ms, grace)
+            (name, w.request): self.waiters.get((name, w.request))
+            or _Seen(0, now, w.wait_ms, grace)
             for name, lk in state.locks.items()
             for w in lk.waiters
         }

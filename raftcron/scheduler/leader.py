@@ -371,16 +371,17 @@ class Leader:
                     await self._dirty.wait()
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs, busy, live = self.raft.machine.read(
+        jobs, busy, live, drained = self.raft.machine.read(
             lambda s: (
                 [s.jobs[n] for n in names if n in s.jobs],
                 frozenset(s.live),
                 s.live_by_job(),
+                frozenset(s.drained),
             )
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live)
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, drained)
         if batch.fires or batch.missed:
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
@@ -420,9 +421,11 @@ class Leader:
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
+        drained = ", ".join(sorted(self.raft.machine.read(lambda s: list(s.drained))))
         logger.warning(
-            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s]: %s", name, rid, tags, live, why
-        )
+            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s] drained=[%s]: %s",
+            name, rid, tags, live, drained, why,
+        )  # fmt: skip
 
     # -- lease expiry
 

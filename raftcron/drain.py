@@ -186,6 +186,8 @@ class DrainControl:
             self._cleared = True
             return
         cmd = c.Drain(at_ms=node.clock.wall_ms(), node=node.name, drain=False, kind=DRAIN_SHUTDOWN)
+        if self._cleared:
+            return  # a shutdown began meanwhile
         try:
             await node.raft.propose(cmd, PROPOSE_TIMEOUT)
         except ProposalError as exc:
@@ -207,6 +209,7 @@ class DrainControl:
         def left() -> float:
             return max(0.0, deadline - loop.time())
 
+        self._cleared = True  # from now on a shutdown mark of ours is this shutdown's
         if seconds <= 0:
             return
         logger.info("node %s: stopping: draining for at most %gs", node.name, seconds)

@@ -367,12 +367,15 @@ class Node:
             drain_task = asyncio.get_running_loop().create_task(self.drain.run(), name="drain")
             try:
                 await self._watch(stop)
-                if self.failed is None:
-                    await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)
             finally:
+                # (its clearing of a shutdown drain must not meet the one that starts now)
                 drain_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await drain_task
+            try:
+                if self.failed is None:
+                    await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)
+            finally:
                 await self.drain.close()
         finally:
             logger.info("node %s: stopping", self.name)

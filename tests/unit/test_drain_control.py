@@ -172,3 +172,14 @@ def test_a_restarted_member_lifts_its_own_shutdown_drain_only() -> None:
     ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=False))
     asyncio.run(ctl._clear_shutdown_mark())
     assert not ctl._cleared
+
+
+def test_a_shutdown_drain_is_never_lifted_by_the_same_life() -> None:
+    """The start-up clearing of an old shutdown drain must not lift the one this very
+    shutdown commits (it did, in a cluster test, when it had not run before the SIGTERM)."""
+    s = State()
+    ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=True))
+    asyncio.run(ctl.shutdown(0.1))
+    assert s.drained["a"].kind == DRAIN_SHUTDOWN
+    asyncio.run(ctl._clear_shutdown_mark())
+    assert s.drained["a"].kind == DRAIN_SHUTDOWN

@@ -221,3 +221,29 @@ def test_a_follower_that_cannot_write_its_journal_fails_at_once(
     asyncio.run(go())
     storm = [r for r in caplog.records if "failed _onTick" in r.getMessage() or r.exc_info]
     assert storm == []
+
+
+def test_a_follower_that_cannot_apply_reports_its_lag_in_time(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with cluster(tmp_path) as nodes:
+            leader = await _until("a leader", lambda: _leader(nodes))
+            follower = next(n for n in nodes if n is not leader)
+            await leader.propose(_lock(0), 5.0)
+            await _until("the follower to catch up", lambda: follower.apply_lag() == 0.0)
+            release = threading.Event()
+            real = follower.machine.apply
+
+            def slow(data: bytes) -> Any:
+                release.wait(30)
+                return real(data)
+
+            follower.machine.apply = slow  # type: ignore[method-assign]
+            try:
+                await leader.propose(_lock(1), 5.0)  # commits with the third node
+                await _until("a lag of 1.5 s", lambda: follower.apply_lag() > 1.5)
+                assert leader.apply_lag() == 0.0
+            finally:
+                release.set()
+            await _until("the lag to end", lambda: follower.apply_lag() == 0.0)
+
+    asyncio.run(go())

@@ -97,15 +97,17 @@ class DrainControl:
 
     # -- leadership
 
-    def hand_off_soon(self) -> None:
-        """Start handing leadership off (once at a time)."""
+    def hand_off_soon(self, timeout: float = TRANSFER_TIMEOUT) -> asyncio.Task[str | None]:
+        """Start handing leadership off, or the hand-off already under way."""
         task = self._handoff
         if task is not None and not task.done():
-            return
+            return task
         self._last_handoff = self.node.clock.monotonic()
-        self._handoff = asyncio.get_running_loop().create_task(
-            self.hand_off(TRANSFER_TIMEOUT), name="leadership hand-off"
+        task = asyncio.get_running_loop().create_task(
+            self.hand_off(timeout), name="leadership hand-off"
         )
+        self._handoff = task
+        return task
 
     def successor(self) -> str | None:
         """The raft address of the member to hand leadership to: responsive, not
@@ -148,6 +150,9 @@ class DrainControl:
             logger.warning(
                 "node %s: leadership hand-off to %s did not happen (%s)", node.name, to, exc
             )
+            return None
+        if not new:
+            logger.info("node %s: stepped down; no leader known yet", node.name)
             return None
         logger.info("node %s: %s leads now", node.name, node.node_name(new))
         return node.node_name(new)
@@ -225,7 +230,8 @@ class DrainControl:
                     "node %s: shutdown drain not committed (%s): stopping anyway", node.name, exc
                 )
         if node.raft.status.is_leader and left() > 0 and not self.hurry.is_set():
-            await self._until_hurry(self.hand_off(min(TRANSFER_TIMEOUT, left())))
+            handing = self.hand_off_soon(min(TRANSFER_TIMEOUT, left()))
+            await self._until_hurry(asyncio.shield(handing))  # (bounded by its timeout)
         while left() > 0 and not self.hurry.is_set():
             if self.live_runs() == 0 and node.executor.active_count() == 0:
                 break

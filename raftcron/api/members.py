@@ -174,10 +174,9 @@ async def transfer_leader(request: web.Request) -> web.Response:
             f"leadership did not move to {node.node_name(target)}: {exc} (the member must be "
             "responsive and caught up; retry)",
         ) from None
-    logger.info("leadership of %s handed to %s through the API", node.name, node.node_name(new))
-    return _json(
-        {"from": node.name, "to": node.node_name(new), "term": node.status().term, "moved": True}
-    )
+    to = node.node_name(new) if new else node.node_name(target)
+    logger.info("leadership of %s handed to %s through the API", node.name, to)
+    return _json({"from": node.name, "to": to, "term": node.status().term, "moved": True})
 
 
 # --------------------------------------------------------------------------- health

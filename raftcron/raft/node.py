@@ -679,7 +679,9 @@ class RaftNode:
         """Hand leadership to ``target`` (a raft address; None: the most caught-up
         connected follower) with Raft's TimeoutNow, and wait until another member leads.
 
-        Returns the new leader's raft address. Raises :class:`ProposalError` with code
+        Returns the new leader's raft address once this node has stepped down and another
+        leader is known ("" if none is known within two election timeouts of stepping
+        down: the target may have died meanwhile). Raises :class:`ProposalError` with code
         ``not_leader`` when this node does not lead, ``denied`` when the target is not a
         member, and :class:`ProposalTimeout` when leadership has not moved in time (the
         target must first be fully caught up; this retries until the deadline).
@@ -691,10 +693,10 @@ class RaftNode:
         term = self.status.term
         while True:
             st = self.status
-            if st.term > term or not st.is_leader:
-                moved = await self._await_new_leader(deadline)
-                if moved is not None:
-                    return moved
+            if not st.is_leader:
+                until = min(deadline, loop.time() + 2 * self.settings.max_timeout)
+                return await self._await_new_leader(until)
+            if st.term > term:  # leads again in a later term: the transfer did not take
                 raise ProposalTimeout(timeout)
             fut: asyncio.Future[str] = loop.create_future()
 
@@ -725,14 +727,15 @@ class RaftNode:
             if loop.time() >= deadline and self.status.is_leader and self.status.term == term:
                 raise ProposalTimeout(timeout)
 
-    async def _await_new_leader(self, deadline: float) -> str | None:
+    async def _await_new_leader(self, deadline: float) -> str:
+        """The leader after this node stepped down, or "" if none is known by ``deadline``."""
         loop = asyncio.get_running_loop()
         while True:
             st = self.status
             if not st.is_leader and st.leader is not None and st.leader != st.self_addr:
                 return st.leader
             if loop.time() >= deadline:
-                return None
+                return ""
             await asyncio.sleep(0.02)
 
     def _run_transfers(self, replica: _Replica) -> None:

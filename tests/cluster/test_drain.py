@@ -72,7 +72,7 @@ def test_drain_of_the_leader_under_load(tmp_path: Path, make_cluster: list[Clust
         },
         {
             "name": "everywhere",
-            "schedule": "*/2 * * * * *",
+            "schedule": "* * * * * */2",
             "command": ["true"],
             "count": "all",
             "overlap": "allow",

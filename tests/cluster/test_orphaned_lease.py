@@ -46,7 +46,7 @@ def test_an_orphaned_lease_expires_while_the_leader_churns(
     # its later fires meet the orphaned run (overlap = "skip")
     holder = next(n for n in cl.members if n != leader)
     job: dict[str, Any] = {
-        "schedule": "*/2 * * * * *",
+        "schedule": "* * * * * */2",
         "command": ["sleep", "600"],
         "overlap": "skip",
         "lease": "5s",

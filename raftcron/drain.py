@@ -229,7 +229,8 @@ class DrainControl:
                 logger.warning(
                     "node %s: shutdown drain not committed (%s): stopping anyway", node.name, exc
                 )
-        if node.raft.status.is_leader and left() > 0 and not self.hurry.is_set():
+        leading = node.raft.status.is_leader and self.successor() is not None
+        if leading and left() > 0 and not self.hurry.is_set():
             handing = self.hand_off_soon(min(TRANSFER_TIMEOUT, left()))
             await self._until_hurry(asyncio.shield(handing))  # (bounded by its timeout)
         while left() > 0 and not self.hurry.is_set():

@@ -157,6 +157,13 @@ def test_drain_of_the_leader_under_load(tmp_path: Path, make_cluster: list[Clust
     st = status(cl, new)
     assert st["stale_rejections"] == 0
 
+    # raftcron leader transfer, asked through a follower: it goes to the leader it names
+    follower = next(n for n in cl.members if n != new)
+    out = cli(cl, follower, "leader", "transfer", "--to", follower)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith(f"leadership moved: {new} -> {follower}"), out.stdout
+    assert wait_for("the member named to lead", lambda: cl.leader() == follower, 30)
+
 
 def test_sigterm_drains_for_at_most_shutdown_drain(
     tmp_path: Path, make_cluster: list[Cluster]

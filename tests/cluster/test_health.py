@@ -1,8 +1,9 @@
 """Health that tells the truth, and one agent per data dir (issue 12, findings 3 and 4).
 
-Finding 3, on a real full filesystem: each agent runs in its own mount namespace with its
-data dir on a small tmpfs (``unshare --mount``, root only; skipped otherwise), and the
-test fills one member's tmpfs through ``/proc/PID/root``, so the ENOSPC comes from the
+Finding 3, on a real full filesystem: each member's data dir is a small tmpfs mounted in
+a mount namespace of its own (``unshare --mount``, held by a ``sleep`` process; root only,
+skipped otherwise) that its agent joins (``nsenter``), so the tmpfs outlives an agent's
+restart; the test fills it through ``/proc/PID/root``, so the ENOSPC comes from the
 kernel. The member must stop at once by the documented rule (exit status 1), with one
 CRITICAL line naming the journal and the fix and no traceback at all, while the others
 go on; started again on the still-full disk it must stop again instead of staying up
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,15 +33,15 @@ from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
 pytestmark = pytest.mark.cluster
 
 TMPFS_MB = 24
-_MOUNT = 'mount -t tmpfs -o size={mb}m,mode=0700 raftcron-test "$0" && exec "$@"'
+_MOUNT = 'mount -t tmpfs -o size={mb}m,mode=0700 raftcron-test "$0" && echo ready && exec sleep 600'
 
 
 def _tmpfs_problem() -> str | None:
     """Why a private tmpfs cannot be mounted here (None if it can)."""
     if os.geteuid() != 0:
         return "needs root to mount a tmpfs in a private mount namespace (CI runs as root)"
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "needs unshare(1) and mount(8) (util-linux)"
+    if any(shutil.which(tool) is None for tool in ("unshare", "nsenter", "mount")):
+        return "needs unshare(1), nsenter(1) and mount(8) (util-linux)"
     probe = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",
          "d=$(mktemp -d) && mount -t tmpfs -o size=1m t \"$d\" && umount \"$d\"; r=$?; "
@@ -51,22 +53,38 @@ def _tmpfs_problem() -> str | None:
     return None
 
 
-def _on_tmpfs(cl: Cluster) -> None:
-    """Run every member with its data dir on its own small tmpfs."""
+@pytest.fixture
+def holders() -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Per member, the process holding the mount namespace of its tmpfs (ended by PID)."""
+    held: dict[str, subprocess.Popen[str]] = {}
+    yield held
+    for proc in held.values():
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _on_tmpfs(cl: Cluster, held: dict[str, subprocess.Popen[str]]) -> None:
+    """Give every member a small tmpfs as its data dir, in a mount namespace that outlives
+    its agent, and run the agent in it."""
     for m in cl.members.values():
         data = cl.root / "data" / m.name
         data.mkdir(parents=True, exist_ok=True)
-        m.prefix = [
-            "unshare", "--mount", "--propagation", "private",
-            "sh", "-c", _MOUNT.format(mb=TMPFS_MB), str(data),
-        ]  # fmt: skip
+        proc = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private",
+             "sh", "-c", _MOUNT.format(mb=TMPFS_MB), str(data)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        held[m.name] = proc
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        m.prefix = ["nsenter", f"--mount=/proc/{proc.pid}/ns/mnt", "--"]
 
 
-def _fill(cl: Cluster, name: str) -> None:
+def _fill(cl: Cluster, held: dict[str, subprocess.Popen[str]], name: str) -> None:
     """Fill member ``name``'s tmpfs (seen through its mount namespace) to the last byte."""
-    proc = cl.members[name].proc
-    assert proc is not None
-    target = Path(f"/proc/{proc.pid}/root") / (cl.root / "data" / name / "filler").relative_to("/")
+    ns_root = Path(f"/proc/{held[name].pid}/root")
+    target = ns_root / (cl.root / "data" / name / "filler").relative_to("/")
     chunk = b"\0" * (1 << 20)
     with open(target, "wb", buffering=0) as f:
         for size in (1 << 20, 4096, 1):
@@ -84,7 +102,10 @@ def _log_since(cl: Cluster, name: str, offset: int) -> str:
 
 @pytest.mark.parametrize("role", ["follower", "leader"])
 def test_a_full_disk_stops_the_member_at_once(
-    tmp_path: Path, make_cluster: list[Cluster], role: str
+    tmp_path: Path,
+    make_cluster: list[Cluster],
+    holders: dict[str, subprocess.Popen[str]],
+    role: str,
 ) -> None:
     problem = _tmpfs_problem()
     if problem:
@@ -98,7 +119,7 @@ def test_a_full_disk_stops_the_member_at_once(
     }
     cl = Cluster(tmp_path, [job])
     make_cluster.append(cl)
-    _on_tmpfs(cl)
+    _on_tmpfs(cl, holders)
     cl.start()
     leader = cl.wait_leader(60)
     wait_for("every member to see the leader", cl.all_see_leader, 30)
@@ -108,7 +129,7 @@ def test_a_full_disk_stops_the_member_at_once(
     assert proc is not None
     offset = cl.members[name].log.stat().st_size
 
-    _fill(cl, name)
+    _fill(cl, holders, name)
     t0 = time.monotonic()
     try:
         code = proc.wait(30)

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.cluster
 LEASE_S = 5.0
 ELECTION_S = 0.9  # RaftSettings.max_timeout
 PATIENCE_S = takeover_patience(int(LEASE_S * 1000), ELECTION_S)
-# one leader restart (the agent comes back) and an election, on a slow shared machine
-RESTART_AND_ELECTION_S = 5.0
+# one leader restart (the agent comes back: 1-3 s on a loaded 2-core machine) and an
+# election; measured here 9.5 s from the kill to lost (4 leader restarts meanwhile)
+RESTART_AND_ELECTION_S = 7.0
 BOUND_S = LEASE_S + PATIENCE_S + RESTART_AND_ELECTION_S
 CHURN_S = 30.0  # how long the leader keeps being restarted after the kill
 

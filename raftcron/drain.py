@@ -236,6 +236,8 @@ class DrainControl:
         while left() > 0 and not self.hurry.is_set():
             if self.live_runs() == 0 and node.executor.active_count() == 0:
                 break
+            if node.raft.fatal() is not None:
+                break  # storage failed meanwhile: the node stops now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(0.1, left())):
                     await self.hurry.wait()

@@ -300,14 +300,19 @@ class Node:
 
     # -- run
 
+    def _check_storage(self) -> bool:
+        """Whether Raft reports a storage failure; the first time, say so (``failed``)."""
+        reason = self.raft.fatal()
+        if reason is not None and self.failed is None:
+            # the one line an operator needs: the file, the error, the fix
+            logger.critical("node %s: stopping (exit status 1): %s", self.name, reason)
+            self.failed = reason
+        return reason is not None
+
     async def _watch(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set, or Raft reports a storage failure (``self.failed``)."""
         while not stop.is_set():
-            reason = self.raft.fatal()
-            if reason is not None:
-                # the one line an operator needs: the file, the error, the fix
-                logger.critical("node %s: stopping (exit status 1): %s", self.name, reason)
-                self.failed = reason
+            if self._check_storage():
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):  # not wait_for: it can lose a cancel (3.11)
@@ -375,6 +380,7 @@ class Node:
             try:
                 if self.failed is None:
                     await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)
+                    self._check_storage()  # (it may have failed while draining)
             finally:
                 await self.drain.close()
         finally:

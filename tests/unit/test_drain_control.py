@@ -36,6 +36,9 @@ class FakeRaft:
         self.proposed.append(cmd)
         return self.machine.read(lambda s: s.apply(cmd))
 
+    def fatal(self) -> str | None:
+        return None
+
     async def transfer_leadership(self, target: str | None, timeout: float) -> str:  # noqa: ASYNC109
         self.transfers.append(target)
         assert target is not None

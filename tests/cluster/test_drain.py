@@ -87,11 +87,13 @@ def test_drain_of_the_leader_under_load(tmp_path: Path, make_cluster: list[Clust
     wait_for("fires on every member", lambda: {r["node"] for r in read_sink(sink)} >= set(
         cl.members) or len(read_sink(sink)) > 8, 60, 0.5)  # fmt: skip
 
+    t0 = time.monotonic()
     out = cli(cl, leader, "drain", leader, "--wait", "--timeout", "60s")
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{leader}: drained" in out.stdout, out.stdout
     new = wait_for("leadership to move", lambda: (x := cl.leader()) != leader and x, 30)
     assert new != leader
+    print(f"drain of leader {leader}: {new} leads, drain --wait done, {time.monotonic() - t0:.2f}s")
     mark = drain_of(cl, other, leader)
     assert mark is not None and mark["kind"] == "operator", mark
     since = _ms(mark["since"])
@@ -211,6 +213,7 @@ def test_sigterm_drains_for_at_most_shutdown_drain(
     assert proc is not None
     assert proc.wait(30) == 0
     took = time.monotonic() - t0
+    print(f"SIGTERM with a 2 s run in flight: exited after {took:.2f}s (shutdown_drain 4s)")
     run = cl.get(asked, f"/v1/runs/{rid}")
     assert run["status"] == "succeeded", run
     assert [r["run"] for r in read_sink(sink)] == [rid]
@@ -239,6 +242,7 @@ def test_sigterm_drains_for_at_most_shutdown_drain(
     assert proc is not None
     assert proc.wait(30) == 0
     took = time.monotonic() - t0
+    print(f"SIGTERM with a 30 s run in flight: exited after {took:.2f}s (shutdown_drain 4s)")
     assert 4 - 0.5 <= took <= 4 + 4, took
     log = cl.members["b"].log.read_text()
     assert "left to their watchdogs" in log and rid in log, log[-2000:]

@@ -245,14 +245,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             m.name + (" *" if m.is_self else ""),
             m.role,
             "up" if m.healthy else "DOWN",
-            m.drain,
             m.raft,
             m.api,
             lags.get(m.name),
+            m.drain,  # draining/drained: it gets no new runs
         ]
         for m in st.members
     ]
-    print(_table(rows, ["member", "role", "health", "drain", "raft", "api", "lag"]))
+    print(_table(rows, ["member", "role", "health", "raft", "api", "lag", "drain"]))
     return 0
 
 

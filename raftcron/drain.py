@@ -14,9 +14,12 @@ leases. This module does what only the member itself can do:
   leadership off, and waits until this member holds no live run or the time is up; then
   the node stops and runs still going are left to their watchdogs (their leases decide).
   A second signal ends the wait at once.
-* **A shutdown drain ends with the restart.** Once a started member has caught up with the
-  leader's commit, it clears a ``shutdown`` mark of its own (never an operator's, which
-  stays until ``raftcron undrain``).
+* **A shutdown drain ends with the restart.** As soon as a started member knows a leader
+  it lifts a ``shutdown`` mark of its own (never an operator's, which stays until
+  ``raftcron undrain``): once it has caught up only if it has one, before that in any case
+  (the command is idempotent, and it comes after any mark of its earlier life in the log).
+  A member that leads lifts its own before it schedules anything (``Leader.run``), so after
+  every member was stopped at once the first leader can place runs at once.
 
 Every proposal has a deadline and is idempotent; nothing here blocks the loop.
 """
@@ -75,7 +78,8 @@ class DrainControl:
         self._handoff: asyncio.Task[str | None] | None = None
         self._last_handoff = -HANDOFF_EVERY_S
         self._said_alone = False
-        self._cleared = False  # our own shutdown mark has been looked at since start
+        self._cleared = False  # our own shutdown mark has been lifted (or looked at) since start
+        self.stopping = False  # the SIGTERM drain has begun
         self.hurry = asyncio.Event()  # a second signal: stop draining now
 
     # -- views
@@ -184,12 +188,14 @@ class DrainControl:
     async def _clear_shutdown_mark(self) -> None:
         node = self.node
         st = node.raft.status
-        if not st.ready or st.leader is None:
-            return  # not caught up with the leader's commit yet: the mark may be on its way
-        mark = self.mark()
-        if mark is None or mark.kind != DRAIN_SHUTDOWN:
-            self._cleared = True
+        if st.leader is None:
             return
+        if st.ready:  # caught up: lift only a mark that is there
+            mark = self.mark()
+            if mark is None or mark.kind != DRAIN_SHUTDOWN:
+                self._cleared = True
+                return
+        # (not caught up yet: a mark of an earlier life may be on its way; lift it anyway)
         cmd = c.Drain(at_ms=node.clock.wall_ms(), node=node.name, drain=False, kind=DRAIN_SHUTDOWN)
         if self._cleared:
             return  # a shutdown began meanwhile
@@ -215,6 +221,7 @@ class DrainControl:
             return max(0.0, deadline - loop.time())
 
         self._cleared = True  # from now on a shutdown mark of ours is this shutdown's
+        self.stopping = True
         if seconds <= 0:
             return
         logger.info("node %s: stopping: draining for at most %gs", node.name, seconds)

@@ -272,6 +272,7 @@ class Node:
             history=self.config.cluster.history,
             live_nodes=self.live_nodes,
             election_timeout=self.settings.max_timeout,
+            stopping=lambda: self.drain.stopping,
         )
         self.leader = leader
         logger.info("node %s: became leader of term %d; committing a barrier", self.name, term)

@@ -5,9 +5,10 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
 1. A node that sees itself leader of term T commits a ``Barrier``; only after it has
    applied the barrier does it know the whole committed log (every earlier claim,
    watermark and lease) and act.
-2. It reconciles the TOML jobs (``SyncConfig``), then runs the scheduler and the lease
-   monitor until the scope is cancelled: the node cancels it the instant it sees it is no
-   longer leader of T.
+2. It reconciles the TOML jobs (``SyncConfig``), lifts a ``shutdown`` drain of its own
+   (it is running again: ``raftcron/drain.py``) unless it is stopping, then runs the
+   scheduler and the lease monitor until the scope is cancelled: the node cancels it the
+   instant it sees it is no longer leader of T.
 
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
@@ -58,6 +59,7 @@ from raftcron.clock import Clock
 from raftcron.core.commands import (
     Barrier,
     CancelLockWait,
+    Drain,
     Expire,
     ExpireLock,
     PackedSpecs,
@@ -65,7 +67,7 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
+from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
 from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
@@ -197,6 +199,7 @@ class Leader:
         history: int,
         live_nodes: Callable[[], list[NodeInfo]],
         election_timeout: float,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.node = node
         self.term = term
@@ -211,6 +214,7 @@ class Leader:
         self.history = history
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
+        self.stopping = stopping  # this node's SIGTERM drain has begun
         self.established = asyncio.Event()
         self._dirty = asyncio.Event()
         self._heap: list[tuple[int, str]] = []
@@ -236,6 +240,7 @@ class Leader:
         )
         self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
         await self._sync_config()
+        await self._lift_own_shutdown_drain()
         self.established.set()
         logger.info("leader %s: term %d established", self.node, self.term)
         async with asyncio.TaskGroup() as tg:
@@ -255,6 +260,19 @@ class Leader:
         await self._put_config(puts, gone)
         if large:  # the specs and their entries' encodings are garbage now
             await asyncio.to_thread(memory.trim)
+
+    async def _lift_own_shutdown_drain(self) -> None:
+        """This node leads, so it runs again: a shutdown drain of its own (its last life's
+        SIGTERM) ends now, before anything is placed (after every member was stopped at
+        once, every one of them is marked)."""
+        name = self.node
+        mark = self.raft.machine.read(lambda s: s.drained.get(name))
+        if mark is None or mark.kind != DRAIN_SHUTDOWN or self.stopping():
+            return
+        await self._commit(
+            Drain(at_ms=self.clock.wall_ms(), node=name, drain=False, kind=DRAIN_SHUTDOWN)
+        )
+        logger.info("leader %s: its shutdown drain is lifted (it runs again)", name)
 
     def _config_changes(self, specs: Sequence[JobSpec]) -> tuple[list[JobSpec], list[str]]:
         return self.raft.machine.read(lambda s: s.config_changes(specs))
@@ -287,7 +305,7 @@ class Leader:
         elif changed:
             logger.info("leader %s: %d config jobs reconciled", self.node, len(changed))
 
-    async def _commit(self, cmd: Barrier | SyncConfig) -> Ok | Rejected:
+    async def _commit(self, cmd: Barrier | SyncConfig | Drain) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""
         while True:
             try:

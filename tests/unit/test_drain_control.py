@@ -4,6 +4,7 @@ what a SIGTERM commits, and that its wait is bounded (and cut short by a second 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -163,18 +164,62 @@ def test_no_leader_does_not_hold_the_shutdown_up() -> None:
     asyncio.run(ctl.shutdown(5.0))  # returns: the proposal failed, nothing runs here
 
 
-def test_a_restarted_member_lifts_its_own_shutdown_drain_only() -> None:
+@pytest.mark.parametrize("ready", [True, False])
+def test_a_restarted_member_lifts_its_own_shutdown_drain_only(ready: bool) -> None:
     for kind, lifted in ((DRAIN_SHUTDOWN, True), (DRAIN_OPERATOR, False)):
         s = State()
         s.apply(c.Drain(at_ms=T0, node="a", drain=True, kind=kind))
-        ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=True))
+        ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=ready))
         asyncio.run(ctl._clear_shutdown_mark())
         assert ("a" not in s.drained) is lifted
-    # not caught up yet: it waits (the mark may still be on its way)
-    s = State()
-    ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=False))
+        assert ctl._cleared
+
+
+def test_a_member_not_caught_up_lifts_a_mark_it_cannot_see_yet() -> None:
+    """Caught up, it proposes nothing when it has no mark; not caught up, it cannot tell
+    and lifts one anyway (idempotent: it never touches an operator's drain)."""
+    ctl = control(State(), RaftStatus(self_addr=A, leader=B, ready=True))
     asyncio.run(ctl._clear_shutdown_mark())
-    assert not ctl._cleared
+    assert ctl.node.raft.proposed == []  # type: ignore[attr-defined]
+    ctl = control(State(), RaftStatus(self_addr=A, leader=B, ready=False))
+    asyncio.run(ctl._clear_shutdown_mark())
+    assert ctl.node.raft.proposed == [  # type: ignore[attr-defined]
+        c.Drain(at_ms=T0, node="a", drain=False, kind=DRAIN_SHUTDOWN)
+    ]
+    # no leader known: nothing yet
+    ctl = control(State(), RaftStatus(self_addr=A))
+    asyncio.run(ctl._clear_shutdown_mark())
+    assert not ctl._cleared and ctl.node.raft.proposed == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_new_leader_lifts_its_own_shutdown_drain_before_it_schedules(stopping: bool) -> None:
+    """After every member was stopped at once (all marked shutdown), the first leader must
+    be able to place runs at once: it lifts its own mark before its term is established.
+    Not while it is itself shutting down."""
+    from raftcron.scheduler.leader import Leader, LeaseTracker
+
+    s = State()
+    for n in "abc":
+        s.apply(c.Drain(at_ms=T0, node=n, drain=True, kind=DRAIN_SHUTDOWN))
+    raft = FakeRaft(Machine(s), leading())
+    clock = FakeClock(wall_ms=T0)
+    leader = Leader(
+        node="a", term=3, raft=raft, clock=clock, leases=LeaseTracker(clock),  # type: ignore[arg-type]
+        config_jobs=(), history=10, live_nodes=list, election_timeout=0.9,
+        stopping=lambda: stopping,
+    )  # fmt: skip
+
+    async def go() -> None:
+        task = asyncio.create_task(leader.run())
+        await asyncio.wait_for(leader.established.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert ("a" in s.drained) is stopping
+    assert set(s.drained) >= {"b", "c"}  # the others lift their own when they start
 
 
 def test_a_shutdown_drain_is_never_lifted_by_the_same_life() -> None:

@@ -226,6 +226,11 @@ class DrainControl:
             return
         logger.info("node %s: stopping: draining for at most %gs", node.name, seconds)
         mark = self.mark()
+        st = node.raft.status
+        reachable = st.leader is not None and (st.is_leader or st.leader in st.connected)
+        if not reachable:  # nothing it runs could be recorded either
+            logger.info("node %s: no leader to drain through: stopping at once", node.name)
+            return
         if mark is None or mark.kind != DRAIN_OPERATOR:
             cmd = c.Drain(
                 at_ms=node.clock.wall_ms(), node=node.name, drain=True, kind=DRAIN_SHUTDOWN

@@ -130,7 +130,7 @@ def test_sigterm_commits_a_shutdown_drain_hands_off_and_waits_no_longer_than_ask
 def test_sigterm_leaves_an_operators_drain_as_it_is_and_ends_when_runs_end() -> None:
     s = State()
     s.apply(c.Drain(at_ms=T0, node="a", drain=True))
-    ctl = control(s, RaftStatus(self_addr=A, leader=B))
+    ctl = control(s, RaftStatus(self_addr=A, leader=B, connected=frozenset({B})))
     node: Any = ctl.node
 
     async def go() -> float:
@@ -145,7 +145,7 @@ def test_sigterm_leaves_an_operators_drain_as_it_is_and_ends_when_runs_end() -> 
 
 
 def test_a_second_signal_ends_the_drain_at_once() -> None:
-    ctl = control(_with_live_run(), RaftStatus(self_addr=A, leader=B))
+    ctl = control(_with_live_run(), RaftStatus(self_addr=A, leader=B, connected=frozenset({B})))
 
     async def go() -> float:
         loop = asyncio.get_running_loop()
@@ -158,10 +158,21 @@ def test_a_second_signal_ends_the_drain_at_once() -> None:
 
 
 def test_no_leader_does_not_hold_the_shutdown_up() -> None:
-    ctl = control(status=RaftStatus(self_addr=A))
+    ctl = control(status=RaftStatus(self_addr=A, leader=B, connected=frozenset({B})))
     node: Any = ctl.node
     node.raft.fail = True
     asyncio.run(ctl.shutdown(5.0))  # returns: the proposal failed, nothing runs here
+    # and with no reachable leader it does not even try, nor wait for its runs
+    ctl = control(_with_live_run(), RaftStatus(self_addr=A, leader=B))
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await ctl.shutdown(30.0)
+        return loop.time() - t0
+
+    assert asyncio.run(go()) < 1.0
+    assert ctl.node.raft.proposed == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("ready", [True, False])
@@ -226,7 +237,7 @@ def test_a_shutdown_drain_is_never_lifted_by_the_same_life() -> None:
     """The start-up clearing of an old shutdown drain must not lift the one this very
     shutdown commits (it did, in a cluster test, when it had not run before the SIGTERM)."""
     s = State()
-    ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=True))
+    ctl = control(s, RaftStatus(self_addr=A, leader=B, ready=True, connected=frozenset({B})))
     asyncio.run(ctl.shutdown(0.1))
     assert s.drained["a"].kind == DRAIN_SHUTDOWN
     asyncio.run(ctl._clear_shutdown_mark())

@@ -4,15 +4,44 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cluster chaos install clean bench bench-quick
+.PHONY: demo test lint typecheck unit cluster chaos fuzz-api install clean bench bench-quick lock \
+	wheelhouse
 
-$(STAMP): pyproject.toml
+# Online installs take the exact versions and hashes of the lock files (`make lock` writes
+# them): requirements.lock for the agent, requirements-test.lock for it plus the test tools.
+$(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## make lock: regenerate requirements.lock and requirements-test.lock from pyproject.toml
+## with uv (universal: every platform, Python 3.11+). Pins already in the files are kept;
+## `make lock UPGRADE=1` moves every package to its newest allowed version.
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV_COMPILE = $(TOOLS)/bin/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock:
+	test -x $(TOOLS)/bin/uv || ($(PYTHON) -m venv $(TOOLS) \
+		&& $(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION))
+	$(UV_COMPILE) --extra test -o requirements-test.lock
+	$(UV_COMPILE) --constraint requirements-test.lock -o requirements.lock
+
+## make wheelhouse: everything an air-gapped server needs to install raftcron, for THIS
+## Python version and machine architecture (see docs/install.md): the wheels of raftcron
+## and of every locked dependency (pysyncobj's built here from its sdist) and a hash list.
+WHEELHOUSE_TAG := $(shell $(PYTHON) -c 'import platform, sys; \
+	print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')
+WHEELHOUSE_VENV := dist/.venv-$(WHEELHOUSE_TAG)
+wheelhouse:
+	test -x $(WHEELHOUSE_VENV)/bin/python || $(PYTHON) -m venv $(WHEELHOUSE_VENV)
+	$(WHEELHOUSE_VENV)/bin/pip install --quiet --upgrade pip
+	$(WHEELHOUSE_VENV)/bin/python packaging/build_wheelhouse.py \
+		--out dist/wheelhouse-$(WHEELHOUSE_TAG)
 
 ## make demo: a local 3-node cluster with the example jobs; Ctrl-C stops it.
 demo: $(STAMP)
@@ -23,8 +52,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check raftcron tests bench examples
-	$(BIN)/ruff format --check raftcron tests bench examples
+	$(BIN)/ruff check raftcron tests bench examples packaging
+	$(BIN)/ruff format --check raftcron tests bench examples packaging
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -42,6 +71,13 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.runner --duration $(CHAOS_SECONDS) --quiet 8 --fault 6 \
 		--out chaos-out $(if $(SEED),--seed $(SEED)) \
 		$(foreach n,$(NEMESIS),--nemesis $(n))
+
+## make fuzz-api: schemathesis against a 3-node cluster with tokens, in a network
+## namespace (root), for FUZZ_SECONDS (make test runs it for 90 s). Output in fuzz-api-out/.
+FUZZ_SECONDS ?= 1200
+fuzz-api: $(STAMP)
+	$(BIN)/python -m tests.cluster.fuzz_api --max-time $(FUZZ_SECONDS) --out fuzz-api-out \
+		$(if $(SEED),--seed $(SEED))
 
 ## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~60 min.
 ## Writes bench/results/<date>.json, docs/benchmarks.md and docs/img/bench/*.png.
@@ -61,4 +97,4 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) raftcron-data chaos-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) raftcron-data chaos-out fuzz-api-out .pytest_cache .mypy_cache .ruff_cache

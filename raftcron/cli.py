@@ -20,6 +20,7 @@ import sys
 import time
 
 from raftcron import lockcmd
+from raftcron.clientopts import TokenFileError, add_connection_options, token_from
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -60,12 +61,23 @@ def _setup_logging(level: str, as_json: bool, node: str) -> None:
                 }
             )
 
+    class _OneLineFormatter(logging.Formatter):
+        """Control characters in a message are escaped: user text (a pause note, a path)
+        cannot start a line of its own (a traceback after it keeps its lines)."""
+
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            if not record.message.isprintable():
+                record.message = "".join(
+                    ch if ch.isprintable() else repr(ch)[1:-1] for ch in record.message
+                )
+            return super().formatMessage(record)
+
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
+            _OneLineFormatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -91,7 +103,14 @@ def _load(path: str, node: str | None = None) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from raftcron.config import account_problems, environment_problems
+
     cfg = _load(args.file, args.node)
+    # What the file alone cannot tell: accounts (users, groups) and the environment are
+    # this machine's. Run it on each node, as the account the agent runs as.
+    problems = account_problems(cfg) + environment_problems(cfg, os.environ)
+    if problems:
+        raise CliError("\n".join(problems), EXIT_USAGE)
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
     return 0
@@ -101,8 +120,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from raftcron.config import ConfigError, single_node_config
+    from raftcron.config import (
+        ConfigError,
+        account_problems,
+        environment_problems,
+        single_node_config,
+    )
+    from raftcron.hardening import private_umask, raise_open_files_limit
 
+    private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:
             cfg = single_node_config(Path(args.data_dir))
@@ -114,6 +140,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise CliError("--node is required with --config (the name of this server)", EXIT_USAGE)
         cfg = _load(args.config, args.node)
         name = args.node
+    leaks = environment_problems(cfg, os.environ, "the agent's environment")
+    if leaks:
+        raise CliError("\n".join(leaks), EXIT_USAGE)
     from raftcron.datadir import DataDirInUse, DataDirLock
 
     # One agent per data dir: locked before anything (Raft, the executor) touches it.
@@ -122,6 +151,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except DataDirInUse as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     _setup_logging(args.log_level, args.log_json, name)
+    raise_open_files_limit(name)
+    import logging
+
+    for problem in account_problems(cfg, f"on node {name}"):  # jobs granted here fail
+        logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
     node = Node(cfg, name, dir_lock=dir_lock)
@@ -150,11 +184,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def add_client_options(p: argparse.ArgumentParser, request_timeout: bool = True) -> None:
-    """The options every client verb takes (``lock`` too): where the API is and how.
+    """The options every client verb takes: where the API is and how (the connection
+    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`).
     ``request_timeout=False`` leaves ``--timeout`` to the verb (``drain --wait``)."""
-    p.add_argument("--api", help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    p.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
-    p.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
     if request_timeout:
         p.add_argument(
             "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
@@ -168,8 +201,10 @@ def _api(args: argparse.Namespace) -> str:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
-    return tok
+    try:
+        return token_from(args, os.environ)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
@@ -365,7 +400,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             j.name,
             j.schedule or "after " + ",".join(j.raw.get("after") or ()),
             j.timezone,
-            "paused" if j.paused else "active",
+            "broken" if j.broken else "paused" if j.paused else "active",
             _when(j.next_fire),
             None if j.last_run is None else f"{j.last_run.status} {_when(j.last_run.scheduled_at)}",
             j.source,
@@ -403,6 +438,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         ),
         _what(job, raw),
         ("state", state if job.paused else "active"),
+        *(
+            [("broken", f"{job.broken} (fires are recorded missed; a PUT or resume clears it)")]
+            if job.broken
+            else []
+        ),
         ("source", {"config": "config file", "embedded": "embedded"}.get(job.source, "API")),
         ("overlap", raw.get("overlap")),
         ("watermark", raw.get("watermark") or "-"),
@@ -431,10 +471,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    for key in (*keys, *more, "notify"):
+    process = ("user", "group", "limits", "env_passthrough")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
+            lines.append((key, json.dumps(value) if key in as_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"
@@ -664,11 +706,38 @@ def _ensure_secret(config: Path) -> None:
     path = (config.parent / secret_file).resolve()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
     print(f"generated a cluster secret in {path}")
+
+
+EXAMPLE_CONFIG = "cluster.example.toml"
+
+
+def example_config() -> bytes:
+    """The example cluster file shipped in the package (in a checkout, a link to the
+    top-level cluster.example.toml: one file, so the two cannot differ)."""
+    from importlib.resources import files
+
+    return files("raftcron").joinpath(EXAMPLE_CONFIG).read_bytes()
+
+
+def _write_example(path: Path) -> bool:
+    """``raftcron dev`` without ``--config``: put the example at ``path`` unless a file is
+    there (never overwritten); True if it was written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise CliError(
+            f"{path}: cannot write: {exc.strerror} (run it in a writable directory)"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(example_config())
+    return True
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -677,18 +746,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     from raftcron.client import Client, ClientError
 
-    config = Path(args.config)
-    if not config.exists():
-        raise CliError(
-            f"{config}: not found (run from the repository root or pass --config)", EXIT_USAGE
-        )
+    if args.config is None:
+        config = Path(EXAMPLE_CONFIG)
+        if _write_example(config):
+            print(f"wrote {config} (the example cluster: three nodes on 127.0.0.1; edit it)")
+    else:
+        config = Path(args.config)
+        if not config.exists():
+            raise CliError(f"{config}: not found (check the path, or omit --config)", EXIT_USAGE)
     _ensure_secret(config)
     cfg = _load(str(config))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     for n in cfg.cluster.nodes:
-        n.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(n.data_dir / "agent.log", "ab")  # noqa: SIM115 - closed below
+        n.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(n.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = open(fd, "ab")  # noqa: SIM115 - closed below
         logs[n.name] = log
         procs[n.name] = subprocess.Popen(
             [sys.executable, "-m", "raftcron", "agent", "--config", str(config), "--node", n.name],
@@ -787,6 +860,7 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="raftcron", description="Highly available cron on its own Raft cluster."
     )
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="verb", required=True)
     if only_lock:
         lockcmd.add_parser(sub)
@@ -805,9 +879,17 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_agent)
 
     d = sub.add_parser("dev", help="run a local 3-node cluster (the demo)")
-    d.add_argument("--config", default="cluster.example.toml")
+    d.add_argument(
+        "--config",
+        help="cluster TOML file (default: ./cluster.example.toml, written from the package's "
+        "copy if it is not there)",
+    )
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.set_defaults(fn=cmd_dev)
+
+    from raftcron import initcmd
+
+    initcmd.add_parser(sub).set_defaults(fn=cmd_init)
 
     c = sub.add_parser("check-config", help="validate a cluster TOML file")
     c.add_argument("file")
@@ -909,6 +991,35 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
 
     lockcmd.add_parser(sub)
     return p
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version (pyproject.toml is its one source),
+    looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("raftcron")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed: pip install -e . in the checkout)"
+        print(f"raftcron {version}")
+        parser.exit()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from raftcron import initcmd
+
+    try:
+        lines = initcmd.run(args)
+    except initcmd.InitError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

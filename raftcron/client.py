@@ -229,6 +229,7 @@ class JobInfo:
     spec: Mapping[str, Any]  # the job's keys as a [[jobs]] table (PUT-able as is)
     next_fires: tuple[FireTime, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    broken: str | None = None  # why the leader cannot compute its fires (see README)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobInfo:
@@ -245,6 +246,7 @@ class JobInfo:
             spec=dict(d.get("spec") or {}),
             next_fires=tuple(FireTime.from_json(f) for f in d.get("next_fires") or ()),
             raw=d,
+            broken=_opt_str(d.get("broken")),
         )
 
 

@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from raftcron.clock import Clock
 from raftcron.core.commands import Command
 from raftcron.core.model import TRIGGER_BUFFERED, TRIGGER_RETRY
-from raftcron.core.state import State, outcome_counts, unschedulable_counts
+from raftcron.core.state import State, job_errors_counts, outcome_counts, unschedulable_counts
 from raftcron.raft.node import Machine, RaftStatus
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,9 @@ def _drain_states(s: State, members: Iterable[str]) -> dict[str, str]:
 
 def _cluster_facts(
     s: State,
-) -> tuple[list[tuple[str, str, int]], tuple[int, ...], list[tuple[str, int]]]:
+) -> tuple[
+    list[tuple[str, str, int]], tuple[int, ...], list[tuple[str, int]], list[tuple[str, int]]
+]:
     return (
         outcome_counts(s.counters.extra),
         (
@@ -224,6 +226,7 @@ def _cluster_facts(
             sum(1 for j in s.jobs.values() if j.paused),
         ),
         unschedulable_counts(s.counters.extra),
+        job_errors_counts(s.counters.extra),
     )
 
 
@@ -250,6 +253,12 @@ class _NodeCollector(Collector):
             "raftcron_unschedulable",
             "Run instances recorded as skipped because no live node could take them (tags, "
             "max_parallel, fewer matching nodes than count), by job (a cluster fact)",
+            labels=["job"],
+        )
+        job_errors = CounterMetricFamily(
+            "raftcron_job_errors",
+            "Times the leader failed to compute a job's fires and marked it broken (its "
+            "fires are then recorded missed until a PUT or resume), by job (a cluster fact)",
             labels=["job"],
         )
         stale = CounterMetricFamily(
@@ -292,11 +301,12 @@ class _NodeCollector(Collector):
         )
         families: list[Metric] = [
             fires, unschedulable, stale, recorded, fence, runs, jobs, paused, leases, info,
-            is_leader, has_leader, term, commit, applied, changes, leaderless, slots, draining,
+            is_leader, has_leader, term, commit, applied, changes, leaderless, slots,
+            job_errors, draining,
         ]  # fmt: skip
         if describe:
             return families
-        counts, facts, unplaced = m.machine.read(_cluster_facts)
+        counts, facts, unplaced, errors = m.machine.read(_cluster_facts)
         drains = m.machine.read(lambda s: _drain_states(s, m.members))
         for name in sorted(drains):
             for state in ("draining", "drained"):
@@ -306,6 +316,8 @@ class _NodeCollector(Collector):
             fires.add_metric([job, outcome], n)
         for job, n in sorted(unplaced):
             unschedulable.add_metric([job], n)
+        for job, n in sorted(errors):
+            job_errors.add_metric([job], n)
         stale.add_metric([], n_stale)
         recorded.add_metric([], n_recorded)
         fence.add_metric([], n_fence)

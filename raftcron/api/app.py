@@ -12,6 +12,10 @@ Invariants:
 * Every error is JSON ``{"error": {"code", "message"}}``: 400 invalid input, 401/403 from
   the auth middleware, 404 unknown job/run/route, 405 wrong method, 409 conflict, 503 no
   leader. Anything a client sends maps to a 4xx; a 500 means a bug here, and is logged.
+  What aiohttp answers before any handler runs (unparsable requests, lines too long) is
+  JSON too (``server.py``); request bodies are size-checked (``http.read_body``).
+* A read token sees job secrets redacted (``redact.py``); a ``PUT`` carrying the marker
+  is refused.
 * ``GET /v1/openapi.json`` is built from the routes actually registered, so the document
   always matches what the node serves (``raftcron/api/openapi.py`` holds the operations).
 
@@ -34,14 +38,28 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from raftcron.accounts import AccountError
+from raftcron.accounts import resolve as resolve_account
 from raftcron.api import auth, dashboard, locks, metrics, openapi
 from raftcron.api import members as members_api
-from raftcron.api.http import NODE_KEY, ApiProblem, error, invalid, not_committed
+from raftcron.api.http import (
+    NODE_KEY,
+    ApiProblem,
+    error,
+    invalid,
+    not_committed,
+    printable,
+    refuse_redacted,
+    wire_int,
+)
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
-from raftcron.config import ConfigError, job_spec_from_mapping
+from raftcron.api.redact import redact_table, scrub, secrets_of
+from raftcron.config import ConfigError, job_spec_from_mapping, passthrough_leaks
 from raftcron.core import commands as c
 from raftcron.core.model import (
+    BACKFILL_MAX_RATE,
+    BACKFILL_MIN_RATE,
     BUFFERED,
     COUNT_ALL,
     FINAL_STATUSES,
@@ -57,6 +75,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import backfill_next, place, placeable, placement_fires, schedule_of
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
+from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
 
@@ -74,6 +93,8 @@ MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far
 RUN_STATUSES: Final = (BUFFERED, PENDING, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# Instants the API takes (backfill ranges, previews): 1970-01-01 .. 9999-12-31 (UTC).
+_FIRST_MS: Final = 0
 _REJECTION_STATUS: Final = {
     "unknown_job": 404,
     "unknown_run": 404,
@@ -87,7 +108,7 @@ _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # job@ms, then ~manual or ~backfill-ID, then ~after (a dependency run), then the
 # instance ~K (count), then the attempt .N
 _RUN_ID_MS: Final = re.compile(
-    r"@(\d{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:~\d+)?(?:\.\d+)?$"
+    r"@([0-9]{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:~[0-9]+)?(?:\.[0-9]+)?$"
 )
 
 
@@ -101,7 +122,11 @@ def _ts(ms: int | None) -> str | None:
 # --------------------------------------------------------------------------- JSON views
 
 
-def run_json(run: Run, *, output: bool = False, kill: str = "") -> dict[str, Any]:
+def run_json(
+    run: Run, *, output: bool = False, kill: str = "", secrets: list[str] | None = None
+) -> dict[str, Any]:
+    """``secrets``: values of the job's definition a read token must not see, replaced
+    in the reason and the output (``raftcron.api.redact``)."""
     body: dict[str, Any] = {
         "id": run.id,
         "job": run.job,
@@ -131,6 +156,10 @@ def run_json(run: Run, *, output: bool = False, kill: str = "") -> dict[str, Any
         body["kill"] = kill
     if output:
         body["output"] = run.output
+    if secrets:
+        body["reason"] = scrub(run.reason, secrets)
+        if output:
+            body["output"] = scrub(run.output, secrets)
     return body
 
 
@@ -194,6 +223,14 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["count"] = "all" if spec.count == COUNT_ALL else spec.count
     if spec.max_parallel is not None:
         table["max_parallel"] = spec.max_parallel
+    if spec.user is not None:
+        table["user"] = spec.user
+    if spec.group is not None:
+        table["group"] = spec.group
+    if spec.limits:
+        table["limits"] = dict(spec.limits)  # memory in bytes, cpu in seconds
+    if spec.env_passthrough:
+        table["env_passthrough"] = list(spec.env_passthrough)
     return table
 
 
@@ -208,8 +245,12 @@ def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
     return schedule_of(spec).fires_between(after_ms, _LAST_MS, count)
 
 
-def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[str, Any]:
+def job_json(
+    job: Job, now_ms: int, last: Run | None, live: list[str], *, redact: bool = False
+) -> dict[str, Any]:
+    """The job view; ``redact`` (a read token): its secrets replaced by the marker."""
     spec = job.spec
+    secrets = secrets_of(spec) if redact else None
     offset = jitter_offset_ms(spec.name, spec.jitter_ms)
     upcoming = next_fires(spec, max(job.watermark_ms, now_ms - offset), 1)
     return {
@@ -233,7 +274,7 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
         "created_at": _ts(job.created_ms),
         "updated_at": _ts(job.updated_ms),
         "next_fire": rfc3339(upcoming[0]) if upcoming else None,
-        "last_run": None if last is None else run_json(last),
+        "last_run": None if last is None else run_json(last, secrets=secrets),
         "running": sorted(live),
         "buffered": [rid for rid, _ in job.buffered],
         "backfill": backfill_json(job),
@@ -253,7 +294,11 @@ def job_json(job: Job, now_ms: int, last: Run | None, live: list[str]) -> dict[s
             }
             for w in job.waiting
         ],
-        "spec": spec_table(spec),
+        "spec": redact_table(spec_table(spec)) if redact else spec_table(spec),
+        # why the leader could not compute its fires (they are recorded missed until a
+        # PUT or a resume clears it), or None
+        "broken": job.broken or None,
+        "broken_at": _ts(job.broken_ms) if job.broken else None,
     }
 
 
@@ -351,30 +396,39 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        invalid(f"query parameter {name} must be an integer, got {raw!r}")
-    if not lo <= value <= hi:
-        invalid(f"query parameter {name} must be {lo}..{hi}, got {value}")
-    return value
+    return wire_int(raw, f"query parameter {name}", lo, hi)
 
 
 def parse_instant(value: object, what: str) -> int:
-    """Epoch ms from RFC 3339 text (with ``Z`` or an offset) or an integer of epoch ms."""
+    """Epoch ms from RFC 3339 text (with ``Z`` or an offset) or an integer of epoch ms
+    (ASCII digits), within 1970-01-01..9999-12-31 UTC; 400 otherwise."""
+    ms = _instant(value, what)
+    if not _FIRST_MS <= ms <= _LAST_MS:
+        invalid(
+            f"{what} must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z "
+            f"(epoch ms 0..{_LAST_MS}), got {printable(str(value), 60)}"
+        )
+    return ms
+
+
+def _instant(value: object, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,30}\s*", value):
         return int(value)
     if not isinstance(value, str):
         invalid(f"{what} must be an RFC 3339 time, got {type(value).__name__}")
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError:
-        invalid(f"{what}: {value!r} is not an RFC 3339 time (e.g. 2026-03-29T00:00:00Z)")
+        shown = printable(repr(value), 80)
+        invalid(f"{what}: {shown} is not an RFC 3339 time (e.g. 2026-03-29T00:00:00Z)")
     if dt.tzinfo is None:
-        invalid(f"{what}: {value!r} has no UTC offset (append Z or e.g. +02:00)")
-    return int(dt.timestamp() * 1000)
+        invalid(f"{what}: {printable(repr(value), 80)} has no UTC offset (append Z or e.g. +02:00)")
+    try:
+        return int(dt.timestamp() * 1000)
+    except (OverflowError, ValueError):  # an offset that moves it past year 1 or 9999
+        invalid(f"{what}: {printable(repr(value), 80)} is outside the years 1970-9999")
 
 
 def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
@@ -438,7 +492,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 def _cursor(before: str, runs: dict[str, Run]) -> tuple[int, str]:
     """The sort key runs must be below: ``before`` is a run id or a scheduled_at in ms."""
-    if before.isdigit():
+    if re.fullmatch(r"[0-9]{1,30}", before):  # (not isdigit(): it takes "¹" too)
         return int(before), ""
     run = runs.get(before)
     if run is not None:
@@ -464,12 +518,14 @@ async def get_runs(request: web.Request) -> web.Response:
             )
     before = request.query.get("before") or None
     with_output = request.query.get("output") in ("1", "true")
+    redact = not auth.sees_secrets(request)
 
-    def pick(s: State) -> tuple[list[Run], tuple[int, str] | None]:
+    def pick(s: State) -> tuple[list[Run], tuple[int, str] | None, dict[str, list[str]]]:
         bound = None if before is None else _cursor(before, s.runs)
-        return list(s.runs.values()), bound
+        hidden = {n: secrets_of(j.spec) for n, j in s.jobs.items()} if redact else {}
+        return list(s.runs.values()), bound, hidden
 
-    runs, bound = node.machine.read(pick)
+    runs, bound, hidden = node.machine.read(pick)
     runs = [
         r
         for r in runs
@@ -484,7 +540,7 @@ async def get_runs(request: web.Request) -> web.Response:
     page = runs[:limit]
     return _json(
         {
-            "runs": [run_json(r, output=with_output) for r in page],
+            "runs": [run_json(r, output=with_output, secrets=hidden.get(r.job)) for r in page],
             "total": total,
             "next": page[-1].id if len(runs) > limit else None,
         }
@@ -494,10 +550,17 @@ async def get_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     rid = request.match_info["run_id"]
-    run, kill = node.machine.read(lambda s: (s.runs.get(rid), _kill_of(s, rid)))
+    redact = not auth.sees_secrets(request)
+
+    def pick(s: State) -> tuple[Run | None, str, list[str] | None]:
+        run = s.runs.get(rid)
+        job = s.jobs.get(run.job) if run is not None and redact else None
+        return run, _kill_of(s, rid), None if job is None else secrets_of(job.spec)
+
+    run, kill, secrets = node.machine.read(pick)
     if run is None:
-        raise ApiProblem(404, "unknown_run", f"no run {rid!r} in the ledger")
-    return _json(run_json(run, output=True, kill=kill))
+        raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
+    return _json(run_json(run, output=True, kill=kill, secrets=secrets))
 
 
 def _kill_of(s: State, rid: str) -> str:
@@ -518,13 +581,15 @@ async def kill_run(request: web.Request) -> web.Response:
     if not isinstance(hard, bool):
         invalid("request body: hard must be true or false")
     if node.machine.read(lambda s: s.runs.get(rid)) is None:
-        raise ApiProblem(404, "unknown_run", f"no run {rid!r} in the ledger")
+        raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     why = "killed through the API" + (f": {reason}" if reason else "")
     res = await _propose(
         node, c.Kill(at_ms=node.clock.wall_ms(), run_id=rid, reason=why, hard=hard)
     )
     run = node.machine.read(lambda s: s.runs.get(rid))
-    logger.info("kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, why)
+    logger.info(
+        "kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, printable(why)
+    )
     body = {
         "run": rid,
         "job": run.job if run is not None else "",
@@ -543,14 +608,16 @@ async def get_jobs(request: web.Request) -> web.Response:
         return [v for v in out if v is not None]
 
     now = node.clock.wall_ms()
-    return _json({"jobs": [job_json(v[0], now, v[1], v[2]) for v in node.machine.read(views)]})
+    redact = not auth.sees_secrets(request)
+    views_ = node.machine.read(views)
+    return _json({"jobs": [job_json(v[0], now, v[1], v[2], redact=redact) for v in views_]})
 
 
 async def get_job(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     job, last, live = _job_or_404(node, request.match_info["name"])
     now = node.clock.wall_ms()
-    body = job_json(job, now, last, live)
+    body = job_json(job, now, last, live, redact=not auth.sees_secrets(request))
     zone = ZoneInfo(job.spec.timezone)
     offset = jitter_offset_ms(job.spec.name, job.spec.jitter_ms)
     fires = next_fires(job.spec, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
@@ -570,7 +637,7 @@ async def get_next(request: web.Request) -> web.Response:
             "job": job.spec.name,
             "schedule": job.spec.schedule,
             "timezone": job.spec.timezone,
-            "from": rfc3339(start) if 0 <= start <= _LAST_MS else str(start),
+            "from": rfc3339(start),
             "fires": [fire_json(t, zone) for t in next_fires(job.spec, start, count)],
         }
     )
@@ -582,18 +649,41 @@ async def put_job(request: web.Request) -> web.Response:
     raw = await _body(request)
     if not raw:
         invalid("request body must be a JSON object with the keys of a [[jobs]] table")
+    refuse_redacted(raw)
     raw.setdefault("name", name)
     if raw["name"] != name:
-        invalid(f"request body: name {raw['name']!r} does not match the URL ({name!r})")
+        invalid(
+            f"request body: name {printable(repr(raw['name']), 80)} does not match the URL "
+            f"({printable(repr(name), 80)})"
+        )
     try:
         spec = job_spec_from_mapping(
             raw, "request body", default_lease_ms=node.config.cluster.lease_ms
         )
     except ConfigError as exc:
         invalid(str(exc))
+    await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
     return _json({"job": name, "result": res.value}, 201 if res.value == "created" else 200)
+
+
+async def _check_process(node: Node, spec: JobSpec) -> None:
+    """400 for a job this node could never start: its ``user``/``group`` is unknown here
+    or the agent cannot switch to it, or an ``env_passthrough`` variable holds the cluster
+    secret or an API token here. (Checked where the PUT lands; a node that runs the job
+    checks again, and fails the run saying why.)"""
+    if spec.user is not None or spec.group is not None:
+        try:
+            await asyncio.to_thread(resolve_account, spec.user, spec.group)
+        except AccountError as exc:
+            invalid(f"request body: {exc.key}: {exc} on node {node.name} ({exc.fix})")
+    ex = node.executor
+    for var, what in passthrough_leaks(spec.env_passthrough, ex.agent_env, ex.secret_values):
+        invalid(
+            f"request body: env_passthrough: {quoted(var)} holds {what} on node {node.name} (a job "
+            "must never see it: remove it from env_passthrough)"
+        )
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -615,9 +705,12 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
         node, c.SetPaused(at_ms=node.clock.wall_ms(), name=name, paused=paused, note=note)
     )
     if paused:
-        logger.info("job %s paused through the API on %s: %s", name, node.name, note or "-")
+        logger.info(
+            "job %s paused through the API on %s: %s", name, node.name, printable(note) or "-"
+        )
     job, last, live = _job_or_404(node, name)
-    return _json(job_json(job, node.clock.wall_ms(), last, live))
+    redact = not auth.sees_secrets(request)
+    return _json(job_json(job, node.clock.wall_ms(), last, live, redact=redact))
 
 
 async def pause_job(request: web.Request) -> web.Response:
@@ -695,11 +788,16 @@ async def start_backfill(request: web.Request) -> web.Response:
     for key in ("from", "to"):
         if raw.get(key) is None:
             invalid(f"request body: {key} is required (RFC 3339, e.g. 2026-11-27T00:00:00Z)")
-    frm = parse_instant(raw["from"], "from")
-    to = parse_instant(raw["to"], "to")
+    frm = parse_instant(raw["from"], "request body: from")
+    to = parse_instant(raw["to"], "request body: to")
     rate = raw.get("rate", 1)
     if not isinstance(rate, int | float) or isinstance(rate, bool):
         invalid("request body: rate must be a number of fires per second, e.g. 0.5")
+    if not BACKFILL_MIN_RATE <= rate <= BACKFILL_MAX_RATE:  # (NaN fails too)
+        invalid(
+            f"request body: rate must be between {BACKFILL_MIN_RATE:.3g} (one fire a day) and "
+            f"{BACKFILL_MAX_RATE:g} fires per second, got {printable(repr(rate), 40)}"
+        )
     bid = raw.get("id") or secrets.token_hex(4)
     if not isinstance(bid, str) or not _BACKFILL_ID.fullmatch(bid):
         invalid("request body: id must be 1 to 32 letters, digits, '_' or '-'")
@@ -811,7 +909,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     except Exception:
         node = request.app[NODE_KEY]
-        logger.exception("node %s: %s %s failed", node.name, request.method, request.path)
+        logger.exception(
+            "node %s: %s %s failed", node.name, request.method, printable(request.path)
+        )
         return error(500, "internal", f"internal error on node {node.name} (see its log)")
 
 

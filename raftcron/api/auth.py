@@ -42,12 +42,14 @@ from raftcron.config import ApiConfig, ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AUTHORIZER_KEY",
     "HEALTH_PATHS",
     "READ_METHODS",
     "Authorizer",
     "Refusal",
     "middleware",
     "register",
+    "sees_secrets",
     "server_ssl_context",
 ]
 
@@ -98,6 +100,17 @@ class Authorizer:
             if hmac.compare_digest(given, secret) and role is None:
                 role = r
         return role
+
+    def role_for(self, authorization: str | None) -> str | None:
+        """The role a request with this ``Authorization`` header acts with: ``"admin"``
+        on an open API (no tokens), the token's role, or None (no token, or not a known
+        one: it sees what a read token sees, where it may read at all)."""
+        if not self.tokens:
+            return "admin"
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.role_of(token.strip())
 
     def decide(self, method: str, path: str, authorization: str | None) -> Refusal | None:
         """None to let the request through, else why not."""
@@ -160,12 +173,25 @@ def middleware(authorizer: Authorizer) -> Middleware:
     return authenticate
 
 
+AUTHORIZER_KEY: Final[web.AppKey[Authorizer]] = web.AppKey("authorizer", Authorizer)
+
+
+def sees_secrets(request: web.Request) -> bool:
+    """Whether this request may see secrets in job definitions (an admin token, or an
+    open API); a read token sees them redacted (``raftcron.api.http.REDACTED``)."""
+    authorizer = request.app.get(AUTHORIZER_KEY)
+    if authorizer is None:  # an app without auth (tests): nothing to protect
+        return True
+    return authorizer.role_for(request.headers.get("Authorization")) == "admin"
+
+
 def register(app: web.Application) -> None:
     """Put the auth middleware first in ``app``; call after ``app[NODE_KEY]`` is set."""
     node = app.get(NODE_KEY)
     if node is None:
         raise RuntimeError("auth.register(app) needs app[NODE_KEY] set first")
     authorizer = Authorizer.from_config(node.config.api)
+    app[AUTHORIZER_KEY] = authorizer
     if not authorizer.enforcing:
         exposed = [n.name for n in node.config.cluster.nodes if not n.api.is_loopback]
         if exposed:

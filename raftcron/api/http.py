@@ -7,7 +7,10 @@ It imports no other API module, so any of them can import it at the top.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import orjson
 from aiohttp import web
@@ -17,6 +20,22 @@ if TYPE_CHECKING:
     from raftcron.raft.node import ProposalError
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+# What a read token sees in place of a secret (job env values, HTTP headers, notify and
+# ping URLs, URLs with credentials). A PUT carrying it is refused: a read view can never
+# be written back over the real values by mistake.
+REDACTED: Final = "<redacted>"
+# The integers the replicated log can carry (msgpack): int64 and uint64.
+WIRE_INT_MIN: Final = -(2**63)
+WIRE_INT_MAX: Final = 2**64 - 1
+INT64_MAX: Final = 2**63 - 1
+# Request bodies: at most this long to arrive once the handler reads them, this many
+# characters per object key and per string, and this deep.
+BODY_TIMEOUT_S: Final = 30.0
+MAX_KEY_CHARS: Final = 256
+MAX_STRING_CHARS: Final = 65_536
+MAX_DEPTH: Final = 16
+_ASCII_INT: Final = re.compile(r"-?[0-9]{1,40}")
 
 
 class ApiProblem(Exception):
@@ -65,9 +84,88 @@ def invalid(message: str) -> NoReturn:
     raise ApiProblem(400, "invalid", message)
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """User text made safe for one log line: control characters (newlines included)
+    escaped, at most ``limit`` characters (a note cannot forge a log line)."""
+    out = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def wire_int(value: object, what: str, lo: int = WIRE_INT_MIN, hi: int = INT64_MAX) -> int:
+    """An integer from JSON or a query string (ASCII digits only: ``str.isdigit()`` also
+    accepts "¹"), within ``lo..hi`` (by default what the replicated log can carry); 400
+    otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _ASCII_INT.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        shown = value if isinstance(value, int | float | str) else type(value).__name__
+        invalid(f"{what} must be an integer, got {printable(repr(shown), 60)}")
+    if not lo <= number <= hi:
+        invalid(f"{what} must be {lo}..{hi}, got {printable(str(number), 60)}")
+    return number
+
+
+def _key_path(path: str, key: str) -> str:
+    shown = key if len(key) <= 40 else key[:40] + "..."
+    return f"{path}.{printable(shown, 60)}" if path else printable(shown, 60)
+
+
+def _walk(value: Any, path: str, depth: int = 0) -> Iterator[tuple[str, str, bool]]:
+    """Every string of a decoded JSON value: ``(key path, text, is an object key)``."""
+    if depth > MAX_DEPTH:
+        invalid(f"request body: {path or 'the body'} is nested more than {MAX_DEPTH} deep")
+    if isinstance(value, str):
+        yield path, value, False
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            sub = _key_path(path, k)
+            yield sub, k, True
+            yield from _walk(v, sub, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]", depth + 1)
+
+
+def check_sizes(raw: Any) -> None:
+    """400 naming the key for an object key longer than MAX_KEY_CHARS, a string longer
+    than MAX_STRING_CHARS, or nesting deeper than MAX_DEPTH, anywhere in a request body."""
+    for path, text, is_key in _walk(raw, ""):
+        limit = MAX_KEY_CHARS if is_key else MAX_STRING_CHARS
+        if len(text) > limit:
+            what = "key" if is_key else "value"
+            invalid(
+                f"request body: {path}: the {what} is {len(text)} characters long (at most {limit})"
+            )
+
+
+def refuse_redacted(raw: Any) -> None:
+    """400 naming the key when a request body carries the redaction marker anywhere (it
+    was copied from a read token's view: the real value is not known)."""
+    for path, text, _ in _walk(raw, ""):
+        if REDACTED in text:
+            invalid(
+                f"request body: {path}: {REDACTED} is what a read token sees in place of a "
+                "secret, not a value; give the real value (read the job with an admin "
+                "token, or keep the job's definition in a file)"
+            )
+
+
 async def read_body(request: web.Request, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The request's JSON object (``{}`` for an empty body); 400 for anything else."""
-    data = await request.read()
+    """The request's JSON object (``{}`` for an empty body); 400 for anything else, 408
+    when it does not arrive within ``BODY_TIMEOUT_S`` (a slow client is not held), 413
+    above the app's ``client_max_size``."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            data = await request.read()
+    except TimeoutError:
+        raise ApiProblem(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {BODY_TIMEOUT_S:g}s",
+            {"Connection": "close"},
+        ) from None
     if not data.strip():
         return {}
     try:
@@ -76,6 +174,7 @@ async def read_body(request: web.Request, allowed: tuple[str, ...] | None = None
         invalid(f"request body is not JSON: {exc}")
     if not isinstance(raw, dict):
         invalid(f"request body must be a JSON object, got {type(raw).__name__}")
+    check_sizes(raw)
     if allowed is not None:
         unknown = sorted(set(raw) - set(allowed))
         if unknown:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, error, not_committed
+from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, not_committed, printable
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, parse_duration
@@ -147,11 +148,14 @@ def _fence(value: object, where: str) -> int:
     fence: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         fence = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        fence = int(value)
-    if fence is None or fence < 1:
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,30}", value.strip()):
+        fence = int(value)  # (ASCII digits: str.isdigit() also takes "¹")
+    if fence is None or not 1 <= fence <= INT64_MAX:
+        shown = printable(repr(value), 60)
         raise ApiProblem(
-            400, "invalid", f"{where} must be a fence (an integer >= 1), got {value!r}"
+            400,
+            "invalid",
+            f"{where} must be a fence (an integer 1..{INT64_MAX}), got {shown}",
         )
     return fence
 

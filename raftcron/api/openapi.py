@@ -17,7 +17,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from raftcron.config import (
+    MAX_CPU_LIMIT_S,
+    MAX_MEMORY_LIMIT,
+    MAX_NOFILE_LIMIT,
+    MAX_PASSTHROUGH,
+    MIN_MEMORY_LIMIT,
+)
 from raftcron.core.model import (
+    BACKFILL_MAX_RATE,
+    BACKFILL_MIN_RATE,
     CATCHUP_MODES,
     HTTP_METHODS,
     MAX_COUNT,
@@ -58,6 +67,8 @@ _READ_ERRORS: Final = (401,)
 _WRITE_ERRORS: Final = (400, 401, 403, 404, 409, 503)
 _NULL_STR: Final = {"type": ["string", "null"]}
 _NULL_INT: Final = {"type": ["integer", "null"]}
+_TIME: Final = {"type": "string", "format": "date-time"}  # RFC 3339, four-digit year
+_NULL_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
 _DURATION: Final = {
     "oneOf": [{"type": "string", "examples": ["30s", "5m", "1h30m"]}, {"type": "number"}],
     "description": "a duration string or a number of seconds",
@@ -232,9 +243,9 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "a live run that was asked to stop: why (until it has ended)",
             },
             "attempt": {"type": "integer"},
-            "claimed_at": _NULL_STR,
-            "started_at": _NULL_STR,
-            "finished_at": _NULL_STR,
+            "claimed_at": _NULL_TIME,
+            "started_at": _NULL_TIME,
+            "finished_at": _NULL_TIME,
             "exit_code": _NULL_INT,
             "reason": {"type": "string"},
             "count": {
@@ -242,7 +253,7 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "fires covered by an aggregated missed or paused record",
             },
             "last_scheduled_at": {
-                **_NULL_STR,
+                **_NULL_TIME,
                 "description": "an aggregated paused record: its newest fire",
             },
             "instance": {
@@ -358,7 +369,64 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
             "lease": _DURATION,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
-            "cwd": {"type": "string", "description": "an absolute path"},
+            "cwd": {
+                "type": "string",
+                "description": "an absolute path (default: the home directory of the account "
+                "the job runs as, or / when it has none or it lies in the data dir)",
+            },
+            "user": {
+                "type": "string",
+                "description": "run the job as this account (an agent running as root only; "
+                "one that is not root accepts only its own account). Checked on the node "
+                "that takes the request (400); a node without the account fails the run",
+            },
+            "group": {
+                "type": "string",
+                "description": "run the job with this group (default: the user's own)",
+            },
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "resource limits of the job's process (setrlimit)",
+                "properties": {
+                    "nofile": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_NOFILE_LIMIT,
+                        "description": "open files (RLIMIT_NOFILE)",
+                    },
+                    "memory": {
+                        "description": "address space in bytes (RLIMIT_AS), or a size such "
+                        'as "512M" (K, M, G, T: powers of 1024)',
+                        "oneOf": [
+                            {
+                                "type": "integer",
+                                "minimum": MIN_MEMORY_LIMIT,
+                                "maximum": MAX_MEMORY_LIMIT,
+                            },
+                            {"type": "string"},
+                        ],
+                    },
+                    "cpu": {
+                        "description": "CPU seconds (RLIMIT_CPU): SIGXCPU then, SIGKILL 5 s "
+                        'later; or a duration such as "10m"',
+                        "oneOf": [
+                            {"type": "integer", "minimum": 1, "maximum": MAX_CPU_LIMIT_S},
+                            {"type": "string"},
+                        ],
+                    },
+                },
+            },
+            "env_passthrough": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+                "maxItems": MAX_PASSTHROUGH,
+                "uniqueItems": True,
+                "description": "variables of the agent's environment given to the job (its "
+                "environment is otherwise PATH, HOME, USER, LOGNAME, LANG, TZ, env and "
+                "RAFTCRON_*); never RAFTCRON_TOKEN, RAFTCRON_TOKEN_FILE or a variable holding "
+                "the cluster secret or an API token",
+            },
             "http": {
                 "type": "object",
                 "description": "an HTTP job: the request sent on every run instead of a "
@@ -427,7 +495,21 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "Job": {
         "type": "object",
-        "required": ["name", "schedule", "timezone", "command", "paused", "spec"],
+        "required": [
+            "name",
+            "schedule",
+            "timezone",
+            "command",
+            "paused",
+            "spec",
+            "source",
+            "next_fire",
+            "last_run",
+            "running",
+            "buffered",
+            "backfill",
+            "broken",
+        ],
         "properties": {
             "name": {"type": "string"},
             "schedule": {"type": "string"},
@@ -500,13 +582,25 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "an embedded Python job's callable (module:qualname); null "
                 "for a command job",
             },
-            "watermark": _NULL_STR,
-            "created_at": _NULL_STR,
-            "updated_at": _NULL_STR,
-            "next_fire": _NULL_STR,
+            "watermark": _NULL_TIME,
+            "created_at": _NULL_TIME,
+            "updated_at": _NULL_TIME,
+            "next_fire": _NULL_TIME,
             "last_run": {"oneOf": [_ref("Run"), {"type": "null"}]},
             "running": {"type": "array", "items": {"type": "string"}},
-            "spec": _ref("JobTable"),
+            "spec": {
+                **_ref("JobTable"),
+                "description": "the job's keys; for a read token, secrets (env values, "
+                "HTTP headers, notify and ping URLs, URLs with credentials) are the marker "
+                '"<redacted>", which a PUT refuses',
+            },
+            "broken": {
+                **_NULL_STR,
+                "description": "why the leader could not compute the job's fires: while "
+                "set, they are recorded as missed (reason broken: ...); a PUT or a resume "
+                "clears it",
+            },
+            "broken_at": _NULL_TIME,
             "next_fires": {
                 "type": "array",
                 "items": _ref("FireTime"),
@@ -518,7 +612,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "type": "object",
         "required": ["utc", "local", "at_ms"],
         "properties": {
-            "utc": {"type": "string", "format": "date-time"},
+            "utc": _TIME,
             "local": {"type": "string", "description": "ISO 8601 with the zone's offset"},
             "at_ms": {"type": "integer"},
         },
@@ -530,7 +624,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "job": {"type": "string"},
             "schedule": {"type": "string"},
             "timezone": {"type": "string"},
-            "from": {"type": "string"},
+            "from": _TIME,
             "fires": {"type": "array", "items": _ref("FireTime")},
         },
     },
@@ -629,8 +723,8 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
             "rate": {
                 "type": "number",
-                "exclusiveMinimum": 0,
-                "maximum": 100,
+                "minimum": BACKFILL_MIN_RATE,
+                "maximum": BACKFILL_MAX_RATE,
                 "default": 1,
                 "description": "fires per second at most",
             },
@@ -652,7 +746,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "rate": {"type": "number"},
             "total": {"type": "integer", "description": "fires in the range"},
             "done": {"type": "integer", "description": "fires claimed so far"},
-            "next": {**_NULL_STR, "description": "the next fire to run"},
+            "next": {**_NULL_TIME, "description": "the next fire to run"},
             "requested_at": {"type": "string", "format": "date-time"},
         },
     },
@@ -751,6 +845,11 @@ RESPONSES: Final[dict[str, Any]] = {
         ("NotFound", "no such job, run or lock"),
         ("Conflict", "the change conflicts with the current state"),
         ("Unavailable", "no leader, or the write did not commit in time (safe to repeat)"),
+        (
+            "Error",
+            "any other error: 408 body too slow, 413 body too large, 431 header "
+            "fields too large, 400 a request the server could not parse",
+        ),
     )
 }
 
@@ -972,6 +1071,80 @@ _PATH_PARAMS: Final = {
 }
 
 
+_JOB = {"name": "$request.path.name"}
+# Links between operations (OpenAPI 3.1 "links"; schemathesis' stateful phase follows
+# them): (operation, statuses) -> (link name, target operation, parameters, request body)
+LINKS: Final[
+    dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple[str, tuple[str, str], dict[str, str],
+                                                             Any], ...]]]
+] = {
+    ("PUT", "/v1/jobs/{name}"): (
+        ("200", "201"),
+        (
+            ("GetJob", ("GET", "/v1/jobs/{name}"), _JOB, None),
+            ("NextFires", ("GET", "/v1/jobs/{name}/next"), _JOB, None),
+            ("Trigger", ("POST", "/v1/jobs/{name}/trigger"), _JOB, None),
+            ("Pause", ("POST", "/v1/jobs/{name}/pause"), _JOB, None),
+            ("Resume", ("POST", "/v1/jobs/{name}/resume"), _JOB, None),
+            ("Backfill", ("POST", "/v1/jobs/{name}/backfill"), _JOB, None),
+            ("CancelBackfill", ("DELETE", "/v1/jobs/{name}/backfill"), _JOB, None),
+            ("DeleteJob", ("DELETE", "/v1/jobs/{name}"), _JOB, None),
+        ),
+    ),
+    ("POST", "/v1/jobs/{name}/trigger"): (
+        ("200", "202"),
+        (
+            ("GetRun", ("GET", "/v1/runs/{run_id}"), {"run_id": "$response.body#/run"}, None),
+            ("KillRun", ("POST", "/v1/runs/{run_id}/kill"), {"run_id": "$response.body#/run"},
+             None),
+        ),
+    ),
+    ("GET", "/v1/jobs"): (
+        ("200",),
+        (("GetJob", ("GET", "/v1/jobs/{name}"), {"name": "$response.body#/jobs/0/name"}, None),),
+    ),
+    ("GET", "/v1/runs"): (
+        ("200",),
+        (("GetRun", ("GET", "/v1/runs/{run_id}"), {"run_id": "$response.body#/runs/0/id"}, None),),
+    ),
+    ("POST", "/v1/locks/{name}"): (
+        ("200",),
+        (
+            ("Renew", ("POST", "/v1/locks/{name}/renew"), _JOB,
+             {"fence": "$response.body#/fence"}),
+            ("Release", ("DELETE", "/v1/locks/{name}"),
+             {**_JOB, "fence": "$response.body#/fence"}, None),
+        ),
+    ),
+}  # fmt: skip
+
+
+def operation_id(method: str, path: str) -> str:
+    return (method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path)).rstrip("_")
+
+
+def _with_links(
+    method: str, path: str, responses: dict[str, Any], present: set[tuple[str, str]]
+) -> dict[str, Any]:
+    """``responses`` with the links of LINKS to operations in ``present`` added (copies)."""
+    statuses, links = LINKS.get((method, path), ((), ()))
+    out = dict(responses)
+    for status in statuses:
+        if status not in out:
+            continue
+        found: dict[str, Any] = {}
+        for name, target, params, body in links:
+            if target not in present:
+                continue
+            link: dict[str, Any] = {"operationId": operation_id(*target), "parameters": params}
+            if body is not None:
+                link["requestBody"] = body
+            found[name] = link
+        if found:
+            out[status] = {**out[status], "links": found}
+    return out
+
+
 def registered_operations(app: web.Application) -> list[tuple[str, str]]:
     """``(METHOD, path template)`` of every route of ``app`` (HEAD left out)."""
     out = []
@@ -994,7 +1167,7 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> dict[str, Any]:
         for p in re.findall(r"{(\w+)}", path)
     ]
     out = dict(op)
-    out["operationId"] = (method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path)).rstrip("_")
+    out["operationId"] = operation_id(method, path)
     if params or "parameters" in op:
         out["parameters"] = params + list(op.get("parameters", ()))
     return out
@@ -1003,12 +1176,17 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> dict[str, Any]:
 def document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI document of exactly the routes registered on ``app``."""
     paths: dict[str, dict[str, Any]] = {}
-    for method, path in registered_operations(app):
+    present = set(registered_operations(app))
+    for method, path in sorted(present):
         op = OPERATIONS.get((method, path))
         if op is None:
             logger.warning("openapi: route %s %s has no description; left out", method, path)
             continue
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op)
+        described = _operation(method, path, op)
+        # any other status (408, 413, 431, ...) is an error in the one JSON format
+        responses = {**described["responses"], "default": {"$ref": "#/components/responses/Error"}}
+        described["responses"] = _with_links(method, path, responses, present)
+        paths.setdefault(path, {})[method.lower()] = described
     return {
         "openapi": "3.1.0",
         "info": {

@@ -302,6 +302,20 @@ class Drain:
     kind: str = DRAIN_OPERATOR
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkBroken:
+    """The leader could not compute ``job``'s fires (an exception in its scheduler):
+    flag the job broken with ``reason``. ``updated_ms`` is the job's ``updated_ms`` the
+    leader computed with: a job changed since (a PUT, a pause, a resume) is not marked
+    (``stale``), so a fix is never flagged by a late mark. Idempotent: marking a broken
+    job again changes nothing."""
+
+    at_ms: int
+    job: str
+    updated_ms: int
+    reason: str
+
+
 LockCommand = AcquireLock | RenewLock | ReleaseLock | ExpireLock | CancelLockWait
 
 Command = (
@@ -324,6 +338,7 @@ Command = (
     | ReleaseLock
     | ExpireLock
     | CancelLockWait
+    | MarkBroken
 )
 
 _SPEC_FIELDS: Final = (
@@ -355,6 +370,10 @@ _SPEC_FIELDS: Final = (
     "on",
     "count",
     "max_parallel",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
 )
 
 
@@ -415,6 +434,14 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["count"] = spec.count  # COUNT_ALL (0) for "all"
     if spec.max_parallel is not None:
         out["max_parallel"] = spec.max_parallel
+    if spec.user is not None:
+        out["user"] = spec.user
+    if spec.group is not None:
+        out["group"] = spec.group
+    if spec.limits:
+        out["limits"] = [list(kv) for kv in spec.limits]
+    if spec.env_passthrough:
+        out["env_passthrough"] = list(spec.env_passthrough)
     return out
 
 
@@ -519,6 +546,10 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         on=_str(raw.get("on", "success")),
         count=int(raw.get("count", 1)),
         max_parallel=None if raw.get("max_parallel") is None else int(raw["max_parallel"]),
+        user=None if raw.get("user") is None else _str(raw["user"]),
+        group=None if raw.get("group") is None else _str(raw["group"]),
+        limits=_share(tuple((_str(k), _int(v)) for k, v in raw.get("limits", ()))),
+        env_passthrough=_strs(raw.get("env_passthrough", ())),
     )
 
 
@@ -630,6 +661,13 @@ def encode(cmd: Command) -> bytes:
             }
         case CancelBackfill():
             body |= {"t": "backfill_cancel", "job": cmd.job}
+        case MarkBroken():
+            body |= {
+                "t": "mark_broken",
+                "job": cmd.job,
+                "updated": cmd.updated_ms,
+                "reason": cmd.reason,
+            }
         case Plan():
             body |= {
                 "t": "plan",
@@ -740,6 +778,10 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             )
         case "backfill_cancel":
             return CancelBackfill(at_ms=at, job=_str(b["job"]))
+        case "mark_broken":
+            return MarkBroken(
+                at_ms=at, job=_str(b["job"]), updated_ms=int(b["updated"]), reason=str(b["reason"])
+            )
         case "plan":
             return Plan(
                 at_ms=at,

@@ -50,6 +50,10 @@ OUTPUT_TAIL_BYTES: Final = 64 * 1024
 # Events a job's notify webhooks can ask for (see raftcron/notify.py).
 NOTIFY_EVENTS: Final = ("failure", "missed", "late", "recovered")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Resource limits a command job may set (``limits``), applied with setrlimit in the job's
+# process: open files (RLIMIT_NOFILE), address space in bytes (RLIMIT_AS), CPU seconds
+# (RLIMIT_CPU).
+LIMIT_KEYS: Final = ("nofile", "memory", "cpu")
 
 # Run statuses (DESIGN.md section 6). Final statuses never change again.
 CLAIMED: Final = "claimed"
@@ -91,6 +95,9 @@ TRIGGER_BUFFERED: Final = "buffered"
 TRIGGER_BACKFILL: Final = "backfill"
 BACKFILL_MAX_FIRES: Final = 10_000  # per backfill request
 BACKFILL_MAX_RATE: Final = 100.0  # fires per second
+BACKFILL_MIN_RATE: Final = 1 / 86_400  # one fire a day (the API refuses less)
+# The last instant any schedule, preview or backfill deals in: 9999-12-31T23:59:59.999Z.
+LAST_MS: Final = 253_402_300_799_999
 # ``count = "all"`` in a job: one instance of each fire on every matching live node.
 COUNT_ALL: Final = 0
 MAX_COUNT: Final = 100  # instances per fire (``count = N``)
@@ -258,6 +265,14 @@ class JobSpec:
     # or "always". See state.py, "Dependencies".
     after: tuple[str, ...] = ()
     on: str = "success"
+    # Isolation of a command job's process (raftcron/executor/runner.py): the account it
+    # runs as (None: the agent's own), resource limits as sorted ``(LIMIT_KEYS name,
+    # value)`` pairs, and the names of the agent's environment variables it is given (its
+    # environment is otherwise a fixed minimal set, ``env`` and the RAFTCRON_* variables).
+    user: str | None = None
+    group: str | None = None
+    limits: tuple[tuple[str, int], ...] = ()
+    env_passthrough: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,8 +295,17 @@ class Backfill:
 
 
 def backfill_ready_ms(bf: Backfill) -> int:
-    """Cluster time from which the backfill's next fire may be claimed (its rate bound)."""
-    return bf.last_ms + math.ceil(1000 / bf.rate) if bf.done else 0
+    """Cluster time from which the backfill's next fire may be claimed (its rate bound).
+
+    Total: a rate so small that ``1000 / rate`` is infinite (5e-324 once came through the
+    API), zero or NaN gives ``LAST_MS`` (never) instead of raising in ``apply`` or on the
+    leader."""
+    if not bf.done:
+        return 0
+    gap = 1000 / bf.rate if bf.rate > 0 else math.inf
+    if not gap < LAST_MS:  # (also false for NaN)
+        return LAST_MS
+    return min(bf.last_ms + math.ceil(gap), LAST_MS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,6 +337,11 @@ class Job:
     # A fan-in job (several ``after``): the parents' fires that have settled while others
     # of the same fire have not, oldest first (at most DEPENDENCY_WAIT_LIMIT).
     waiting: tuple[DependencyWait, ...] = ()
+    # Why the leader could not compute this job's fires ("" = it can): set by a committed
+    # ``MarkBroken``, cleared by a ``PutJob`` or a resume. While set, the job's scheduled
+    # fires are recorded as missed ("broken: ..."); nothing of it is claimed.
+    broken: str = ""
+    broken_ms: int = 0  # cluster time it was marked broken
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -53,12 +53,19 @@ Dependencies: a job with ``after`` has no schedule (no fires of its own); ``appl
 its dependency fires on ``Job.deps`` when its parents' fire settles, and each gets a
 ``dependency`` claim with a node here (in order, after buffered runs); ``apply`` then
 runs it through the job's overlap policy like any fire.
+
+Broken jobs (``Job.broken``: the leader could not compute them, see
+``raftcron.scheduler.leader``): only their scheduled fires are looked at, and every one
+that falls due is recorded as missed with the reason ``broken: ...`` (paused ones as
+paused); nothing of theirs is claimed until a ``PUT`` or a resume clears the flag. With
+``errors`` (the leader's call), an exception while planning one job takes that job out of
+the plan and reports it; the others are planned as usual.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,6 +97,9 @@ NEVER_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_MISSED_COUNT: Final = 100_000  # counting stops here; the reason then says "at least"
 # A fire counts as on time (trigger "schedule") when claimed within this of its time.
 ON_TIME_MS: Final = 1_000
+# The reason of a broken job's missed fires starts with this (then the job's reason).
+BROKEN_PREFIX: Final = "broken:"
+MAX_ERROR_TEXT: Final = 300  # characters of an exception kept as a broken job's reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,6 +297,30 @@ def placement_fires(
     return fires
 
 
+def error_text(exc: BaseException) -> str:
+    """An exception as a one-line reason of bounded size (it is replicated and logged)."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+def broken_missed(job: Job, now_ms: int) -> Missed | None:
+    """The record of a broken job's due fires: every scheduled fire up to now is missed,
+    with the reason ``broken: ...`` (a paused job's are recorded as paused, as ever).
+    Nothing else of the job (retries, buffered runs, dependency fires, its backfill) is
+    claimed while it is broken."""
+    times, miss = due(job, now_ms)
+    if miss is not None and miss.status == PAUSED:
+        return miss
+    if not times and miss is None:
+        return None
+    reason = f"{BROKEN_PREFIX} {job.broken}"
+    first = min([*times[:1], *([miss.first_ms] if miss else [])])
+    last = max([*times[-1:], *([miss.last_ms] if miss else [])])
+    count = len(times) + (miss.count if miss else 0)
+    return Missed(job=job.spec.name, first_ms=first, last_ms=last, count=count, reason=reason)
+
+
 def plan(
     jobs: Iterable[Job],
     now_ms: int,
@@ -294,6 +328,7 @@ def plan(
     load: Mapping[str, int],
     busy: Collection[str] = frozenset(),
     live: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    errors: list[tuple[Job, str]] | None = None,
     drained: Collection[str] = frozenset(),
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
@@ -302,6 +337,11 @@ def plan(
     runs as ``(run id, node)`` (``State.live_by_job``), for ``max_parallel`` and for
     retries beside the other instances of their fire; without it every live run of a
     job counts as another fire's and ``max_parallel`` sees only this plan's claims.
+
+    ``errors``: when given, an exception while planning one job is caught: that job
+    adds nothing to the plan (what it had added is taken back), ``(job, reason)`` is
+    appended, and every other job is planned as usual. A broken job (``Job.broken``)
+    only has its due fires recorded as missed (:func:`broken_missed`).
     ``drained``: members that get no new grant (left out of ``nodes``)."""
     if drained:
         nodes = placeable(nodes, drained)
@@ -311,12 +351,6 @@ def plan(
     detail = live is not None  # else every live run may be another fire's
     live = live or {}
 
-    def job_load(name: str) -> dict[str, int]:
-        per: dict[str, int] = {}
-        for _, on in live.get(name, ()):
-            per[on] = per.get(on, 0) + 1
-        return per
-
     def claim(spec: JobSpec, base: str, t: int, trigger: str, per_node: dict[str, int]) -> None:
         chosen, n = place(spec, base, nodes, running, per_node)
         for node in chosen:
@@ -325,68 +359,100 @@ def plan(
         fires.extend(placement_fires(spec, t, trigger, chosen, n))
 
     for job in jobs:
-        spec = job.spec
-        is_busy = spec.name in busy
-        per_node = job_load(spec.name)
-        running_fires = {fire_of(rid) for rid, _ in live.get(spec.name, ())}
-        for pr in job.retry:
-            fire = fire_of(pr.run)
-            others = bool(running_fires - {fire}) or (is_busy and not detail)
-            if pr.due_ms > now_ms or (others and spec.overlap != "allow"):
-                continue
-            siblings = [on for rid, on in live.get(spec.name, ()) if fire_of(rid) == fire]
-            node = choose_node(spec, pr.run, nodes, running, pr.avoid, siblings, per_node)
+        if errors is None:
+            _plan_job(job, now_ms, nodes, busy, live, detail, fires, missed, running, claim)
+            continue
+        n_fires, n_missed, was_running = len(fires), len(missed), dict(running)
+        try:
+            _plan_job(job, now_ms, nodes, busy, live, detail, fires, missed, running, claim)
+        except Exception as exc:  # this job only: take back what it added
+            del fires[n_fires:], missed[n_missed:]
+            running.clear()
+            running.update(was_running)
+            if not job.broken:
+                errors.append((job, error_text(exc)))
+    return Plan(at_ms=now_ms, fires=tuple(fires), missed=tuple(missed))
+
+
+def _plan_job(
+    job: Job,
+    now_ms: int,
+    nodes: Sequence[NodeInfo],
+    busy: Collection[str],
+    live: Mapping[str, Sequence[tuple[str, str]]],
+    detail: bool,
+    fires: list[Fire],
+    missed: list[Missed],
+    running: dict[str, int],
+    claim: Callable[[JobSpec, str, int, str, dict[str, int]], None],
+) -> None:
+    """Add ``job``'s claims and records to ``fires`` and ``missed`` (see :func:`plan`)."""
+    if job.broken:
+        record = broken_missed(job, now_ms)
+        if record is not None:
+            missed.append(record)
+        return
+    spec = job.spec
+    is_busy = spec.name in busy
+    per_node: dict[str, int] = {}
+    for _, on in live.get(spec.name, ()):
+        per_node[on] = per_node.get(on, 0) + 1
+    running_fires = {fire_of(rid) for rid, _ in live.get(spec.name, ())}
+    for pr in job.retry:
+        fire = fire_of(pr.run)
+        others = bool(running_fires - {fire}) or (is_busy and not detail)
+        if pr.due_ms > now_ms or (others and spec.overlap != "allow"):
+            continue
+        siblings = [on for rid, on in live.get(spec.name, ()) if fire_of(rid) == fire]
+        node = choose_node(spec, pr.run, nodes, running, pr.avoid, siblings, per_node)
+        if node:
+            running[node] = running.get(node, 0) + 1
+            per_node[node] = per_node.get(node, 0) + 1
+        fires.append(
+            Fire(
+                job=spec.name,
+                scheduled_at_ms=pr.scheduled_at_ms,
+                node=node,
+                trigger=TRIGGER_RETRY,
+                attempt=pr.attempt,
+                instance=pr.instance,
+            )
+        )
+        running_fires.add(fire)
+        is_busy = True
+    if job.buffered and not is_busy:
+        # the head fire's instances go together (they do not overlap each other)
+        head = fire_of(job.buffered[0][0])
+        group: list[tuple[str, int]] = []
+        for entry in job.buffered:  # (they were buffered together, one after another)
+            if fire_of(entry[0]) != head:
+                break
+            group.append(entry)
+        taken: list[str] = []
+        for rid, t in group:
+            node = choose_node(spec, rid, nodes, running, "", taken, per_node)
             if node:
+                taken.append(node)
                 running[node] = running.get(node, 0) + 1
                 per_node[node] = per_node.get(node, 0) + 1
-            fires.append(
-                Fire(
-                    job=spec.name,
-                    scheduled_at_ms=pr.scheduled_at_ms,
-                    node=node,
-                    trigger=TRIGGER_RETRY,
-                    attempt=pr.attempt,
-                    instance=pr.instance,
-                )
-            )
-            running_fires.add(fire)
-            is_busy = True
-        if job.buffered and not is_busy:
-            # the head fire's instances go together (they do not overlap each other)
-            head = fire_of(job.buffered[0][0])
-            group: list[tuple[str, int]] = []
-            for entry in job.buffered:  # (they were buffered together, one after another)
-                if fire_of(entry[0]) != head:
-                    break
-                group.append(entry)
-            taken: list[str] = []
-            for rid, t in group:
-                node = choose_node(spec, rid, nodes, running, "", taken, per_node)
-                if node:
-                    taken.append(node)
-                    running[node] = running.get(node, 0) + 1
-                    per_node[node] = per_node.get(node, 0) + 1
-                buffered = Fire(
-                    job=spec.name, scheduled_at_ms=t, node=node, trigger=TRIGGER_BUFFERED
-                )
-                fires.append(buffered)
-        for rid, t in job.deps[:MAX_FIRES_PER_JOB]:
-            claim(spec, rid, t, TRIGGER_DEPENDENCY, per_node)
-        times, miss = due(job, now_ms)
-        if miss is not None:
-            missed.append(miss)
-        due_now = now_ms - jitter_offset_ms(spec.name, spec.jitter_ms)
-        for t in times:
-            on_time = due_now - t <= ON_TIME_MS
-            trigger = TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP
-            claim(spec, run_id(spec.name, t), t, trigger, per_node)
-        bf = job.backfill
-        if bf is None or times or job.buffered or job.retry or job.paused or is_busy:
-            continue
-        nxt = backfill_next(job)
-        if nxt is not None and now_ms >= backfill_ready_ms(bf):
-            claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL, per_node)
-    return Plan(at_ms=now_ms, fires=tuple(fires), missed=tuple(missed))
+            buffered = Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=TRIGGER_BUFFERED)
+            fires.append(buffered)
+    for rid, t in job.deps[:MAX_FIRES_PER_JOB]:
+        claim(spec, rid, t, TRIGGER_DEPENDENCY, per_node)
+    times, miss = due(job, now_ms)
+    if miss is not None:
+        missed.append(miss)
+    due_now = now_ms - jitter_offset_ms(spec.name, spec.jitter_ms)
+    for t in times:
+        on_time = due_now - t <= ON_TIME_MS
+        trigger = TRIGGER_SCHEDULE if on_time else TRIGGER_CATCHUP
+        claim(spec, run_id(spec.name, t), t, trigger, per_node)
+    bf = job.backfill
+    if bf is None or times or job.buffered or job.retry or job.paused or is_busy:
+        return
+    nxt = backfill_next(job)
+    if nxt is not None and now_ms >= backfill_ready_ms(bf):
+        claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL, per_node)
 
 
 def backfill_next(job: Job) -> int | None:
@@ -406,9 +472,14 @@ def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None)
     offset, the earliest pending retry it may claim, 0 (now) when a buffered run of it can
     be claimed, or when the next fire of its backfill may go. ``live_fires``: the fires
     (``fire_of``) of the job's live runs; a retry may go beside its own fire's instances."""
+    spec = job.spec
+    if job.broken:  # only its scheduled fires, to record them as missed
+        if not spec.schedule:
+            return NEVER_MS
+        t = schedule_of(spec).next_after(job.watermark_ms)
+        return t + jitter_offset_ms(spec.name, spec.jitter_ms)
     if (job.buffered and not busy) or job.deps:
         return 0
-    spec = job.spec
     if spec.schedule:
         t = schedule_of(spec).next_after(job.watermark_ms)
         t += jitter_offset_ms(spec.name, spec.jitter_ms)

@@ -250,6 +250,17 @@ def unschedulable_key(job: str) -> str:
     return f"unschedulable/{job}"
 
 
+def job_errors_key(job: str) -> str:
+    """Key of the replicated per-job counter of times the job was marked broken."""
+    return f"job_errors/{job}"
+
+
+def job_errors_counts(extra: dict[str, int]) -> list[tuple[str, int]]:
+    """``(job, count)`` of times each job was marked broken (a cluster fact)."""
+    n = len("job_errors/")
+    return [(k[n:], v) for k, v in extra.items() if k.startswith("job_errors/")]
+
+
 def unschedulable_counts(extra: dict[str, int]) -> list[tuple[str, int]]:
     """``(job, count)`` of instances skipped as unschedulable (a cluster fact)."""
     n = len("unschedulable/")
@@ -334,9 +345,16 @@ class State:
 
     def apply(self, cmd: c.Command) -> Result:
         self.now_ms = max(self.now_ms, cmd.at_ms)
-        res = self._apply(cmd)
-        if self.settled:
-            self._settle_dependencies()
+        try:
+            res = self._apply(cmd)
+            if self.settled:
+                self._settle_dependencies()
+        except Exception as exc:
+            # A bug here must not stop a replica (or every replica: they all apply the same
+            # entry, the same way). What was changed before the exception stays changed,
+            # identically on every replica; the entry is answered as rejected.
+            self.settled.clear()
+            return Rejected("apply_failed", f"{type(exc).__name__}: {exc}")
         return res
 
     def _apply(self, cmd: c.Command) -> Result:
@@ -350,7 +368,7 @@ class State:
                         "itself, directly or through other jobs; remove one of these after "
                         "entries)",
                     )
-                return self._put_job(cmd.spec, cmd.source)
+                return self._put_job(cmd.spec, cmd.source, clear_broken=True)
             case c.DeleteJob():
                 return self._delete_job(cmd.name)
             case c.SetPaused():
@@ -371,6 +389,8 @@ class State:
                 return self._start_backfill(cmd)
             case c.CancelBackfill():
                 return self._cancel_backfill(cmd.job)
+            case c.MarkBroken():
+                return self._mark_broken(cmd)
             case c.Kill():
                 return self._kill(cmd)
             case c.Barrier():
@@ -391,7 +411,9 @@ class State:
 
     # ------------------------------------------------------------------ jobs
 
-    def _put_job(self, spec: JobSpec, source: str) -> Result:
+    def _put_job(self, spec: JobSpec, source: str, clear_broken: bool = False) -> Result:
+        """``clear_broken``: a ``PutJob`` (the API) clears a broken flag even when the spec
+        is unchanged; a config sync puts only what differs (and a change clears it too)."""
         old = self.jobs.get(spec.name)
         if old is None:
             self.jobs[spec.name] = Job(
@@ -404,7 +426,10 @@ class State:
             self._link_parents(spec.name, (), spec.after)
             return Ok("created")
         if old.spec == spec and old.source == source:
-            return Ok("unchanged")
+            if not (old.broken and clear_broken):
+                return Ok("unchanged")
+            self.jobs[spec.name] = replace(old, broken="", broken_ms=0, updated_ms=self.now_ms)
+            return Ok("updated")
         if old.spec.after != spec.after:
             self._link_parents(spec.name, old.spec.after, spec.after)
             old = self._drop_waiting(old, "the job's after changed while this fire waited")
@@ -413,7 +438,13 @@ class State:
         if _when(old.spec) != _when(spec):
             watermark = max(watermark, self.now_ms)
         self.jobs[spec.name] = replace(
-            old, spec=spec, source=source, watermark_ms=watermark, updated_ms=self.now_ms
+            old,
+            spec=spec,
+            source=source,
+            watermark_ms=watermark,
+            updated_ms=self.now_ms,
+            broken="",
+            broken_ms=0,
         )
         return Ok("updated")
 
@@ -447,6 +478,9 @@ class State:
         if job is None:
             return Rejected("unknown_job", f"no job named {name!r}")
         note = note if paused else ""
+        if not paused and job.broken:  # a resume clears the broken flag (paused or not)
+            job = replace(job, broken="", broken_ms=0, updated_ms=self.now_ms)
+            self.jobs[name] = job
         if job.paused != paused or job.pause_note != note:
             job = replace(job, paused=paused, pause_note=note, updated_ms=self.now_ms)
             if paused and job.buffered:
@@ -933,6 +967,19 @@ class State:
         )
         self.jobs[cmd.job] = replace(job, backfill=bf)
         return Ok(bf)
+
+    def _mark_broken(self, cmd: c.MarkBroken) -> Result:
+        job = self.jobs.get(cmd.job)
+        if job is None:
+            return Rejected("unknown_job", f"no job named {cmd.job!r}")
+        if job.broken:
+            return Ok(False)  # already broken: the first reason stays
+        if job.updated_ms != cmd.updated_ms:
+            return Rejected("stale", f"{cmd.job} changed since the leader evaluated it")
+        self.jobs[cmd.job] = replace(job, broken=cmd.reason or "error", broken_ms=self.now_ms)
+        key = job_errors_key(cmd.job)
+        self.counters.extra[key] = self.counters.extra.get(key, 0) + 1
+        return Ok(True)
 
     def _cancel_backfill(self, name: str) -> Result:
         job = self.jobs.get(name)
@@ -1730,6 +1777,8 @@ class State:
             )
             if len(j) > 11
             else (),
+            broken=str(j[12]) if len(j) > 12 else "",
+            broken_ms=int(j[13]) if len(j) > 13 else 0,
         )
 
     def _rebuild_live(self) -> None:
@@ -1852,6 +1901,8 @@ def _job_row(j: Job) -> list[Any]:
         None if j.backfill is None else [getattr(j.backfill, f) for f in _BACKFILL_FIELDS],
         [list(d) for d in j.deps],
         [[w.scheduled_at_ms, w.variant, [list(x) for x in w.settled]] for w in j.waiting],
+        j.broken,
+        j.broken_ms,
     ]
     while tail and not tail[-1]:
         tail.pop()

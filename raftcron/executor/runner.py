@@ -40,13 +40,17 @@ import os
 import re
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from raftcron import hardening
+from raftcron.accounts import Account, AccountError
+from raftcron.accounts import resolve as resolve_account
 from raftcron.clock import Clock
+from raftcron.config import passthrough_leaks
 from raftcron.core.model import (
     CLAIMED,
     FAILED,
@@ -82,12 +86,23 @@ WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
 SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
+# A job's PATH (README, "Job isolation"); env_passthrough = ["PATH"] gives it the agent's.
+DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A running job's output file never grows past this: the watchdog keeps its last
+# OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
+OUTPUT_FILE_MAX: Final = 1024 * 1024
 
 
 def rfc3339(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    frac = f".{ms % 1000:03d}" if ms % 1000 else ""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+    """Epoch ms as RFC 3339 UTC, always with a four-digit year (``strftime("%Y")`` prints
+    year 267 as "267"); exact (integer arithmetic, no float rounding)."""
+    secs, frac_ms = divmod(ms, 1000)
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
+    frac = f".{frac_ms:03d}" if frac_ms else ""
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}{frac}Z"
+    )
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry
@@ -115,6 +130,7 @@ class Executor:
         tell: Callable[[str, str, dict[str, Any]], None] | None = None,
         max_starting: int = DEFAULT_MAX_STARTING,
         spawner: bool | None = None,
+        secret_values: Mapping[str, str] | None = None,
     ) -> None:
         if max_starting < 1:
             raise ValueError(f"max_starting must be at least 1, not {max_starting}")
@@ -122,7 +138,7 @@ class Executor:
         self.raft = raft
         self.clock = clock
         self.out_dir = data_dir / "output"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._active: dict[str, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -134,6 +150,12 @@ class Executor:
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
         self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
+        # Jobs see none of the agent's environment but what they name (env_passthrough),
+        # and never a variable holding the cluster secret or an API token (secret_values:
+        # value -> what it is).
+        self.agent_env = dict(os.environ)
+        self.secret_values = dict(secret_values or {})
+        self._own: tuple[Account, str, str] | None = None  # see _account_of
         if spawner is None:
             spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
         # The watchdog fork server; started on the first process run.
@@ -358,37 +380,85 @@ class Executor:
             )
             return
         out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
-        env = dict(os.environ)
-        env.update(dict(spec.env))
-        env.update(
-            {
-                "RAFTCRON_JOB": run.job,
-                "RAFTCRON_RUN_ID": run.id,
-                "RAFTCRON_SCHEDULED_AT": rfc3339(run.scheduled_at_ms),
-                "RAFTCRON_FENCE": str(run.fence),
-                "RAFTCRON_NODE": self.node,
-                "RAFTCRON_ATTEMPT": str(run.attempt),
-                "RAFTCRON_INSTANCE": str(run.instance),  # 1..RAFTCRON_COUNT (count)
-                "RAFTCRON_COUNT": str(run.instances),
-            }
-        )
-        if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
-            env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
+        try:
+            account, process = await self._process_of(run, spec)
+        except _NotRunnable as exc:  # never run as another account, never with a secret
+            logger.error("%s: not started: %s", ctx, exc)
+            self._release(active)
+            await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
+            return
         wd_spec = {
             "argv": list(spec.command),
-            "env": env,
-            "cwd": spec.cwd,
+            "env": process.pop("env"),
+            "cwd": process.pop("cwd"),
             "out": str(out_path),
+            "out_max": OUTPUT_FILE_MAX,
+            "out_keep": OUTPUT_TAIL_BYTES,
             "deadline": lease.deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
+            **process,
         }
+        if account.switch:
+            logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
         wd = await self._start_watchdog(ctx)
         try:
             await self._watch(active, lease, wd, wd_spec, out_path)
         finally:
             wd.close()
+
+    async def _process_of(self, run: Run, spec: JobSpec) -> tuple[Account, dict[str, Any]]:
+        """How the job's process is started: its account, and the watchdog spec's ``env``,
+        ``cwd``, ids, umask and limits. :class:`_NotRunnable` (the run fails, saying why)
+        when its account cannot be used on this node or it would be given a secret."""
+        leaks = passthrough_leaks(spec.env_passthrough, self.agent_env, self.secret_values)
+        if leaks:
+            name, what = leaks[0]
+            raise _NotRunnable(
+                f"env_passthrough: {name} holds {what} on node {self.node}; the job was not "
+                "started (remove it from env_passthrough)"
+            )
+        try:
+            account, home, cwd = await self._account_of(spec)
+        except AccountError as exc:
+            raise _NotRunnable(f"{exc} on node {self.node} ({exc.fix})") from None
+        if spec.cwd is not None:
+            cwd = spec.cwd
+        env = job_environment(run, spec, self.node, account.name, home, self.agent_env)
+        process: dict[str, Any] = {"env": env, "cwd": cwd}
+        if account.switch:
+            process |= {"uid": account.uid, "gid": account.gid, "groups": account.groups}
+        if hardening.job_defaults.umask is not None:
+            process["umask"] = hardening.job_defaults.umask
+        if hardening.job_defaults.nofile_soft is not None:
+            process["nofile_soft"] = hardening.job_defaults.nofile_soft
+        if spec.limits:
+            process["limits"] = dict(spec.limits)
+        return account, process
+
+    async def _account_of(self, spec: JobSpec) -> tuple[Account, str, str]:
+        """The job's account, its HOME and its default working directory. Looked up in a
+        thread (NSS may ask a directory service, a home may be on a slow mount); the
+        agent's own account once, not on every run."""
+        if spec.user is not None or spec.group is not None:
+            return await asyncio.to_thread(self._lookup, spec.user, spec.group)
+        if self._own is None:
+            self._own = await asyncio.to_thread(self._lookup, None, None)
+        return self._own
+
+    def _lookup(self, user: str | None, group: str | None) -> tuple[Account, str, str]:
+        """HOME is the account's home unless that lies inside the data dir (then ``/``);
+        the working directory the same, or ``/`` when the home does not exist (cron's
+        rule, and never the agent's own working directory)."""
+        account = resolve_account(user, group)
+        home = account.home if not self._in_data_dir(account.home) else "/"
+        return account, home, home if home != "/" and os.path.isdir(home) else "/"
+
+    def _in_data_dir(self, path: str) -> bool:
+        data = os.path.realpath(self.out_dir.parent)
+        real = os.path.realpath(path)
+        return real == data or real.startswith(data.rstrip("/") + "/")
 
     async def _start_watchdog(self, ctx: str) -> _Watchdog:
         """The run's watchdog process: forked by the spawner, or (it is off, or failed
@@ -471,6 +541,42 @@ class Executor:
             status, reason = KILLED, active.kill[0]
         logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
         await lease.complete(status, code, finished_ms, output, reason)
+
+
+class _NotRunnable(Exception):
+    """The run cannot start on this node; ``str()`` is the reason recorded with it."""
+
+
+def job_environment(
+    run: Run, spec: JobSpec, node: str, user: str, home: str, agent_env: Mapping[str, str]
+) -> dict[str, str]:
+    """A command job's whole environment: a fixed minimal set (``PATH``, ``HOME``,
+    ``USER``/``LOGNAME``, and ``LANG``/``TZ`` when the agent has them), the agent's
+    variables the job names in ``env_passthrough``, its own ``env``, and the RAFTCRON_*
+    variables of the run. Nothing else of the agent's environment (its token, above all)."""
+    env = {"PATH": DEFAULT_PATH, "HOME": home, "USER": user, "LOGNAME": user}
+    for name in ("LANG", "TZ"):
+        if name in agent_env:
+            env[name] = agent_env[name]
+    for name in spec.env_passthrough:
+        if name in agent_env:
+            env[name] = agent_env[name]
+    env.update(spec.env)
+    env.update(
+        {
+            "RAFTCRON_JOB": run.job,
+            "RAFTCRON_RUN_ID": run.id,
+            "RAFTCRON_SCHEDULED_AT": rfc3339(run.scheduled_at_ms),
+            "RAFTCRON_FENCE": str(run.fence),
+            "RAFTCRON_NODE": node,
+            "RAFTCRON_ATTEMPT": str(run.attempt),
+            "RAFTCRON_INSTANCE": str(run.instance),  # 1..RAFTCRON_COUNT (count)
+            "RAFTCRON_COUNT": str(run.instances),
+        }
+    )
+    if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
+        env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
+    return env
 
 
 @dataclass(slots=True, eq=False)

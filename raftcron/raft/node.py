@@ -342,7 +342,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._rc_failure: str | None = None  # a storage failure: this replica stopped
         self._rc_data_dir = str(settings.data_dir)
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
             fs = _power_cut_fs()
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)

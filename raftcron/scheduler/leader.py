@@ -62,13 +62,14 @@ from raftcron.core.commands import (
     Drain,
     Expire,
     ExpireLock,
+    MarkBroken,
     PackedSpecs,
     Plan,
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
 from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
-from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
+from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -221,6 +222,8 @@ class Leader:
         self._next: dict[str, int] = {}
         self._changed: set[str] = set()
         self._rebuild = True
+        # jobs whose computation raised, to be marked broken: name -> (updated_ms, reason)
+        self._breaking: dict[str, tuple[int, str]] = {}
 
     # -- notifications from the apply stream (on the loop)
 
@@ -355,9 +358,10 @@ class Leader:
         live runs (a retry of an instance may go beside its own fire's other instances)."""
         try:
             t = next_due_ms(job, bool(live_fires), live_fires)
-        except ValueError:
-            logger.exception("job=%s: schedule cannot be evaluated", job.spec.name)
-            return
+        except Exception as exc:  # this job only: every other job keeps its place
+            if not job.broken:
+                self._broke(job, f"next fire: {error_text(exc)}")
+            return  # (a broken job whose schedule fails: nothing to record until it changes)
         if t >= NEVER_MS:  # runs after other jobs, none of its fires waits: a change of
             return  # its parents (jobs_changed, _refresh) brings it back
         self._next[job.spec.name] = t
@@ -375,6 +379,8 @@ class Leader:
     async def _schedule_loop(self) -> None:
         while True:
             self._refresh()
+            if self._breaking:
+                await self._mark_broken()
             now_ms = self.clock.wall_ms()
             names = self._pop_due(now_ms)
             if names:
@@ -399,7 +405,10 @@ class Leader:
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, drained)
+        errors: list[tuple[Job, str]] = []
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, errors, drained=drained)
+        for job, why in errors:  # planned without them; marked broken next
+            self._broke(job, f"plan: {why}")
         if batch.fires or batch.missed:
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
@@ -430,6 +439,44 @@ class Leader:
         # Re-read the committed watermarks whatever happened: a failed plan is re-planned
         # from them, a committed one moves them on.
         self._changed.update(names)
+
+    # -- jobs whose computation fails
+
+    def _broke(self, job: Job, why: str) -> None:
+        """An exception while computing ``job``: it is marked broken (a replicated flag,
+        committed by :meth:`_mark_broken`) instead of stopping the scheduler."""
+        name = job.spec.name
+        if name not in self._breaking:
+            logger.warning(
+                "job=%s is broken: %s (its fires are recorded as missed until a PUT or a "
+                "resume of the job clears it)",
+                name,
+                why,
+            )
+        self._breaking[name] = (job.updated_ms, why)
+
+    async def _mark_broken(self) -> None:
+        for name, (updated_ms, why) in list(self._breaking.items()):
+            cmd = MarkBroken(
+                at_ms=self.clock.wall_ms(), job=name, updated_ms=updated_ms, reason=why
+            )
+            try:
+                res = await self.raft.propose(cmd, PROPOSE_TIMEOUT)
+            except ProposalError as exc:
+                logger.warning(
+                    "leader %s: broken mark of job=%s not committed (%s); retrying",
+                    self.node,
+                    name,
+                    exc.code,
+                )
+                await asyncio.sleep(0.2)
+                return
+            if isinstance(res, Ok) and res.value:
+                logger.info("leader %s: job=%s marked broken: %s", self.node, name, why)
+            if self._breaking.get(name) == (updated_ms, why):
+                del self._breaking[name]
+            # committed, or refused (the job changed or went): look at it again either way
+            self._changed.add(name)
 
     def _unschedulable(self, rid: str, why: str, jobs: Sequence[Job]) -> None:
         """Loudly: no live node could take a run (tags, max_parallel, too few nodes for

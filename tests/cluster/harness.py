@@ -118,6 +118,8 @@ class Cluster:
             self.ssl = ssl.create_default_context(cafile=str(cafile))
         self.env = dict(os.environ)
         self.env.update(env or {})
+        # what `python -m` runs as the agent (a test may wrap raftcron's CLI)
+        self.module = "raftcron"
         ports = free_ports(size * 2) if hosts is None else [7000, 8000] * size
         self.members = {
             name: Member(
@@ -160,7 +162,7 @@ class Cluster:
                     *m.prefix,
                     sys.executable,
                     "-m",
-                    "raftcron",
+                    self.module,
                     "agent",
                     "--config",
                     str(self.config),

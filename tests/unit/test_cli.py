@@ -81,7 +81,8 @@ def test_node_not_in_cluster(tmp_path: Path) -> None:
 def test_check_config_ok_and_example_file(tmp_path: Path) -> None:
     shutil.copy(ROOT / "cluster.example.toml", tmp_path / "cluster.toml")
     (tmp_path / "raftcron-data").mkdir()
-    (tmp_path / "raftcron-data" / "secret").write_text("x" * 40)
+    (tmp_path / "raftcron-data" / "secret").write_text("test-secret-0123456789abcdef")
+    (tmp_path / "raftcron-data" / "secret").chmod(0o600)
     out = raftcron("check-config", str(tmp_path / "cluster.toml"))
     assert out.returncode == 0, out.stderr
     assert "3 nodes: a, b, c" in out.stdout
@@ -119,6 +120,36 @@ def test_runs_lists_and_runs_kill_parses() -> None:
     assert (listing.action, listing.job) == ([], "backup")
     kill = build_parser().parse_args(["runs", "kill", "backup@1", "--hard", "--reason", "x"])
     assert (kill.action, kill.hard, kill.reason) == (["kill", "backup@1"], True, "x")
+
+
+def test_version_is_the_one_in_pyproject() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    res = raftcron("--version")
+    assert res.returncode == 0 and res.stdout == f"raftcron {version}\n", res.stderr
+    # It is read from the installed metadata, the one place a build takes from pyproject.
+    import importlib.metadata
+
+    assert importlib.metadata.version("raftcron") == version
+
+
+def test_dev_without_config_writes_the_packaged_example(tmp_path: Path) -> None:
+    from raftcron.cli import _write_example
+
+    target = tmp_path / "cluster.example.toml"
+    assert _write_example(target) is True
+    assert target.read_bytes() == (ROOT / "cluster.example.toml").read_bytes()
+    target.write_text("# mine\n")
+    assert _write_example(target) is False  # never overwritten
+    assert target.read_text() == "# mine\n"
+
+
+def test_dev_with_a_missing_config_exits_2(tmp_path: Path) -> None:
+    res = raftcron("dev", "--config", "nope.toml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr == "error: nope.toml: not found (check the path, or omit --config)\n"
+    assert not (tmp_path / "cluster.example.toml").exists()
 
 
 def test_a_second_agent_on_a_data_dir_exits_2_before_touching_it(tmp_path: Path) -> None:

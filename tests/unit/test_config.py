@@ -145,6 +145,7 @@ def test_example_file_loads(tmp_path: Path) -> None:
     shutil.copy(REPO / "cluster.example.toml", tmp_path / "cluster.example.toml")
     (tmp_path / "raftcron-data").mkdir()
     (tmp_path / "raftcron-data" / "secret").write_text(SECRET + "\n")
+    (tmp_path / "raftcron-data" / "secret").chmod(0o600)
     cfg = load_config(tmp_path / "cluster.example.toml")
     assert cfg.cluster.secret == SECRET  # the trailing newline is not part of it
     assert [(n.name, n.raft.port, n.api.port) for n in cfg.cluster.nodes] == [
@@ -182,6 +183,8 @@ def test_relative_paths_resolve_against_the_config_dir(
     conf.mkdir(parents=True)
     (conf / "secret.txt").write_text(SECRET)
     (conf / "admin.token").write_text("admin-token-0123456789\n")
+    (conf / "secret.txt").chmod(0o600)
+    (conf / "admin.token").chmod(0o600)
     (conf / "tls").mkdir()
     (conf / "tls" / "cert.pem").write_text("cert")
     (conf / "tls" / "key.pem").write_text("key")
@@ -588,7 +591,7 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         CLUSTER + '[[api.tokens]]\nrole = "read"\ntoken = "abc"\n',
         [
             "cluster.toml: api.tokens[0].token: too short (3 characters; use at least 16 "
-            "random characters)"
+            "random characters; generate one with: openssl rand -base64 32)"
         ],
     ),
     (
@@ -898,6 +901,7 @@ def test_single_node_config_creates_and_reuses_its_secret(tmp_path: Path) -> Non
 
 def test_single_node_config_rejects_a_damaged_secret(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("short\n")
+    (tmp_path / "secret").chmod(0o600)
     with pytest.raises(ConfigError) as info:
         single_node_config(tmp_path)
     assert str(info.value).startswith(f"{tmp_path.resolve() / 'secret'}: too short (5 characters")

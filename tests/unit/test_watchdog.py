@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import stat
 import subprocess
 import sys
 import time
@@ -186,3 +189,61 @@ def test_a_dead_agent_does_not_make_the_watchdog_crash(tmp_path: Path) -> None:
     proc.stdout.close()  # nobody reads the report any more
     proc.stdin.close()
     assert proc.wait(30) == 0
+
+
+def test_output_goes_through_a_pipe_into_a_bounded_private_file(tmp_path: Path) -> None:
+    """The file never holds more than out_max bytes, even while the job writes; when it
+    would, it is cut to its last out_keep bytes. It is created 0600 whatever the umask."""
+    out = tmp_path / "out.log"
+    old = os.umask(0o022)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raftcron.executor.watchdog"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+    finally:
+        os.umask(old)
+    script = (
+        "i=0; while [ $i -lt 400 ]; do head -c 10000 /dev/zero | tr '\\0' a; i=$((i+1)); "
+        "done; echo; echo tail-line; sleep 1"
+    )
+    spec = {
+        "argv": ["sh", "-c", script],
+        "env": {"PATH": os.environ["PATH"]},
+        "cwd": None,
+        "out": str(out),
+        "out_max": 100_000,
+        "out_keep": 10_000,
+        "deadline": time.monotonic() + 60,
+        "timeout": None,
+        "grace": 1.0,
+    }
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    sizes = []
+    while proc.poll() is None:
+        if out.exists():
+            sizes.append(out.stat().st_size)
+            assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        time.sleep(0.001)
+    evs = events(proc)
+    assert evs[-1]["outcome"] == "exited" and evs[-1]["exit_code"] == 0
+    assert max(sizes) <= 100_000 and len(sizes) > 10
+    data = out.read_bytes()
+    assert data.endswith(b"a\ntail-line\n") and len(data) <= 100_000
+    assert set(data[:-11]) <= {ord("a"), ord("\n")}
+
+
+def test_a_process_left_behind_holding_the_output_does_not_hold_the_run(tmp_path: Path) -> None:
+    """The job's own process exits: the run ends then, as before, even though a background
+    process it started still holds the output pipe (its later output is not collected)."""
+    t0 = time.monotonic()
+    proc = start(tmp_path, ["sh", "-c", "echo before; (sleep 20; echo after) & exit 0"], 60)
+    evs = events(proc)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(evs[0]["pid"], signal.SIGKILL)  # the sleep left behind (its own group)
+    assert evs[-1]["outcome"] == "exited" and evs[-1]["exit_code"] == 0
+    assert time.monotonic() - t0 < 15
+    assert (tmp_path / "out.log").read_text() == "before\n"

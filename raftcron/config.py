@@ -52,7 +52,14 @@ from raftcron.core.model import (
     JobSpec,
     NotifyTarget,
 )
-from raftcron.core.schedule import ON_GAP_MODES, ON_REPEAT_MODES, ScheduleError, parse
+from raftcron.core.schedule import (
+    ON_GAP_MODES,
+    ON_REPEAT_MODES,
+    ScheduleError,
+    field_order_warning,
+    parse,
+    schedule_for,
+)
 from raftcron.durations import (
     ConfigError,
     parse_duration,
@@ -77,6 +84,7 @@ __all__ = [
     "account_problems",
     "environment_problems",
     "job_spec_from_mapping",
+    "job_warnings",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -517,9 +525,11 @@ def job_spec_from_mapping(
         )
     elif schedule is not None:
         try:
-            parse(schedule, "UTC")
+            schedule_for(schedule, "UTC")
         except ScheduleError as exc:
-            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not a cron expression: {exc}")
+            every = schedule.lstrip()[:6].lower() == "@every"
+            kind = "a valid @every schedule" if every else "a cron expression"
+            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not {kind}: {exc}")
             schedule = None
 
     timezone = _get_str(errs, raw, "timezone", where)
@@ -716,6 +726,14 @@ def job_spec_from_mapping(
         on=on if on is not None else "success",
         **optional,
     )
+
+
+def job_warnings(spec: JobSpec) -> list[str]:
+    """What is valid in a job but probably not what its author meant, as ``<key>: <why>``
+    messages (``check-config``, ``jobs apply`` and ``PUT /v1/jobs/{name}`` show them; they
+    never refuse the job): a six-field schedule that reads like seconds-first."""
+    warning = field_order_warning(spec.schedule) if spec.schedule else None
+    return [] if warning is None else [f"schedule: {warning}"]
 
 
 def _job_after(

@@ -258,6 +258,10 @@ class Node:
     # -- leadership
 
     def _on_status(self, st: RaftStatus) -> None:
+        if st.ready:
+            # Caught up with the log: from here on a grant is live, not a replay (the
+            # executor ignored the replayed ones; it now resumes what is still ours).
+            self.executor.caught_up()
         leader = self.leader
         if leader is not None and (not st.is_leader or st.term != leader.term):
             logger.warning("node %s: leadership of term %d lost", self.name, leader.term)
@@ -374,7 +378,6 @@ class Node:
                 self.api_scheme,
                 self.me.api,
             )
-            self.executor.resume()
             drain_task = asyncio.get_running_loop().create_task(self.drain.run(), name="drain")
             try:
                 await self._watch(stop)

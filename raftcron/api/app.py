@@ -55,7 +55,7 @@ from raftcron.api.http import (
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
-from raftcron.config import ConfigError, job_spec_from_mapping, passthrough_leaks
+from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
@@ -239,10 +239,10 @@ def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
     return {"utc": rfc3339(ms), "local": local.isoformat(timespec="seconds"), "at_ms": ms}
 
 
-def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
-    if not spec.schedule:  # runs after other jobs: no fires of its own
+def next_fires(job: Job, after_ms: int, count: int) -> list[int]:
+    if not job.spec.schedule:  # runs after other jobs: no fires of its own
         return []
-    return schedule_of(spec).fires_between(after_ms, _LAST_MS, count)
+    return schedule_of(job.spec, job.created_ms).fires_between(after_ms, _LAST_MS, count)
 
 
 def job_json(
@@ -252,7 +252,7 @@ def job_json(
     spec = job.spec
     secrets = secrets_of(spec) if redact else None
     offset = jitter_offset_ms(spec.name, spec.jitter_ms)
-    upcoming = next_fires(spec, max(job.watermark_ms, now_ms - offset), 1)
+    upcoming = next_fires(job, max(job.watermark_ms, now_ms - offset), 1)
     return {
         "name": spec.name,
         "schedule": spec.schedule,
@@ -620,7 +620,7 @@ async def get_job(request: web.Request) -> web.Response:
     body = job_json(job, now, last, live, redact=not auth.sees_secrets(request))
     zone = ZoneInfo(job.spec.timezone)
     offset = jitter_offset_ms(job.spec.name, job.spec.jitter_ms)
-    fires = next_fires(job.spec, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
+    fires = next_fires(job, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
     body["next_fires"] = [fire_json(t, zone) for t in fires]
     return _json(body)
 
@@ -638,7 +638,7 @@ async def get_next(request: web.Request) -> web.Response:
             "schedule": job.spec.schedule,
             "timezone": job.spec.timezone,
             "from": rfc3339(start),
-            "fires": [fire_json(t, zone) for t in next_fires(job.spec, start, count)],
+            "fires": [fire_json(t, zone) for t in next_fires(job, start, count)],
         }
     )
 
@@ -665,7 +665,8 @@ async def put_job(request: web.Request) -> web.Response:
     await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    return _json({"job": name, "result": res.value}, 201 if res.value == "created" else 200)
+    body = {"job": name, "result": res.value, "warnings": job_warnings(spec)}
+    return _json(body, 201 if res.value == "created" else 200)
 
 
 async def _check_process(node: Node, spec: JobSpec) -> None:

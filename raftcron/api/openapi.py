@@ -290,7 +290,19 @@ SCHEMAS: Final[dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-            "schedule": {"type": "string", "examples": ["0 3 * * *", "* * * * * */10"]},
+            "schedule": {
+                "type": "string",
+                "examples": [
+                    "0 3 * * *",
+                    "* * * * * */10",
+                    "0 0 L * *",
+                    "0 9 * * 1#2",
+                    "@every 90s",
+                ],
+                "description": "5 fields, or 6 with the seconds LAST; L (last day of the "
+                "month), L5 or 5L (last Friday), 1#2 (second Monday); or @every <duration>, "
+                "counted from the job's creation",
+            },
             "after": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -634,6 +646,12 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "job": {"type": "string"},
             "result": {"enum": ["created", "updated", "unchanged", "deleted"]},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "PUT: what is valid but probably not meant, as '<key>: <why>' "
+                "(e.g. a 6-field schedule that reads like seconds-first); the job was saved",
+            },
         },
     },
     "PauseRequest": {

@@ -145,15 +145,22 @@ def test_the_data_dir_and_every_file_in_it_are_private(cl: Cluster) -> None:
     status, body = cl.request("a", "POST", "/v1/jobs/sleeper/trigger", {})
     assert status in (200, 201, 202), body
     rid = body["run"]
-    out = data / "output" / f"{rid}.log"
-    wait_for("the running job's output file", lambda: out.exists() and out.read_text(), 30)
+    out = wait_for(  # in the run's directory, runs/<fence>-<run id>
+        "the running job's output file",
+        lambda: next(
+            (p for p in (data / "runs").glob(f"*-{rid}/output.log") if p.read_text()), None
+        ),
+        30,
+    )
+    run_dir = out.parent
     for i in range(30):  # enough entries for a snapshot (compaction every 20)
         cl.request("a", "PUT", f"/v1/jobs/filler-{i}", {"schedule": YEARLY, "command": ["true"]})
     wait_for("a snapshot", lambda: (data / "raft" / "snapshot.bin").exists(), 30)
     modes = _modes(data)
     for name in ("raft/raft.journal", "raft/raft.journal.meta", "raft/snapshot.bin"):
         assert name in modes, sorted(modes)
-    assert f"output/{rid}.log" in modes, sorted(modes)
+    for name in ("output.log", "wd.sock"):  # the job's output, its watchdog's socket
+        assert str(run_dir.relative_to(data) / name) in modes, sorted(modes)
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for name, mode in modes.items():
         is_dir = (data / name).is_dir()

@@ -257,6 +257,24 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         ['cluster.toml: jobs[0].schedule: "* * *" is not a cron expression: expected 5 or 6...'],
     ),
     (
+        "every-without-unit",
+        CLUSTER + job(schedule='"@every 90"'),
+        [
+            'cluster.toml: jobs[0].schedule: "@every 90" is not a valid @every schedule: '
+            "'@every 90': '90' is not a duration (e.g. 90s, 5m, 1h30m, 2d; add a unit: "
+            "'@every 90s')"
+        ],
+    ),
+    (
+        "quartz-seconds-first",
+        CLUSTER + job(schedule='"0 0 12 * * ?"'),
+        [
+            'cluster.toml: jobs[0].schedule: "0 0 12 * * ?" is not a cron expression: '
+            "'?' is only allowed in day-of-month and day-of-week, not in second (raftcron's "
+            "6-field form puts seconds LAST: did you mean '0 12 * * ? 0'?)"
+        ],
+    ),
+    (
         "secret-missing",
         NODES,
         [

@@ -597,7 +597,7 @@ def test_the_api_shows_parents_and_dependency_fires() -> None:
     assert "parents" not in api.run_json(sim.run(run_id("p", T)))
     job = api.job_json(sim.s.jobs["c"], T + S, None, [])
     assert (job["after"], job["on"], job["dependency_fires"]) == (["p"], "success", [dep("c")])
-    assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"].spec, T, 5) == []
+    assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"], T, 5) == []
     assert api._cursor(dep("c", 77, "~manual") + ".2", {}) == (77, dep("c", 77, "~manual") + ".2")
 
 

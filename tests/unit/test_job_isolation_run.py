@@ -227,7 +227,7 @@ def test_output_is_bounded_while_the_job_runs(tmp_path: Path) -> None:
     from raftcron.core.model import OUTPUT_TAIL_BYTES
     from raftcron.executor.runner import OUTPUT_FILE_MAX
 
-    out = tmp_path / "output" / "j@1800000001000.log"
+    out = tmp_path / "runs" / "1-j@1800000001000" / "output.log"  # the run's directory
     script = "head -c 30000000 /dev/zero | tr '\\0' x; echo; echo the-end; touch {done}; sleep 2"
     done = tmp_path / "printed"
     spec = JobSpec(

@@ -12,7 +12,10 @@ leases. This module does what only the member itself can do:
 * **SIGTERM drains for at most ``[cluster] shutdown_drain``.** :meth:`DrainControl.shutdown`
   commits a ``shutdown`` drain of this member (an operator's drain is left as it is), hands
   leadership off, and waits until this member holds no live run or the time is up; then
-  the node stops and runs still going are left to their watchdogs (their leases decide).
+  the node stops, and :meth:`Executor.stop` detaches from the command runs still going:
+  they keep running under their watchdogs, and the restarted agent re-attaches to them
+  (README, "Restarting a node"); an agent not back by a run's lease deadline finds it
+  killed by its watchdog and ``lost``.
   A second signal ends the wait at once.
 * **A shutdown drain ends with the restart.** As soon as a started member knows a leader
   it lifts a ``shutdown`` mark of its own (never an operator's, which stays until
@@ -258,9 +261,11 @@ class DrainControl:
         if not still:
             logger.info("node %s: drained in %.1fs", node.name, took)
         else:
-            logger.warning(
+            # INFO, not WARNING: a restart within the lease re-attaches them, which is the
+            # normal case (README, "Restarting a node"); a lost one is logged when it is lost.
+            logger.info(
                 "node %s: %d run(s) still running after %.1fs of drain, left to their "
-                "watchdogs (their leases decide): %s",
+                "watchdogs (re-attached after the restart, within their leases): %s",
                 node.name, len(still), took, ", ".join(still[:10]),
             )  # fmt: skip
 

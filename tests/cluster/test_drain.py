@@ -6,8 +6,8 @@
   operator's drain survives that member's restart.
 * SIGTERM drains for at most ``[cluster] shutdown_drain``: a run that ends within it is
   recorded with its real outcome before the agent exits; a longer one is left to its
-  watchdog and the agent exits once the time is up. A SIGTERM drain ends with the
-  restart.
+  watchdog (detached, not killed) and the agent exits once the time is up; restarted, it
+  re-attaches and records that run ``succeeded``. A SIGTERM drain ends with the restart.
 * ``raftcron leader transfer --to NODE`` through a follower's API.
 """
 
@@ -177,8 +177,9 @@ def test_sigterm_drains_for_at_most_shutdown_drain(
         # run on b only (tags), by hand
         {"name": "short", "schedule": "0 0 1 1 *", "command": ["sh", "-c", short],
          "tags": {"pin": "b"}, "lease": "6s"},
-        {"name": "long", "schedule": "0 0 1 1 *", "command": ["sleep", "30"],
-         "tags": {"pin": "b"}, "lease": "6s"},
+        {"name": "long", "schedule": "0 0 1 1 *",
+         "command": ["sh", "-c", f"sleep 10; {SINK_CMD.format(sink=sink)}"],
+         "tags": {"pin": "b"}, "lease": "20s"},
         {"name": "everywhere", "schedule": "* * * * * *", "command": ["true"], "count": "all",
          "overlap": "allow", "lease": "5s"},
     ]  # fmt: skip
@@ -230,7 +231,8 @@ def test_sigterm_drains_for_at_most_shutdown_drain(
              lambda: any(r["node"] == "b" and r["status"] == "succeeded"
                          for r in cl.runs(asked, "everywhere", 50)), 30)  # fmt: skip
 
-    # 3. a run longer than the drain: left to its watchdog; the agent exits when time is up
+    # 3. a run longer than the drain: left to its watchdog (detached, not killed); the agent
+    # exits when time is up, and once restarted re-attaches and records its real outcome
     code, body = cl.request(asked, "POST", "/v1/jobs/long/trigger")
     assert code == 202 and body["node"] == "b", body
     rid = body["run"]
@@ -243,9 +245,26 @@ def test_sigterm_drains_for_at_most_shutdown_drain(
     assert proc is not None
     assert proc.wait(30) == 0
     took = time.monotonic() - t0
-    print(f"SIGTERM with a 30 s run in flight: exited after {took:.2f}s (shutdown_drain 4s)")
+    print(f"SIGTERM with a 10 s run in flight: exited after {took:.2f}s (shutdown_drain 4s)")
     assert 4 - 0.5 <= took <= 4 + 4, took
     log = cl.members["b"].log.read_text()
     assert "left to their watchdogs" in log and rid in log, log[-2000:]
     assert "Traceback" not in log
+    # the agent is gone, the job is not: the run is still running under its watchdog
+    assert cl.get(asked, f"/v1/runs/{rid}")["status"] == "running"
+    assert rid not in [r["run"] for r in read_sink(sink)]
+    offset = len(log)
+    cl.start("b")
+    done = wait_for(
+        "the long run to be final",
+        lambda: (
+            (r := cl.get(asked, f"/v1/runs/{rid}"))["status"] not in ("claimed", "running") and r
+        ),
+        60,
+    )
+    assert (done["status"], done["exit_code"], done["node"]) == ("succeeded", 0, "b"), done
+    assert [r["run"] for r in read_sink(sink)].count(rid) == 1  # ran once, to its end
+    log = cl.members["b"].log.read_text()[offset:]
+    # (re-attached, or the result found on disk if the job ended first): nothing to warn of
+    assert not [ln for ln in log.splitlines() if rid in ln and " WARNING " in ln], log[-3000:]
     assert leader  # (the leader never mattered here)

@@ -36,6 +36,8 @@ class Sizes:
     commit_iters: int = 1000
     inflight: tuple[int, ...] = (1, 16, 64)
     inflight_seconds: float = 5.0
+    floor_spawn_seconds: float = 10.0  # bench/floor.py: fork/exec `true` back to back
+    floor_timer_fires: int = 30  # bench/floor.py: every-second timer fires per supervisor
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -57,6 +59,8 @@ class Sizes:
             commit_iters=200,
             inflight=(1, 16, 64),
             inflight_seconds=1.5,
+            floor_spawn_seconds=3.0,
+            floor_timer_fires=6,
         )
 
 

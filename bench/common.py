@@ -108,5 +108,34 @@ class Ctx:
         return cl
 
 
+def installed(tree: Path, dest: Path) -> Path:
+    """``raftcron`` installed from a wheel of ``tree`` into a fresh venv at ``dest`` (what
+    a user's ``pip install`` gives: no editable-install path finder, whose imports cost a
+    one-shot command such as ``raftcron lock`` several ms); the path of its script.
+    Built with build isolation (setuptools from the package index); raises on failure."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = dest / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "cluster.example.toml"):
+        shutil.copy(tree / name, src / name)
+    shutil.copytree(
+        tree / "raftcron", src / "raftcron", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    pip = [str(BIN / "pip"), "--quiet", "--disable-pip-version-check"]
+    # no PYTHONPATH: a checkout on it (bench.ab runs with PYTHONPATH=.) looks installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = {"check": True, "capture_output": True, "env": env}
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dest / "wheel"), str(src)], **run)
+    (wheel,) = (dest / "wheel").glob("raftcron-*.whl")
+    venv = dest / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], **run)
+    py = str(venv / "bin" / "python")
+    subprocess.run([*pip, "--python", py, "install", "--no-deps", "--no-index", str(wheel)], **run)
+    return venv / "bin" / "raftcron"
+
+
 def agent_pids(cl: Cluster) -> dict[str, int]:
     return {n: m.proc.pid for n, m in cl.members.items() if m.proc is not None}

@@ -484,8 +484,11 @@ def markdown(res: dict[str, Any], img_rel: str, made: dict[str, str], json_rel: 
     if wr:
         add("### Whole-process wrappers\n")
         add(
-            "Each iteration spawns the command and waits for it to exit: take the lock, run "
-            f"`true`, release. {wr['rows'][0]['iterations']} iterations per run.\n"
+            "Each iteration spawns the command and waits for it to exit (and for its output "
+            "pipes to close): take the lock, run `true`, release. `raftcron lock` exits once "
+            "its release request is sent (its guardian reads the answer; see "
+            "`raftcron/lockcmd.py`), `etcdctl lock` after its unlock is answered. "
+            f"{wr['rows'][0]['iterations']} iterations per run.\n"
         )
         add(
             md_table(
@@ -502,8 +505,14 @@ def markdown(res: dict[str, Any], img_rel: str, made: dict[str, str], json_rel: 
                 ],
             )
         )
-        v = wr["ratios"]["raftcron_over_etcdctl_p50"]
-        add(f"\n* raftcron / etcdctl p50 (median of per-run ratios): **{v:.2f}**\n" if v else "")
+        v = wr["ratios"].get("raftcron_over_etcdctl_p50")
+        d = wr["ratios"].get("raftcron_dev_over_etcdctl_p50")
+        add(
+            f"\n* raftcron (installed) / etcdctl p50 (median of per-run ratios): **{v:.2f}**"
+            if v
+            else ""
+        )
+        add(f"* raftcron (editable dev venv) / etcdctl p50: **{d:.2f}**\n" if d else "")
     c = _g(w, "locks", "contended")
     if c:
         add("## 2. Contended locks\n")

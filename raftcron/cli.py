@@ -384,8 +384,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    process = ("user", "group", "limits", "env_passthrough")
-    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    process = ("user", "group", "limits", "env_passthrough", "stdin")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough", "stdin")
     for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
@@ -851,7 +851,7 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_status)
 
     j = sub.add_parser(
-        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill jobs"
+        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill, import jobs"
     )
     jsub = j.add_subparsers(dest="jobs_verb", required=True)
     jl = jsub.add_parser("list", parents=[common], help="every job with next fire and last run")
@@ -891,6 +891,9 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     jb.add_argument("--id", help="idempotency key: repeating the request returns that backfill")
     jb.add_argument("--cancel", action="store_true", help="stop the job's backfill")
     jb.set_defaults(fn=cmd_jobs_backfill)
+    from raftcron.importers import cli as import_cli
+
+    import_cli.add_parser(jsub)
 
     t = sub.add_parser("trigger", parents=[common], help="fire a job now (obeys overlap)")
     t.add_argument("job")

@@ -155,11 +155,22 @@ JOB_KEYS: Final = (
     "group",
     "limits",
     "env_passthrough",
+    "stdin",
 )
 MAX_AFTER: Final = 64  # parents of one job
 MAX_RETRIES: Final = 100
 # Keys that only mean something for a job that runs a process (not an http job).
-_COMMAND_ONLY_KEYS: Final = ("env", "cwd", "user", "group", "limits", "env_passthrough")
+_COMMAND_ONLY_KEYS: Final = (
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
+    "stdin",
+)
+# ``stdin``: at most this many characters (the API's limit on any string in a body).
+MAX_STDIN_CHARS: Final = 65_536
 _ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}\$?")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SIZE_RE: Final = re.compile(r"(\d{1,20})\s*(?:([KMGTkmgt])(?:i?[Bb])?)?")
@@ -664,6 +675,13 @@ def job_spec_from_mapping(
     group = _job_account(errs, raw, "group", where)
     limits = _job_limits(errs, raw, where)
     passthrough = _job_passthrough(errs, raw, where, env)
+    stdin = _get_str(errs, raw, "stdin", where)
+    if stdin is not None and len(stdin) > MAX_STDIN_CHARS:
+        errs.add(
+            _join(where, "stdin"),
+            f"{len(stdin)} characters is too long (at most {MAX_STDIN_CHARS}; for more, let "
+            "the command read a file)",
+        )
 
     if errs.items:
         raise ConfigError(errs.items)
@@ -677,6 +695,8 @@ def job_spec_from_mapping(
         optional["limits"] = limits
     if passthrough:
         optional["env_passthrough"] = passthrough
+    if stdin:
+        optional["stdin"] = stdin
     if catchup_ms is not None:  # else the model's default applies
         optional["catchup_ms"] = catchup_ms
     if count != 1:

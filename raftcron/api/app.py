@@ -230,6 +230,8 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["limits"] = dict(spec.limits)  # memory in bytes, cpu in seconds
     if spec.env_passthrough:
         table["env_passthrough"] = list(spec.env_passthrough)
+    if spec.stdin:
+        table["stdin"] = spec.stdin
     return table
 
 

@@ -22,6 +22,7 @@ from raftcron.config import (
     MAX_MEMORY_LIMIT,
     MAX_NOFILE_LIMIT,
     MAX_PASSTHROUGH,
+    MAX_STDIN_CHARS,
     MIN_MEMORY_LIMIT,
 )
 from raftcron.core.model import (
@@ -402,6 +403,13 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "environment is otherwise PATH, HOME, USER, LOGNAME, LANG, TZ, env and "
                 "RAFTCRON_*); never RAFTCRON_TOKEN, RAFTCRON_TOKEN_FILE or a variable holding "
                 "the cluster secret or an API token",
+            },
+            "stdin": {
+                "type": "string",
+                "maxLength": MAX_STDIN_CHARS,
+                "description": "what the job's process reads on its standard input (default "
+                "none: /dev/null); e.g. the text after a crontab line's first %. Shown to a "
+                "read token as the redaction marker",
             },
             "http": {
                 "type": "object",

@@ -354,6 +354,7 @@ _SPEC_FIELDS: Final = (
     "group",
     "limits",
     "env_passthrough",
+    "stdin",
 )
 
 
@@ -422,6 +423,8 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["limits"] = [list(kv) for kv in spec.limits]
     if spec.env_passthrough:
         out["env_passthrough"] = list(spec.env_passthrough)
+    if spec.stdin:
+        out["stdin"] = spec.stdin
     return out
 
 
@@ -530,6 +533,7 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         group=None if raw.get("group") is None else _str(raw["group"]),
         limits=_share(tuple((_str(k), _int(v)) for k, v in raw.get("limits", ()))),
         env_passthrough=_strs(raw.get("env_passthrough", ())),
+        stdin=str(raw.get("stdin", "")),
     )
 
 

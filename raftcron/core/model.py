@@ -273,6 +273,9 @@ class JobSpec:
     group: str | None = None
     limits: tuple[tuple[str, int], ...] = ()
     env_passthrough: tuple[str, ...] = ()
+    # What a command job's process reads on its standard input ("": nothing, /dev/null);
+    # a crontab line's text after its first unescaped ``%`` (raftcron/importers/crontab.py).
+    stdin: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

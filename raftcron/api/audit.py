@@ -64,27 +64,35 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         status = 500
         raise
     finally:
-        caller = caller_of(request)
-        path = printable(request.path, MAX_PATH_CHARS)
-        logger.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "audit: %s %s by %s (%s) -> %s",
-            request.method,
-            path,
-            caller.label,
-            caller.role or "no role",
-            status,
-            extra={
-                "event": "audit",
-                "token": caller.label,
-                "role": caller.role,
-                "method": request.method,
-                "path": path,
-                "status": status,
-                "job": job,
-                "run_id": run_id,
-            },
-        )
+        level = logging.DEBUG if quiet else logging.INFO
+        if logger.isEnabledFor(level):  # (at the default INFO a lock call skips the lookup)
+            _log(request, level, status, job, run_id)
+
+
+def _log(
+    request: web.Request, level: int, status: int | str, job: str | None, run_id: str | None
+) -> None:
+    caller = caller_of(request)
+    path = printable(request.path, MAX_PATH_CHARS)
+    logger.log(
+        level,
+        "audit: %s %s by %s (%s) -> %s",
+        request.method,
+        path,
+        caller.label,
+        caller.role or "no role",
+        status,
+        extra={
+            "event": "audit",
+            "token": caller.label,
+            "role": caller.role,
+            "method": request.method,
+            "path": path,
+            "status": status,
+            "job": job,
+            "run_id": run_id,
+        },
+    )
 
 
 def register(app: web.Application) -> None:

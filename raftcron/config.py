@@ -119,7 +119,20 @@ DEFAULT_NOTIFY_RETRIES: Final = 5
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _URL_FIX: Final = 'a full http:// or https:// URL, e.g. "https://hooks.example.com/raftcron"'
 
-_CLUSTER_KEYS: Final = ("secret", "secret_file", "lease", "history", "nodes")
+_CLUSTER_KEYS: Final = (
+    "secret",
+    "secret_file",
+    "lease",
+    "history",
+    "nodes",
+    "shutdown_drain",
+    "max_apply_lag",
+)
+# On SIGTERM an agent drains for at most this long (below Docker's 10 s stop timeout).
+DEFAULT_SHUTDOWN_DRAIN_MS: Final = 8_000
+# A member whose applied state is this far behind the leader's commit is not healthy.
+DEFAULT_MAX_APPLY_LAG_MS: Final = 5_000
+MIN_MAX_APPLY_LAG_MS: Final = 1_000
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
 _TOKEN_KEYS: Final = ("name", "role", "token", "token_file")
@@ -254,11 +267,14 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     lease_ms: int = DEFAULT_LEASE_MS
     history: int = DEFAULT_HISTORY
+    shutdown_drain_ms: int = DEFAULT_SHUTDOWN_DRAIN_MS
+    max_apply_lag_ms: int = DEFAULT_MAX_APPLY_LAG_MS
 
     def __repr__(self) -> str:  # never show the secret in a log or a traceback
         return (
             f"ClusterConfig(secret='***', nodes={self.nodes!r}, lease_ms={self.lease_ms!r}, "
-            f"history={self.history!r})"
+            f"history={self.history!r}, shutdown_drain_ms={self.shutdown_drain_ms!r}, "
+            f"max_apply_lag_ms={self.max_apply_lag_ms!r})"
         )
 
 
@@ -454,6 +470,7 @@ def _get_duration(
         why = {
             "lease": "a lease must outlive a renewal round trip",
             "timeout": "omit timeout for no limit",
+            "max_apply_lag": "a member applying normally is behind for a moment at times",
         }.get(key, "")
         fix = f"at least {_fmt_ms(minimum)}" + (f"; {why}" if why else "")
         errs.add(_join(where, key), f"{_fmt_ms(ms)} is too short ({fix})")
@@ -1372,12 +1389,21 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
         errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
     )
     history = _get_int(errs, table, "history", "cluster", DEFAULT_HISTORY, minimum=1)
+    shutdown_drain = _get_duration(
+        errs, table, "shutdown_drain", "cluster", DEFAULT_SHUTDOWN_DRAIN_MS
+    )
+    max_lag = _get_duration(
+        errs, table, "max_apply_lag", "cluster", DEFAULT_MAX_APPLY_LAG_MS,
+        minimum=MIN_MAX_APPLY_LAG_MS,
+    )  # fmt: skip
     nodes = _nodes(errs, table, base_dir)
     return ClusterConfig(
         secret=secret or "",
         nodes=nodes,
         lease_ms=lease_ms if lease_ms is not None else DEFAULT_LEASE_MS,
         history=history,
+        shutdown_drain_ms=DEFAULT_SHUTDOWN_DRAIN_MS if shutdown_drain is None else shutdown_drain,
+        max_apply_lag_ms=DEFAULT_MAX_APPLY_LAG_MS if max_lag is None else max_lag,
     )
 
 

@@ -5,10 +5,11 @@ when its answer is known, by the node that received it:
 
 with ``event="audit"`` and the fields ``token`` (the token's name from ``[[api.tokens]]``,
 ``open-api`` on an API without tokens, ``unauthenticated`` without a known token),
-``role``, ``method``, ``path``, ``status`` and, when the path names them, ``job`` and
-``run_id`` (``--log-json``). Refused writes (401, 403) are logged too: the middleware runs
-outside the auth middleware. While the request is handled, the job and run id are bound to
-every other line it logs (``raftcron.logs.bound``).
+``role``, ``method``, ``path``, ``status`` and, when the path names them, ``job``
+(``/v1/jobs/{name}...``) and ``run_id`` (``--log-json``). Refused writes (401, 403) are
+logged too: the middleware runs outside the auth middleware. While the request is
+handled, the job and run id are bound to every other line it logs
+(``raftcron.logs.bound``).
 
 Lock operations (``/v1/locks...``) are logged at DEBUG, not INFO: an acquire, its renewals
 and its release are a client's own coordination, not a change to the cluster's jobs, and
@@ -47,7 +48,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     quiet = request.path.startswith(QUIET_PREFIXES)
     info = request.match_info
-    job = None if quiet else info.get("name")
+    job = info.get("name") if request.path.startswith("/v1/jobs/") else None
     run_id = info.get("run_id")
     status: int | str = "aborted"
     try:

@@ -296,17 +296,19 @@ def test_every_api_write_is_audited_once_with_the_token_name(
         assert secret not in text
 
 
-def test_lock_operations_are_audited_at_debug_only(
+def test_lock_operations_are_audited_at_debug_only_and_only_job_paths_name_a_job(
     node: Node, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(port: int) -> None:
         await http(port, "POST", "/v1/locks/nightly", {"ttl": "10s", "holder": "h"})
+        await http(port, "POST", "/v1/members/zz/drain")
 
     with caplog.at_level(logging.DEBUG):
         serve(node, body)
-    (record,) = _audits(caplog)
-    assert record.levelno == logging.DEBUG and record.path == "/v1/locks/nightly"  # type: ignore[attr-defined]
-    assert not hasattr(record, "job") or record.job is None  # type: ignore[attr-defined]
+    lock, member = _audits(caplog)
+    assert lock.levelno == logging.DEBUG and lock.path == "/v1/locks/nightly"  # type: ignore[attr-defined]
+    assert member.levelno == logging.INFO and member.path == "/v1/members/zz/drain"  # type: ignore[attr-defined]
+    assert lock.job is None and member.job is None  # type: ignore[attr-defined]
 
 
 def test_whoami_on_an_open_api(tmp_path: Path) -> None:

@@ -48,41 +48,9 @@ class CliError(Exception):
 
 
 def _setup_logging(level: str, as_json: bool, node: str) -> None:
-    import logging  # here, not at the top: the one-shot client verbs never log
+    from raftcron import logs  # here, not at the top: the one-shot client verbs never log
 
-    class _JsonFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return json.dumps(
-                {
-                    "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-                    "level": record.levelname,
-                    "logger": record.name,
-                    "msg": record.getMessage(),
-                }
-            )
-
-    class _OneLineFormatter(logging.Formatter):
-        """Control characters in a message are escaped: user text (a pause note, a path)
-        cannot start a line of its own (a traceback after it keeps its lines)."""
-
-        def formatMessage(self, record: logging.LogRecord) -> str:
-            if not record.message.isprintable():
-                record.message = "".join(
-                    ch if ch.isprintable() else repr(ch)[1:-1] for ch in record.message
-                )
-            return super().formatMessage(record)
-
-    handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            _OneLineFormatter(f"%(asctime)s %(levelname)s [{node}] %(name)s: %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logs.setup(level, as_json, node)
 
 
 # --------------------------------------------------------------------------- config verbs

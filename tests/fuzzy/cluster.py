@@ -462,13 +462,12 @@ class Cluster:
 
     def leader(self) -> Member | None:
         """The live member that leads in the highest term (None if none does)."""
-        best: Member | None = None
+        best: tuple[int, Member] | None = None
         for m in self.members.values():
             r = m.replica
-            if r is not None and r._isLeader():
-                if best is None or r.raftCurrentTerm > best.replica.raftCurrentTerm:  # type: ignore[union-attr]
-                    best = m
-        return best
+            if r is not None and r._isLeader() and (best is None or r.raftCurrentTerm > best[0]):
+                best = (r.raftCurrentTerm, m)
+        return None if best is None else best[1]
 
     def live(self) -> list[Member]:
         return [m for m in self.members.values() if m.replica is not None]

@@ -273,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  took {time.monotonic() - t:.1f}s", flush=True)
         if report.violations or not report.converged:
             failed += 1
-            print(f"  replay: python -m tests.fuzzy.run --seed {s} --steps {args.steps} "
-                  f"--nodes {args.nodes}")
+            print(
+                f"  replay: python -m tests.fuzzy.run --seed {s} --steps {args.steps} "
+                f"--nodes {args.nodes}"
+            )
     return 1 if failed else 0
 
 

@@ -467,4 +467,3 @@ class Workload:
             data = rng.choice(self.acked_data[-50:])
             self.stats.repeats += 1
             self.propose(data, "repeat:" + type(c.decode(data)).__name__)
-

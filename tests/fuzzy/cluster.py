@@ -104,6 +104,9 @@ class Faults:
     delay_max: float = 0.004
     slow: float = 0.0  # chance of a long delay (reorders behind later messages)
     slow_max: float = 0.3
+    # As TCP: a link delivers in order and never twice, and a lost message breaks the
+    # connection (both ends are told; what was in flight is gone; it reconnects later).
+    tcp: bool = False
 
 
 @dataclass(order=True)
@@ -137,6 +140,8 @@ class Network:
         self.connected: set[frozenset[str]] = set()
         self.down_since: dict[frozenset[str], float] = {}
         self.transports: dict[str, FuzzTransport] = {}
+        self.reset: set[frozenset[str]] = set()  # connections a lost message broke (tcp)
+        self._last_at: dict[tuple[str, str], float] = {}
         self.alive: set[str] = set()
         self.sent = 0
         self.dropped = 0
@@ -163,14 +168,23 @@ class Network:
         drop, dup, slow = rng.random(), rng.random(), rng.random()
         delay = rng.uniform(f.delay_min, f.delay_max)
         late = rng.uniform(0.0, f.slow_max)
-        if (src, dst) in self.blocked or drop < f.drop:
+        if (src, dst) in self.blocked:
             self.dropped += 1
             return True  # TCP would have taken it into its buffer
+        if drop < f.drop:
+            self.dropped += 1
+            if f.tcp:
+                self.reset.add(frozenset((src, dst)))
+            return True
         if slow < f.slow:
             delay += late
+        at = self.clock.now + delay
+        if f.tcp:
+            at = max(at, self._last_at.get((src, dst), 0.0))
+            self._last_at[(src, dst)] = at
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._push(self.clock.now + delay, src, dst, payload)
-        if dup < f.duplicate:
+        self._push(at, src, dst, payload)
+        if dup < f.duplicate and not f.tcp:
             self.duplicated += 1
             self._push(self.clock.now + delay + rng.uniform(0.0, 0.05), src, dst, payload)
         return True
@@ -211,7 +225,7 @@ class Network:
                     since = max(
                         self.blocked_since.get((a, b), -1.0), self.blocked_since.get((b, a), -1.0)
                     )
-                    if not up or (cut and now - since >= self.DETECT_S):
+                    if not up or (cut and now - since >= self.DETECT_S) or pair in self.reset:
                         self._disconnect(a, b, before)
                 elif up and not cut and now - self.down_since.get(pair, -9.0) >= self.RECONNECT_S:
                     self._connect(a, b, before)
@@ -225,6 +239,7 @@ class Network:
     def _disconnect(self, a: str, b: str, before: Callable[[str], None]) -> None:
         pair = frozenset((a, b))
         self.connected.discard(pair)
+        self.reset.discard(pair)
         self.down_since[pair] = self.clock.now
         for x, y in ((a, b), (b, a)):
             if x in self.alive and x in self.transports:

@@ -34,6 +34,7 @@ class Report:
     seed: int
     nodes: int
     steps: int
+    net: str
     violations: list[str] = field(default_factory=list)
     converged: bool = False
     trace: str = ""
@@ -43,7 +44,7 @@ class Report:
     def summary(self) -> str:
         s = self.stats
         lines = [
-            f"fuzzy seed={self.seed} nodes={self.nodes} steps={self.steps} "
+            f"fuzzy seed={self.seed} nodes={self.nodes} steps={self.steps} net={self.net} "
             f"converged={self.converged} trace={self.trace[:16]}",
             f"  commits={s.get('commit')} applies={s.get('applies')} "
             f"proposed={s.get('proposed')} acked={s.get('acked')} gave_up={s.get('gave_up')} "
@@ -103,9 +104,10 @@ def captured_logs(echo: bool = False) -> Iterator[LogCount]:
 class FaultDriver:
     """Partitions, crashes and the network's weather, from the run's seed."""
 
-    def __init__(self, cluster: Cluster, rng: random.Random) -> None:
+    def __init__(self, cluster: Cluster, rng: random.Random, tcp: bool) -> None:
         self.cluster = cluster
         self.rng = rng
+        self.tcp = tcp
         self.heal_at: float | None = None
         self.restart_at: dict[str, float] = {}
         self.next_weather = 0.0
@@ -124,6 +126,7 @@ class FaultDriver:
                 delay_max=rng.choice((0.002, 0.01, 0.05)),
                 slow=0.0 if calm else rng.choice((0.0, 0.02, 0.1)),
                 slow_max=rng.choice((0.1, 0.5, 1.5)),
+                tcp=self.tcp,
             )
         for name, at in sorted(self.restart_at.items()):
             if now >= at:
@@ -164,7 +167,7 @@ class FaultDriver:
     def heal_all(self) -> None:
         c = self.cluster
         c.network.heal()
-        c.network.faults = Faults()
+        c.network.faults = Faults(tcp=self.tcp)
         self.heal_at = None
         for name in sorted(self.restart_at):
             c.start(name)
@@ -193,16 +196,17 @@ def run(
     root: Path | None = None,
     machine_factory: MachineFactory = RecordingMachine,
     verbose: bool = False,
+    tcp: bool = False,
 ) -> Report:
     """One fuzz run; ``root`` holds the members' data dirs (a temporary dir if None)."""
     if root is None:
         with tempfile.TemporaryDirectory(prefix="raftcron-fuzzy-") as tmp:
-            return run(seed, steps, nodes, Path(tmp), machine_factory, verbose)
+            return run(seed, steps, nodes, Path(tmp), machine_factory, verbose, tcp)
     clock = FakeClock()
     cluster = Cluster(root, nodes, seed, clock, machine_factory)
     workload = Workload(cluster, random.Random(f"{seed}/workload"))
-    faults = FaultDriver(cluster, random.Random(f"{seed}/faults"))
-    report = Report(seed=seed, nodes=nodes, steps=steps)
+    faults = FaultDriver(cluster, random.Random(f"{seed}/faults"), tcp)
+    report = Report(seed=seed, nodes=nodes, steps=steps, net="tcp" if tcp else "chaos")
     from tests.fuzzy.cluster import harness_time
 
     with captured_logs(verbose) as logs, harness_time(clock, cluster.switch):
@@ -261,14 +265,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     ap.add_argument("--runs", type=int, default=1, help="this many seeds from --seed on")
     ap.add_argument("--verbose", action="store_true", help="print pysyncobj's log lines")
+    ap.add_argument(
+        "--net",
+        choices=("chaos", "tcp"),
+        default="chaos",
+        help="chaos: messages dropped, duplicated and reordered one by one; tcp: in order, "
+        "never twice, a loss breaks the connection (what raftcron's TCP links can do)",
+    )
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     failed = 0
     for i in range(args.runs):
         s = seed + i
-        print(f"fuzzy: seed {s}, {args.steps} steps, {args.nodes} nodes", flush=True)
+        print(f"fuzzy: seed {s}, {args.steps} steps, {args.nodes} nodes, {args.net}", flush=True)
         t = time.monotonic()
-        report = run(s, args.steps, args.nodes, verbose=args.verbose)
+        report = run(s, args.steps, args.nodes, verbose=args.verbose, tcp=args.net == "tcp")
         print(report.summary())
         print(f"  took {time.monotonic() - t:.1f}s", flush=True)
         if report.violations or not report.converged:

@@ -26,15 +26,19 @@ def _seed() -> int:
     return int(env) if env else random.SystemRandom().randrange(1 << 32)
 
 
-@pytest.mark.parametrize("nodes", [3, 5])
-def test_short_run(nodes: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("nodes", "net"), [(3, "chaos"), (5, "chaos"), (5, "tcp")])
+def test_short_run(
+    nodes: int, net: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed = _seed()
     with capsys.disabled():
-        print(f"\n[fuzzy] seed={seed} nodes={nodes} steps={SHORT_STEPS}")
-    report = run(seed, SHORT_STEPS, nodes, tmp_path)
+        print(f"\n[fuzzy] seed={seed} nodes={nodes} steps={SHORT_STEPS} net={net}")
+    report = run(seed, SHORT_STEPS, nodes, tmp_path, tcp=net == "tcp")
     with capsys.disabled():
         print(report.summary())
-    replay = f"python -m tests.fuzzy.run --seed {seed} --steps {SHORT_STEPS} --nodes {nodes}"
+    replay = (
+        f"python -m tests.fuzzy.run --seed {seed} --steps {SHORT_STEPS} --nodes {nodes} --net {net}"
+    )
     assert report.converged, f"did not converge after healing; replay: {replay}"
     assert not report.violations, f"{report.violations[:5]}; replay: {replay}"
     # (a run that did nothing proves nothing)

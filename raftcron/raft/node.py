@@ -225,8 +225,9 @@ class BadEntry(Exception):
 
 def regular_call(command: bytes) -> tuple[int, tuple[bytes, ...]]:
     """(method id, arguments) of a regular pysyncobj entry: ``pickle((id, (bytes, ...)))``
-    (``(id, args, {})`` with ``sync=True``) after its kind byte, read by :func:`raftcron.raft.unpickle.safe_loads`. This is all
-    raftcron writes (and all v0.1.0 journals hold); anything else is :class:`BadEntry`."""
+    (``(id, args, {})`` with ``sync=True``) after its kind byte, read by
+    :func:`raftcron.raft.unpickle.safe_loads`. This is all raftcron writes (and all v0.1.0
+    journals hold); anything else is :class:`BadEntry`."""
     if command[:1] != _REGULAR:
         raise BadEntry(f"entry kind {command[:1]!r} is not a regular command")
     try:

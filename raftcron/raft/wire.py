@@ -1030,11 +1030,16 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
         if node is None:
             self._close(conn, "unknown_node", f"not a cluster member: {_describe(message)}")
             return
+        if self._shouldConnect(node):
+            # Of two members, the one with the greater address dials (pysyncobj), and every
+            # member has the same file: this one dials that address itself.
+            self._close(conn, "wrong_direction", f"claims to be {message}, which this node dials")
+            return
         self._forget(conn)
         self._unknownConnections.discard(conn)
         old = self._connections.get(node)
         self._connections[node] = conn
-        if old is not None and old is not conn and not self._shouldConnect(node):
+        if old is not None and old is not conn:
             old.disconnect()  # the member reconnected: its old connection is dead
         sock = conn.raw_socket
         if sock is not None:
@@ -1057,6 +1062,16 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
         node = self._connToNode(conn)
         conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
         self._onNodeConnected(node)
+
+    def send(self, node: Any, message: Any) -> bool:
+        # Not before the handshake is done: pysyncobj marks a dialled connection connected
+        # as soon as TCP is, and sent a vote request there without the session key (the
+        # peer dropped the connection).
+        conn = self._connections.get(node)
+        if conn is None or conn.sendRandKey is None:
+            return False
+        ok: bool = super().send(node, message)
+        return ok
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
         if type(message) is not dict:

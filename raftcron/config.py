@@ -102,7 +102,15 @@ DEFAULT_NOTIFY_RETRIES: Final = 5
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _URL_FIX: Final = 'a full http:// or https:// URL, e.g. "https://hooks.example.com/raftcron"'
 
-_CLUSTER_KEYS: Final = ("secret", "secret_file", "lease", "history", "nodes")
+_CLUSTER_KEYS: Final = (
+    "secret",
+    "secret_file",
+    "previous_secret",
+    "previous_secret_file",
+    "lease",
+    "history",
+    "nodes",
+)
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
 _TOKEN_KEYS: Final = ("role", "token", "token_file")
@@ -192,11 +200,14 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     lease_ms: int = DEFAULT_LEASE_MS
     history: int = DEFAULT_HISTORY
+    # During a secret rotation: the secret being replaced, still accepted from peers.
+    previous_secret: str | None = None
 
     def __repr__(self) -> str:  # never show the secret in a log or a traceback
+        previous = "" if self.previous_secret is None else ", previous_secret='***'"
         return (
             f"ClusterConfig(secret='***', nodes={self.nodes!r}, lease_ms={self.lease_ms!r}, "
-            f"history={self.history!r})"
+            f"history={self.history!r}{previous})"
         )
 
 
@@ -1083,6 +1094,7 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
             "characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
         )
 
+    previous_secret = _previous_secret(errs, table, base_dir, secret)
     lease_ms = _get_duration(
         errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
     )
@@ -1093,7 +1105,51 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
         nodes=nodes,
         lease_ms=lease_ms if lease_ms is not None else DEFAULT_LEASE_MS,
         history=history,
+        previous_secret=previous_secret,
     )
+
+
+def _previous_secret(
+    errs: _Errors, table: Mapping[str, Any], base_dir: Path, secret: str | None
+) -> str | None:
+    """``previous_secret`` / ``previous_secret_file``: during a rotation, the secret being
+    replaced, accepted from peers besides ``secret`` (README: Rotating the cluster secret)."""
+    value = _get_str(errs, table, "previous_secret", "cluster")
+    path = _get_str(errs, table, "previous_secret_file", "cluster")
+    key = "cluster.previous_secret"
+    if "previous_secret" in table and "previous_secret_file" in table:
+        errs.add(
+            "cluster.previous_secret_file",
+            "set together with cluster.previous_secret (keep only one of them)",
+        )
+        return None
+    if path is not None:
+        key = "cluster.previous_secret_file"
+        value = _read_small_file(
+            errs,
+            key,
+            (base_dir / path).resolve(),
+            "previous secret",
+            "point it at the file holding the secret being replaced, or remove the key once "
+            "every node runs with the new secret",
+        )
+    if value is None:
+        return None
+    if len(value) < MIN_SECRET_CHARS:
+        errs.add(
+            key,
+            f"too short ({len(value)} characters; it must be the secret being replaced, at "
+            f"least {MIN_SECRET_CHARS} characters)",
+        )
+        return None
+    if value == secret:
+        errs.add(
+            key,
+            "is the same as the cluster secret (set it to the secret being replaced during a "
+            "rotation, or remove it)",
+        )
+        return None
+    return value
 
 
 def _host_port(errs: _Errors, value: object, key: str, *, reachable: bool) -> HostPort | None:

@@ -807,3 +807,24 @@ def test_a_rolling_secret_rotation_keeps_a_majority(cluster: Replicas) -> None:
     leader = cluster.leader()
     leader.apply_command(lock_command(30), sync=True, timeout=10)
     assert stale.raftLastApplied < leader.raftLastApplied
+
+
+def test_a_data_dir_written_by_v0_1_0_still_loads(tmp_path: Path) -> None:
+    """tests/unit/data/v0.1.0 (made by tests/unit/data/make_v0_1_0.py with v0.1.0's code):
+    a snapshot of 30 lock acquisitions and 10 more in the journal, as pickled pysyncobj
+    entries. It loads: the snapshot is restored and the journal replayed through the
+    restricted unpickler, and the node goes on committing."""
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "data" / "v0.1.0", tmp_path / "n0")
+    replicas = Replicas(tmp_path, [f"127.0.0.1:{_free_port()}"])
+    try:
+        replica = replicas.start(0)
+        _wait(lambda: replica.raftLastApplied >= 42 and replica._isLeader(), "the v0.1.0 log")
+        holders = replica._rc_machine.read(lambda s: {n: lk.holder for n, lk in s.locks.items()})
+        assert holders == {f"l{i}": "v010" for i in range(40)}  # l0-l29 from the snapshot
+        assert replica._rc_store.load_error is None
+        replica.apply_command(lock_command(50), sync=True, timeout=10)
+        assert replica._rc_machine.read(lambda s: "l50" in s.locks)
+    finally:
+        replicas.destroy()

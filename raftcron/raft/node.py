@@ -320,6 +320,7 @@ def _power_cut_fs() -> FileOps | None:
 
 class _Replica(SyncObj):  # type: ignore[misc]
     _SyncObj__recvTransmission: Any  # pysyncobj's buffer of a chunked entry
+    _SyncObj__raftCurrentTerm: int
 
     def __init__(
         self,
@@ -433,6 +434,9 @@ class _Replica(SyncObj):  # type: ignore[misc]
     def _rc_check_chunk(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """A chunk of a large entry as pysyncobj should see it, or None to drop it.
 
+        Only chunks of the current term or later are looked at (pysyncobj ignores the
+        others; decoding a deposed leader's 'finish' here broke the current transmission).
+
         * 'start': its data becomes a ``bytearray``, so pysyncobj's ``+=`` of the later
           chunks appends in place (with ``bytes`` every chunk copied all before it).
         * 'process' or 'finish' with no 'start' before: dropped (pysyncobj's ``+=`` on its
@@ -447,6 +451,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
           ``failed _onTick``, losing the other messages of that read). An entry that is
           not ``(command bytes, index, term)``, or names any global, is refused and logged.
         """
+        if message["term"] < self._SyncObj__raftCurrentTerm:
+            return message  # a deposed leader's: pysyncobj ignores it, and so must we
         transmission = message["transmission"]
         if transmission == "start":
             return {**message, "data": bytearray(message["data"])}

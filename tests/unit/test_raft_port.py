@@ -828,3 +828,35 @@ def test_a_data_dir_written_by_v0_1_0_still_loads(tmp_path: Path) -> None:
         assert replica._rc_machine.read(lambda s: "l50" in s.locks)
     finally:
         replicas.destroy()
+
+
+def test_a_deposed_leaders_chunk_does_not_break_the_current_transmission(
+    cluster: Replicas, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chunks of an older term are left to pysyncobj, which ignores them: decoding a deposed
+    leader's 'finish' reset the current leader's transmission, and its entry never came."""
+    caplog.set_level(logging.WARNING)
+    follower = cluster.start(0)  # alone: nodes 1 and 2 (not running) dial it
+    _wait(lambda: follower.journal()[-1][1] >= 1, "the follower's journal")
+    last_idx, last_term = follower.journal()[-1][1], follower.journal()[-1][2]
+    term = follower.raftCurrentTerm + 1000
+    current, deposed = FakePeer(follower.selfNode.address), FakePeer(follower.selfNode.address)
+    current.handshake(cluster.addrs[2])
+    deposed.handshake(cluster.addrs[1])
+    entry = ppickle.dumps((call_entry(lock_command(60)), last_idx + 1, term))
+    base = {"type": "append_entries", "commit_index": last_idx + 1}
+    base |= {"prevLogIdx": last_idx, "prevLogTerm": last_term}
+    current.send(base | {"term": term, "transmission": "start", "data": entry[:100]})
+    assert current.recv()["type"] == "next_node_idx"  # the start is in
+    deposed.send(base | {"term": term - 1, "transmission": "finish", "data": b"stale"})
+    # a command through the deposed leader's connection: answered once all before it was read
+    deposed.send(
+        {"type": "apply_command", "command": call_entry(lock_command(61)), "request_id": 1}
+    )
+    assert deposed.recv()["type"] == "apply_command_response"
+    current.send(base | {"term": term, "transmission": "finish", "data": entry[100:]})
+    _wait(lambda: follower.raftLastApplied >= last_idx + 1, "the current leader's entry")
+    assert follower._rc_machine.read(lambda s: "l60" in s.locks)
+    assert "refused a chunked log entry" not in caplog.text
+    current.close()
+    deposed.close()

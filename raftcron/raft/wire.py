@@ -685,6 +685,13 @@ class PeerConnection:
         self._wbuf += token
         self._try_send()
 
+    def read_now(self) -> None:
+        """Read and handle what the socket holds now: a deadline decides on a connection
+        only after its waiting frames were seen (the tick thread may have been late)."""
+        sock = self._sock
+        if sock is not None and self._state == _CONNECTED and self._read(sock):
+            self._deliver()
+
     def disconnect(self) -> None:
         notify = self._on_disconnected is not None and self._state != _DISCONNECTED
         if self._tcp_up and self._on_connected is not None:  # an outgoing connection
@@ -1156,6 +1163,9 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
             conn, deadline = next(iter(pending.items()))
             if deadline > now:
                 return
+            conn.read_now()
+            if conn not in pending:
+                continue  # its handshake was waiting in the socket: done now
             what = "handshake" if conn.authenticated else "authenticated frame"
             self._close(
                 conn,

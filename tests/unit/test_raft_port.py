@@ -8,6 +8,7 @@ that would create a marker file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -22,6 +23,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj import pickle as ppickle
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.utility import TcpUtility, UtilityException
@@ -860,3 +862,55 @@ def test_a_deposed_leaders_chunk_does_not_break_the_current_transmission(
     assert "refused a chunked log entry" not in caplog.text
     current.close()
     deposed.close()
+
+
+def _peek(sock: socket.socket, flags: int) -> bool:
+    try:
+        return bool(sock.recv(1, flags))
+    except BlockingIOError:
+        return False
+
+
+class _Ticked(SyncObj):  # type: ignore[misc]
+    """A SyncObj on GuardedTransport whose ticks the test runs itself."""
+
+    def __init__(self, addrs: list[str]) -> None:
+        self.wire_keyring = Keyring([SECRET])
+        conf = SyncObjConf(autoTick=False, bindAddress=addrs[0], dynamicMembershipChange=False)
+        super().__init__(addrs[0], addrs[1:], conf, transportClass=wire.GuardedTransport)
+
+
+def test_a_handshake_waiting_in_the_socket_beats_the_deadline() -> None:
+    """When the tick thread comes late (a stall), the deadline looks at the frames already
+    received before it closes a connection: a member whose last handshake frame waits in
+    the socket is let in, a silent stranger is closed."""
+    addrs = _addresses()
+    node = _Ticked(addrs)
+    try:
+        t = transport(node)
+        peer = FakePeer(addrs[0])
+        silent = socket.create_connection(_host_port(addrs[0]))
+        peer.mine = os.urandom(32)
+        peer.send(peer.mine)
+        _wait(lambda: node.doTick(0.01) or len(t._handshaking) == 2, "both accepted")
+        peer.sock.settimeout(0.05)
+        while peer.theirs is None:  # the node's answer needs ticks
+            node.doTick(0.01)
+            with contextlib.suppress(TimeoutError):
+                peer.theirs = peer.recv()
+        peer.send(addrs[2])  # the last handshake frame; no tick reads it yet
+        member = next(c for c in t._handshaking if c.authenticated)
+        member_sock = member.raw_socket
+        assert member_sock is not None
+        peek = socket.MSG_PEEK | socket.MSG_DONTWAIT
+        _wait(lambda: _peek(member_sock, peek), "the frame in the node's socket")
+        for conn in t._handshaking:
+            t._handshaking[conn] = 0.0  # the tick thread stalled past the deadline
+        t._expire_handshakes()
+        assert t.stats.refused["handshake_deadline"] == 1  # only the silent one
+        assert addrs[2] in {n.address for n in t._connections}
+        assert closed_by_peer(silent)
+        silent.close()
+        peer.close()
+    finally:
+        node.destroy()

@@ -20,6 +20,7 @@ import sys
 import time
 
 from raftcron import lockcmd
+from raftcron.clientopts import TokenFileError, add_connection_options, token_from
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -102,18 +103,90 @@ def _load(path: str, node: str | None = None) -> Any:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from raftcron.config import account_problems, environment_problems
+
     cfg = _load(args.file, args.node)
+    # What the file alone cannot tell: accounts (users, groups) and the environment are
+    # this machine's. Run it on each node, as the account the agent runs as.
+    problems = account_problems(cfg) + environment_problems(cfg, os.environ)
+    if problems:
+        raise CliError("\n".join(problems), EXIT_USAGE)
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
+    _print_what_jobs_mean(args.file, cfg.jobs)
     return 0
+
+
+# --------------------------------------------------------------------------- fire times
+
+CHECK_FIRES = 3  # check-config and jobs apply show this many next fires of each job
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _fire_lines(fires_ms: Sequence[int], zone: str) -> list[str]:
+    """One line per fire: the wall time in ``zone`` with its abbreviation and offset, then
+    UTC (just UTC for a UTC job)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    tz = None if zone == "UTC" else ZoneInfo(zone)
+    rows = []
+    for at in fires_ms:
+        utc = datetime.fromtimestamp(at / 1000, UTC)
+        utc_text = f"{utc:%Y-%m-%d %H:%M:%S} UTC"
+        if tz is None:
+            rows.append([utc_text])
+            continue
+        local = utc.astimezone(tz)
+        abbr = local.tzname() or ""
+        offset = local.isoformat()[-6:]
+        name = f"{abbr} ({offset})" if abbr.isalpha() else offset
+        rows.append([f"{local:%Y-%m-%d %H:%M:%S} {name}", utc_text])
+    if not rows:
+        return []
+    return ["  " + line for line in _table(rows, [""] * len(rows[0])).splitlines()[1:]]
+
+
+def _print_what_jobs_mean(path: str, jobs: Sequence[Any]) -> None:
+    """``check-config``: each job's next fires in its zone and UTC (an ``@every`` job as if
+    created now: it counts from its creation), and the warnings of each job (stderr)."""
+    from raftcron.config import job_warnings
+    from raftcron.core.planner import schedule_of
+
+    now = _now_ms()
+    for i, spec in enumerate(jobs):
+        if not spec.schedule:
+            parents = ", ".join(spec.after)
+            print(f"{spec.name}: runs after {parents} (on {spec.on}); no fires of its own")
+        else:
+            every = spec.schedule.lstrip().lower().startswith("@every")
+            note = ", counted from the job's creation (shown as if created now)" if every else ""
+            try:
+                fires = schedule_of(spec, now).fires_between(now, 2**62, CHECK_FIRES)
+            except ValueError:
+                fires = []
+            print(f"{spec.name}: {spec.schedule} ({spec.timezone}){note}; next {len(fires)} fires:")
+            print("\n".join(_fire_lines(fires, spec.timezone)) or "  (none before the year 10000)")
+        for warning in job_warnings(spec):
+            print(f"warning: {path}: jobs[{i}].{warning}", file=sys.stderr)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from raftcron.config import ConfigError, single_node_config
+    from raftcron.config import (
+        ConfigError,
+        account_problems,
+        environment_problems,
+        single_node_config,
+    )
+    from raftcron.hardening import private_umask, raise_open_files_limit
 
+    private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:
             cfg = single_node_config(Path(args.data_dir))
@@ -125,7 +198,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise CliError("--node is required with --config (the name of this server)", EXIT_USAGE)
         cfg = _load(args.config, args.node)
         name = args.node
+    leaks = environment_problems(cfg, os.environ, "the agent's environment")
+    if leaks:
+        raise CliError("\n".join(leaks), EXIT_USAGE)
     _setup_logging(args.log_level, args.log_json, name)
+    raise_open_files_limit(name)
+    import logging
+
+    for problem in account_problems(cfg, f"on node {name}"):  # jobs granted here fail
+        logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
     node = Node(cfg, name)
@@ -148,10 +229,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:
-    """The options every client verb takes (``lock`` too): where the API is and how."""
-    p.add_argument("--api", help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    p.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
-    p.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    """The options every client verb takes: where the API is and how (the connection
+    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`)."""
+    add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -162,8 +242,10 @@ def _api(args: argparse.Namespace) -> str:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    tok: str | None = getattr(args, "token", None) or os.environ.get("RAFTCRON_TOKEN")
-    return tok
+    try:
+        return token_from(args, os.environ)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
@@ -334,10 +416,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    for key in (*keys, *more, "notify"):
+    process = ("user", "group", "limits", "env_passthrough")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in ("tags", "env", "notify") else value))
+            lines.append((key, json.dumps(value) if key in as_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"
@@ -354,9 +438,10 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         print(f"{k.ljust(width)}  {v}")
-    print("next fires:")
-    for f in job.next_fires:
-        print(f"  {f.utc}  {f.local}")
+    zone = "" if job.timezone == "UTC" else f"{job.timezone}, "
+    print(f"next fires ({zone}UTC):")
+    for line in _fire_lines([f.at_ms for f in job.next_fires], job.timezone):
+        print(line)
     return 0
 
 
@@ -409,9 +494,11 @@ def cmd_jobs_apply(args: argparse.Namespace) -> int:
         name = job["name"]
         try:
             res = client.put_job(name, json.loads(json.dumps(job, default=str)))
-            results.append({"job": name, "result": res.result})
-            if not args.json:
-                print(f"{name}: {res.result}")
+            entry: dict[str, Any] = {"job": name, "result": res.result}
+            entry["warnings"] = list(res.warnings)
+            where = f"{path}: {name}"
+            entry["next_fires"] = _applied_fires(client, job, entry, where, args.json)
+            results.append(entry)
         except ApiUnavailable as exc:
             raise CliError(f"{exc}; set --api or RAFTCRON_API") from None
         except ApiError as exc:
@@ -422,6 +509,36 @@ def cmd_jobs_apply(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(results)
     return EXIT_RUNTIME if failed else 0
+
+
+def _applied_fires(
+    client: Client, job: Mapping[str, Any], entry: Mapping[str, Any], where: str, quiet: bool
+) -> list[dict[str, Any]]:
+    """``jobs apply``: after a job's PUT, its next fires as the cluster computes them (an
+    ``@every`` job counts from its creation there), printed with the PUT's warnings (named
+    ``where``: file and job) unless ``quiet`` (``--json``)."""
+    from raftcron.client import ApiError
+
+    name, result = entry["job"], entry["result"]
+    nxt, problem = None, ""
+    if job.get("after") is None:
+        try:
+            nxt = client.next_fires(name, None, CHECK_FIRES)
+        except ApiError as exc:  # the job was saved: say so, and why its fires are missing
+            problem = _one_line(exc.message)
+    if not quiet:
+        if problem:
+            print(f"{name}: {result}; next fires unavailable: {problem}")
+        elif nxt is None:
+            print(f"{name}: {result}; runs after {', '.join(job['after'])}")
+        else:
+            print(f"{name}: {result}; {nxt.timezone}; next {len(nxt.fires)} fires:")
+            print("\n".join(_fire_lines([f.at_ms for f in nxt.fires], nxt.timezone)))
+        for warning in entry["warnings"]:
+            print(f"warning: {where}: {warning}", file=sys.stderr)
+    if nxt is None:
+        return []
+    return [{"utc": f.utc, "local": f.local, "at_ms": f.at_ms} for f in nxt.fires]
 
 
 def cmd_jobs_delete(args: argparse.Namespace) -> int:
@@ -567,7 +684,7 @@ def _ensure_secret(config: Path) -> None:
     path = (config.parent / secret_file).resolve()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
@@ -620,8 +737,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     for n in cfg.cluster.nodes:
-        n.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(n.data_dir / "agent.log", "ab")  # noqa: SIM115 - closed below
+        n.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(n.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = open(fd, "ab")  # noqa: SIM115 - closed below
         logs[n.name] = log
         procs[n.name] = subprocess.Popen(
             [sys.executable, "-m", "raftcron", "agent", "--config", str(config), "--node", n.name],
@@ -751,7 +869,9 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
 
     initcmd.add_parser(sub).set_defaults(fn=cmd_init)
 
-    c = sub.add_parser("check-config", help="validate a cluster TOML file")
+    c = sub.add_parser(
+        "check-config", help="validate a cluster TOML file; show each job's next 3 fires"
+    )
     c.add_argument("file")
     c.add_argument("--node", help="also check that this node is in the file")
     c.set_defaults(fn=cmd_check_config)
@@ -771,7 +891,11 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     js = jsub.add_parser("show", parents=[common], help="one job with its next 5 fires")
     js.add_argument("name")
     js.set_defaults(fn=cmd_jobs_show)
-    ja = jsub.add_parser("apply", parents=[common], help="create or update the jobs of a TOML file")
+    ja = jsub.add_parser(
+        "apply",
+        parents=[common],
+        help="create or update the jobs of a TOML file (prints each job's next 3 fires)",
+    )
     ja.add_argument("file", help="TOML with [[jobs]] tables, or one job's keys")
     ja.set_defaults(fn=cmd_jobs_apply)
     jd = jsub.add_parser("delete", parents=[common], help="delete a job")

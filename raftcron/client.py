@@ -283,6 +283,16 @@ class BackfillInfo:
 class PutResult:
     job: str
     result: str  # "created", "updated" or "unchanged"
+    # what is valid but probably not meant, as "<key>: <why>" (the job was saved)
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PutResult:
+        return cls(
+            job=str(d["job"]),
+            result=str(d["result"]),
+            warnings=tuple(str(w) for w in d.get("warnings") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -578,7 +588,7 @@ class Client(_Base):
 
     def put_job(self, name: str, spec: Mapping[str, Any]) -> PutResult:
         body = self._do(_Calls.put_job(name, spec))
-        return PutResult(job=str(body["job"]), result=str(body["result"]))
+        return PutResult.from_json(body)
 
     def delete_job(self, name: str) -> None:
         self._do(_Calls.delete_job(name))
@@ -726,7 +736,7 @@ class AsyncClient(_Base):
 
     async def put_job(self, name: str, spec: Mapping[str, Any]) -> PutResult:
         body = await self._do(_Calls.put_job(name, spec))
-        return PutResult(job=str(body["job"]), result=str(body["result"]))
+        return PutResult.from_json(body)
 
     async def delete_job(self, name: str) -> None:
         await self._do(_Calls.delete_job(name))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import os
 import re
 import secrets
+import stat
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +42,7 @@ from raftcron.core.model import (
     DEFAULT_RETRY_BACKOFF_MS,
     DEPENDENCY_ON,
     HTTP_METHODS,
+    LIMIT_KEYS,
     MAX_COUNT,
     MAX_JITTER_MS,
     MAX_PARALLEL_LIMIT,
@@ -49,7 +52,14 @@ from raftcron.core.model import (
     JobSpec,
     NotifyTarget,
 )
-from raftcron.core.schedule import ON_GAP_MODES, ON_REPEAT_MODES, ScheduleError, parse
+from raftcron.core.schedule import (
+    ON_GAP_MODES,
+    ON_REPEAT_MODES,
+    ScheduleError,
+    field_order_warning,
+    parse,
+    schedule_for,
+)
 from raftcron.durations import (
     ConfigError,
     parse_duration,
@@ -71,7 +81,10 @@ __all__ = [
     "HostPort",
     "NodeConfig",
     "NotifyConfig",
+    "account_problems",
+    "environment_problems",
     "job_spec_from_mapping",
+    "job_warnings",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -79,6 +92,10 @@ __all__ = [
 ]
 
 MIN_SECRET_CHARS: Final = 16
+# A random value of 16 characters or more has many different characters; fewer than this
+# many is a pattern (a random 16-character hex string has fewer with probability 4e-5).
+MIN_SECRET_DISTINCT: Final = 6
+SECRET_HOWTO: Final = "openssl rand -base64 32"
 MIN_LEASE_MS: Final = 1_000
 TOKEN_ROLES: Final = ("admin", "read")
 SINGLE_NODE_NAME: Final = "local"
@@ -142,9 +159,40 @@ JOB_KEYS: Final = (
     "ping_url",
     "after",
     "on",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
 )
 MAX_AFTER: Final = 64  # parents of one job
 MAX_RETRIES: Final = 100
+# Keys that only mean something for a job that runs a process (not an http job).
+_COMMAND_ONLY_KEYS: Final = ("env", "cwd", "user", "group", "limits", "env_passthrough")
+_ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}\$?")
+_ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SIZE_RE: Final = re.compile(r"(\d{1,20})\s*(?:([KMGTkmgt])(?:i?[Bb])?)?")
+MIN_MEMORY_LIMIT: Final = 1 << 20  # 1 MiB: nothing runs in less
+MAX_MEMORY_LIMIT: Final = 1 << 50  # 1 PiB
+MAX_CPU_LIMIT_S: Final = 1_000_000_000
+MAX_NOFILE_LIMIT: Final = 1 << 20  # Linux's default fs.nr_open
+MAX_PASSTHROUGH: Final = 64
+# The variables every run of a command job gets (raftcron/executor/runner.py sets them).
+RUN_VARIABLES: Final = (
+    "RAFTCRON_JOB",
+    "RAFTCRON_RUN_ID",
+    "RAFTCRON_SCHEDULED_AT",
+    "RAFTCRON_FENCE",
+    "RAFTCRON_NODE",
+    "RAFTCRON_ATTEMPT",
+    "RAFTCRON_INSTANCE",
+    "RAFTCRON_COUNT",
+    "RAFTCRON_PARENT_RUN_ID",
+)
+_NO_TOKEN: Final = (
+    "the agent's API token is never given to a job (put a token of the job's own in env, "
+    "or in a file the job's account can read)"
+)
+_PASSTHROUGH_REFUSED: Final = {"RAFTCRON_TOKEN": _NO_TOKEN, "RAFTCRON_TOKEN_FILE": _NO_TOKEN}
 
 T = TypeVar("T")
 
@@ -471,9 +519,11 @@ def job_spec_from_mapping(
         )
     elif schedule is not None:
         try:
-            parse(schedule, "UTC")
+            schedule_for(schedule, "UTC")
         except ScheduleError as exc:
-            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not a cron expression: {exc}")
+            every = schedule.lstrip()[:6].lower() == "@every"
+            kind = "a valid @every schedule" if every else "a cron expression"
+            errs.add(_join(where, "schedule"), f"{_q(schedule)} is not {kind}: {exc}")
             schedule = None
 
     timezone = _get_str(errs, raw, "timezone", where)
@@ -497,7 +547,7 @@ def job_spec_from_mapping(
     else:
         command = _job_command(errs, raw, where)
     if raw.get("http") is not None:
-        for key in ("env", "cwd"):
+        for key in _COMMAND_ONLY_KEYS:
             if raw.get(key) is not None:
                 errs.add(
                     _join(where, key),
@@ -618,10 +668,23 @@ def job_spec_from_mapping(
                 "to resolve it against)",
             )
 
+    user = _job_account(errs, raw, "user", where)
+    group = _job_account(errs, raw, "group", where)
+    limits = _job_limits(errs, raw, where)
+    passthrough = _job_passthrough(errs, raw, where, env)
+
     if errs.items:
         raise ConfigError(errs.items)
     assert name is not None and schedule is not None and command is not None
     optional: dict[str, Any] = {}
+    if user is not None:
+        optional["user"] = user
+    if group is not None:
+        optional["group"] = group
+    if limits:
+        optional["limits"] = limits
+    if passthrough:
+        optional["env_passthrough"] = passthrough
     if catchup_ms is not None:  # else the model's default applies
         optional["catchup_ms"] = catchup_ms
     if count != 1:
@@ -657,6 +720,14 @@ def job_spec_from_mapping(
         on=on if on is not None else "success",
         **optional,
     )
+
+
+def job_warnings(spec: JobSpec) -> list[str]:
+    """What is valid in a job but probably not what its author meant, as ``<key>: <why>``
+    messages (``check-config``, ``jobs apply`` and ``PUT /v1/jobs/{name}`` show them; they
+    never refuse the job): a six-field schedule that reads like seconds-first."""
+    warning = field_order_warning(spec.schedule) if spec.schedule else None
+    return [] if warning is None else [f"schedule: {warning}"]
 
 
 def _job_after(
@@ -756,6 +827,140 @@ def _job_count(errs: _Errors, raw: Mapping[str, Any], where: str) -> int:
         errs.add(_join(where, "count"), f"{value} is out of range (use {fix})")
         return 1
     return value
+
+
+def _job_account(errs: _Errors, raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    """``user`` or ``group``: an account name (looked up where the job runs, see
+    :func:`account_problems`)."""
+    value = _get_str(errs, raw, key, where)
+    if value is not None and not _ACCOUNT_RE.fullmatch(value):
+        errs.add(
+            _join(where, key),
+            f"{_q(value)} is not a valid {key} name (an account name such as "
+            "\"backup\": letters, digits, '.', '_', '-', up to 64)",
+        )
+        return None
+    return value
+
+
+def parse_size(value: object, key: str) -> int:
+    """A size in bytes: an integer, or a string with a binary suffix (``"512M"``, ``"2GiB"``:
+    K, M, G, T are powers of 1024, with or without ``iB``/``B``)."""
+    fix = 'give bytes, or a size such as "512M" or "2G" (K, M, G, T: powers of 1024)'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError([f"{key}: expected a size, got {_type_name(value)} ({fix})"])
+    if isinstance(value, int):
+        return value
+    m = _SIZE_RE.fullmatch(value.strip())
+    if not m:
+        raise ConfigError([f"{key}: {_q(value)} is not a size ({fix})"])
+    power = " KMGT".index((m.group(2) or " ").upper())
+    return int(m.group(1)) << (10 * power)
+
+
+def _job_limits(errs: _Errors, raw: Mapping[str, Any], where: str) -> tuple[tuple[str, int], ...]:
+    """``limits = { nofile, memory, cpu }`` as sorted pairs (setrlimit in the job's process)."""
+    value = raw.get("limits")
+    if value is None:
+        return ()
+    key = _join(where, "limits")
+    example = 'e.g. limits = { nofile = 1024, memory = "512M", cpu = 600 }'
+    if not isinstance(value, Mapping):
+        errs.add(key, f"expected a table, got {_type_name(value)} ({example})")
+        return ()
+    _unknown_keys(errs, value, LIMIT_KEYS, key)
+    out: dict[str, int] = {}
+    for name in LIMIT_KEYS:
+        if value.get(name) is not None:
+            try:
+                out[name] = _limit(name, value[name], f"{key}.{name}")
+            except ConfigError as exc:
+                errs.extend(exc)
+    return tuple(sorted(out.items()))
+
+
+def _limit(name: str, v: object, key: str) -> int:
+    """One value of ``limits``; :class:`ConfigError` naming ``key`` if it is invalid."""
+    if name == "memory":
+        size = parse_size(v, key)
+        if not MIN_MEMORY_LIMIT <= size <= MAX_MEMORY_LIMIT:
+            raise ConfigError(
+                [
+                    f"{key}: {size} bytes is out of range (the job's address space, RLIMIT_AS: "
+                    'from 1M to 1P, e.g. memory = "512M")'
+                ]
+            )
+        return size
+    if name == "cpu":
+        if isinstance(v, int) and not isinstance(v, bool):
+            seconds = v
+        else:
+            ms = parse_duration(v, key)
+            if ms % 1000:
+                raise ConfigError([f"{key}: {_fmt_ms(ms)} is not a whole number of seconds"])
+            seconds = ms // 1000
+        if not 1 <= seconds <= MAX_CPU_LIMIT_S:
+            raise ConfigError(
+                [
+                    f"{key}: {seconds} is out of range (CPU seconds of the job's process, "
+                    f'RLIMIT_CPU: 1 to {MAX_CPU_LIMIT_S}, e.g. cpu = 600 or cpu = "10m")'
+                ]
+            )
+        return seconds
+    if isinstance(v, bool) or not isinstance(v, int):  # nofile
+        raise ConfigError([f"{key}: expected an integer, got {_type_name(v)} (e.g. nofile = 1024)"])
+    if not 1 <= v <= MAX_NOFILE_LIMIT:
+        raise ConfigError(
+            [
+                f"{key}: {v} is out of range (open files of the job's process, RLIMIT_NOFILE: "
+                f"1 to {MAX_NOFILE_LIMIT})"
+            ]
+        )
+    return v
+
+
+def _job_passthrough(
+    errs: _Errors, raw: Mapping[str, Any], where: str, env: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    """``env_passthrough``: names of the agent's variables the job is given (sorted)."""
+    value = raw.get("env_passthrough")
+    if value is None:
+        return ()
+    key = _join(where, "env_passthrough")
+    example = 'e.g. env_passthrough = ["HTTPS_PROXY"]'
+    if not isinstance(value, list | tuple) or not all(isinstance(n, str) for n in value):
+        got = _type_name(value) if not isinstance(value, list | tuple) else "other values"
+        errs.add(key, f"expected a list of variable names, got {got} ({example})")
+        return ()
+    if len(value) > MAX_PASSTHROUGH:
+        errs.add(key, f"{len(value)} names is too many (at most {MAX_PASSTHROUGH})")
+        return ()
+    n = len(errs.items)
+    in_env = {k for k, _ in env}
+    for name in value:
+        refused = _PASSTHROUGH_REFUSED.get(name)
+        if not _ENV_NAME_RE.fullmatch(name):
+            errs.add(
+                key,
+                f"{_q(name)} is not an environment variable name (letters, digits and _, "
+                "not starting with a digit)",
+            )
+        elif refused:
+            errs.add(key, f"{_q(name)}: {refused}")
+        elif name in RUN_VARIABLES:
+            errs.add(key, f"{_q(name)}: raftcron sets it for every run (remove it)")
+        elif name in in_env:
+            errs.add(
+                key,
+                f"{_q(name)} is set in env too (keep one: env gives the job a fixed value, "
+                "env_passthrough the agent's)",
+            )
+    dup = sorted({x for x in value if value.count(x) > 1})
+    if dup:
+        errs.add(key, f"{_q(dup[0])} is listed twice (name each variable once)")
+    if len(errs.items) > n:
+        return ()
+    return tuple(sorted(value))
 
 
 def _q_any(value: object) -> str:
@@ -1041,8 +1246,15 @@ def _check_counts(
 
 
 def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -> str | None:
+    """The stripped text of a secret or token file, which must be private to its owner
+    (no access for group or others, as ssh demands of a private key)."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
+        problem = private_file_problem(path)
+        if problem:
+            errs.add(key, problem)
+            return None
+        return text
     except FileNotFoundError:
         errs.add(key, f"{path}: not found ({fix})")
     except IsADirectoryError:
@@ -1052,6 +1264,56 @@ def _read_small_file(errs: _Errors, key: str, path: Path, what: str, fix: str) -
     except OSError as exc:
         errs.add(key, f"{path}: cannot read: {exc.strerror or exc} (check the permissions)")
     return None
+
+
+def private_file_problem(path: Path) -> str | None:
+    """Why the secret or token file at ``path`` is not private enough, or None: any
+    permission bit for its group or others is refused (the ``chmod 600`` fix)."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        return (
+            f"{path}: mode {mode:04o} lets its group or others read it (it holds a secret; "
+            f"run: chmod 600 {path})"
+        )
+    return None
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why ``value`` is too weak for the cluster secret or a token, or None. Never shows
+    any part of it."""
+    n = len(value)
+    if n < MIN_SECRET_CHARS:
+        return f"too short ({n} characters; use at least {MIN_SECRET_CHARS} random characters"
+    if any(ch.isspace() for ch in value):
+        return "contains white space (a random value has none"
+    counts: dict[str, int] = {}
+    for ch in value:
+        counts[ch] = counts.get(ch, 0) + 1
+    if len(counts) < MIN_SECRET_DISTINCT:
+        return (
+            f"too little variety ({len(counts)} different characters; a random value of "
+            f"this length has many more"
+        )
+    if max(counts.values()) * 2 > n:
+        return "one character makes up half of it (a random value has no such repeats"
+    for period in range(1, n // 2 + 1):
+        if all(value[i] == value[i - period] for i in range(period, n)):
+            return "repeats a short pattern (a random value does not"
+    steps = {ord(b) - ord(a) for a, b in itertools.pairwise(value)}
+    if len(steps) == 1:
+        return "a run of consecutive characters (a random value is not"
+    return None
+
+
+def _weak(errs: _Errors, key: str, value: str, *, file: str | None) -> bool:
+    """Report ``value`` if it is too weak for a secret or a token; True if it was."""
+    problem = secret_weakness(value)
+    if problem is None:
+        return False
+    where = file or "FILE"
+    how = f"openssl rand -base64 32 > {where}; chmod 600 {where}" if file else SECRET_HOWTO
+    errs.add(key, f"{problem}; generate one with: {how})")
+    return True
 
 
 def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterConfig:
@@ -1072,27 +1334,27 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
     secret = _get_str(errs, table, "secret", "cluster")
     secret_file = _get_str(errs, table, "secret_file", "cluster")
     secret_key = "cluster.secret"
+    secret_path: Path | None = None
     if "secret" in table and "secret_file" in table:
         errs.add("cluster.secret_file", "set together with cluster.secret (keep only one of them)")
     elif secret_file is not None:
         secret_key = "cluster.secret_file"
+        secret_path = (base_dir / secret_file).resolve()
         secret = _read_small_file(
             errs,
             secret_key,
-            (base_dir / secret_file).resolve(),
+            secret_path,
             "secret",
             f"write at least {MIN_SECRET_CHARS} random characters into it, e.g. with "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; "
+            f"openssl rand -base64 32 > {secret_path}; chmod 600 {secret_path}; "
             "`raftcron dev` creates it",
         )
     elif "secret" not in table:
         errs.add("cluster.secret", f"missing ({secret_fix})")
-    if secret is not None and len(secret) < MIN_SECRET_CHARS:
-        errs.add(
-            secret_key,
-            f"too short ({len(secret)} characters; use at least {MIN_SECRET_CHARS} random "
-            "characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
-        )
+    if secret is not None and _weak(
+        errs, secret_key, secret, file=None if secret_path is None else str(secret_path)
+    ):
+        secret = None
 
     previous_secret = _previous_secret(errs, table, base_dir, secret)
     lease_ms = _get_duration(
@@ -1338,22 +1600,26 @@ def _token(errs: _Errors, entry: object, where: str, base_dir: Path) -> ApiToken
     token_file = _get_str(errs, entry, "token_file", where)
     token_key = f"{where}.token"
     token_fix = f"at least {MIN_SECRET_CHARS} random characters"
+    token_path: Path | None = None
     if "token" in entry and "token_file" in entry:
         errs.add(f"{where}.token_file", f"set together with {where}.token (keep only one)")
         return None
     if token_file is not None:
         token_key = f"{where}.token_file"
+        token_path = (base_dir / token_file).resolve()
         token = _read_small_file(
             errs,
             token_key,
-            (base_dir / token_file).resolve(),
+            token_path,
             "token",
-            f"write {token_fix} into it",
+            f"write {token_fix} into it, e.g. openssl rand -base64 32 > {token_path}; "
+            f"chmod 600 {token_path}",
         )
     elif "token" not in entry:
         errs.add(token_key, f"missing (set token or token_file, {token_fix})")
-    if token is not None and len(token) < MIN_SECRET_CHARS:
-        errs.add(token_key, f"too short ({len(token)} characters; use {token_fix})")
+    if token is not None and _weak(
+        errs, token_key, token, file=None if token_path is None else str(token_path)
+    ):
         return None
     if role is None or token is None:
         return None
@@ -1395,6 +1661,67 @@ def _jobs(
     return tuple(jobs)
 
 
+# ---------------------------------------------------------------------------- the host
+
+
+def secret_values(cfg: Config) -> dict[str, str]:
+    """The cluster secret and every API token, each with what it is (never shown)."""
+    out = {t.token: "an API token" for t in cfg.api.tokens if t.token}
+    if cfg.cluster.secret:
+        out[cfg.cluster.secret] = "the cluster secret"
+    return out
+
+
+def passthrough_leaks(
+    names: Iterable[str], environ: Mapping[str, str], secret_values: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """``(name, what it holds)`` for each variable named in an ``env_passthrough`` whose
+    value in ``environ`` is the cluster secret or an API token (never given to a job)."""
+    out = []
+    for name in names:
+        value = environ.get(name)
+        if value is None:
+            continue
+        what = secret_values.get(value) or secret_values.get(value.strip())
+        if what:
+            out.append((name, what))
+    return out
+
+
+def environment_problems(
+    cfg: Config, environ: Mapping[str, str], where: str = "this environment"
+) -> list[str]:
+    """Jobs of the file whose ``env_passthrough`` names a variable that holds the cluster
+    secret or an API token in ``environ`` (the agent's environment at start; for
+    ``check-config``, its own). Messages name the file, the key and the fix."""
+    out = []
+    values = secret_values(cfg)
+    for i, spec in enumerate(cfg.jobs):
+        for name, what in passthrough_leaks(spec.env_passthrough, environ, values):
+            out.append(
+                f"{cfg.path}: jobs[{i}].env_passthrough: {_q(name)} holds {what} in {where} "
+                "(a job must never see it: remove it from env_passthrough)"
+            )
+    return out
+
+
+def account_problems(cfg: Config, where: str = "on this machine") -> list[str]:
+    """Jobs of the file whose ``user`` or ``group`` cannot be used here: an account this
+    machine does not know, or an agent that is not root asked to switch. Messages name the
+    file, the key and the fix."""
+    from raftcron.accounts import AccountError, resolve
+
+    out = []
+    for i, spec in enumerate(cfg.jobs):
+        if spec.user is None and spec.group is None:
+            continue
+        try:
+            resolve(spec.user, spec.group)
+        except AccountError as exc:
+            out.append(f"{cfg.path}: jobs[{i}].{exc.key}: {exc} {where} ({exc.fix})")
+    return out
+
+
 # ---------------------------------------------------------------------------- default
 
 
@@ -1408,11 +1735,14 @@ def single_node_config(data_dir: Path) -> Config:
     secret_path = data_dir / "secret"
     label = str(secret_path)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             secret = secret_path.read_text(encoding="utf-8").strip()
+            private = private_file_problem(secret_path)
+            if private:
+                raise ConfigError([private]) from None
         else:
             secret = secrets.token_urlsafe(32)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -1425,11 +1755,12 @@ def single_node_config(data_dir: Path) -> Config:
                 "permissions)"
             ]
         ) from None
-    if len(secret) < MIN_SECRET_CHARS:
+    weak = secret_weakness(secret)
+    if weak:
         raise ConfigError(
             [
-                f"{label}: too short ({len(secret)} characters; delete the file and raftcron "
-                f"generates a new one, or write at least {MIN_SECRET_CHARS} random characters)"
+                f"{label}: {weak}; delete the file and raftcron generates a new one, or write "
+                f"one with: openssl rand -base64 32 > {label}; chmod 600 {label})"
             ]
         )
     raft_host, raft_port = SINGLE_NODE_RAFT.split(":")

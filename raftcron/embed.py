@@ -65,7 +65,15 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Keys of a [[jobs]] table that mean nothing for a callable in this process.
-_NOT_FOR_EMBEDDED: Final = ("command", "env", "cwd")
+_NOT_FOR_EMBEDDED: Final = (
+    "command",
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
+)
 
 
 def _key_value(value: object) -> object:

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 
+from raftcron.clientopts import TokenFileError, add_connection_options, token_from
 from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.wire import (
     ApiError,
@@ -119,12 +120,8 @@ def _add_options(p: argparse.ArgumentParser, default: Any = None) -> None:
         "--grace", default=d("5s"), help="SIGTERM to SIGKILL when CMD must stop (default 5s)"
     )
     p.add_argument("--holder", default=d(None), help="who holds it, shown by the API (host:pid)")
-    p.add_argument(
-        "--api", default=d(None), help="node API URL(s), comma-separated (or RAFTCRON_API)"
-    )
-    p.add_argument("--token", default=d(None), help="API token (or RAFTCRON_TOKEN)")
-    p.add_argument(
-        "--cacert", default=d(None), help="CA file to verify an https API (or RAFTCRON_CACERT)"
+    add_connection_options(
+        p, api_help="node API URL(s), comma-separated (or RAFTCRON_API)", default=default
     )
     p.add_argument(
         "-q",
@@ -196,6 +193,15 @@ class _Options:
         self.argv = argv
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token``, ``--token-file``, ``RAFTCRON_TOKEN`` or ``RAFTCRON_TOKEN_FILE``. (CMD
+    still gets this process's whole environment: the user runs it directly.)"""
+    try:
+        return token_from(args, os.environ)
+    except TokenFileError as exc:
+        raise _Usage(str(exc)) from None
+
+
 def _options(args: argparse.Namespace) -> _Options:
     # argparse drops a "--" that directly follows NAME; one after options stays in ``rest``.
     rest = list(args.rest)
@@ -225,7 +231,7 @@ def _options(args: argparse.Namespace) -> _Options:
         grace_s=_duration_s(args.grace, "--grace"),
         holder=args.holder or f"{socket.gethostname()}:{os.getpid()}",
         api=api,
-        token=args.token or os.environ.get("RAFTCRON_TOKEN") or None,
+        token=_token(args),
         cacert=args.cacert or os.environ.get("RAFTCRON_CACERT") or None,
         quiet=bool(args.quiet),
         argv=argv,

@@ -18,12 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
-from raftcron import memory
+from raftcron import hardening, memory
 from raftcron.api.app import build_app
 from raftcron.api.auth import server_ssl_context
 from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
-from raftcron.config import Config, ConfigError, NodeConfig
+from raftcron.config import Config, ConfigError, NodeConfig, secret_values
 from raftcron.core import commands as c
 from raftcron.core.planner import NodeInfo
 from raftcron.core.state import (
@@ -56,6 +56,9 @@ class Node:
         self.name = name
         self.clock = clock or system_clock()
         self.data_dir: Path = self.me.data_dir
+        # 0700, and everything in it private to the agent's account, before anything in
+        # it is created (the executor's output dir below, Raft's files at start).
+        hardening.prepare_data_dir(self.data_dir, name)
         self.by_raft = {str(n.raft): n for n in config.cluster.nodes}
         self.settings = RaftSettings(
             self_addr=str(self.me.raft),
@@ -94,6 +97,7 @@ class Node:
             max_starting=int(
                 os.environ.get("RAFTCRON_MAX_STARTING", str(runner.DEFAULT_MAX_STARTING))
             ),
+            secret_values=secret_values(config),
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None
@@ -234,6 +238,10 @@ class Node:
     # -- leadership
 
     def _on_status(self, st: RaftStatus) -> None:
+        if st.ready:
+            # Caught up with the log: from here on a grant is live, not a replay (the
+            # executor ignored the replayed ones; it now resumes what is still ours).
+            self.executor.caught_up()
         leader = self.leader
         if leader is not None and (not st.is_leader or st.term != leader.term):
             logger.warning("node %s: leadership of term %d lost", self.name, leader.term)
@@ -297,7 +305,7 @@ class Node:
         self.machine.on_restore = self._restored
         self.raft.add_status_listener(self._on_status)
         self.raft.add_status_listener(self.metrics.on_status)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.raft.start()
         app = build_app(self)
         runner = ApiRunner(app)
@@ -314,7 +322,6 @@ class Node:
                 self.api_scheme,
                 self.me.api,
             )
-            self.executor.resume()
             while not stop.is_set():
                 reason = self.raft.fatal()
                 if reason is not None:

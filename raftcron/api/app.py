@@ -38,6 +38,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from raftcron.accounts import AccountError
+from raftcron.accounts import resolve as resolve_account
 from raftcron.api import auth, dashboard, locks, metrics, openapi
 from raftcron.api.http import (
     NODE_KEY,
@@ -52,7 +54,7 @@ from raftcron.api.http import (
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
-from raftcron.config import ConfigError, job_spec_from_mapping
+from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
@@ -72,6 +74,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import backfill_next, place, placement_fires, schedule_of
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
+from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
 
@@ -219,6 +222,14 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["count"] = "all" if spec.count == COUNT_ALL else spec.count
     if spec.max_parallel is not None:
         table["max_parallel"] = spec.max_parallel
+    if spec.user is not None:
+        table["user"] = spec.user
+    if spec.group is not None:
+        table["group"] = spec.group
+    if spec.limits:
+        table["limits"] = dict(spec.limits)  # memory in bytes, cpu in seconds
+    if spec.env_passthrough:
+        table["env_passthrough"] = list(spec.env_passthrough)
     return table
 
 
@@ -227,10 +238,10 @@ def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
     return {"utc": rfc3339(ms), "local": local.isoformat(timespec="seconds"), "at_ms": ms}
 
 
-def next_fires(spec: JobSpec, after_ms: int, count: int) -> list[int]:
-    if not spec.schedule:  # runs after other jobs: no fires of its own
+def next_fires(job: Job, after_ms: int, count: int) -> list[int]:
+    if not job.spec.schedule:  # runs after other jobs: no fires of its own
         return []
-    return schedule_of(spec).fires_between(after_ms, _LAST_MS, count)
+    return schedule_of(job.spec, job.created_ms).fires_between(after_ms, _LAST_MS, count)
 
 
 def job_json(
@@ -240,7 +251,7 @@ def job_json(
     spec = job.spec
     secrets = secrets_of(spec) if redact else None
     offset = jitter_offset_ms(spec.name, spec.jitter_ms)
-    upcoming = next_fires(spec, max(job.watermark_ms, now_ms - offset), 1)
+    upcoming = next_fires(job, max(job.watermark_ms, now_ms - offset), 1)
     return {
         "name": spec.name,
         "schedule": spec.schedule,
@@ -607,7 +618,7 @@ async def get_job(request: web.Request) -> web.Response:
     body = job_json(job, now, last, live, redact=not auth.sees_secrets(request))
     zone = ZoneInfo(job.spec.timezone)
     offset = jitter_offset_ms(job.spec.name, job.spec.jitter_ms)
-    fires = next_fires(job.spec, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
+    fires = next_fires(job, max(job.watermark_ms, now - offset), DEFAULT_NEXT_COUNT)
     body["next_fires"] = [fire_json(t, zone) for t in fires]
     return _json(body)
 
@@ -625,7 +636,7 @@ async def get_next(request: web.Request) -> web.Response:
             "schedule": job.spec.schedule,
             "timezone": job.spec.timezone,
             "from": rfc3339(start),
-            "fires": [fire_json(t, zone) for t in next_fires(job.spec, start, count)],
+            "fires": [fire_json(t, zone) for t in next_fires(job, start, count)],
         }
     )
 
@@ -649,9 +660,29 @@ async def put_job(request: web.Request) -> web.Response:
         )
     except ConfigError as exc:
         invalid(str(exc))
+    await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    return _json({"job": name, "result": res.value}, 201 if res.value == "created" else 200)
+    body = {"job": name, "result": res.value, "warnings": job_warnings(spec)}
+    return _json(body, 201 if res.value == "created" else 200)
+
+
+async def _check_process(node: Node, spec: JobSpec) -> None:
+    """400 for a job this node could never start: its ``user``/``group`` is unknown here
+    or the agent cannot switch to it, or an ``env_passthrough`` variable holds the cluster
+    secret or an API token here. (Checked where the PUT lands; a node that runs the job
+    checks again, and fails the run saying why.)"""
+    if spec.user is not None or spec.group is not None:
+        try:
+            await asyncio.to_thread(resolve_account, spec.user, spec.group)
+        except AccountError as exc:
+            invalid(f"request body: {exc.key}: {exc} on node {node.name} ({exc.fix})")
+    ex = node.executor
+    for var, what in passthrough_leaks(spec.env_passthrough, ex.agent_env, ex.secret_values):
+        invalid(
+            f"request body: env_passthrough: {quoted(var)} holds {what} on node {node.name} (a job "
+            "must never see it: remove it from env_passthrough)"
+        )
 
 
 async def delete_job(request: web.Request) -> web.Response:

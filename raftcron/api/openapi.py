@@ -17,6 +17,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from raftcron.config import (
+    MAX_CPU_LIMIT_S,
+    MAX_MEMORY_LIMIT,
+    MAX_NOFILE_LIMIT,
+    MAX_PASSTHROUGH,
+    MIN_MEMORY_LIMIT,
+)
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
     BACKFILL_MIN_RATE,
@@ -232,7 +239,19 @@ SCHEMAS: Final[dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-            "schedule": {"type": "string", "examples": ["0 3 * * *", "* * * * * */10"]},
+            "schedule": {
+                "type": "string",
+                "examples": [
+                    "0 3 * * *",
+                    "* * * * * */10",
+                    "0 0 L * *",
+                    "0 9 * * 1#2",
+                    "@every 90s",
+                ],
+                "description": "5 fields, or 6 with the seconds LAST; L (last day of the "
+                "month), L5 or 5L (last Friday), 1#2 (second Monday); or @every <duration>, "
+                "counted from the job's creation",
+            },
             "after": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -311,7 +330,64 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
             "lease": _DURATION,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
-            "cwd": {"type": "string", "description": "an absolute path"},
+            "cwd": {
+                "type": "string",
+                "description": "an absolute path (default: the home directory of the account "
+                "the job runs as, or / when it has none or it lies in the data dir)",
+            },
+            "user": {
+                "type": "string",
+                "description": "run the job as this account (an agent running as root only; "
+                "one that is not root accepts only its own account). Checked on the node "
+                "that takes the request (400); a node without the account fails the run",
+            },
+            "group": {
+                "type": "string",
+                "description": "run the job with this group (default: the user's own)",
+            },
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "resource limits of the job's process (setrlimit)",
+                "properties": {
+                    "nofile": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_NOFILE_LIMIT,
+                        "description": "open files (RLIMIT_NOFILE)",
+                    },
+                    "memory": {
+                        "description": "address space in bytes (RLIMIT_AS), or a size such "
+                        'as "512M" (K, M, G, T: powers of 1024)',
+                        "oneOf": [
+                            {
+                                "type": "integer",
+                                "minimum": MIN_MEMORY_LIMIT,
+                                "maximum": MAX_MEMORY_LIMIT,
+                            },
+                            {"type": "string"},
+                        ],
+                    },
+                    "cpu": {
+                        "description": "CPU seconds (RLIMIT_CPU): SIGXCPU then, SIGKILL 5 s "
+                        'later; or a duration such as "10m"',
+                        "oneOf": [
+                            {"type": "integer", "minimum": 1, "maximum": MAX_CPU_LIMIT_S},
+                            {"type": "string"},
+                        ],
+                    },
+                },
+            },
+            "env_passthrough": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+                "maxItems": MAX_PASSTHROUGH,
+                "uniqueItems": True,
+                "description": "variables of the agent's environment given to the job (its "
+                "environment is otherwise PATH, HOME, USER, LOGNAME, LANG, TZ, env and "
+                "RAFTCRON_*); never RAFTCRON_TOKEN, RAFTCRON_TOKEN_FILE or a variable holding "
+                "the cluster secret or an API token",
+            },
             "http": {
                 "type": "object",
                 "description": "an HTTP job: the request sent on every run instead of a "
@@ -519,6 +595,12 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "job": {"type": "string"},
             "result": {"enum": ["created", "updated", "unchanged", "deleted"]},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "PUT: what is valid but probably not meant, as '<key>: <why>' "
+                "(e.g. a 6-field schedule that reads like seconds-first); the job was saved",
+            },
         },
     },
     "PauseRequest": {

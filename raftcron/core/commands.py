@@ -350,6 +350,10 @@ _SPEC_FIELDS: Final = (
     "on",
     "count",
     "max_parallel",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
 )
 
 
@@ -410,6 +414,14 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["count"] = spec.count  # COUNT_ALL (0) for "all"
     if spec.max_parallel is not None:
         out["max_parallel"] = spec.max_parallel
+    if spec.user is not None:
+        out["user"] = spec.user
+    if spec.group is not None:
+        out["group"] = spec.group
+    if spec.limits:
+        out["limits"] = [list(kv) for kv in spec.limits]
+    if spec.env_passthrough:
+        out["env_passthrough"] = list(spec.env_passthrough)
     return out
 
 
@@ -514,6 +526,10 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         on=_str(raw.get("on", "success")),
         count=int(raw.get("count", 1)),
         max_parallel=None if raw.get("max_parallel") is None else int(raw["max_parallel"]),
+        user=None if raw.get("user") is None else _str(raw["user"]),
+        group=None if raw.get("group") is None else _str(raw["group"]),
+        limits=_share(tuple((_str(k), _int(v)) for k, v in raw.get("limits", ()))),
+        env_passthrough=_strs(raw.get("env_passthrough", ())),
     )
 
 

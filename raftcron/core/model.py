@@ -50,6 +50,10 @@ OUTPUT_TAIL_BYTES: Final = 64 * 1024
 # Events a job's notify webhooks can ask for (see raftcron/notify.py).
 NOTIFY_EVENTS: Final = ("failure", "missed", "late", "recovered")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Resource limits a command job may set (``limits``), applied with setrlimit in the job's
+# process: open files (RLIMIT_NOFILE), address space in bytes (RLIMIT_AS), CPU seconds
+# (RLIMIT_CPU).
+LIMIT_KEYS: Final = ("nofile", "memory", "cpu")
 
 # Run statuses (DESIGN.md section 6). Final statuses never change again.
 CLAIMED: Final = "claimed"
@@ -261,6 +265,14 @@ class JobSpec:
     # or "always". See state.py, "Dependencies".
     after: tuple[str, ...] = ()
     on: str = "success"
+    # Isolation of a command job's process (raftcron/executor/runner.py): the account it
+    # runs as (None: the agent's own), resource limits as sorted ``(LIMIT_KEYS name,
+    # value)`` pairs, and the names of the agent's environment variables it is given (its
+    # environment is otherwise a fixed minimal set, ``env`` and the RAFTCRON_* variables).
+    user: str | None = None
+    group: str | None = None
+    limits: tuple[tuple[str, int], ...] = ()
+    env_passthrough: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,10 @@ fire, least loaded first. Instances that find no such node become one ``Fire`` w
 ``node == ""`` (recorded as skipped, ``unschedulable: ...``, covering all of them). A
 buffered fire's instances are claimed together; a retry goes where its own instance may.
 
+``@every <duration>`` jobs fire at the job's creation (``Job.created_ms``, truncated to the
+whole second) plus whole multiples of the duration (:func:`schedule_of`); a PUT that changes
+the schedule keeps that anchor. Everything above applies to their fires as to cron fires.
+
 Dependencies: a job with ``after`` has no schedule (no fires of its own); ``apply`` queues
 its dependency fires on ``Job.deps`` when its parents' fire settles, and each gets a
 ``dependency`` claim with a node here (in order, after buffered runs); ``apply`` then
@@ -84,7 +88,7 @@ from raftcron.core.model import (
     jitter_offset_ms,
     run_id,
 )
-from raftcron.core.schedule import CronSchedule, parse
+from raftcron.core.schedule import Schedule, schedule_for
 
 MAX_FIRES_PER_JOB: Final = 1000  # per batch; the rest follow in the next batch
 # next_due_ms of a job with nothing to do ever (no schedule: it runs after other jobs)
@@ -103,9 +107,17 @@ class NodeInfo:
     tags: tuple[tuple[str, str], ...] = ()
 
 
-def schedule_of(spec: JobSpec) -> CronSchedule:
-    """The job's cron schedule in its zone, with its daylight-saving rules."""
-    return parse(spec.schedule, spec.timezone, on_gap=spec.dst_gap, on_repeat=spec.dst_repeat)
+def schedule_of(spec: JobSpec, created_ms: int) -> Schedule:
+    """The job's schedule in its zone, with its daylight-saving rules. ``created_ms``: the
+    job's creation (``Job.created_ms``), from which an ``@every`` schedule counts (a cron
+    schedule ignores it)."""
+    return schedule_for(
+        spec.schedule,
+        spec.timezone,
+        on_gap=spec.dst_gap,
+        on_repeat=spec.dst_repeat,
+        anchor_ms=created_ms,
+    )
 
 
 def _fmt_ms(ms: int) -> str:
@@ -118,7 +130,7 @@ def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
     spec = job.spec
     if not spec.schedule:  # runs after other jobs: no fires of its own
         return [], None
-    sched = schedule_of(spec)
+    sched = schedule_of(spec, job.created_ms)
     now_ms -= jitter_offset_ms(spec.name, spec.jitter_ms)  # a fire is due at t + offset
     if sched.next_after(job.watermark_ms) > now_ms:
         return [], None
@@ -447,7 +459,7 @@ def backfill_next(job: Job) -> int | None:
     if bf is None:
         return None
     try:
-        t = schedule_of(job.spec).next_after(bf.cursor_ms)
+        t = schedule_of(job.spec, job.created_ms).next_after(bf.cursor_ms)
     except ValueError:
         return None
     return t if t <= bf.to_ms else None
@@ -462,12 +474,12 @@ def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None)
     if job.broken:  # only its scheduled fires, to record them as missed
         if not spec.schedule:
             return NEVER_MS
-        t = schedule_of(spec).next_after(job.watermark_ms)
+        t = schedule_of(spec, job.created_ms).next_after(job.watermark_ms)
         return t + jitter_offset_ms(spec.name, spec.jitter_ms)
     if (job.buffered and not busy) or job.deps:
         return 0
     if spec.schedule:
-        t = schedule_of(spec).next_after(job.watermark_ms)
+        t = schedule_of(spec, job.created_ms).next_after(job.watermark_ms)
         t += jitter_offset_ms(spec.name, spec.jitter_ms)
     else:
         t = NEVER_MS

@@ -27,17 +27,44 @@ step ``S``; in day-of-week ``A/S`` stops at Saturday, as in croniter). Months ma
 ``@yearly``/``@annually`` (``0 0 1 1 *``), ``@monthly`` (``0 0 1 * *``), ``@weekly``
 (``0 0 * * 0``), ``@daily``/``@midnight`` (``0 0 * * *``) and ``@hourly`` (``0 * * * *``).
 
+Calendar forms (croniter's spelling and meaning, any case), each one list item:
+
+* ``L`` in day-of-month: the last day of the month (``0 0 L * *``; ``1,L`` and ``15,L``
+  combine with days).
+* ``L5`` in day-of-week: the last Friday of the month (``L0``-``L7``); Quartz's ``5L`` is the
+  same (croniter refuses it; raftcron reads it as ``L5``).
+* ``1#2`` in day-of-week: the second Monday of the month (``W#N``: weekday ``W`` 0-7 or
+  ``SUN``-``SAT``, ``N`` 1-5; a fifth one only fires in months that have it). Several may be
+  listed (``1#1,1#3``, ``L5,1#1``).
+
+``L5`` and ``1#2`` cannot be listed beside plain weekdays (``1#2,5``) nor combined with a
+restricted day-of-month (``15 * 1#2``): croniter refuses the first and, for the second,
+ignores the day-of-month or finds no date, so neither has a meaning to keep. ``L-2``,
+``L/2``, ``LW``, ``15W``, ``L`` alone in day-of-week and a range before ``#`` are refused.
+
+``@every <duration>`` (Dkron's form, e.g. ``@every 90s``, ``@every 1h30m``; units ``ms``,
+``s``, ``m``, ``h``, ``d``; a whole number of seconds, at least 1s) is not a cron expression:
+it fires at ``anchor + k * every`` for k = 1, 2, ..., where the anchor is an instant the
+caller gives (a job's creation, truncated to the whole second). It counts real time, so time
+zones and daylight saving time do not change it. :func:`schedule_for` builds either kind;
+:func:`parse` builds cron schedules only.
+
 Day rule (Vixie cron, as croniter implements it): a day-of-month or day-of-week field is
 *unrestricted* only when written exactly ``*`` or ``?``. When both are restricted, a day
-matches if EITHER matches (``0 0 1 * MON`` fires on the 1st and on every Monday). Note that
+matches if EITHER matches (``0 0 1 * MON`` fires on the 1st and on every Monday;
+``0 0 L * FRI`` on the last day and on every Friday). Note that
 ``*/2`` counts as restricted, like croniter (Vixie cron would treat it as ``*``), and so does
 a field that happens to cover every value (``*/1``, ``1-31``, ``0-7``). croniter differs in
 that last corner: it reads such a field as ``*`` when the other day field contains a ``*``.
 
 Rejected with a one-line :class:`ScheduleError`: other field counts, empty fields and list
 items, out-of-range values, reversed ranges (``22-2``), step 0 or a step wider than the
-field, ``H`` / ``R`` / ``L`` / ``W`` / ``#``, unknown names and aliases, unknown time zones,
-and schedules that can never fire (``0 0 31 2 *``: day 31 never occurs in February).
+field, ``H`` / ``R`` / ``W`` and the ``L``/``#`` forms above outside their places, unknown
+names and aliases, unknown time zones, and schedules that can never fire (``0 0 31 2 *``:
+day 31 never occurs in February). A six-field expression that fails but would be valid
+with its first field moved to the end (seconds-first, as Quartz, Spring and Dkron write it)
+says so in its message; :func:`field_order_warning` flags the valid ones that read like
+seconds-first (``*/10 * * * * *``).
 
 Time zones and daylight saving time
 -----------------------------------
@@ -73,7 +100,15 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["CronSchedule", "ScheduleError", "parse"]
+__all__ = [
+    "CronSchedule",
+    "EverySchedule",
+    "Schedule",
+    "ScheduleError",
+    "field_order_warning",
+    "parse",
+    "schedule_for",
+]
 
 ON_GAP_MODES: Final = ("shift", "skip")
 ON_REPEAT_MODES: Final = ("once", "twice")
@@ -87,7 +122,9 @@ _ALIASES: Final = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_ALIAS_LIST: Final = "@yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly"
+_ALIAS_LIST: Final = (
+    "@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly or @every <duration>"
+)
 
 _MONTH_NAMES: Final = {
     name: i
@@ -120,16 +157,25 @@ _MAX_DAYS: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _UNSUPPORTED: Final = {
     "H": "Jenkins-style hashed values; write a fixed value",
     "R": "random values; write a fixed value",
-    "L": "'last' days; list the days explicitly",
+    "L": "L alone in day-of-month is the last day, L5 in day-of-week the last Friday",
     "W": "'nearest weekday'; list the days explicitly",
     "LW": "'last weekday'; list the days explicitly",
 }
+# Day-of-week list items: "L5" / "5L" (the last Friday), "1#2" / "MON#2" (the second Monday).
+_LAST_DOW: Final = re.compile(r"[Ll](\d+)|(\d+)[Ll]")
+_NTH_DOW: Final = re.compile(r"([0-9]+|[A-Za-z]+)#([0-9]+)")
+_LAST: Final = -1  # "n" of the last such weekday of the month, in nth_days_of_week
 
 _LETTERS: Final = re.compile(r"[A-Za-z]+")
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _MAX_YEAR: Final = 9999
 # _DIM_MASK[n]: bits 1..n set (days 1..n of a month with n days).
 _DIM_MASK: Final = tuple((1 << (n + 1)) - 2 for n in range(32))
+# @every: the units of its duration (the config file's), and how long it may be.
+_EVERY_PART: Final = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
+_EVERY_UNIT_MS: Final = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_EVERY_MAX_MS: Final = 3650 * 86_400_000
+_LAST_MS: Final = 253_402_300_799_000  # 9999-12-31T23:59:59Z, the last instant a fire may have
 
 
 class ScheduleError(ValueError):
@@ -167,6 +213,7 @@ _DOM: Final = _Field("day-of-month", 1, 31, allow_question=True)
 _MONTH: Final = _Field("month", 1, 12, _MONTH_NAMES)
 _DOW: Final = _Field("day-of-week", 0, 7, _DOW_NAMES, allow_question=True)
 _SECOND: Final = _Field("second", 0, 59)
+_FIELDS: Final = {f.name: f for f in (_MINUTE, _HOUR, _DOM, _MONTH, _DOW, _SECOND)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +223,9 @@ class CronSchedule:
     The public field sets are sorted tuples: ``seconds`` 0-59, ``minutes`` 0-59, ``hours``
     0-23, ``days_of_month`` 1-31, ``months`` 1-12, ``days_of_week`` 0-6 (0 = Sunday).
     ``dom_restricted``/``dow_restricted`` say whether that field was anything but ``*``/``?``.
+    ``last_day_of_month``: day-of-month lists ``L``. ``nth_days_of_week``: the ``1#2`` and
+    ``L5`` items of day-of-week as sorted ``(weekday 0-6, n)`` pairs, ``n`` 1-5 or -1 for
+    the last (``1#2`` is ``(1, 2)``, ``L5`` is ``(5, -1)``).
     """
 
     expr: str
@@ -191,12 +241,15 @@ class CronSchedule:
     days_of_week: tuple[int, ...]
     dom_restricted: bool
     dow_restricted: bool
+    last_day_of_month: bool
+    nth_days_of_week: tuple[tuple[int, int], ...]
     # Precomputed lookups (derived from the fields above).
     _tz: ZoneInfo = field(repr=False, compare=False)
     _next_second: tuple[int, ...] = field(repr=False, compare=False)
     _next_minute: tuple[int, ...] = field(repr=False, compare=False)
     _next_hour: tuple[int, ...] = field(repr=False, compare=False)
     _next_month: tuple[int, ...] = field(repr=False, compare=False)
+    # Bit d set: day d matches, indexed by (weekday of the 1st, Monday = 0) * 4 + days - 28.
     _day_masks: tuple[int, ...] = field(repr=False, compare=False)
 
     # ------------------------------------------------------------------ public API
@@ -350,9 +403,7 @@ class CronSchedule:
     def _next_day(self, y: int, mo: int, d: int) -> int:
         """The first matching day >= ``d`` in month ``mo`` of year ``y``, or -1."""
         first_weekday, ndays = calendar.monthrange(y, mo)  # Monday = 0
-        if d > ndays:
-            return -1
-        mask = self._day_masks[(first_weekday + 1) % 7] & _DIM_MASK[ndays] & ~((1 << d) - 1)
+        mask = self._day_masks[first_weekday * 4 + ndays - 28] >> d << d  # days >= d
         if not mask:
             return -1
         return (mask & -mask).bit_length() - 1
@@ -381,6 +432,7 @@ def _wall_fields(wall: int) -> tuple[int, int, int, int, int, int]:
     return day.year, day.month, day.day, h, mi, s
 
 
+@lru_cache(maxsize=1024)  # (few distinct value sets: schedules share their tables)
 def _next_table(values: frozenset[int], size: int) -> tuple[int, ...]:
     """``table[i]`` = smallest value >= i, or -1; indexes 0..size."""
     out = [-1] * (size + 1)
@@ -459,8 +511,79 @@ def _parse_item(item: str, spec: _Field) -> set[int]:
     return values
 
 
-def _parse_field(text: str, spec: _Field) -> tuple[frozenset[int], bool]:
-    """The field's values and whether it is restricted (not ``*``/``?``)."""
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One field: its plain values, whether it is restricted (not ``*``/``?``), and its
+    calendar items (``L`` in day-of-month; ``1#2``, ``L5`` in day-of-week)."""
+
+    values: frozenset[int]
+    restricted: bool
+    last: bool = False
+    nth: frozenset[tuple[int, int]] = frozenset()
+
+
+def _weekday(token: str, item: str) -> int:
+    """A weekday 0-6 (7 is Sunday too) of a ``1#2``/``L5`` item."""
+    if token.isdigit():
+        v = int(token)
+        if v > 7:
+            raise ScheduleError(
+                f"day-of-week {item!r}: the weekday must be 0-7 (0 and 7 are Sunday), got {v}"
+            )
+        return v % 7
+    upper = token.upper()
+    if upper not in _DOW_NAMES:
+        raise ScheduleError(f"unknown day-of-week name {token!r} (use SUN-SAT or 0-7)")
+    return _DOW_NAMES[upper]
+
+
+def _calendar_item(item: str, spec: _Field) -> tuple[int, int] | None:
+    """``(weekday, n)`` for a day-of-week ``1#2``/``L5``/``5L`` item, ``(0, _LAST)`` for
+    ``L`` in day-of-month, None for any other item (left to :func:`_parse_item`)."""
+    if spec is _DOM:
+        if item in ("L", "l"):
+            return 0, _LAST
+        if "L" in item.upper() and not _LETTERS.fullmatch(item):
+            raise ScheduleError(
+                f"day-of-month entry {item!r} is not supported ('L' alone is the last day of "
+                "the month; list other days explicitly)"
+            )
+        return None
+    if spec is not _DOW:
+        return None
+    if "#" in item:
+        m = _NTH_DOW.fullmatch(item)
+        if m is None:
+            raise ScheduleError(
+                f"day-of-week entry {item!r} is not valid ('#' takes one weekday and a number "
+                "1-5: 1#2 is the second Monday, FRI#1 the first Friday)"
+            )
+        n = int(m.group(2))
+        if not 1 <= n <= 5:
+            raise ScheduleError(
+                f"day-of-week {item!r}: the number after '#' must be 1-5 (1#2 is the second "
+                f"Monday), got {n}"
+            )
+        return _weekday(m.group(1), item), n
+    m = _LAST_DOW.fullmatch(item)
+    if m is not None:
+        return _weekday(m.group(1) or m.group(2), item), _LAST
+    if item in ("L", "l"):
+        raise ScheduleError(
+            "'L' alone is not supported in day-of-week (write L5 or 5L for the last Friday; "
+            "L alone is the last day in day-of-month)"
+        )
+    if "L" in item.upper():  # (no weekday name has an L)
+        raise ScheduleError(
+            f"day-of-week entry {item!r} is not supported (L5 or 5L is the last Friday: one "
+            "weekday number 0-7 with L)"
+        )
+    return None
+
+
+@lru_cache(maxsize=4096)  # (fields repeat across expressions far more than expressions do)
+def _parse_field(text: str, field_name: str) -> _Parsed:
+    spec = _FIELDS[field_name]
     if text == "?":
         if not spec.allow_question:
             raise ScheduleError(
@@ -469,23 +592,39 @@ def _parse_field(text: str, spec: _Field) -> tuple[frozenset[int], bool]:
         text = "*"
     elif "?" in text:
         raise ScheduleError(f"'?' must stand alone in {spec.name}, got {text!r}")
-    if "#" in text:
+    plain: list[str] = []
+    special: set[tuple[int, int]] = set()
+    for item in text.split(","):
+        found = _calendar_item(item, spec) if item else None
+        if found is None:
+            plain.append(item)
+        else:
+            special.add(found)
+    rest = ",".join(plain)
+    if "#" in rest:
         raise ScheduleError(
-            f"'#' is not supported in {spec.name} ('nth weekday'; list the days explicitly)"
+            f"'#' is only allowed in day-of-week, not in {spec.name} (1#2 is the second Monday)"
         )
-    for run in _LETTERS.findall(text):
+    for run in _LETTERS.findall(rest):
         word = run.upper()
         if word in _UNSUPPORTED and not (spec.names and word in spec.names):
             raise ScheduleError(f"'{word}' is not supported in {spec.name} ({_UNSUPPORTED[word]})")
-    for ch in text:
+    for ch in rest:
         if not (ch.isascii() and (ch.isalnum() or ch in "*-/,")):
             raise ScheduleError(f"invalid character {ch!r} in {spec.name} {text!r}")
     values: set[int] = set()
-    for item in text.split(","):
+    for item in plain:
         if not item:
             raise ScheduleError(f"{spec.name} has an empty list item in {text!r}")
         values |= _parse_item(item, spec)
-    return frozenset(values), text != "*"
+    if spec is _DOM:
+        return _Parsed(frozenset(values), text != "*", last=bool(special))
+    if special and values:
+        raise ScheduleError(
+            f"day-of-week {text!r} lists plain weekdays beside '#' or 'L' items, which is not "
+            "supported (croniter refuses it too): use two jobs"
+        )
+    return _Parsed(frozenset(values), text != "*", nth=frozenset(special))
 
 
 def _check_fires(doms: frozenset[int], months: frozenset[int]) -> None:
@@ -512,18 +651,54 @@ def _load_zone(timezone: str) -> ZoneInfo:
         raise ScheduleError(f"unknown timezone {timezone!r} {hint}") from exc
 
 
-@lru_cache(maxsize=4096)
-def _parse_cached(expr: str, timezone: str, on_gap: str, on_repeat: str) -> CronSchedule:
+@lru_cache(maxsize=1024)
+def _day_masks(dom: _Parsed, dow: _Parsed) -> tuple[int, ...]:
+    """Which days match, per (weekday of the 1st, Monday = 0) * 4 + (days in month - 28)."""
+    dom_mask = sum(1 << d for d in dom.values)
+    masks = []
+    for monday0 in range(7):
+        first = (monday0 + 1) % 7  # cron weekday (0 = Sunday) of the month's 1st
+        week = sum(1 << d for d in range(1, 8) if (first + d - 1) % 7 in dow.values)
+        plain = week | week << 7 | week << 14 | week << 21 | week << 28  # days 1-35
+        for ndays in range(28, 32):
+            days = dom_mask | ((1 << ndays) if dom.last else 0)
+            weekdays = plain
+            for weekday, n in dow.nth:
+                day = 1 + (weekday - first) % 7  # its first occurrence
+                day = day + 7 * ((ndays - day) // 7) if n == _LAST else day + 7 * (n - 1)
+                weekdays |= 1 << day if day <= ndays else 0
+            if dom.restricted and dow.restricted:
+                mask = days | weekdays
+            elif dom.restricted:
+                mask = days
+            elif dow.restricted:
+                mask = weekdays
+            else:
+                mask = _DIM_MASK[31]
+            masks.append(mask & _DIM_MASK[ndays])
+    return tuple(masks)
+
+
+def _check_modes(on_gap: str, on_repeat: str) -> None:
     if on_gap not in ON_GAP_MODES:
         raise ScheduleError(f"on_gap must be 'shift' or 'skip', got {on_gap!r}")
     if on_repeat not in ON_REPEAT_MODES:
         raise ScheduleError(f"on_repeat must be 'once' or 'twice', got {on_repeat!r}")
+
+
+def _fields(expr: str) -> list[str]:
+    """The expression's fields (an alias expanded); ScheduleError for a wrong count."""
     text = expr.strip()
     if text.startswith("@"):
         alias = text.lower()
         if alias not in _ALIASES:
             if alias == "@reboot":
                 raise ScheduleError(f"'@reboot' is not supported (use {_ALIAS_LIST})")
+            if alias.split()[0] == "@every":
+                raise ScheduleError(
+                    "'@every' is not a cron expression (it counts from a job's creation; give it "
+                    "as a job's schedule)"
+                )
             raise ScheduleError(f"unknown alias {text!r} (use {_ALIAS_LIST})")
         text = _ALIASES[alias]
     parts = text.split()
@@ -533,48 +708,77 @@ def _parse_cached(expr: str, timezone: str, on_gap: str, on_repeat: str) -> Cron
             f"expected 5 or 6 fields, got {len(parts)} "
             f"(minute hour day-of-month month day-of-week [second]{extra})"
         )
-    minutes, _ = _parse_field(parts[0], _MINUTE)
-    hours, _ = _parse_field(parts[1], _HOUR)
-    doms, dom_restricted = _parse_field(parts[2], _DOM)
-    months, _ = _parse_field(parts[3], _MONTH)
-    dows, dow_restricted = _parse_field(parts[4], _DOW)
-    seconds = _parse_field(parts[5], _SECOND)[0] if len(parts) == 6 else frozenset({0})
-    if dom_restricted and not dow_restricted:
-        _check_fires(doms, months)
-    tz = _load_zone(timezone)
+    return parts
 
-    dom_mask = sum(1 << d for d in doms)
-    day_masks = []
-    for first in range(7):  # cron weekday (0 = Sunday) of the month's first day
-        dow_mask = sum(1 << d for d in range(1, 32) if (first + d - 1) % 7 in dows)
-        if dom_restricted and dow_restricted:
-            day_masks.append(dom_mask | dow_mask)
-        elif dom_restricted:
-            day_masks.append(dom_mask)
-        elif dow_restricted:
-            day_masks.append(dow_mask)
-        else:
-            day_masks.append(_DIM_MASK[31])
+
+def _parse_parts(parts: list[str]) -> tuple[_Parsed, ...]:
+    """The six fields (minute, hour, day-of-month, month, day-of-week, second) checked."""
+    minutes = _parse_field(parts[0], "minute")
+    hours = _parse_field(parts[1], "hour")
+    doms = _parse_field(parts[2], "day-of-month")
+    months = _parse_field(parts[3], "month")
+    dows = _parse_field(parts[4], "day-of-week")
+    seconds = _parse_field(parts[5] if len(parts) == 6 else "0", "second")
+    if dows.nth and doms.restricted:
+        item = next(i for i in parts[4].split(",") if "#" in i or "L" in i.upper())
+        raise ScheduleError(
+            f"day-of-week {item!r} cannot be combined with a restricted day-of-month "
+            f"({parts[2]!r}): write '*' or '?' in day-of-month, or use two jobs"
+        )
+    if doms.restricted and not dows.restricted and not doms.last:
+        _check_fires(doms.values, months.values)
+    return minutes, hours, doms, months, dows, seconds
+
+
+def _seconds_first(parts: list[str]) -> str | None:
+    """The six fields with the first moved to the end (seconds-first read as raftcron's
+    seconds-last), if that is a valid expression; else None."""
+    if len(parts) != 6:
+        return None
+    moved = [*parts[1:], parts[0]]
+    try:
+        _parse_parts(moved)
+    except ScheduleError:
+        return None
+    return " ".join(moved)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(expr: str, timezone: str, on_gap: str, on_repeat: str) -> CronSchedule:
+    _check_modes(on_gap, on_repeat)
+    parts = _fields(expr)
+    try:
+        minutes, hours, doms, months, dows, seconds = _parse_parts(parts)
+    except ScheduleError as exc:
+        fix = _seconds_first(parts)
+        if fix is None:
+            raise
+        raise ScheduleError(
+            f"{exc} (raftcron's 6-field form puts seconds LAST: did you mean {fix!r}?)"
+        ) from None
+    tz = _load_zone(timezone)
     return CronSchedule(
         expr=expr,
         timezone=timezone,
         has_seconds=len(parts) == 6,
         on_gap=on_gap,
         on_repeat=on_repeat,
-        seconds=tuple(sorted(seconds)),
-        minutes=tuple(sorted(minutes)),
-        hours=tuple(sorted(hours)),
-        days_of_month=tuple(sorted(doms)),
-        months=tuple(sorted(months)),
-        days_of_week=tuple(sorted(dows)),
-        dom_restricted=dom_restricted,
-        dow_restricted=dow_restricted,
+        seconds=tuple(sorted(seconds.values)),
+        minutes=tuple(sorted(minutes.values)),
+        hours=tuple(sorted(hours.values)),
+        days_of_month=tuple(sorted(doms.values)),
+        months=tuple(sorted(months.values)),
+        days_of_week=tuple(sorted(dows.values)),
+        dom_restricted=doms.restricted,
+        dow_restricted=dows.restricted,
+        last_day_of_month=doms.last,
+        nth_days_of_week=tuple(sorted(dows.nth)),
         _tz=tz,
-        _next_second=_next_table(seconds, 60),
-        _next_minute=_next_table(minutes, 60),
-        _next_hour=_next_table(hours, 24),
-        _next_month=_next_table(months, 13),
-        _day_masks=tuple(day_masks),
+        _next_second=_next_table(seconds.values, 60),
+        _next_minute=_next_table(minutes.values, 60),
+        _next_hour=_next_table(hours.values, 24),
+        _next_month=_next_table(months.values, 13),
+        _day_masks=_day_masks(doms, dows),
     )
 
 
@@ -585,5 +789,147 @@ def parse(
 
     ``on_gap`` is ``"shift"`` or ``"skip"``, ``on_repeat`` is ``"once"`` or ``"twice"``
     (see the module docstring). Raises :class:`ScheduleError` with a one-line message.
+    ``@every`` is refused here (it needs an anchor): see :func:`schedule_for`.
     """
     return _parse_cached(expr, timezone, on_gap, on_repeat)
+
+
+# ---------------------------------------------------------------------- @every
+
+
+@dataclass(frozen=True, slots=True)
+class EverySchedule:
+    """``@every <duration>``: fires at ``anchor_ms + k * period_ms`` for k = 1, 2, ...
+
+    ``anchor_ms`` is a whole second (a job's creation, truncated). Real time: the zone only
+    says how to show the fires; daylight saving time does not move them. The same methods as
+    :class:`CronSchedule`, with the same guarantees.
+    """
+
+    expr: str
+    timezone: str
+    period_ms: int
+    anchor_ms: int
+
+    def next_after(self, after_ms: int) -> int:
+        """The first fire strictly after ``after_ms`` (epoch ms, UTC), as epoch ms."""
+        k = 1 if after_ms < self.anchor_ms else (after_ms - self.anchor_ms) // self.period_ms + 1
+        t = self.anchor_ms + k * self.period_ms
+        if t > _LAST_MS:
+            raise ValueError(f"{self.expr!r} has no fire before the year {_MAX_YEAR + 1}")
+        return t
+
+    def fires_between(self, after_ms: int, until_ms: int, limit: int) -> list[int]:
+        """Fires ``t`` with ``after_ms < t <= until_ms``, ascending, at most ``limit``."""
+        if limit <= 0 or until_ms <= after_ms:
+            return []
+        try:
+            t = self.next_after(after_ms)
+        except ValueError:
+            return []
+        last = min(until_ms, _LAST_MS)
+        if t > last:
+            return []
+        count = min(limit, (last - t) // self.period_ms + 1)
+        return list(range(t, t + count * self.period_ms, self.period_ms))
+
+
+Schedule = CronSchedule | EverySchedule
+
+
+@lru_cache(maxsize=1024)
+def _every_ms(expr: str) -> int | None:
+    """The period of an ``@every <duration>`` expression in ms; None if ``expr`` is not one."""
+    words = expr.split()
+    if not words or words[0].lower() != "@every":
+        return None
+    if len(words) != 2:
+        raise ScheduleError(
+            "'@every' takes one duration, e.g. '@every 90s' or '@every 1h30m', got "
+            f"{expr.strip()!r}"
+        )
+    text = words[1]
+    pos, num, den = 0, 0, 1  # the exact total in ms, num / den
+    for m in _EVERY_PART.finditer(text):
+        if m.start() != pos:
+            break
+        whole, _, frac = m.group(1).partition(".")
+        scale = 10 ** len(frac)
+        part = (int(whole or "0") * scale + int(frac or "0")) * _EVERY_UNIT_MS[m.group(2)]
+        num, den, pos = num * scale + part * den, den * scale, m.end()
+    if pos != len(text):
+        hint = f"add a unit: '@every {text}s'" if text.isdigit() else "units ms, s, m, h, d"
+        raise ScheduleError(
+            f"'@every {text}': {text!r} is not a duration (e.g. 90s, 5m, 1h30m, 2d; {hint})"
+        )
+    if num % (den * 1000):
+        raise ScheduleError(
+            f"'@every {text}' is not a whole number of seconds (fires fall on whole seconds)"
+        )
+    ms = num // den
+    if ms < 1000:
+        raise ScheduleError(f"'@every {text}' is too short (at least 1s)")
+    if ms > _EVERY_MAX_MS:
+        raise ScheduleError(f"'@every {text}' is too long (at most 3650d)")
+    return ms
+
+
+def schedule_for(
+    expr: str,
+    timezone: str = "UTC",
+    *,
+    on_gap: str = "shift",
+    on_repeat: str = "once",
+    anchor_ms: int = 0,
+) -> Schedule:
+    """A cron expression (as :func:`parse`) or ``@every <duration>`` counted from
+    ``anchor_ms`` (truncated to the whole second; a job passes its creation time). The
+    zone and DST options are checked for both. Raises :class:`ScheduleError`."""
+    period = _every_ms(expr) if expr.lstrip()[:1] == "@" else None
+    if period is None:
+        return _parse_cached(expr, timezone, on_gap, on_repeat)
+    _check_modes(on_gap, on_repeat)
+    _load_zone(timezone)  # (cached by zoneinfo)
+    return EverySchedule(expr, timezone, period, anchor_ms // 1000 * 1000)
+
+
+# ---------------------------------------------------------------------- field order
+
+
+def field_order_warning(expr: str) -> str | None:
+    """A warning for a valid six-field expression that reads like seconds-first (Quartz,
+    Spring, Dkron: ``second minute hour day-of-month month day-of-week``), or None.
+
+    Both of these must hold, read as written (seconds last):
+
+    * its minute field is restricted (not every minute) and its second field is either every
+      second (``*``, ``*/1``, ``0-59``: every second of each matching minute, e.g.
+      ``*/10 * * * * *``, ``0 */5 * * * *``, ``0 0 12 * * *``) or a list or range of two or
+      more values all within 0-7 (weekdays more likely than seconds, e.g. ``0 0 9 * * 1-5``);
+    * moving the first field to the end gives a valid expression (the seconds-first reading).
+
+    Ordinary expressions never match: a 5-field one, one with a single second (``0 3 * * *
+    30``), a step of seconds (``* * * * * */10``), or every second of every minute
+    (``* * * * * *``, ``* 9-17 * * * *``).
+    """
+    try:
+        parts = _fields(expr)
+        s = _parse_cached(expr, "UTC", "shift", "once")
+    except ScheduleError:
+        return None
+    if len(parts) != 6 or len(s.minutes) == 60:
+        return None
+    if len(s.seconds) == 60:
+        what = "every second of each minute it matches"
+    elif len(s.seconds) >= 2 and s.seconds[-1] <= 7:
+        what = f"at seconds {parts[5]} of each minute it matches"
+    else:
+        return None
+    fix = _seconds_first(parts)
+    if fix is None:
+        return None
+    return (
+        f"raftcron's 6-field form puts seconds LAST (minute hour day-of-month month "
+        f"day-of-week second): {expr.strip()!r} fires {what}; if it is seconds-first "
+        f"(Quartz, Spring, Dkron), did you mean {fix!r}?"
+    )

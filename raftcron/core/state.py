@@ -416,6 +416,7 @@ class State:
             self._link_parents(spec.name, old.spec.after, spec.after)
             old = self._drop_waiting(old, "the job's after changed while this fire waited")
         # A schedule change restarts the watermark at now: old fires are not back-filled.
+        # (created_ms stays: an @every schedule keeps counting from the job's creation.)
         watermark = old.watermark_ms
         if _when(old.spec) != _when(spec):
             watermark = max(watermark, self.now_ms)
@@ -860,7 +861,7 @@ class State:
             return ""
         if bf is None or job.paused:
             return "no_backfill"
-        sched = schedule_of(job.spec)
+        sched = schedule_of(job.spec, job.created_ms)
         if t > bf.to_ms or t != sched.next_after(bf.cursor_ms):
             return "not_next"
         if self.live.get(job.spec.name) or (job.buffered and job.spec.overlap != "allow"):
@@ -919,7 +920,7 @@ class State:
         if cmd.to_ms > self.now_ms or cmd.from_ms > cmd.to_ms:
             return Rejected("bad_backfill", "the range must be in the past, from <= to")
         try:
-            fires = schedule_of(job.spec).fires_between(
+            fires = schedule_of(job.spec, job.created_ms).fires_between(
                 cmd.from_ms - 1, cmd.to_ms, BACKFILL_MAX_FIRES + 1
             )
         except ValueError as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 from collections.abc import Awaitable, Callable
@@ -188,15 +189,18 @@ class FencedRun:
         stopping: str,
         on_lost: Callable[[str], Awaitable[None]] | None = None,
         on_renewed: Callable[[float], Awaitable[None]] | None = None,
+        *,
+        at_once: bool = False,
     ) -> None:
-        """Renew every D/3 from the lease's start until cancelled or refused.
+        """Renew every D/3 from the lease's start until cancelled or refused (``at_once``:
+        the first renewal now, e.g. for a run re-attached after the agent restarted).
 
         A refused renewal logs ``lease lost (...); <stopping>``, sets ``lost`` and calls
         ``on_lost(message)``, and the loop ends; a committed one moves ``deadline`` on,
         tells ``renewed`` and calls ``on_renewed(deadline)``.
         """
         run = self.run
-        last_send = self.deadline - self.window
+        last_send = -math.inf if at_once else self.deadline - self.window
         while True:
             await asyncio.sleep(max(0.0, last_send + self.period - self.clock.monotonic()))
             t_send = last_send = self.clock.monotonic()
@@ -227,8 +231,8 @@ class FencedRun:
 
     async def complete(
         self, status: str, code: int | None, finished_ms: int, output: str, reason: str
-    ) -> None:
-        await complete(
+    ) -> bool:
+        return await complete(
             self.raft,
             self.node,
             self.run,
@@ -253,9 +257,10 @@ async def complete(
     output: str,
     reason: str,
     tell: Tell | None = None,
-) -> None:
+) -> bool:
     """Record the run's end with its fence, retrying the same command until it commits or
-    is refused (a refusal means the lease had passed: the leader's expiry decided)."""
+    is refused (a refusal means the lease had passed: the leader's expiry decided). False
+    only if it never committed either way."""
     ctx = run_ctx(run, node)
     cmd = Complete(
         at_ms=finished_ms,
@@ -287,5 +292,6 @@ async def complete(
             )
         if tell is not None:
             tell("completed", run.id, {"status": status, "accepted": isinstance(res, Ok)})
-        return
+        return True
     logger.error("%s: completion never committed; the leader's lease expiry decides", ctx)
+    return False

@@ -2,7 +2,12 @@
 
 Safety rules it keeps (DESIGN.md section 3):
 
-* It acts only on committed grants (fed in by the node from the apply stream).
+* It acts only on committed grants (fed in by the node from the apply stream), and only
+  on live ones: grants applied while the node replays its log at start-up (before it has
+  caught up with what the leader had committed, :meth:`Executor.caught_up`) are ignored;
+  once caught up, :meth:`Executor.resume` picks up every run the state still gives this
+  node. A restart therefore proposes nothing for fires that ended long ago (they would
+  only be refused as stale).
 * At most ``max_starting`` granted runs are in their start phase at once (the fenced
   ``Start`` in flight, the watchdog coming up). The others wait in grant order and their
   leases are renewed meanwhile (:meth:`FencedRun.keep_queued`): such a renewal only keeps
@@ -14,13 +19,26 @@ Safety rules it keeps (DESIGN.md section 3):
   proposal is sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the
   monotonic clock, while the leader expires the lease at ``t_commit + D`` on its own.
 * It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
-* The watchdog process kills the job at the deadline even if this process is frozen or
-  dead. A run stopped that way is reported as ``lost``, never as success, and any
-  completion carries the fence, so a late one is rejected by ``apply`` as stale.
-  Watchdogs are forked by a per-agent fork server (spawner.py, started on the first
-  process run) instead of a new interpreter per run; if it fails a request, that run's
-  watchdog is spawned directly as before and the server is replaced. A forked watchdog
-  is not this process's child: the run ends at EOF on its stdout.
+* A process run lives under its own watchdog process (watchdog.py), in a run directory
+  under the data dir (rundir.py). The watchdog kills the job at the deadline even if this
+  process is frozen, dead or restarting. A run stopped that way is reported as ``lost``,
+  never as success, and any completion carries the fence, so a late one is rejected by
+  ``apply`` as stale. Watchdogs are forked by a per-agent fork server (spawner.py, started
+  on the first process run) instead of a new interpreter per run; if it fails a request,
+  that run's watchdog is spawned directly and the server is replaced.
+* The agent talks to a watchdog over the socket in its run directory: the first attach
+  and a re-attach are the same versioned hello (:func:`rundir.attach`). The watchdog starts
+  the job as soon as it has its spec (a quick job may end before the agent attaches: its
+  result is then read from disk). When the job ends the watchdog persists the result
+  before it tells anyone, so the outcome survives the agent: :meth:`Executor.stop` detaches (records
+  nothing for a process run, kills nothing) and a restarted agent re-attaches to its live
+  watchdogs, or reads the result of one that finished meanwhile, renews under the SAME
+  fence and records the outcome once (the completion it proposes is written to the run
+  directory first, so a repeat is the same idempotent command). If the lease has passed
+  meanwhile (the agent was away longer than the lease), the watchdog has stopped the job
+  at its deadline, the leader's ``lost`` stands and a result found later is dropped with
+  one INFO line, never recorded. HTTP and embedded Python runs live in the agent and end
+  with it: a restarted agent records them as ``lost`` at once.
 * A committed stop request on the run's lease (the kill endpoint, or a newer fire of an
   overlap = cancel_other/terminate_other job) is passed to the watchdog: SIGTERM, grace,
   SIGKILL (``hard``: SIGKILL at once). The run completes as ``killed``. A request that
@@ -37,31 +55,38 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from raftcron import hardening
+from raftcron.accounts import Account, AccountError
+from raftcron.accounts import resolve as resolve_account
 from raftcron.clock import Clock
+from raftcron.config import passthrough_leaks
 from raftcron.core.model import (
     CLAIMED,
     FAILED,
     KILLED,
     LOST,
     OUTPUT_TAIL_BYTES,
+    RUNNING,
     SUCCEEDED,
     TIMED_OUT,
     JobSpec,
     Run,
 )
 from raftcron.core.state import State
+from raftcron.executor import rundir
+from raftcron.executor import watchdog as wdproto
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
-from raftcron.executor.lease import FencedRun, run_ctx
+from raftcron.executor.lease import FencedRun, complete, run_ctx
+from raftcron.executor.rundir import RunDirs
 from raftcron.executor.spawning import WatchdogSpawner
 from raftcron.raft.node import RaftNode
 
@@ -79,9 +104,18 @@ QUEUE_CHECK_S: Final = 5.0  # how often a queued run checks its place (_check_pl
 # The watchdog is standard library only: run its file isolated and without `site` (no .pth
 # processing), which starts it about a quarter faster than `-m` on every run (bench/).
 WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")))
+# How long a new watchdog may take to come up and listen (a loaded machine can take
+# seconds to start an interpreter). One that comes up after its deadline starts nothing
+# unless an agent attaches with a later one.
+LAUNCH_TIMEOUT_S: Final = 30.0
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
 SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
+# A job's PATH (README, "Job isolation"); env_passthrough = ["PATH"] gives it the agent's.
+DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A running job's output file never grows past this: the watchdog keeps its last
+# OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
+OUTPUT_FILE_MAX: Final = 1024 * 1024
 
 
 def rfc3339(ms: int) -> str:
@@ -102,7 +136,7 @@ class _Active:
     spec: JobSpec
     seen: float  # when this node saw the grant (monotonic; -inf: unknown, after a restart)
     task: asyncio.Task[None] | None = None
-    stdin: asyncio.StreamWriter | None = None  # the watchdog's stdin, once it is up
+    conn: asyncio.StreamWriter | None = None  # to the run's watchdog, while attached
     kill: tuple[str, bool] | None = None  # the stop request sent to the watchdog
     slot: bool = False  # holds one of the executor's start slots
     queued: bool = True  # has not been admitted to start yet
@@ -121,25 +155,35 @@ class Executor:
         tell: Callable[[str, str, dict[str, Any]], None] | None = None,
         max_starting: int = DEFAULT_MAX_STARTING,
         spawner: bool | None = None,
+        secret_values: Mapping[str, str] | None = None,
     ) -> None:
         if max_starting < 1:
             raise ValueError(f"max_starting must be at least 1, not {max_starting}")
         self.node = node
         self.raft = raft
         self.clock = clock
-        self.out_dir = data_dir / "output"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self.rundirs = RunDirs(data_dir)
         self._active: dict[str, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Grants are acted on only once the node has caught up with the log (caught_up).
+        self._caught_up = False
         self._tell = tell  # optional hook for metrics/tests: (event, run id, fields)
         self.max_starting = max_starting
         self._starting = 0  # slots in use
         self._waiting: deque[_Active] = deque()  # queued runs, in grant order
         self._queued_renewals = asyncio.Semaphore(QUEUED_RENEWALS_IN_FLIGHT)
+        self._reapers: set[asyncio.Task[int]] = set()  # directly spawned watchdogs
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
         self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
+        # Jobs see none of the agent's environment but what they name (env_passthrough),
+        # and never a variable holding the cluster secret or an API token (secret_values:
+        # value -> what it is).
+        self.agent_env = dict(os.environ)
+        self.secret_values = dict(secret_values or {})
+        self._own: tuple[Account, str, str] | None = None  # see _account_of
         if spawner is None:
             spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
         # The watchdog fork server; started on the first process run.
@@ -149,8 +193,8 @@ class Executor:
 
     def on_granted(self, rid: str, fence: int, node: str) -> None:
         """Called on the loop for every committed grant (any node)."""
-        if node != self.node or rid in self._active or self._stopping:
-            return
+        if node != self.node or rid in self._active or self._stopping or not self._caught_up:
+            return  # before catching up: a replayed grant, or resume() will find it
         found = self.raft.machine.read(lambda s: _lookup(s, rid))
         if found is None:
             return
@@ -159,12 +203,30 @@ class Executor:
             return
         self._spawn(run, spec, self.clock.monotonic())
 
+    def caught_up(self) -> None:
+        """The node has applied its log as far as the leader had committed when this node
+        first heard from it: grants from now on are live. Resume this node's runs, and
+        clear out run directories of runs that are no longer this node's (once)."""
+        if self._caught_up or self._stopping:
+            return
+        self._caught_up = True
+        self.resume()
+        self._sweep()
+
     def resume(self) -> None:
-        """Pick up runs granted to this node that have not started (after a restart)."""
-        pending = self.raft.machine.read(lambda s: _claimed_for(s, self.node))
-        for run, spec in pending:
-            if run.id not in self._active:
+        """Pick up the runs the state gives this node that nobody here is working on (after
+        a restart or a snapshot): start the granted ones, re-attach to the running ones."""
+        if not self._caught_up or self._stopping:
+            return
+        mine = self.raft.machine.read(lambda s: _live_for(s, self.node))
+        for run, spec in mine:
+            if run.id in self._active:
+                continue
+            if run.status == CLAIMED:
                 self._spawn(run, spec, -math.inf)  # granted a while ago: renew at once
+            else:
+                active = _Active(run=run, spec=spec, seen=-math.inf, queued=False)
+                self._track(active, self._reattach(active))
 
     def on_kill(self, rid: str) -> None:
         """Called on the loop for every committed stop request (any node)."""
@@ -190,8 +252,8 @@ class Executor:
     def _send_kill(self, active: _Active) -> None:
         """Pass the run's committed stop request (if any, and new) to its watchdog."""
         req = self._kill_request(active.run.id, active.run.fence)
-        stdin = active.stdin
-        if req is None or req == active.kill or stdin is None:
+        conn = active.conn
+        if req is None or req == active.kill or conn is None:
             return
         if active.kill is not None and active.kill[1] == req[1]:
             return
@@ -203,7 +265,7 @@ class Executor:
             req[0],
         )
         with contextlib.suppress(OSError, RuntimeError):
-            stdin.write(json.dumps({"kill": req[0], "hard": req[1]}).encode() + b"\n")
+            conn.write(json.dumps({"kill": req[0], "hard": req[1]}).encode() + b"\n")
 
     def active_count(self) -> int:
         return len(self._active)
@@ -213,13 +275,17 @@ class Executor:
         return sum(1 for a in self._active.values() if a.queued)
 
     async def stop(self) -> None:
-        """Stop accepting work; running jobs keep their watchdogs (the lease decides)."""
+        """Stop accepting work and detach: nothing is recorded for a process run and no
+        job or watchdog is killed (the watchdog keeps the deadline; a restarted agent
+        re-attaches). HTTP and embedded runs end here (their tasks are cancelled)."""
         self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for reap in list(self._reapers):  # the watchdogs live on; init reaps them
+            reap.cancel()
         if self.spawner is not None:  # its watchdogs live on, like the ones above
             await self.spawner.close()
 
@@ -227,8 +293,11 @@ class Executor:
 
     def _spawn(self, run: Run, spec: JobSpec, seen: float) -> None:
         active = _Active(run=run, spec=spec, seen=seen)
-        self._active[run.id] = active
-        task = asyncio.get_running_loop().create_task(self._run(active), name=f"run {run.id}")
+        self._track(active, self._run(active))
+
+    def _track(self, active: _Active, coro: Coroutine[Any, Any, None]) -> None:
+        self._active[active.run.id] = active
+        task = asyncio.get_running_loop().create_task(coro, name=f"run {active.run.id}")
         active.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -363,38 +432,128 @@ class Executor:
                 done.status, done.exit_code, self.clock.wall_ms(), done.output, done.reason
             )
             return
-        out_path = self.out_dir / (re.sub(r"[^A-Za-z0-9._@~-]", "_", run.id) + ".log")
-        env = dict(os.environ)
-        env.update(dict(spec.env))
-        env.update(
-            {
-                "RAFTCRON_JOB": run.job,
-                "RAFTCRON_RUN_ID": run.id,
-                "RAFTCRON_SCHEDULED_AT": rfc3339(run.scheduled_at_ms),
-                "RAFTCRON_FENCE": str(run.fence),
-                "RAFTCRON_NODE": self.node,
-                "RAFTCRON_ATTEMPT": str(run.attempt),
-                "RAFTCRON_INSTANCE": str(run.instance),  # 1..RAFTCRON_COUNT (count)
-                "RAFTCRON_COUNT": str(run.instances),
-            }
-        )
-        if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
-            env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
+        try:
+            account, process = await self._process_of(run, spec)
+        except _NotRunnable as exc:  # never run as another account, never with a secret
+            logger.error("%s: not started: %s", ctx, exc)
+            self._release(active)
+            await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
+            return
+        run_dir = self.rundirs.create(run)
         wd_spec = {
+            "version": wdproto.PROTOCOL,
+            "run_dir": str(run_dir),
+            "run": run.id,
+            "fence": run.fence,
+            "job": run.job,
+            "node": self.node,
             "argv": list(spec.command),
-            "env": env,
-            "cwd": spec.cwd,
-            "out": str(out_path),
+            "env": process.pop("env"),
+            "cwd": process.pop("cwd"),
+            "out_max": OUTPUT_FILE_MAX,
+            "out_keep": OUTPUT_TAIL_BYTES,
             "deadline": lease.deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
+            **process,
         }
+        if account.switch:
+            logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
+        # Renewals from here on (paced from the lease's start): a watchdog slow to come up
+        # must not cost the lease. Until attached, the hello carries the latest deadline.
+        renew = self._renewals(active, lease, at_once=False)
+        try:
+            why = await self._launch(ctx, wd_spec)
+        except BaseException:
+            await _end_renewals(renew, ctx)
+            raise
+        if why is not None:
+            await _end_renewals(renew, ctx)
+            logger.error("%s: the watchdog did not come up: %s", ctx, why)
+            self._release(active)
+            failed = {"outcome": "spawn_failed", "detail": why, "exit_code": None}
+            await self._record(active, lease, run_dir, failed, reattach=False)
+            return
+        await self._follow(active, lease, run_dir, renew)
+
+    async def _launch(self, ctx: str, wd_spec: dict[str, Any]) -> str | None:
+        """Start the run's watchdog, hand it its spec and wait until it listens: None once
+        it does, else why not. It starts the job itself, at once (watchdog.py)."""
         wd = await self._start_watchdog(ctx)
         try:
-            await self._watch(active, lease, wd, wd_spec, out_path)
+            wd.stdin.write(json.dumps(wd_spec).encode() + b"\n")
+            await wd.stdin.drain()
+            wd.stdin.close()
+            try:
+                async with asyncio.timeout(LAUNCH_TIMEOUT_S):
+                    line = await wd.stdout.readline()
+            except TimeoutError:
+                return f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            return f"it exited before it read its spec ({exc})"
         finally:
             wd.close()
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = {}
+        if isinstance(msg, dict) and msg.get("event") == "listening":
+            return None
+        detail = msg.get("detail") if isinstance(msg, dict) else None
+        return str(detail or "it exited before it listened")
+
+    async def _process_of(self, run: Run, spec: JobSpec) -> tuple[Account, dict[str, Any]]:
+        """How the job's process is started: its account, and the watchdog spec's ``env``,
+        ``cwd``, ids, umask and limits. :class:`_NotRunnable` (the run fails, saying why)
+        when its account cannot be used on this node or it would be given a secret."""
+        leaks = passthrough_leaks(spec.env_passthrough, self.agent_env, self.secret_values)
+        if leaks:
+            name, what = leaks[0]
+            raise _NotRunnable(
+                f"env_passthrough: {name} holds {what} on node {self.node}; the job was not "
+                "started (remove it from env_passthrough)"
+            )
+        try:
+            account, home, cwd = await self._account_of(spec)
+        except AccountError as exc:
+            raise _NotRunnable(f"{exc} on node {self.node} ({exc.fix})") from None
+        if spec.cwd is not None:
+            cwd = spec.cwd
+        env = job_environment(run, spec, self.node, account.name, home, self.agent_env)
+        process: dict[str, Any] = {"env": env, "cwd": cwd}
+        if account.switch:
+            process |= {"uid": account.uid, "gid": account.gid, "groups": account.groups}
+        if hardening.job_defaults.umask is not None:
+            process["umask"] = hardening.job_defaults.umask
+        if hardening.job_defaults.nofile_soft is not None:
+            process["nofile_soft"] = hardening.job_defaults.nofile_soft
+        if spec.limits:
+            process["limits"] = dict(spec.limits)
+        return account, process
+
+    async def _account_of(self, spec: JobSpec) -> tuple[Account, str, str]:
+        """The job's account, its HOME and its default working directory. Looked up in a
+        thread (NSS may ask a directory service, a home may be on a slow mount); the
+        agent's own account once, not on every run."""
+        if spec.user is not None or spec.group is not None:
+            return await asyncio.to_thread(self._lookup, spec.user, spec.group)
+        if self._own is None:
+            self._own = await asyncio.to_thread(self._lookup, None, None)
+        return self._own
+
+    def _lookup(self, user: str | None, group: str | None) -> tuple[Account, str, str]:
+        """HOME is the account's home unless that lies inside the data dir (then ``/``);
+        the working directory the same, or ``/`` when the home does not exist (cron's
+        rule, and never the agent's own working directory)."""
+        account = resolve_account(user, group)
+        home = account.home if not self._in_data_dir(account.home) else "/"
+        return account, home, home if home != "/" and os.path.isdir(home) else "/"
+
+    def _in_data_dir(self, path: str) -> bool:
+        data = os.path.realpath(self.data_dir)
+        real = os.path.realpath(path)
+        return real == data or real.startswith(data.rstrip("/") + "/")
 
     async def _start_watchdog(self, ctx: str) -> _Watchdog:
         """The run's watchdog process: forked by the spawner, or (it is off, or failed
@@ -411,82 +570,302 @@ class Executor:
             start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        return _Watchdog(pid=proc.pid, stdin=proc.stdin, stdout=proc.stdout, wait=proc.wait)
+        # Our child: reaped when it exits (the run may end long after the launch).
+        reap = asyncio.get_running_loop().create_task(proc.wait(), name=f"reap {proc.pid}")
+        self._reapers.add(reap)
+        reap.add_done_callback(self._reapers.discard)
+        return _Watchdog(pid=proc.pid, stdin=proc.stdin, stdout=proc.stdout)
 
-    async def _watch(
+    def _renewals(self, active: _Active, lease: FencedRun, *, at_once: bool) -> asyncio.Task[None]:
+        """The run's renewal loop: each committed renewal moves the watchdog's deadline; a
+        refused one stops the job."""
+        ctx = self._ctx(active.run)
+
+        async def stop_job(message: str) -> None:
+            await self._to_watchdog(active, {"kill": "lease lost: " + message}, ctx)
+
+        async def move_deadline(deadline: float) -> None:
+            await self._to_watchdog(active, {"deadline": deadline}, ctx)
+            self._send_kill(active)  # belt and braces: a stop request this node missed
+
+        return asyncio.get_running_loop().create_task(
+            lease.renew_loop("stopping the job", stop_job, move_deadline, at_once=at_once)
+        )
+
+    async def _to_watchdog(self, active: _Active, msg: dict[str, Any], ctx: str) -> None:
+        conn = active.conn
+        if conn is not None:  # not attached yet: the hello carries the deadline
+            await tell_watchdog(conn, msg, ctx)
+
+    async def _follow(
         self,
         active: _Active,
         lease: FencedRun,
-        wd: _Watchdog,
-        wd_spec: dict[str, Any],
-        out_path: Path,
+        run_dir: Path,
+        renew: asyncio.Task[None] | None = None,
     ) -> None:
-        """Send the spec, pass renewals and stops, and complete the run at its end."""
+        """Attach to the run's watchdog, pass renewals and stops until the job has ended,
+        and record the outcome. The same for the first attach (``renew`` running) and for a
+        re-attach after a restart (``renew`` None: renewals start at once, from the
+        watchdog's deadline)."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
-        window = lease.window
-        stdin = wd.stdin
-        stdin.write(json.dumps(wd_spec).encode() + b"\n")
-        await stdin.drain()
-        active.stdin = stdin
-        self._send_kill(active)  # a request that committed while it was starting
-        logger.info(
-            "%s: started %s (lease %.1fs, watchdog pid %d)", ctx, spec.command[0], window, wd.pid
-        )
-
-        async def stop_job(message: str) -> None:
-            await tell_watchdog(stdin, {"kill": "lease lost: " + message}, ctx)
-
-        async def move_deadline(deadline: float) -> None:
-            await tell_watchdog(stdin, {"deadline": deadline}, ctx)
-            self._send_kill(active)  # belt and braces: a stop request this node missed
-
-        renew = asyncio.get_running_loop().create_task(
-            lease.renew_loop("stopping the job", stop_job, move_deadline)
-        )
-        result: dict[str, Any] = {}
+        reattach = renew is None
+        hello: dict[str, Any] = {"run": run.id, "fence": run.fence}
+        result: dict[str, Any] | None = None
+        channel: rundir.Channel | None = None
         try:
-            # The run ends at EOF on the watchdog's stdout: it has exited (a forked
-            # watchdog is the spawner's child, not ours; a directly spawned one is waited
-            # for as well). No exit event (the watchdog was killed): outcome "killed".
-            async for line in wd.stdout:
-                msg = json.loads(line)
-                if msg.get("event") in ("started", "exit"):
-                    self._release(active)  # the job's process is up (or failed to)
-                if msg.get("event") == "exit":
-                    result = msg
-            if wd.wait is not None:
-                await wd.wait()
+            if not reattach:
+                hello["deadline"] = lease.deadline
+            req = self._kill_request(run.id, run.fence)
+            if req is not None:  # committed while it was starting, or while we were away
+                hello.update(kill=req[0], hard=req[1])
+                active.kill = req
+                logger.warning(
+                    "%s: stopping the job (%s): %s",
+                    ctx,
+                    "SIGKILL" if req[1] else f"SIGTERM, SIGKILL after {GRACE_S:g}s",
+                    req[0],
+                )
+            try:
+                channel = await rundir.attach(run_dir, hello)
+            except rundir.AttachError as exc:
+                logger.error(
+                    "%s: cannot attach to the run's watchdog (%s); not recording it: its "
+                    "lease deadline stops the job and the leader expires the run",
+                    ctx,
+                    exc,
+                )
+                return
+            if channel is not None:
+                active.conn = channel.writer
+                self._release(active)  # the job's process is up (or failed to start)
+                reply = channel.reply
+                if reattach:
+                    lease.deadline = float(reply.get("deadline") or 0.0)
+                    renew = self._renewals(active, lease, at_once=True)
+                    logger.info(
+                        "%s: re-attached to its watchdog pid %s (job pid %s, %s, deadline "
+                        "in %.1fs)",
+                        ctx,
+                        reply.get("pid"),
+                        reply.get("job_pid"),
+                        reply.get("state"),
+                        lease.deadline - self.clock.monotonic(),
+                    )
+                else:
+                    logger.info(
+                        "%s: started %s (lease %.1fs, watchdog pid %s, job pid %s)",
+                        ctx,
+                        spec.command[0] if spec.command else "?",
+                        lease.window,
+                        reply.get("pid"),
+                        reply.get("job_pid"),
+                    )
+                self._send_kill(active)  # a request that committed meanwhile
+                result = await channel.wait_exit()
         finally:
-            renew.cancel()
-            # The renewals' end must never keep the run's outcome from being recorded:
-            # the watchdog held the deadline all along, and a completion after the lease
-            # has passed is refused as stale anyway.
-            (ended,) = await asyncio.gather(renew, return_exceptions=True)
-            if isinstance(ended, Exception):
-                logger.error("%s: renewals failed: %r", ctx, ended, exc_info=ended)
-        finished_ms = self.clock.wall_ms()
-        output = _read_tail(out_path)
-        outcome = result.get("outcome", "killed")
-        code = result.get("exit_code")
-        status, reason = {
-            "exited": (SUCCEEDED if code == 0 else FAILED, ""),
-            "timeout": (TIMED_OUT, str(result.get("detail", ""))),
-        }.get(outcome, (LOST, f"{outcome}: {result.get('detail', '')}"))
-        if outcome == "killed" and active.kill is not None:
-            status, reason = KILLED, active.kill[0]
-        logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
-        await lease.complete(status, code, finished_ms, output, reason)
+            active.conn = None
+            if channel is not None:
+                channel.close()
+            if renew is not None:
+                # The renewals' end must never keep the run's outcome from being recorded:
+                # the watchdog held the deadline all along, and a completion after the
+                # lease has passed is refused as stale anyway.
+                await _end_renewals(renew, ctx)
+        self._release(active)
+        if result is None:  # it ended before we attached, or as the connection ended
+            result = rundir.read_result(run_dir)
+        await self._record(active, lease, run_dir, result, reattach=reattach)
+
+    async def _record(
+        self,
+        active: _Active,
+        lease: FencedRun,
+        run_dir: Path,
+        result: dict[str, Any] | None,
+        *,
+        reattach: bool,
+    ) -> None:
+        """Record the run's end once, then remove its run directory. The completion is
+        written to the directory before it is proposed: a restarted agent proposes the
+        very same command (an idempotent retry) instead of a new one."""
+        run = active.run
+        ctx = self._ctx(run)
+        rec = rundir.read_record(run_dir)
+        if rec is None:
+            status, code, reason = _outcome(result, active.kill)
+            finished_ms = self.clock.wall_ms()
+            if reattach and result is not None and "finished_wall_ms" in result:
+                finished_ms = int(result["finished_wall_ms"])  # it ended while we were away
+            rec = {
+                "status": status,
+                "exit_code": code,
+                "reason": reason,
+                "started_ms": lease.started_ms,
+                "finished_ms": finished_ms,
+            }
+            rundir.write_record(run_dir, rec)
+        if reattach:
+            why = self.raft.machine.read(lambda s: _not_ours(s, run, rec))
+            if why is not None:
+                if why:
+                    logger.info(
+                        "%s: %s outcome found; dropped, not recorded: %s", ctx, rec["status"], why
+                    )
+                self.rundirs.remove(run_dir)
+                return
+        logger.info(
+            "%s: finished %s exit_code=%s %s", ctx, rec["status"], rec["exit_code"], rec["reason"]
+        )
+        ok = await complete(
+            self.raft,
+            self.node,
+            run,
+            str(rec["status"]),
+            rec["exit_code"],
+            int(rec["started_ms"]),
+            int(rec["finished_ms"]),
+            rundir.output_tail(run_dir),
+            str(rec["reason"]),
+            self._tell,
+        )
+        if ok:
+            self.rundirs.remove(run_dir)
+
+    async def _reattach(self, active: _Active) -> None:
+        """A run the state says this node is running, found when the agent (re)started."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        lease = FencedRun(
+            raft=self.raft,
+            clock=self.clock,
+            node=self.node,
+            run=run,
+            lease_ms=spec.lease_ms,
+            tell=self._tell,
+        )
+        lease.started_ms = run.started_ms or 0
+        run_dir = self.rundirs.path(run)
+        try:
+            if run_dir.is_dir():
+                await self._follow(active, lease, run_dir)
+                return
+            if spec.call:
+                why = "an embedded job ends with its agent"
+            elif spec.http is not None:
+                why = "an HTTP job ends with its agent"
+            else:
+                why = "the agent stopped before the job's watchdog started"
+            logger.warning(
+                "%s: running when this agent stopped; %s: recording it as lost", ctx, why
+            )
+            await lease.complete(LOST, None, self.clock.wall_ms(), "", f"agent restarted: {why}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: re-attaching failed", ctx)
+        finally:
+            self._active.pop(run.id, None)
+
+    def _sweep(self) -> None:
+        """Run directories of runs that are no longer this node's (final, expired, or
+        gone from the ledger): stop a watchdog still there, drop its result, remove them."""
+        live = {rundir.dir_name(a.run) for a in self._active.values()}
+        for path in self.rundirs.entries():
+            if path.name in live or rundir.fence_of(path.name) is None:
+                continue
+            task = asyncio.get_running_loop().create_task(self._drop_stale(path))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drop_stale(self, path: Path) -> None:
+        fence = rundir.fence_of(path.name)
+        ctx = f"run dir {path.name} fence={fence} node={self.node}"
+        result: dict[str, Any] | None = None
+        channel: rundir.Channel | None = None
+        try:
+            # Its lease is not this node's any more: the job must not run (its deadline
+            # has passed or is about to); a watchdog that never started it never will.
+            hello = {"fence": fence, "kill": "its lease is no longer held", "hard": True}
+            channel = await rundir.attach(path, hello)
+            if channel is not None:
+                result = await channel.wait_exit()
+        except rundir.AttachError as exc:
+            logger.warning("%s: a stale watchdog does not answer (%s); left alone", ctx, exc)
+            return
+        finally:
+            if channel is not None:
+                channel.close()
+        result = result or rundir.read_result(path)
+        rec = rundir.read_record(path)
+        if result is not None:
+            run = self.raft.machine.read(lambda s: s.runs.get(str(result.get("run"))))
+            recorded = (
+                run is not None
+                and run.fence == fence
+                and rec is not None
+                and run.status == rec.get("status")
+            )
+            if not recorded:
+                logger.info(
+                    "job=%s run=%s fence=%s node=%s: %s outcome found after its lease had "
+                    "passed (%s); dropped, not recorded",
+                    result.get("job"),
+                    result.get("run"),
+                    fence,
+                    self.node,
+                    result.get("outcome"),
+                    f"the ledger says {run.status}" if run else "no longer in the ledger",
+                )
+        self.rundirs.remove(path)
+
+
+class _NotRunnable(Exception):
+    """The run cannot start on this node; ``str()`` is the reason recorded with it."""
+
+
+def job_environment(
+    run: Run, spec: JobSpec, node: str, user: str, home: str, agent_env: Mapping[str, str]
+) -> dict[str, str]:
+    """A command job's whole environment: a fixed minimal set (``PATH``, ``HOME``,
+    ``USER``/``LOGNAME``, and ``LANG``/``TZ`` when the agent has them), the agent's
+    variables the job names in ``env_passthrough``, its own ``env``, and the RAFTCRON_*
+    variables of the run. Nothing else of the agent's environment (its token, above all)."""
+    env = {"PATH": DEFAULT_PATH, "HOME": home, "USER": user, "LOGNAME": user}
+    for name in ("LANG", "TZ"):
+        if name in agent_env:
+            env[name] = agent_env[name]
+    for name in spec.env_passthrough:
+        if name in agent_env:
+            env[name] = agent_env[name]
+    env.update(spec.env)
+    env.update(
+        {
+            "RAFTCRON_JOB": run.job,
+            "RAFTCRON_RUN_ID": run.id,
+            "RAFTCRON_SCHEDULED_AT": rfc3339(run.scheduled_at_ms),
+            "RAFTCRON_FENCE": str(run.fence),
+            "RAFTCRON_NODE": node,
+            "RAFTCRON_ATTEMPT": str(run.attempt),
+            "RAFTCRON_INSTANCE": str(run.instance),  # 1..RAFTCRON_COUNT (count)
+            "RAFTCRON_COUNT": str(run.instances),
+        }
+    )
+    if run.parents:  # a dependency run: the parents' run ids (fan-in: comma-separated)
+        env["RAFTCRON_PARENT_RUN_ID"] = ",".join(run.parents)
+    return env
 
 
 @dataclass(slots=True, eq=False)
 class _Watchdog:
-    """The agent's handles on one run's watchdog process."""
+    """The agent's handles on a new watchdog process while it is launched: its stdin
+    (the spec) and stdout (the one line saying it listens). Everything after goes over
+    the socket in the run directory (rundir.attach)."""
 
     pid: int
     stdin: asyncio.StreamWriter
     stdout: asyncio.StreamReader
-    wait: Callable[[], Awaitable[int]] | None = None  # ours to reap (spawned directly)
     read: asyncio.BaseTransport | None = None  # pipe transports we own (forked)
 
     @classmethod
@@ -526,21 +905,21 @@ class _Watchdog:
         return cls(pid=pid, stdin=writer, stdout=reader, read=read)
 
     def close(self) -> None:
-        """Close our pipe ends (a watchdog still running sees EOF: it keeps its deadline)."""
+        """Close our pipe ends (the watchdog reads no more than its spec from them)."""
+        self.stdin.close()
         if self.read is not None:
-            self.stdin.close()
             self.read.close()
 
 
-async def tell_watchdog(stdin: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:
+async def tell_watchdog(conn: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:
     """One line to a run's watchdog. A watchdog that has exited (its job ended just as a
-    renewal committed) has closed its stdin: nothing is left to tell it, and its exit
-    report, read from its stdout, is what the run records. (Before, the broken pipe ended
+    renewal committed) has closed its socket: nothing is left to tell it, and its exit
+    report (or its result on disk) is what the run records. (Before, the broken pipe ended
     the run's task before its completion was proposed: a run that succeeded was expired
     as lost; the chaos suite found it.)"""
     try:
-        stdin.write(json.dumps(msg).encode() + b"\n")
-        await stdin.drain()
+        conn.write(json.dumps(msg).encode() + b"\n")
+        await conn.drain()
     except (BrokenPipeError, ConnectionResetError):
         logger.info("%s: watchdog already gone; not sent: %s", ctx, msg)
 
@@ -555,23 +934,64 @@ def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:
     return run, job.spec
 
 
-def _claimed_for(state: State, node: str) -> list[tuple[Run, JobSpec]]:
+def _live_for(state: State, node: str) -> list[tuple[Run, JobSpec]]:
+    """The runs granted to ``node`` whose lease is live (claimed or running). A started run
+    of a job deleted since goes on under its lease: it gets a stand-in spec with the
+    lease's duration (a command job's; only a process run has anything to re-attach to)."""
     out = []
     for run in state.live_runs(node):
         job = state.jobs.get(run.job)
         if run.status == CLAIMED and job is not None:
             out.append((run, job.spec))
+        elif run.status == RUNNING:
+            lease = state.leases[run.id]
+            spec = (
+                job.spec
+                if job is not None
+                else JobSpec(name=run.job, schedule="", command=("",), lease_ms=lease.lease_ms)
+            )
+            out.append((run, spec))
     return out
 
 
-def _read_tail(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - OUTPUT_TAIL_BYTES))
-            data = f.read()
-        path.unlink()
-    except OSError:
+def _outcome(
+    result: dict[str, Any] | None, kill: tuple[str, bool] | None
+) -> tuple[str, int | None, str]:
+    """(status, exit code, reason) of a watchdog's result; None: it died without one."""
+    if result is None:
+        return LOST, None, "killed: the watchdog exited without a result"
+    outcome = str(result.get("outcome", "killed"))
+    code = result.get("exit_code")
+    detail = str(result.get("detail", ""))
+    if outcome == "exited":
+        return (SUCCEEDED if code == 0 else FAILED), code, ""
+    if outcome == "timeout":
+        return TIMED_OUT, code, detail
+    if outcome == "killed" and kill is not None:
+        return KILLED, code, kill[0]
+    return LOST, code, f"{outcome}: {detail}"
+
+
+def _not_ours(state: State, run: Run, rec: dict[str, Any]) -> str | None:
+    """Why a re-attached run's outcome must not be proposed: "" when it is already
+    recorded as ``rec``, a reason when the lease has passed; None when it is still ours."""
+    lease = state.leases.get(run.id)
+    if lease is not None and lease.fence == run.fence:
+        return None
+    now = state.runs.get(run.id)
+    if now is None:
+        return "the run is no longer in the ledger"
+    if (
+        now.fence == run.fence
+        and now.status == rec.get("status")
+        and now.finished_ms == rec.get("finished_ms")
+    ):
         return ""
-    return data.decode("utf-8", errors="replace")
+    return f"the lease had passed; the ledger says {now.status} {now.reason}".rstrip()
+
+
+async def _end_renewals(renew: asyncio.Task[None], ctx: str) -> None:
+    renew.cancel()
+    (ended,) = await asyncio.gather(renew, return_exceptions=True)
+    if isinstance(ended, Exception):
+        logger.error("%s: renewals failed: %r", ctx, ended, exc_info=ended)

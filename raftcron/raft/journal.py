@@ -72,7 +72,7 @@ class FileOps:
     the same ``FileOps`` object.
     """
 
-    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         return os.open(path, flags | os.O_CLOEXEC, mode)
 
     def close(self, fd: int) -> None:
@@ -232,7 +232,7 @@ class CrashableFileOps(FileOps):
 
     # -- FileOps
 
-    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         path = os.path.abspath(path)
         with self._lock:
             self._touch_dir(os.path.dirname(path))

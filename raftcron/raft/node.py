@@ -336,7 +336,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._rc_log_changed = 0.0  # and when (monotonic)
         self._rc_forced = -FORCED_COMPACTION_EVERY_S  # when a snapshot was last forced
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
             fs = _power_cut_fs()
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
@@ -651,7 +651,7 @@ class RaftNode:
         return None if replica is None else replica.fatal()
 
     def add_status_listener(self, fn: Callable[[RaftStatus], None]) -> None:
-        """``fn`` runs on the event loop whenever role, leader or term change."""
+        """``fn`` runs on the event loop whenever role, leader, term or ``ready`` change."""
         self._status_listeners.append(fn)
 
     def fsync_count(self) -> int:
@@ -708,7 +708,15 @@ class RaftNode:
         )
         old = self.status
         self.status = new
-        if (old.is_leader, old.leader, old.term) != (new.is_leader, new.leader, new.term):
+        # ``ready`` (pysyncobj's: this node has applied what the leader had committed when
+        # it first heard from one) is told once, queued behind the apply callbacks of the
+        # entries replayed before it: the loop sees every replayed command before it.
+        if (old.is_leader, old.leader, old.term, old.ready) != (
+            new.is_leader,
+            new.leader,
+            new.term,
+            new.ready,
+        ):
             loop = self._loop
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(self._notify, new)

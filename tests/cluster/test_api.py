@@ -91,7 +91,7 @@ def test_job_lifecycle_through_a_follower(cl: Cluster) -> None:
     """Writes sent to a follower are carried out (not bounced); reads on any node see them."""
     leader, (f1, f2) = roles(cl)
     status, _, body = call(cl, f1, "PUT", "/v1/jobs/life", {**YEARLY, "timezone": "Asia/Tokyo"})
-    assert (status, body) == (201, {"job": "life", "result": "created"})
+    assert (status, body) == (201, {"job": "life", "result": "created", "warnings": []})
     job = cl.get(f1, "/v1/jobs/life")  # read-your-write on the node that proposed
     assert job["timezone"] == "Asia/Tokyo" and job["source"] == "api" and not job["paused"]
     assert job["next_fires"][0]["local"].endswith("T00:00:00+09:00")
@@ -513,20 +513,25 @@ def test_cli_jobs_apply_list_show_delete(cl: Cluster, tmp_path: Path) -> None:
         '[[jobs]]\nname = "cli-b"\nschedule = "0 4 * * *"\ncommand = ["sh", "-c", "echo hi"]\n'
         'cwd = "."\n'
     )
-    assert ok(raftcron(cl, "jobs", "apply", str(jobs))).splitlines() == [
-        "cli-a: created",
-        "cli-b: created",
+    # each job's result, then its next 3 fires (indented: in its zone and UTC)
+    applied = ok(raftcron(cl, "jobs", "apply", str(jobs))).splitlines()
+    assert [ln for ln in applied if not ln.startswith("  ")] == [
+        "cli-a: created; Europe/Berlin; next 3 fires:",
+        "cli-b: created; UTC; next 3 fires:",
     ]
-    assert ok(raftcron(cl, "jobs", "apply", str(jobs), node="a")).splitlines() == [
-        "cli-a: unchanged",
-        "cli-b: unchanged",
+    assert len([ln for ln in applied if ln.startswith("  20") and ln.endswith(" UTC")]) == 6
+    again = ok(raftcron(cl, "jobs", "apply", str(jobs), node="a")).splitlines()
+    assert [ln for ln in again if not ln.startswith("  ")] == [
+        "cli-a: unchanged; Europe/Berlin; next 3 fires:",
+        "cli-b: unchanged; UTC; next 3 fires:",
     ]
     single = tmp_path / "one.toml"
     single.write_text(
         'name = "cli-a"\nschedule = "*/10 * * * *"\ncommand = ["true"]\n'
         'timezone = "Europe/Berlin"\n'
     )
-    assert ok(raftcron(cl, "jobs", "apply", str(single))) == "cli-a: updated\n"
+    updated = ok(raftcron(cl, "jobs", "apply", str(single)))
+    assert updated.startswith("cli-a: updated; Europe/Berlin; next 3 fires:\n")
     b = Client(cl.members["c"].api).job("cli-b")
     assert b.spec["cwd"] == str(tmp_path.resolve()), "relative cwd is relative to the file"
 
@@ -539,7 +544,7 @@ def test_cli_jobs_apply_list_show_delete(cl: Cluster, tmp_path: Path) -> None:
     assert {j["name"] for j in parsed} >= {"cli-a", "cli-b", "cfg"}
 
     shown = ok(raftcron(cl, "jobs", "show", "cli-a"))
-    assert "*/10 * * * *  (Europe/Berlin)" in shown and "next fires:" in shown
+    assert "*/10 * * * *  (Europe/Berlin)" in shown and "next fires (Europe/Berlin, UTC):" in shown
     assert len([ln for ln in shown.splitlines() if ln.startswith("  20")]) == 5
     assert json.loads(ok(raftcron(cl, "jobs", "show", "cli-a", "--json")))["name"] == "cli-a"
 
@@ -588,7 +593,7 @@ def test_cli_errors_are_one_line(cl: Cluster, tmp_path: Path) -> None:
         '[[jobs]]\nname = "bad-one"\nschedule = "61 * * * *"\ncommand = "true"\n'
     )
     out = raftcron(cl, "jobs", "apply", str(bad))
-    assert out.returncode == 1 and out.stdout == "ok-one: created\n", out
+    assert out.returncode == 1 and out.stdout.startswith("ok-one: created; UTC; next 3 fires:\n")
     (line,) = out.stderr.splitlines()
     assert line.startswith(f"error: {bad}: bad-one: request body: schedule:") and "command" in line
     ok(raftcron(cl, "jobs", "delete", "ok-one"))

@@ -81,7 +81,8 @@ def test_node_not_in_cluster(tmp_path: Path) -> None:
 def test_check_config_ok_and_example_file(tmp_path: Path) -> None:
     shutil.copy(ROOT / "cluster.example.toml", tmp_path / "cluster.toml")
     (tmp_path / "raftcron-data").mkdir()
-    (tmp_path / "raftcron-data" / "secret").write_text("x" * 40)
+    (tmp_path / "raftcron-data" / "secret").write_text("test-secret-0123456789abcdef")
+    (tmp_path / "raftcron-data" / "secret").chmod(0o600)
     out = raftcron("check-config", str(tmp_path / "cluster.toml"))
     assert out.returncode == 0, out.stderr
     assert "3 nodes: a, b, c" in out.stdout

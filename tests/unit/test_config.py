@@ -149,6 +149,10 @@ def test_previous_secret_is_read_from_a_file_and_never_shown(tmp_path: Path) -> 
     path = tmp_path / "cluster.toml"
     rotating = '[cluster]\nprevious_secret_file = "old.txt"\n'
     path.write_text(CLUSTER.replace("[cluster]\n", rotating))
+    (tmp_path / "old.txt").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"previous_secret_file: .*mode 0644.*chmod 600"):
+        load_config(path)
+    (tmp_path / "old.txt").chmod(0o600)
     cfg = load_config(path)
     assert cfg.cluster.previous_secret == old
     assert cfg.cluster.secret == SECRET
@@ -162,6 +166,7 @@ def test_example_file_loads(tmp_path: Path) -> None:
     shutil.copy(REPO / "cluster.example.toml", tmp_path / "cluster.example.toml")
     (tmp_path / "raftcron-data").mkdir()
     (tmp_path / "raftcron-data" / "secret").write_text(SECRET + "\n")
+    (tmp_path / "raftcron-data" / "secret").chmod(0o600)
     cfg = load_config(tmp_path / "cluster.example.toml")
     assert cfg.cluster.secret == SECRET  # the trailing newline is not part of it
     assert [(n.name, n.raft.port, n.api.port) for n in cfg.cluster.nodes] == [
@@ -199,6 +204,8 @@ def test_relative_paths_resolve_against_the_config_dir(
     conf.mkdir(parents=True)
     (conf / "secret.txt").write_text(SECRET)
     (conf / "admin.token").write_text("admin-token-0123456789\n")
+    (conf / "secret.txt").chmod(0o600)
+    (conf / "admin.token").chmod(0o600)
     (conf / "tls").mkdir()
     (conf / "tls" / "cert.pem").write_text("cert")
     (conf / "tls" / "key.pem").write_text("key")
@@ -269,6 +276,24 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         "cron-field-count",
         CLUSTER + job(schedule='"* * *"'),
         ['cluster.toml: jobs[0].schedule: "* * *" is not a cron expression: expected 5 or 6...'],
+    ),
+    (
+        "every-without-unit",
+        CLUSTER + job(schedule='"@every 90"'),
+        [
+            'cluster.toml: jobs[0].schedule: "@every 90" is not a valid @every schedule: '
+            "'@every 90': '90' is not a duration (e.g. 90s, 5m, 1h30m, 2d; add a unit: "
+            "'@every 90s')"
+        ],
+    ),
+    (
+        "quartz-seconds-first",
+        CLUSTER + job(schedule='"0 0 12 * * ?"'),
+        [
+            'cluster.toml: jobs[0].schedule: "0 0 12 * * ?" is not a cron expression: '
+            "'?' is only allowed in day-of-month and day-of-week, not in second (raftcron's "
+            "6-field form puts seconds LAST: did you mean '0 12 * * ? 0'?)"
+        ],
     ),
     (
         "secret-missing",
@@ -630,7 +655,7 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         CLUSTER + '[[api.tokens]]\nrole = "read"\ntoken = "abc"\n',
         [
             "cluster.toml: api.tokens[0].token: too short (3 characters; use at least 16 "
-            "random characters)"
+            "random characters; generate one with: openssl rand -base64 32)"
         ],
     ),
     (
@@ -940,6 +965,7 @@ def test_single_node_config_creates_and_reuses_its_secret(tmp_path: Path) -> Non
 
 def test_single_node_config_rejects_a_damaged_secret(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("short\n")
+    (tmp_path / "secret").chmod(0o600)
     with pytest.raises(ConfigError) as info:
         single_node_config(tmp_path)
     assert str(info.value).startswith(f"{tmp_path.resolve() / 'secret'}: too short (5 characters")

@@ -485,7 +485,7 @@ def test_the_core_does_not_loop_on_a_cycle_that_sneaked_in() -> None:
 def test_config_validates_after_and_on(jobs: str, error: str) -> None:
     tables = jobs.replace("[[jobs]]", '[[jobs]]\ncommand = ["true"]')
     text = (
-        '[cluster]\nsecret = "0123456789abcdef0123456789abcdef"\n'
+        '[cluster]\nsecret = "test-secret-0123456789abcdef"\n'
         '[cluster.nodes.a]\nraft = "127.0.0.1:7101"\napi = "127.0.0.1:8101"\n'
         f'[[jobs]]\ncommand = ["true"]\n{tables}\n'
     )
@@ -496,7 +496,7 @@ def test_config_validates_after_and_on(jobs: str, error: str) -> None:
 
 def test_config_accepts_a_dependent_job_without_schedule() -> None:
     text = (
-        '[cluster]\nsecret = "0123456789abcdef0123456789abcdef"\n'
+        '[cluster]\nsecret = "test-secret-0123456789abcdef"\n'
         '[cluster.nodes.a]\nraft = "127.0.0.1:7101"\napi = "127.0.0.1:8101"\n'
         '[[jobs]]\nname = "c"\nafter = ["a", "b"]\non = "always"\ncommand = ["true"]\n'
         '[[jobs]]\nname = "a"\nschedule = "@daily"\ncommand = ["true"]\n'
@@ -597,7 +597,7 @@ def test_the_api_shows_parents_and_dependency_fires() -> None:
     assert "parents" not in api.run_json(sim.run(run_id("p", T)))
     job = api.job_json(sim.s.jobs["c"], T + S, None, [])
     assert (job["after"], job["on"], job["dependency_fires"]) == (["p"], "success", [dep("c")])
-    assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"].spec, T, 5) == []
+    assert job["next_fire"] is None and api.next_fires(sim.s.jobs["c"], T, 5) == []
     assert api._cursor(dep("c", 77, "~manual") + ".2", {}) == (77, dep("c", 77, "~manual") + ".2")
 
 
@@ -605,7 +605,7 @@ def test_an_embedded_job_can_run_after_another(tmp_path: Path) -> None:
     from raftcron.embed import Cluster
 
     cfg = parse_config(
-        '[cluster]\nsecret = "0123456789abcdef0123456789abcdef"\n'
+        '[cluster]\nsecret = "test-secret-0123456789abcdef"\n'
         '[cluster.nodes.a]\nraft = "127.0.0.1:7101"\napi = "127.0.0.1:8101"\n',
         tmp_path / "c.toml",
     )

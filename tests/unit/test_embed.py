@@ -70,6 +70,7 @@ class Harness:
             self.ex.inproc.register(registered(spec.name, fn))
 
     async def run(self, limit: float = 30.0) -> Run:
+        self.ex.caught_up()
         self.ex.on_granted(self.rid, 1, "a")
         await asyncio.wait_for(asyncio.gather(*list(self.ex._tasks)), limit)
         return self.raft.machine.read(lambda s: s.runs[self.rid])
@@ -263,6 +264,7 @@ def test_stopping_the_executor_cancels_a_running_async_job(tmp_path: Path) -> No
 
     async def main() -> None:
         h = Harness(tmp_path, embedded_spec(job), job, FakeRaft())
+        h.ex.caught_up()
         h.ex.on_granted(h.rid, 1, "a")
         for _ in range(200):
             if h.raft.machine.read(lambda s: s.runs[h.rid].status) == "running":

@@ -31,14 +31,19 @@ class FakeRaft:
 
 
 async def run_one(
-    tmp_path: Path, spec: JobSpec, spawn_delay: float, raft: FakeRaft | None = None
+    tmp_path: Path,
+    spec: JobSpec,
+    spawn_delay: float,
+    raft: FakeRaft | None = None,
+    **executor: Any,
 ) -> tuple[FakeRaft, str]:
     raft = raft or FakeRaft()
+    ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path, **executor)  # type: ignore[arg-type]
+    ex.caught_up()  # the grant below is a live one
     raft.machine.apply(c.encode(c.PutJob(at_ms=T0, spec=spec)))
     fire = c.Fire(job=spec.name, scheduled_at_ms=T0 + 1000, node="a", trigger="schedule")
     raft.machine.apply(c.encode(c.Plan(at_ms=T0, fires=(fire,), missed=())))
     rid = run_id(spec.name, T0 + 1000)
-    ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path)  # type: ignore[arg-type]
     real_start = ex._start_watchdog
 
     async def slow_start(ctx: str) -> Any:

@@ -86,7 +86,6 @@ async def burst(
 ) -> tuple[ExpiringRaft, list[str], int]:
     """Grant every spec's fire to node a at once; the most watchdog spawns seen at once."""
     raft = ExpiringRaft()
-    rids = grant_all(raft, specs)
     ex = Executor(
         node="a",
         raft=raft,  # type: ignore[arg-type]
@@ -94,6 +93,8 @@ async def burst(
         data_dir=tmp_path,
         max_starting=max_starting,
     )
+    ex.caught_up()  # the grants below are live ones
+    rids = grant_all(raft, specs)
     real_start = ex._start_watchdog
     spawning = 0
     most = 0

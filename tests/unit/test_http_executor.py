@@ -48,6 +48,7 @@ async def run_job(
     raft.machine.apply(c.encode(c.Plan(at_ms=T0, fires=(fire,), missed=())))
     rid = run_id(spec.name, T0 + 1000)
     ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path, tell=tell)  # type: ignore[arg-type]
+    ex.caught_up()
     ex.on_granted(rid, 1, "a")
     await asyncio.wait_for(asyncio.gather(*list(ex._tasks)), 30)
     return raft, raft.machine.read(lambda s: s.runs[rid])

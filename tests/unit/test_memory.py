@@ -34,6 +34,7 @@ def _example(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "cluster.example.toml", tmp_path / "cluster.example.toml")
     (tmp_path / "raftcron-data").mkdir()
     (tmp_path / "raftcron-data" / "secret").write_text("test-secret-0123456789abcdef\n")
+    (tmp_path / "raftcron-data" / "secret").chmod(0o600)
     return tmp_path / "cluster.example.toml"
 
 

@@ -251,6 +251,7 @@ def test_executor_runs_send_pings_in_order_and_failure_then_recovered(tmp_path: 
                 data_dir=tmp_path,
                 tell=n.executor_event,
             )
+            ex.caught_up()
             ex.on_granted(f"hook@{T0 + 2000}", 2, "a")
             await asyncio.wait_for(asyncio.gather(*list(ex._tasks)), 30)
             await rec.wait("everything", lambda: len(rec.seen) >= 8)

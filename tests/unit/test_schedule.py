@@ -6,6 +6,7 @@ space-separated string.
 
 from __future__ import annotations
 
+import calendar
 import functools
 import itertools
 import time
@@ -17,7 +18,14 @@ from croniter import croniter
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from raftcron.core.schedule import CronSchedule, ScheduleError, parse
+from raftcron.core.schedule import (
+    CronSchedule,
+    EverySchedule,
+    ScheduleError,
+    field_order_warning,
+    parse,
+    schedule_for,
+)
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -50,10 +58,25 @@ def norm(times: str) -> list[str]:
 # ---------------------------------------------------------------------------- parse errors
 
 FIELDS_HINT = "(minute hour day-of-month month day-of-week [second]"
-ALIAS_HINT = "(use @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly)"
+ALIAS_HINT = (
+    "(use @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly or @every <duration>)"
+)
 TZ_HINT = "(use an IANA name such as Europe/Berlin)"
 HASH = "(Jenkins-style hashed values; write a fixed value)"
-LAST = "('last' days; list the days explicitly)"
+LAST = "(L alone in day-of-month is the last day, L5 in day-of-week the last Friday)"
+DOM_L = "is not supported ('L' alone is the last day of the month; list other days explicitly)"
+NTH = (
+    "is not valid ('#' takes one weekday and a number 1-5: 1#2 is the second Monday, FRI#1 the "
+    "first Friday)"
+)
+DOW_L = "is not supported (L5 or 5L is the last Friday: one weekday number 0-7 with L)"
+MIXED = (
+    "lists plain weekdays beside '#' or 'L' items, which is not supported (croniter refuses it "
+    "too): use two jobs"
+)
+BOTH = "write '*' or '?' in day-of-month, or use two jobs"
+ORDER = "(raftcron's 6-field form puts seconds LAST: did you mean"
+QUESTION = "'?' is only allowed in day-of-month and day-of-week, not in"
 
 # fmt: off
 PARSE_ERRORS = [
@@ -92,15 +115,61 @@ PARSE_ERRORS = [
     ("H * * * *", "UTC", {}, f"'H' is not supported in minute {HASH}"),
     ("H/15 * * * *", "UTC", {}, f"'H' is not supported in minute {HASH}"),
     ("R * * * *", "UTC", {}, "'R' is not supported in minute (random values; write a fixed value)"),
-    ("0 0 L * *", "UTC", {}, f"'L' is not supported in day-of-month {LAST}"),
-    ("0 0 5L * *", "UTC", {}, f"'L' is not supported in day-of-month {LAST}"),
-    ("0 0 * * 5L", "UTC", {}, f"'L' is not supported in day-of-week {LAST}"),
+    # calendar forms outside their places, or in forms croniter does not have
+    ("L * * * *", "UTC", {}, f"'L' is not supported in minute {LAST}"),
+    ("0 0 * L *", "UTC", {}, f"'L' is not supported in month {LAST}"),
+    ("0 0 5L * *", "UTC", {}, f"day-of-month entry '5L' {DOM_L}"),
+    ("0 0 L-2 * *", "UTC", {}, f"day-of-month entry 'L-2' {DOM_L}"),
+    ("0 0 L/2 * *", "UTC", {}, f"day-of-month entry 'L/2' {DOM_L}"),
     ("0 0 15W * *", "UTC", {},
      "'W' is not supported in day-of-month ('nearest weekday'; list the days explicitly)"),
     ("0 0 LW * *", "UTC", {},
      "'LW' is not supported in day-of-month ('last weekday'; list the days explicitly)"),
-    ("0 0 * * 1#2", "UTC", {},
-     "'#' is not supported in day-of-week ('nth weekday'; list the days explicitly)"),
+    ("0 0 * * L", "UTC", {},
+     "'L' alone is not supported in day-of-week (write L5 or 5L for the last Friday; L alone is "
+     "the last day in day-of-month)"),
+    ("0 0 * * FRIL", "UTC", {}, f"day-of-week entry 'FRIL' {DOW_L}"),
+    ("0 0 * * LFRI", "UTC", {}, f"day-of-week entry 'LFRI' {DOW_L}"),
+    ("0 0 * * L5/2", "UTC", {}, f"day-of-week entry 'L5/2' {DOW_L}"),
+    ("0 0 * * L8", "UTC", {},
+     "day-of-week 'L8': the weekday must be 0-7 (0 and 7 are Sunday), got 8"),
+    ("0 0 * * 9L", "UTC", {},
+     "day-of-week '9L': the weekday must be 0-7 (0 and 7 are Sunday), got 9"),
+    ("0 0 1#2 * *", "UTC", {},
+     "'#' is only allowed in day-of-week, not in day-of-month (1#2 is the second Monday)"),
+    ("0 0 * * 1#", "UTC", {}, f"day-of-week entry '1#' {NTH}"),
+    ("0 0 * * #2", "UTC", {}, f"day-of-week entry '#2' {NTH}"),
+    ("0 0 * * 1-3#2", "UTC", {}, f"day-of-week entry '1-3#2' {NTH}"),
+    ("0 0 * * 1#2/2", "UTC", {}, f"day-of-week entry '1#2/2' {NTH}"),
+    ("0 0 * * 1##2", "UTC", {}, f"day-of-week entry '1##2' {NTH}"),
+    ("0 0 * * 1#0", "UTC", {},
+     "day-of-week '1#0': the number after '#' must be 1-5 (1#2 is the second Monday), got 0"),
+    ("0 0 * * 1#6", "UTC", {},
+     "day-of-week '1#6': the number after '#' must be 1-5 (1#2 is the second Monday), got 6"),
+    ("0 0 * * 8#1", "UTC", {},
+     "day-of-week '8#1': the weekday must be 0-7 (0 and 7 are Sunday), got 8"),
+    ("0 0 * * FOO#1", "UTC", {}, "unknown day-of-week name 'FOO' (use SUN-SAT or 0-7)"),
+    ("0 0 * * 1#2,5", "UTC", {}, f"day-of-week '1#2,5' {MIXED}"),
+    ("0 0 * * L5,MON", "UTC", {}, f"day-of-week 'L5,MON' {MIXED}"),
+    ("0 0 * * *,1#2", "UTC", {}, f"day-of-week '*,1#2' {MIXED}"),
+    # croniter gives these no meaning to keep (it drops the day-of-month or finds no date)
+    ("0 0 15 * 1#2", "UTC", {},
+     f"day-of-week '1#2' cannot be combined with a restricted day-of-month ('15'): {BOTH}"),
+    ("0 0 L * L5", "UTC", {},
+     f"day-of-week 'L5' cannot be combined with a restricted day-of-month ('L'): {BOTH}"),
+    ("0 0 */10 * 1,5L", "UTC", {}, f"day-of-week '1,5L' {MIXED}"),
+    ("0 0 */10 * 1#1", "UTC", {},
+     f"day-of-week '1#1' cannot be combined with a restricted day-of-month ('*/10'): {BOTH}"),
+    # a seconds-first (Quartz, Spring) expression that fails says how to write it
+    ("0 0 12 * * ?", "UTC", {},
+     f"{QUESTION} second {ORDER} '0 12 * * ? 0'?)"),
+    ("0 15 10 ? * *", "UTC", {},
+     f"{QUESTION} month {ORDER} '15 10 ? * * 0'?)"),
+    ("0 0 9 * * MON-FRI", "UTC", {},
+     f"second must be a number 0-59, got 'MON' {ORDER} '0 9 * * MON-FRI 0'?)"),
+    ("0 30 8 * * 1", "UTC", {}, f"hour must be 0-23, got 30 {ORDER} '30 8 * * 1 0'?)"),
+    ("0 0 8 ? * 5L", "UTC", {},
+     f"{QUESTION} month {ORDER} '0 8 ? * 5L 0'?)"),
     ("? * * * *", "UTC", {}, "'?' is only allowed in day-of-month and day-of-week, not in minute"),
     ("0 0 ?/2 * *", "UTC", {}, "'?' must stand alone in day-of-month, got '?/2'"),
     ("0 0 31 2 *", "UTC", {}, "never fires (day 31 never occurs in February)"),
@@ -110,6 +179,9 @@ PARSE_ERRORS = [
     ("0 0 31 FEB,APR ?", "UTC", {}, "never fires (day 31 never occurs in February or April)"),
     ("@reboot", "UTC", {}, f"'@reboot' is not supported {ALIAS_HINT}"),
     ("@every_5m", "UTC", {}, f"unknown alias '@every_5m' {ALIAS_HINT}"),
+    ("@every 5m", "UTC", {},
+     "'@every' is not a cron expression (it counts from a job's creation; give it as a job's "
+     "schedule)"),
     ("* * * * *", "Mars/Base", {}, f"unknown timezone 'Mars/Base' {TZ_HINT}"),
     ("* * * * *", "", {}, f"unknown timezone '' {TZ_HINT}"),
     ("* * * * *", " UTC", {}, f"unknown timezone ' UTC' {TZ_HINT}"),
@@ -144,7 +216,20 @@ EVERY: dict[str, object] = {
     "dom_restricted": False,
     "dow_restricted": False,
     "has_seconds": False,
+    "last_day_of_month": False,
+    "nth_days_of_week": (),
 }
+LAST_DAY: dict[str, object] = {
+    "days_of_month": (),
+    "dom_restricted": True,
+    "last_day_of_month": True,
+}
+
+
+def nth(*pairs: tuple[int, int]) -> dict[str, object]:
+    return {"days_of_week": (), "dow_restricted": True, "nth_days_of_week": pairs}
+
+
 MIDNIGHT: dict[str, object] = {"minutes": (0,), "hours": (0,)}
 
 # fmt: off
@@ -179,6 +264,26 @@ PARSED: list[tuple[str, dict[str, object]]] = [
     ("0 0 31 2 1", {**MIDNIGHT, "days_of_month": (31,), "months": (2,), "days_of_week": (1,),
                     "dom_restricted": True, "dow_restricted": True}),
     ("  0   0\t* * *  ", MIDNIGHT),
+    # calendar forms
+    ("0 0 L * *", {**MIDNIGHT, **LAST_DAY}),
+    ("0 0 l * ?", {**MIDNIGHT, **LAST_DAY}),
+    ("0 0 1,L * *", {**MIDNIGHT, **LAST_DAY, "days_of_month": (1,)}),
+    ("0 0 L,15 2 *", {**MIDNIGHT, **LAST_DAY, "days_of_month": (15,), "months": (2,)}),
+    # day 31 never occurs in February, but the last day does: valid
+    ("0 0 31,L 2 *", {**MIDNIGHT, **LAST_DAY, "days_of_month": (31,), "months": (2,)}),
+    ("0 0 L * FRI", {**MIDNIGHT, **LAST_DAY, "days_of_week": (5,), "dow_restricted": True}),
+    ("* * * * L5", nth((5, -1))),
+    ("* * * * 5L", nth((5, -1))),
+    ("* * * * l5", nth((5, -1))),
+    ("* * * * L7", nth((0, -1))),
+    ("* * * * 0L", nth((0, -1))),
+    ("* * * * 1#2", nth((1, 2))),
+    ("* * * * MON#2", nth((1, 2))),
+    ("* * * * fri#5", nth((5, 5))),
+    ("* * * * 7#1", nth((0, 1))),
+    ("* * * * 1#02", nth((1, 2))),
+    ("* * ? * 1#1,1#3,L0", nth((0, -1), (1, 1), (1, 3))),
+    ("* * * * SUN#1,0#1", nth((0, 1))),
 ]
 # fmt: on
 
@@ -473,6 +578,346 @@ def test_six_field_seconds(
     assert [iso(t) for t in s.fires_between(ms(after), ms(until), 1000)] == norm(expected)
 
 
+# ---------------------------------------------------------------------------- calendar forms
+
+# fmt: off
+CALENDAR_TABLE = [
+    # (expression, zone, options, after (exclusive), until (inclusive), fires)
+    ("0 0 L * *", "UTC", {}, "2026-01-01T00:00", "2026-05-01T00:00",
+     "2026-01-31T00:00 2026-02-28T00:00 2026-03-31T00:00 2026-04-30T00:00"),
+    ("0 0 L 2 *", "UTC", {}, "2026-01-01T00:00", "2029-03-01T00:00",
+     "2026-02-28T00:00 2027-02-28T00:00 2028-02-29T00:00 2029-02-28T00:00"),
+    ("0 0 L 2 *", "UTC", {}, "2099-03-01T00:00", "2101-03-01T00:00",
+     "2100-02-28T00:00 2101-02-28T00:00"),  # 2100 is not a leap year
+    ("0 0 1,L * *", "UTC", {}, "2026-01-15T00:00", "2026-03-15T00:00",
+     "2026-01-31T00:00 2026-02-01T00:00 2026-02-28T00:00 2026-03-01T00:00"),
+    # L with a restricted day-of-week: either matches (Vixie's rule, croniter's too)
+    ("0 12 L * FRI", "UTC", {}, "2026-07-20T00:00", "2026-09-01T00:00",
+     "2026-07-24T12:00 2026-07-31T12:00 2026-08-07T12:00 2026-08-14T12:00 2026-08-21T12:00"
+     " 2026-08-28T12:00 2026-08-31T12:00"),
+    ("0 18 * * L5", "UTC", {}, "2026-01-01T00:00", "2026-05-01T00:00",
+     "2026-01-30T18:00 2026-02-27T18:00 2026-03-27T18:00 2026-04-24T18:00"),
+    ("0 18 * * 5L", "UTC", {}, "2026-01-01T00:00", "2026-05-01T00:00",
+     "2026-01-30T18:00 2026-02-27T18:00 2026-03-27T18:00 2026-04-24T18:00"),
+    ("0 9 * * 1#2", "UTC", {}, "2026-01-01T00:00", "2026-05-01T00:00",
+     "2026-01-12T09:00 2026-02-09T09:00 2026-03-09T09:00 2026-04-13T09:00"),
+    ("0 9 * * MON#1,MON#3", "UTC", {}, "2026-01-01T00:00", "2026-03-01T00:00",
+     "2026-01-05T09:00 2026-01-19T09:00 2026-02-02T09:00 2026-02-16T09:00"),
+    # a fifth Monday exists in four months of 2026
+    ("0 0 * * 1#5", "UTC", {}, "2026-01-01T00:00", "2027-01-01T00:00",
+     "2026-03-30T00:00 2026-06-29T00:00 2026-08-31T00:00 2026-11-30T00:00"),
+    ("0 0 * * L0,1#1", "UTC", {}, "2026-01-01T00:00", "2026-03-01T00:00",
+     "2026-01-05T00:00 2026-01-25T00:00 2026-02-02T00:00 2026-02-22T00:00"),
+    ("0 9 L * *", TOKYO, {}, "2026-01-01T00:00", "2026-04-01T00:00",
+     "2026-01-31T00:00 2026-02-28T00:00 2026-03-31T00:00"),
+    ("* * * * 1#2 */20", "UTC", {}, "2026-01-12T23:58:50", "2026-01-13T00:00:40",
+     "2026-01-12T23:59 2026-01-12T23:59:20 2026-01-12T23:59:40"),
+    # --- DST days are often "the last Sunday" or "the second Sunday": the rules apply as ever.
+    # Europe/Berlin: spring forward on the last Sunday of March, fall back on October's.
+    ("30 2 * 3,10 L0", BERLIN, {}, "2026-01-01T00:00", "2027-04-01T00:00",
+     "2026-03-29T01:00 2026-10-25T00:30 2027-03-28T01:00"),
+    ("30 2 * 3,10 L0", BERLIN, SKIP, "2026-01-01T00:00", "2027-04-01T00:00",
+     "2026-10-25T00:30"),
+    ("30 2 * 3,10 L0", BERLIN, TWICE, "2026-01-01T00:00", "2027-04-01T00:00",
+     "2026-03-29T01:00 2026-10-25T00:30 2026-10-25T01:30 2027-03-28T01:00"),
+    ("30 2 * 3,10 7L", BERLIN, TWICE, "2026-01-01T00:00", "2027-04-01T00:00",
+     "2026-03-29T01:00 2026-10-25T00:30 2026-10-25T01:30 2027-03-28T01:00"),
+    ("* 2 * 3 L0 30", BERLIN, {}, "2026-03-28T00:00", "2026-03-30T00:00", "2026-03-29T01:00"),
+    ("* 2 * 3 L0 30", BERLIN, SKIP, "2026-03-28T00:00", "2026-03-30T00:00", ""),
+    ("0 2 * 10 L0 0,30", BERLIN, {}, "2026-10-01T00:00", "2026-11-01T00:00",
+     "2026-10-25T00:00 2026-10-25T00:00:30"),
+    ("0 2 * 10 L0 0,30", BERLIN, TWICE, "2026-10-01T00:00", "2026-11-01T00:00",
+     "2026-10-25T00:00 2026-10-25T00:00:30 2026-10-25T01:00 2026-10-25T01:00:30"),
+    # America/New_York: spring forward on the second Sunday of March, back on November's first.
+    ("30 2 * 3 0#2", NY, {}, "2026-01-01T00:00", "2028-01-01T00:00",
+     "2026-03-08T07:00 2027-03-14T07:00"),
+    ("30 2 * 3 0#2", NY, SKIP, "2026-01-01T00:00", "2028-01-01T00:00", ""),
+    ("30 1 * 11 SUN#1", NY, {}, "2026-01-01T00:00", "2027-01-01T00:00", "2026-11-01T05:30"),
+    ("30 1 * 11 SUN#1", NY, TWICE, "2026-01-01T00:00", "2027-01-01T00:00",
+     "2026-11-01T05:30 2026-11-01T06:30"),
+    # Australia/Lord_Howe: back 30 minutes on April's first Sunday, forward on October's.
+    ("45 1 * 4 7#1", LORD_HOWE, {}, "2026-01-01T00:00", "2026-12-01T00:00", "2026-04-04T14:45"),
+    ("45 1 * 4 7#1", LORD_HOWE, TWICE, "2026-01-01T00:00", "2026-12-01T00:00",
+     "2026-04-04T14:45 2026-04-04T15:15"),
+    ("15 2 * 10 0#1", LORD_HOWE, {}, "2026-01-01T00:00", "2027-01-01T00:00", "2026-10-03T15:30"),
+    ("15 2 * 10 0#1", LORD_HOWE, SKIP, "2026-01-01T00:00", "2027-01-01T00:00", ""),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("expr", "tz", "opts", "after", "until", "expected"), CALENDAR_TABLE)
+def test_calendar_forms_fire_table(
+    expr: str, tz: str, opts: dict[str, str], after: str, until: str, expected: str
+) -> None:
+    s = parse(expr, tz, **opts)
+    want = norm(expected) if expected else []
+    assert [iso(t) for t in s.fires_between(ms(after), ms(until), 1000)] == want
+    got, t = [], ms(after)  # next_after chains to the same instants
+    for _ in want:
+        t = s.next_after(t)
+        got.append(iso(t))
+    assert got == want
+
+
+@pytest.mark.parametrize("tz", ["UTC", BERLIN, NY, LORD_HOWE])
+@pytest.mark.parametrize(
+    ("quartz", "croniter_form"),
+    [("5L", "L5"), ("0L", "L0"), ("7L", "L7"), ("1L", "L1"), ("6l", "L6"), ("5L,2#1", "L5,2#1")],
+)
+def test_quartz_nL_is_cron_Ln(quartz: str, croniter_form: str, tz: str) -> None:
+    a, b = parse(f"30 2 * * {quartz}", tz), parse(f"30 2 * * {croniter_form}", tz)
+    assert (a.nth_days_of_week, a.days_of_week) == (b.nth_days_of_week, b.days_of_week)
+    start = ms("2026-01-01T00:00")
+    assert a.fires_between(start, start + 800 * DAY, 100) == b.fires_between(
+        start, start + 800 * DAY, 100
+    )
+
+
+ORACLE_FORMS = (
+    "0 0 L * *",
+    "59 23 L * *",
+    "0 12 1,L * *",
+    "0 12 L,15 2 *",
+    "30 9 L * MON-FRI",
+    "0 0 L */3 *",
+    "0 18 * * L5",
+    "15 4 * * L0",
+    "0 9 * * 1#2",
+    "0 9 ? * MON#1,WED#3",
+    "0 0 * * 1#5",
+    "0 0 * FEB 0#5",
+    "0 12 * * L5,1#1",
+    "*/30 6-8 * * 3#4",
+    "0 0 L * * 30",
+    "0 0 * * 5#2 */15",
+)
+
+
+@pytest.mark.parametrize("tz", ["UTC", TOKYO, BERLIN, NY])
+@pytest.mark.parametrize("expr", ORACLE_FORMS)
+def test_calendar_forms_agree_with_croniter(expr: str, tz: str) -> None:
+    # None of these fire between 01:00 and 04:00 local, where DST changes the wall clock in
+    # Berlin and New York: croniter agrees with our DST rules elsewhere.
+    s = parse(expr, tz)
+    for start in ("2026-01-01T00:00", "2027-12-31T23:59:59", "2099-12-15T12:00"):
+        aware = datetime.fromisoformat(start).replace(tzinfo=ZoneInfo(tz))
+        oracle = croniter(expr, aware)
+        t = int(aware.timestamp()) * 1000
+        for _ in range(40):
+            t = s.next_after(t)
+            assert iso(t) == iso(int(oracle.get_next(datetime).timestamp()) * 1000), (expr, start)
+
+
+# ---------------------------------------------------------------------------- @every
+
+# fmt: off
+EVERY_ERRORS = [
+    ("@every", "'@every' takes one duration, e.g. '@every 90s' or '@every 1h30m', got '@every'"),
+    ("@every 5 m",
+     "'@every' takes one duration, e.g. '@every 90s' or '@every 1h30m', got '@every 5 m'"),
+    ("@every 90",
+     "'@every 90': '90' is not a duration (e.g. 90s, 5m, 1h30m, 2d; add a unit: '@every 90s')"),
+    ("@every 5x",
+     "'@every 5x': '5x' is not a duration (e.g. 90s, 5m, 1h30m, 2d; units ms, s, m, h, d)"),
+    ("@every 5M",
+     "'@every 5M': '5M' is not a duration (e.g. 90s, 5m, 1h30m, 2d; units ms, s, m, h, d)"),
+    ("@every -5m",
+     "'@every -5m': '-5m' is not a duration (e.g. 90s, 5m, 1h30m, 2d; units ms, s, m, h, d)"),
+    ("@every 1.5s", "'@every 1.5s' is not a whole number of seconds (fires fall on whole seconds)"),
+    ("@every 1500ms",
+     "'@every 1500ms' is not a whole number of seconds (fires fall on whole seconds)"),
+    ("@every 0s", "'@every 0s' is too short (at least 1s)"),
+    ("@every 3651d", "'@every 3651d' is too long (at most 3650d)"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("expr", "message"), EVERY_ERRORS)
+def test_every_errors(expr: str, message: str) -> None:
+    with pytest.raises(ScheduleError) as info:
+        schedule_for(expr, "UTC", anchor_ms=0)
+    assert str(info.value) == message
+
+
+def test_every_checks_zone_and_dst_options_like_cron() -> None:
+    with pytest.raises(ScheduleError, match="unknown timezone 'Mars/Base'"):
+        schedule_for("@every 1m", "Mars/Base")
+    with pytest.raises(ScheduleError, match="on_gap must be 'shift' or 'skip'"):
+        schedule_for("@every 1m", on_gap="later")
+
+
+@pytest.mark.parametrize(
+    ("expr", "period_ms"),
+    [
+        ("@every 1s", 1_000),
+        ("@every 90s", 90_000),
+        ("@every 1h30m", 5_400_000),
+        ("@every 1.5h", 5_400_000),
+        ("@every 2000ms", 2_000),
+        ("@every 2d", 172_800_000),
+        ("@EVERY 5m", 300_000),
+        ("  @every   10m  ", 600_000),
+        ("@every 3650d", 3650 * 86_400_000),
+    ],
+)
+def test_every_durations(expr: str, period_ms: int) -> None:
+    s = schedule_for(expr, BERLIN, anchor_ms=ms("2026-01-01T10:00:07.250"))
+    assert isinstance(s, EverySchedule)
+    assert (s.expr, s.timezone, s.period_ms) == (expr, BERLIN, period_ms)
+    assert s.anchor_ms == ms("2026-01-01T10:00:07")  # truncated to the whole second
+
+
+# fmt: off
+EVERY_TABLE = [
+    # (expression, anchor (the job's creation), after, until, fires)
+    ("@every 90s", "2026-01-01T10:00:07.250", "2026-01-01T10:00:07.250", "2026-01-01T10:05",
+     "2026-01-01T10:01:37 2026-01-01T10:03:07 2026-01-01T10:04:37"),
+    # never at or before the anchor, whatever "after" is
+    ("@every 90s", "2026-01-01T10:00:07.250", "2020-01-01T00:00", "2026-01-01T10:02",
+     "2026-01-01T10:01:37"),
+    ("@every 1h30m", "2026-01-01T10:00:07", "2026-01-01T13:00", "2026-01-01T17:00",
+     "2026-01-01T13:00:07 2026-01-01T14:30:07 2026-01-01T16:00:07"),
+    # "after" exactly on a fire: the next one
+    ("@every 1h30m", "2026-01-01T10:00:07", "2026-01-01T13:00:07", "2026-01-01T16:00:07",
+     "2026-01-01T14:30:07 2026-01-01T16:00:07"),
+    ("@every 1h30m", "2026-01-01T10:00:07", "2026-01-01T13:00:06.999", "2026-01-01T13:00:07",
+     "2026-01-01T13:00:07"),
+    # real time: across Berlin's spring forward and fall back, still one hour apart
+    ("@every 1h", "2026-03-28T23:20:00", "2026-03-29T00:00", "2026-03-29T03:00",
+     "2026-03-29T00:20 2026-03-29T01:20 2026-03-29T02:20"),
+    ("@every 1h", "2026-10-24T23:20:00", "2026-10-25T00:00", "2026-10-25T03:00",
+     "2026-10-25T00:20 2026-10-25T01:20 2026-10-25T02:20"),
+    ("@every 1d", "2026-01-01T00:00:00", "2028-02-27T12:00", "2028-03-01T00:00",
+     "2028-02-28T00:00 2028-02-29T00:00 2028-03-01T00:00"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("tz", ["UTC", BERLIN, LORD_HOWE])
+@pytest.mark.parametrize(("expr", "anchor", "after", "until", "expected"), EVERY_TABLE)
+def test_every_fires(
+    expr: str, anchor: str, after: str, until: str, expected: str, tz: str
+) -> None:
+    s = schedule_for(expr, tz, anchor_ms=ms(anchor), on_gap="skip", on_repeat="twice")
+    want = norm(expected)
+    assert [iso(t) for t in s.fires_between(ms(after), ms(until), 1000)] == want
+    got, t = [], ms(after)
+    for _ in want:
+        t = s.next_after(t)
+        got.append(iso(t))
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("every", "cron", "anchor"),
+    [
+        ("@every 1m", "* * * * *", "2026-03-01T00:00"),
+        ("@every 15s", "* * * * * */15", "2026-03-01T00:00"),
+        ("@every 5m", "*/5 * * * *", "2026-03-01T07:00:00.999"),
+        ("@every 1h", "0 * * * *", "2020-01-01T00:00"),
+        ("@every 1d", "0 0 * * *", "2026-03-01T00:00"),
+    ],
+)
+def test_every_aligned_at_midnight_utc_equals_its_cron(every: str, cron: str, anchor: str) -> None:
+    e, c = schedule_for(every, anchor_ms=ms(anchor)), parse(cron)
+    after = ms("2026-03-28T22:59:30.500")
+    assert e.fires_between(after, after + 2 * DAY, 5000) == c.fires_between(
+        after, after + 2 * DAY, 5000
+    )
+
+
+def test_every_is_deterministic_and_bounded() -> None:
+    anchor = ms("2026-05-05T05:05:05.555")
+    a = schedule_for("@every 7s", anchor_ms=anchor)
+    assert a == schedule_for("@every 7s", anchor_ms=anchor)  # a value: same anchor, same fires
+    assert a != schedule_for("@every 7s", anchor_ms=anchor + 1000)
+    assert a.fires_between(anchor, anchor + 100_000, 3) == [
+        ms("2026-05-05T05:05:12"),
+        ms("2026-05-05T05:05:19"),
+        ms("2026-05-05T05:05:26"),
+    ]
+    assert a.fires_between(anchor, anchor, 3) == []
+    assert a.fires_between(anchor, anchor + DAY, 0) == []
+    late = schedule_for("@every 1d", anchor_ms=ms("9999-12-30T12:00"))
+    assert late.next_after(ms("9999-12-30T12:00")) == ms("9999-12-31T12:00")
+    with pytest.raises(ValueError, match="no fire before the year 10000"):
+        late.next_after(ms("9999-12-31T12:00"))
+    assert late.fires_between(ms("9999-12-30T00:00"), 2**62, 10) == [ms("9999-12-31T12:00")]
+
+
+def test_schedule_for_gives_cron_schedules_unchanged() -> None:
+    assert schedule_for("*/5 * * * *", BERLIN, anchor_ms=123) is parse("*/5 * * * *", BERLIN)
+    assert schedule_for("@daily", TOKYO, on_repeat="twice") is parse(
+        "@daily", TOKYO, on_repeat="twice"
+    )
+
+
+# ---------------------------------------------------------------------------- field order
+
+WHAT = "fires every second of each minute it matches"
+
+# fmt: off
+FIELD_ORDER = [
+    # (expression, the seconds-last expression the warning suggests, or None: no warning)
+    ("*/10 * * * * *", "* * * * * */10"),
+    ("0 */5 * * * *", "*/5 * * * * 0"),
+    ("0 0 12 * * *", "0 12 * * * 0"),  # Spring: noon every day
+    ("0 20 * * * *", "20 * * * * 0"),  # every hour at :20 (seconds-first)
+    ("15,45 * * * * *", "* * * * * 15,45"),
+    ("0 0 * * * *", "0 * * * * 0"),
+    ("0 0 12 * * */1", "0 12 * * */1 0"),  # every second, spelled */1
+    ("0 0 12 * * 0-59", None),  # as seconds-first, 0-59 is no day-of-week: no reading to offer
+    ("0 0 9 * * 1-5", "0 9 * * 1-5 0"),  # seconds 1-5 read better as Monday-Friday
+    ("0 0 9 * * 1,3,5", "0 9 * * 1,3,5 0"),
+    ("0 15 10 * * 0-6", "15 10 * * 0-6 0"),
+    # ordinary expressions: no warning
+    ("* * * * *", None),
+    ("*/10 * * * *", None),
+    ("0 0 12 * *", None),
+    ("@hourly", None),
+    ("@every 10s", None),
+    ("* * * * * *", None),  # every second: the same in both orders
+    ("* * * * * */10", None),
+    ("*/5 * * * * 0", None),
+    ("0 3 * * * 30", None),
+    ("0 3 * * * 5", None),  # one second: a deliberate offset
+    ("0 3 * * * 0,30", None),
+    ("* 9-17 * * MON-FRI *", None),  # every second, every minute: no seconds to misplace
+    ("*/1 * * * * *", None),
+    ("0 0 25 * * *", None),  # as seconds-first, hour 25 is invalid: not seconds-first
+    ("0 0 12 * MON *", None),  # as seconds-first, MON is no month
+    ("30 0 L * * *", None),  # as seconds-first, L is no hour
+    ("0 0 12 * * ?", None),  # invalid: the parse error says it
+    ("not a cron", None),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("expr", "fix"), FIELD_ORDER)
+def test_field_order_warning(expr: str, fix: str | None) -> None:
+    got = field_order_warning(expr)
+    if fix is None:
+        assert got is None
+        return
+    assert got is not None and got.startswith(
+        "raftcron's 6-field form puts seconds LAST (minute hour day-of-month month day-of-week "
+        f"second): {expr!r} fires "
+    )
+    assert got.endswith(f"; if it is seconds-first (Quartz, Spring, Dkron), did you mean {fix!r}?")
+    parse(fix)  # the suggestion is valid
+
+
+def test_field_order_warning_says_what_it_does() -> None:
+    assert field_order_warning("*/10 * * * * *") == (
+        "raftcron's 6-field form puts seconds LAST (minute hour day-of-month month day-of-week "
+        f"second): '*/10 * * * * *' {WHAT}; if it is seconds-first (Quartz, Spring, Dkron), "
+        "did you mean '* * * * * */10'?"
+    )
+    assert "'0 0 9 * * 1-5' fires at seconds 1-5 of each minute it matches" in (
+        field_order_warning("0 0 9 * * 1-5") or ""
+    )
+
+
 # ---------------------------------------------------------------------------- properties
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -497,14 +942,39 @@ def _field(lo: int, hi: int, max_step: int, names: tuple[str, ...] = ()) -> st.S
     return st.one_of(st.just("*"), item, st.lists(item, min_size=1, max_size=3).map(",".join))
 
 
+WEEKDAY = st.one_of(st.integers(0, 7).map(str), st.sampled_from(DAYS))
+# "1#2"/"MON#2" (the nth weekday), "L5" (the last one) and Quartz's "5L" (the same)
+CALENDAR_DOW = st.lists(
+    st.one_of(
+        st.tuples(WEEKDAY, st.integers(1, 5)).map(lambda t: f"{t[0]}#{t[1]}"),
+        st.integers(0, 7).map(lambda d: f"L{d}"),
+        st.integers(0, 7).map(lambda d: f"{d}L"),
+    ),
+    min_size=1,
+    max_size=3,
+).map(",".join)
+# "L" (the last day of the month), alone or listed with days
+CALENDAR_DOM = st.one_of(
+    st.just("L"),
+    st.lists(st.integers(1, 31).map(str), min_size=1, max_size=2).map(
+        lambda d: ",".join(["L", *d])
+    ),
+)
+
+
 @st.composite
 def expressions(draw: st.DrawFn, seconds: bool | None = None) -> str:
+    if draw(st.integers(0, 3)) == 0:  # a calendar form in day-of-week (day-of-month '*')
+        days = [draw(st.sampled_from(["*", "?"])), draw(CALENDAR_DOW)]
+    else:
+        dom = draw(st.one_of(_field(1, 31, 31), st.just("?"), CALENDAR_DOM))
+        days = [dom, draw(st.one_of(_field(0, 7, 7, DAYS), st.just("?")))]
     fields = [
         draw(_field(0, 59, 60)),
         draw(_field(0, 23, 24)),
-        draw(st.one_of(_field(1, 31, 31), st.just("?"))),
+        days[0],
         draw(_field(1, 12, 12, MONTHS)),
-        draw(st.one_of(_field(0, 7, 7, DAYS), st.just("?"))),
+        days[1],
     ]
     if seconds if seconds is not None else draw(st.booleans()):
         fields.append(draw(_field(0, 59, 60)))
@@ -536,7 +1006,10 @@ def test_next_after_agrees_with_croniter(tz: str, expr: str, start: datetime) ->
         or (len(s.days_of_month) < 31 and len(s.days_of_week) < 7)
     )
     aware = start.replace(tzinfo=ZoneInfo(tz))
-    oracle = croniter(expr, aware)
+    # croniter spells the last Friday L5 only (Quartz's 5L is ours alone)
+    fields = expr.split()
+    fields[4] = ",".join(f"L{i[:-1]}" if i.endswith("L") else i for i in fields[4].split(","))
+    oracle = croniter(" ".join(fields), aware)
     t = int(aware.timestamp()) * 1000 + aware.microsecond // 1000
     for _ in range(3):
         expected = oracle.get_next(datetime)
@@ -608,8 +1081,13 @@ def _reference(s: CronSchedule, after_ms: int, until_ms: int, step: int) -> list
     zone = ZoneInfo(s.timezone)
 
     def matches(w: datetime) -> bool:
-        dom_ok = w.day in s.days_of_month
-        dow_ok = (w.weekday() + 1) % 7 in s.days_of_week
+        ndays = calendar.monthrange(w.year, w.month)[1]
+        weekday = (w.weekday() + 1) % 7
+        dom_ok = w.day in s.days_of_month or (s.last_day_of_month and w.day == ndays)
+        dow_ok = weekday in s.days_of_week or any(
+            day == weekday and (w.day + 7 > ndays if n == -1 else (w.day - 1) // 7 + 1 == n)
+            for day, n in s.nth_days_of_week
+        )
         either = s.dom_restricted and s.dow_restricted
         return (
             ((dom_ok or dow_ok) if either else (dom_ok and dow_ok))

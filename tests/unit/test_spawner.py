@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -19,17 +20,23 @@ import pytest
 from raftcron.clock import SystemClock
 from raftcron.core import commands as c
 from raftcron.core.model import JobSpec, run_id
+from raftcron.executor import rundir
 from raftcron.executor.runner import Executor, _Watchdog
 from raftcron.executor.spawning import WatchdogSpawner
 from tests.unit.test_executor import T0, FakeRaft
 
 
-def wd_spec(tmp_path: Path, argv: list[str], deadline_in: float = 30.0) -> bytes:
+def wd_spec(run_dir: Path, argv: list[str], deadline_in: float = 30.0) -> bytes:
     spec = {
+        "version": 1,
+        "run_dir": str(run_dir),
+        "run": "t",
+        "fence": 1,
+        "job": "t",
+        "node": "a",
         "argv": argv,
         "env": dict(os.environ),
         "cwd": None,
-        "out": str(tmp_path / "out.log"),
         "deadline": time.monotonic() + deadline_in,
         "timeout": None,
         "grace": 1.0,
@@ -73,19 +80,36 @@ def fd_links(pid: int) -> dict[int, str]:
 async def run_watchdog(
     sp: WatchdogSpawner, tmp_path: Path, argv: list[str], during: Any = None
 ) -> tuple[int, list[dict[str, Any]]]:
+    """Launch a forked watchdog as the executor does (spec on its stdin, one line back),
+    attach to it, and wait for the exit: ``(watchdog pid, [started, exit])``."""
     got = await sp.spawn("job=t run=t fence=1 node=a")
     assert got is not None
+    run_dir = Path(tempfile.mkdtemp(dir=tmp_path))
     wd = await _Watchdog.over_pipes(*got)
     try:
-        wd.stdin.write(wd_spec(tmp_path, argv))
+        wd.stdin.write(wd_spec(run_dir, argv))
         await wd.stdin.drain()
-        events = []
-        async for line in wd.stdout:  # EOF: the watchdog exited
-            events.append(json.loads(line))
-            if during is not None and events[-1]["event"] == "started":
-                await during(wd.pid, events[-1]["pid"])
+        wd.stdin.close()
+        assert json.loads(await wd.stdout.readline())["event"] == "listening"
     finally:
         wd.close()
+    ch = await rundir.attach(run_dir, {"run": "t", "fence": 1})
+    if ch is None:  # a quick job: done before we attached, the result is on disk
+        assert during is None
+        ev = rundir.read_result(run_dir)
+        assert ev is not None
+        events = [{"event": "started", "pid": ev["job_pid"]}, {"event": "exit", **ev}]
+    else:
+        try:
+            events = [{"event": "started", "pid": ch.reply["job_pid"]}]
+            if during is not None:
+                await during(wd.pid, ch.reply["job_pid"])
+            ev = await ch.wait_exit()
+        finally:
+            ch.close()
+        assert ev is not None
+        events.append(ev)
+    (tmp_path / "out.log").write_bytes((run_dir / "output.log").read_bytes())
     return wd.pid, events
 
 
@@ -101,15 +125,11 @@ def test_a_forked_watchdog_runs_the_job_and_reports(tmp_path: Path) -> None:
         sp = WatchdogSpawner("a")
         try:
             pid, events = await run_watchdog(
-                sp, tmp_path, ["sh", "-c", "sleep 0.3; echo hi; exit 3"], during
+                sp, tmp_path, ["sh", "-c", "sleep 1; echo hi; exit 3"], during
             )
             assert [e["event"] for e in events] == ["started", "exit"]
-            assert events[-1] == {
-                "event": "exit",
-                "exit_code": 3,
-                "outcome": "exited",
-                "detail": "",
-            }
+            last = events[-1]
+            assert (last["exit_code"], last["outcome"], last["detail"]) == (3, "exited", "")
             assert (tmp_path / "out.log").read_text() == "hi\n"
             assert seen["wd_ppid"] == sp.pid  # the spawner's child (the chaos suite walks it)
             assert seen["wd_sid"] == pid  # its own session, as before
@@ -136,15 +156,17 @@ JOB_FDS = textwrap.dedent(
         fds.append((fd, os.readlink(f"/proc/self/fd/{fd}")))
     print(repr(fds))
     sys.stdout.flush()
-    import time; time.sleep(0.5)
+    import time; time.sleep(1)
     """
 )
 
 
 def test_no_descriptor_leaks_into_the_watchdog_or_the_job(tmp_path: Path) -> None:
-    """The job holds nothing but 0-2 (never the spawner socket or another run's pipe);
-    the watchdog holds its two pipes and its own epoll/pidfd, no socket; the spawner
-    keeps no pipe of a run it forked (or the agent would never see EOF)."""
+    """The job holds nothing but 0-2 (never the spawner socket, the watchdog's sockets or
+    another run's pipe); the watchdog holds /dev/null on 0 and 1 once it listens, its own
+    sockets (listening, attached agent), the job's output file and pipe and epoll/pidfd,
+    no other pipe; the spawner keeps no pipe of a run it forked (or the agent would never
+    see EOF)."""
     seen: dict[str, Any] = {}
 
     async def during(wd_pid: int, job_pid: int) -> None:
@@ -168,10 +190,16 @@ def test_no_descriptor_leaks_into_the_watchdog_or_the_job(tmp_path: Path) -> Non
     asyncio.run(go())
     assert (tmp_path / "out.log").read_text().strip() == "[]"
     wd = seen["wd"]
-    assert not [link for link in wd.values() if link.startswith("socket:")], wd
-    assert wd[0].startswith("pipe:") and wd[1].startswith("pipe:"), wd
+    assert wd[0] == "/dev/null" and wd[1] == "/dev/null", wd
     extra = {fd: link for fd, link in wd.items() if fd > 2}
-    assert all(link.startswith("anon_inode:") for link in extra.values()), wd
+    # the job's output file and the read end of the job's output pipe, the watchdog's
+    # listening socket and the attached agent's connection
+    output = {fd for fd, link in extra.items() if link.endswith("/output.log")}
+    job_pipe = {fd for fd, link in extra.items() if link.startswith("pipe:")}
+    sockets = {fd for fd, link in extra.items() if link.startswith("socket:")}
+    assert len(output) == 1 and len(job_pipe) == 1 and len(sockets) == 2, wd
+    others = [link for fd, link in extra.items() if fd not in output | job_pipe | sockets]
+    assert all(link.startswith("anon_inode:") for link in others), wd
     sp_fds = {fd: link for fd, link in seen["spawner"].items() if fd > 2}
     assert len(sp_fds) == 1 and next(iter(sp_fds.values())).startswith("socket:"), sp_fds
 
@@ -334,6 +362,7 @@ def granted(raft: FakeRaft, spec: JobSpec, k: int) -> str:
 
 async def run_in(ex: Executor, raft: FakeRaft, rid: str) -> Any:
     fence = raft.machine.read(lambda s: s.runs[rid].fence)
+    ex.caught_up()
     ex.on_granted(rid, fence, "a")
     await asyncio.wait_for(asyncio.gather(*list(ex._tasks)), 30)
     return raft.machine.read(lambda s: s.runs[rid])
@@ -369,8 +398,9 @@ def test_the_executor_uses_the_spawner_and_falls_back(tmp_path: Path) -> None:
 
 
 def test_a_killed_watchdog_ends_the_run_at_eof(tmp_path: Path) -> None:
-    """The agent is not the forked watchdog's parent: EOF on its stdout ends the run; with
-    no exit event the run is lost ("killed"), exactly as with a directly spawned one."""
+    """The agent is not the forked watchdog's parent: the end of its connection ends the
+    run; with no exit event and no result on disk the run is lost, exactly as with a
+    directly spawned one."""
     spec = JobSpec(name="j", schedule="* * * * * *", command=("sleep", "1"))
 
     async def go() -> Any:
@@ -391,26 +421,29 @@ def test_a_killed_watchdog_ends_the_run_at_eof(tmp_path: Path) -> None:
 
     t0 = time.monotonic()
     run = asyncio.run(go())
-    assert (run.status, run.reason) == ("lost", "killed: ")
+    assert (run.status, run.reason) == ("lost", "killed: the watchdog exited without a result")
     assert time.monotonic() - t0 < 0.9  # ended at the EOF, not when the job ended
 
 
 AGENT = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
+    from pathlib import Path
+    from raftcron.executor import rundir
     from raftcron.executor.runner import _Watchdog
     from raftcron.executor.spawning import WatchdogSpawner
 
     async def main():
         sp = WatchdogSpawner("a")
         wd = await _Watchdog.over_pipes(*await sp.spawn("job=t run=t fence=1 node=a"))
-        spec = {"argv": ["sleep", "60"], "env": dict(os.environ), "cwd": None,
-                "out": sys.argv[1], "deadline": time.monotonic() + 1.5, "timeout": None,
-                "grace": 1.0, "lease_grace": 0.1}
+        spec = {"run_dir": sys.argv[1], "run": "t", "fence": 1, "argv": ["sleep", "60"],
+                "env": dict(os.environ), "cwd": None, "deadline": time.monotonic() + 1.5,
+                "timeout": None, "grace": 1.0, "lease_grace": 0.1}
         wd.stdin.write(json.dumps(spec).encode() + b"\\n")
         await wd.stdin.drain()
-        started = json.loads(await wd.stdout.readline())
-        print(sp.pid, wd.pid, started["pid"], flush=True)
+        await wd.stdout.readline()  # listening
+        ch = await rundir.attach(Path(sys.argv[1]), {})
+        print(sp.pid, wd.pid, ch.reply["job_pid"], flush=True)
         os._exit(9)  # killed: no cleanup at all
 
     asyncio.run(main())
@@ -419,11 +452,14 @@ AGENT = textwrap.dedent(
 
 
 def test_a_dead_agent_leaves_its_watchdogs_enforcing_the_deadline(tmp_path: Path) -> None:
-    """The agent dies: the spawner exits at EOF; the watchdog it forked lives on and
-    kills the job at the lease deadline, as a directly spawned one does."""
+    """The agent dies: the spawner exits at EOF; the watchdog it forked lives on, kills
+    the job at the lease deadline, as a directly spawned one does, and leaves its result
+    on disk for the agent's next life."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
     with (tmp_path / "agent.err").open("wb") as err:  # not a pipe: the watchdog keeps it
         out = subprocess.run(
-            [sys.executable, "-c", AGENT, str(tmp_path / "out.log")],
+            [sys.executable, "-c", AGENT, str(run_dir)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -440,3 +476,8 @@ def test_a_dead_agent_leaves_its_watchdogs_enforcing_the_deadline(tmp_path: Path
     while state(job) not in ("gone", "Z") and time.monotonic() < until:
         time.sleep(0.05)
     assert state(job) in ("gone", "Z"), "the job outlived its lease"
+    until = time.monotonic() + 10
+    while rundir.read_result(run_dir) is None and time.monotonic() < until:
+        time.sleep(0.05)
+    result = rundir.read_result(run_dir)
+    assert result is not None and result["outcome"] == "lease_lost"

@@ -344,15 +344,18 @@ def _commands() -> st.SearchStrategy[c.Command]:
             t,
         ),
         st.builds(
-            lambda j, ov, n, b, o, at: c.PutJob(
+            lambda j, ov, n, b, o, sc, at: c.PutJob(
                 at_ms=at,
-                spec=spec(j, overlap=ov, retries=n, retry_backoff_ms=b, retry_other_node=o),
+                spec=spec(
+                    j, overlap=ov, retries=n, retry_backoff_ms=b, retry_other_node=o, schedule=sc
+                ),
             ),
             jobs,
             st.sampled_from(list(OVERLAP_POLICIES)),
             st.integers(0, 2),
             st.sampled_from([0, 1000, 10_000]),
             st.booleans(),
+            st.sampled_from(["* * * * * *", "* * * * * *", "@every 1s", "@every 3s"]),
             t,
         ),
         st.builds(

@@ -1665,8 +1665,11 @@ def _jobs(
 
 
 def secret_values(cfg: Config) -> dict[str, str]:
-    """The cluster secret and every API token, each with what it is (never shown)."""
+    """The cluster secret (and, during a rotation, the previous one) and every API
+    token, each with what it is (never shown)."""
     out = {t.token: "an API token" for t in cfg.api.tokens if t.token}
+    if cfg.cluster.previous_secret:
+        out[cfg.cluster.previous_secret] = "the previous cluster secret"
     if cfg.cluster.secret:
         out[cfg.cluster.secret] = "the cluster secret"
     return out

@@ -201,6 +201,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     leaks = environment_problems(cfg, os.environ, "the agent's environment")
     if leaks:
         raise CliError("\n".join(leaks), EXIT_USAGE)
+    from raftcron.datadir import DataDirInUse, DataDirLock
+
+    # One agent per data dir: locked before anything (Raft, the executor) touches it.
+    try:
+        dir_lock = DataDirLock.acquire(cfg.node(name).data_dir)
+    except DataDirInUse as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     _setup_logging(args.log_level, args.log_json, name)
     raise_open_files_limit(name)
     import logging
@@ -209,14 +216,20 @@ def cmd_agent(args: argparse.Namespace) -> int:
         logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
-    node = Node(cfg, name)
+    node = Node(cfg, name, dir_lock=dir_lock)
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second signal: skip the rest of the shutdown drain
+                node.skip_drain()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await node.run(stop)
 
     asyncio.run(main())
@@ -228,11 +241,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- client verbs
 
 
-def add_client_options(p: argparse.ArgumentParser) -> None:
+def add_client_options(p: argparse.ArgumentParser, request_timeout: bool = True) -> None:
     """The options every client verb takes: where the API is and how (the connection
-    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`)."""
+    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`).
+    ``request_timeout=False`` leaves ``--timeout`` to the verb (``drain --wait``)."""
     add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    if request_timeout:
+        p.add_argument(
+            "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
+        )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -324,10 +341,106 @@ def cmd_status(args: argparse.Namespace) -> int:
             m.raft,
             m.api,
             lags.get(m.name),
+            m.drain,  # draining/drained: it gets no new runs
         ]
         for m in st.members
     ]
-    print(_table(rows, ["member", "role", "health", "raft", "api", "lag"]))
+    print(_table(rows, ["member", "role", "health", "raft", "api", "lag", "drain"]))
+    return 0
+
+
+# --------------------------------------------------------------------------- drain
+
+
+def _drain_line(body: Mapping[str, Any]) -> str:
+    drain = body.get("drain")
+    if not body.get("drained") or not drain:
+        return f"{body['node']}: not drained (it gets new runs)"
+    live = int(drain.get("live_runs") or 0)
+    lead = "; it still leads (handing leadership off)" if body.get("leader") else ""
+    kind = "" if drain.get("kind") == "operator" else f" ({drain.get('kind')})"
+    if live:
+        return f"{body['node']}: draining{kind}: no new runs, {live} live run(s) finishing{lead}"
+    return f"{body['node']}: drained{kind}: no new runs, none running{lead}"
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    """Drain one member, named; with --wait, until it holds no live run. Every request
+    goes to the one --api node: nothing falls back to another member."""
+    import contextlib
+
+    from raftcron.durations import ConfigError, parse_duration
+
+    raw: object = args.wait_timeout
+    with contextlib.suppress(ValueError):
+        raw = float(args.wait_timeout)  # a bare number of seconds
+    try:
+        limit_s = parse_duration(raw, "--timeout") / 1000
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    client = client_from_args(args)
+    body = _call(lambda: client.drain(args.node))
+    if not args.wait:
+        print(json.dumps(body, indent=2) if args.json else _drain_line(body))
+        return 0
+    if not args.json:
+        print(_drain_line(body))
+    deadline = time.monotonic() + limit_s
+    while True:
+        drain = body.get("drain") or {}
+        if body.get("drained") and not drain.get("live_runs"):
+            break
+        if time.monotonic() >= deadline:
+            live = drain.get("live_runs")
+            raise CliError(
+                f"{args.node} still holds {live} live run(s) after {args.wait_timeout} (it stays "
+                f"drained; see raftcron runs --node {args.node} --status claimed,running)"
+            )
+        time.sleep(0.5)
+        try:
+            body = _call(lambda: client.drain_status(args.node))
+        except CliError:
+            if time.monotonic() >= deadline:
+                raise
+            continue  # the node we ask may be restarting: ask it again, no other
+    print(json.dumps(body, indent=2) if args.json else _drain_line(body))
+    return 0
+
+
+def cmd_undrain(args: argparse.Namespace) -> int:
+    body = _call(lambda: client_from_args(args).undrain(args.node))
+    print(json.dumps(body, indent=2) if args.json else _drain_line(body))
+    return 0
+
+
+def cmd_leader_transfer(args: argparse.Namespace) -> int:
+    """Ask the leader to hand leadership to ``--to`` (or the best other member). A follower
+    answers 409 not_leader: the request then goes to the leader it names, once."""
+    from raftcron.client import ApiError, Client
+
+    client = client_from_args(args)
+    try:
+        body = _call(lambda: client.transfer_leader(args.to))
+    except CliError:
+        st = _call(client.status)
+        leader_api = next((m.api for m in st.members if m.name == st.leader), None)
+        if st.role == "leader" or leader_api is None:
+            raise
+        leader = Client(
+            leader_api, token=client.token, timeout=client.timeout, ssl_context=client.ssl_context
+        )
+        try:
+            body = leader.transfer_leader(args.to)
+        except ApiError as exc:
+            raise CliError(f"{_one_line(exc.message)} (HTTP {exc.status} {exc.code})") from None
+        except Exception as exc:
+            raise CliError(f"{leader_api}: {exc}") from None
+    if args.json:
+        _print_json(body)
+    elif body.get("moved"):
+        print(f"leadership moved: {body['from']} -> {body['to']} (term {body['term']})")
+    else:
+        print(f"{body['to']} already leads (term {body['term']})")
     return 0
 
 
@@ -416,8 +529,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     keys = (*keys, "tags", "count", "max_parallel", "env")
     retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
     more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    process = ("user", "group", "limits", "env_passthrough")
-    as_json = ("tags", "env", "notify", "limits", "env_passthrough")
+    process = ("user", "group", "limits", "env_passthrough", "stdin")
+    as_json = ("tags", "env", "notify", "limits", "env_passthrough", "stdin")
     for key in (*keys, *more, *process, "notify"):
         if key in job.spec and job.spec[key] not in ({}, None):
             value = job.spec[key]
@@ -883,7 +996,7 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_status)
 
     j = sub.add_parser(
-        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill jobs"
+        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill, import jobs"
     )
     jsub = j.add_subparsers(dest="jobs_verb", required=True)
     jl = jsub.add_parser("list", parents=[common], help="every job with next fire and last run")
@@ -923,6 +1036,36 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     jb.add_argument("--id", help="idempotency key: repeating the request returns that backfill")
     jb.add_argument("--cancel", action="store_true", help="stop the job's backfill")
     jb.set_defaults(fn=cmd_jobs_backfill)
+    from raftcron.importers import cli as import_cli
+
+    import_cli.add_parser(jsub)
+
+    wait_common = argparse.ArgumentParser(add_help=False)
+    add_client_options(wait_common, request_timeout=False)
+    dr = sub.add_parser(
+        "drain",
+        parents=[wait_common],
+        help="drain a member: no new runs, its runs finish, it hands leadership off",
+    )
+    dr.add_argument("node", help="the member to drain (by name; never another one)")
+    dr.add_argument("--wait", action="store_true", help="wait until it holds no live run")
+    dr.add_argument(
+        "--timeout",
+        dest="wait_timeout",
+        default="10m",
+        help="with --wait: give up after this long (e.g. 90s, 10m; default 10m)",
+    )
+    dr.set_defaults(fn=cmd_drain)
+    ud = sub.add_parser("undrain", parents=[common], help="let a drained member get runs again")
+    ud.add_argument("node", help="the member to undrain")
+    ud.set_defaults(fn=cmd_undrain)
+    ld = sub.add_parser("leader", help="leadership: transfer")
+    lsub = ld.add_subparsers(dest="leader_verb", required=True)
+    lt = lsub.add_parser(
+        "transfer", parents=[common], help="hand leadership to another member (Raft TimeoutNow)"
+    )
+    lt.add_argument("--to", help="the member to hand it to (default: the best other member)")
+    lt.set_defaults(fn=cmd_leader_transfer)
 
     t = sub.add_parser("trigger", parents=[common], help="fire a job now (obeys overlap)")
     t.add_argument("job")

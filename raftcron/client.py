@@ -84,9 +84,11 @@ class Member:
     healthy: bool
     is_self: bool
     lag: int | None = None  # entries behind the leader's commit index (seen from the leader)
+    drain: str | None = None  # "draining" or "drained" while the member is drained
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Member:
+        drain = d.get("drain")
         return cls(
             name=str(d["name"]),
             raft=str(d.get("raft", "")),
@@ -95,6 +97,7 @@ class Member:
             healthy=bool(d.get("healthy")),
             is_self=bool(d.get("self")),
             lag=_opt_int(d.get("lag")),
+            drain=str(drain["state"]) if isinstance(drain, Mapping) else None,
         )
 
 
@@ -504,6 +507,18 @@ class _Calls:
         return _Call("DELETE", f"/v1/locks/{_seg(name)}" + _query(fence=fence))
 
     @staticmethod
+    def drain(name: str, on: bool) -> _Call:
+        return _Call("POST" if on else "DELETE", f"/v1/members/{_seg(name)}/drain")
+
+    @staticmethod
+    def drain_status(name: str) -> _Call:
+        return _Call("GET", f"/v1/members/{_seg(name)}/drain")
+
+    @staticmethod
+    def transfer_leader(to: str | None) -> _Call:
+        return _Call("POST", "/v1/leader/transfer", {} if to is None else {"to": to})
+
+    @staticmethod
     def locks() -> _Call:
         return _Call("GET", "/v1/locks")
 
@@ -671,6 +686,24 @@ class Client(_Base):
         doc: dict[str, Any] = self._do(_Call("GET", "/v1/openapi.json"))
         return doc
 
+    def drain(self, name: str) -> dict[str, Any]:
+        """Drain member ``name`` (``MemberDrain``: node, drained, drain, leader)."""
+        body: dict[str, Any] = self._do(_Calls.drain(name, True))
+        return body
+
+    def undrain(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._do(_Calls.drain(name, False))
+        return body
+
+    def drain_status(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._do(_Calls.drain_status(name))
+        return body
+
+    def transfer_leader(self, to: str | None = None) -> dict[str, Any]:
+        """Hand leadership to ``to`` (on the leader; ApiError 409 not_leader elsewhere)."""
+        body: dict[str, Any] = self._do(_Calls.transfer_leader(to))
+        return body
+
 
 _reason = wire.reason_of
 
@@ -809,3 +842,19 @@ class AsyncClient(_Base):
     async def openapi(self) -> dict[str, Any]:
         doc: dict[str, Any] = await self._do(_Call("GET", "/v1/openapi.json"))
         return doc
+
+    async def drain(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._do(_Calls.drain(name, True))
+        return body
+
+    async def undrain(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._do(_Calls.drain(name, False))
+        return body
+
+    async def drain_status(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._do(_Calls.drain_status(name))
+        return body
+
+    async def transfer_leader(self, to: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = await self._do(_Calls.transfer_leader(to))
+        return body

@@ -127,7 +127,14 @@ _CLUSTER_KEYS: Final = (
     "lease",
     "history",
     "nodes",
+    "shutdown_drain",
+    "max_apply_lag",
 )
+# On SIGTERM an agent drains for at most this long (below Docker's 10 s stop timeout).
+DEFAULT_SHUTDOWN_DRAIN_MS: Final = 8_000
+# A member whose applied state is this far behind the leader's commit is not healthy.
+DEFAULT_MAX_APPLY_LAG_MS: Final = 5_000
+MIN_MAX_APPLY_LAG_MS: Final = 1_000
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
 _TOKEN_KEYS: Final = ("role", "token", "token_file")
@@ -163,11 +170,22 @@ JOB_KEYS: Final = (
     "group",
     "limits",
     "env_passthrough",
+    "stdin",
 )
 MAX_AFTER: Final = 64  # parents of one job
 MAX_RETRIES: Final = 100
 # Keys that only mean something for a job that runs a process (not an http job).
-_COMMAND_ONLY_KEYS: Final = ("env", "cwd", "user", "group", "limits", "env_passthrough")
+_COMMAND_ONLY_KEYS: Final = (
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "limits",
+    "env_passthrough",
+    "stdin",
+)
+# ``stdin``: at most this many characters (the API's limit on any string in a body).
+MAX_STDIN_CHARS: Final = 65_536
 _ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}\$?")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SIZE_RE: Final = re.compile(r"(\d{1,20})\s*(?:([KMGTkmgt])(?:i?[Bb])?)?")
@@ -248,6 +266,8 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     lease_ms: int = DEFAULT_LEASE_MS
     history: int = DEFAULT_HISTORY
+    shutdown_drain_ms: int = DEFAULT_SHUTDOWN_DRAIN_MS
+    max_apply_lag_ms: int = DEFAULT_MAX_APPLY_LAG_MS
     # During a secret rotation: the secret being replaced, still accepted from peers.
     previous_secret: str | None = None
 
@@ -255,7 +275,8 @@ class ClusterConfig:
         previous = "" if self.previous_secret is None else ", previous_secret='***'"
         return (
             f"ClusterConfig(secret='***', nodes={self.nodes!r}, lease_ms={self.lease_ms!r}, "
-            f"history={self.history!r}{previous})"
+            f"history={self.history!r}, shutdown_drain_ms={self.shutdown_drain_ms!r}, "
+            f"max_apply_lag_ms={self.max_apply_lag_ms!r}{previous})"
         )
 
 
@@ -451,6 +472,7 @@ def _get_duration(
         why = {
             "lease": "a lease must outlive a renewal round trip",
             "timeout": "omit timeout for no limit",
+            "max_apply_lag": "a member applying normally is behind for a moment at times",
         }.get(key, "")
         fix = f"at least {_fmt_ms(minimum)}" + (f"; {why}" if why else "")
         errs.add(_join(where, key), f"{_fmt_ms(ms)} is too short ({fix})")
@@ -672,6 +694,13 @@ def job_spec_from_mapping(
     group = _job_account(errs, raw, "group", where)
     limits = _job_limits(errs, raw, where)
     passthrough = _job_passthrough(errs, raw, where, env)
+    stdin = _get_str(errs, raw, "stdin", where)
+    if stdin is not None and len(stdin) > MAX_STDIN_CHARS:
+        errs.add(
+            _join(where, "stdin"),
+            f"{len(stdin)} characters is too long (at most {MAX_STDIN_CHARS}; for more, let "
+            "the command read a file)",
+        )
 
     if errs.items:
         raise ConfigError(errs.items)
@@ -685,6 +714,8 @@ def job_spec_from_mapping(
         optional["limits"] = limits
     if passthrough:
         optional["env_passthrough"] = passthrough
+    if stdin:
+        optional["stdin"] = stdin
     if catchup_ms is not None:  # else the model's default applies
         optional["catchup_ms"] = catchup_ms
     if count != 1:
@@ -1361,12 +1392,21 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
         errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
     )
     history = _get_int(errs, table, "history", "cluster", DEFAULT_HISTORY, minimum=1)
+    shutdown_drain = _get_duration(
+        errs, table, "shutdown_drain", "cluster", DEFAULT_SHUTDOWN_DRAIN_MS
+    )
+    max_lag = _get_duration(
+        errs, table, "max_apply_lag", "cluster", DEFAULT_MAX_APPLY_LAG_MS,
+        minimum=MIN_MAX_APPLY_LAG_MS,
+    )  # fmt: skip
     nodes = _nodes(errs, table, base_dir)
     return ClusterConfig(
         secret=secret or "",
         nodes=nodes,
         lease_ms=lease_ms if lease_ms is not None else DEFAULT_LEASE_MS,
         history=history,
+        shutdown_drain_ms=DEFAULT_SHUTDOWN_DRAIN_MS if shutdown_drain is None else shutdown_drain,
+        max_apply_lag_ms=DEFAULT_MAX_APPLY_LAG_MS if max_lag is None else max_lag,
         previous_secret=previous_secret,
     )
 

@@ -73,6 +73,7 @@ _NOT_FOR_EMBEDDED: Final = (
     "group",
     "limits",
     "env_passthrough",
+    "stdin",
 )
 
 

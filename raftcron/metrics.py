@@ -78,12 +78,14 @@ class NodeMetrics:
         executor_active: Callable[[], int],
         version: str | None = None,
         process: bool = True,
+        members: tuple[str, ...] = (),
     ) -> None:
         self.node = node
         self.clock = clock
         self.machine = machine
         self.raft_status = raft_status
         self.executor_active = executor_active
+        self.members = members  # every member's name (raftcron_node_draining)
         self.version = version if version is not None else _version()
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
@@ -192,6 +194,21 @@ def _version() -> str:
         return "unknown"
 
 
+def _drain_states(s: State, members: Iterable[str]) -> dict[str, str]:
+    """Each member's drain state: "draining" (drained, still holding live runs), "drained"
+    (holding none) or "" (not drained)."""
+    holders: dict[str, int] = {}
+    for lease in s.leases.values():
+        holders[lease.holder] = holders.get(lease.holder, 0) + 1
+    out = {}
+    for name in {*members, *s.drained}:
+        if name in s.drained:
+            out[name] = "draining" if holders.get(name) else "drained"
+        else:
+            out[name] = ""
+    return out
+
+
 def _cluster_facts(
     s: State,
 ) -> tuple[
@@ -275,14 +292,25 @@ class _NodeCollector(Collector):
         slots = GaugeMetricFamily(
             "raftcron_executor_slots_in_use", "Runs this node's executor is running now"
         )
+        draining = GaugeMetricFamily(
+            "raftcron_node_draining",
+            '1 for the drain state each member is in (a cluster fact): state="draining" '
+            'while a drained member still holds live runs, state="drained" once it holds '
+            "none; 0 for the other state, and for both while it is not drained",
+            labels=["node", "state"],
+        )
         families: list[Metric] = [
             fires, unschedulable, stale, recorded, fence, runs, jobs, paused, leases, info,
             is_leader, has_leader, term, commit, applied, changes, leaderless, slots,
-            job_errors,
+            job_errors, draining,
         ]  # fmt: skip
         if describe:
             return families
         counts, facts, unplaced, errors = m.machine.read(_cluster_facts)
+        drains = m.machine.read(lambda s: _drain_states(s, m.members))
+        for name in sorted(drains):
+            for state in ("draining", "drained"):
+                draining.add_metric([name, state], 1 if drains[name] == state else 0)
         n_stale, n_recorded, n_fence, n_runs, n_jobs, n_leases, n_paused = facts
         for job, outcome, n in sorted(counts):
             fires.add_metric([job, outcome], n)

@@ -3,6 +3,13 @@
 Threads: the asyncio loop (API, executor, leader work) and pysyncobj's tick thread
 (Raft, apply). The tick thread hands every applied command to the loop with
 ``call_soon_threadsafe``, in commit order; nothing on the loop acts on anything else.
+
+Life cycle: :meth:`Node.run` first takes the data dir's lock (``raftcron/datadir.py``:
+one agent per data dir), then starts Raft, the API and the executor. It ends when
+``stop`` is set (SIGTERM, SIGINT: first a drain of at most ``[cluster] shutdown_drain``,
+``raftcron/drain.py``; a second signal skips the rest of it) or at once when Raft
+reports a storage failure (one CRITICAL line naming the file and the fix; the node
+exits non-zero, README "Health").
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from raftcron.core.state import (
     PlanOutcome,
     Result,
 )
+from raftcron.datadir import DataDirLock
+from raftcron.drain import DrainControl
 from raftcron.executor import runner
 from raftcron.executor.runner import Executor
 from raftcron.metrics import NodeMetrics
@@ -46,7 +55,13 @@ logger = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, config: Config, name: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        name: str,
+        clock: Clock | None = None,
+        dir_lock: DataDirLock | None = None,
+    ) -> None:
         # The file's jobs are kept packed (a leader unpacks them to reconcile the file,
         # once per term); ``self.config`` has none, so once the caller lets go of its
         # ``Config`` the parsed specs are freed (``run`` then returns the memory).
@@ -78,6 +93,7 @@ class Node:
             machine=self.machine,
             raft_status=lambda: self.raft.status,
             executor_active=lambda: self.executor.active_count(),
+            members=tuple(n.name for n in config.cluster.nodes),
         )
         self.raft.on_committed = self.metrics.on_proposal
         self.notifier = Notifier(
@@ -105,10 +121,15 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.leader_changes = 0
         self.failed: str | None = None
+        # The data dir's lock, taken before anything touches the dir (by the CLI before it
+        # builds the node, else by run()); held until run() ends.
+        self.dir_lock = dir_lock
+        self.drain = DrainControl(self)
         # Called on the loop with every applied command, after the node's own handling
         # (the lock API resolves its waiting requests from here).
         self.commit_listeners: list[Callable[[c.Command | None, Result], None]] = [
-            self.notifier.on_commit
+            self.notifier.on_commit,
+            self.drain.on_commit,
         ]
 
     def _executor_event(self, event: str, rid: str, fields: dict[str, Any]) -> None:
@@ -261,6 +282,7 @@ class Node:
             history=self.config.cluster.history,
             live_nodes=self.live_nodes,
             election_timeout=self.settings.max_timeout,
+            stopping=lambda: self.drain.stopping,
         )
         self.leader = leader
         logger.info("node %s: became leader of term %d; committing a barrier", self.name, term)
@@ -289,7 +311,42 @@ class Node:
 
     # -- run
 
+    def _check_storage(self) -> bool:
+        """Whether Raft reports a storage failure; the first time, say so (``failed``)."""
+        reason = self.raft.fatal()
+        if reason is not None and self.failed is None:
+            # the one line an operator needs: the file, the error, the fix
+            logger.critical("node %s: stopping (exit status 1): %s", self.name, reason)
+            self.failed = reason
+        return reason is not None
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set, or Raft reports a storage failure (``self.failed``)."""
+        while not stop.is_set():
+            if self._check_storage():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):  # not wait_for: it can lose a cancel (3.11)
+                    await stop.wait()
+
+    def skip_drain(self) -> None:
+        """A second stop signal: end the shutdown drain now."""
+        self.drain.hurry.set()
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set. Raises :class:`~raftcron.datadir.DataDirInUse`
+        before touching anything when another agent holds the data dir."""
+        own_lock = self.dir_lock is None
+        if self.dir_lock is None:
+            self.dir_lock = DataDirLock.acquire(self.data_dir)
+        try:
+            await self._run(stop)
+        finally:
+            if own_lock and self.dir_lock is not None:
+                self.dir_lock.release()
+                self.dir_lock = None
+
+    async def _run(self, stop: asyncio.Event) -> None:
         try:
             tls = server_ssl_context(self.config.api)
         except ConfigError as exc:
@@ -322,16 +379,20 @@ class Node:
                 self.api_scheme,
                 self.me.api,
             )
-            while not stop.is_set():
-                reason = self.raft.fatal()
-                if reason is not None:
-                    logger.critical(
-                        "node %s: %s; stopping (fix the data dir, then restart)", self.name, reason
-                    )
-                    self.failed = reason
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
+            drain_task = asyncio.get_running_loop().create_task(self.drain.run(), name="drain")
+            try:
+                await self._watch(stop)
+            finally:
+                # (its clearing of a shutdown drain must not meet the one that starts now)
+                drain_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain_task
+            try:
+                if self.failed is None:
+                    await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)
+                    self._check_storage()  # (it may have failed while draining)
+            finally:
+                await self.drain.close()
         finally:
             logger.info("node %s: stopping", self.name)
             self._stop_leader()

@@ -41,6 +41,7 @@ from aiohttp.typedefs import Handler
 from raftcron.accounts import AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.api import auth, dashboard, locks, metrics, openapi
+from raftcron.api import members as members_api
 from raftcron.api.http import (
     NODE_KEY,
     ApiProblem,
@@ -72,7 +73,7 @@ from raftcron.core.model import (
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.planner import backfill_next, place, placement_fires, schedule_of
+from raftcron.core.planner import backfill_next, place, placeable, placement_fires, schedule_of
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
@@ -230,6 +231,8 @@ def spec_table(spec: JobSpec) -> dict[str, Any]:
         table["limits"] = dict(spec.limits)  # memory in bytes, cpu in seconds
     if spec.env_passthrough:
         table["env_passthrough"] = list(spec.env_passthrough)
+    if spec.stdin:
+        table["stdin"] = spec.stdin
     return table
 
 
@@ -357,6 +360,7 @@ def status_json(node: Node) -> dict[str, Any]:
         elif st.is_leader and is_self:
             member["lag"] = 0
         members.append(member)
+    members_api.add_drains(node, members)
     counts = node.machine.read(
         lambda s: (
             len(s.jobs),
@@ -738,11 +742,14 @@ async def trigger_job(request: web.Request) -> web.Response:
     done = node.machine.read(lambda s: s.runs.get(rid))
     if done is None:
         # every instance of the fire (count), placed like a scheduled fire's
-        load, live = node.machine.read(lambda s: (s.load_by_node(), s.live_by_job()))
+        load, live, drained = node.machine.read(
+            lambda s: (s.load_by_node(), s.live_by_job(), frozenset(s.drained))
+        )
         per_node: dict[str, int] = {}
         for _, on in live.get(name, ()):
             per_node[on] = per_node.get(on, 0) + 1
-        chosen, n = place(job.spec, rid, node.live_nodes(), load, per_node)
+        nodes = placeable(node.live_nodes(), drained)
+        chosen, n = place(job.spec, rid, nodes, load, per_node)
         fires = placement_fires(job.spec, at, TRIGGER_MANUAL, chosen, n)
         res = await _propose(node, c.Plan(at_ms=now, fires=tuple(fires)))
         outcome = res.value
@@ -867,20 +874,6 @@ def _trigger_json(
     )
 
 
-async def health(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    if sees_leader(node):
-        return _json({"status": "ok", "leader": node.node_name(node.status().leader)})
-    return _json({"status": "no_leader", "leader": None}, 503)
-
-
-async def health_leader(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    if node.is_established_leader():
-        return _json({"status": "leader", "node": node.name})
-    return _json({"status": "not_leader", "leader": node.node_name(node.status().leader)}, 503)
-
-
 async def get_openapi(request: web.Request) -> web.Response:
     return _json(openapi.document(request.app))
 
@@ -947,8 +940,9 @@ def build_app(node: Node) -> web.Application:
     r.add_get("/v1/runs/{run_id}", get_run)
     r.add_post("/v1/runs/{run_id}/kill", kill_run)
     r.add_get("/v1/openapi.json", get_openapi)
-    r.add_get("/health", health)
-    r.add_get("/health/leader", health_leader)
+    r.add_get("/health", members_api.health)
+    r.add_get("/health/leader", members_api.health_leader)
+    members_api.register(app)
     locks.register(app)
     dashboard.register(app)
     metrics.register(app)

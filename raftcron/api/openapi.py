@@ -22,6 +22,7 @@ from raftcron.config import (
     MAX_MEMORY_LIMIT,
     MAX_NOFILE_LIMIT,
     MAX_PASSTHROUGH,
+    MAX_STDIN_CHARS,
     MIN_MEMORY_LIMIT,
 )
 from raftcron.core.model import (
@@ -113,6 +114,57 @@ SCHEMAS: Final[dict[str, Any]] = {
             "self": {"type": "boolean"},
             "match_index": {"type": "integer", "description": "only on the leader's view"},
             "lag": {"type": "integer", "description": "entries behind the commit index"},
+            "drain": {
+                "oneOf": [_ref("Drain"), {"type": "null"}],
+                "description": "null unless the member is drained (it gets no new runs)",
+            },
+        },
+    },
+    "Drain": {
+        "type": "object",
+        "required": ["state", "kind", "since", "live_runs"],
+        "properties": {
+            "state": {
+                "enum": ["draining", "drained"],
+                "description": "draining while it still holds live runs, then drained",
+            },
+            "kind": {
+                "enum": ["operator", "shutdown"],
+                "description": "operator: until undrained; shutdown: its own SIGTERM drain, "
+                "lifted when it starts again",
+            },
+            "since": {"type": "string", "format": "date-time"},
+            "live_runs": {"type": "integer"},
+        },
+    },
+    "MemberDrain": {
+        "type": "object",
+        "required": ["node", "drained", "drain", "leader"],
+        "properties": {
+            "node": {"type": "string"},
+            "drained": {"type": "boolean"},
+            "drain": {"oneOf": [_ref("Drain"), {"type": "null"}]},
+            "leader": {"type": "boolean", "description": "the member leads now"},
+        },
+    },
+    "LeaderTransfer": {
+        "type": "object",
+        "properties": {
+            "to": {
+                "type": "string",
+                "description": "the member to hand leadership to (default: the most caught-up "
+                "responsive member that is not drained)",
+            }
+        },
+    },
+    "LeaderTransferred": {
+        "type": "object",
+        "required": ["from", "to", "term", "moved"],
+        "properties": {
+            "from": {"type": "string"},
+            "to": {"type": "string"},
+            "term": {"type": "integer"},
+            "moved": {"type": "boolean"},
         },
     },
     "Status": {
@@ -387,6 +439,13 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "environment is otherwise PATH, HOME, USER, LOGNAME, LANG, TZ, env and "
                 "RAFTCRON_*); never RAFTCRON_TOKEN, RAFTCRON_TOKEN_FILE or a variable holding "
                 "the cluster secret or an API token",
+            },
+            "stdin": {
+                "type": "string",
+                "maxLength": MAX_STDIN_CHARS,
+                "description": "what the job's process reads on its standard input (default "
+                "none: /dev/null); e.g. the text after a crontab line's first %. Shown to a "
+                "read token as the redaction marker",
             },
             "http": {
                 "type": "object",
@@ -730,9 +789,14 @@ SCHEMAS: Final[dict[str, Any]] = {
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"enum": ["ok", "no_leader", "leader", "not_leader"]},
+            "status": {"enum": ["ok", "no_leader", "leader", "not_leader", "failed", "lagging"]},
             "leader": _NULL_STR,
             "node": {"type": "string"},
+            "reason": {
+                "type": "string",
+                "description": "why not: a storage failure (the file and the fix), how far "
+                "behind the leader's commit, a leader without a majority",
+            },
         },
     },
     "LockAcquire": {
@@ -968,13 +1032,39 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         ],
         "responses": _ok("released", _ref("LockReleased")) | _errors(400, 401, 403, 409, 503),
     },
+    ("GET", "/v1/members/{name}/drain"): {
+        "summary": "whether the member is drained, and how far its drain is",
+        "responses": _ok("the member's drain", _ref("MemberDrain")) | _errors(401, 404),
+    },
+    ("POST", "/v1/members/{name}/drain"): {
+        "summary": "drain a member: it gets no new runs, its running jobs finish, and if it "
+        "leads it hands leadership to another member; stays across its restarts until "
+        "undrained (admin)",
+        "responses": _ok("drained (see drain.state)", _ref("MemberDrain"))
+        | _errors(400, 401, 403, 404, 503),
+    },
+    ("DELETE", "/v1/members/{name}/drain"): {
+        "summary": "undrain a member: it gets new runs again (admin)",
+        "responses": _ok("undrained", _ref("MemberDrain")) | _errors(400, 401, 403, 404, 503),
+    },
+    ("POST", "/v1/leader/transfer"): {
+        "summary": "hand leadership to another member (Raft TimeoutNow); only on the leader: "
+        "409 not_leader elsewhere, naming the leader (admin)",
+        "requestBody": _body(_ref("LeaderTransfer"), required=False),
+        "responses": _ok("leadership moved", _ref("LeaderTransferred"))
+        | _errors(400, 401, 403, 404, 409, 503),
+    },
     ("GET", "/health"): {
-        "summary": "200 on a member that sees a leader, else 503",
+        "summary": "200 on a member that sees a leader (a leader: one that has heard from a "
+        "majority within an election timeout), whose storage works and whose applied state "
+        "is less than cluster.max_apply_lag behind the leader's commit; else 503 with why",
         "security": [{}],
-        "responses": _ok("sees a leader", _ref("Health")) | _ok("no leader", _ref("Health"), "503"),
+        "responses": _ok("healthy", _ref("Health"))
+        | _ok("no leader, failed storage or lagging", _ref("Health"), "503"),
     },
     ("GET", "/health/leader"): {
-        "summary": "200 only on the established leader (for load balancers)",
+        "summary": "200 only on the established leader that has heard from a majority within "
+        "an election timeout (for load balancers)",
         "security": [{}],
         "responses": _ok("this node leads", _ref("Health"))
         | _ok("not the leader", _ref("Health"), "503"),
@@ -1002,7 +1092,7 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
 }
 
 _PATH_PARAMS: Final = {
-    "name": "a job or lock name",
+    "name": "a job, lock or member name",
     "run_id": "a run id, e.g. backup@1767225600000",
 }
 

@@ -2,13 +2,14 @@
 
 A job's definition can carry credentials: ``env`` values (a database password), HTTP-job
 ``headers`` (an ``Authorization``), ``notify`` webhook URLs and the ``ping_url`` (their
-path is the secret, e.g. a Slack hook or a healthchecks.io check), and an HTTP job's
-``url`` when it has user info or a query. An admin token sees them (it can change the job
-anyway); a read token sees :data:`~raftcron.api.http.REDACTED` instead, in every view of a
-job (``GET /v1/jobs``, ``GET /v1/jobs/{name}``, hence the dashboard and ``raftcron jobs``),
-and any of those values that appears in a run's ``reason`` or ``output`` (a job that
-prints its own ``env``) is replaced the same way. Keys (env names, header names) stay
-visible. ``PUT`` refuses a body that carries the marker (``http.refuse_redacted``).
+path is the secret, e.g. a Slack hook or a healthchecks.io check), an HTTP job's ``url``
+when it has user info or a query, and a command job's ``stdin``. An admin token sees them
+(it can change the job anyway); a read token sees :data:`~raftcron.api.http.REDACTED`
+instead, in every view of a job (``GET /v1/jobs``, ``GET /v1/jobs/{name}``, hence the
+dashboard and ``raftcron jobs``), and any of those values that appears in a run's
+``reason`` or ``output`` (a job that prints its own ``env``) is replaced the same way.
+Keys (env names, header names) stay visible. ``PUT`` refuses a body that carries the
+marker (``http.refuse_redacted``).
 
 Pure functions: no I/O.
 """
@@ -57,6 +58,8 @@ def redact_table(table: dict[str, Any]) -> dict[str, Any]:
         ]
     if out.get("ping_url") is not None:
         out["ping_url"] = REDACTED
+    if out.get("stdin"):
+        out["stdin"] = REDACTED  # a password piped to a client, a mail body
     return out
 
 
@@ -72,6 +75,8 @@ def secrets_of(spec: JobSpec) -> list[str]:
     found.update(t.url for t in spec.notify or ())
     if spec.ping_url:
         found.add(spec.ping_url)
+    if spec.stdin:
+        found.add(spec.stdin)
     return sorted((s for s in found if len(s) >= MIN_SCRUB_CHARS), key=len, reverse=True)
 
 

@@ -8,7 +8,8 @@ time never goes backwards. Decoding never raises: malformed bytes decode to ``No
 Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at)``
 (retry claims by ``(job, scheduled_at, attempt)``), lease operations by ``(run id,
 fence)``, kills by the run they name, barriers by their nonce, lock acquisitions by their
-request id, lock renewals and releases by ``(lock, fence)``.
+request id, lock renewals and releases by ``(lock, fence)``, drains by ``(member, drain,
+kind)`` (repeating one changes nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import msgpack
 from raftcron.core.model import (
     DEFAULT_RETRY_BACKOFF_MAX_MS,
     DEFAULT_RETRY_BACKOFF_MS,
+    DRAIN_OPERATOR,
     MISSED,
     HttpSpec,
     JobSpec,
@@ -284,6 +286,23 @@ class CancelBackfill:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Drain:
+    """Mark member ``node`` drained (``drain``) or not (``drain=False``): a drained member
+    gets no new grants; what it runs goes on under its leases.
+
+    ``kind`` is who asks: ``operator`` (``raftcron drain``/``undrain``) or ``shutdown`` (the
+    member itself, on SIGTERM and when it starts again). An operator's mark is never
+    replaced or cleared by a ``shutdown`` command: a member shutting down does not lift an
+    operator's drain when it comes back. Idempotent: repeating it changes nothing.
+    """
+
+    at_ms: int
+    node: str
+    drain: bool
+    kind: str = DRAIN_OPERATOR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MarkBroken:
     """The leader could not compute ``job``'s fires (an exception in its scheduler):
     flag the job broken with ``reason``. ``updated_ms`` is the job's ``updated_ms`` the
@@ -312,6 +331,7 @@ Command = (
     | StartBackfill
     | CancelBackfill
     | Kill
+    | Drain
     | Barrier
     | AcquireLock
     | RenewLock
@@ -354,6 +374,7 @@ _SPEC_FIELDS: Final = (
     "group",
     "limits",
     "env_passthrough",
+    "stdin",
 )
 
 
@@ -422,6 +443,8 @@ def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
         out["limits"] = [list(kv) for kv in spec.limits]
     if spec.env_passthrough:
         out["env_passthrough"] = list(spec.env_passthrough)
+    if spec.stdin:
+        out["stdin"] = spec.stdin
     return out
 
 
@@ -530,6 +553,7 @@ def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
         group=None if raw.get("group") is None else _str(raw["group"]),
         limits=_share(tuple((_str(k), _int(v)) for k, v in raw.get("limits", ()))),
         env_passthrough=_strs(raw.get("env_passthrough", ())),
+        stdin=str(raw.get("stdin", "")),
     )
 
 
@@ -719,6 +743,8 @@ def encode(cmd: Command) -> bytes:
                 "request": cmd.request,
                 "reason": cmd.reason,
             }
+        case Drain():
+            body |= {"t": "drain", "node": cmd.node, "drain": cmd.drain, "kind": cmd.kind}
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
@@ -831,6 +857,8 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             return CancelLockWait(
                 at_ms=at, name=str(b["name"]), request=str(b["request"]), reason=str(b["reason"])
             )
+        case "drain":
+            return Drain(at_ms=at, node=str(b["node"]), drain=bool(b["drain"]), kind=str(b["kind"]))
     return None
 
 

@@ -29,5 +29,7 @@ def margin_for(lease_ms: int) -> float:
 
 def takeover_patience(lease_ms: int, election_timeout: float) -> float:
     """Extra seconds a new leader waits, on top of the lease, before expiring a lease it
-    inherited: the holder may have renewed through the old leader just before it fell."""
+    inherited: the holder may have renewed through the old leader just before it fell.
+    Added to the time this node applied the lease's last renewal, never to the takeover
+    time (``raftcron/scheduler/leader.py`` states the bound)."""
     return lease_ms / 1000 * RHO + election_timeout

@@ -273,6 +273,9 @@ class JobSpec:
     group: str | None = None
     limits: tuple[tuple[str, int], ...] = ()
     env_passthrough: tuple[str, ...] = ()
+    # What a command job's process reads on its standard input ("": nothing, /dev/null);
+    # a crontab line's text after its first unescaped ``%`` (raftcron/importers/crontab.py).
+    stdin: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -508,3 +511,22 @@ class LockEnd:
 
     fence: int  # 0 if it never held the lock
     outcome: str  # LOCK_RELEASED, LOCK_EXPIRED, LOCK_CANCELLED or LOCK_REFUSED
+
+
+# ---------------------------------------------------------------------------- drain
+
+# Who drained a member (``State.drained``): an operator (``raftcron drain``; it stays
+# until ``raftcron undrain``, across the member's restarts), or the member itself while it
+# shuts down on SIGTERM (it clears that mark when it starts again).
+DRAIN_OPERATOR: Final = "operator"
+DRAIN_SHUTDOWN: Final = "shutdown"
+DRAIN_KINDS: Final = (DRAIN_OPERATOR, DRAIN_SHUTDOWN)
+MAX_NODE_NAME: Final = 256  # a member name in a drain command (longer: refused)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainMark:
+    """A member that takes no new grants: drained by ``kind`` at cluster time ``since_ms``."""
+
+    kind: str
+    since_ms: int

@@ -44,6 +44,11 @@ fire, least loaded first. Instances that find no such node become one ``Fire`` w
 ``node == ""`` (recorded as skipped, ``unschedulable: ...``, covering all of them). A
 buffered fire's instances are claimed together; a retry goes where its own instance may.
 
+Drain: members in ``drained`` (``State.drained``) are no candidates at all: placement for
+``tags``, ``count`` (``"all"`` counts only members that are not drained) and
+``max_parallel`` sees only the others, and retries and buffered runs go elsewhere too. A
+fire no other member can take is recorded as unschedulable, like any fire without a node.
+
 ``@every <duration>`` jobs fire at the job's creation (``Job.created_ms``, truncated to the
 whole second) plus whole multiples of the duration (:func:`schedule_of`); a PUT that changes
 the schedule keeps that anchor. Everything above applies to their fires as to cron fires.
@@ -192,6 +197,11 @@ def due(job: Job, now_ms: int) -> tuple[list[int], Missed | None]:
     return fires, missed
 
 
+def placeable(nodes: Iterable[NodeInfo], drained: Collection[str]) -> list[NodeInfo]:
+    """The live ``nodes`` that may get new grants: those not drained."""
+    return [n for n in nodes if n.name not in drained]
+
+
 def tags_match(spec: JobSpec, node: NodeInfo) -> bool:
     have = dict(node.tags)
     return all(have.get(k) == v for k, v in spec.tags)
@@ -331,6 +341,7 @@ def plan(
     busy: Collection[str] = frozenset(),
     live: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     errors: list[tuple[Job, str]] | None = None,
+    drained: Collection[str] = frozenset(),
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
     are recorded as paused, so resuming does not back-fill them). ``busy``: the names of
@@ -342,7 +353,10 @@ def plan(
     ``errors``: when given, an exception while planning one job is caught: that job
     adds nothing to the plan (what it had added is taken back), ``(job, reason)`` is
     appended, and every other job is planned as usual. A broken job (``Job.broken``)
-    only has its due fires recorded as missed (:func:`broken_missed`)."""
+    only has its due fires recorded as missed (:func:`broken_missed`).
+    ``drained``: members that get no new grant (left out of ``nodes``)."""
+    if drained:
+        nodes = placeable(nodes, drained)
     fires: list[Fire] = []
     missed: list[Missed] = []
     running = dict(load)

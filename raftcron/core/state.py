@@ -70,6 +70,15 @@ Invariants:
   as a worklist: a settled dependency fire settles its own children in the same apply.
   A dependency run id is created at most once per apply and never when it is in the
   ledger, so even a cycle (refused by ``PutJob``) cannot loop.
+* Drain: ``drained`` names the members that get no new grants (``Drain``), with who
+  drained them: ``operator`` (until an operator's undrain) or ``shutdown`` (the member's
+  own SIGTERM drain, which it clears when it starts again; it never replaces or clears an
+  operator's mark). A plan that gives any instance of a fire (or a retry, a buffered head,
+  a dependency or backfill fire) to a drained member is refused for that whole fire with
+  ``drained`` before anything of it is recorded: the leader re-plans it from the committed
+  state, so a plan made before the drain committed never grants to the drained member and
+  loses nothing. Runs the member already holds go on under their leases. ``drained`` is in
+  the snapshot only when it is not empty, so snapshots of states without it are as before.
 """
 
 from __future__ import annotations
@@ -95,6 +104,9 @@ from raftcron.core.model import (
     COMPLETION_STATUSES,
     DEFAULT_HISTORY,
     DEPENDENCY_WAIT_LIMIT,
+    DRAIN_KINDS,
+    DRAIN_OPERATOR,
+    DRAIN_SHUTDOWN,
     KILLED,
     LIVE_STATUSES,
     LOCK_CANCELLED,
@@ -104,6 +116,7 @@ from raftcron.core.model import (
     LOCK_REFUSED,
     LOCK_RELEASED,
     LOST,
+    MAX_NODE_NAME,
     MISSED,
     OUTPUT_KEEP,
     OUTPUT_TAIL_BYTES,
@@ -121,6 +134,7 @@ from raftcron.core.model import (
     Backfill,
     Counters,
     DependencyWait,
+    DrainMark,
     Job,
     JobSpec,
     Lease,
@@ -310,6 +324,8 @@ class State:
     locks: dict[str, Lock] = field(default_factory=dict)
     # Finished lock requests, oldest first (insertion order is replicated state).
     lock_done: dict[tuple[str, str], LockEnd] = field(default_factory=dict)
+    # Members that get no new grants (see "Drain"), by name.
+    drained: dict[str, DrainMark] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose
@@ -389,6 +405,8 @@ class State:
                 return self._expire_lock(cmd)
             case c.CancelLockWait():
                 return self._cancel_lock_wait(cmd)
+            case c.Drain():
+                return self._drain(cmd)
         return Rejected("bad_command", f"unknown command {type(cmd).__name__}")
 
     # ------------------------------------------------------------------ jobs
@@ -564,12 +582,17 @@ class State:
                 )
             )
             missed.append(rid)
+        # Fires with any instance for a drained member: refused whole (see "Drain").
+        blocked = self._drained_fires(cmd.fires) if self.drained else frozenset()
         # Instance 1 of each fire accepted by this plan: (job, kind, scheduled_at) -> its run
         # id. Instance K > 1 of a fire is accepted only behind its instance 1 in the same
         # plan (never added to a fire later, and never refused by the watermark that
         # instance 1 has just moved).
         firsts: dict[tuple[str, str, int], str] = {}
         for fire in cmd.fires:
+            if blocked and _fire_key(fire) in blocked:
+                rejected.append((fire.job, fire.scheduled_at_ms, "drained"))
+                continue
             job = self.jobs.get(fire.job)
             if job is None:
                 rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
@@ -705,6 +728,9 @@ class State:
                 tuple(stopping),
             )
         )
+
+    def _drained_fires(self, fires: Iterable[c.Fire]) -> frozenset[tuple[str, str, int, int]]:
+        return frozenset(_fire_key(f) for f in fires if f.node and f.node in self.drained)
 
     def _grant(self, job: Job, run: Run, node: str) -> tuple[str, int, str]:
         self.counters.fence += 1
@@ -1576,6 +1602,24 @@ class State:
             if old is not None and old.output:
                 self.runs[old.id] = replace(old, output="")
 
+    # ------------------------------------------------------------------ drain
+
+    def _drain(self, cmd: c.Drain) -> Result:
+        if cmd.kind not in DRAIN_KINDS:
+            return Rejected(
+                "bad_drain", f"unknown drain kind {cmd.kind!r} (use {', '.join(DRAIN_KINDS)})"
+            )
+        if not cmd.node or len(cmd.node) > MAX_NODE_NAME:
+            return Rejected("bad_drain", f"a member name is 1 to {MAX_NODE_NAME} characters")
+        mark = self.drained.get(cmd.node)
+        if cmd.drain:
+            if mark is None or (mark.kind != cmd.kind and cmd.kind == DRAIN_OPERATOR):
+                # (an operator's drain of a member shutting down outlives the shutdown)
+                self.drained[cmd.node] = DrainMark(kind=cmd.kind, since_ms=self.now_ms)
+        elif mark is not None and (cmd.kind == DRAIN_OPERATOR or mark.kind == DRAIN_SHUTDOWN):
+            del self.drained[cmd.node]
+        return Ok(self.drained.get(cmd.node))
+
     # ------------------------------------------------------------------ queries
 
     def live_runs(self, node: str | None = None) -> list[Run]:
@@ -1624,6 +1668,7 @@ class State:
         leases = list(self.leases.values())
         locks = list(self.locks.values())
         lock_done = list(self.lock_done.items())
+        drained = list(self.drained.items())
         counters = (
             self.counters.fence,
             self.counters.stale_rejections,
@@ -1633,7 +1678,7 @@ class State:
 
         def encode() -> bytes:
             return _encode_snapshot(
-                scalars, jobs, runs, history, leases, counters, locks, lock_done
+                scalars, jobs, runs, history, leases, counters, locks, lock_done, drained
             )
 
         return encode
@@ -1696,6 +1741,9 @@ class State:
                 case "lock_done":
                     for name, request, lock_fence, outcome in value:
                         st.lock_done[(name, request)] = LockEnd(fence=lock_fence, outcome=outcome)
+                case "drained":
+                    for name, kind, since in value:
+                        st.drained[str(name)] = DrainMark(kind=str(kind), since_ms=int(since))
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {version!r}")
         st._rebuild_live()
@@ -1903,6 +1951,11 @@ def dependency_cycle(jobs: dict[str, Job], spec: JobSpec) -> list[str]:
     return []
 
 
+def _fire_key(fire: c.Fire) -> tuple[str, str, int, int]:
+    """What makes claims one fire (its instances, a buffered head's group): refused whole."""
+    return (fire.job, fire.trigger, fire.scheduled_at_ms, fire.attempt)
+
+
 def _when(spec: JobSpec) -> tuple[str, str, str, str]:
     """What decides a job's fire times (a change restarts its watermark at now)."""
     return (spec.schedule, spec.timezone, spec.dst_gap, spec.dst_repeat)
@@ -1930,6 +1983,7 @@ def _encode_snapshot(
     counters: tuple[int, int, int, dict[str, int]],
     locks: Iterable[Lock] = (),
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
+    drained: Iterable[tuple[str, DrainMark]] = (),
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -1950,7 +2004,10 @@ def _encode_snapshot(
     lease_list = sorted(leases, key=lambda lz: lz.key)
     lock_list = sorted(locks, key=lambda lk: lk.name)
     done_list = list(lock_done)  # insertion order (oldest first) is state: it decides
-    out.write(packer.pack_map_header(10))
+    drain_list = sorted(drained)
+    # "drained" is the last key, written only when a member is drained: a state without
+    # one encodes exactly as before drains existed (older nodes read it; digests agree)
+    out.write(packer.pack_map_header(11 if drain_list else 10))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -1979,4 +2036,7 @@ def _encode_snapshot(
     array(lock_rows, len(lock_list))
     out.write(packer.pack("lock_done"))
     array(([k[0], k[1], e.fence, e.outcome] for k, e in done_list), len(done_list))
+    if drain_list:
+        out.write(packer.pack("drained"))
+        array(([n, m.kind, m.since_ms] for n, m in drain_list), len(drain_list))
     return out.getvalue()

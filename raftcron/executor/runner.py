@@ -458,6 +458,8 @@ class Executor:
             "lease_grace": max(0.05, min(GRACE_S, window / 4)),
             **process,
         }
+        if spec.stdin:
+            wd_spec["stdin"] = spec.stdin
         if account.switch:
             logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
         # Renewals from here on (paced from the lease's start): a watchdog slow to come up

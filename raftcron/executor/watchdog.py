@@ -46,7 +46,8 @@ Protocol, newline-delimited JSON:
   root), ``umask`` and ``nofile_soft`` (what the agent started with, before it set its own
   umask to 077 and raised its open-files limit), ``limits`` (``{"nofile", "memory",
   "cpu"}``: RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU), ``out_max`` and ``out_keep`` (the
-  output file's bound, below). Nothing else is read from stdin.
+  output file's bound, below), ``stdin`` (text the job reads on its standard input, from an
+  in-memory file; without it the job's stdin is /dev/null). Nothing else is read from stdin.
 * stdout, one line, then closed: ``{"event": "listening", "pid", "version"}`` once the
   socket accepts connections, or ``{"event": "error", "detail"}`` (nothing was started).
 * The socket: an agent connects and sends a hello first:
@@ -281,18 +282,40 @@ def _read_spec(fd: int) -> dict[str, Any]:
     return spec
 
 
+def _stdin_file(text: str) -> int:
+    """An anonymous in-memory file holding ``text`` (UTF-8), positioned at its start: the
+    job's stdin. A file, not a pipe: the job reads it at its own pace and the watchdog
+    never blocks on a job that does not read."""
+    fd = os.memfd_create("raftcron-stdin", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(text.encode("utf-8", "surrogateescape"))
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _start_job(spec: dict[str, Any], out_w: int, preexec: Any) -> subprocess.Popen[bytes]:
-    """The one place the job's process is created (its output: the pipe ``out_w``)."""
-    return subprocess.Popen(
-        spec["argv"],
-        env=spec["env"],
-        cwd=spec.get("cwd") or None,
-        stdin=subprocess.DEVNULL,
-        stdout=out_w,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=preexec,
-    )
+    """The one place the job's process is created (its output: the pipe ``out_w``; its
+    input: the spec's ``stdin`` text, else /dev/null)."""
+    stdin_fd = _stdin_file(spec["stdin"]) if spec.get("stdin") else None
+    try:
+        return subprocess.Popen(
+            spec["argv"],
+            env=spec["env"],
+            cwd=spec.get("cwd") or None,
+            stdin=subprocess.DEVNULL if stdin_fd is None else stdin_fd,
+            stdout=out_w,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    finally:
+        if stdin_fd is not None:
+            os.close(stdin_fd)  # the job has its own copy
 
 
 class _Client:

@@ -536,10 +536,16 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
         return self._failed
 
     def _fail(self, exc: BaseException) -> JournalError:
+        # Not logged here: the node reports a failed journal in one CRITICAL line (the
+        # file and the fix) and stops (raftcron/raft/node.py, _Replica.fatal).
         if self._failed is None:
             self._failed = exc
-            logger.critical("journal %s failed, refusing further writes: %r", self.path, exc)
         return JournalError(f"{self.path}: journal I/O failed: {exc}")
+
+    def refuse_writes(self, exc: BaseException) -> None:
+        """Fail the journal for ``exc`` (another storage failure of this node): nothing is
+        written, synced or acknowledged from it any more."""
+        self._fail(exc)
 
     @property
     def command_bytes(self) -> int:
@@ -613,12 +619,12 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
         try:
             self._fs.write(fd, record)
         except BaseException as exc:
-            # Never leave a partial record in front of later ones: cut it off, or give up.
-            try:
+            # Never leave a partial record in front of later ones: cut it off. Either way
+            # the journal has failed: an entry it cannot append cannot be acknowledged,
+            # and going on would only fail again on every entry (a full disk stays full).
+            with contextlib.suppress(BaseException):
                 self._fs.truncate(fd, self._end)
-            except BaseException as exc2:
-                raise self._fail(exc2) from exc
-            raise
+            raise self._fail(exc) from exc
         self._entries.append((command, idx, term))
         self._offsets.append(self._end)
         self._bytes += len(command)
@@ -844,6 +850,9 @@ class SnapshotStore:
         self.snapshots_written = 0
         self.snapshots_failed = 0
         self.last_error: BaseException | None = None
+        # The I/O error of the last snapshot that could not be written: fatal to the node
+        # (its journal could never be compacted again; README, "Health").
+        self.write_error: OSError | None = None
         self.last_write_seconds: float | None = None
         self.loaded_entry: Entry | None = None
         self.load_error: BaseException | None = None
@@ -902,6 +911,8 @@ class SnapshotStore:
             self._write_blob(last, prev, cluster, produce)
         except BaseException as exc:
             job.error = exc
+            if isinstance(exc, OSError):
+                self.write_error = exc
         finally:
             job.done.set()
         # Encoding held about 2.5 times the state for a moment; glibc keeps most of the
@@ -930,7 +941,10 @@ class SnapshotStore:
         if job.error is not None:
             self.snapshots_failed += 1
             self.last_error = job.error
-            logger.error("snapshot %s failed after %.3fs", self.path, elapsed, exc_info=job.error)
+            if not isinstance(job.error, OSError):  # (an I/O error: the node reports it)
+                logger.error(
+                    "snapshot %s failed after %.3fs", self.path, elapsed, exc_info=job.error
+                )
             return int(SERIALIZER_STATE.FAILED)
         self.snapshots_written += 1
         self.last_write_seconds = elapsed

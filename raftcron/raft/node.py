@@ -22,6 +22,15 @@ What it guarantees:
 * State is read under the machine's lock (short critical sections) and Raft status is
   copied out on the tick thread once per tick, so the asyncio thread never reads
   pysyncobj internals while they change.
+* Storage failures stop the replica at once (README, "Health"): a journal or snapshot
+  write that fails (ENOSPC, EIO, ...) marks it failed (:meth:`_Replica.fatal`); from then
+  on its tick does nothing (no ack, vote or append leaves it, no traceback per tick) and
+  the node stops. The status carries what the health checks need: when it was copied,
+  since when this replica is behind the leader's commit (:class:`ApplyLag`) and, on a
+  leader, when it last heard from a majority (:func:`quorum_heard_at`).
+* Leadership transfer (Raft's TimeoutNow, pysyncobj's ``transferLeadership``) is asked
+  for from asyncio (:meth:`RaftNode.transfer_leadership`) and carried out on the tick
+  thread, never through pysyncobj's utility messages on the raft port.
 
 The SyncObj must be built in the main thread: its tick thread exits with the thread that
 built it.
@@ -48,6 +57,7 @@ from pysyncobj.transport import TCPTransport
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import unpickle
+from raftcron.raft.health import STORAGE_ERRNOS, ApplyLag, quorum_heard_at, storage_failure
 from raftcron.raft.journal import (
     CrashableFileOps,
     DurableJournal,
@@ -64,6 +74,8 @@ T = TypeVar("T")
 _PYSYNCOBJ_VERSION: Final = _dist_version("pysyncobj")
 
 LOG_SETTLE_S: Final = 2.0  # see RaftSettings.compaction_max_bytes
+# A status not copied for this long means the tick thread is stalled (it runs every 50 ms).
+TICK_STALL_S: Final = 1.0
 FORCED_COMPACTION_EVERY_S: Final = 10.0  # at most one snapshot forced by size this often
 
 _FAIL_NAMES: Final = {
@@ -132,6 +144,10 @@ class RaftStatus:
     # alone is not "alive" and must not get new work.
     responsive: frozenset[str] = field(default_factory=frozenset)
     match_index: tuple[tuple[str, int], ...] = ()
+    at: float = 0.0  # when this was copied (monotonic seconds; time.monotonic)
+    leader_commit: int = 0  # the leader's commit index as last heard (a leader: its own)
+    behind_since: float | None = None  # since when last_applied < a known leader commit
+    quorum_at: float | None = None  # a leader: when it last heard from a majority
 
 
 class Machine:
@@ -335,6 +351,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._rc_log_bytes = 0  # the journal's command bytes when last seen changing
         self._rc_log_changed = 0.0  # and when (monotonic)
         self._rc_forced = -FORCED_COMPACTION_EVERY_S  # when a snapshot was last forced
+        self._rc_failure: str | None = None  # a storage failure: this replica stopped
+        self._rc_data_dir = str(settings.data_dir)
         data = settings.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
@@ -390,13 +408,43 @@ class _Replica(SyncObj):  # type: ignore[misc]
             journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
-        # The leader counts itself in a majority at the top of a tick (pysyncobj's commit
-        # computation counts the leader's whole log), including entries it appended after
-        # the last sync (a new term's no-op, added while polling): make them durable first.
-        # This sync is what keeps the leader from counting itself early, now that its
-        # AppendEntries leave without one (_DurableTransport).
-        self.sync_journal()
-        super()._onTick(timeToWait)
+        if self._rc_failure is not None:
+            # Storage failed: take no further part (no ack, vote or append leaves this
+            # replica) while the node stops; pysyncobj's own destroy still runs.
+            time.sleep(max(timeToWait, 0.05))
+            return
+        try:
+            # The leader counts itself in a majority at the top of a tick (pysyncobj's
+            # commit computation counts the leader's whole log), including entries it
+            # appended after the last sync (a new term's no-op, added while polling): make
+            # them durable first. This sync is what keeps the leader from counting itself
+            # early, now that its AppendEntries leave without one (_DurableTransport).
+            self.sync_journal()
+            super()._onTick(timeToWait)
+        except Exception as exc:
+            if not self._rc_storage_failed(exc):
+                raise
+
+    def _rc_storage_failed(self, exc: Exception) -> bool:
+        """Record ``exc`` as this replica's storage failure if it is one (the journal has
+        failed, or an I/O error on a file such as an installed snapshot); True if so."""
+        journal = self.journal()
+        if isinstance(journal, DurableJournal) and journal.failed is not None:
+            reason = storage_failure("journal", journal.path, journal.failed)
+        elif isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            path = exc.filename if isinstance(exc.filename, str) else self._rc_data_dir
+            reason = storage_failure("file", path, exc)
+        else:
+            return False
+        self._rc_fail(reason, exc)
+        return True
+
+    def _rc_fail(self, reason: str, exc: BaseException) -> None:
+        if self._rc_failure is None:
+            self._rc_failure = reason
+        journal = self.journal()
+        if isinstance(journal, DurableJournal):
+            journal.refuse_writes(exc)
 
     def _checkCommandsToApply(self) -> None:
         # The leader appends new commands and sends them to the followers here, without
@@ -576,15 +624,25 @@ class _Replica(SyncObj):  # type: ignore[misc]
         return entries
 
     def fatal(self) -> str | None:
-        """Why this replica must not go on, if it must not (pysyncobj only logs these)."""
+        """Why this replica must not go on, if it must not (pysyncobj only logs these): one
+        line naming the file and the fix."""
+        if self._rc_failure is not None:
+            return self._rc_failure
         journal = self.journal()
         if isinstance(journal, DurableJournal) and journal.failed is not None:
-            return f"journal {journal.path} failed: {journal.failed!r}"
-        if self._rc_store.load_error is not None:
-            return f"snapshot could not be loaded: {self._rc_store.load_error!r}"
+            return storage_failure("journal", journal.path, journal.failed)
+        store = self._rc_store
+        if store.write_error is not None:
+            return storage_failure("snapshot", store.path, store.write_error)
+        if store.load_error is not None:
+            return f"snapshot could not be loaded: {store.load_error!r}"
         return None
 
     def _rc_tick(self) -> None:
+        error = self._rc_store.write_error
+        if error is not None:  # (written on the snapshot's own thread)
+            self._rc_fail(storage_failure("snapshot", self._rc_store.path, error), error)
+            return
         self._rc_compact_if_large()
         self._rc_on_tick(self)
 
@@ -634,6 +692,11 @@ class RaftNode:
         self._response_at_takeover: dict[Any, float] | None = None
         # Metrics hook: (command, seconds from propose to committed), on the loop.
         self.on_committed: Callable[[Command, float], None] | None = None
+        self._lag = ApplyLag()  # tick thread only
+        # Leadership transfers asked for on the loop, carried out on the tick thread:
+        # (target raft address or None, callback(error code or "") called on the tick).
+        self._transfers: list[tuple[str | None, Callable[[str], None]]] = []
+        self._transfers_lock = threading.Lock()
 
     # -- lifecycle (call start() from the main thread, inside the running loop)
 
@@ -664,6 +727,7 @@ class RaftNode:
     # -- tick thread
 
     def _on_tick(self, replica: _Replica) -> None:
+        self._run_transfers(replica)
         raw = replica.getStatus()
         leader = raw.get("leader")
         connected = frozenset(
@@ -680,8 +744,9 @@ class RaftNode:
         )
         responsive: frozenset[str] = frozenset()
         is_leader = bool(replica._isLeader())
+        now = time.monotonic()
+        quorum_at: float | None = None
         if is_leader:
-            now = time.monotonic()
             limit = self.settings.max_timeout * 1.5
             last = dict(replica._SyncObj__lastResponseTime)
             if self._response_at_takeover is None or not self.status.is_leader:
@@ -690,21 +755,31 @@ class RaftNode:
             responsive = frozenset(
                 node.id for node, t in last.items() if now - t < limit and t != initial.get(node)
             )
+            answered = [t for node, t in last.items() if t != initial.get(node)]
+            quorum_at = quorum_heard_at(now, answered, len(self.settings.peers) + 1)
         else:
             self._response_at_takeover = None
+        last_applied = int(raw["last_applied"])
+        leader_commit = raw.get("leader_commit_idx")
+        leader_commit = int(leader_commit) if leader_commit is not None else None
+        behind_since = self._lag.observe(now, leader_commit, last_applied)
         new = RaftStatus(
             self_addr=self.settings.self_addr,
             is_leader=is_leader,
             leader=None if leader is None else str(leader.address),
             term=int(raw["raft_term"]),
             commit_index=int(raw["commit_idx"]),
-            last_applied=int(raw["last_applied"]),
+            last_applied=last_applied,
             has_quorum=bool(raw["has_quorum"]),
             ready=bool(replica.isReady()),
             log_len=int(raw["log_len"]),
             connected=connected,
             responsive=responsive,
             match_index=match,
+            at=now,
+            leader_commit=leader_commit or 0,
+            behind_since=behind_since,
+            quorum_at=quorum_at,
         )
         old = self.status
         self.status = new
@@ -724,6 +799,115 @@ class RaftNode:
     def _notify(self, status: RaftStatus) -> None:
         for fn in self._status_listeners:
             fn(status)
+
+    # -- health (any thread: reads the status copied on the tick thread)
+
+    def leader_fresh(self, now: float | None = None) -> bool:
+        """This node leads and has heard from a majority within an election timeout
+        (leadership freshness: pysyncobj's flag alone stays set while the tick thread is
+        stalled, or until its own fallback timeout runs on that thread)."""
+        st = self.status
+        if not st.is_leader or st.quorum_at is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return now - st.quorum_at <= self.settings.max_timeout
+
+    def apply_lag(self, now: float | None = None) -> float:
+        """Seconds this node has been behind the leader's commit (0 when it is not). A
+        status that stopped being copied (a stalled tick thread) counts as behind since
+        it was last copied."""
+        st = self.status
+        if st.at == 0.0:
+            return 0.0  # not started yet
+        now = time.monotonic() if now is None else now
+        if st.behind_since is not None:
+            return max(0.0, now - st.behind_since)
+        stalled = now - st.at
+        return stalled if stalled > TICK_STALL_S else 0.0
+
+    # -- leadership transfer
+
+    async def transfer_leadership(self, target: str | None, timeout: float) -> str:  # noqa: ASYNC109 - a deadline is the contract
+        """Hand leadership to ``target`` (a raft address; None: the most caught-up
+        connected follower) with Raft's TimeoutNow, and wait until another member leads.
+
+        Returns the new leader's raft address once this node has stepped down and another
+        leader is known ("" if none is known within two election timeouts of stepping
+        down: the target may have died meanwhile). Raises :class:`ProposalError` with code
+        ``not_leader`` when this node does not lead, ``denied`` when the target is not a
+        member, and :class:`ProposalTimeout` when leadership has not moved in time (the
+        target must first be fully caught up; this retries until the deadline).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not self.status.is_leader:
+            raise ProposalError("not_leader", "this node is not the leader")
+        term = self.status.term
+        while True:
+            st = self.status
+            if not st.is_leader:
+                until = min(deadline, loop.time() + 2 * self.settings.max_timeout)
+                return await self._await_new_leader(until)
+            if st.term > term:  # leads again in a later term: the transfer did not take
+                raise ProposalTimeout(timeout)
+            fut: asyncio.Future[str] = loop.create_future()
+
+            def settle(code: str, fut: asyncio.Future[str] = fut) -> None:
+                if not fut.done():
+                    fut.set_result(code)
+
+            def done(code: str) -> None:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(settle, code)
+
+            if self._replica is None:
+                raise ProposalError("stopped", "raft node is not running")
+            with self._transfers_lock:
+                self._transfers.append((target, done))
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    code = await fut
+            except TimeoutError:
+                raise ProposalTimeout(timeout) from None
+            if code == "not_leader":
+                raise ProposalError("not_leader", "this node is not the leader")
+            if code == "denied" and target is not None and target not in self.settings.peers:
+                raise ProposalError("denied", f"{target} is not another member of the cluster")
+            # sent (or the target is not caught up yet): look again shortly
+            wait = 0.6 if code == "" else 0.05
+            await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
+            if loop.time() >= deadline and self.status.is_leader and self.status.term == term:
+                raise ProposalTimeout(timeout)
+
+    async def _await_new_leader(self, deadline: float) -> str:
+        """The leader after this node stepped down, or "" if none is known by ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            st = self.status
+            if not st.is_leader and st.leader is not None and st.leader != st.self_addr:
+                return st.leader
+            if loop.time() >= deadline:
+                return ""
+            await asyncio.sleep(0.02)
+
+    def _run_transfers(self, replica: _Replica) -> None:
+        """Carry out the transfers asked for since the last tick (tick thread)."""
+        if not self._transfers:
+            return
+        with self._transfers_lock:
+            asked, self._transfers = self._transfers, []
+        for target, done in asked:
+            got: list[str] = []
+
+            def callback(res: Any, err: int, got: list[str] = got) -> None:
+                got.append("" if err == FAIL_REASON.SUCCESS else _FAIL_NAMES.get(err, str(err)))
+
+            try:
+                replica.transferLeadership(target, callback)
+            except Exception as exc:  # a bad address: pysyncobj's node class refused it
+                got.append("denied")
+                logger.warning("leadership transfer to %s refused: %r", target, exc)
+            done(got[0] if got else "denied")
 
     # -- proposals
 

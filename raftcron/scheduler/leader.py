@@ -5,23 +5,43 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
 1. A node that sees itself leader of term T commits a ``Barrier``; only after it has
    applied the barrier does it know the whole committed log (every earlier claim,
    watermark and lease) and act.
-2. It reconciles the TOML jobs (``SyncConfig``), then runs the scheduler and the lease
-   monitor until the scope is cancelled: the node cancels it the instant it sees it is no
-   longer leader of T.
+2. It reconciles the TOML jobs (``SyncConfig``), lifts a ``shutdown`` drain of its own
+   (it is running again: ``raftcron/drain.py``) unless it is stopping, then runs the
+   scheduler and the lease monitor until the scope is cancelled: the node cancels it the
+   instant it sees it is no longer leader of T.
 
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
-Lease expiry uses this node's monotonic clock: a lease is expired at ``seen + D`` where
-``seen`` is when this node applied its grant or last renewal. On taking over, every
-existing lease counts as renewed at the takeover, with an extra ``D*rho + election
-timeout`` of patience, because the executor may have renewed through the old leader
-moments before it fell.
+Lease expiry (README, "Safety rules"): every node, leader or not, notes in its
+:class:`LeaseTracker` the moment ``t_R`` on its own monotonic clock at which it applied a
+lease's grant or its last committed renewal (a replay at start-up, or an installed
+snapshot, counts as applied then). As leader it commits an ``Expire`` once its clock
+passes ``t_R + D + P``: ``P = 0`` for a lease whose last renewal it applied while leading,
+``P = D*rho + max election timeout`` (:func:`~raftcron.core.lease.takeover_patience`) for
+one it inherited. A takeover adds the patience but never moves ``t_R``: before, every
+takeover re-anchored every inherited lease at the takeover, so a run of leaderships
+shorter than ``D + P`` deferred the expiry of an orphaned lease without bound.
 
-Named locks get the same treatment (``ExpireLock`` naming the fence). Their waiters are
-cancelled by the API node that serves them when their wait runs out; one whose API node
-died is cancelled here ``wait + LOCK_WAIT_GRACE_MS`` after this node saw it queued (or
-after the takeover), so no waiter lives forever.
+The bound: an orphaned run is recorded ``lost`` at most ``D + P`` after the current leader
+applied its last renewal (or, for a leader that started after that renewal, after its own
+start), plus the time to commit the ``Expire`` (this loop looks every 0.1 s). Every
+replica applies a committed renewal within a round trip, so with a leader that stays up
+that is ``D + P`` (plus one election when the leader changes) after the last renewal.
+
+Why it is safe: an ``Expire`` names the renewal count this node last applied, and
+``apply`` refuses it when a later renewal committed first. So a committed ``Expire`` means
+the last renewal is the one anchored at ``t_R``, which is after it committed, which is
+after the holder started its timer (``t_send``); the holder stopped trusting the lease at
+``t_send + D*(1-rho)/(1+rho) - m`` on its own clock, before ``t_R + D`` on ours (clock
+rates differ by at most ``rho``). A replica that applied a renewal late (a lagging
+follower, a restart) only has a later ``t_R``: it expires later, never earlier. No time
+carried inside an entry is used, so wall-clock jumps change nothing here.
+
+Named locks get the same treatment (``ExpireLock`` naming the fence and the renewal
+count). Their waiters are cancelled by the API node that serves them when their wait runs
+out; one whose API node died is cancelled here ``wait + LOCK_WAIT_GRACE_MS`` after this
+node saw it queued (its first sight survives takeovers too), so no waiter lives forever.
 """
 
 from __future__ import annotations
@@ -39,6 +59,7 @@ from raftcron.clock import Clock
 from raftcron.core.commands import (
     Barrier,
     CancelLockWait,
+    Drain,
     Expire,
     ExpireLock,
     MarkBroken,
@@ -47,7 +68,7 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
+from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
 from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.raft.node import ProposalError, RaftNode
@@ -76,10 +97,10 @@ class _Seen:
 
 
 class LeaseTracker:
-    """When this node last saw each live lease granted or renewed (monotonic seconds).
+    """When this node applied each live lease's grant or last renewal (monotonic seconds).
 
-    Fed on every node from the apply stream, so a new leader has recent times; but on
-    takeover it resets them all to the takeover moment (plus patience) anyway.
+    Fed on every node from the apply stream (``touch``), so a new leader has the times it
+    applied them itself; :meth:`takeover` keeps them (see the module docstring).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -117,30 +138,31 @@ class LeaseTracker:
         self.waiters.pop((name, request), None)
 
     def takeover(self, state: State, election_timeout: float) -> None:
+        """Inherit the live leases, locks and waiters of ``state`` (just after this node's
+        barrier applied): each keeps the time this node applied its grant or last renewal,
+        and gets the takeover patience on top. One this node has not seen at that renewal
+        count (its apply is still on the way to the loop) is anchored now, which is later:
+        safe. Entries of leases that ended are dropped."""
         now = self.clock.monotonic()
+
+        def inherit(old: _Seen | None, fence: int, ms: int, renewals: int) -> _Seen:
+            patience = takeover_patience(ms, election_timeout)
+            if old is None or (old.fence, old.renewals) != (fence, renewals):
+                return _Seen(fence, now, ms, patience, renewals)
+            return _Seen(fence, old.mono, ms, max(old.patience, patience), renewals)
+
         self.seen = {
-            rid: _Seen(
-                lz.fence,
-                now,
-                lz.lease_ms,
-                takeover_patience(lz.lease_ms, election_timeout),
-                lz.renewals,
-            )
+            rid: inherit(self.seen.get(rid), lz.fence, lz.lease_ms, lz.renewals)
             for rid, lz in state.leases.items()
         }
         self.locks = {
-            name: _Seen(
-                lk.fence,
-                now,
-                lk.ttl_ms,
-                takeover_patience(lk.ttl_ms, election_timeout),
-                lk.renewals,
-            )
+            name: inherit(self.locks.get(name), lk.fence, lk.ttl_ms, lk.renewals)
             for name, lk in state.locks.items()
         }
         grace = LOCK_WAIT_GRACE_MS / 1000
         self.waiters = {
-            (name, w.request): _Seen(0, now, w.wait_ms, grace)
+            (name, w.request): self.waiters.get((name, w.request))
+            or _Seen(0, now, w.wait_ms, grace)
             for name, lk in state.locks.items()
             for w in lk.waiters
         }
@@ -178,6 +200,7 @@ class Leader:
         history: int,
         live_nodes: Callable[[], list[NodeInfo]],
         election_timeout: float,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.node = node
         self.term = term
@@ -192,6 +215,7 @@ class Leader:
         self.history = history
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
+        self.stopping = stopping  # this node's SIGTERM drain has begun
         self.established = asyncio.Event()
         self._dirty = asyncio.Event()
         self._heap: list[tuple[int, str]] = []
@@ -219,6 +243,7 @@ class Leader:
         )
         self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
         await self._sync_config()
+        await self._lift_own_shutdown_drain()
         self.established.set()
         logger.info("leader %s: term %d established", self.node, self.term)
         async with asyncio.TaskGroup() as tg:
@@ -238,6 +263,19 @@ class Leader:
         await self._put_config(puts, gone)
         if large:  # the specs and their entries' encodings are garbage now
             await asyncio.to_thread(memory.trim)
+
+    async def _lift_own_shutdown_drain(self) -> None:
+        """This node leads, so it runs again: a shutdown drain of its own (its last life's
+        SIGTERM) ends now, before anything is placed (after every member was stopped at
+        once, every one of them is marked)."""
+        name = self.node
+        mark = self.raft.machine.read(lambda s: s.drained.get(name))
+        if mark is None or mark.kind != DRAIN_SHUTDOWN or self.stopping():
+            return
+        await self._commit(
+            Drain(at_ms=self.clock.wall_ms(), node=name, drain=False, kind=DRAIN_SHUTDOWN)
+        )
+        logger.info("leader %s: its shutdown drain is lifted (it runs again)", name)
 
     def _config_changes(self, specs: Sequence[JobSpec]) -> tuple[list[JobSpec], list[str]]:
         return self.raft.machine.read(lambda s: s.config_changes(specs))
@@ -270,7 +308,7 @@ class Leader:
         elif changed:
             logger.info("leader %s: %d config jobs reconciled", self.node, len(changed))
 
-    async def _commit(self, cmd: Barrier | SyncConfig) -> Ok | Rejected:
+    async def _commit(self, cmd: Barrier | SyncConfig | Drain) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""
         while True:
             try:
@@ -357,17 +395,18 @@ class Leader:
                     await self._dirty.wait()
 
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs, busy, live = self.raft.machine.read(
+        jobs, busy, live, drained = self.raft.machine.read(
             lambda s: (
                 [s.jobs[n] for n in names if n in s.jobs],
                 frozenset(s.live),
                 s.live_by_job(),
+                frozenset(s.drained),
             )
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
         errors: list[tuple[Job, str]] = []
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, errors)
+        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, errors, drained=drained)
         for job, why in errors:  # planned without them; marked broken next
             self._broke(job, f"plan: {why}")
         if batch.fires or batch.missed:
@@ -447,9 +486,11 @@ class Leader:
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
+        drained = ", ".join(sorted(self.raft.machine.read(lambda s: list(s.drained))))
         logger.warning(
-            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s]: %s", name, rid, tags, live, why
-        )
+            "unschedulable job=%s run=%s tags={%s} live_nodes=[%s] drained=[%s]: %s",
+            name, rid, tags, live, drained, why,
+        )  # fmt: skip
 
     # -- lease expiry
 

@@ -4,7 +4,10 @@ A generated job's ``command`` would run on the agents (as root in CI): its progr
 replaced by ``true`` right before the request is sent (the arguments, and everything the
 validation sees about the list, stay as generated), so no made-up program ever runs.
 A lock ``wait`` above 2 s is cut to 2 s (an acquire may wait an hour by design; the run
-would only wait).
+would only wait). A drain or undrain that names a real member (``a``, ``b``, ``c``) names
+a stranger instead: draining the leader the fuzzer talks to hands its leadership away, and
+a follower's ``/health/leader`` is a 503 (``fuzz_api`` leaves ``/v1/leader/transfer`` out
+for the same reason).
 """
 
 from __future__ import annotations
@@ -18,8 +21,18 @@ from raftcron.durations import ConfigError, parse_duration
 MAX_WAIT_MS = 2_000
 
 
+MEMBERS = frozenset({"a", "b", "c"})  # the fuzz cluster's (tests.cluster.harness)
+
+
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
+    params = getattr(case, "path_parameters", None)
+    if (
+        isinstance(params, dict)
+        and str(getattr(case, "path", "")).startswith("/v1/members/")
+        and params.get("name") in MEMBERS
+    ):
+        params["name"] = f"not-{params['name']}"
     body = getattr(case, "body", None)
     if isinstance(body, dict) and "wait" in body:
         # a lock acquire may wait up to an hour, by design: keep the run moving

@@ -78,6 +78,9 @@ class Member:
     host: str = "127.0.0.1"
     group: int | None = None  # run the agent with this gid (chaos: iptables owner match)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for this node
+    # run the agent under this command (e.g. unshare + a mount; it must exec the agent,
+    # so that ``proc.pid`` is the agent's)
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -156,6 +159,7 @@ class Cluster:
             log = m.log.open("ab")
             m.proc = subprocess.Popen(
                 [
+                    *m.prefix,
                     sys.executable,
                     "-m",
                     self.module,

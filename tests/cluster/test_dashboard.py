@@ -209,6 +209,15 @@ def test_dashboard_shows_members_leader_jobs_and_runs(
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, len(png)
 
+    # A drained member shows as such (and the others as taking runs).
+    code, body = cl.request(leader, "POST", f"/v1/members/{follower}/drain")
+    assert code == 200, body
+    page = load(tmp_path, cl.members[leader].api + "/")
+    members = {r.attrs["data-member"]: r for r in page.rows("member")}
+    assert members[follower].attrs["data-drain"] in ("draining", "drained")
+    assert members[follower].cells[5] == members[follower].attrs["data-drain"]
+    assert all(members[n].attrs["data-drain"] == "" for n in members if n != follower)
+
     # Lose the majority: the survivor's page says there is no leader, and who is down.
     survivor = follower
     for n in cl.alive():

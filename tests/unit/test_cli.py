@@ -150,3 +150,54 @@ def test_dev_with_a_missing_config_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr == "error: nope.toml: not found (check the path, or omit --config)\n"
     assert not (tmp_path / "cluster.example.toml").exists()
+
+
+def test_a_second_agent_on_a_data_dir_exits_2_before_touching_it(tmp_path: Path) -> None:
+    """Issue 12, finding 4: the second agent started Raft on the shared data dir before
+    the API port clash ended it with a traceback. Here the first agent is this test
+    process holding the lock: the second must name it, exit 2 and write nothing."""
+    from raftcron.datadir import DataDirLock
+
+    cfg = tmp_path / "cluster.toml"
+    cfg.write_text(GOOD + '  data_dir = "d"\n'.lstrip())
+    data = tmp_path / "d"
+    lock = DataDirLock.acquire(data)
+    try:
+        before = sorted(p.name for p in data.iterdir())
+        out = raftcron("agent", "--config", str(cfg), "--node", "a")
+    finally:
+        lock.release()
+    assert out.returncode == 2, out
+    assert out.stderr.startswith(f"error: {data} is used by another agent (pid "), out.stderr
+    assert "Traceback" not in out.stderr
+    assert sorted(p.name for p in data.iterdir()) == before == ["agent.lock"]
+
+
+def test_drain_verbs_parse() -> None:
+    from raftcron.cli import build_parser
+
+    d = build_parser().parse_args(["drain", "b", "--wait", "--timeout", "90s"])
+    assert (d.node, d.wait, d.wait_timeout) == ("b", True, "90s")
+    assert build_parser().parse_args(["drain", "b"]).wait_timeout == "10m"
+    u = build_parser().parse_args(["undrain", "b", "--timeout", "3"])
+    assert (u.node, u.timeout) == ("b", 3.0)  # a plain request timeout here
+    t = build_parser().parse_args(["leader", "transfer", "--to", "c"])
+    assert t.to == "c"
+    assert build_parser().parse_args(["leader", "transfer"]).to is None
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["drain"], 2, "the following arguments are required: node"),
+        (["drain", "b", "--wait", "--timeout", "soon", "--api", "http://127.0.0.1:9"], 2,
+         "error: --timeout:"),
+        (["drain", "b", "--api", "http://127.0.0.1:9"], 1, "error: cannot reach the raftcron API"),
+        (["undrain", "b", "--api", "http://127.0.0.1:9"], 1, "error: cannot reach"),
+        (["leader", "transfer", "--api", "http://127.0.0.1:9"], 1, "error: cannot reach"),
+    ],
+)  # fmt: skip
+def test_drain_verbs_fail_cleanly(args: list[str], code: int, needle: str) -> None:
+    out = raftcron(*args)
+    assert out.returncode == code, out
+    assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -969,3 +969,28 @@ def test_single_node_config_rejects_a_damaged_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         single_node_config(tmp_path)
     assert str(info.value).startswith(f"{tmp_path.resolve() / 'secret'}: too short (5 characters")
+
+
+def test_shutdown_drain_and_max_apply_lag(in_tmp: Path) -> None:
+    cfg = load_text(CLUSTER + job())
+    assert cfg.cluster.shutdown_drain_ms == 8_000  # below Docker's 10 s stop timeout
+    assert cfg.cluster.max_apply_lag_ms == 5_000
+    text = CLUSTER.replace(
+        "[cluster]\n", '[cluster]\nshutdown_drain = "30s"\nmax_apply_lag = "2s"\n'
+    )
+    cfg = load_text(text + job())
+    assert (cfg.cluster.shutdown_drain_ms, cfg.cluster.max_apply_lag_ms) == (30_000, 2_000)
+    assert load_text(CLUSTER.replace("[cluster]\n", "[cluster]\nshutdown_drain = 0\n") + job())
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('max_apply_lag = "100ms"', "cluster.max_apply_lag: 100ms is too short (at least 1s"),
+        ('shutdown_drain = "soon"', "cluster.shutdown_drain:"),
+    ],
+)
+def test_shutdown_drain_and_max_apply_lag_errors(in_tmp: Path, line: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(CLUSTER.replace("[cluster]\n", f"[cluster]\n{line}\n") + job())
+    assert any(error in e for e in info.value.errors), info.value.errors

@@ -355,15 +355,19 @@ def test_failed_write_leaves_no_partial_record(jpath: str) -> None:
     j = DurableJournal(jpath, fs)
     _fill(j, entries[:2])
     fs.fail_write = True
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(JournalError, match="No space"):
         j.add(*entries[2])
     assert j[:] == entries[:2]
-    assert j.failed is None
-    _fill(j, entries[2:])
+    # A write error fails the journal at once (issue 12, finding 3: it used to re-raise
+    # and go on, so a node on a full disk stayed up, healthy, applying nothing).
+    assert isinstance(j.failed, OSError)
+    fs.fail_write = False
+    with pytest.raises(JournalError, match="failed earlier"):
+        j.add(*entries[2])
     j._destroy()
     j2 = DurableJournal(jpath)
     try:
-        assert j2[:] == entries
+        assert j2[:] == entries[:2]  # and no partial record was left behind
     finally:
         j2._destroy()
 

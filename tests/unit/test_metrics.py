@@ -163,3 +163,36 @@ def test_metrics_endpoint() -> None:
     assert status == 200
     assert ctype.startswith("text/plain; version=0.0.4")
     assert samples(text)[("raftcron_fence", ())] == 7
+
+
+def test_drain_state_of_every_member() -> None:
+    f = Fixture()
+    f.m.members = ("a", "b", "c")
+    key = "raftcron_node_draining"
+
+    def drains() -> dict[tuple[str, str], float]:
+        got = f.scrape()
+        return {
+            (dict(labels)["node"], dict(labels)["state"]): v
+            for (name, labels), v in got.items()
+            if name == key
+        }
+
+    assert drains() == {(n, s): 0 for n in "abc" for s in ("draining", "drained")}
+    spec = JobSpec(name="long", schedule="* * * * * *", command=("sleep", "9"))
+    fire = c.Fire(job="long", scheduled_at_ms=T0 + 1000, node="b", trigger="schedule")
+
+    def apply(cmd: c.Command) -> None:
+        f.machine.read(lambda s: s.apply(cmd))
+
+    apply(c.PutJob(at_ms=T0, spec=spec))
+    apply(c.Plan(at_ms=T0 + 1000, fires=(fire,)))
+    apply(c.Drain(at_ms=T0 + 1001, node="b", drain=True))
+    apply(c.Drain(at_ms=T0 + 1001, node="c", drain=True, kind="shutdown"))
+    got = drains()
+    assert got[("b", "draining")] == 1 and got[("b", "drained")] == 0  # it still runs one
+    assert got[("c", "draining")] == 0 and got[("c", "drained")] == 1
+    assert got[("a", "draining")] == got[("a", "drained")] == 0
+    rid = f"long@{T0 + 1000}"
+    apply(c.Expire(at_ms=T0 + 9000, run_id=rid, fence=8, reason="gone"))
+    assert drains()[("b", "drained")] == 1

@@ -23,9 +23,11 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from raftcron.config import DEFAULT_SHUTDOWN_DRAIN_MS
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "packaging" / "raftcron.service"
-SHUTDOWN_DRAIN_DEFAULT_S = 8.0  # [cluster] shutdown_drain's default (issue 12)
+SHUTDOWN_DRAIN_DEFAULT_S = DEFAULT_SHUTDOWN_DRAIN_MS / 1000  # [cluster] shutdown_drain's default
 
 
 # --------------------------------------------------------------------------- lock files
@@ -214,8 +216,12 @@ def test_unit_file_keys_that_matter() -> None:
     assert one["KillMode"] == "process"
     why = _comment_before(text, "KillMode")
     assert "watchdog" in why and "re-attach" in why and "restart" in why
+    # systemd must not SIGKILL the agent mid-drain: the stop timeout leaves it the whole
+    # shutdown drain plus time to detach and exit, and the comment says so.
     assert _seconds(one["TimeoutStopSec"]) > SHUTDOWN_DRAIN_DEFAULT_S + 5
-    assert "shutdown_drain" in _comment_before(text, "KillSignal")
+    why = _comment_before(text, "KillSignal")
+    assert "shutdown_drain" in why and "SIGKILL" in why
+    assert f"default {SHUTDOWN_DRAIN_DEFAULT_S:g}s" in why  # the comment states today's default
     assert one["Restart"] == "on-failure"
     assert int(one["LimitNOFILE"]) >= 65536
     assert one["RestartPreventExitStatus"] == "2"  # a bad cluster file: restarting can't help
@@ -378,6 +384,38 @@ def test_dockerfile_data_volume_is_not_the_config_mount_and_user_is_not_root() -
     [entry] = [args for word, args in words if word == "ENTRYPOINT"]
     assert json.loads(entry)[:2] == ["/usr/bin/tini", "--"]  # tini stays PID 1
     assert "--stop-timeout" in text and "shutdown_drain" in text
+
+
+def _section(text: str, heading: str) -> str:
+    """The markdown section under ``heading``, up to the next heading of any level (a
+    ``#`` line inside a fenced code block is no heading)."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    fenced = False
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", lines[i]):
+            return "\n".join(lines[start:i])
+    return "\n".join(lines[start:])
+
+
+def test_docker_docs_say_drain_first_and_stop_timeout_above_shutdown_drain() -> None:
+    """A container stop kills the watchdogs (nothing re-attaches), so every Docker note says:
+    drain first, and give ``docker stop`` a ``--stop-timeout`` above ``shutdown_drain``;
+    every example's ``--stop-timeout`` is above today's default."""
+    notes = {
+        "Dockerfile": (ROOT / "Dockerfile").read_text(),
+        "docs/install.md": _section((ROOT / "docs" / "install.md").read_text(), "## Docker"),
+        "README.md": _section((ROOT / "README.md").read_text(), "## Restarting a node"),
+    }
+    for where, text in notes.items():
+        flat = " ".join(text.replace("#", " ").split())
+        assert "drain" in flat and "--stop-timeout" in flat and "shutdown_drain" in flat, where
+        assert re.search(r"kills\b[^.]*\b(watchdogs|running jobs)", flat), where
+        for value in re.findall(r"--stop-timeout (\d+)", text):
+            assert int(value) > SHUTDOWN_DRAIN_DEFAULT_S, (where, value)
+    assert re.findall(r"--stop-timeout (\d+)", notes["Dockerfile"] + notes["docs/install.md"])
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

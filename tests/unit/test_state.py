@@ -308,6 +308,13 @@ def _commands() -> st.SearchStrategy[c.Command]:
         ),
         st.builds(lambda j, at: c.CancelBackfill(at_ms=at, job=j), jobs, t),
         st.builds(
+            lambda n, on, k, at: c.Drain(at_ms=at, node=n, drain=on, kind=k),
+            st.sampled_from(["n1", "n2"]),
+            st.booleans(),
+            st.sampled_from(["operator", "shutdown"]),
+            t,
+        ),
+        st.builds(
             lambda j, s, n, at: c.Plan(
                 at_ms=at,
                 fires=(c.Fire(job=j, scheduled_at_ms=s, node=n, trigger="backfill"),),

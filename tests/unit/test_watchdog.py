@@ -457,3 +457,22 @@ def test_a_process_left_behind_holding_the_output_does_not_hold_the_run(
     assert result["outcome"] == "exited" and result["exit_code"] == 0
     assert time.monotonic() - t0 < 15
     assert (run_dir / wd.OUTPUT_NAME).read_text() == "before\n"
+
+
+def test_the_job_reads_the_specs_stdin_and_dev_null_without_it(
+    tmp_path: Path, connect: Connect
+) -> None:
+    """``stdin`` (a crontab line's text after its first %) is what the job reads, to the
+    end, byte for byte; a job that never reads it still ends; without it, /dev/null."""
+    text = "line 1\nline 2 é %\n" + "x" * 200_000  # more than a pipe holds
+    read_all = ["sh", "-c", 'cat > "$0"; echo done', str(tmp_path / "got")]
+    ev = run_to_end(connect, tmp_path / "r1", read_all, extra={"stdin": text})
+    assert (ev["outcome"], ev["exit_code"]) == ("exited", 0)
+    assert (tmp_path / "got").read_bytes() == text.encode()
+    assert (tmp_path / "r1" / wd.OUTPUT_NAME).read_text() == "done\n"
+
+    ev = run_to_end(connect, tmp_path / "r2", ["true"], extra={"stdin": text})
+    assert (ev["outcome"], ev["exit_code"]) == ("exited", 0)
+
+    ev = run_to_end(connect, tmp_path / "r3", ["sh", "-c", "wc -c; readlink /proc/self/fd/0"])
+    assert (tmp_path / "r3" / wd.OUTPUT_NAME).read_text() == "0\n/dev/null\n"

@@ -122,6 +122,8 @@ _URL_FIX: Final = 'a full http:// or https:// URL, e.g. "https://hooks.example.c
 _CLUSTER_KEYS: Final = (
     "secret",
     "secret_file",
+    "previous_secret",
+    "previous_secret_file",
     "lease",
     "history",
     "nodes",
@@ -269,12 +271,15 @@ class ClusterConfig:
     history: int = DEFAULT_HISTORY
     shutdown_drain_ms: int = DEFAULT_SHUTDOWN_DRAIN_MS
     max_apply_lag_ms: int = DEFAULT_MAX_APPLY_LAG_MS
+    # During a secret rotation: the secret being replaced, still accepted from peers.
+    previous_secret: str | None = None
 
     def __repr__(self) -> str:  # never show the secret in a log or a traceback
+        previous = "" if self.previous_secret is None else ", previous_secret='***'"
         return (
             f"ClusterConfig(secret='***', nodes={self.nodes!r}, lease_ms={self.lease_ms!r}, "
             f"history={self.history!r}, shutdown_drain_ms={self.shutdown_drain_ms!r}, "
-            f"max_apply_lag_ms={self.max_apply_lag_ms!r})"
+            f"max_apply_lag_ms={self.max_apply_lag_ms!r}{previous})"
         )
 
 
@@ -1385,6 +1390,7 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
     ):
         secret = None
 
+    previous_secret = _previous_secret(errs, table, base_dir, secret)
     lease_ms = _get_duration(
         errs, table, "lease", "cluster", DEFAULT_LEASE_MS, minimum=MIN_LEASE_MS
     )
@@ -1404,7 +1410,51 @@ def _cluster(errs: _Errors, raw: Mapping[str, Any], base_dir: Path) -> ClusterCo
         history=history,
         shutdown_drain_ms=DEFAULT_SHUTDOWN_DRAIN_MS if shutdown_drain is None else shutdown_drain,
         max_apply_lag_ms=DEFAULT_MAX_APPLY_LAG_MS if max_lag is None else max_lag,
+        previous_secret=previous_secret,
     )
+
+
+def _previous_secret(
+    errs: _Errors, table: Mapping[str, Any], base_dir: Path, secret: str | None
+) -> str | None:
+    """``previous_secret`` / ``previous_secret_file``: during a rotation, the secret being
+    replaced, accepted from peers besides ``secret`` (README: Rotating the cluster secret)."""
+    value = _get_str(errs, table, "previous_secret", "cluster")
+    path = _get_str(errs, table, "previous_secret_file", "cluster")
+    key = "cluster.previous_secret"
+    if "previous_secret" in table and "previous_secret_file" in table:
+        errs.add(
+            "cluster.previous_secret_file",
+            "set together with cluster.previous_secret (keep only one of them)",
+        )
+        return None
+    if path is not None:
+        key = "cluster.previous_secret_file"
+        value = _read_small_file(
+            errs,
+            key,
+            (base_dir / path).resolve(),
+            "previous secret",
+            "point it at the file holding the secret being replaced, or remove the key once "
+            "every node runs with the new secret",
+        )
+    if value is None:
+        return None
+    if len(value) < MIN_SECRET_CHARS:
+        errs.add(
+            key,
+            f"too short ({len(value)} characters; it must be the secret being replaced, at "
+            f"least {MIN_SECRET_CHARS} characters)",
+        )
+        return None
+    if value == secret:
+        errs.add(
+            key,
+            "is the same as the cluster secret (set it to the secret being replaced during a "
+            "rotation, or remove it)",
+        )
+        return None
+    return value
 
 
 def _host_port(errs: _Errors, value: object, key: str, *, reachable: bool) -> HostPort | None:
@@ -1684,8 +1734,11 @@ def _jobs(
 
 
 def secret_values(cfg: Config) -> dict[str, str]:
-    """The cluster secret and every API token, each with what it is (never shown)."""
+    """The cluster secret (and, during a rotation, the previous one) and every API
+    token, each with what it is (never shown)."""
     out = {t.token: "an API token" for t in cfg.api.tokens if t.token}
+    if cfg.cluster.previous_secret:
+        out[cfg.cluster.previous_secret] = "the previous cluster secret"
     if cfg.cluster.secret:
         out[cfg.cluster.secret] = "the cluster secret"
     return out

@@ -79,6 +79,7 @@ class Node:
             self_addr=str(self.me.raft),
             peers=[str(n.raft) for n in config.cluster.nodes if n.name != name],
             password=config.cluster.secret,
+            previous_password=config.cluster.previous_secret,
             data_dir=self.data_dir / "raft",
             # Tests and benchmarks shrink this to exercise snapshots; operators leave it.
             compaction_min_entries=int(os.environ.get("RAFTCRON_COMPACT_ENTRIES", "5000")),

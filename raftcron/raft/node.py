@@ -5,6 +5,10 @@ What it guarantees:
 * ONE ``@replicated`` entry point, ``apply_command(data: bytes)``; the bytes are a
   :mod:`raftcron.core.commands` envelope. Snapshots are msgpack (``State.capture``), never
   pickle, and are written off the tick thread (``SnapshotStore``).
+* The Raft port is :mod:`raftcron.raft.wire` (no pickle, bounded frames, strangers
+  bounded). pysyncobj still pickles its log entries around our command bytes; they are
+  read back only by :mod:`raftcron.raft.unpickle` and must be a call of a replicated method
+  with bytes (:func:`regular_call`), or they are refused, logged and skipped.
 * Durability (DESIGN.md section 5): the journal is a :class:`DurableJournal`. Every message
   a node sends except the leader's AppendEntries (an ack to the leader, a vote, a forwarded
   command) goes through :class:`_DurableTransport`, which fsyncs pending journal bytes
@@ -37,27 +41,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
 import signal
-import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-import pysyncobj.pickle as _ppickle
-import pysyncobj.tcp_connection as _pconn
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.monotonic import monotonic as _pmonotonic
+from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
+from raftcron.raft import unpickle
 from raftcron.raft.health import STORAGE_ERRNOS, ApplyLag, quorum_heard_at, storage_failure
 from raftcron.raft.journal import (
     CrashableFileOps,
@@ -66,6 +65,7 @@ from raftcron.raft.journal import (
     SnapshotStore,
     install_journal_factory,
 )
+from raftcron.raft.wire import GuardedTransport, Keyring
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class RaftSettings:
 
     self_addr: str
     peers: Sequence[str]  # the other members' raft addresses
-    password: str
+    password: str  # the cluster secret: frames are sealed with it
     data_dir: Path
     min_timeout: float = 0.3
     max_timeout: float = 0.9
@@ -120,6 +120,9 @@ class RaftSettings:
     # large file is over), or to four times as many in any case, a snapshot is taken then
     # instead of after ``compaction_min_entries`` entries or ``compaction_min_time``.
     compaction_max_bytes: int = 4 * 2**20
+    # During a secret rotation: the secret being replaced, still accepted from peers
+    # (raftcron.raft.wire.Keyring); None outside a rotation.
+    previous_password: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +187,7 @@ class Machine:
             hook()
 
 
-class _DurableTransport(TCPTransport):  # type: ignore[misc]
+class _DurableTransport(GuardedTransport):
     """Fsyncs the journal before anything but the leader's AppendEntries (and its reply
     to a forwarded command, :func:`_leaves_before_sync`) leaves this node.
 
@@ -195,6 +198,8 @@ class _DurableTransport(TCPTransport):  # type: ignore[misc]
     durable, which :class:`_Replica` ensures (it syncs right after sending and again before
     every commit computation). The ``commit_index`` these messages carry was computed after
     such a sync.
+
+    What goes over the wire, and who may connect, is :class:`GuardedTransport`'s.
     """
 
     def send(self, node: Any, message: Any) -> bool:
@@ -202,15 +207,6 @@ class _DurableTransport(TCPTransport):  # type: ignore[misc]
             self._syncObj.sync_journal()
         ok: bool = super().send(node, message)
         return ok
-
-    def _onNewIncomingConnection(self, conn: Any) -> None:
-        # pysyncobj sets its keepalive options (and, through install_peer_timeouts, the
-        # user timeout) only on the connections it opens; accepted ones get them here.
-        sock = conn._TcpConnection__socket
-        keepalive = self._syncObj.conf.tcp_keepalive
-        if sock is not None and keepalive is not None:
-            _set_keepalive_and_user_timeout(sock, *keepalive)
-        super()._onNewIncomingConnection(conn)
 
 
 def _leaves_before_sync(message: Any) -> bool:
@@ -228,77 +224,90 @@ def _leaves_before_sync(message: Any) -> bool:
     )
 
 
-_STORED_MAX: Final = 4096  # larger messages (batches, snapshot chunks) are still compressed
-_ZLIB_STORED_HEAD: Final = b"\x78\x01\x01"  # zlib header, then one final stored block
+# pysyncobj's entry kinds (the first byte of every log entry; pysyncobj.syncobj._COMMAND_TYPE)
+_REGULAR: Final = b"\x00"
+_MEMBERSHIP: Final = b"\x02"
+_VERSION: Final = b"\x03"
 
 
-def _deflate_stored(data: bytes) -> bytes:
-    """A zlib stream of ``data`` that any ``zlib.decompress`` reads; small data is stored.
+class BadEntry(Exception):
+    """A log entry or forwarded command that is not a call of a replicated method with
+    command bytes (``reason`` says what it is instead). Nothing in it was run."""
 
-    pysyncobj 0.3.17 runs every message through ``zlib.compress(data, 3)``, about 30 us a
-    call here (most of it setting up the compressor), for messages of a few hundred bytes
-    that barely shrink: one of the larger costs of a commit on the tick threads. A stored
-    block costs about 1 us, and peers decompress it as before (the wire format is zlib
-    either way, so mixed versions interoperate).
-    """
-    n = len(data)
-    if n > _STORED_MAX:
-        return zlib.compress(data, 3)
-    return (
-        _ZLIB_STORED_HEAD
-        + struct.pack("<HH", n, n ^ 0xFFFF)
-        + data
-        + struct.pack(">I", zlib.adler32(data))
-    )
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _send_stored(self: Any, message: Any) -> None:
-    # TcpConnection.send of pysyncobj 0.3.17, with _deflate_stored for zlib.compress.
-    if self.sendRandKey:
-        message = (self.sendRandKey, message)
-    data = _deflate_stored(_ppickle.dumps(message))
-    if self.encryptor:
-        data = self.encryptor.encrypt_at_time(data, int(_pmonotonic()))
-    data = struct.pack("i", len(data)) + data
-    self._TcpConnection__writeBuffer += data
-    self._TcpConnection__trySendBuffer()
+def regular_call(command: bytes) -> tuple[int, tuple[bytes, ...]]:
+    """(method id, arguments) of a regular pysyncobj entry: ``pickle((id, (bytes, ...)))``
+    (``(id, args, {})`` with ``sync=True``) after its kind byte, read by
+    :func:`raftcron.raft.unpickle.safe_loads`. This is all raftcron writes (and all v0.1.0
+    journals hold); anything else is :class:`BadEntry`."""
+    if command[:1] != _REGULAR:
+        raise BadEntry(f"entry kind {command[:1]!r} is not a regular command")
+    try:
+        call = unpickle.safe_loads(memoryview(command)[1:])
+    except Exception as exc:
+        raise BadEntry(f"{type(exc).__name__}: {exc}") from None
+    # (id, args), or (id, args, {}) from a call with sync=True (pysyncobj pickles its
+    # kwargs after popping them)
+    if (
+        type(call) is tuple
+        and (len(call) == 2 or (len(call) == 3 and call[2] == {}))
+        and type(call[0]) is int
+        and type(call[1]) is tuple
+        and all(type(a) is bytes for a in call[1])
+    ):
+        return call[0], call[1]
+    raise BadEntry(f"not a call with command bytes: {_shape(call)}")
 
 
-def install_fast_wire() -> None:
-    """Make every pysyncobj connection in this process send small messages uncompressed
-    (:func:`_deflate_stored`). Idempotent; checked against pysyncobj's version."""
-    if _pconn.TcpConnection.send is _send_stored:
-        return
-    if _PYSYNCOBJ_VERSION != "0.3.17":  # the method body above copies this version's
-        logger.warning("pysyncobj %s: keeping its own message encoding", _PYSYNCOBJ_VERSION)
-        return
-    _pconn.TcpConnection.send = _send_stored
+def _shape(value: Any) -> str:
+    if type(value) is tuple:
+        return "(" + ", ".join(type(v).__name__ for v in value[:4]) + ")"
+    return type(value).__name__
 
 
-# How long a peer connection may keep data that the peer's kernel never acknowledged
-# before Linux aborts it (TCP_USER_TIMEOUT). Without it a partition that drops packets
-# leaves the connection in retransmission backoff: after the network heals, nothing flows
-# until the next retransmission, seconds later and longer the longer the partition lasted
-# (the chaos suite saw a node stay out of the cluster 16 s after a 7.5 s partition
-# healed). Aborted, pysyncobj reconnects every connectionRetryTime, and a connect attempt
-# is bounded the same way. A peer process that is merely frozen (SIGSTOP) or slow is not
-# affected: its kernel still acknowledges what arrives.
-PEER_USER_TIMEOUT_MS: Final = 2000
-_plain_set_keepalive: Final = _pconn.set_keepalive
+# Every private name of pysyncobj this module and raftcron.raft.wire override or call: if
+# one is missing (another pysyncobj version), an override would silently not apply.
+_SYNCOBJ_SEAMS: Final = (
+    "_SyncObj__doApplyCommand",
+    "_SyncObj__parseChangeClusterRequest",
+    "_SyncObj__doChangeCluster",
+    "_SyncObj__getEntries",
+    "_SyncObj__onMessageReceived",
+    "_checkCommandsToApply",
+    "_onTick",
+)
+_TRANSPORT_SEAMS: Final = (
+    "_createServer",
+    "addNode",
+    "setOnUtilityMessageCallback",
+    "_onNewIncomingConnection",
+    "_onIncomingMessageReceived",
+    "_onUtilityMessage",
+    "_onOutgoingConnected",
+    "_onOutgoingMessageReceived",
+    "_onMessageReceived",
+    "_onDisconnected",
+    "_onTick",
+    "_connToNode",
+    "_shouldConnect",
+)
 
 
-def _set_keepalive_and_user_timeout(
-    sock: socket.socket, after_idle_sec: int, interval_sec: int, max_fails: int
-) -> None:
-    _plain_set_keepalive(sock, after_idle_sec, interval_sec, max_fails)
-    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PEER_USER_TIMEOUT_MS)
-
-
-def install_peer_timeouts() -> None:
-    """Give every connection pysyncobj opens in this process :data:`PEER_USER_TIMEOUT_MS`
-    (set where it sets its keepalive options; accepted ones: ``_DurableTransport``)."""
-    _pconn.set_keepalive = _set_keepalive_and_user_timeout
+def check_pysyncobj() -> None:
+    """Refuse to run on a pysyncobj whose internals this package does not override."""
+    missing = [n for n in _SYNCOBJ_SEAMS if not hasattr(SyncObj, n)]
+    missing += [f"TCPTransport.{n}" for n in _TRANSPORT_SEAMS if not hasattr(TCPTransport, n)]
+    if missing:
+        raise RuntimeError(
+            f"pysyncobj {_PYSYNCOBJ_VERSION} lacks {', '.join(missing)}: raftcron needs "
+            "pysyncobj 0.3.17 (pip install 'pysyncobj==0.3.17')"
+        )
+    if _PYSYNCOBJ_VERSION != "0.3.17":
+        logger.warning("pysyncobj %s: raftcron was checked against 0.3.17", _PYSYNCOBJ_VERSION)
 
 
 POWER_CUT_ENV: Final = "RAFTCRON_CHAOS_POWER_CUT"
@@ -326,6 +335,9 @@ def _power_cut_fs() -> FileOps | None:
 
 
 class _Replica(SyncObj):  # type: ignore[misc]
+    _SyncObj__recvTransmission: Any  # pysyncobj's buffer of a chunked entry
+    _SyncObj__raftCurrentTerm: int
+
     def __init__(
         self,
         settings: RaftSettings,
@@ -353,11 +365,22 @@ class _Replica(SyncObj):  # type: ignore[misc]
             fs = _power_cut_fs()
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
+        check_pysyncobj()
+        secrets = [settings.password]
+        if settings.previous_password:
+            secrets.append(settings.previous_password)
+            logger.warning(
+                "secret rotation window open: this node also accepts the previous cluster "
+                "secret; remove previous_secret from the config once every node runs with "
+                "the new one (README: Rotating the cluster secret)"
+            )
+        # The transport (GuardedTransport) reads it; pysyncobj gets no password, so it
+        # derives no key of its own and its pickle wire is never used.
+        self.wire_keyring = Keyring(secrets)
+        unpickle.install()
         install_journal_factory(fs)
-        install_fast_wire()
-        install_peer_timeouts()
         conf = SyncObjConf(
-            password=settings.password,
+            password=None,
             bindAddress=settings.self_addr,
             journalFile=str(data / "raft.journal"),
             fullDumpFile=str(data / "snapshot.bin"),
@@ -449,15 +472,16 @@ class _Replica(SyncObj):  # type: ignore[misc]
         # moves nextIndex backwards in Raft: keep the further one. A failure (reset) still
         # sets it back, and the follower rejects entries it cannot attach, so nothing lost
         # in flight goes unnoticed.
-        if isinstance(message, dict) and message.get("transmission") == "finish":
-            message = self._rc_true_finish(message)
+        mtype = message.get("type")
+        if mtype == "append_entries" and "transmission" in message:
+            checked = self._rc_check_chunk(node, message)
+            if checked is None:
+                return
+            message = checked
+        elif mtype == "apply_command" and not self._rc_command_ok(node, message["command"]):
+            return
         keep: int | None = None
-        if (
-            isinstance(message, dict)
-            and message.get("type") == "next_node_idx"
-            and message.get("success")
-            and not message.get("reset")
-        ):
+        if mtype == "next_node_idx" and message.get("success") and not message.get("reset"):
             keep = self._SyncObj__raftNextIndex.get(node)
         super()._SyncObj__onMessageReceived(node, message)
         if keep is not None:
@@ -465,29 +489,149 @@ class _Replica(SyncObj):  # type: ignore[misc]
             if node in next_index and next_index[node] < keep:
                 next_index[node] = keep
 
-    def _rc_true_finish(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Relabel a 'finish' chunk that is not the last one as 'process'.
+    def _rc_check_chunk(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A chunk of a large entry as pysyncobj should see it, or None to drop it.
 
-        pysyncobj 0.3.17 sends an entry of at least ``appendEntriesBatchSizeBytes`` in
-        chunks of its pickled form, and labels a chunk 'finish' once ``pos + batch`` reaches
-        the length of the entry's *command*, not of the pickled entry (57 bytes longer).
-        When the command's length falls in those last 57 bytes before a chunk boundary, a
-        full-size chunk arrives as 'finish' before the real last one: unpickling the
-        truncated buffer raised in the tick thread (``failed _onTick``), losing the other
-        messages of that read, and only the repeated 'finish' of the real last chunk
-        completed the entry. The real last chunk of a transmission is shorter than a batch
-        unless the pickled entry is an exact multiple of it; only a full-size 'finish' is
-        checked (a truncated pickle fails at its first length field, without a copy of the
-        payload being parsed).
+        Only chunks of the current term or later are looked at (pysyncobj ignores the
+        others; decoding a deposed leader's 'finish' here broke the current transmission).
+
+        * 'start': its data becomes a ``bytearray``, so pysyncobj's ``+=`` of the later
+          chunks appends in place (with ``bytes`` every chunk copied all before it).
+        * 'process' or 'finish' with no 'start' before: dropped (pysyncobj's ``+=`` on its
+          initial ``''`` raised in the tick thread).
+        * 'finish': the entry is decoded here, by the restricted unpickler, and handed to
+          pysyncobj as a plain one-entry append. pysyncobj 0.3.17 labels a chunk 'finish'
+          once ``pos + batch`` reaches the length of the entry's *command*, not of the
+          pickled entry (57 bytes longer): when the command's length falls in those last 57
+          bytes before a chunk boundary, a full-size chunk arrives as 'finish' before the
+          real last one. Such a chunk does not complete the pickle and is relabelled
+          'process' (unpickling the truncated buffer raised in the tick thread,
+          ``failed _onTick``, losing the other messages of that read). An entry that is
+          not ``(command bytes, index, term)``, or names any global, is refused and logged.
         """
-        data = message.get("data", b"")
-        if len(data) < self._SyncObj__conf.appendEntriesBatchSizeBytes:
+        if message["term"] < self._SyncObj__raftCurrentTerm:
+            return message  # a deposed leader's: pysyncobj ignores it, and so must we
+        transmission = message["transmission"]
+        if transmission == "start":
+            return {**message, "data": bytearray(message["data"])}
+        received: Any = self._SyncObj__recvTransmission
+        if not isinstance(received, bytearray | bytes):
+            logger.warning("raft: dropped a %r chunk from %s with no start", transmission, node)
+            return None
+        if transmission != "finish":
             return message
+        data = message["data"]
         try:
-            pickle.loads(self._SyncObj__recvTransmission + data)
+            entry = unpickle.safe_loads(received + data)
+        except unpickle.UnsafePickle as exc:
+            self._rc_refuse_chunked(node, str(exc))
+            return None
         except Exception:
-            return {**message, "transmission": "process"}
-        return message
+            if len(data) >= self._SyncObj__conf.appendEntriesBatchSizeBytes:
+                return {**message, "transmission": "process"}
+            self._rc_refuse_chunked(node, "it does not decode")
+            return None
+        if not (
+            type(entry) is tuple
+            and len(entry) == 3
+            and type(entry[0]) is bytes
+            and type(entry[1]) is int
+            and type(entry[2]) is int
+        ):
+            self._rc_refuse_chunked(node, f"it is a {type(entry).__name__}, not an entry")
+            return None
+        self._SyncObj__recvTransmission = ""
+        plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
+        plain["entries"] = [entry]
+        return plain
+
+    def _rc_refuse_chunked(self, node: Any, reason: str) -> None:
+        self._SyncObj__recvTransmission = ""
+        logger.error("raft: refused a chunked log entry from %s: %s (nothing ran)", node, reason)
+
+    def _rc_command_ok(self, node: Any, command: bytes) -> bool:
+        """A command forwarded to this node (to append if it leads) must be a call of a
+        replicated method; anything else never enters the log."""
+        try:
+            method_id, _ = regular_call(command)
+        except BadEntry as exc:
+            logger.error("raft: refused a command forwarded by %s: %s", node, exc.reason)
+            return False
+        if method_id not in self._idToMethod:
+            logger.error("raft: refused a command forwarded by %s: no method %d", node, method_id)
+            return False
+        return True
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
+        """Apply one committed entry (pysyncobj's, restricted).
+
+        A regular entry must be :func:`regular_call`; one that is not (a pickle naming a
+        global, another shape) is logged and skipped, the same on every replica, and its
+        caller gets ``Rejected("bad_entry")``. pysyncobj's membership entries are applied
+        only with ``dynamicMembershipChange`` (pysyncobj applied them even without), and
+        its code-version entries never (raftcron does not use them; pysyncobj retried an
+        unsupported one on every tick).
+        """
+        kind = command[:1]
+        if kind == _REGULAR:
+            try:
+                method_id, args = regular_call(command)
+                method = self._idToMethod.get(method_id)
+                if method is None:
+                    raise BadEntry(f"no replicated method {method_id}")
+            except BadEntry as exc:
+                logger.error(
+                    "raft: refused a committed log entry: %s (nothing was run; every replica "
+                    "skips it)",
+                    exc.reason,
+                )
+                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
+            return method(*args, _doApply=True)
+        if kind == _MEMBERSHIP:
+            if not self._SyncObj__conf.dynamicMembershipChange:
+                logger.error("raft: refused a committed membership entry (membership is fixed)")
+                return None
+            request = self._SyncObj__parseChangeClusterRequest(command)
+            if request is not None:
+                self._SyncObj__doChangeCluster(request)
+            return None
+        if kind == _VERSION:
+            logger.error("raft: refused a committed pysyncobj code-version entry (not used)")
+        return None
+
+    def _SyncObj__parseChangeClusterRequest(self, command: bytes) -> list[Any] | None:
+        """pysyncobj's membership entry ``['add'|'rem', address, TCPNode]``, read by the
+        restricted unpickler (TCPNode allowed), or None."""
+        if command[:1] != _MEMBERSHIP:
+            return None
+        try:
+            request = unpickle.safe_loads_membership(memoryview(command)[1:])
+        except Exception as exc:
+            logger.error("raft: refused a membership entry: %s", exc)
+            return None
+        if (
+            type(request) is list
+            and len(request) == 3
+            and request[0] in ("add", "rem")
+            and type(request[1]) is str
+            and type(request[2]) is TCPNode
+            and request[2].id == request[1]
+        ):
+            return request
+        logger.error("raft: refused a membership entry that is a %s", type(request).__name__)
+        return None
+
+    def _SyncObj__getEntries(
+        self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
+    ) -> list[Any]:
+        # A batch for AppendEntries (maxSizeBytes set) ends before an entry of
+        # maxSizeBytes or more that is not its first: pysyncobj sent such an entry whole
+        # inside the batch (a frame as large as the entry), while as the first of the next
+        # batch it goes in chunks of appendEntriesBatchSizeBytes.
+        entries: list[Any] = super()._SyncObj__getEntries(fromIDx, count, maxSizeBytes)
+        if maxSizeBytes is not None and len(entries) > 1 and len(entries[-1][0]) >= maxSizeBytes:
+            return entries[:-1]
+        return entries
 
     def fatal(self) -> str | None:
         """Why this replica must not go on, if it must not (pysyncobj only logs these): one

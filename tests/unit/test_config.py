@@ -141,6 +141,27 @@ def test_every_job_key(in_tmp: Path) -> None:
     assert plain.lease_ms == 20_000  # cluster.lease is the default of every job
 
 
+def test_previous_secret_is_read_from_a_file_and_never_shown(tmp_path: Path) -> None:
+    """During a rotation the secret being replaced is accepted too (README: Rotating the
+    cluster secret); like the secret, it is never in a repr."""
+    old = "the-secret-being-replaced-0123"
+    (tmp_path / "old.txt").write_text(old + "\n")
+    path = tmp_path / "cluster.toml"
+    rotating = '[cluster]\nprevious_secret_file = "old.txt"\n'
+    path.write_text(CLUSTER.replace("[cluster]\n", rotating))
+    (tmp_path / "old.txt").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"previous_secret_file: .*mode 0644.*chmod 600"):
+        load_config(path)
+    (tmp_path / "old.txt").chmod(0o600)
+    cfg = load_config(path)
+    assert cfg.cluster.previous_secret == old
+    assert cfg.cluster.secret == SECRET
+    assert old not in repr(cfg.cluster) and SECRET not in repr(cfg.cluster)
+    assert "previous_secret='***'" in repr(cfg.cluster)
+    path.write_text(CLUSTER)
+    assert load_config(path).cluster.previous_secret is None
+
+
 def test_example_file_loads(tmp_path: Path) -> None:
     shutil.copy(REPO / "cluster.example.toml", tmp_path / "cluster.example.toml")
     (tmp_path / "raftcron-data").mkdir()
@@ -299,6 +320,31 @@ ERRORS: list[tuple[str, str, list[str]]] = [
         "secret-file-missing",
         '[cluster]\nsecret_file = "nope.txt"\n' + NODES,
         ["cluster.toml: cluster.secret_file: /...nope.txt: not found (write at least 16..."],
+    ),
+    (
+        "previous-secret-short",
+        CLUSTER.replace("[cluster]\n", '[cluster]\nprevious_secret = "old"\n'),
+        ["cluster.toml: cluster.previous_secret: too short (3 characters; it must be the..."],
+    ),
+    (
+        "previous-secret-same",
+        CLUSTER.replace("[cluster]\n", f'[cluster]\nprevious_secret = "{SECRET}"\n'),
+        ["cluster.toml: cluster.previous_secret: is the same as the cluster secret (set it..."],
+    ),
+    (
+        "previous-secret-and-file",
+        CLUSTER.replace(
+            "[cluster]\n", '[cluster]\nprevious_secret = "x"\nprevious_secret_file = "s"\n'
+        ),
+        [
+            "cluster.toml: cluster.previous_secret_file: set together with "
+            "cluster.previous_secret (keep only one of them)"
+        ],
+    ),
+    (
+        "previous-secret-file-missing",
+        CLUSTER.replace("[cluster]\n", '[cluster]\nprevious_secret_file = "old.txt"\n'),
+        ["cluster.toml: cluster.previous_secret_file: /...old.txt: not found (point it at..."],
     ),
     (
         "duplicate-job",

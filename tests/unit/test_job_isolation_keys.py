@@ -261,3 +261,17 @@ def test_check_config_and_agent_refuse_passing_the_secret_or_a_token(tmp_path: P
         out = raftcron("check-config", str(cfg), env={})
         assert out.returncode == 2
         assert f'jobs[0].env_passthrough: "{var}": the agent\'s API token is never' in out.stderr
+
+
+def test_the_previous_secret_is_a_secret_too(tmp_path: Path) -> None:
+    """During a secret rotation the secret being replaced still opens the Raft port: an
+    env_passthrough of a variable holding it is refused like the current secret."""
+    old = "Pr3v1ousSecretQz8Kw5Tn"
+    cfg = _file(tmp_path, JOB + 'env_passthrough = ["OLD_SECRET"]\n')
+    cfg.write_text(
+        cfg.read_text().replace("[cluster]\n", f'[cluster]\nprevious_secret = "{old}"\n')
+    )
+    assert environment_problems(load_config(cfg), {"OLD_SECRET": old}) == [
+        f'{cfg}: jobs[0].env_passthrough: "OLD_SECRET" holds the previous cluster secret in '
+        "this environment (a job must never see it: remove it from env_passthrough)"
+    ]

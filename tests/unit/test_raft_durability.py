@@ -229,17 +229,3 @@ def test_the_checks_catch_a_broken_replica(
     assert any(v.startswith(expected) for v in checked_transport.violations), (
         checked_transport.violations[:5]
     )
-
-
-@pytest.mark.parametrize("size", [0, 1, 300, 4096, 4097, 70_000])
-def test_messages_are_zlib_streams_small_ones_stored(size: int) -> None:
-    import os
-    import zlib
-
-    from raftcron.raft.node import _deflate_stored
-
-    data = os.urandom(size)
-    wire = _deflate_stored(data)
-    assert zlib.decompress(wire) == data  # what every pysyncobj peer does with it
-    if size <= 4096:
-        assert len(wire) == size + 11  # header, stored-block header, adler32: no deflate

@@ -20,7 +20,8 @@ from pysyncobj.tcp_connection import CONNECTION_STATE
 
 from raftcron.core.commands import AcquireLock, Renew, encode
 from raftcron.core.state import Ok
-from raftcron.raft.node import PEER_USER_TIMEOUT_MS, Machine, RaftNode, RaftSettings, _Replica
+from raftcron.raft.node import Machine, RaftNode, RaftSettings, _Replica
+from raftcron.raft.wire import PEER_USER_TIMEOUT_MS
 
 
 def _free_port() -> int:
@@ -95,7 +96,7 @@ def test_peer_connections_have_a_user_timeout(replicas: list[_Replica]) -> None:
         out = []
         for r in replicas:
             for conn in r._SyncObj__transport._connections.values():
-                sock = conn._TcpConnection__socket
+                sock = conn.raw_socket
                 if sock is not None and conn.state == CONNECTION_STATE.CONNECTED:
                     out.append(sock)
         return out

@@ -361,6 +361,7 @@ def status_json(node: Node) -> dict[str, Any]:
             member["lag"] = 0
         members.append(member)
     members_api.add_drains(node, members)
+    config = members_api.add_config(node, members)
     counts = node.machine.read(
         lambda s: (
             len(s.jobs),
@@ -388,6 +389,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "executing": node.executor.active_count(),
         "fsyncs": node.raft.fsync_count(),
         "leader_changes": node.leader_changes,
+        **config,
     }
 
 

@@ -482,8 +482,8 @@ def _refuse_config_job(node: Node, name: str, verb: str) -> None:
         raise ApiProblem(
             409,
             "config_job",
-            f"job {name!r} is defined in the cluster config file; {verb} it there (the leader "
-            "puts the file's jobs back when it takes over), or pause it through the API",
+            f"job {name!r} is defined in the cluster config file; {verb} it there and run "
+            "`raftcron reload` on the leader, or pause it through the API",
         )
 
 

@@ -4,8 +4,9 @@ side by side, interleaved with etcd's gRPC lock and ``etcdctl lock`` in the same
     git archive OLD | tar -x -C /tmp/old
     PYTHONPATH=. .venv/bin/python -m bench.ab old=/tmp/old new=.
 
-Each tree gets its own 3-node cluster (its agents and its ``raftcron lock`` processes run
-with ``PYTHONPATH`` set to the tree); one etcd cluster serves both etcd variants. Every
+Each tree gets its own 3-node cluster (its agents run with ``PYTHONPATH`` set to the tree)
+and its own venv with the tree installed from a wheel, whose ``raftcron lock`` the wrapper
+variant runs; one etcd cluster serves both etcd variants. Every
 run measures every variant, in alternating order. Sizes: ``AB_RUNS`` (6), ``AB_ITERS``
 (500 pairs), ``AB_WITERS`` (20 wrapper calls); ``AB_NOWRAP=1`` / ``AB_NORTT=1`` skip a part.
 Prints per-run p50s, then the median over runs of each variant's p50 and p99.
@@ -22,13 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BIN, Ctx, Sizes
+from bench.common import Ctx, Sizes, installed
 from bench.lock_latency import RaftcronRaw, _time_pairs
 from bench.peers import EtcdCluster, EtcdLockGrpc, env_without_proxies
 from bench.procs import Registry
 from bench.stats import run_summary
-
-SCRIPT = str(BIN / "raftcron")
 
 
 def main() -> None:
@@ -78,9 +77,10 @@ def main() -> None:
 
             if not skip_wrap:
                 for name, (_, api) in raws.items():
-                    e = {**env, "PYTHONPATH": trees[name]}
-                    argv = [SCRIPT, "lock", "wrap", "--api", api, "--", "true"]
-                    variants.append((f"wrap {name}", lambda i, a=argv, e=e: once(a, e), witers))
+                    # each tree installed from its wheel, as users run it (bench.common)
+                    script = installed(Path(trees[name]), ctx.tmp / f"installed-{name}")
+                    argv = [str(script), "lock", "wrap", "--api", api, "--", "true"]
+                    variants.append((f"wrap {name}", lambda i, a=argv: once(a, env), witers))
                 argv = [
                     "etcdctl",
                     "--endpoints",

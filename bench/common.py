@@ -36,6 +36,8 @@ class Sizes:
     commit_iters: int = 1000
     inflight: tuple[int, ...] = (1, 16, 64)
     inflight_seconds: float = 5.0
+    floor_spawn_seconds: float = 10.0  # bench/floor.py: fork/exec `true` back to back
+    floor_timer_fires: int = 30  # bench/floor.py: every-second timer fires per supervisor
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -57,6 +59,8 @@ class Sizes:
             commit_iters=200,
             inflight=(1, 16, 64),
             inflight_seconds=1.5,
+            floor_spawn_seconds=3.0,
+            floor_timer_fires=6,
         )
 
 
@@ -102,6 +106,35 @@ class Ctx:
         cl.start()
         cl.wait_leader(60)
         return cl
+
+
+def installed(tree: Path, dest: Path) -> Path:
+    """``raftcron`` installed from a wheel of ``tree`` into a fresh venv at ``dest`` (what
+    a user's ``pip install`` gives: no editable-install path finder, whose imports cost a
+    one-shot command such as ``raftcron lock`` several ms); the path of its script.
+    Built with build isolation (setuptools from the package index); raises on failure."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = dest / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "cluster.example.toml"):
+        shutil.copy(tree / name, src / name)
+    shutil.copytree(
+        tree / "raftcron", src / "raftcron", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    pip = [str(BIN / "pip"), "--quiet", "--disable-pip-version-check"]
+    # no PYTHONPATH: a checkout on it (bench.ab runs with PYTHONPATH=.) looks installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = {"check": True, "capture_output": True, "env": env}
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dest / "wheel"), str(src)], **run)
+    (wheel,) = (dest / "wheel").glob("raftcron-*.whl")
+    venv = dest / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], **run)
+    py = str(venv / "bin" / "python")
+    subprocess.run([*pip, "--python", py, "install", "--no-deps", "--no-index", str(wheel)], **run)
+    return venv / "bin" / "raftcron"
 
 
 def agent_pids(cl: Cluster) -> dict[str, int]:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import BIN, Ctx
+from bench.common import BIN, ROOT, Ctx, installed
 from bench.peers import (
     EtcdCluster,
     EtcdLockGateway,
@@ -157,14 +157,28 @@ def uncontended(ctx: Ctx, cl: Cluster, ec: EtcdCluster, redis_port: int) -> dict
 
 
 def wrappers(ctx: Ctx, cl: Cluster, ec: EtcdCluster) -> dict[str, Any]:
-    """``raftcron lock N -- true`` vs ``etcdctl lock N -- true``, whole process each time."""
+    """``raftcron lock N -- true`` vs ``etcdctl lock N -- true``, whole process each time.
+    raftcron twice: installed from its wheel into a fresh venv (what users run) and from
+    this checkout's editable dev venv (whose path finder adds its own imports)."""
     leader = cl.wait_leader(30)
     etcd_leader = ec.wait_ready()
     env = env_without_proxies()
-    rc_argv = [str(BIN / "raftcron"), "lock", "wrap", "--api", cl.members[leader].api, "--", "true"]
+    tail = ["lock", "wrap", "--api", cl.members[leader].api, "--", "true"]
     etcd_argv = ["etcdctl", "--endpoints", ec.client_url(etcd_leader), "lock", "wrap", "--", "true"]
-    variants = [
-        ("raftcron", "raftcron lock N -- true", rc_argv),
+    variants = []
+    try:
+        script = installed(ROOT, ctx.tmp / "installed")
+        variants.append(
+            ("raftcron", "raftcron lock N -- true (installed wheel)", [str(script), *tail])
+        )
+    except Exception as exc:  # no index to build with: the dev venv only, said so
+        ctx.note(f"locks/wrappers: could not install raftcron from a wheel: {exc!r}")
+    variants += [
+        (
+            "raftcron-dev",
+            "raftcron lock N -- true (editable dev venv)",
+            [str(BIN / "raftcron"), *tail],
+        ),
         ("etcd", "etcdctl lock N -- true", etcd_argv),
     ]
 
@@ -195,10 +209,21 @@ def wrappers(ctx: Ctx, cl: Cluster, ec: EtcdCluster) -> dict[str, Any]:
         }
         for s, lb, _ in variants
     ]
-    ratio = median_ratio(
-        [r["p50"] for r in per_run[variants[0][1]]], [r["p50"] for r in per_run[variants[1][1]]]
-    )
-    return {"rows": rows, "ratios": {"raftcron_over_etcdctl_p50": ratio}, "per_run": per_run}
+    by_system = {system: label for system, label, _ in variants}
+
+    def ratio_to_etcd(system: str) -> float | None:
+        if system not in by_system:
+            return None
+        return median_ratio(
+            [r["p50"] for r in per_run[by_system[system]]],
+            [r["p50"] for r in per_run[by_system["etcd"]]],
+        )
+
+    ratios = {
+        "raftcron_over_etcdctl_p50": ratio_to_etcd("raftcron"),
+        "raftcron_dev_over_etcdctl_p50": ratio_to_etcd("raftcron-dev"),
+    }
+    return {"rows": rows, "ratios": ratios, "per_run": per_run}
 
 
 # --------------------------------------------------------------------------- contended

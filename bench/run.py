@@ -80,6 +80,7 @@ def machine() -> dict[str, Any]:
 
 
 WORKLOADS: dict[str, str] = {
+    "floor": "bench.floor",  # first: no cluster; the ratios to it come from this run
     "locks": "bench.lock_latency",
     "failover": "bench.failover",
     "scale": "bench.scale",

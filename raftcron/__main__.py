@@ -2,6 +2,6 @@
 
 import sys
 
-from raftcron.cli import main
+from raftcron.entry import main
 
 sys.exit(main())

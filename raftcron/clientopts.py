@@ -6,17 +6,17 @@ A token comes from, first found: ``--token``, ``--token-file``, ``RAFTCRON_TOKEN
 ``RAFTCRON_TOKEN_FILE``. A token file must be private to its owner, like the agent's own
 secret and token files (``chmod 600``); its text, stripped, is the token.
 
-``raftcron lock`` imports this module on every call: standard library only, nothing slow.
+``raftcron lock`` imports this module on every call: ``os`` only (not even argparse,
+which its parser needs only for ``--help`` and usage errors; see :mod:`raftcron.lockcmd`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping
     from typing import Any
 
@@ -43,7 +43,7 @@ def add_connection_options(
     )
 
 
-def token_from(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+def token_from(args: argparse.Namespace | Any, environ: Mapping[str, str]) -> str | None:
     """The token the options and the environment give, or None; :class:`TokenFileError`."""
     token: str | None = getattr(args, "token", None)
     path: str | None = getattr(args, "token_file", None)
@@ -66,7 +66,7 @@ def read_token_file(path: str, where: str) -> str:
     """The token in the file at ``path``; ``where`` names the option it came from."""
     try:
         with open(path, encoding="utf-8") as f:
-            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            mode = os.fstat(f.fileno()).st_mode & 0o7777  # stat.S_IMODE
             text = f.read().strip()
     except FileNotFoundError:
         raise TokenFileError(f"{where}: {path}: not found") from None
@@ -86,3 +86,16 @@ def read_token_file(path: str, where: str) -> str:
     if not text:
         raise TokenFileError(f"{where}: {path}: empty (write the API token into it)")
     return text
+
+
+DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
+
+
+def api_urls(value: str | None, environ: Mapping[str, str]) -> list[str]:
+    """The members' API URLs that ``--api`` (else ``RAFTCRON_API``, else the default) names:
+    one URL or a comma-separated list, in the order given (empty items are dropped, and a
+    trailing ``/``). The one parser of every verb's ``--api``, ``raftcron lock``'s included;
+    each URL is checked where a client is built for it (:func:`raftcron.wire.split_base`)."""
+    raw = value or environ.get("RAFTCRON_API") or DEFAULT_API
+    urls = [u.strip().rstrip("/") for u in raw.split(",")]
+    return [u for u in urls if u] or [DEFAULT_API]

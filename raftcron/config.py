@@ -135,7 +135,7 @@ DEFAULT_MAX_APPLY_LAG_MS: Final = 5_000
 MIN_MAX_APPLY_LAG_MS: Final = 1_000
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
-_TOKEN_KEYS: Final = ("role", "token", "token_file")
+_TOKEN_KEYS: Final = ("name", "role", "token", "token_file")
 JOB_KEYS: Final = (
     "name",
     "schedule",
@@ -244,9 +244,12 @@ class NodeConfig:
 class ApiToken:
     role: str  # "admin" or "read"
     token: str
+    # who holds it, for the audit log: ``name = "ci"``, else ``token-N`` by its position
+    # in the file (never derived from the value)
+    name: str = ""
 
     def __repr__(self) -> str:  # never show a token in a log or a traceback
-        return f"ApiToken(role={self.role!r}, token='***')"
+        return f"ApiToken(name={self.name!r}, role={self.role!r}, token='***')"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1535,14 +1538,23 @@ def _api(
         )
         tokens_raw = []
     seen: dict[str, str] = {}
+    named: dict[str, str] = {}
     for i, entry in enumerate(tokens_raw):
         where = f"api.tokens[{i}]"
-        token = _token(errs, entry, where, base_dir)
+        token = _token(errs, entry, where, base_dir, default_name=f"token-{i + 1}")
         if token is None:
             continue
         first = seen.setdefault(token.token, where)
         if first != where:
             errs.add(where, f"same token as {first} (give every token its own value)")
+            continue
+        first = named.setdefault(token.name, where)
+        if first != where:
+            errs.add(
+                f"{where}.name",
+                f"{_q(token.name)} is already the name of {first} (give every token its own "
+                "name: the audit log tells them apart by it)",
+            )
             continue
         tokens.append(token)
 
@@ -1574,11 +1586,21 @@ def _api(
     )
 
 
-def _token(errs: _Errors, entry: object, where: str, base_dir: Path) -> ApiToken | None:
+def _token(
+    errs: _Errors, entry: object, where: str, base_dir: Path, *, default_name: str
+) -> ApiToken | None:
     if not isinstance(entry, Mapping):
         errs.add(where, f"expected a table, got {_type_name(entry)} (write [[api.tokens]] tables)")
         return None
     _unknown_keys(errs, entry, _TOKEN_KEYS, where)
+    name = _get_str(errs, entry, "name", where) if "name" in entry else default_name
+    if name is not None and not _NAME_RE.fullmatch(name):
+        errs.add(
+            f"{where}.name",
+            # (not echoed: it might be a token pasted into the wrong key)
+            f'not a valid token name (use {_NAME_FIX}, e.g. name = "ci")',
+        )
+        name = None
     role = _get_str(errs, entry, "role", where)
     roles = " or ".join(_q(r) for r in TOKEN_ROLES)
     if "role" not in entry:
@@ -1611,9 +1633,16 @@ def _token(errs: _Errors, entry: object, where: str, base_dir: Path) -> ApiToken
         errs, token_key, token, file=None if token_path is None else str(token_path)
     ):
         return None
-    if role is None or token is None:
+    if role is None or token is None or name is None:
         return None
-    return ApiToken(role=role, token=token)
+    if name == token:
+        errs.add(
+            f"{where}.name",
+            "is the token itself (a name is logged with every write: pick one such as "
+            '"ci" or "ops")',
+        )
+        return None
+    return ApiToken(role=role, token=token, name=name)
 
 
 def _jobs(

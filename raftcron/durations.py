@@ -2,22 +2,21 @@
 
 Kept apart from :mod:`raftcron.config` so that a one-shot CLI call (``raftcron lock``)
 parses its options without importing the config machinery (tomllib, the schedule engine,
-thirty dataclasses, a few hundred regular expressions). Imports only ``re`` and ``json``,
-which the HTTP client imports anyway. :class:`ConfigError` lives here for the same reason;
-:mod:`raftcron.config` re-exports it, and it is the same class.
+thirty dataclasses, a few hundred regular expressions). It imports nothing at all when
+a duration is valid (not even ``re``: ``raftcron lock`` imports neither it nor ``enum``);
+``json`` and ``re`` only to word an error. :class:`ConfigError` lives here for the same
+reason; :mod:`raftcron.config` re-exports it, and it is the same class.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Iterable, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 MAX_DURATION_MS = 3650 * 86_400_000  # ten years: anything longer is a typo
 DURATION_FIX = 'write e.g. "500ms", "30s", "5m", "1h30m", "2d", or a number of seconds'
 
-_PART_RE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -34,11 +33,15 @@ class ConfigError(Exception):
 
 def quoted(value: str) -> str:
     """A value quoted for a message (JSON/TOML style double quotes)."""
+    import json
+
     return json.dumps(value, ensure_ascii=False)
 
 
 def type_name(value: object) -> str:
     """``value``'s type as a config file would call it ("an integer", "a table")."""
+    from collections.abc import Mapping
+
     match value:
         case bool():
             return "a boolean"
@@ -65,6 +68,30 @@ def _round_half_even(num: int, den: int) -> int:
     return q
 
 
+def _digits(text: str, pos: int) -> int:
+    """The end of the run of digits at ``pos`` (``isdecimal``: what the regex ``\\d`` takes)."""
+    while pos < len(text) and text[pos].isdecimal():
+        pos += 1
+    return pos
+
+
+def _part(text: str, pos: int) -> tuple[str, str, str, int] | None:
+    """The part ``(\\d+(?:\\.\\d+)?|\\.\\d+)(ms|s|m|h|d)`` at ``pos``: whole digits,
+    fraction digits, unit and where it ends; None if there is none."""
+    end = _digits(text, pos)
+    whole, frac = text[pos:end], ""
+    if end < len(text) and text[end] == ".":
+        f_end = _digits(text, end + 1)
+        if f_end > end + 1:  # "5." is not a number here, ".5" is
+            frac, end = text[end + 1 : f_end], f_end
+    if not whole and not frac:
+        return None
+    for unit in ("ms", "s", "m", "h", "d"):  # "ms" before "m", as the regex tried it
+        if text.startswith(unit, end):
+            return whole, frac, unit, end + len(unit)
+    return None
+
+
 def parse_duration(value: object, where: str) -> int:
     """A duration in milliseconds from ``"500ms"``, ``"30s"``, ``"1h30m"``, ``"2d"``, or a
     bare number of seconds (int or float). Raises :class:`ConfigError` naming ``where``."""
@@ -78,15 +105,14 @@ def parse_duration(value: object, where: str) -> int:
         body = text[1:] if negative else text
         pos = 0
         num, den = 0, 1  # the exact total in milliseconds, num / den
-        for match in _PART_RE.finditer(body):
-            if match.start() != pos:
-                break
-            whole, _, frac = match.group(1).partition(".")
+        while (part := _part(body, pos)) is not None:
+            whole, frac, unit, pos = part
             scale = 10 ** len(frac)
-            part = (int(whole or "0") * scale + int(frac or "0")) * _UNIT_MS[match.group(2)]
-            num, den = num * scale + part * den, den * scale
-            pos = match.end()
+            ms_part = (int(whole or "0") * scale + int(frac or "0")) * _UNIT_MS[unit]
+            num, den = num * scale + ms_part * den, den * scale
         if not body or pos != len(body):
+            import re
+
             hint = DURATION_FIX
             if re.fullmatch(r"\d+(\.\d+)?", body):
                 hint = f'add a unit: "{body}s" for seconds, "{body}ms" for milliseconds'
@@ -95,7 +121,7 @@ def parse_duration(value: object, where: str) -> int:
             raise ConfigError([f"{where}: {quoted(value)} is negative (durations are 0 or more)"])
         ms = _round_half_even(num, den)
     else:
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float) and value - value != 0.0:  # inf or nan
             raise ConfigError([f"{where}: {value} is not a duration ({DURATION_FIX})"])
         if value < 0:
             raise ConfigError([f"{where}: {value} is negative (durations are 0 or more)"])

@@ -268,7 +268,12 @@ class Node:
             self.executor.caught_up()
         leader = self.leader
         if leader is not None and (not st.is_leader or st.term != leader.term):
-            logger.warning("node %s: leadership of term %d lost", self.name, leader.term)
+            logger.warning(
+                "node %s: leadership of term %d lost",
+                self.name,
+                leader.term,
+                extra={"event": "leader_lost", "term": leader.term},
+            )
             self._stop_leader()
         if st.is_leader and self.leader is None:
             self._start_leader(st.term)
@@ -289,7 +294,12 @@ class Node:
             config_hash=self.configctl.hash,
         )
         self.leader = leader
-        logger.info("node %s: became leader of term %d; committing a barrier", self.name, term)
+        logger.info(
+            "node %s: became leader of term %d; committing a barrier",
+            self.name,
+            term,
+            extra={"event": "leader_elected", "term": term},
+        )
         self._leader_task = asyncio.get_running_loop().create_task(
             self._lead(leader), name=f"leader term {term}"
         )

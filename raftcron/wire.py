@@ -1,26 +1,35 @@
 """The HTTP API's wire rules shared by :mod:`raftcron.client` and ``raftcron lock``.
 
-Errors, URL handling and response decoding, plus :class:`PlainHttp`: one HTTP/1.1 request
-over a plain TCP socket. ``raftcron lock`` uses it for ``http://`` APIs because a one-shot
-process should start fast: :mod:`http.client` alone costs about 20 ms to import here (it
-loads ``ssl`` and the ``email`` parser), longer than the lock round trip itself.
+Errors, URL handling, JSON and response decoding, plus :class:`PlainHttp`: one HTTP/1.1
+request over a plain TCP socket. ``raftcron lock`` uses it for ``http://`` APIs because a
+one-shot process should start fast: :mod:`http.client` alone costs about 20 ms to import
+here (it loads ``ssl`` and the ``email`` parser), longer than the lock round trip itself.
 :mod:`raftcron.client` (on ``http.client``) stays the general client; the error classes
-defined here are the ones it raises.
+and helpers defined here are the ones it uses.
 
-This module imports only ``json``, ``socket`` and ``urllib.parse``: no dataclasses, no
-typing at run time.
+This module imports only modules built into the interpreter (``_socket``, ``_json``):
+not :mod:`socket`, :mod:`json`, :mod:`re` or :mod:`urllib.parse`, each of which imports
+:mod:`enum` or :mod:`re` (together 10-15 ms of a ``raftcron lock`` call on this machine).
+What it does by hand is checked against the standard modules in ``tests/unit``: ``seg``
+and ``query`` quote as :func:`urllib.parse.quote` / ``urlencode``, :func:`dumps` writes
+what :func:`json.dumps` writes, :func:`loads` is :func:`json.loads` (the same C scanner;
+anything it does not take goes to :mod:`json`), :func:`split_base` parses plain
+``scheme://host[:port][/path]`` itself and hands anything else to :mod:`urllib.parse`.
 """
 
 from __future__ import annotations
 
-import json
-import socket
+import _socket
 import sys
-import urllib.parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+try:
+    import _json
+except ImportError:  # not CPython: json's pure-Python scanner does the same
+    _json = None  # type: ignore[assignment]
 
 
 class ClientError(Exception):
@@ -46,18 +55,67 @@ class ApiUnavailable(ClientError):
         self.reason = reason
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def _quote(text: str, plus: bool) -> str:
+    """``urllib.parse.quote(text, safe="")`` (``quote_plus`` when ``plus``), UTF-8."""
+    if all(c in _UNRESERVED for c in text):
+        return text
+    out = []
+    for c in text:
+        if c in _UNRESERVED:
+            out.append(c)
+        elif plus and c == " ":
+            out.append("+")
+        else:
+            out.append("".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
+    return "".join(out)
+
+
 def seg(name: str) -> str:
     """``name`` as one URL path segment."""
-    return urllib.parse.quote(name, safe="")
+    return _quote(name, plus=False)
 
 
 def query(**params: Any) -> str:
-    items = [(k, str(v)) for k, v in params.items() if v is not None]
-    return "?" + urllib.parse.urlencode(items) if items else ""
+    items = [
+        f"{_quote(k, True)}={_quote(str(v), True)}" for k, v in params.items() if v is not None
+    ]
+    return "?" + "&".join(items) if items else ""
+
+
+_PLAIN_HOST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 
 
 def split_base(base_url: str) -> tuple[str, str, int, str]:
     """``(scheme, host, port, path prefix)`` of a base URL; ValueError if it is not one."""
+    url = base_url if "://" in base_url else "http://" + base_url
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    host, colon, port_text = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+    if (
+        scheme in ("http", "https")
+        and host
+        and all(c in _PLAIN_HOST for c in host)
+        and (not colon or (port_text.isascii() and port_text.isdigit()))
+        and all(c not in path for c in "?#;%\\\t\r\n ")
+        and path.isascii()
+    ):
+        port = int(port_text) if port_text else 0
+        if port <= 65535:  # port 0 means the default, as urllib's `parts.port or ...`
+            return (
+                scheme,
+                host,
+                port or (443 if scheme == "https" else 80),
+                (slash + path).rstrip("/"),
+            )
+    return _split_base_general(base_url)
+
+
+def _split_base_general(base_url: str) -> tuple[str, str, int, str]:
+    import urllib.parse  # anything but a plain scheme://host:port/path
+
     url = base_url if "://" in base_url else "http://" + base_url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -69,19 +127,99 @@ def split_base(base_url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
+def _json_module() -> Any:
+    import json
+
+    return json
+
+
+def _encode(value: Any, out: list[str]) -> bool:
+    """Append ``value`` as :func:`json.dumps` writes it; False for what it leaves to json."""
+    if isinstance(value, str):
+        out.append(_json.encode_basestring_ascii(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif type(value) is int:
+        out.append(int.__repr__(value))
+    elif type(value) is float and value - value == 0.0:  # finite
+        out.append(float.__repr__(value))
+    elif type(value) is dict and all(type(k) is str for k in value):
+        out.append("{")
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                out.append(", ")
+            out.append(_json.encode_basestring_ascii(k))
+            out.append(": ")
+            if not _encode(v, out):
+                return False
+        out.append("}")
+    else:
+        return False
+    return True
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps(value)``, the same text (for the JSON the API and ``raftcron lock``
+    send: strings, numbers, booleans, None, dicts of them), without importing json."""
+    out: list[str] = []
+    if _json is not None and _encode(value, out):
+        return "".join(out)
+    text: str = _json_module().dumps(value)
+    return text
+
+
+class _ScanContext:
+    """What ``json.JSONDecoder()`` gives its C scanner: json.loads' defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+# The C scanner reads these attributes off any object (typeshed names its own type).
+_scan = _json.make_scanner(_ScanContext()) if _json is not None else None  # type: ignore[arg-type]
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads(data)``: the same values and the same errors. The common case goes
+    straight to the C scanner json.loads uses; anything else (or an error) goes through
+    json itself, which then raises its own :class:`json.JSONDecodeError`."""
+    if _scan is not None:
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            text = text.strip(" \t\n\r")
+            if text[:1] in ("{", "["):
+                value, end = _scan(text, 0)
+                if end == len(text):
+                    return value
+        except (ValueError, StopIteration):
+            pass
+    return _json_module().loads(data)
+
+
 def decode(status: int, data: bytes, reason: str = "") -> Any:
     """The JSON body of a 2xx response, or raise :class:`ApiError`."""
     if 200 <= status < 300:
         if not data:
             return None
         try:
-            return json.loads(data)
+            return loads(data)
         except ValueError:
             raise ApiError(
                 status, "bad_response", "the server sent a body that is not JSON"
             ) from None
     try:
-        err = json.loads(data)["error"]
+        err = loads(data)["error"]
         code, message = str(err["code"]), str(err["message"])
     except (ValueError, KeyError, TypeError):
         code = "http"
@@ -131,6 +269,21 @@ def _dechunk(data: bytes) -> tuple[bytes, bool]:
         pos = end + 2
 
 
+def _connect(host: str | bytes, port: int, timeout: float) -> _socket.socket:
+    """:func:`socket.create_connection` on ``_socket``: each address in turn."""
+    error: OSError | None = None
+    for family, kind, proto, _, addr in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(addr)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error if error is not None else OSError("getaddrinfo returns an empty list")
+
+
 class PlainHttp:
     """One request per connection (``Connection: close``) to a plain-HTTP API.
 
@@ -155,6 +308,18 @@ class PlainHttp:
         headers: dict[str, str],
         timeout: float,
     ) -> tuple[int, str, bytes]:
+        return self.receive(self.send(method, path, body, headers, timeout))
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> _socket.socket:
+        """The first half of :meth:`request`: connect and send; the socket to
+        :meth:`receive` the answer from (it then closes it)."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         lines.append("Connection: close")
@@ -162,14 +327,23 @@ class PlainHttp:
             lines.append(f"Content-Length: {len(body or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         # An ASCII host as bytes: a str makes getaddrinfo import the idna codec (~1 ms).
-        # getaddrinfo takes bytes; typeshed's create_connection signature says str only.
         host: str | bytes = self.host.encode() if self.host.isascii() else self.host
-        address = (host, self.port)
-        with socket.create_connection(address, timeout=timeout) as sock:  # type: ignore[arg-type]
+        sock = _connect(host, self.port, timeout)
+        try:
             sock.sendall(head + (body or b""))
-            return self._read(sock)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
-    def _read(self, sock: socket.socket) -> tuple[int, str, bytes]:
+    def receive(self, sock: _socket.socket) -> tuple[int, str, bytes]:
+        """The second half of :meth:`request`: ``(status, reason, body)``."""
+        try:
+            return self._read(sock)
+        finally:
+            sock.close()
+
+    def _read(self, sock: _socket.socket) -> tuple[int, str, bytes]:
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = sock.recv(65536)

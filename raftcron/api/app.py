@@ -40,7 +40,7 @@ from aiohttp.typedefs import Handler
 
 from raftcron.accounts import AccountError
 from raftcron.accounts import resolve as resolve_account
-from raftcron.api import auth, dashboard, locks, metrics, openapi
+from raftcron.api import audit, auth, dashboard, locks, metrics, openapi
 from raftcron.api import members as members_api
 from raftcron.api.http import (
     NODE_KEY,
@@ -373,6 +373,7 @@ def status_json(node: Node) -> dict[str, Any]:
     )
     return {
         "node": node.name,
+        "version": node.metrics.version,  # this node's raftcron (`raftcron version` asks each)
         "role": "leader" if st.is_leader else "follower",
         "leader": leader,
         "leader_established": node.is_established_leader(),
@@ -948,5 +949,6 @@ def build_app(node: Node) -> web.Application:
     locks.register(app)
     dashboard.register(app)
     metrics.register(app)
-    auth.register(app)  # last: it puts its middleware first
+    auth.register(app)  # it puts its middleware first
+    audit.register(app)  # last: outside auth, so refused writes are audited too
     return app

@@ -45,8 +45,12 @@ __all__ = [
     "AUTHORIZER_KEY",
     "HEALTH_PATHS",
     "READ_METHODS",
+    "WHOAMI_PATH",
     "Authorizer",
+    "AuthorizerSlot",
+    "Caller",
     "Refusal",
+    "caller_of",
     "middleware",
     "register",
     "sees_secrets",
@@ -74,15 +78,32 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """Who sent a request, as the audit log and ``GET /v1/whoami`` name it: the role it
+    acts with and its token's name (never the token)."""
+
+    role: str | None  # "admin", "read", or None (no token, or an unknown one)
+    token: str | None  # the token's name; None on an open API or without a known token
+
+    @property
+    def label(self) -> str:
+        if self.token is not None:
+            return self.token
+        return "open-api" if self.role == "admin" else "unauthenticated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Authorizer:
     tokens: tuple[tuple[bytes, str], ...] = ()  # (token bytes, role)
     open_health: bool = True
+    names: tuple[str, ...] = ()  # each token's name, in the order of ``tokens``
 
     @classmethod
     def from_config(cls, api: ApiConfig) -> Authorizer:
         return cls(
             tokens=tuple((t.token.encode("utf-8"), t.role) for t in api.tokens),
             open_health=api.open_health,
+            names=tuple(t.name or f"token-{i + 1}" for i, t in enumerate(api.tokens)),
         )
 
     def __repr__(self) -> str:  # never show a token
@@ -94,12 +115,30 @@ class Authorizer:
 
     def role_of(self, token: str) -> str | None:
         """The role of ``token``, or None; compares against every token, in constant time."""
+        found = self._find(token)
+        return None if found is None else self.tokens[found][1]
+
+    def _find(self, token: str) -> int | None:
         given = token.encode("utf-8")
-        role: str | None = None
-        for secret, r in self.tokens:
-            if hmac.compare_digest(given, secret) and role is None:
-                role = r
-        return role
+        found: int | None = None
+        for i, (secret, _) in enumerate(self.tokens):
+            if hmac.compare_digest(given, secret) and found is None:
+                found = i
+        return found
+
+    def caller(self, authorization: str | None) -> Caller:
+        """Who a request with this ``Authorization`` header is: its role (as
+        :meth:`role_for`) and its token's name."""
+        if not self.tokens:
+            return Caller(role="admin", token=None)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return Caller(role=None, token=None)
+        found = self._find(token.strip())
+        if found is None:
+            return Caller(role=None, token=None)
+        name = self.names[found] if found < len(self.names) else f"token-{found + 1}"
+        return Caller(role=self.tokens[found][1], token=name)
 
     def role_for(self, authorization: str | None) -> str | None:
         """The role a request with this ``Authorization`` header acts with: ``"admin"``
@@ -193,14 +232,33 @@ def sees_secrets(request: web.Request) -> bool:
     return slot.current.role_for(request.headers.get("Authorization")) == "admin"
 
 
+def caller_of(request: web.Request) -> Caller:
+    """Who sent ``request`` (see :class:`Caller`)."""
+    slot = request.app.get(AUTHORIZER_KEY)
+    if slot is None:
+        return Caller(role="admin", token=None)
+    return slot.current.caller(request.headers.get("Authorization"))
+
+
+WHOAMI_PATH: Final = "/v1/whoami"
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's role and token name: what a client (the dashboard) may offer to do."""
+    caller = caller_of(request)
+    return web.json_response({"role": caller.role, "token": caller.token})
+
+
 def register(app: web.Application) -> None:
-    """Put the auth middleware first in ``app``; call after ``app[NODE_KEY]`` is set."""
+    """Put the auth middleware first in ``app`` and add ``GET /v1/whoami``; call after
+    ``app[NODE_KEY]`` is set."""
     node = app.get(NODE_KEY)
     if node is None:
         raise RuntimeError("auth.register(app) needs app[NODE_KEY] set first")
     authorizer = Authorizer.from_config(node.config.api)
     slot = AuthorizerSlot(authorizer)
     app[AUTHORIZER_KEY] = slot
+    app.router.add_get(WHOAMI_PATH, whoami)
     if not authorizer.enforcing:
         exposed = [n.name for n in node.config.cluster.nodes if not n.api.is_loopback]
         if exposed:

@@ -91,6 +91,21 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 SCHEMAS: Final[dict[str, Any]] = {
+    "Caller": {
+        "type": "object",
+        "required": ["role", "token"],
+        "properties": {
+            "role": {
+                "enum": ["admin", "read"],
+                "description": "admin on an API without tokens",
+            },
+            "token": {
+                "type": ["string", "null"],
+                "description": "the token's name ([[api.tokens]] name, else token-N by its "
+                "position); null on an API without tokens",
+            },
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -177,6 +192,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "required": ["node", "role", "leader", "term", "commit_index", "members"],
         "properties": {
             "node": {"type": "string"},
+            "version": {"type": "string", "examples": ["0.1.0"]},
             "role": {"enum": ["leader", "follower"]},
             "leader": _NULL_STR,
             "leader_established": {"type": "boolean"},
@@ -1041,6 +1057,11 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         )
         | _ok("the run is killed (it had not started, or a repeat)", _ref("KillResult"))
         | _errors(*_WRITE_ERRORS),
+    },
+    ("GET", "/v1/whoami"): {
+        "summary": "the role this request acts with and its token's name (never the token): "
+        "what a client such as the dashboard may offer to do",
+        "responses": _ok("the caller", _ref("Caller")) | _errors(401),
     },
     ("GET", "/v1/openapi.json"): {
         "summary": "this document",

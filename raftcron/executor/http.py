@@ -143,7 +143,14 @@ async def execute_http(
     headers.update(run_headers(run, node, scheduled_at))
     loop = asyncio.get_running_loop()
     renew = loop.create_task(lease.renew_loop("aborting the request"))
-    logger.info("%s: %s %s (lease %.1fs)", ctx, http.method, http.url, window)
+    logger.info(
+        "%s: %s %s (lease %.1fs)",
+        ctx,
+        http.method,
+        http.url,
+        window,
+        extra={"event": "run_started"},
+    )
     # The session's own timeout is a backstop; the loop below aborts on time.
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s + 5))
     req = loop.create_task(_request(session, http, headers))

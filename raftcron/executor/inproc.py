@@ -58,7 +58,8 @@ from raftcron.core.model import (
     JobSpec,
     Run,
 )
-from raftcron.executor.lease import FencedRun, Tell
+from raftcron.executor.lease import FencedRun, Tell, run_ctx
+from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
@@ -211,8 +212,8 @@ class InProcess:
     def register(self, entry: Registered) -> None:
         self.jobs[entry.name] = entry
 
-    def _ctx(self, run: Run) -> str:
-        return f"job={run.job} run={run.id} fence={run.fence} node={self.node}"
+    def _ctx(self, run: Run) -> LogCtx:
+        return run_ctx(run, self.node)
 
     async def execute(self, run: Run, spec: JobSpec, lease: FencedRun) -> None:
         """Run the job; its fenced start has committed (``lease.start()``)."""
@@ -254,7 +255,9 @@ class InProcess:
         loop = asyncio.get_running_loop()
         job = self._launch(entry, rc, loop)
         renew = loop.create_task(lease.renew_loop("cancelling the job"))
-        logger.info("%s: started %s (lease %.1fs)", ctx, entry.call, window)
+        logger.info(
+            "%s: started %s (lease %.1fs)", ctx, entry.call, window, extra={"event": "run_started"}
+        )
         try:
             status, code, reason = await self._supervise(spec, entry, rc, lease, job, window)
         except asyncio.CancelledError:  # the agent is stopping: the lease decides
@@ -276,7 +279,14 @@ class InProcess:
                     -OUTPUT_TAIL_BYTES:
                 ]
         finished_ms = self.clock.wall_ms()
-        logger.info("%s: finished %s exit_code=%s %s", ctx, status, code, reason)
+        logger.info(
+            "%s: finished %s exit_code=%s %s",
+            ctx,
+            status,
+            code,
+            reason,
+            extra={"event": "run_finished"},
+        )
         await lease.complete(status, code, finished_ms, output, reason)
 
     # -- the pieces
@@ -368,7 +378,13 @@ class InProcess:
         why: str,
     ) -> tuple[str, int | None, str]:
         """Self-fencing: the lease is gone or about to be. Cancel and record ``lost``."""
-        ctx = f"job={rc.job} run={rc.run_id} fence={rc.fence} node={self.node}"
+        ctx = LogCtx(
+            f"job={rc.job} run={rc.run_id} fence={rc.fence} node={self.node}",
+            job=rc.job,
+            run_id=rc.run_id,
+            fence=rc.fence,
+            node=self.node,
+        )
         rc._cancel()
         if not entry.is_async:
             logger.error(

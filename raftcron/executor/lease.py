@@ -36,6 +36,7 @@ from raftcron.core.commands import Complete, Renew, Start
 from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import JobSpec, Run, due_ms
 from raftcron.core.state import Ok, Rejected
+from raftcron.logs import LogCtx
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,16 @@ COMPLETE_RETRY_S: Final = 1.0
 COMPLETE_ATTEMPTS: Final = 600
 
 
-def run_ctx(run: Run, node: str) -> str:
-    """How every log line about a run names it."""
-    return f"job={run.job} run={run.id} fence={run.fence} node={node}"
+def run_ctx(run: Run, node: str) -> LogCtx:
+    """How every log line about a run names it: as text, and as the ``job``, ``run_id``,
+    ``fence`` and ``node`` fields of ``--log-json`` (:class:`raftcron.logs.LogCtx`)."""
+    return LogCtx(
+        f"job={run.job} run={run.id} fence={run.fence} node={node}",
+        job=run.job,
+        run_id=run.id,
+        fence=run.fence,
+        node=node,
+    )
 
 
 class FencedRun:
@@ -160,7 +168,13 @@ class FencedRun:
                 await asyncio.sleep(START_RETRY_S)
                 continue
             if isinstance(res, Rejected):
-                logger.warning("%s: start rejected (%s: %s)", self.ctx, res.code, res.message)
+                logger.warning(
+                    "%s: start rejected (%s: %s)",
+                    self.ctx,
+                    res.code,
+                    res.message,
+                    extra={"event": "start_rejected"},
+                )
                 return False
             self.deadline = t_send + self.window
             return True
@@ -215,7 +229,13 @@ class FencedRun:
                 logger.warning("%s: renewal not committed (%s)", self.ctx, exc.code)
                 continue
             if isinstance(res, Rejected):
-                logger.error("%s: lease lost (%s); %s", self.ctx, res.message, stopping)
+                logger.error(
+                    "%s: lease lost (%s); %s",
+                    self.ctx,
+                    res.message,
+                    stopping,
+                    extra={"event": "lease_lost"},
+                )
                 self.lost_reason = res.message
                 self.lost.set()
                 if on_lost is not None:
@@ -282,7 +302,7 @@ async def complete(
             await asyncio.sleep(COMPLETE_RETRY_S)
             continue
         if isinstance(res, Ok):
-            logger.info("%s: recorded %s", ctx, status)
+            logger.info("%s: recorded %s", ctx, status, extra={"event": "run_recorded"})
         else:
             logger.warning(
                 "%s: completion rejected as %s: %s (the lease had passed)",

@@ -88,6 +88,7 @@ from raftcron.executor.inproc import InProcess
 from raftcron.executor.lease import FencedRun, complete, run_ctx
 from raftcron.executor.rundir import RunDirs
 from raftcron.executor.spawning import WatchdogSpawner
+from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ class Executor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _ctx(self, run: Run) -> str:
+    def _ctx(self, run: Run) -> LogCtx:
         return run_ctx(run, self.node)
 
     async def _run(self, active: _Active) -> None:
@@ -426,7 +427,12 @@ class Executor:
                 lease_grace=max(0.05, min(GRACE_S, window / 4)),
             )
             logger.info(
-                "%s: finished %s exit_code=%s %s", ctx, done.status, done.exit_code, done.reason
+                "%s: finished %s exit_code=%s %s",
+                ctx,
+                done.status,
+                done.exit_code,
+                done.reason,
+                extra={"event": "run_finished"},
             )
             await lease.complete(
                 done.status, done.exit_code, self.clock.wall_ms(), done.output, done.reason
@@ -663,6 +669,7 @@ class Executor:
                         lease.window,
                         reply.get("pid"),
                         reply.get("job_pid"),
+                        extra={"event": "run_started"},
                     )
                 self._send_kill(active)  # a request that committed meanwhile
                 result = await channel.wait_exit()
@@ -718,7 +725,12 @@ class Executor:
                 self.rundirs.remove(run_dir)
                 return
         logger.info(
-            "%s: finished %s exit_code=%s %s", ctx, rec["status"], rec["exit_code"], rec["reason"]
+            "%s: finished %s exit_code=%s %s",
+            ctx,
+            rec["status"],
+            rec["exit_code"],
+            rec["reason"],
+            extra={"event": "run_finished"},
         )
         ok = await complete(
             self.raft,
@@ -783,7 +795,7 @@ class Executor:
 
     async def _drop_stale(self, path: Path) -> None:
         fence = rundir.fence_of(path.name)
-        ctx = f"run dir {path.name} fence={fence} node={self.node}"
+        ctx = LogCtx(f"run dir {path.name} fence={fence} node={self.node}", fence=fence)
         result: dict[str, Any] | None = None
         channel: rundir.Channel | None = None
         try:

@@ -57,7 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from raftcron import memory
+from raftcron import logs, memory
 from raftcron.clock import Clock
 from raftcron.core.commands import (
     Barrier,
@@ -247,17 +247,25 @@ class Leader:
     # -- the term
 
     async def run(self) -> None:
-        await self._commit(
-            Barrier(at_ms=self.clock.wall_ms(), node=self.node, nonce=f"{self.node}:{self.term}")
-        )
-        self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
-        await self._sync_config_if_agreed()
-        await self._lift_own_shutdown_drain()
-        self.established.set()
-        logger.info("leader %s: term %d established", self.node, self.term)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._schedule_loop())
-            tg.create_task(self._expiry_loop())
+        with logs.bound(term=self.term):  # every line of this leadership names its term
+            await self._commit(
+                Barrier(
+                    at_ms=self.clock.wall_ms(), node=self.node, nonce=f"{self.node}:{self.term}"
+                )
+            )
+            self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
+            await self._sync_config_if_agreed()
+            await self._lift_own_shutdown_drain()
+            self.established.set()
+            logger.info(
+                "leader %s: term %d established",
+                self.node,
+                self.term,
+                extra={"event": "leader_established"},
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._schedule_loop())
+                tg.create_task(self._expiry_loop())
 
     async def _sync_config_if_agreed(self) -> None:
         """At the start of the term: reconcile this node's file only if it is the file last
@@ -469,7 +477,13 @@ class Leader:
             if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
                 out = res.value
                 for rid, fence, node in out.granted:
-                    logger.info("granted run=%s fence=%d node=%s", rid, fence, node)
+                    logger.info(
+                        "granted run=%s fence=%d node=%s",
+                        rid,
+                        fence,
+                        node,
+                        extra={"event": "run_granted", "run_id": rid, "fence": fence},
+                    )
                 for rid, why in out.skipped:
                     if why.startswith(UNSCHEDULABLE):
                         self._unschedulable(rid, why, jobs)
@@ -565,7 +579,13 @@ class Leader:
                 )
                 continue
             if isinstance(res, Ok):
-                logger.warning("lost run=%s fence=%d: %s", rid, seen.fence, cmd.reason)
+                logger.warning(
+                    "lost run=%s fence=%d: %s",
+                    rid,
+                    seen.fence,
+                    cmd.reason,
+                    extra={"event": "run_lost", "run_id": rid, "fence": seen.fence},
+                )
             elif res.code != "renewed":
                 # The lease is gone (completed or expired). "renewed": the renewal's commit
                 # was applied before this rejection and has already re-touched the lease.

@@ -121,6 +121,7 @@ class Cluster:
         self.env.update(env or {})
         # what `python -m` runs as the agent (a test may wrap raftcron's CLI)
         self.module = "raftcron"
+        self.agent_args: list[str] = []  # more options for `raftcron agent`, e.g. --log-json
         ports = free_ports(size * 2) if hosts is None else [7000, 8000] * size
         self.members = {
             name: Member(
@@ -169,6 +170,7 @@ class Cluster:
                     str(m.config or self.config),
                     "--node",
                     m.name,
+                    *self.agent_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

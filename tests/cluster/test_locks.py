@@ -209,7 +209,8 @@ def test_frozen_holder_loses_the_lock_and_its_command_is_stopped(
 
 def test_lock_command_exit_codes_and_release(cl: Cluster, tmp_path: Path) -> None:
     """`raftcron lock` exits 75 when the lock is held (wait 0), passes CMD's exit code
-    through, releases on exit (or keeps the lock for --hold), and says when CMD cannot run."""
+    through, releases on exit (or keeps the lock for --hold, released before it exits),
+    and says when CMD cannot run."""
     leader = cl.wait_leader(10)
     follower = next(n for n in cl.members if n != leader)
 
@@ -230,10 +231,11 @@ def test_lock_command_exit_codes_and_release(cl: Cluster, tmp_path: Path) -> Non
     assert run("-q", cmd=["true"]).stderr == b""
     cl.request(leader, "DELETE", f"/v1/locks/codes?fence={g['fence']}")
 
+    # The exit code comes as soon as CMD ends; the release, already sent, commits after.
     assert run(cmd=["sh", "-c", 'test -n "$RAFTCRON_FENCE" && exit 3']).returncode == 3
-    assert held() == []
+    wait_for("the release sent on exit", lambda: held() == [], 10, interval=0.02)
     assert run(cmd=[str(tmp_path / "missing")]).returncode == 127
-    assert held() == []
+    wait_for("the release sent on exit", lambda: held() == [], 10, interval=0.02)
     t0 = time.monotonic()
     hold = spawn(
         lock_cmd(cl, follower, "codes", "--hold", "1500ms", "--holder", "holding", cmd=["true"]),

@@ -123,7 +123,8 @@ def run_to_end(
 ) -> Any:
     proc, _ = launch(run_dir, argv, deadline_in, **kw)
     agent = connect(run_dir)
-    assert agent.hello()["state"] == "running"
+    # A short job (`true`) may be over before the hello on a loaded machine.
+    assert agent.hello()["state"] in ("running", "ended")
     ev = agent.until_exit()
     agent.close()
     assert proc.wait(30) == 0

@@ -195,6 +195,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(signal.SIGHUP, node.configctl.reload_soon)  # raftcron/reload.py
         await node.run(stop)
 
     asyncio.run(main())
@@ -243,6 +244,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         for m in st.members
     ]
     print(_table(rows, ["member", "role", "health", "raft", "api", "lag", "drain"]))
+    drift = st.raw.get("config_drift") or []
+    if drift:
+        print(f"config drift: {', '.join(drift)} read a cluster file that differs from the "
+              f"leader's (config_hash per member: raftcron status --json)")  # fmt: skip
     return 0
 
 
@@ -307,6 +312,44 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_undrain(args: argparse.Namespace) -> int:
     body = _call(lambda: cliutil.one_node_client(args).undrain(args.node))
     print(json.dumps(body, indent=2) if args.json else _drain_line(body))
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Member NODE re-reads its cluster file. The request goes to NODE itself (the first
+    --api node if it is NODE, else NODE's API as that node's status names it), never to
+    another member."""
+    from raftcron.client import ApiError, Client
+
+    client = cliutil.one_node_client(args)
+    st = _call(client.status)
+    if st.node != args.node:
+        api = next((m.api for m in st.members if m.name == args.node), None)
+        if api is None:
+            raise CliError(f"no member named {args.node} (members: "
+                           f"{', '.join(m.name for m in st.members)})")  # fmt: skip
+        client = Client(api, token=client.token, timeout=client.timeout,
+                        ssl_context=client.ssl_context)  # fmt: skip
+    try:
+        body = client.reload(args.node)
+    except ApiError as exc:
+        raise CliError(f"{args.node}: {exc.message} (HTTP {exc.status} {exc.code})") from None
+    except Exception as exc:
+        raise CliError(f"{args.node} at {client.base_url}: {exc}") from None
+    if args.json:
+        _print_json(body)
+        return 0
+    print(f"{body['node']}: reloaded {body['file']}: config_hash {body['config_hash']} "
+          f"(was {body.get('previous_config_hash')})")  # fmt: skip
+    if body.get("reconciled"):
+        changed = body.get("jobs_changed") or []
+        print(
+            f"leader: its file is now the cluster's; jobs changed: {', '.join(changed) or 'none'}"
+        )
+    elif body.get("note"):
+        print(body["note"])
+    if body.get("restart_needed"):
+        print(f"restart the agent to apply: {', '.join(body['restart_needed'])}")
     return 0
 
 
@@ -878,6 +921,11 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     ud = sub.add_parser("undrain", parents=[common], help="let a drained member get runs again")
     ud.add_argument("node", help="the member to undrain")
     ud.set_defaults(fn=cmd_undrain)
+    rl = sub.add_parser(
+        "reload", parents=[common], help="a member re-reads its cluster file (like SIGHUP)"
+    )
+    rl.add_argument("node", help="the member to reload (by name; never another one)")
+    rl.set_defaults(fn=cmd_reload)
     ld = sub.add_parser("leader", help="leadership: transfer")
     lsub = ld.add_subparsers(dest="leader_verb", metavar="VERB")
     ld.set_defaults(fn=_usage(ld))

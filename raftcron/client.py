@@ -530,6 +530,10 @@ class _Calls:
         return _Call("GET", f"/v1/members/{_seg(name)}/drain")
 
     @staticmethod
+    def reload(name: str) -> _Call:
+        return _Call("POST", f"/v1/members/{_seg(name)}/reload", {})
+
+    @staticmethod
     def transfer_leader(to: str | None) -> _Call:
         return _Call("POST", "/v1/leader/transfer", {} if to is None else {"to": to})
 
@@ -720,6 +724,12 @@ class Client(_Base):
 
     def drain_status(self, name: str) -> dict[str, Any]:
         body: dict[str, Any] = self._do(_Calls.drain_status(name))
+        return body
+
+    def reload(self, name: str) -> dict[str, Any]:
+        """Member ``name`` re-reads its cluster file (send it to that member: ApiError 409
+        wrong_member elsewhere; 400 invalid_config for a file it refuses)."""
+        body: dict[str, Any] = self._do(_Calls.reload(name))
         return body
 
     def transfer_leader(self, to: str | None = None) -> dict[str, Any]:
@@ -932,6 +942,10 @@ class AsyncClient(_Base):
 
     async def drain_status(self, name: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._do(_Calls.drain_status(name))
+        return body
+
+    async def reload(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._do(_Calls.reload(name))
         return body
 
     async def transfer_leader(self, to: str | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from raftcron import hardening, memory
 from raftcron.api.app import build_app
-from raftcron.api.auth import server_ssl_context
+from raftcron.api.auth import AUTHORIZER_KEY, Authorizer, server_ssl_context
 from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
 from raftcron.config import Config, ConfigError, NodeConfig, secret_values
@@ -49,6 +49,7 @@ from raftcron.executor.runner import Executor
 from raftcron.metrics import NodeMetrics
 from raftcron.notify import Notifier
 from raftcron.raft.node import Machine, RaftNode, RaftSettings, RaftStatus
+from raftcron.reload import ConfigControl
 from raftcron.scheduler.leader import Leader, LeaseTracker
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ class Node:
         # builds the node, else by run()); held until run() ends.
         self.dir_lock = dir_lock
         self.drain = DrainControl(self)
+        # Its file's config_hash, drift, reload (SIGHUP, the API): raftcron/reload.py.
+        self.configctl = ConfigControl(self, config)
+        self.app: web.Application | None = None
         # Called on the loop with every applied command, after the node's own handling
         # (the lock API resolves its waiting requests from here).
         self.commit_listeners: list[Callable[[c.Command | None, Result], None]] = [
@@ -288,6 +292,7 @@ class Node:
             live_nodes=self.live_nodes,
             election_timeout=self.settings.max_timeout,
             stopping=lambda: self.drain.stopping,
+            config_hash=self.configctl.hash,
         )
         self.leader = leader
         logger.info(
@@ -318,6 +323,18 @@ class Node:
         self.leader = None
         if task is not None:
             task.cancel()
+
+    # -- reload
+
+    def apply_config(self, config: Config, jobs: c.PackedSpecs) -> None:
+        """A reload's running configuration (``raftcron/reload.py``; ``config`` has no
+        jobs, and the secret, members and TLS files of the one it replaces): the file's
+        jobs, the API tokens and the ``[notify]`` settings take effect now."""
+        self.config = config
+        self.config_jobs = jobs
+        self.notifier.config = config.notify
+        if self.app is not None:
+            self.app[AUTHORIZER_KEY].current = Authorizer.from_config(config.api)
 
     # -- run
 
@@ -374,7 +391,7 @@ class Node:
         self.raft.add_status_listener(self.metrics.on_status)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.raft.start()
-        app = build_app(self)
+        app = self.app = build_app(self)
         runner = ApiRunner(app)
         await runner.setup()
         site = web.TCPSite(
@@ -390,13 +407,19 @@ class Node:
                 self.me.api,
             )
             drain_task = asyncio.get_running_loop().create_task(self.drain.run(), name="drain")
+            config_task = asyncio.get_running_loop().create_task(
+                self.configctl.run(), name="config"
+            )
             try:
                 await self._watch(stop)
             finally:
                 # (its clearing of a shutdown drain must not meet the one that starts now)
                 drain_task.cancel()
+                config_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await drain_task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await config_task
             try:
                 if self.failed is None:
                     await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)

@@ -361,6 +361,7 @@ def status_json(node: Node) -> dict[str, Any]:
             member["lag"] = 0
         members.append(member)
     members_api.add_drains(node, members)
+    config = members_api.add_config(node, members)
     counts = node.machine.read(
         lambda s: (
             len(s.jobs),
@@ -389,6 +390,7 @@ def status_json(node: Node) -> dict[str, Any]:
         "executing": node.executor.active_count(),
         "fsyncs": node.raft.fsync_count(),
         "leader_changes": node.leader_changes,
+        **config,
     }
 
 
@@ -481,8 +483,8 @@ def _refuse_config_job(node: Node, name: str, verb: str) -> None:
         raise ApiProblem(
             409,
             "config_job",
-            f"job {name!r} is defined in the cluster config file; {verb} it there (the leader "
-            "puts the file's jobs back when it takes over), or pause it through the API",
+            f"job {name!r} is defined in the cluster config file; {verb} it there and run "
+            "`raftcron reload` on the leader, or pause it through the API",
         )
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "READ_METHODS",
     "WHOAMI_PATH",
     "Authorizer",
+    "AuthorizerSlot",
     "Caller",
     "Refusal",
     "caller_of",
@@ -196,14 +197,22 @@ class Authorizer:
         return None
 
 
-def middleware(authorizer: Authorizer) -> Middleware:
-    """The aiohttp middleware enforcing ``authorizer``."""
+class AuthorizerSlot:
+    """The authorizer in force; a reload (``raftcron/reload.py``) swaps it whole."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, current: Authorizer) -> None:
+        self.current = current
+
+
+def middleware(authorizer: Authorizer | AuthorizerSlot) -> Middleware:
+    """The aiohttp middleware enforcing ``authorizer`` (a slot's current one)."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        refusal = authorizer.decide(
-            request.method, request.path, request.headers.get("Authorization")
-        )
+        now = authorizer.current if isinstance(authorizer, AuthorizerSlot) else authorizer
+        refusal = now.decide(request.method, request.path, request.headers.get("Authorization"))
         if refusal is not None:
             return refusal.response()
         return await handler(request)
@@ -211,24 +220,24 @@ def middleware(authorizer: Authorizer) -> Middleware:
     return authenticate
 
 
-AUTHORIZER_KEY: Final[web.AppKey[Authorizer]] = web.AppKey("authorizer", Authorizer)
+AUTHORIZER_KEY: Final[web.AppKey[AuthorizerSlot]] = web.AppKey("authorizer", AuthorizerSlot)
 
 
 def sees_secrets(request: web.Request) -> bool:
     """Whether this request may see secrets in job definitions (an admin token, or an
     open API); a read token sees them redacted (``raftcron.api.http.REDACTED``)."""
-    authorizer = request.app.get(AUTHORIZER_KEY)
-    if authorizer is None:  # an app without auth (tests): nothing to protect
+    slot = request.app.get(AUTHORIZER_KEY)
+    if slot is None:  # an app without auth (tests): nothing to protect
         return True
-    return authorizer.role_for(request.headers.get("Authorization")) == "admin"
+    return slot.current.role_for(request.headers.get("Authorization")) == "admin"
 
 
 def caller_of(request: web.Request) -> Caller:
     """Who sent ``request`` (see :class:`Caller`)."""
-    authorizer = request.app.get(AUTHORIZER_KEY)
-    if authorizer is None:
+    slot = request.app.get(AUTHORIZER_KEY)
+    if slot is None:
         return Caller(role="admin", token=None)
-    return authorizer.caller(request.headers.get("Authorization"))
+    return slot.current.caller(request.headers.get("Authorization"))
 
 
 WHOAMI_PATH: Final = "/v1/whoami"
@@ -247,7 +256,8 @@ def register(app: web.Application) -> None:
     if node is None:
         raise RuntimeError("auth.register(app) needs app[NODE_KEY] set first")
     authorizer = Authorizer.from_config(node.config.api)
-    app[AUTHORIZER_KEY] = authorizer
+    slot = AuthorizerSlot(authorizer)
+    app[AUTHORIZER_KEY] = slot
     app.router.add_get(WHOAMI_PATH, whoami)
     if not authorizer.enforcing:
         exposed = [n.name for n in node.config.cluster.nodes if not n.api.is_loopback]
@@ -258,7 +268,7 @@ def register(app: web.Application) -> None:
                 node.name,
                 ", ".join(exposed),
             )
-    app.middlewares.insert(0, middleware(authorizer))
+    app.middlewares.insert(0, middleware(slot))
 
 
 def server_ssl_context(api: ApiConfig) -> ssl.SSLContext | None:

@@ -1,5 +1,10 @@
-"""Members: drain (``/v1/members/{name}/drain``), leader transfer (``/v1/leader/transfer``)
-and the health checks (``/health``, ``/health/leader``).
+"""Members: drain (``/v1/members/{name}/drain``), reload (``/v1/members/{name}/reload``),
+leader transfer (``/v1/leader/transfer``) and the health checks (``/health``,
+``/health/leader``).
+
+Reload re-reads the cluster file of the member that serves the request
+(``raftcron/reload.py``): it must be the member named in the path; any other answers 409
+``wrong_member`` naming that member's API, and nothing is forwarded.
 
 Drain and undrain are replicated commands (``Drain``), so any member carries them out for
 any member; the member is always named in the path and nothing falls back to another one.
@@ -34,6 +39,7 @@ from raftcron.core.state import Rejected
 from raftcron.drain import drain_view
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
+from raftcron.reload import ReloadIncomplete, ReloadRefused
 
 if TYPE_CHECKING:
     from raftcron.core.state import State
@@ -67,6 +73,16 @@ def add_drains(node: Node, members: list[dict[str, Any]]) -> None:
     views = node.machine.read(lambda s: {n: drain_json(s, n) for n in names})
     for m in members:
         m["drain"] = views[m["name"]]
+
+
+def add_config(node: Node, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Put each member's ``config_hash`` (None: not reported yet) into ``/v1/status``
+    members; the status's own ``config_hash``, ``reconciled_config_hash`` and
+    ``config_drift`` (members whose file differs from the leader's: raftcron/reload.py)."""
+    view = node.configctl.status_json()
+    for m in members:
+        m["config_hash"] = view["members"].get(m["name"])
+    return {k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")}
 
 
 def _member_json(node: Node, name: str) -> dict[str, Any]:
@@ -128,6 +144,41 @@ async def get_drain(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     _addr_of(node, name)
     return _json(_member_json(node, name))
+
+
+# --------------------------------------------------------------------------- reload
+
+
+async def reload_member(request: web.Request) -> web.Response:
+    """Re-read this member's cluster file (``raftcron/reload.py``): 200 with what changed,
+    400 ``invalid_config`` (every problem, the running configuration stays), 409
+    ``wrong_member`` on another member, 503 when the leader's jobs did not commit."""
+    node = request.app[NODE_KEY]
+    name = request.match_info["name"]
+    _addr_of(node, name)
+    await _body(request, ())
+    if name != node.name:
+        api = next(
+            (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == name),
+            "?",
+        )
+        raise ApiProblem(
+            409,
+            "wrong_member",
+            f"this is {node.name}; a reload re-reads the file of the member it is sent to: "
+            f"send it to {name} at {api}",
+        )
+    try:
+        body = await node.configctl.reload()
+    except ReloadRefused as exc:
+        raise ApiProblem(
+            400,
+            "invalid_config",
+            "the file was refused, the running configuration stays:\n" + "\n".join(exc.errors),
+        ) from None
+    except ReloadIncomplete as exc:
+        raise ApiProblem(503, "not_committed", str(exc), {"Retry-After": "1"}) from None
+    return _json(body)
 
 
 # --------------------------------------------------------------------------- leader transfer
@@ -240,4 +291,5 @@ def register(app: web.Application) -> None:
     r.add_get("/v1/members/{name}/drain", get_drain)
     r.add_post("/v1/members/{name}/drain", drain_member)
     r.add_delete("/v1/members/{name}/drain", undrain_member)
+    r.add_post("/v1/members/{name}/reload", reload_member)
     r.add_post("/v1/leader/transfer", transfer_leader)

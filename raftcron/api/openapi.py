@@ -133,6 +133,11 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "oneOf": [_ref("Drain"), {"type": "null"}],
                 "description": "null unless the member is drained (it gets no new runs)",
             },
+            "config_hash": {
+                **_NULL_STR,
+                "description": "the config_hash of the cluster file the member reads (null: "
+                "not reported yet)",
+            },
         },
     },
     "Drain": {
@@ -204,6 +209,43 @@ SCHEMAS: Final[dict[str, Any]] = {
             "executing": {"type": "integer"},
             "fsyncs": {"type": "integer"},
             "leader_changes": {"type": "integer"},
+            "config_hash": {
+                "type": "string",
+                "description": "hash of this node's cluster file: its jobs and settings, "
+                "parsed, secrets and token values left out",
+            },
+            "reconciled_config_hash": {
+                **_NULL_STR,
+                "description": "config_hash of the file the leader last reconciled",
+            },
+            "config_drift": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "members whose config_hash differs from the leader's",
+            },
+        },
+    },
+    "Reloaded": {
+        "type": "object",
+        "required": ["node", "file", "config_hash", "reconciled", "restart_needed"],
+        "properties": {
+            "node": {"type": "string"},
+            "file": {"type": "string"},
+            "config_hash": {"type": "string"},
+            "previous_config_hash": {"type": "string"},
+            "reconciled_config_hash": _NULL_STR,
+            "leader": _NULL_STR,
+            "reconciled": {
+                "type": "boolean",
+                "description": "true on the leader: its file's jobs were reconciled",
+            },
+            "jobs_changed": {"type": "array", "items": {"type": "string"}},
+            "restart_needed": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "keys that changed but keep their running value until a restart",
+            },
+            "note": {"type": "string"},
         },
     },
     "Run": {
@@ -1067,6 +1109,13 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("DELETE", "/v1/members/{name}/drain"): {
         "summary": "undrain a member: it gets new runs again (admin)",
         "responses": _ok("undrained", _ref("MemberDrain")) | _errors(400, 401, 403, 404, 503),
+    },
+    ("POST", "/v1/members/{name}/reload"): {
+        "summary": "re-read the cluster file of this member (it must be the member named): "
+        "jobs, tokens, notify settings; on the leader its jobs are reconciled at once. An "
+        "invalid file is refused (400 invalid_config, every problem) and the running "
+        "configuration stays; another member answers 409 wrong_member (admin)",
+        "responses": _ok("reloaded", _ref("Reloaded")) | _errors(400, 401, 403, 404, 409, 503),
     },
     ("POST", "/v1/leader/transfer"): {
         "summary": "hand leadership to another member (Raft TimeoutNow); only on the leader: "

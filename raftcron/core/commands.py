@@ -70,6 +70,9 @@ class SyncConfig:
     A *partial* sync puts only ``specs`` and deletes only the config jobs named in
     ``delete``: the leader sends what differs from the state, in entries of bounded size
     (a file of 100,000 jobs as one entry never committed within the proposal timeout).
+
+    ``config_hash`` (the last entry of a sync only) is the ``config_hash`` of the file now
+    reconciled (``raftcron/confighash.py``); ``State.config_hash`` keeps it.
     """
 
     at_ms: int
@@ -77,6 +80,17 @@ class SyncConfig:
     history: int
     partial: bool = False
     delete: tuple[str, ...] = ()
+    config_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportConfig:
+    """Member ``node`` reads a cluster file whose ``config_hash`` is ``hash``
+    (``State.member_hashes``; it says so at start and after a reload). Idempotent."""
+
+    at_ms: int
+    node: str
+    hash: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,6 +353,7 @@ Command = (
     | ExpireLock
     | CancelLockWait
     | MarkBroken
+    | ReportConfig
 )
 
 _SPEC_FIELDS: Final = (
@@ -654,6 +669,8 @@ def encode(cmd: Command) -> bytes:
             }
             if cmd.partial:  # full syncs encode as before partial ones existed
                 body |= {"partial": True, "delete": list(cmd.delete)}
+            if cmd.config_hash:  # (older nodes ignore it)
+                body["hash"] = cmd.config_hash
         case StartBackfill():
             body |= {
                 "t": "backfill",
@@ -745,6 +762,8 @@ def encode(cmd: Command) -> bytes:
             }
         case Drain():
             body |= {"t": "drain", "node": cmd.node, "drain": cmd.drain, "kind": cmd.kind}
+        case ReportConfig():
+            body |= {"t": "config_report", "node": cmd.node, "hash": cmd.hash}
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
@@ -770,6 +789,7 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
                 history=int(b["history"]),
                 partial=bool(b.get("partial", False)),
                 delete=tuple(_str(n) for n in b.get("delete", ())),
+                config_hash=str(b.get("hash", "")),
             )
         case "backfill":
             return StartBackfill(
@@ -859,6 +879,8 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
             )
         case "drain":
             return Drain(at_ms=at, node=str(b["node"]), drain=bool(b["drain"]), kind=str(b["kind"]))
+        case "config_report":
+            return ReportConfig(at_ms=at, node=str(b["node"]), hash=str(b["hash"]))
     return None
 
 

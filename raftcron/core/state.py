@@ -79,6 +79,10 @@ Invariants:
   state, so a plan made before the drain committed never grants to the drained member and
   loses nothing. Runs the member already holds go on under their leases. ``drained`` is in
   the snapshot only when it is not empty, so snapshots of states without it are as before.
+* Configuration (``raftcron/reload.py``): ``config_hash`` is the ``config_hash`` of the
+  cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
+  ``member_hashes`` is the hash each member last reported of its own file
+  (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ from raftcron.core.model import (
 from raftcron.core.planner import schedule_of
 
 SNAPSHOT_VERSION: Final = 1
+MAX_CONFIG_HASH: Final = 64  # characters of a config hash kept (raftcron/confighash.py: 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,10 @@ class State:
     lock_done: dict[tuple[str, str], LockEnd] = field(default_factory=dict)
     # Members that get no new grants (see "Drain"), by name.
     drained: dict[str, DrainMark] = field(default_factory=dict)
+    # The config_hash of the file last reconciled ("" before any sync said one), and the
+    # hash of its own file each member last reported (see "Configuration").
+    config_hash: str = ""
+    member_hashes: dict[str, str] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose
@@ -407,6 +416,8 @@ class State:
                 return self._cancel_lock_wait(cmd)
             case c.Drain():
                 return self._drain(cmd)
+            case c.ReportConfig():
+                return self._report_config(cmd)
         return Rejected("bad_command", f"unknown command {type(cmd).__name__}")
 
     # ------------------------------------------------------------------ jobs
@@ -520,6 +531,8 @@ class State:
             res = self._put_job(spec, synced_source(spec))
             if isinstance(res, Ok) and res.value != "unchanged":
                 changed.append(spec.name)
+        if cmd.config_hash:
+            self.config_hash = cmd.config_hash[:MAX_CONFIG_HASH]
         return Ok(tuple(changed))
 
     def _synced_names(self) -> list[str]:
@@ -1604,6 +1617,15 @@ class State:
 
     # ------------------------------------------------------------------ drain
 
+    def _report_config(self, cmd: c.ReportConfig) -> Result:
+        if not cmd.node or len(cmd.node) > MAX_NODE_NAME:
+            return Rejected("bad_report", f"a member name is 1 to {MAX_NODE_NAME} characters")
+        if not cmd.hash or len(cmd.hash) > MAX_CONFIG_HASH:
+            return Rejected("bad_report", f"a config hash is 1 to {MAX_CONFIG_HASH} characters")
+        changed = self.member_hashes.get(cmd.node) != cmd.hash
+        self.member_hashes[cmd.node] = cmd.hash
+        return Ok(changed)
+
     def _drain(self, cmd: c.Drain) -> Result:
         if cmd.kind not in DRAIN_KINDS:
             return Rejected(
@@ -1669,6 +1691,7 @@ class State:
         locks = list(self.locks.values())
         lock_done = list(self.lock_done.items())
         drained = list(self.drained.items())
+        config = (self.config_hash, dict(self.member_hashes))
         counters = (
             self.counters.fence,
             self.counters.stale_rejections,
@@ -1678,7 +1701,7 @@ class State:
 
         def encode() -> bytes:
             return _encode_snapshot(
-                scalars, jobs, runs, history, leases, counters, locks, lock_done, drained
+                scalars, jobs, runs, history, leases, counters, locks, lock_done, drained, config
             )
 
         return encode
@@ -1744,6 +1767,10 @@ class State:
                 case "drained":
                     for name, kind, since in value:
                         st.drained[str(name)] = DrainMark(kind=str(kind), since_ms=int(since))
+                case "config":
+                    st.config_hash = str(value[0])
+                    if len(value) > 1:
+                        st.member_hashes = {str(n): str(h) for n, h in value[1]}
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {version!r}")
         st._rebuild_live()
@@ -1984,6 +2011,7 @@ def _encode_snapshot(
     locks: Iterable[Lock] = (),
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
     drained: Iterable[tuple[str, DrainMark]] = (),
+    config: tuple[str, dict[str, str]] = ("", {}),
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -2007,7 +2035,9 @@ def _encode_snapshot(
     drain_list = sorted(drained)
     # "drained" is the last key, written only when a member is drained: a state without
     # one encodes exactly as before drains existed (older nodes read it; digests agree)
-    out.write(packer.pack_map_header(11 if drain_list else 10))
+    # "config" likewise, after it: written only once a hash was reconciled or reported
+    has_config = bool(config[0] or config[1])
+    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -2039,4 +2069,7 @@ def _encode_snapshot(
     if drain_list:
         out.write(packer.pack("drained"))
         array(([n, m.kind, m.since_ms] for n, m in drain_list), len(drain_list))
+    if has_config:
+        out.write(packer.pack("config"))
+        out.write(packer.pack([config[0], [[n, config[1][n]] for n in sorted(config[1])]]))
     return out.getvalue()

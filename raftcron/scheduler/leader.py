@@ -5,7 +5,10 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
 1. A node that sees itself leader of term T commits a ``Barrier``; only after it has
    applied the barrier does it know the whole committed log (every earlier claim,
    watermark and lease) and act.
-2. It reconciles the TOML jobs (``SyncConfig``), lifts a ``shutdown`` drain of its own
+2. It reconciles the TOML jobs (``SyncConfig``) if its file is the one last reconciled
+   (its ``config_hash`` is the replicated one, or none was recorded yet; else it leaves
+   the jobs as they are and says so until an operator's ``reload`` on it:
+   ``raftcron/reload.py``), lifts a ``shutdown`` drain of its own
    (it is running again: ``raftcron/drain.py``) unless it is stopping, then runs the
    scheduler and the lease monitor until the scope is cancelled: the node cancels it the
    instant it sees it is no longer leader of T.
@@ -201,6 +204,7 @@ class Leader:
         live_nodes: Callable[[], list[NodeInfo]],
         election_timeout: float,
         stopping: Callable[[], bool] = lambda: False,
+        config_hash: str = "",
     ) -> None:
         self.node = node
         self.term = term
@@ -213,6 +217,11 @@ class Leader:
             config_jobs if isinstance(config_jobs, PackedSpecs) else PackedSpecs.pack(config_jobs)
         )
         self.history = history
+        self.config_hash = config_hash  # of the file config_jobs come from ("": not known)
+        # Its file is not the one last reconciled, so its jobs were left alone (the
+        # replicated hash when it looked; None: it reconciled, or has not looked yet).
+        self.unreconciled: str | None = None
+        self._sync_lock = asyncio.Lock()
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
         self.stopping = stopping  # this node's SIGTERM drain has begun
@@ -245,7 +254,7 @@ class Leader:
                 )
             )
             self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
-            await self._sync_config()
+            await self._sync_config_if_agreed()
             await self._lift_own_shutdown_drain()
             self.established.set()
             logger.info(
@@ -258,19 +267,51 @@ class Leader:
                 tg.create_task(self._schedule_loop())
                 tg.create_task(self._expiry_loop())
 
-    async def _sync_config(self) -> None:
+    async def _sync_config_if_agreed(self) -> None:
+        """At the start of the term: reconcile this node's file only if it is the file last
+        reconciled (or none was recorded: a new cluster, or one from before hashes). Else
+        nothing a file says is put or deleted, so an election never silently brings back
+        or drops a job; the operator decides with ``raftcron reload`` on this node."""
+        async with self._sync_lock:
+            reconciled = self.raft.machine.read(lambda s: s.config_hash)
+            if reconciled and self.config_hash and reconciled != self.config_hash:
+                self.unreconciled = reconciled
+                logger.warning(
+                    "leader %s: its cluster file (config_hash %s) is not the configuration "
+                    "last reconciled (config_hash %s): its jobs are NOT reconciled, the "
+                    "cluster keeps the jobs it has (make this node's file the same as the "
+                    "other members', or run `raftcron reload %s` to make its file the "
+                    "cluster's)",
+                    self.node, self.config_hash, reconciled, self.node,
+                )  # fmt: skip
+                return
+            await self._sync_config()
+
+    async def reconcile(
+        self, config_jobs: PackedSpecs, config_hash: str, history: int
+    ) -> list[str]:
+        """An operator's reload on this node: its (new) file becomes the cluster's,
+        whatever was reconciled before. The names of the jobs that changed."""
+        async with self._sync_lock:
+            self.config_jobs, self.config_hash, self.history = config_jobs, config_hash, history
+            return await self._sync_config()
+
+    async def _sync_config(self) -> list[str]:
         """Reconcile the file's jobs: only what differs from the replicated state, in
         entries of at most ``CONFIG_SYNC_BATCH`` specs (each one commits well within the
-        proposal timeout, whatever the size of the file)."""
+        proposal timeout, whatever the size of the file); the last one records the file's
+        ``config_hash``."""
         large = len(self.config_jobs) > LARGE_CONFIG
         specs = (
             await asyncio.to_thread(self.config_jobs.unpack) if large else self.config_jobs.unpack()
         )
         puts, gone = self._config_changes(specs)
         del specs  # only the specs to put outlive the comparison
-        await self._put_config(puts, gone)
+        changed = await self._put_config(puts, gone)
+        self.unreconciled = None
         if large:  # the specs and their entries' encodings are garbage now
             await asyncio.to_thread(memory.trim)
+        return changed
 
     async def _lift_own_shutdown_drain(self) -> None:
         """This node leads, so it runs again: a shutdown drain of its own (its last life's
@@ -288,8 +329,9 @@ class Leader:
     def _config_changes(self, specs: Sequence[JobSpec]) -> tuple[list[JobSpec], list[str]]:
         return self.raft.machine.read(lambda s: s.config_changes(specs))
 
-    async def _put_config(self, puts: list[JobSpec], gone: list[str]) -> None:
-        """Commit ``puts`` and ``delete`` ``gone`` in batches (both lists are emptied)."""
+    async def _put_config(self, puts: list[JobSpec], gone: list[str]) -> list[str]:
+        """Commit ``puts`` and ``delete`` ``gone`` in batches (both lists are emptied);
+        the names of the jobs that changed."""
         total = len(puts)
         changed: list[str] = []
         first = True
@@ -303,6 +345,8 @@ class Leader:
                 history=self.history,
                 partial=True,
                 delete=tuple(delete),
+                # the last entry: the file is reconciled once it commits
+                config_hash="" if puts or gone else self.config_hash,
             )
             res = await self._commit(cmd)
             if isinstance(res, Ok) and res.value:
@@ -315,6 +359,7 @@ class Leader:
             logger.info("leader %s: config jobs reconciled: %s", self.node, ", ".join(changed))
         elif changed:
             logger.info("leader %s: %d config jobs reconciled", self.node, len(changed))
+        return changed
 
     async def _commit(self, cmd: Barrier | SyncConfig | Drain) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""

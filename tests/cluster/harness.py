@@ -81,6 +81,7 @@ class Member:
     # run the agent under this command (e.g. unshare + a mount; it must exec the agent,
     # so that ``proc.pid`` is the agent's)
     prefix: list[str] = field(default_factory=list)
+    config: Path | None = None  # this member's own cluster file (default: the shared one)
 
     @property
     def api(self) -> str:
@@ -166,7 +167,7 @@ class Cluster:
                     self.module,
                     "agent",
                     "--config",
-                    str(self.config),
+                    str(m.config or self.config),
                     "--node",
                     m.name,
                     *self.agent_args,

@@ -276,6 +276,8 @@ STATUS: dict[str, Any] = {
     "term": 4,
     "commit_index": 120,
     "fence": 42,
+    "config_hash": "0123abcd4567ef89",
+    "config_drift": ["c"],
     "members": [
         {"name": "a", "role": "leader", "healthy": True, "self": False, "api": "http://x:1"},
         {"name": "b", "role": "follower", "healthy": True, "self": True, "api": "http://x:2"},
@@ -417,6 +419,7 @@ def test_follower_view_jobs_last_outcome_and_health(tmp_path: Path) -> None:
         page = load(tmp_path, api.url)
     assert page.state == "ok"
     assert page.ids["self-node"] == "b" and page.ids["leader-name"] == "a"
+    assert page.ids["config-hash"] == "0123abcd4567ef89" and "(drift: c)" in page.ids["facts"]
     members = {r.attrs["data-member"]: r for r in page.rows("member")}
     assert members["a"].attrs["data-role"] == "leader"
     assert members["c"].cells[2] == "unreachable"

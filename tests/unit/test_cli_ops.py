@@ -135,7 +135,7 @@ def _positionals(words: list[str]) -> list[str]:
     needs = {"jobs show": ["x"], "jobs apply": ["f"], "jobs delete": ["x"], "jobs pause": ["x"]}
     needs |= {"jobs resume": ["x"], "jobs next": ["x"], "jobs backfill": ["x"], "trigger": ["x"]}
     needs |= {"drain": ["b"], "undrain": ["b"], "runs show": ["r"], "runs logs": ["r"]}
-    needs |= {"runs kill": ["r"]}
+    needs |= {"runs kill": ["r"], "reload": ["b"]}
     return needs.get(" ".join(words), [])
 
 

@@ -225,9 +225,10 @@ def test_unit_file_keys_that_matter() -> None:
     assert one["Restart"] == "on-failure"
     assert int(one["LimitNOFILE"]) >= 65536
     assert one["RestartPreventExitStatus"] == "2"  # a bad cluster file: restarting can't help
-    # No reload yet: SIGHUP would stop today's agent. A comment says who adds it.
-    assert "ExecReload" not in svc
-    assert re.search(r"^# ExecReload: the reload issue adds it", text, re.M)
+    # `systemctl reload` sends SIGHUP: the agent re-reads its file (raftcron/reload.py).
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    why = _comment_before(text, "ExecReload")
+    assert "re-reads the cluster file" in why and "refuses" in why
     # Hardening that jobs never notice is on; what breaks jobs is off, each with a reason.
     for key in ("ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups"):
         assert one[key] == "yes", key
@@ -252,12 +253,13 @@ def test_unit_starts_the_node_that_init_names() -> None:
 
 def _verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``systemd-analyze verify`` of ``unit_text`` in a scratch root that has the unit's
-    program (it checks that ExecStart exists) and the system's own units."""
+    programs (it checks that ExecStart and ExecReload exist) and the system's own units."""
     root = tmp_path / "root"
     (root / "opt/raftcron/bin").mkdir(parents=True)
-    program = root / "opt/raftcron/bin/raftcron"
-    program.write_text("#!/bin/sh\n")
-    program.chmod(0o755)
+    (root / "bin").mkdir()
+    for program in (root / "opt/raftcron/bin/raftcron", root / "bin/kill"):
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/raftcron.service").write_text(unit_text)
     (root / "usr/lib/systemd").mkdir(parents=True)

@@ -51,7 +51,16 @@ from prometheus_client.registry import Collector
 
 from raftcron.clock import Clock
 from raftcron.core.commands import Command
-from raftcron.core.model import TRIGGER_BUFFERED, TRIGGER_RETRY, Job
+from raftcron.core.model import (
+    FAILED,
+    KILLED,
+    LOST,
+    SUCCEEDED,
+    TIMED_OUT,
+    TRIGGER_BUFFERED,
+    TRIGGER_RETRY,
+    Job,
+)
 from raftcron.core.planner import next_fire_ms
 from raftcron.core.state import State, job_errors_counts, outcome_counts, unschedulable_counts
 from raftcron.raft.node import Machine, RaftStatus
@@ -67,6 +76,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_JOB_SERIES: Final = 1_000  # [metrics] max_job_series (raftcron.config)
+# raftcron_job_last_outcome's states: the statuses a run that was given to a node ends with
+RUN_OUTCOMES: Final = (SUCCEEDED, FAILED, TIMED_OUT, LOST, KILLED)
 
 LATENESS_BUCKETS: Final = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -369,6 +380,24 @@ class _NodeCollector(Collector):
             "(a cluster fact)",
             labels=["job"],
         )
+        last_success = GaugeMetricFamily(
+            "raftcron_job_last_success_timestamp_seconds",
+            "When the job's last succeeded run ended (Unix seconds, UTC; from a replicated "
+            "per-job field, not the ledger); none before its first success (a cluster fact)",
+            labels=["job"],
+        )
+        last_duration = GaugeMetricFamily(
+            "raftcron_job_last_duration_seconds",
+            "End minus start of the job's last run that started, whatever its outcome "
+            "(a cluster fact)",
+            labels=["job"],
+        )
+        last_outcome = GaugeMetricFamily(
+            "raftcron_job_last_outcome",
+            "1 for the status the job's last run that was given to a node ended with, 0 for "
+            "the other outcomes; none before its first such run (a cluster fact)",
+            labels=["job", "outcome"],
+        )
         job_paused = GaugeMetricFamily(
             "raftcron_job_paused", "1 if the job is paused (a cluster fact)", labels=["job"]
         )
@@ -406,8 +435,8 @@ class _NodeCollector(Collector):
         families: list[Metric] = [
             fires, unschedulable, stale, recorded, fence, runs, jobs, paused, leases, info,
             is_leader, has_leader, term, commit, applied, changes, leaderless, slots,
-            job_errors, draining, next_fire, job_paused, omitted, peer_up, lag_entries,
-            lag_seconds,
+            job_errors, draining, next_fire, last_success, last_duration, last_outcome,
+            job_paused, omitted, peer_up, lag_entries, lag_seconds,
         ]  # fmt: skip
         if describe:
             return families
@@ -431,6 +460,14 @@ class _NodeCollector(Collector):
                 nxt = None
             if nxt is not None:
                 next_fire.add_metric([name], nxt / 1000)
+            stats = jb.stats
+            if stats.success_ms:
+                last_success.add_metric([name], stats.success_ms / 1000)
+            if stats.duration_ms is not None:
+                last_duration.add_metric([name], stats.duration_ms / 1000)
+            if stats.outcome:
+                for outcome in RUN_OUTCOMES:
+                    last_outcome.add_metric([name, outcome], int(stats.outcome == outcome))
         drains = m.machine.read(lambda s: _drain_states(s, m.members))
         for name in sorted(drains):
             for state in ("draining", "drained"):

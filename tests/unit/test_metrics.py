@@ -295,3 +295,40 @@ def test_per_job_series_are_capped(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_job_series_order() -> None:
     assert job_series_order(["b", "a"], ["z", "a", "c"]) == ["a", "b", "c", "z"]
+
+
+def test_last_run_series_come_from_the_replicated_job_stats() -> None:
+    f = Fixture()
+
+    def apply(cmd: c.Command) -> None:
+        f.machine.read(lambda s: s.apply(cmd))
+
+    got = f.scrape()
+    for metric in (
+        "raftcron_job_last_success_timestamp_seconds",
+        "raftcron_job_last_duration_seconds",
+        "raftcron_job_last_outcome",
+    ):
+        assert not _per_job(got, metric), metric  # nothing ran yet: no series
+    at = T0 + 17_200_000  # 2023-11-15T03:00:00Z: the job's next fire
+    rid = f"backup@{at}"
+    fire = c.Fire(job="backup", scheduled_at_ms=at, node="a", trigger="schedule")
+    apply(c.Plan(at_ms=at, fires=(fire,)))
+    apply(c.Start(at_ms=at + 5, run_id=rid, fence=8, node="a", token="t"))
+    done = c.Complete(at_ms=at + 2_505, run_id=rid, fence=8, node="a", status="succeeded",
+                      exit_code=0, started_ms=at + 5, finished_ms=at + 2_505)  # fmt: skip
+    apply(done)
+    # the ledger forgets the run: the series do not
+    f.machine.read(lambda s: s.runs.clear())
+    got = f.scrape()
+    assert _per_job(got, "raftcron_job_last_success_timestamp_seconds") == {
+        "backup": (at + 2_505) / 1000
+    }
+    assert _per_job(got, "raftcron_job_last_duration_seconds") == {"backup": 2.5}
+    outcomes = {
+        dict(labels)["outcome"]: v
+        for (name, labels), v in got.items()
+        if name == "raftcron_job_last_outcome" and dict(labels)["job"] == "backup"
+    }
+    assert outcomes == {"succeeded": 1, "failed": 0, "timed_out": 0, "lost": 0, "killed": 0}
+    assert not [k for k in got if k[0] == "raftcron_job_last_outcome" and "report" in str(k)]

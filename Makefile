@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cluster chaos fuzz-api install clean bench bench-quick lock \
-	wheelhouse
+.PHONY: demo test lint typecheck unit cluster chaos fuzz-api fuzzy install clean bench bench-quick \
+	lock wheelhouse
 
 # Online installs take the exact versions and hashes of the lock files (`make lock` writes
 # them): requirements.lock for the agent, requirements-test.lock for it plus the test tools.
@@ -71,6 +71,16 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.runner --duration $(CHAOS_SECONDS) --quiet 8 --fault 6 \
 		--out chaos-out $(if $(SEED),--seed $(SEED)) \
 		$(foreach n,$(NEMESIS),--nemesis $(n))
+
+## make fuzzy: the Raft fuzzer (tests/fuzzy, in-process, no root) for FUZZY_STEPS steps of
+## 10 ms fake time, on FUZZY_NODES (3 or 5) replicas, FUZZY_RUNS seeds from SEED on (default:
+## a random one, printed). Replay a failure with the seed and steps it printed.
+FUZZY_STEPS ?= 100000
+FUZZY_NODES ?= 3
+FUZZY_RUNS ?= 1
+fuzzy: $(STAMP)
+	$(BIN)/python -m tests.fuzzy.run --steps $(FUZZY_STEPS) --nodes $(FUZZY_NODES) \
+		--runs $(FUZZY_RUNS) $(if $(SEED),--seed $(SEED))
 
 ## make fuzz-api: schemathesis against a 3-node cluster with tokens, in a network
 ## namespace (root), for FUZZ_SECONDS (make test runs it for 90 s). Output in fuzz-api-out/.

@@ -19,29 +19,26 @@ import signal
 import sys
 import time
 
-from raftcron import lockcmd
-from raftcron.clientopts import TokenFileError, add_connection_options, token_from
+from raftcron import cliutil, lockcmd
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
-    from typing import Any, TypeVar
+    from typing import Any
 
     from raftcron.client import Client, JobInfo
 
-    T = TypeVar("T")
-
-DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
-
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_RUNTIME) -> None:
-        super().__init__(message)
-        self.code = code
+EXIT_RUNTIME = cliutil.EXIT_RUNTIME
+EXIT_USAGE = cliutil.EXIT_USAGE
+CliError = cliutil.CliError
+add_client_options = cliutil.add_client_options
+client_from_args = cliutil.client_from_args
+_one_line = cliutil.one_line
+_call = cliutil.call
+_print_json = cliutil.print_json
+_table = cliutil.table
+_when = cliutil.when
 
 
 # --------------------------------------------------------------------------- logging
@@ -209,74 +206,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- client verbs
 
 
-def add_client_options(p: argparse.ArgumentParser, request_timeout: bool = True) -> None:
-    """The options every client verb takes: where the API is and how (the connection
-    options are ``raftcron lock``'s too: :mod:`raftcron.clientopts`).
-    ``request_timeout=False`` leaves ``--timeout`` to the verb (``drain --wait``)."""
-    add_connection_options(p, api_help=f"node API URL (or RAFTCRON_API; default {DEFAULT_API})")
-    if request_timeout:
-        p.add_argument(
-            "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
-        )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _api(args: argparse.Namespace) -> str:
-    url: str = getattr(args, "api", None) or os.environ.get("RAFTCRON_API") or DEFAULT_API
-    return url.rstrip("/")
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    try:
-        return token_from(args, os.environ)
-    except TokenFileError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-
-
-def client_from_args(args: argparse.Namespace) -> Client:
-    """The API client the options ask for; :class:`CliError` (exit 2) for a bad URL."""
-    from raftcron.client import Client
-
-    cafile = getattr(args, "cacert", None) or os.environ.get("RAFTCRON_CACERT") or None
-    try:
-        return Client(
-            _api(args),
-            token=_token(args),
-            timeout=getattr(args, "timeout", 10.0),
-            cafile=cafile,
-        )
-    except (ValueError, OSError) as exc:
-        raise CliError(f"--api: {exc}", EXIT_USAGE) from None
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
-def _call(fn: Callable[[], T]) -> T:
-    """Run one client call; its errors become one-line :class:`CliError`s (exit 1)."""
-    from raftcron.client import ApiError, ApiUnavailable
-
-    try:
-        return fn()
-    except ApiUnavailable as exc:
-        raise CliError(f"{exc}; set --api or RAFTCRON_API") from None
-    except ApiError as exc:
-        raise CliError(f"{_one_line(exc.message)} (HTTP {exc.status} {exc.code})") from None
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     st = _call(client.status)
@@ -304,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [
         [
             m.name + (" *" if m.is_self else ""),
-            m.role,
+            m.role if m.healthy else "unreachable",  # the answering node cannot reach it
             "up" if m.healthy else "DOWN",
             m.raft,
             m.api,
@@ -334,7 +263,7 @@ def _drain_line(body: Mapping[str, Any]) -> str:
 
 def cmd_drain(args: argparse.Namespace) -> int:
     """Drain one member, named; with --wait, until it holds no live run. Every request
-    goes to the one --api node: nothing falls back to another member."""
+    goes to one node, the first --api URL: nothing falls back to another member."""
     import contextlib
 
     from raftcron.durations import ConfigError, parse_duration
@@ -346,7 +275,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
         limit_s = parse_duration(raw, "--timeout") / 1000
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    client = client_from_args(args)
+    client = cliutil.one_node_client(args)
     body = _call(lambda: client.drain(args.node))
     if not args.wait:
         print(json.dumps(body, indent=2) if args.json else _drain_line(body))
@@ -376,17 +305,18 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_undrain(args: argparse.Namespace) -> int:
-    body = _call(lambda: client_from_args(args).undrain(args.node))
+    body = _call(lambda: cliutil.one_node_client(args).undrain(args.node))
     print(json.dumps(body, indent=2) if args.json else _drain_line(body))
     return 0
 
 
 def cmd_leader_transfer(args: argparse.Namespace) -> int:
-    """Ask the leader to hand leadership to ``--to`` (or the best other member). A follower
-    answers 409 not_leader: the request then goes to the leader it names, once."""
+    """Ask the leader to hand leadership to ``--to`` (or the best other member), through
+    the first --api URL only (no fail-over). A follower answers 409 not_leader: the
+    request then goes to the leader it names, once."""
     from raftcron.client import ApiError, Client
 
-    client = client_from_args(args)
+    client = cliutil.one_node_client(args)
     try:
         body = _call(lambda: client.transfer_leader(args.to))
     except CliError:
@@ -410,10 +340,6 @@ def cmd_leader_transfer(args: argparse.Namespace) -> int:
     else:
         print(f"{body['to']} already leads (term {body['term']})")
     return 0
-
-
-def _when(ts: str | None) -> str | None:
-    return None if ts is None else ts.replace("T", " ").replace("Z", "")
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -526,55 +452,18 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_tables(path: Path) -> list[dict[str, Any]]:
-    """The job tables of a TOML file: ``[[jobs]]`` tables, or the file itself as one job."""
-    import tomllib
-
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read: {exc.strerror or exc}", EXIT_USAGE) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not valid TOML: {exc}", EXIT_USAGE) from None
-    if "jobs" in raw:
-        tables = raw["jobs"]
-        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-            raise CliError(f"{path}: jobs: expected [[jobs]] tables", EXIT_USAGE)
-    elif "schedule" in raw or "command" in raw:
-        tables = [raw]
-    else:
-        raise CliError(
-            f"{path}: no jobs (write [[jobs]] tables, or one job's keys at the top level)",
-            EXIT_USAGE,
-        )
-    out = []
-    for i, table in enumerate(tables):
-        where = f"{path}: jobs[{i}]" if "jobs" in raw else str(path)
-        name = table.get("name")
-        if not isinstance(name, str) or not name:
-            raise CliError(f"{where}.name: missing (every job needs a name)", EXIT_USAGE)
-        job = dict(table)
-        cwd = job.get("cwd")
-        if isinstance(cwd, str) and cwd and not os.path.isabs(cwd):
-            job["cwd"] = str((path.parent / cwd).resolve())  # relative to the file, as in config
-        out.append(job)
-    return out
-
-
 def cmd_jobs_apply(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from raftcron.cli_jobsfile import read_job_tables, spec_of
     from raftcron.client import ApiError, ApiUnavailable
 
-    path = Path(args.file)
-    jobs = _job_tables(path)
+    jobs, path = read_job_tables(args.file)
     client = client_from_args(args)
     results: list[dict[str, Any]] = []
     failed = 0
     for job in jobs:
         name = job["name"]
         try:
-            res = client.put_job(name, json.loads(json.dumps(job, default=str)))
+            res = client.put_job(name, spec_of(job))
             entry: dict[str, Any] = {"job": name, "result": res.result}
             entry["warnings"] = list(res.warnings)
             where = f"{path}: {name}"
@@ -692,58 +581,6 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         else:
             on, fence = inst.get("node") or "-", inst.get("fence")
             print(f"{res.job}: {run} {status} on node {on} fence {fence}")
-    return 0
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    import shlex
-
-    if args.action:
-        if args.action[0] != "kill" or len(args.action) != 2:
-            raise CliError(
-                f"unknown runs verb {' '.join(args.action)!r} (use: raftcron runs [--job J] "
-                "to list, raftcron runs kill RUN_ID to stop a run)",
-                EXIT_USAGE,
-            )
-        return _runs_kill(args, args.action[1])
-    client = client_from_args(args)
-    page = _call(
-        lambda: client.runs(
-            job=args.job, node=args.node, status=args.status, limit=args.limit, before=args.before
-        )
-    )
-    if args.json:
-        _print_json({"runs": [r.raw for r in page.runs], "next": page.next, "total": page.total})
-        return 0
-    rows = [
-        [
-            r.id,
-            r.status,
-            r.node,
-            r.fence or None,
-            _when(r.scheduled_at),
-            r.exit_code,
-            _one_line(r.reason)[:60] or None,
-        ]
-        for r in page.runs
-    ]
-    print(_table(rows, ["run", "status", "node", "fence", "scheduled (UTC)", "exit", "reason"]))
-    if page.next is not None:
-        print(f"({len(page.runs)} of {page.total}; older: --before {shlex.quote(page.next)})")
-    return 0
-
-
-def _runs_kill(args: argparse.Namespace, rid: str) -> int:
-    import shlex
-
-    res = _call(lambda: client_from_args(args).kill(rid, args.reason, args.hard))
-    if args.json:
-        _print_json(res.raw)
-    elif res.result == "killed":
-        print(f"{res.run}: killed")
-    else:
-        how = "SIGKILL" if args.hard else "SIGTERM, then SIGKILL after the grace"
-        print(f"{res.run}: stopping ({how}); see raftcron runs --job {shlex.quote(res.job)}")
     return 0
 
 
@@ -920,7 +757,8 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
         prog="raftcron", description="Highly available cron on its own Raft cluster."
     )
     p.add_argument("--version", action=_VersionAction)
-    sub = p.add_subparsers(dest="verb", required=True)
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    p.set_defaults(fn=_usage(p))  # bare `raftcron`: the help, exit 2
     if only_lock:
         lockcmd.add_parser(sub)
         return p
@@ -964,9 +802,11 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_status)
 
     j = sub.add_parser(
-        "jobs", help="list, show, apply, delete, pause, resume, preview, backfill, import jobs"
+        "jobs",
+        help="list, show, apply, export, delete, pause, resume, preview, backfill, import jobs",
     )
-    jsub = j.add_subparsers(dest="jobs_verb", required=True)
+    jsub = j.add_subparsers(dest="jobs_verb", metavar="VERB")
+    j.set_defaults(fn=_usage(j))
     jl = jsub.add_parser("list", parents=[common], help="every job with next fire and last run")
     jl.set_defaults(fn=cmd_jobs_list)
     js = jsub.add_parser("show", parents=[common], help="one job with its next 5 fires")
@@ -975,10 +815,21 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     ja = jsub.add_parser(
         "apply",
         parents=[common],
-        help="create or update the jobs of a TOML file (prints each job's next 3 fires)",
+        help="create or update the jobs of a TOML or JSON file, or - for stdin (prints each "
+        "job's next 3 fires)",
     )
-    ja.add_argument("file", help="TOML with [[jobs]] tables, or one job's keys")
+    ja.add_argument(
+        "file",
+        metavar="FILE",
+        help='TOML ([[jobs]] tables, or one job\'s keys) or JSON ({"jobs": [...]}, a list, '
+        "one job, or jobs show/list -o json); - reads stdin",
+    )
     ja.set_defaults(fn=cmd_jobs_apply)
+    from raftcron import cli_jobsfile
+
+    connection = argparse.ArgumentParser(add_help=False)
+    add_client_options(connection, output=False)
+    cli_jobsfile.add_export_parser(jsub, connection)
     jd = jsub.add_parser("delete", parents=[common], help="delete a job")
     jd.add_argument("name")
     jd.set_defaults(fn=cmd_jobs_delete)
@@ -1028,7 +879,8 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     ud.add_argument("node", help="the member to undrain")
     ud.set_defaults(fn=cmd_undrain)
     ld = sub.add_parser("leader", help="leadership: transfer")
-    lsub = ld.add_subparsers(dest="leader_verb", required=True)
+    lsub = ld.add_subparsers(dest="leader_verb", metavar="VERB")
+    ld.set_defaults(fn=_usage(ld))
     lt = lsub.add_parser(
         "transfer", parents=[common], help="hand leadership to another member (Raft TimeoutNow)"
     )
@@ -1039,26 +891,26 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     t.add_argument("job")
     t.set_defaults(fn=cmd_trigger)
 
-    r = sub.add_parser(
-        "runs",
-        parents=[common],
-        help="the run ledger, newest first; `runs kill RUN_ID` stops a run",
-        usage="raftcron runs [--job J] [--status S] ...  |  raftcron runs kill RUN_ID [--hard]",
-    )
-    r.add_argument(
-        "action", nargs="*", metavar="kill RUN_ID", help="stop a run (SIGTERM, grace, SIGKILL)"
-    )
-    r.add_argument("--reason", help="kill: why (kept in the ledger)")
-    r.add_argument("--hard", action="store_true", help="kill: SIGKILL at once")
-    r.add_argument("--job", help="only this job")
-    r.add_argument("--node", help="only runs granted to this node")
-    r.add_argument("--status", help="e.g. failed or failed,lost")
-    r.add_argument("--limit", type=int, default=50, help="page size (1-1000, default 50)")
-    r.add_argument("--before", help="cursor: the run id printed at the end of a page")
-    r.set_defaults(fn=cmd_runs)
+    from raftcron import cli_runs
+
+    cli_runs.add_parser(sub, common)
 
     lockcmd.add_parser(sub)
+    from raftcron import cli_version
+
+    cli_version.add_parser(sub, common)
     return p
+
+
+def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A verb group given without its verb (bare ``raftcron``, ``raftcron jobs``): its help
+    with the verbs, on stderr, exit 2 (a usage error, like etcdctl's and git's)."""
+
+    def show(_: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    return show
 
 
 class _VersionAction(argparse.Action):
@@ -1069,13 +921,7 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        import importlib.metadata
-
-        try:
-            version = importlib.metadata.version("raftcron")
-        except importlib.metadata.PackageNotFoundError:
-            version = "unknown (not installed: pip install -e . in the checkout)"
-        print(f"raftcron {version}")
+        print(f"raftcron {cliutil.installed_version()}")
         parser.exit()
 
 
@@ -1092,15 +938,32 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(only_lock=words[:1] == ["lock"]).parse_args(words)
     try:
+        args = build_parser(only_lock=words[:1] == ["lock"]).parse_args(words)
+        if cliutil.wants_json(args):
+            args.json = True  # -o json and --json are one option
         code: int = args.fn(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is answered below
         return code
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # stdout's reader went away (`raftcron runs | head -1`)
+        _drop_stdout()
+        return cliutil.EXIT_PIPE
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's flush at exit then has nowhere to
+    fail (no "Exception ignored ... BrokenPipeError" on stderr)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,9 +36,11 @@ __all__ = [
     "DEFAULT_API",
     "ApiError",
     "ApiUnavailable",
+    "ApiUnreachable",
     "AsyncClient",
     "Client",
     "ClientError",
+    "FailoverClient",
     "FireTime",
     "JobInfo",
     "LockGrant",
@@ -54,6 +56,7 @@ __all__ = [
 
 DEFAULT_API: Final = "http://127.0.0.1:8100"
 DEFAULT_TIMEOUT: Final = 10.0
+CONNECT_TIMEOUT: Final = 5.0  # at most, for the TCP (and TLS) connection: then the next member
 
 
 # --------------------------------------------------------------------------- errors
@@ -62,6 +65,12 @@ DEFAULT_TIMEOUT: Final = 10.0
 ClientError = wire.ClientError
 ApiError = wire.ApiError
 ApiUnavailable = wire.ApiUnavailable
+
+
+class ApiUnreachable(ApiUnavailable):
+    """No connection was made (refused, no route, connect or TLS handshake timed out):
+    nothing was sent, so any request, even one that is not safe to repeat, may go to
+    another member."""
 
 
 # --------------------------------------------------------------------------- results
@@ -114,6 +123,7 @@ class Status:
     jobs: int
     runs: int
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    version: str | None = None  # the answering node's raftcron version (None: older nodes)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Status:
@@ -129,6 +139,7 @@ class Status:
             jobs=int(d.get("jobs", 0)),
             runs=int(d.get("runs", 0)),
             raw=d,
+            version=_opt_str(d.get("version")),
         )
 
 
@@ -391,6 +402,9 @@ class _Call:
     path: str  # with the query string
     body: Any = None  # JSON-encodable, or None for no body
     extra_timeout: float = 0.0  # added to the client's timeout (lock waits)
+    # Safe to send again after an answer that never came (the API's writes are, except a
+    # trigger without a scheduled_at and a backfill without an id): see FailoverClient.
+    repeatable: bool = True
 
 
 _seg = wire.seg
@@ -448,7 +462,8 @@ class _Calls:
     @staticmethod
     def trigger(name: str, scheduled_at: str | None) -> _Call:
         body = {} if scheduled_at is None else {"scheduled_at": scheduled_at}
-        return _Call("POST", f"/v1/jobs/{_seg(name)}/trigger", body)
+        path = f"/v1/jobs/{_seg(name)}/trigger"
+        return _Call("POST", path, body, repeatable=scheduled_at is not None)
 
     @staticmethod
     def backfill(name: str, from_: str, to: str, rate: float | None, id: str | None) -> _Call:
@@ -457,7 +472,7 @@ class _Calls:
             body["rate"] = rate
         if id is not None:
             body["id"] = id
-        return _Call("POST", f"/v1/jobs/{_seg(name)}/backfill", body)
+        return _Call("POST", f"/v1/jobs/{_seg(name)}/backfill", body, repeatable=id is not None)
 
     @staticmethod
     def cancel_backfill(name: str) -> _Call:
@@ -572,11 +587,19 @@ class Client(_Base):
 
     def _do(self, call: _Call) -> Any:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        kwargs: dict[str, Any] = {"timeout": self.timeout + call.extra_timeout}
+        timeout = self.timeout + call.extra_timeout
+        kwargs: dict[str, Any] = {"timeout": min(timeout, CONNECT_TIMEOUT)}
         if self.scheme == "https":
             kwargs["context"] = self.ssl_context
         conn = cls(self.host, self.port, **kwargs)
         body = None if call.body is None else json.dumps(call.body).encode()
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise ApiUnreachable(self.base_url, _reason(exc)) from None
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
         try:
             conn.request(call.method, self.prefix + call.path, body, self._headers(call))
             resp = conn.getresponse()
@@ -703,6 +726,62 @@ class Client(_Base):
         """Hand leadership to ``to`` (on the leader; ApiError 409 not_leader elsewhere)."""
         body: dict[str, Any] = self._do(_Calls.transfer_leader(to))
         return body
+
+
+class FailoverClient(Client):
+    """:class:`Client` over several members' APIs (``--api a,b,c``), for the CLI.
+
+    A request goes to the member that answered last (the first one at the start); one that
+    gets no answer goes on to the next member, in the order given, and so does a 503 (no
+    leader seen, or no commit in time). A request that is not safe to repeat (a trigger
+    without ``scheduled_at``, a backfill without ``id``) goes on only when nothing was
+    sent (:class:`ApiUnreachable`) or the member refused it before proposing (503
+    ``no_leader``): it is never carried out twice. When no member answers,
+    :class:`ApiUnavailable` names each one and why.
+
+    ``timeout`` and ``token`` set on this object apply to every member."""
+
+    def __init__(self, base_urls: Sequence[str], **kwargs: Any) -> None:
+        if not base_urls:
+            raise ValueError("no API URL given")
+        self.members = [Client(u, **kwargs) for u in base_urls]
+        super().__init__(base_urls[0], **kwargs)
+        self.answered = self.members[0]  # the member that answered the last request
+
+    def __repr__(self) -> str:
+        urls = ", ".join(m.base_url for m in self.members)
+        return f"FailoverClient([{urls}], token={'***' if self.token else None})"
+
+    def _do(self, call: _Call) -> Any:
+        n = len(self.members)
+        start = self.members.index(self.answered)
+        unreachable: list[ApiUnavailable] = []
+        for k in range(n):
+            member = self.members[(start + k) % n]
+            member.timeout, member.token = self.timeout, self.token
+            last = k == n - 1
+            try:
+                body = member._do(call)
+            except ApiUnreachable as exc:
+                unreachable.append(exc)
+                continue
+            except ApiUnavailable as exc:
+                if not call.repeatable:
+                    raise
+                unreachable.append(exc)
+                continue
+            except ApiError as exc:
+                # no_leader: refused before any proposal, so another member may take it
+                if exc.status == 503 and not last and (call.repeatable or exc.code == "no_leader"):
+                    continue
+                raise
+            self.answered = member
+            return body
+        if n == 1:
+            raise unreachable[0]
+        where = ", ".join(m.base_url for m in self.members)
+        why = "; ".join(f"{e.url}: {e.reason}" for e in unreachable)
+        raise ApiUnavailable(where, why)
 
 
 _reason = wire.reason_of

@@ -86,3 +86,16 @@ def read_token_file(path: str, where: str) -> str:
     if not text:
         raise TokenFileError(f"{where}: {path}: empty (write the API token into it)")
     return text
+
+
+DEFAULT_API = "http://127.0.0.1:8100"  # raftcron.client.DEFAULT_API, without importing it
+
+
+def api_urls(value: str | None, environ: Mapping[str, str]) -> list[str]:
+    """The members' API URLs that ``--api`` (else ``RAFTCRON_API``, else the default) names:
+    one URL or a comma-separated list, in the order given (empty items are dropped, and a
+    trailing ``/``). The one parser of every verb's ``--api``, ``raftcron lock``'s included;
+    each URL is checked where a client is built for it (:func:`raftcron.wire.split_base`)."""
+    raw = value or environ.get("RAFTCRON_API") or DEFAULT_API
+    urls = [u.strip().rstrip("/") for u in raw.split(",")]
+    return [u for u in urls if u] or [DEFAULT_API]

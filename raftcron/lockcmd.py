@@ -450,9 +450,9 @@ class _Api:
     that gets no answer (or a 503) moves on to the next one."""
 
     def __init__(self, urls: str, token: str | None, cafile: str | None) -> None:
-        self.clients = [
-            _client(u.strip(), token, cafile) for u in urls.split(",") if u.strip()
-        ] or [_client("http://127.0.0.1:8100", token, cafile)]
+        from raftcron.clientopts import api_urls  # every verb's --api parser
+
+        self.clients = [_client(u, token, cafile) for u in api_urls(urls, {})]
         self.i = 0
 
     @property

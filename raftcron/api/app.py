@@ -379,6 +379,7 @@ def status_json(node: Node) -> dict[str, Any]:
     )
     return {
         "node": node.name,
+        "version": node.metrics.version,  # this node's raftcron (`raftcron version` asks each)
         "role": "leader" if st.is_leader else "follower",
         "leader": leader,
         "leader_established": node.is_established_leader(),

@@ -341,7 +341,13 @@ class _Replica(SyncObj):  # type: ignore[misc]
         machine: Machine,
         on_tick: Callable[[_Replica], None],
         fs: FileOps | None = None,
+        *,
+        transport_class: type[Any] | None = None,
+        auto_tick: bool = True,
     ) -> None:
+        """``transport_class`` and ``auto_tick=False`` are for in-process test harnesses
+        (``tests/fuzzy``): a transport of their own instead of TCP (it must fsync like
+        :class:`_DurableTransport`), and ticks driven by the caller (``doTick``)."""
         self._rc_machine = machine
         self._rc_on_tick = on_tick
         self._rc_max_log_bytes = settings.compaction_max_bytes
@@ -379,9 +385,13 @@ class _Replica(SyncObj):  # type: ignore[misc]
             logCompactionMinTime=settings.compaction_min_time,
             dynamicMembershipChange=False,
             commandsWaitLeader=True,
+            autoTick=auto_tick,
         )
         super().__init__(
-            settings.self_addr, list(settings.peers), conf, transportClass=_DurableTransport
+            settings.self_addr,
+            list(settings.peers),
+            conf,
+            transportClass=transport_class or _DurableTransport,
         )
         self.addOnTickCallback(self._rc_tick)
 

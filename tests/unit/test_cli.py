@@ -114,12 +114,28 @@ def test_dev_runs_three_nodes_prints_urls_and_stops_cleanly(tmp_path: Path) -> N
 
 
 def test_runs_lists_and_runs_kill_parses() -> None:
+    from raftcron import cli_runs
     from raftcron.cli import build_parser
 
     listing = build_parser().parse_args(["runs", "--job", "backup"])
-    assert (listing.action, listing.job) == ([], "backup")
+    assert (listing.fn, listing.runs_verb, listing.job) == (cli_runs.cmd_runs, None, "backup")
     kill = build_parser().parse_args(["runs", "kill", "backup@1", "--hard", "--reason", "x"])
-    assert (kill.action, kill.hard, kill.reason) == (["kill", "backup@1"], True, "x")
+    assert (kill.fn, kill.run_id, kill.hard, kill.reason) == (
+        cli_runs.cmd_runs_kill,
+        "backup@1",
+        True,
+        "x",
+    )
+    # the client options given before the sub-verb are kept (not reset by its defaults)
+    show = build_parser().parse_args(["runs", "--api", "http://h:1", "show", "x@1", "-o", "json"])
+    assert (show.fn, show.api, show.output, show.run_id) == (
+        cli_runs.cmd_runs_show,
+        "http://h:1",
+        "json",
+        "x@1",
+    )
+    logs = build_parser().parse_args(["runs", "logs", "x@1", "--api", "http://h:2"])
+    assert (logs.fn, logs.api, logs.output) == (cli_runs.cmd_runs_logs, "http://h:2", "table")
 
 
 def test_version_is_the_one_in_pyproject() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from raftcron import cli
+from raftcron import clientopts
 from raftcron.client import (
     DEFAULT_API,
     ApiError,
@@ -247,7 +247,7 @@ def test_cli_and_client_import_no_aiohttp() -> None:
         "sys.exit(1 if any(m.split('.')[0] == 'aiohttp' for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
-    assert cli.DEFAULT_API == DEFAULT_API
+    assert clientopts.DEFAULT_API == DEFAULT_API
 
 
 # --------------------------------------------------------------------------- raftcron lock

@@ -82,7 +82,8 @@ def test_every_verb_that_talks_to_the_api_takes_token_file() -> None:
     local = {"agent", "dev", "check-config", "init", "jobs import crontab", "jobs import dkron"}
     talking = {v: opts for v, opts in verbs.items() if v not in local}
     assert "lock" in talking and "status" in talking and "jobs apply" in talking
-    assert len(talking) == 15, sorted(talking)  # (drain, undrain, leader transfer: 3)
+    # (drain, undrain, leader transfer: 3; runs show|logs|kill, jobs export, version: 5)
+    assert len(talking) == 19, sorted(talking)
     for verb, opts in talking.items():
         assert {"--api", "--token", "--token-file", "--cacert"} <= set(opts), verb
 

@@ -1,0 +1,158 @@
+"""The fuzzer in ``make test``: short runs of 3 and 5 replicas, exact replay, and bugs put
+in on purpose that the verifiers must catch.
+
+The short runs take a fresh seed each time (printed; ``FUZZY_SEED=S`` fixes it); a
+failure names the command that replays it. Long runs: ``make fuzzy``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from raftcron.core import commands as c
+from raftcron.core.state import Rejected, Result, State
+from tests.fuzzy.cluster import RecordingMachine
+from tests.fuzzy.run import run
+
+# pysyncobj 0.3.17 leaves the snapshot file of a transfer it abandons open
+# (Serializer.cancelTransmisstion drops the file object unclosed): a ResourceWarning when
+# the garbage collector finds it, raised here by pytest's filterwarnings=error.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+SHORT_STEPS = 3000  # 30 s of fake time: elections, partitions, crashes, a few hundred commits
+
+
+# The chaos network (messages reordered and duplicated one by one) runs fixed seeds here:
+# with a random one it finds the pysyncobj bug below now and then, and make test would
+# fail on a known bug. The tcp network (what raftcron's links can do) takes a fresh seed.
+CHAOS_SEEDS = {3: 20260101, 5: 20260105}
+
+
+def _seed(nodes: int, net: str) -> int:
+    env = os.environ.get("FUZZY_SEED")
+    if env:
+        return int(env)
+    if net == "chaos":
+        return CHAOS_SEEDS[nodes]
+    return random.SystemRandom().randrange(1 << 32)
+
+
+@pytest.mark.parametrize(("nodes", "net"), [(3, "tcp"), (5, "tcp"), (3, "chaos"), (5, "chaos")])
+def test_short_run(
+    nodes: int, net: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = _seed(nodes, net)
+    with capsys.disabled():
+        print(f"\n[fuzzy] seed={seed} nodes={nodes} steps={SHORT_STEPS} net={net}")
+    report = run(seed, SHORT_STEPS, nodes, tmp_path, tcp=net == "tcp")
+    with capsys.disabled():
+        print(report.summary())
+    replay = (
+        f"python -m tests.fuzzy.run --seed {seed} --steps {SHORT_STEPS} --nodes {nodes} --net {net}"
+    )
+    assert report.converged, f"did not converge after healing; replay: {replay}"
+    assert not report.violations, f"{report.violations[:5]}; replay: {replay}"
+    # (a run that did nothing proves nothing)
+    assert report.stats["grants"] and report.stats["acked"], report.summary()
+
+
+def test_same_seed_replays_the_same_run(tmp_path: Path) -> None:
+    a = run(4242, 1500, 3, tmp_path / "a")
+    b = run(4242, 1500, 3, tmp_path / "b")
+    assert a.trace == b.trace
+    assert a.stats == b.stats
+    assert a.digests == b.digests
+    assert run(4243, 1500, 3, tmp_path / "c").trace != a.trace
+
+
+class _SkipsRenew(RecordingMachine):
+    """n0 drops every other Renew it should apply (a replica that skips a command kind)."""
+
+    seen = 0
+
+    def _apply_once(self, data: bytes) -> Result:
+        if self.member.name == "n0" and isinstance(c.decode(data), c.Renew):
+            _SkipsRenew.seen += 1
+            if _SkipsRenew.seen % 2:
+                return Rejected("skipped", "broken on purpose")
+        return super()._apply_once(data)
+
+
+class _DoublesRenew(RecordingMachine):
+    """n1 applies every Renew twice."""
+
+    seen = 0
+
+    def _apply_once(self, data: bytes) -> Result:
+        if self.member.name == "n1" and isinstance(c.decode(data), c.Renew):
+            _DoublesRenew.seen += 1
+            super()._apply_once(data)
+        return super()._apply_once(data)
+
+
+@pytest.mark.parametrize("broken", [_SkipsRenew, _DoublesRenew])
+def test_a_replica_that_applies_differently_is_caught(
+    broken: type[RecordingMachine], tmp_path: Path
+) -> None:
+    broken.seen = 0  # type: ignore[attr-defined]
+    report = run(7, 3000, 3, tmp_path, machine_factory=broken)
+    assert broken.seen > 0  # type: ignore[attr-defined]
+    assert report.converged
+    assert any("digests differ" in v for v in report.violations), report.summary()
+
+
+class _RegrantsLocks(RecordingMachine):
+    """Every replica treats a repeated AcquireLock of the holding request as a new one:
+    it ends the lock and takes it again (a new fence), i.e. the idempotent key is ignored.
+    All replicas agree, so only the exactly-once verifier can see it."""
+
+    triggered = 0
+
+    def _apply_once(self, data: bytes) -> Result:
+        cmd = c.decode(data)
+        if isinstance(cmd, c.AcquireLock):
+
+            def regrant(s: State) -> None:
+                lock = s.locks.get(cmd.name)
+                if lock is not None and lock.request == cmd.request:
+                    _RegrantsLocks.triggered += 1
+                    del s.locks[cmd.name]
+                    s.lock_done.pop((cmd.name, cmd.request), None)
+
+            self.read(regrant)
+        return super()._apply_once(data)
+
+
+def test_a_command_applied_twice_is_caught(tmp_path: Path) -> None:
+    _RegrantsLocks.triggered = 0
+    report = run(11, 3000, 3, tmp_path, machine_factory=_RegrantsLocks)
+    assert _RegrantsLocks.triggered > 0
+    assert any("took effect again" in v for v in report.violations), report.summary()
+    # the replicas agree with each other: the digest check alone would have missed it
+    assert not any("digests differ" in v for v in report.violations)
+
+
+def test_chaos_network_finds_pysyncobj_truncating_acknowledged_entries(tmp_path: Path) -> None:
+    """What the fuzzer found (seed 101, 5 replicas, 10,000 steps, chaos network).
+
+    pysyncobj 0.3.17's follower deletes every entry after an AppendEntries' ``prevLogIdx``
+    (``truncating already-applied log entries``) even when they do not conflict with the
+    message's entries; Raft deletes only on a conflict. A stale AppendEntries (delayed or
+    duplicated, so delivered after newer ones) thus takes committed, acknowledged and
+    applied entries out of followers' logs; a member that lacks them can then win an
+    election and commit something else at their index. Here: index 597 (a PutJob) was
+    applied by four of five replicas; after n0 crashed and came back it led term 93 and
+    committed a RenewLock at 597, which n0, n3 and n4 applied: the ledger diverged for
+    good, and an acknowledged RenewLock sits at an index where the others have the PutJob.
+
+    raftcron's TCP links deliver each connection in order and never twice, so this needs
+    a stale message to be read after a reconnect; the tcp network has not found it. When
+    the pysyncobj seam fixes the truncation, this test fails: make it assert no
+    violation."""
+    report = run(101, 10_000, 5, tmp_path)
+    assert any("log divergence" in v for v in report.violations), report.summary()
+    assert report.stats["logs"], report.summary()

@@ -109,8 +109,11 @@ _TOML_POS_RE: Final = re.compile(
 )
 _NAME_FIX: Final = "a letter or digit, then up to 63 letters, digits, '.', '_' or '-'"
 
-_TOP_KEYS: Final = ("cluster", "api", "notify", "jobs")
+_TOP_KEYS: Final = ("cluster", "api", "notify", "metrics", "jobs")
 _NOTIFY_KEYS: Final = ("webhooks", "late_after", "timeout", "retries")
+_METRICS_KEYS: Final = ("max_job_series",)
+# Jobs that get per-job series on /metrics (each has up to ~20 of them).
+DEFAULT_MAX_JOB_SERIES: Final = 1_000
 _HTTP_KEYS: Final = ("url", "method", "headers", "body", "expect")
 _TARGET_KEYS: Final = ("url", "on")
 DEFAULT_LATE_AFTER_MS: Final = 60_000
@@ -297,12 +300,25 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """The ``[metrics]`` table: what ``GET /metrics`` exports (each node reads its own).
+
+    ``max_job_series``: how many jobs get per-job series (``job`` label); the jobs past it,
+    in name order, are left out, counted by ``raftcron_metrics_jobs_omitted`` and named
+    once in a WARNING.
+    """
+
+    max_job_series: int = DEFAULT_MAX_JOB_SERIES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: Path  # as the user gave it; used to name the file in messages
     cluster: ClusterConfig
     api: ApiConfig
     jobs: tuple[JobSpec, ...]
     notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def node(self, name: str) -> NodeConfig:
         """The node called ``name``; :class:`ConfigError` if the file has none."""
@@ -1185,6 +1201,14 @@ def _notify(errs: _Errors, raw: Mapping[str, Any]) -> NotifyConfig:
     )
 
 
+def _metrics(errs: _Errors, raw: Mapping[str, Any]) -> MetricsConfig:
+    """The [metrics] table."""
+    table = _get_table(errs, raw, "metrics", "")
+    _unknown_keys(errs, table, _METRICS_KEYS, "metrics")
+    cap = _get_int(errs, table, "max_job_series", "metrics", DEFAULT_MAX_JOB_SERIES, minimum=0)
+    return MetricsConfig(max_job_series=cap)
+
+
 def _env_problem(key: str, value: str) -> str | None:
     if not key or "=" in key or "\0" in key:
         return "not a valid environment variable name (no '=', no NUL, not empty)"
@@ -1246,11 +1270,14 @@ def parse_config(text: str, path: Path) -> Config:
     cluster = _cluster(errs, raw, base_dir)
     api = _api(errs, raw, base_dir, cluster.nodes)
     notify = _notify(errs, raw)
+    metrics = _metrics(errs, raw)
     jobs = _jobs(errs, raw, base_dir, cluster.lease_ms)
     _check_counts(errs, raw, jobs, cluster.nodes)
     if errs.items:  # the parts built above are only trusted when nothing was reported
         raise ConfigError(f"{label}: {e}" for e in errs.items)
-    return Config(path=Path(path), cluster=cluster, api=api, jobs=jobs, notify=notify)
+    return Config(
+        path=Path(path), cluster=cluster, api=api, jobs=jobs, notify=notify, metrics=metrics
+    )
 
 
 def _check_counts(

@@ -13,16 +13,30 @@ Two kinds of numbers, kept apart on purpose:
   the locks it served, leader changes and leaderless time it saw, executor slots in use.
   Aggregate them with ``sum``/``rate`` across members.
 
+Per-job series (every family with a ``job`` label) are exported for at most
+``[metrics] max_job_series`` jobs: the defined jobs in name order first, then jobs that
+were deleted but still have counters. The jobs left out are counted by
+``raftcron_metrics_jobs_omitted`` and named once in a WARNING (again after they all fit
+and then stop fitting once more).
+
+Per-peer series (``raftcron_peer_*``) come only from the leader: only it hears every
+follower's answers and knows their match index. A follower exports none of them.
+
+No ``*_created`` series: the exposition leaves them out of this registry's families
+(prometheus_client's own switch is process-wide and would change an embedding
+application's metrics too).
+
 Invariants: nothing here reads a clock except through the node's :class:`Clock`; a scrape
-holds the machine's lock only for O(jobs + counters) work; every hook is called on the
-event loop (status listener, executor events, proposal results).
+holds the machine's lock only for O(jobs + counters) work (copying references to the
+immutable job records; next fires are computed after the lock is released); every hook
+is called on the event loop (status listener, executor events, proposal results).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from prometheus_client import (
@@ -37,13 +51,33 @@ from prometheus_client.registry import Collector
 
 from raftcron.clock import Clock
 from raftcron.core.commands import Command
-from raftcron.core.model import TRIGGER_BUFFERED, TRIGGER_RETRY
+from raftcron.core.model import (
+    FAILED,
+    KILLED,
+    LOST,
+    SUCCEEDED,
+    TIMED_OUT,
+    TRIGGER_BUFFERED,
+    TRIGGER_RETRY,
+    Job,
+)
+from raftcron.core.planner import next_fire_ms
 from raftcron.core.state import State, job_errors_counts, outcome_counts, unschedulable_counts
 from raftcron.raft.node import Machine, RaftStatus
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMMIT_BUCKETS", "LATENESS_BUCKETS", "LOCK_BUCKETS", "NodeMetrics"]
+__all__ = [
+    "COMMIT_BUCKETS",
+    "DEFAULT_MAX_JOB_SERIES",
+    "LATENESS_BUCKETS",
+    "LOCK_BUCKETS",
+    "NodeMetrics",
+]
+
+DEFAULT_MAX_JOB_SERIES: Final = 1_000  # [metrics] max_job_series (raftcron.config)
+# raftcron_job_last_outcome's states: the statuses a run that was given to a node ends with
+RUN_OUTCOMES: Final = (SUCCEEDED, FAILED, TIMED_OUT, LOST, KILLED)
 
 LATENESS_BUCKETS: Final = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -79,6 +113,8 @@ class NodeMetrics:
         version: str | None = None,
         process: bool = True,
         members: tuple[str, ...] = (),
+        peers: Callable[[], Mapping[str, str]] = dict,
+        max_job_series: Callable[[], int] = lambda: DEFAULT_MAX_JOB_SERIES,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -86,6 +122,9 @@ class NodeMetrics:
         self.raft_status = raft_status
         self.executor_active = executor_active
         self.members = members  # every member's name (raftcron_node_draining)
+        self.peers = peers  # the other members: raft address -> name (raftcron_peer_*)
+        self.max_job_series = max_job_series  # read at every scrape (a reload may change it)
+        self._over_cap = False  # the last scrape left jobs out (warned once per crossing)
         self.version = version if version is not None else _version()
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
@@ -183,8 +222,38 @@ class NodeMetrics:
         return total
 
     def exposition(self) -> bytes:
-        """The Prometheus text format (version 0.0.4) of everything in :attr:`registry`."""
-        return generate_latest(self.registry)
+        """The Prometheus text format (version 0.0.4) of everything in :attr:`registry`,
+        without ``*_created`` series."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+    def jobs_capped(self, omitted: int, cap: int, first: str) -> None:
+        """Called at every scrape with how many jobs were left out (WARNING once)."""
+        if omitted and not self._over_cap:
+            logger.warning(
+                "node %s: /metrics leaves out the per-job series of %d job(s) (from %r on, "
+                "in name order): more jobs than [metrics] max_job_series = %d; raise it in "
+                "the cluster file to export them (raftcron_metrics_jobs_omitted counts them)",
+                self.node,
+                omitted,
+                first,
+                cap,
+            )
+        self._over_cap = omitted > 0
+
+
+class _WithoutCreated:
+    """A registry's families minus their ``<name>_created`` samples (what
+    ``generate_latest`` reads: anything with ``collect()``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.registry.collect():
+            created = family.name + "_created"
+            if any(s.name == created for s in family.samples):
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family
 
 
 def _version() -> str:
@@ -212,7 +281,11 @@ def _drain_states(s: State, members: Iterable[str]) -> dict[str, str]:
 def _cluster_facts(
     s: State,
 ) -> tuple[
-    list[tuple[str, str, int]], tuple[int, ...], list[tuple[str, int]], list[tuple[str, int]]
+    list[tuple[str, str, int]],
+    tuple[int, ...],
+    list[tuple[str, int]],
+    list[tuple[str, int]],
+    list[Job],
 ]:
     return (
         outcome_counts(s.counters.extra),
@@ -227,7 +300,15 @@ def _cluster_facts(
         ),
         unschedulable_counts(s.counters.extra),
         job_errors_counts(s.counters.extra),
+        list(s.jobs.values()),  # immutable records: read after the lock is released
     )
+
+
+def job_series_order(defined: Iterable[str], counted: Iterable[str]) -> list[str]:
+    """The order in which jobs get per-job series until ``max_job_series`` is reached:
+    defined jobs in name order, then jobs that are gone but still have counters."""
+    names = sorted(set(defined))
+    return names + sorted(set(counted) - set(names))
 
 
 class _NodeCollector(Collector):
@@ -292,6 +373,58 @@ class _NodeCollector(Collector):
         slots = GaugeMetricFamily(
             "raftcron_executor_slots_in_use", "Runs this node's executor is running now"
         )
+        next_fire = GaugeMetricFamily(
+            "raftcron_job_next_fire_timestamp_seconds",
+            "Scheduled time (Unix seconds, UTC) of the job's next fire, as GET /v1/jobs "
+            "shows it (before its jitter offset); none for a job without a schedule "
+            "(a cluster fact)",
+            labels=["job"],
+        )
+        last_success = GaugeMetricFamily(
+            "raftcron_job_last_success_timestamp_seconds",
+            "When the job's last succeeded run ended (Unix seconds, UTC; from a replicated "
+            "per-job field, not the ledger); none before its first success (a cluster fact)",
+            labels=["job"],
+        )
+        last_duration = GaugeMetricFamily(
+            "raftcron_job_last_duration_seconds",
+            "End minus start of the job's last run that started, whatever its outcome "
+            "(a cluster fact)",
+            labels=["job"],
+        )
+        last_outcome = GaugeMetricFamily(
+            "raftcron_job_last_outcome",
+            "1 for the status the job's last run that was given to a node ended with, 0 for "
+            "the other outcomes; none before its first such run (a cluster fact)",
+            labels=["job", "outcome"],
+        )
+        job_paused = GaugeMetricFamily(
+            "raftcron_job_paused", "1 if the job is paused (a cluster fact)", labels=["job"]
+        )
+        omitted = GaugeMetricFamily(
+            "raftcron_metrics_jobs_omitted",
+            "Jobs whose per-job series this /metrics leaves out: more jobs than "
+            "[metrics] max_job_series (0 when every job is exported)",
+        )
+        peer_up = GaugeMetricFamily(
+            "raftcron_peer_up",
+            "Leader only: 1 if the peer answered this leader's appends within 1.5 "
+            "election timeouts (what the leader counts as live for new work), else 0",
+            labels=["peer"],
+        )
+        lag_entries = GaugeMetricFamily(
+            "raftcron_peer_replication_lag_entries",
+            "Leader only: committed Raft entries the peer has not acknowledged (the "
+            "leader's commit index minus the peer's match index, at least 0)",
+            labels=["peer"],
+        )
+        lag_seconds = GaugeMetricFamily(
+            "raftcron_peer_replication_lag_seconds",
+            "Leader only: how long ago the oldest committed entry the peer has not "
+            "acknowledged was committed (0 when it has every committed entry; counted "
+            "from this leader's takeover at most)",
+            labels=["peer"],
+        )
         draining = GaugeMetricFamily(
             "raftcron_node_draining",
             '1 for the drain state each member is in (a cluster fact): state="draining" '
@@ -302,11 +435,39 @@ class _NodeCollector(Collector):
         families: list[Metric] = [
             fires, unschedulable, stale, recorded, fence, runs, jobs, paused, leases, info,
             is_leader, has_leader, term, commit, applied, changes, leaderless, slots,
-            job_errors, draining,
+            job_errors, draining, next_fire, last_success, last_duration, last_outcome,
+            job_paused, omitted, peer_up, lag_entries, lag_seconds,
         ]  # fmt: skip
         if describe:
             return families
-        counts, facts, unplaced, errors = m.machine.read(_cluster_facts)
+        counts, facts, unplaced, errors, job_list = m.machine.read(_cluster_facts)
+        cap = m.max_job_series()
+        counted = {job for job, _, _ in counts} | {job for job, _ in (*unplaced, *errors)}
+        order = job_series_order((j.spec.name for j in job_list), counted)
+        keep, left_out = set(order[: max(0, cap)]), order[max(0, cap) :]
+        m.jobs_capped(len(left_out), cap, left_out[0] if left_out else "")
+        omitted.add_metric([], len(left_out))
+        counts = [x for x in counts if x[0] in keep]
+        unplaced = [x for x in unplaced if x[0] in keep]
+        errors = [x for x in errors if x[0] in keep]
+        now_ms = m.clock.wall_ms()
+        for jb in sorted((j for j in job_list if j.spec.name in keep), key=_job_name):
+            name = jb.spec.name
+            job_paused.add_metric([name], 1 if jb.paused else 0)
+            try:
+                nxt = next_fire_ms(jb, now_ms)
+            except Exception:  # a broken schedule (the job says why): no series
+                nxt = None
+            if nxt is not None:
+                next_fire.add_metric([name], nxt / 1000)
+            stats = jb.stats
+            if stats.success_ms:
+                last_success.add_metric([name], stats.success_ms / 1000)
+            if stats.duration_ms is not None:
+                last_duration.add_metric([name], stats.duration_ms / 1000)
+            if stats.outcome:
+                for outcome in RUN_OUTCOMES:
+                    last_outcome.add_metric([name, outcome], int(stats.outcome == outcome))
         drains = m.machine.read(lambda s: _drain_states(s, m.members))
         for name in sorted(drains):
             for state in ("draining", "drained"):
@@ -335,4 +496,17 @@ class _NodeCollector(Collector):
         changes.add_metric([], m.leader_changes())
         leaderless.add_metric([], m.leaderless_seconds())
         slots.add_metric([], m.executor_active())
+        if st.is_leader:
+            match = dict(st.match_index)
+            behind = dict(st.peer_behind_since)
+            now = m.clock.monotonic()
+            for addr, peer in sorted(m.peers().items(), key=lambda x: x[1]):
+                peer_up.add_metric([peer], 1 if addr in st.responsive else 0)
+                lag_entries.add_metric([peer], max(0, st.commit_index - match.get(addr, 0)))
+                since = behind.get(addr)
+                lag_seconds.add_metric([peer], 0.0 if since is None else max(0.0, now - since))
         return families
+
+
+def _job_name(job: Job) -> str:
+    return job.spec.name

@@ -95,6 +95,10 @@ class Node:
             raft_status=lambda: self.raft.status,
             executor_active=lambda: self.executor.active_count(),
             members=tuple(n.name for n in config.cluster.nodes),
+            peers=lambda: {
+                str(n.raft): n.name for n in self.config.cluster.nodes if n.name != name
+            },
+            max_job_series=lambda: self.config.metrics.max_job_series,
         )
         self.raft.on_committed = self.metrics.on_proposal
         self.notifier = Notifier(

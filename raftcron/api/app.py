@@ -73,7 +73,14 @@ from raftcron.core.model import (
     Run,
     jitter_offset_ms,
 )
-from raftcron.core.planner import backfill_next, place, placeable, placement_fires, schedule_of
+from raftcron.core.planner import (
+    backfill_next,
+    next_fire_ms,
+    place,
+    placeable,
+    placement_fires,
+    schedule_of,
+)
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
@@ -254,7 +261,7 @@ def job_json(
     spec = job.spec
     secrets = secrets_of(spec) if redact else None
     offset = jitter_offset_ms(spec.name, spec.jitter_ms)
-    upcoming = next_fires(job, max(job.watermark_ms, now_ms - offset), 1)
+    upcoming = next_fire_ms(job, now_ms)
     return {
         "name": spec.name,
         "schedule": spec.schedule,
@@ -275,7 +282,7 @@ def job_json(
         "watermark": _ts(job.watermark_ms) if job.watermark_ms else None,
         "created_at": _ts(job.created_ms),
         "updated_at": _ts(job.updated_ms),
-        "next_fire": rfc3339(upcoming[0]) if upcoming else None,
+        "next_fire": rfc3339(upcoming) if upcoming is not None else None,
         "last_run": None if last is None else run_json(last, secrets=secrets),
         "running": sorted(live),
         "buffered": [rid for rid, _ in job.buffered],

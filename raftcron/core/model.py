@@ -312,6 +312,25 @@ def backfill_ready_ms(bf: Backfill) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobStats:
+    """What the cluster knows of a job's runs that were given to a node (held a lease),
+    updated when such a run's final record is applied; skipped, missed, paused and
+    buffered records that never ran leave it alone.
+
+    ``outcome``: the status of the last of them to end (one of ``COMPLETION_STATUSES``;
+    "" before any), ``finished_ms`` when it ended. ``duration_ms``: finished minus started
+    of the last of them that started (None before any). ``success_ms``: the latest end of
+    a succeeded one (0 before any). Times are the executor's (``Complete``) or the
+    cluster's (an expiry).
+    """
+
+    outcome: str = ""
+    finished_ms: int = 0
+    duration_ms: int | None = None
+    success_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
     """A job in the replicated state: the spec plus what the cluster knows about it.
 
@@ -345,6 +364,9 @@ class Job:
     # fires are recorded as missed ("broken: ..."); nothing of it is claimed.
     broken: str = ""
     broken_ms: int = 0  # cluster time it was marked broken
+    # The job's last runs (``raftcron_job_last_*`` on /metrics): kept on the job, not read
+    # from the ledger, which forgets old runs.
+    stats: JobStats = JobStats()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -505,3 +505,17 @@ def next_due_ms(job: Job, busy: bool, live_fires: Collection[str] | None = None)
         mine = [pr.due_ms for pr in job.retry if not set(live_fires) - {fire_of(pr.run)}]
         t = min([t, *mine])
     return t
+
+
+def next_fire_ms(job: Job, now_ms: int) -> int | None:
+    """The scheduled time of ``job``'s next fire as of ``now_ms`` (the API's ``next_fire``
+    and ``raftcron_job_next_fire_timestamp_seconds``): the first fire after the later of
+    its watermark and ``now`` minus its jitter offset, so a fire that is due but not yet
+    claimed is still next. ``None`` for a job without a schedule (it runs after others)
+    or none left before year 10000."""
+    spec = job.spec
+    if not spec.schedule:
+        return None
+    after = max(job.watermark_ms, now_ms - jitter_offset_ms(spec.name, spec.jitter_ms))
+    fires = schedule_of(spec, job.created_ms).fires_between(after, NEVER_MS, 1)
+    return fires[0] if fires else None

@@ -83,6 +83,12 @@ Invariants:
   cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
   ``member_hashes`` is the hash each member last reported of its own file
   (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
+* Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
+  an expiry) sets its job's last outcome and end, the duration when it had started, and
+  the last success time (the latest end of a succeeded run: never moves back). Nothing
+  else changes them; a deleted job's go with it. They are the last field of a job's
+  snapshot row, written only once set: a state without any encodes as before they
+  existed, and an older snapshot loads with none.
 """
 
 from __future__ import annotations
@@ -141,6 +147,7 @@ from raftcron.core.model import (
     DrainMark,
     Job,
     JobSpec,
+    JobStats,
     Lease,
     Lock,
     LockEnd,
@@ -1599,9 +1606,30 @@ class State:
                 self.live[run.job] = live
             else:
                 self.live.pop(run.job, None)
+            self._run_ended(run)
         # A run of a deleted job is kept too (see _delete_job).
         self.history[run.job] = (*self.history.get(run.job, ()), run.id)
         self._trim_history(run.job)
+
+    def _run_ended(self, run: Run) -> None:
+        """A run that held a lease got its final record: its job's stats follow."""
+        job = self.jobs.get(run.job)
+        if job is None or run.finished_ms is None or run.status not in COMPLETION_STATUSES:
+            return
+        old = job.stats
+        duration = old.duration_ms
+        if run.started_ms is not None:
+            duration = max(0, run.finished_ms - run.started_ms)
+        success = old.success_ms
+        if run.status == SUCCEEDED:
+            success = max(success, run.finished_ms)
+        stats = JobStats(
+            outcome=run.status,
+            finished_ms=run.finished_ms,
+            duration_ms=duration,
+            success_ms=success,
+        )
+        self.jobs[run.job] = replace(job, stats=stats)
 
     def _trim_history(self, job: str) -> None:
         ids = self.history.get(job, ())
@@ -1807,6 +1835,7 @@ class State:
             else (),
             broken=str(j[12]) if len(j) > 12 else "",
             broken_ms=int(j[13]) if len(j) > 13 else 0,
+            stats=_stats_of_row(j[14]) if len(j) > 14 and j[14] else JobStats(),
         )
 
     def _rebuild_live(self) -> None:
@@ -1931,10 +1960,28 @@ def _job_row(j: Job) -> list[Any]:
         [[w.scheduled_at_ms, w.variant, [list(x) for x in w.settled]] for w in j.waiting],
         j.broken,
         j.broken_ms,
+        _stats_row(j.stats),
     ]
     while tail and not tail[-1]:
         tail.pop()
     return row + tail
+
+
+def _stats_row(st: JobStats) -> list[Any]:
+    """``[]`` (not written: the row's last field) until the job has stats."""
+    if st == JobStats():
+        return []
+    return [st.outcome, st.finished_ms, st.duration_ms, st.success_ms]
+
+
+def _stats_of_row(row: list[Any]) -> JobStats:
+    outcome, finished, duration, success = row[:4]
+    return JobStats(
+        outcome=str(outcome),
+        finished_ms=int(finished),
+        duration_ms=None if duration is None else int(duration),
+        success_ms=int(success),
+    )
 
 
 def dependency_decision(on: str, settled: Iterable[tuple[str, str, str]]) -> tuple[bool, str]:

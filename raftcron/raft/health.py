@@ -8,6 +8,12 @@ What they guarantee:
   A replica that keeps up is never behind for longer than a tick; one whose apply is
   stuck (a full disk, a stalled tick thread, a huge snapshot to install) is behind for as
   long as that lasts, however few or many entries it misses.
+* :class:`ReplicationLag` is the leader's view of each follower's replication lag *in
+  time*: how long ago the oldest committed entry the follower has not acknowledged (its
+  match index + 1) was first seen committed by this leader. A follower that keeps up has
+  acknowledged everything committed (entries commit once a majority has them) or lags by
+  about one append round trip; a dead or cut-off one lags by as long as it has been gone
+  (counted from this leader's takeover at most: it knows no older commit times).
 * :func:`quorum_heard_at` is when a leader last heard from a majority (itself included):
   the moment its ``k``-th most recent follower answered, ``k`` being the followers a
   majority needs. A leader that has not heard from a majority within an election timeout
@@ -31,6 +37,7 @@ STORAGE_ERRNOS: Final = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
 )
 _LAG_POINTS: Final = 10_000  # commit indices remembered while behind (the oldest matter)
+_REPLICATION_POINTS: Final = 4_096  # commit times a leader remembers (thinned when full)
 
 
 class ApplyLag:
@@ -54,6 +61,58 @@ class ApplyLag:
         while heard and heard[0][0] <= last_applied:
             heard.popleft()
         return heard[0][1] if heard else None
+
+
+class ReplicationLag:
+    """A leader's view of when each follower last had everything committed (tick thread).
+
+    It remembers ``(commit index, when this leader first saw it)`` for every tick on which
+    the commit index rose, forgetting those every follower has acknowledged. A follower
+    whose match index is ``m`` has been behind since the first remembered commit index
+    above ``m``; with at most one point per tick that is within a tick of the truth. When
+    ``_REPLICATION_POINTS`` are remembered (a follower gone for a long time under load),
+    every second point between the oldest and the newest is dropped: a follower then
+    stuck between them reads up to one gap younger than it is, the oldest (the dead
+    follower's) and the newest (the live ones') stay exact.
+    """
+
+    def __init__(self) -> None:
+        self._points: list[tuple[int, float]] = []
+        self._term = -1
+
+    def observe(
+        self, now: float, term: int, commit_index: int, match: Iterable[tuple[str, int]]
+    ) -> tuple[tuple[str, float], ...]:
+        """One tick of a leader in ``term``: ``match`` is each follower's match index.
+        Returns ``(follower, behind since)`` for each follower that lacks a committed
+        entry (followers that have all of them are left out)."""
+        points = self._points
+        if term != self._term:  # a new leadership knows no older commit times
+            points.clear()
+            self._term = term
+        if not points or commit_index > points[-1][0]:
+            points.append((commit_index, now))
+        matches = list(match)
+        if matches:
+            lowest = min(m for _, m in matches)
+            drop = 0
+            while drop < len(points) - 1 and points[drop][0] <= lowest:
+                drop += 1
+            del points[:drop]
+        if len(points) > _REPLICATION_POINTS:
+            points[1:-1] = points[2:-1:2]
+        out = []
+        for peer, m in matches:
+            if m >= commit_index:
+                continue
+            since = next((t for index, t in points if index > m), points[-1][1])
+            out.append((peer, since))
+        return tuple(sorted(out))
+
+    def reset(self) -> None:
+        """This node stopped leading: the next leadership starts afresh."""
+        self._points.clear()
+        self._term = -1
 
 
 def quorum_heard_at(now: float, answered: Iterable[float], cluster_size: int) -> float | None:

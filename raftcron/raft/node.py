@@ -57,7 +57,13 @@ from pysyncobj.transport import TCPTransport
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import unpickle
-from raftcron.raft.health import STORAGE_ERRNOS, ApplyLag, quorum_heard_at, storage_failure
+from raftcron.raft.health import (
+    STORAGE_ERRNOS,
+    ApplyLag,
+    ReplicationLag,
+    quorum_heard_at,
+    storage_failure,
+)
 from raftcron.raft.journal import (
     CrashableFileOps,
     DurableJournal,
@@ -148,6 +154,9 @@ class RaftStatus:
     leader_commit: int = 0  # the leader's commit index as last heard (a leader: its own)
     behind_since: float | None = None  # since when last_applied < a known leader commit
     quorum_at: float | None = None  # a leader: when it last heard from a majority
+    # A leader: (peer raft address, since when) for each peer that lacks a committed entry
+    # (monotonic seconds; see health.ReplicationLag). Empty on a follower.
+    peer_behind_since: tuple[tuple[str, float], ...] = ()
 
 
 class Machine:
@@ -703,6 +712,7 @@ class RaftNode:
         # Metrics hook: (command, seconds from propose to committed), on the loop.
         self.on_committed: Callable[[Command, float], None] | None = None
         self._lag = ApplyLag()  # tick thread only
+        self._replication = ReplicationLag()  # tick thread only
         # Leadership transfers asked for on the loop, carried out on the tick thread:
         # (target raft address or None, callback(error code or "") called on the tick).
         self._transfers: list[tuple[str | None, Callable[[str], None]]] = []
@@ -770,6 +780,12 @@ class RaftNode:
         else:
             self._response_at_takeover = None
         last_applied = int(raw["last_applied"])
+        behind: tuple[tuple[str, float], ...] = ()
+        if is_leader:
+            term = int(raw["raft_term"])
+            behind = self._replication.observe(now, term, int(raw["commit_idx"]), match)
+        else:
+            self._replication.reset()
         leader_commit = raw.get("leader_commit_idx")
         leader_commit = int(leader_commit) if leader_commit is not None else None
         behind_since = self._lag.observe(now, leader_commit, last_applied)
@@ -790,6 +806,7 @@ class RaftNode:
             leader_commit=leader_commit or 0,
             behind_since=behind_since,
             quorum_at=quorum_at,
+            peer_behind_since=behind,
         )
         old = self.status
         self.status = new

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from raftcron.api import metrics as metrics_api
-from raftcron.api.app import NODE_KEY
+from raftcron.api.app import NODE_KEY, job_json
 from raftcron.clock import FakeClock
 from raftcron.core import commands as c
 from raftcron.core.model import JobSpec
 from raftcron.core.state import State, outcome_key
-from raftcron.metrics import NodeMetrics
+from raftcron.executor.runner import rfc3339
+from raftcron.metrics import NodeMetrics, job_series_order
 from raftcron.raft.node import Machine, RaftStatus
 
 T0 = 1_700_000_000_000
@@ -196,3 +198,137 @@ def test_drain_state_of_every_member() -> None:
     rid = f"long@{T0 + 1000}"
     apply(c.Expire(at_ms=T0 + 9000, run_id=rid, fence=8, reason="gone"))
     assert drains()[("b", "drained")] == 1
+
+
+def test_no_created_series() -> None:
+    f = Fixture()
+    f.m.on_proposal(c.Barrier(at_ms=T0, node="a", nonce="n"), 0.01)
+    f.m.notification("webhook", "sent")
+    f.m.lock_acquire_seconds.observe(0.02)
+    # prometheus_client writes them for every counter and histogram child...
+    assert b"raftcron_commit_latency_seconds_created{" in generate_latest(f.m.registry)
+    # ...the exposition has none, and keeps everything else of those families
+    text = f.m.exposition().decode()
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    assert not [n for n in names if n.endswith("_created")]
+    got = samples(text)
+    assert got[("raftcron_commit_latency_seconds_count", (("command", "Barrier"),))] == 1
+    assert got[("raftcron_notifications_total", (("kind", "webhook"), ("result", "sent")))] == 1
+    assert got[("raftcron_lock_acquire_seconds_count", ())] == 1
+
+
+def _per_job(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str) -> dict:
+    return {dict(labels)["job"]: v for (name, labels), v in got.items() if name == metric}
+
+
+def test_next_fire_and_paused_per_job() -> None:
+    f = Fixture()
+    spec = JobSpec(name="chain", schedule="", after=("backup",), command=("/bin/true",))
+    f.machine.read(lambda s: s.apply(c.PutJob(at_ms=T0, spec=spec)))
+    f.clock.jump_wall(3 * 86_400 + 0.5)
+    got = f.scrape()
+    nxt = _per_job(got, "raftcron_job_next_fire_timestamp_seconds")
+    # 03:00 UTC daily: the first one after now; a job that runs after others has none
+    now_ms = f.clock.wall_ms()
+    want = (now_ms // 86_400_000 + (1 if now_ms % 86_400_000 >= 3 * 3_600_000 else 0)) * 86_400
+    assert nxt == {"backup": want + 3 * 3600, "report": want + 3 * 3600}
+    # exactly what the API shows as the job's next_fire
+    job = f.machine.read(lambda s: s.jobs["backup"])
+    view = job_json(job, now_ms, None, [])
+    assert view["next_fire"] == rfc3339(int(nxt["backup"] * 1000))
+    assert _per_job(got, "raftcron_job_paused") == {"backup": 0, "chain": 0, "report": 1}
+
+
+def test_peer_series_come_from_the_leader_only() -> None:
+    f = Fixture()
+    f.m.peers = lambda: {"127.0.0.1:7102": "b", "127.0.0.1:7103": "c"}
+    f.status = RaftStatus(self_addr="127.0.0.1:7101", leader="127.0.0.1:7102", term=2)
+    got = f.scrape()
+    assert not [k for k in got if k[0].startswith("raftcron_peer_")]  # a follower: none
+    f.status = RaftStatus(
+        self_addr="127.0.0.1:7101",
+        is_leader=True,
+        leader="127.0.0.1:7101",
+        term=3,
+        commit_index=50,
+        responsive=frozenset({"127.0.0.1:7102"}),
+        match_index=(("127.0.0.1:7102", 50), ("127.0.0.1:7103", 20)),
+        peer_behind_since=(("127.0.0.1:7103", f.clock.monotonic() - 7.5),),
+    )
+    got = f.scrape()
+    assert _peer(got, "raftcron_peer_up") == {"b": 1, "c": 0}
+    assert _peer(got, "raftcron_peer_replication_lag_entries") == {"b": 0, "c": 30}
+    assert _peer(got, "raftcron_peer_replication_lag_seconds") == {"b": 0, "c": 7.5}
+    f.clock.advance(2.0)  # the lag grows while nothing new is heard
+    assert _peer(f.scrape(), "raftcron_peer_replication_lag_seconds")["c"] == 9.5
+
+
+def _peer(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str) -> dict:
+    return {dict(labels)["peer"]: v for (name, labels), v in got.items() if name == metric}
+
+
+def test_per_job_series_are_capped(caplog: pytest.LogCaptureFixture) -> None:
+    f = Fixture()
+    cap = [1]
+    f.m.max_job_series = lambda: cap[0]
+    # a deleted job that still has counters comes after every defined job
+    f.machine.read(lambda s: s.counters.extra.update({outcome_key("gone", "failed"): 1}))
+    caplog.set_level(logging.WARNING, logger="raftcron.metrics")
+    got = f.scrape()
+    assert got[("raftcron_metrics_jobs_omitted", ())] == 2
+    jobs_seen = {dict(labels).get("job") for (_, labels) in got} - {None}
+    assert jobs_seen == {"backup"}
+    f.scrape()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # once, not at every scrape
+    assert "(from 'report' on" in warnings[0] and "max_job_series = 1" in warnings[0]
+    cap[0] = 3
+    got = f.scrape()
+    assert got[("raftcron_metrics_jobs_omitted", ())] == 0
+    jobs_seen = {dict(labels).get("job") for (_, labels) in got} - {None}
+    assert jobs_seen == {"backup", "report", "gone"}
+    cap[0] = 0  # crossing again is said again
+    got = f.scrape()
+    assert not {dict(labels).get("job") for (_, labels) in got} - {None}
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+def test_job_series_order() -> None:
+    assert job_series_order(["b", "a"], ["z", "a", "c"]) == ["a", "b", "c", "z"]
+
+
+def test_last_run_series_come_from_the_replicated_job_stats() -> None:
+    f = Fixture()
+
+    def apply(cmd: c.Command) -> None:
+        f.machine.read(lambda s: s.apply(cmd))
+
+    got = f.scrape()
+    for metric in (
+        "raftcron_job_last_success_timestamp_seconds",
+        "raftcron_job_last_duration_seconds",
+        "raftcron_job_last_outcome",
+    ):
+        assert not _per_job(got, metric), metric  # nothing ran yet: no series
+    at = T0 + 17_200_000  # 2023-11-15T03:00:00Z: the job's next fire
+    rid = f"backup@{at}"
+    fire = c.Fire(job="backup", scheduled_at_ms=at, node="a", trigger="schedule")
+    apply(c.Plan(at_ms=at, fires=(fire,)))
+    apply(c.Start(at_ms=at + 5, run_id=rid, fence=8, node="a", token="t"))
+    done = c.Complete(at_ms=at + 2_505, run_id=rid, fence=8, node="a", status="succeeded",
+                      exit_code=0, started_ms=at + 5, finished_ms=at + 2_505)  # fmt: skip
+    apply(done)
+    # the ledger forgets the run: the series do not
+    f.machine.read(lambda s: s.runs.clear())
+    got = f.scrape()
+    assert _per_job(got, "raftcron_job_last_success_timestamp_seconds") == {
+        "backup": (at + 2_505) / 1000
+    }
+    assert _per_job(got, "raftcron_job_last_duration_seconds") == {"backup": 2.5}
+    outcomes = {
+        dict(labels)["outcome"]: v
+        for (name, labels), v in got.items()
+        if name == "raftcron_job_last_outcome" and dict(labels)["job"] == "backup"
+    }
+    assert outcomes == {"succeeded": 1, "failed": 0, "timed_out": 0, "lost": 0, "killed": 0}
+    assert not [k for k in got if k[0] == "raftcron_job_last_outcome" and "report" in str(k)]

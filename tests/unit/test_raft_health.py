@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 from raftcron.core.commands import AcquireLock
-from raftcron.raft.health import ApplyLag, quorum_heard_at, storage_failure
+from raftcron.raft.health import (
+    _REPLICATION_POINTS,
+    ApplyLag,
+    ReplicationLag,
+    quorum_heard_at,
+    storage_failure,
+)
 from raftcron.raft.journal import DurableJournal, FileOps
 from raftcron.raft.node import Machine, ProposalError, RaftNode, RaftSettings
 
@@ -47,6 +53,35 @@ def test_apply_lag_ignores_a_leader_commit_that_goes_back() -> None:
     assert lag.observe(1.0, 10, 4) == 1.0
     assert lag.observe(2.0, 7, 4) == 1.0  # a new leader's first heartbeat: nothing new
     assert lag.observe(3.0, 7, 10) is None
+
+
+def test_replication_lag_is_the_age_of_the_oldest_unacknowledged_commit() -> None:
+    lag = ReplicationLag()
+    # takeover in term 3 at commit 10: b has it all, c has 4 (behind since the takeover)
+    assert lag.observe(100.0, 3, 10, [("b", 10), ("c", 4)]) == (("c", 100.0),)
+    assert lag.observe(101.0, 3, 12, [("b", 12), ("c", 4)]) == (("c", 100.0),)
+    # b misses 13 and 14 (committed by c): behind since 13 was first seen committed
+    assert lag.observe(102.0, 3, 13, [("b", 12), ("c", 13)]) == (("b", 102.0),)
+    assert lag.observe(103.0, 3, 14, [("b", 12), ("c", 14)]) == (("b", 102.0),)
+    # b acknowledged 13: the oldest it lacks is 14, committed at 103
+    assert lag.observe(104.0, 3, 14, [("b", 13), ("c", 14)]) == (("b", 103.0),)
+    # a match above the commit index (uncommitted entries) is not behind
+    assert lag.observe(105.0, 3, 14, [("b", 15), ("c", 15)]) == ()
+    # a new term knows no older commit times: counted from its first tick
+    assert lag.observe(200.0, 4, 20, [("b", 0), ("c", 20)]) == (("b", 200.0),)
+    lag.reset()  # stepped down
+    assert lag.observe(300.0, 4, 21, [("b", 3)]) == (("b", 300.0),)
+
+
+def test_replication_lag_stays_bounded_with_a_dead_follower() -> None:
+    lag = ReplicationLag()
+    now = 0.0
+    for commit in range(1, 5 * _REPLICATION_POINTS):
+        now += 0.01
+        got = dict(lag.observe(now, 1, commit, [("dead", 0), ("live", commit - 1)]))
+        assert got["dead"] == 0.01  # exact: the oldest point is never dropped
+        assert got["live"] == pytest.approx(now)  # exact: the newest neither
+    assert len(lag._points) <= _REPLICATION_POINTS + 1
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,9 @@ Json = dict[str, Any]
 SINK_FILE: Final = "sink.jsonl"
 HISTORY_FILE: Final = "history.json"
 PAUSE_GROUP: Final = "pause-group"
-NEMESIS_KINDS: Final = frozenset({"kill", "pause", PAUSE_GROUP, "partition", "clock", "power-loss"})
+NEMESIS_KINDS: Final = frozenset(
+    {"kill", "restart", "pause", PAUSE_GROUP, "partition", "clock", "power-loss"}
+)
 FIRE_LIMIT: Final = 1_000_000  # fires per job in the observe span; far above any test
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -337,6 +339,8 @@ def timeline(h: History) -> Timeline:
                     windows.append(_window(starts.pop(nid), ev))
                 else:
                     warnings.append(f"sink event {n}: end of nemesis {nid} that never started")
+            elif kind == "transfer":
+                pass  # a leader transfer (churn-leader): routine, not a fault window
             elif kind in ("attempt", "ack"):
                 api.append(ApiOp(op=str(ev["op"]), job=str(ev["job"]), t=t, acked=kind == "ack"))
             else:

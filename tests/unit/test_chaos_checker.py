@@ -496,6 +496,24 @@ def test_p5_a_skip_job_fire_recorded_as_skipped_is_a_legitimate_skip() -> None:
     assert ALLOW in text and SKIP not in text and "a: skipped" in text
 
 
+def test_leader_transfers_are_no_fault_window_and_a_restart_is_one() -> None:
+    """churn-leader logs every leader transfer (``transfer``): routine, so a fire missing
+    after one is ``missed_outside``, and the event draws no warning. restart-rolling's
+    faults are windows of kind ``restart``, known to the checker."""
+    b = clean_builder()
+    b.event(111.8, ev="transfer", source="a", to="b")
+    h = b.build()
+    drop_fire(h, ALLOW, 12)
+    report = check(h)
+    assert only(report, "missed_outside") and report.warnings == []
+    b.nemesis(1, "restart", ["a"], 111.5, 112.5)
+    h = b.build()
+    drop_fire(h, ALLOW, 12)
+    report = check(h)
+    assert only(report, "silent") and "restart a" in str(report.violations[0])
+    assert report.warnings == []
+
+
 def test_p5_fires_at_the_observe_bounds_start_excluded_end_included() -> None:
     h = clean()
     drop_fire(h, SKIP, SECONDS)

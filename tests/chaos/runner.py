@@ -828,8 +828,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         run = Run(name, out, max(3, NEMESES[name]), seed + zlib.crc32(name.encode()))
         run.execute(name, args.duration, args.quiet, args.fault)
-        report = checker.check(checker.load(out))
+        history = checker.load(out)
+        report = checker.check(history)
         log(report.line() + f" ({time.monotonic() - t0:.0f}s)")
+        gap = checker.longest_gap(history)
+        if gap is not None:
+            log(f"    longest gap between executions of an every-second job: {gap[1]:.2f}s "
+                f"({gap[0]})")  # fmt: skip
         for v in report.violations:
             log(f"    {v}")
         if not report.ok:

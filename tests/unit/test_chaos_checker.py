@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.checker import History, HistoryError, Report, check, load, main, rfc3339, save
+from tests.chaos.checker import (
+    History,
+    HistoryError,
+    Report,
+    check,
+    load,
+    longest_gap,
+    main,
+    rfc3339,
+    save,
+)
 
 Json = dict[str, Any]
 
@@ -693,3 +703,13 @@ def test_history_json_is_plain_json(tmp_path: Path) -> None:
     body = json.loads((tmp_path / "history.json").read_text())
     assert body["observe"] == {"start_t": BASE_T, "end_t": BASE_T + SECONDS}
     assert set(body["ledgers"]) == set(NODES)
+
+
+def test_longest_gap_between_begins_of_an_every_second_job() -> None:
+    h = clean()
+    assert longest_gap(h) == (ALLOW, pytest.approx(1.0))
+    drop_fire(h, SKIP, 12)
+    drop_fire(h, SKIP, 13)
+    assert longest_gap(h) == (SKIP, pytest.approx(3.0))
+    h.jobs = {ALLOW: {**EVERY_SECOND, "schedule": "* * * * * */2"}}
+    assert longest_gap(h) is None

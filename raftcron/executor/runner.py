@@ -87,7 +87,7 @@ from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
 from raftcron.executor.lease import FencedRun, complete, run_ctx
 from raftcron.executor.rundir import RunDirs
-from raftcron.executor.spawning import WatchdogSpawner
+from raftcron.executor.spawning import WATCHDOG_ENV, WatchdogSpawner
 from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
 
@@ -576,6 +576,7 @@ class Executor:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
+            env=WATCHDOG_ENV,  # none of the agent's: the job's comes in its spec
         )
         assert proc.stdin is not None and proc.stdout is not None
         # Our child: reaped when it exits (the run may end long after the launch).

@@ -36,6 +36,12 @@ SPAWNER_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name(
 START_TIMEOUT_S: Final = 10.0  # a loaded machine can take seconds to start an interpreter
 REPLY_TIMEOUT_S: Final = 5.0  # a fork takes about a millisecond: this is a hung server
 RETRY_S: Final = 1.0  # at most one server start per second (a broken install would loop)
+# The environment of the fork server and of every watchdog: none of the agent's. A job's
+# environment is built whole by job_environment (runner.py) and passed in its run spec,
+# so a watchdog needs nothing from the agent's, and the agent's secrets (RAFTCRON_TOKEN,
+# a cluster secret in the environment) must not sit in a long-lived process's
+# /proc/PID/environ for its whole life, nor reach a watchdog that outlives the agent.
+WATCHDOG_ENV: Final[dict[str, str]] = {}
 
 
 class SpawnerError(Exception):
@@ -192,7 +198,7 @@ class WatchdogSpawner:
                 pid = os.posix_spawn(  # noqa: ASYNC221 (vfork + exec: well under 1 ms)
                     self.argv[0],
                     [*self.argv, str(theirs.fileno())],
-                    os.environ,
+                    WATCHDOG_ENV,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, null, 0),
                         (os.POSIX_SPAWN_DUP2, null, 1),

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -45,7 +46,9 @@ Json = dict[str, Any]
 SINK_FILE: Final = "sink.jsonl"
 HISTORY_FILE: Final = "history.json"
 PAUSE_GROUP: Final = "pause-group"
-NEMESIS_KINDS: Final = frozenset({"kill", "pause", PAUSE_GROUP, "partition", "clock", "power-loss"})
+NEMESIS_KINDS: Final = frozenset(
+    {"kill", "restart", "pause", PAUSE_GROUP, "partition", "clock", "power-loss"}
+)
 FIRE_LIMIT: Final = 1_000_000  # fires per job in the observe span; far above any test
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -337,6 +340,8 @@ def timeline(h: History) -> Timeline:
                     windows.append(_window(starts.pop(nid), ev))
                 else:
                     warnings.append(f"sink event {n}: end of nemesis {nid} that never started")
+            elif kind == "transfer":
+                pass  # a leader transfer (churn-leader): routine, not a fault window
             elif kind in ("attempt", "ack"):
                 api.append(ApiOp(op=str(ev["op"]), job=str(ev["job"]), t=t, acked=kind == "ack"))
             else:
@@ -855,6 +860,26 @@ def check_deleted(tl: Timeline, spawn_bound_s: float) -> list[Violation]:
                 )
             )
     return out
+
+
+def longest_gap(h: History, schedule: str = "* * * * * *") -> tuple[str, float] | None:
+    """The longest time between two consecutive begins (sink ``t``, seconds) of one config
+    job with ``schedule``, over begins in the observe span: ``(job, seconds)``; None when
+    no such job began twice. Retries and catch-up runs count as begins like any other."""
+    tl = timeline(h)
+    best: tuple[str, float] | None = None
+    for job, cfg in sorted(h.jobs.items()):
+        if cfg.get("schedule") != schedule:
+            continue
+        ts = sorted(
+            e.begin_t
+            for e in tl.executions
+            if e.job == job and h.observe_start_t <= e.begin_t <= h.observe_end_t
+        )
+        for a, b in pairwise(ts):
+            if best is None or b - a > best[1]:
+                best = (job, b - a)
+    return best
 
 
 def lateness_p99(tl: Timeline, jobs: dict[str, Json]) -> float | None:

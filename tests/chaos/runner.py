@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,7 @@ import threading
 import time
 import urllib.error
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +50,10 @@ ELECTION_MAX_S = 0.9  # raftMaxTimeout in raftcron/raft/node.py settings
 RESTART_S = 3.0  # a node process is back (Python import, journal load) within this
 SPAWN_BOUND_S = 1.0  # a committed start reaches the job's first line within this
 HOLD_MAX_S = 3 * LEASE_S  # the longest a fault is kept on past its drawn duration
+# SIGTERM drains this long, then the agent detaches from the runs still going: shorter
+# than the longer jobs below, so restart-rolling leaves runs to re-attach to.
+SHUTDOWN_DRAIN_S = 0.5
+CHURN_EVERY_S = (1.0, 2.0)  # churn-leader: a leader transfer this often (uniform)
 
 # Config jobs: (name, schedule, overlap, seconds the job holds before its fenced write).
 # About 7 fires a second: 1,000 fires in under three minutes.
@@ -220,6 +226,8 @@ class Fault:
 
     ``until``, when set, keeps the fault on past its drawn duration (up to ``HOLD_MAX_S``
     more) until it returns true: the moment the fault has done what it is aimed at.
+    ``hold_s``, when set, replaces the drawn duration (restart-rolling: 0, the node is
+    restarted at once and the fault lasts until it is back).
     """
 
     kind: str
@@ -227,6 +235,7 @@ class Fault:
     do: Callable[[], None]
     undo: Callable[[], None]
     until: Callable[[], bool] | None = None
+    hold_s: float | None = None  # instead of the drawn duration (then ``until``)
 
 
 class Run:
@@ -238,8 +247,11 @@ class Run:
         self.size = size
         self.nemesis_id = 0
         self.stop_workload = threading.Event()
+        self.stop_churn = threading.Event()
         self.observed: list[dict[str, Any]] = []
         self.observed_ids: set[str] = set()
+        self.rolling = 0  # restart-rolling: the index of the node restarted next
+        self.transfers = 0  # churn-leader: leader transfers that moved leadership
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         self.sock = out / "sink.sock"
@@ -264,7 +276,10 @@ class Run:
             jobs,
             size=size,
             hosts=addrs,
-            extra_cluster=f'lease = "{LEASE_S:g}s"\nhistory = 1000000',
+            extra_cluster=(
+                f'lease = "{LEASE_S:g}s"\nhistory = 1000000\n'
+                f'shutdown_drain = "{SHUTDOWN_DRAIN_S:g}s"'
+            ),
         )
         for i, m in enumerate(self.cluster.members.values()):
             m.group = GID_BASE + i + 1
@@ -309,6 +324,90 @@ class Run:
                     self.cluster.kill(n)
 
         return Fault("kill", nodes, do, self.restart_dead)
+
+    def healthy(self, name: str) -> bool:
+        """``name`` is up and sees a leader it can reach (its ``/health`` is 200)."""
+        if self.pid(name) is None:
+            return False
+        try:
+            return self.cluster.request(name, "GET", "/health", timeout=2.0)[0] == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def restart_next(self) -> Fault:
+        """restart-rolling: SIGTERM the next node in turn (it drains for SHUTDOWN_DRAIN_S,
+        then detaches from its runs, which go on under their watchdogs), wait for it to
+        exit, start it again at once (it re-attaches to the runs still within their lease);
+        the fault lasts until the node is healthy again. The SIGTERM comes while the node
+        runs a job that outlasts the drain (when one shows up within 5 s), so that every
+        restart leaves a run to re-attach to."""
+        node = self.names[self.rolling % len(self.names)]
+        self.rolling += 1
+
+        def do() -> None:
+            self.running_past_drain(node)
+            proc = self.cluster.members[node].proc
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(SHUTDOWN_DRAIN_S + 30)
+                except subprocess.TimeoutExpired:
+                    log(f"  restart-rolling: {node} did not exit after SIGTERM; kill -9")
+                    self.cluster.kill(node)
+            self.cluster.start(node)
+
+        return Fault(
+            "restart", [node], do, self.restart_dead, until=lambda: self.healthy(node), hold_s=0
+        )
+
+    def running_past_drain(self, node: str) -> bool:
+        """Wait (at most 5 s) until ``node`` runs a job that still holds for longer than
+        the shutdown drain."""
+        holds = {name: hold for name, _, _, hold in JOBS}
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for o in self.sink.stats()["open"]:
+                left = holds.get(o["job"], 0.0) - o["age"]
+                if o["node"] == node and left >= SHUTDOWN_DRAIN_S + 0.3:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def left_running(self, ledger: list[dict[str, Any]]) -> str:
+        """What became of the runs a SIGTERMed node left to their watchdogs (its drain's
+        log line names them): their final statuses, counted."""
+        pattern = re.compile(r"left to their watchdogs \([^)]*\): (.*)$", re.M)
+        left = set()
+        for m in self.cluster.members.values():
+            if m.log.exists():
+                for found in pattern.findall(m.log.read_text(errors="replace")):
+                    left.update(found.split(", "))
+        status = {r["id"]: r["status"] for r in ledger}
+        counts = Counter(status.get(rid, "unknown") for rid in left)
+        return f"{len(left)} runs left to their watchdogs at SIGTERM, then " + (
+            ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+        )
+
+    def churn(self, stop: threading.Event) -> None:
+        """churn-leader, beside the faults: ask the leader to hand leadership to another
+        member (``POST /v1/leader/transfer``, the API behind ``raftcron leader transfer``)
+        every CHURN_EVERY_S, so no leadership outlives a lease plus its takeover patience.
+        Each transfer is logged on the sink's clock (``transfer`` events, not fault
+        windows: a leader change is routine, every fire must still run)."""
+        rng = random.Random(self.seed + 2)
+        while not stop.wait(rng.uniform(*CHURN_EVERY_S)):
+            leader = self.leader_now()
+            if leader is None:
+                continue
+            try:
+                status, body = self.cluster.request(
+                    leader, "POST", "/v1/leader/transfer", {}, timeout=10.0
+                )
+            except (urllib.error.URLError, OSError):
+                continue
+            if status == 200 and body.get("moved", True):
+                self.transfers += 1
+                self.sink.event(ev="transfer", source=leader, to=body.get("to"))
 
     def power_loss(self) -> Fault:
         def do() -> None:
@@ -438,7 +537,7 @@ class Run:
         """The fault to inject next (its targets chosen now, nothing done yet)."""
         rng = self.rng
         if nemesis == "mixed":
-            pool = [n for n in NEMESES if n != "mixed" and NEMESES[n] <= self.size]
+            pool = [n for n in NEMESES if n not in SOLO and NEMESES[n] <= self.size]
             nemesis = rng.choice(pool)
         leader = self.leader()
         names = self.names
@@ -449,6 +548,12 @@ class Run:
                 return self.kill([self.random_node()])
             case "kill-all":
                 return self.kill(list(names))
+            case "restart-rolling":
+                return self.restart_next()
+            case "churn-leader":
+                # while leadership moves every 1-2 s (churn): a follower dies with its runs,
+                # whose leases every next leader inherits; they must expire on time
+                return self.kill([self.random_node(but=leader)])
             case "power-loss":
                 return self.power_loss()
             case "pause-leader":
@@ -592,6 +697,9 @@ class Run:
             start_t = time.monotonic()
             worker = threading.Thread(target=self.workload, daemon=True)
             worker.start()
+            churner = threading.Thread(target=self.churn, args=(self.stop_churn,), daemon=True)
+            if nemesis == "churn-leader":
+                churner.start()
             while time.monotonic() - start_t < duration:
                 time.sleep(self.rng.uniform(0.5, 1.5) * quiet_s)
                 hold = self.rng.uniform(0.5, 1.5) * fault_s
@@ -602,6 +710,8 @@ class Run:
                 event = {"id": self.nemesis_id, "name": nemesis, "kind": fault.kind}
                 self.sink.event(ev="nemesis", phase="start", nodes=fault.nodes, **event)
                 fault.do()
+                if fault.hold_s is not None:
+                    hold = fault.hold_s
                 time.sleep(hold)
                 if fault.until is not None:
                     began = time.monotonic() - hold
@@ -613,6 +723,10 @@ class Run:
                 self.sink.event(ev="nemesis", phase="end", nodes=fault.nodes, **event)
                 log(f"  {nemesis}: {fault.kind} {','.join(fault.nodes)} for {hold:.1f}s")
             self.stop_workload.set()
+            self.stop_churn.set()
+            if churner.is_alive():
+                churner.join(30)
+                log(f"  {nemesis}: {self.transfers} leader transfers")
             worker.join(30)
             self.restart_dead()
             self.leader()
@@ -620,6 +734,7 @@ class Run:
             end_t = time.monotonic() - 2.0
             self.quiesce()
             wait_for("every node to apply the same log", self.settled, 60, interval=0.3)
+            ledgers = {n: self.ledger(n) for n in self.names}
             history = {
                 "name": nemesis,
                 "seed": self.seed,
@@ -630,7 +745,7 @@ class Run:
                 "observe": {"start_t": start_t, "end_t": end_t},
                 "recovery_bound_s": bound,
                 "spawn_bound_s": SPAWN_BOUND_S,
-                "ledgers": {n: self.ledger(n) for n in self.names},
+                "ledgers": ledgers,
                 "final_jobs": {
                     n: [j["name"] for j in self.cluster.get(n, "/v1/jobs", timeout=10)["jobs"]]
                     for n in self.names
@@ -638,8 +753,11 @@ class Run:
                 "observed_runs": self.observed,
             }
             (self.out / "history.json").write_text(json.dumps(history))
+            if nemesis == "restart-rolling":
+                log(f"  {nemesis}: {self.left_running(ledgers[self.names[0]])}")
         finally:
             self.stop_workload.set()
+            self.stop_churn.set()
             self.cluster.stop()
             self.sink.close()
             self.sink_proc.terminate()
@@ -651,6 +769,8 @@ NEMESES: dict[str, int] = {
     "kill-leader": 3,
     "kill-random": 3,
     "kill-all": 3,
+    "restart-rolling": 3,
+    "churn-leader": 3,
     "power-loss": 3,
     "pause-leader": 3,
     "pause-executor": 3,
@@ -667,6 +787,10 @@ NEMESES: dict[str, int] = {
     "clock-strobe-executor": 3,
     "mixed": 5,
 }
+
+
+# Nemeses that mixed does not draw: their point is something beside their faults.
+SOLO: frozenset[str] = frozenset({"mixed", "churn-leader"})
 
 
 def in_own_netns() -> bool:
@@ -704,8 +828,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         run = Run(name, out, max(3, NEMESES[name]), seed + zlib.crc32(name.encode()))
         run.execute(name, args.duration, args.quiet, args.fault)
-        report = checker.check(checker.load(out))
+        history = checker.load(out)
+        report = checker.check(history)
         log(report.line() + f" ({time.monotonic() - t0:.0f}s)")
+        gap = checker.longest_gap(history)
+        if gap is not None:
+            log(f"    longest gap between executions of an every-second job: {gap[1]:.2f}s "
+                f"({gap[0]})")  # fmt: skip
         for v in report.violations:
             log(f"    {v}")
         if not report.ok:

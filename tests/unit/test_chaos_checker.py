@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.checker import History, HistoryError, Report, check, load, main, rfc3339, save
+from tests.chaos.checker import (
+    History,
+    HistoryError,
+    Report,
+    check,
+    load,
+    longest_gap,
+    main,
+    rfc3339,
+    save,
+)
 
 Json = dict[str, Any]
 
@@ -496,6 +506,24 @@ def test_p5_a_skip_job_fire_recorded_as_skipped_is_a_legitimate_skip() -> None:
     assert ALLOW in text and SKIP not in text and "a: skipped" in text
 
 
+def test_leader_transfers_are_no_fault_window_and_a_restart_is_one() -> None:
+    """churn-leader logs every leader transfer (``transfer``): routine, so a fire missing
+    after one is ``missed_outside``, and the event draws no warning. restart-rolling's
+    faults are windows of kind ``restart``, known to the checker."""
+    b = clean_builder()
+    b.event(111.8, ev="transfer", source="a", to="b")
+    h = b.build()
+    drop_fire(h, ALLOW, 12)
+    report = check(h)
+    assert only(report, "missed_outside") and report.warnings == []
+    b.nemesis(1, "restart", ["a"], 111.5, 112.5)
+    h = b.build()
+    drop_fire(h, ALLOW, 12)
+    report = check(h)
+    assert only(report, "silent") and "restart a" in str(report.violations[0])
+    assert report.warnings == []
+
+
 def test_p5_fires_at_the_observe_bounds_start_excluded_end_included() -> None:
     h = clean()
     drop_fire(h, SKIP, SECONDS)
@@ -675,3 +703,13 @@ def test_history_json_is_plain_json(tmp_path: Path) -> None:
     body = json.loads((tmp_path / "history.json").read_text())
     assert body["observe"] == {"start_t": BASE_T, "end_t": BASE_T + SECONDS}
     assert set(body["ledgers"]) == set(NODES)
+
+
+def test_longest_gap_between_begins_of_an_every_second_job() -> None:
+    h = clean()
+    assert longest_gap(h) == (ALLOW, pytest.approx(1.0))
+    drop_fire(h, SKIP, 12)
+    drop_fire(h, SKIP, 13)
+    assert longest_gap(h) == (SKIP, pytest.approx(3.0))
+    h.jobs = {ALLOW: {**EVERY_SECOND, "schedule": "* * * * * */2"}}
+    assert longest_gap(h) is None

@@ -481,3 +481,60 @@ def test_a_dead_agent_leaves_its_watchdogs_enforcing_the_deadline(tmp_path: Path
         time.sleep(0.05)
     result = rundir.read_result(run_dir)
     assert result is not None and result["outcome"] == "lease_lost"
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _, value in pairs}
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["fork-server", "direct"])
+def test_no_agent_variable_in_the_spawner_or_a_watchdog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: bool
+) -> None:
+    """The fork server and every watchdog (forked by it, or spawned directly when it is
+    off) start with none of the agent's environment: an admin token in the agent's
+    environment is in no /proc/PID/environ of theirs, while the job still gets the
+    environment job_environment builds for it."""
+    monkeypatch.setenv("RAFTCRON_TOKEN", "admin-token-in-the-agent-env")
+    monkeypatch.setenv("AGENT_ONLY_VARIABLE", "agent")
+    agent_names = set(os.environ)
+    out = tmp_path / "job-env.txt"
+    spec = JobSpec(
+        name="j",
+        schedule="* * * * * *",
+        command=("sh", "-c", f'echo "$RAFTCRON_JOB $PATH" > {out}; sleep 1'),
+    )
+    seen: dict[str, dict[str, str]] = {}
+
+    async def go() -> Any:
+        raft = FakeRaft()
+        ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=tmp_path, spawner=forked)  # type: ignore[arg-type]
+        real_start = ex._start_watchdog
+
+        async def start_and_look(ctx: str) -> Any:
+            wd = await real_start(ctx)
+            seen["watchdog"] = environ_of(wd.pid)
+            if ex.spawner is not None:
+                assert ex.spawner.pid is not None
+                seen["spawner"] = environ_of(ex.spawner.pid)
+            return wd
+
+        ex._start_watchdog = start_and_look  # type: ignore[method-assign]
+        try:
+            run = await run_in(ex, raft, granted(raft, spec, 0))
+            # a directly spawned watchdog is our child: let it be reaped before the loop ends
+            await asyncio.wait_for(asyncio.gather(*ex._reapers), 10)
+            return run
+        finally:
+            await ex.stop()
+
+    run = asyncio.run(go())
+    assert run.status == "succeeded", run.reason
+    assert set(seen) == ({"watchdog", "spawner"} if forked else {"watchdog"})
+    for who, env in seen.items():
+        assert "RAFTCRON_TOKEN" not in env, (who, env)
+        assert not agent_names & set(env), (who, sorted(agent_names & set(env)))
+    job, path = out.read_text().split()
+    assert job == "j" and path  # the job's own environment is intact

@@ -2,8 +2,8 @@
 
 Code, tests and docs cite the design by section title (``docs/design.md, "Durability"``)
 or, in Markdown, by a link to a heading (``design.md#durability``). A renamed or removed
-section would leave those pointing nowhere; so would a citation of ``DESIGN.md``, the
-design note the project started from, which is not in the repository.
+section would leave those pointing nowhere; so would a citation of the design note the
+project started from (:data:`OLD_NOTE`), which is not in the repository.
 """
 
 from __future__ import annotations

@@ -1445,7 +1445,8 @@ def _previous_secret(
     errs: _Errors, table: Mapping[str, Any], base_dir: Path, secret: str | None
 ) -> str | None:
     """``previous_secret`` / ``previous_secret_file``: during a rotation, the secret being
-    replaced, accepted from peers besides ``secret`` (README: Rotating the cluster secret)."""
+    replaced, accepted from peers besides ``secret`` (docs/operations.md: Rotating the
+    cluster secret)."""
     value = _get_str(errs, table, "previous_secret", "cluster")
     path = _get_str(errs, table, "previous_secret_file", "cluster")
     key = "cluster.previous_secret"

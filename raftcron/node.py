@@ -9,7 +9,7 @@ one agent per data dir), then starts Raft, the API and the executor. It ends whe
 ``stop`` is set (SIGTERM, SIGINT: first a drain of at most ``[cluster] shutdown_drain``,
 ``raftcron/drain.py``; a second signal skips the rest of it) or at once when Raft
 reports a storage failure (one CRITICAL line naming the file and the fix; the node
-exits non-zero, README "Health").
+exits non-zero, docs/operations.md, "Health").
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class Node:
             clock=self.clock,
             data_dir=self.data_dir,
             tell=self._executor_event,
-            # Runs of this node in their start phase at once (README: "Bursts").
+            # Runs of this node in their start phase at once (docs/operations.md: "Bursts of runs").
             max_starting=int(
                 os.environ.get("RAFTCRON_MAX_STARTING", str(runner.DEFAULT_MAX_STARTING))
             ),

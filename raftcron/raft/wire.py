@@ -36,7 +36,8 @@ What it guarantees:
   start (PBKDF2, pysyncobj's parameters). A frame is accepted if it decrypts with any of
   them; a connection answers with the key its peer used, and an outgoing connection that
   the peer closes before accepting our current secret retries with the next one, so a
-  rolling secret rotation never splits the cluster (README, "Rotating the secret").
+  rolling secret rotation never splits the cluster (docs/operations.md, "Rotating the
+  cluster secret").
 * pysyncobj's replay protection is kept: each connection's frames carry the session key
   the receiver chose, and Fernet timestamps must not go backwards on a connection.
 """

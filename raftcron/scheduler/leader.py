@@ -16,7 +16,7 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
-Lease expiry (README, "Safety rules"): every node, leader or not, notes in its
+Lease expiry (docs/design.md, "Leases and fencing"): every node, leader or not, notes in its
 :class:`LeaseTracker` the moment ``t_R`` on its own monotonic clock at which it applied a
 lease's grant or its last committed renewal (a replay at start-up, or an installed
 snapshot, counts as applied then). As leader it commits an ``Expire`` once its clock

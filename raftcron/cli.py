@@ -150,7 +150,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         single_node_config,
     )
     from raftcron.hardening import private_umask, raise_open_files_limit
+    from raftcron.raft import seam
 
+    try:  # the pysyncobj internals raftcron relies on (raftcron/raft/seam.py)
+        seam.check()
+    except seam.SeamError as exc:
+        raise CliError(str(exc), EXIT_RUNTIME) from None
     private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:

@@ -40,12 +40,10 @@ from dataclasses import dataclass
 from typing import Any, Final, overload
 
 import msgpack
-import pysyncobj.journal as _pjournal
-import pysyncobj.syncobj as _psyncobj
-from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.node import TCPNode
 
 from raftcron import memory
+from raftcron.raft.seam import SERIALIZER_STATE, JournalBase, MemoryJournal, TCPNode
+from raftcron.raft.seam import install_journal_factory as _install_factory
 
 logger = logging.getLogger(__name__)
 
@@ -397,7 +395,7 @@ def _encode_record(command: bytes, idx: int, term: int) -> bytes:
     return struct.pack("<II", len(command), crc) + idx_term + command
 
 
-class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
+class DurableJournal(JournalBase):
     """pysyncobj's journal interface on an fsynced, CRC-checked, append-only file.
 
     Not thread-safe: pysyncobj calls it from the tick thread only (and constructs it in the
@@ -672,8 +670,9 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _destroy(self) -> None:
-        """Close the journal; pending entries and the commit index are made durable first."""
+    def close(self) -> None:
+        """Close the journal (pysyncobj's ``_destroy``); pending entries and the commit
+        index are made durable first."""
         if self._fd is None:
             return
         try:
@@ -717,7 +716,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
 
 def _create_journal(journalFile: str | None = None) -> Any:
     if journalFile is None:
-        return _pjournal.MemoryJournal()
+        return MemoryJournal()
     return DurableJournal(journalFile, _factory_fs)
 
 
@@ -732,7 +731,7 @@ def install_journal_factory(fs: FileOps | None = None) -> None:
     """
     global _factory_fs
     _factory_fs = fs
-    _psyncobj.createJournal = _create_journal
+    _install_factory(_create_journal)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ import os
 import random
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any, Final, overload
 import msgpack
 
 from raftcron import memory
+from raftcron.clock import monotonic
 from raftcron.raft.seam import SERIALIZER_STATE, JournalBase, MemoryJournal, TCPNode
 from raftcron.raft.seam import install_journal_factory as _install_factory
 
@@ -800,7 +800,7 @@ class _Job:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        self.started = time.monotonic()
+        self.started = monotonic()
 
 
 class SnapshotStore:
@@ -936,7 +936,7 @@ class SnapshotStore:
             if not job.done.is_set():
                 return int(SERIALIZER_STATE.SERIALIZING)
             self._job = None
-        elapsed = time.monotonic() - job.started
+        elapsed = monotonic() - job.started
         if job.error is not None:
             self.snapshots_failed += 1
             self.last_error = job.error

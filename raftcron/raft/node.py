@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from raftcron import hooks
+from raftcron.clock import monotonic
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import seam, unpickle
@@ -61,7 +61,6 @@ from raftcron.raft.health import (
     storage_failure,
 )
 from raftcron.raft.journal import (
-    CrashableFileOps,
     DurableJournal,
     FileOps,
     SnapshotStore,
@@ -233,30 +232,6 @@ def _leaves_before_sync(message: Any) -> bool:
     )
 
 
-POWER_CUT_ENV: Final = "RAFTCRON_CHAOS_POWER_CUT"
-
-
-def _power_cut_fs() -> FileOps | None:
-    """The chaos suite's power-loss switch; None (the real OS) unless the variable is set.
-
-    With ``RAFTCRON_CHAOS_POWER_CUT=1`` the journal and snapshots go through a
-    :class:`CrashableFileOps`, and SIGUSR2 becomes a power cut: every byte not fsynced is
-    dropped from the files (names not made durable by a directory fsync vanish) and the
-    process exits at once with status 137. Only the chaos tests set it.
-    """
-    if os.environ.get(POWER_CUT_ENV) != "1":
-        return None
-    fs = CrashableFileOps(real_fsync=True)
-
-    def cut(signum: int, frame: object) -> None:
-        fs.power_cut()
-        os._exit(137)
-
-    signal.signal(signal.SIGUSR2, cut)
-    logger.warning("%s=1: SIGUSR2 simulates a power cut (chaos testing only)", POWER_CUT_ENV)
-    return fs
-
-
 class _Replica(ReplicaBase):
     def __init__(
         self,
@@ -282,7 +257,7 @@ class _Replica(ReplicaBase):
         data = settings.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
-            fs = _power_cut_fs()
+            fs = hooks.current().raft_fs  # a test harness's (raftcron.hooks); else the OS
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
         seam.check()
@@ -413,7 +388,7 @@ class _Replica(ReplicaBase):
         if not isinstance(journal, DurableJournal):
             return
         size = journal.command_bytes
-        now = time.monotonic()
+        now = monotonic()
         if size != self._rc_log_bytes:
             self._rc_log_bytes, self._rc_log_changed = size, now
         limit = self._rc_max_log_bytes
@@ -502,7 +477,7 @@ class RaftNode:
         )
         responsive: frozenset[str] = frozenset()
         is_leader = bool(replica.is_leader())
-        now = time.monotonic()
+        now = monotonic()
         quorum_at: float | None = None
         if is_leader:
             limit = self.settings.max_timeout * 1.5
@@ -574,7 +549,7 @@ class RaftNode:
         st = self.status
         if not st.is_leader or st.quorum_at is None:
             return False
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         return now - st.quorum_at <= self.settings.max_timeout
 
     def apply_lag(self, now: float | None = None) -> float:
@@ -584,7 +559,7 @@ class RaftNode:
         st = self.status
         if st.at == 0.0:
             return 0.0  # not started yet
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         if st.behind_since is not None:
             return max(0.0, now - st.behind_since)
         stalled = now - st.at
@@ -604,14 +579,14 @@ class RaftNode:
         target must first be fully caught up; this retries until the deadline).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = monotonic() + timeout
         if not self.status.is_leader:
             raise ProposalError("not_leader", "this node is not the leader")
         term = self.status.term
         while True:
             st = self.status
             if not st.is_leader:
-                until = min(deadline, loop.time() + 2 * self.settings.max_timeout)
+                until = min(deadline, monotonic() + 2 * self.settings.max_timeout)
                 return await self._await_new_leader(until)
             if st.term > term:  # leads again in a later term: the transfer did not take
                 raise ProposalTimeout(timeout)
@@ -630,7 +605,7 @@ class RaftNode:
             with self._transfers_lock:
                 self._transfers.append((target, done))
             try:
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                async with asyncio.timeout(max(0.0, deadline - monotonic())):
                     code = await fut
             except TimeoutError:
                 raise ProposalTimeout(timeout) from None
@@ -640,18 +615,17 @@ class RaftNode:
                 raise ProposalError("denied", f"{target} is not another member of the cluster")
             # sent (or the target is not caught up yet): look again shortly
             wait = 0.6 if code == "" else 0.05
-            await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
-            if loop.time() >= deadline and self.status.is_leader and self.status.term == term:
+            await asyncio.sleep(min(wait, max(0.0, deadline - monotonic())))
+            if monotonic() >= deadline and self.status.is_leader and self.status.term == term:
                 raise ProposalTimeout(timeout)
 
     async def _await_new_leader(self, deadline: float) -> str:
         """The leader after this node stepped down, or "" if none is known by ``deadline``."""
-        loop = asyncio.get_running_loop()
         while True:
             st = self.status
             if not st.is_leader and st.leader is not None and st.leader != st.self_addr:
                 return st.leader
-            if loop.time() >= deadline:
+            if monotonic() >= deadline:
                 return ""
             await asyncio.sleep(0.02)
 
@@ -697,7 +671,7 @@ class RaftNode:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, res, err)
 
-        sent = loop.time()
+        sent = monotonic()
         replica.apply_command(encode(cmd), callback=callback)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when the
         # caller is cancelled in the same loop iteration as the commit arrives, so the
@@ -711,5 +685,5 @@ class RaftNode:
             raise ProposalTimeout(timeout) from None
         hook = self.on_committed
         if hook is not None:
-            hook(cmd, loop.time() - sent)
+            hook(cmd, monotonic() - sent)
         return res

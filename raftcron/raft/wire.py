@@ -50,7 +50,6 @@ import hmac
 import logging
 import socket
 import struct
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -60,6 +59,7 @@ from typing import Any, Final
 import msgpack
 from cryptography.fernet import Fernet, InvalidToken
 
+from raftcron.clock import monotonic
 from raftcron.raft.seam import (
     CONNECTION_STATE,
     POLL_EVENT_TYPE,
@@ -382,7 +382,7 @@ class Keyring:
         return len(self._fernets)
 
     def seal(self, index: int, plain: bytes) -> bytes:
-        return self._fernets[index].encrypt_at_time(plain, int(time.monotonic()))
+        return self._fernets[index].encrypt_at_time(plain, int(monotonic()))
 
     def open(self, token: bytes, prefer: int = 0) -> tuple[int, bytes]:
         """(index of the key that authenticated ``token``, plaintext)."""
@@ -488,7 +488,7 @@ class RefusalLog:
     WINDOW_S: Final = 10.0
     BURST: Final = 10
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = monotonic) -> None:
         self._clock = clock
         self._start = clock()
         self._logged = 0
@@ -605,7 +605,7 @@ class PeerConnection:
         self._keepalive = keepalive
         self._reader = FrameReader(PREAUTH_MAX_FRAME)
         self._wbuf = bytearray()
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         self._want_write = False
         self._tcp_up = False  # an outgoing attempt reached the peer's kernel
         self._sock = sock
@@ -723,7 +723,7 @@ class PeerConnection:
     def _reset(self) -> None:
         self._reader = FrameReader(PREAUTH_MAX_FRAME)
         self._wbuf = bytearray()
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         self._want_write = False
         self._tcp_up = False
         self.authenticated = False
@@ -746,7 +746,7 @@ class PeerConnection:
         )
 
     def _idle_expired(self) -> bool:
-        return time.monotonic() - self._last_read > self._timeout
+        return monotonic() - self._last_read > self._timeout
 
     def _on_event(self, descr: int, event: int) -> None:
         if descr != self._fileno:
@@ -770,7 +770,7 @@ class PeerConnection:
             if self._state == _DISCONNECTED:
                 return
             self._state = _CONNECTED
-            self._last_read = time.monotonic()
+            self._last_read = monotonic()
             self._subscribe()
             return
         if event & _WRITE:
@@ -827,7 +827,7 @@ class PeerConnection:
             reader.feed(data)
             if reader.buffered > reader.limit + 4:
                 break  # enough to complete or refuse a frame; the rest waits
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         return True
 
     def _deliver(self) -> None:
@@ -1054,7 +1054,7 @@ class GuardedTransport(TransportBase):
                 f"{waiting[busiest]} from {busiest}): closing the oldest of them",
             )
         conn = self._connection(sock=sock, peer=peer)
-        self._handshaking[conn] = time.monotonic() + HANDSHAKE_DEADLINE_S
+        self._handshaking[conn] = monotonic() + HANDSHAKE_DEADLINE_S
         self._unauthenticated[conn] = source
         waiting[source] += 1
         self.adopt_incoming(conn)
@@ -1075,7 +1075,7 @@ class GuardedTransport(TransportBase):
         self._authenticated(conn)
 
     def _expire_handshakes(self) -> None:
-        now = time.monotonic()
+        now = monotonic()
         pending = self._handshaking
         while pending:
             conn, deadline = next(iter(pending.items()))

@@ -795,6 +795,31 @@ def decode_snapshot(blob: bytes) -> tuple[Entry, Entry, list[str], bytes]:
     return _entry(entries[0]), _entry(entries[1]), cluster, state
 
 
+def snapshot_last_entry(prefix: bytes) -> tuple[int, int] | None:
+    """(index, term) of the last applied entry of a snapshot, read from the first bytes
+    of its file (a leader sends a snapshot in pieces), or None if they do not hold it."""
+    if len(prefix) < _SNAP_HEADER.size:
+        return None
+    magic, _, _ = _SNAP_HEADER.unpack_from(prefix, 0)
+    if magic != _SNAP_MAGIC:
+        return None
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(memoryview(prefix)[_SNAP_HEADER.size :])
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() != "entries":
+                unpacker.skip()
+                continue
+            entries = unpacker.unpack()
+            if not isinstance(entries, list) or len(entries) != 2:
+                return None
+            last = _entry(entries[0])
+            return last[1], last[2]
+    except (msgpack.OutOfData, msgpack.UnpackException, ValueError, SnapshotError):
+        return None
+    return None
+
+
 class _Job:
     def __init__(self) -> None:
         self.done = threading.Event()

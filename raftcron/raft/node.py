@@ -65,6 +65,7 @@ from raftcron.raft.journal import (
     FileOps,
     SnapshotStore,
     install_journal_factory,
+    snapshot_last_entry,
 )
 from raftcron.raft.seam import (
     FAIL_REASON,
@@ -347,6 +348,9 @@ class _Replica(ReplicaBase):
         journal = self.journal()
         if isinstance(journal, DurableJournal):
             journal.refuse_writes(exc)
+
+    def hook_snapshot_entry(self, first_piece: bytes) -> tuple[int, int] | None:
+        return snapshot_last_entry(first_piece)
 
     def hook_appended(self) -> None:
         # The leader appends new commands and sends them to the followers (pysyncobj's

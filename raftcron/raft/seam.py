@@ -154,6 +154,12 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__recvTransmission"),
     _f("SyncObj", "_SyncObj__lastResponseTime"),
     _f("SyncObj", "_SyncObj__conf"),
+    _m("SyncObj", "_SyncObj__sendNextNodeIdx", "node", "reset", "nextNodeIdx", "success"),
+    _m("SyncObj", "_SyncObj__loadDumpFile", "clearJournal"),
+    _m("SyncObj", "_SyncObj__getCurrentLogIndex"),
+    _f("SyncObj", "_SyncObj__raftCommitIndex"),
+    _f("SyncObj", "_SyncObj__leaderCommitIndex"),
+    _f("SyncObj", "_SyncObj__transport"),
     _f("SyncObj", "_idToMethod"),
     _f("SyncObj", "_poller"),
     # TCPTransport: the raft port
@@ -401,6 +407,17 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
 
     _SyncObj__recvTransmission: Any  # pysyncobj's buffer of a chunked entry
     _SyncObj__raftCurrentTerm: int
+    _SyncObj__raftCommitIndex: int
+    _SyncObj__leaderCommitIndex: int | None
+
+    # The seam's own state (bugs 4 to 7 in docs/design.md): who voted for this candidate
+    # in which term; from which index a tail must survive pysyncobj's append handler; a
+    # snapshot transmission being dropped as stale; whether a snapshot was loaded.
+    _seam_vote_term: int = -1
+    _seam_voters: frozenset[Any] = frozenset()
+    _seam_keep_after: int | None = None
+    _seam_skip_snapshot: bool = False
+    _seam_dump_loaded: bool = False
 
     # -- reads of pysyncobj's state (tick thread)
 
@@ -425,6 +442,11 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
 
     def hook_appended(self) -> None:
         """Nothing by default."""
+
+    def hook_snapshot_entry(self, first_piece: bytes) -> tuple[int, int] | None:
+        """(index, term) of the last entry of the snapshot a transmission starts with
+        (its first piece), or None when that cannot be read from it."""
+        return None
 
     # -- pysyncobj's names
 
@@ -452,6 +474,18 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
             message = checked
         elif mtype == "apply_command" and not self._seam_command_ok(node, message["command"]):
             return
+        current = self._SyncObj__raftCurrentTerm
+        if mtype == "append_entries" and message["term"] >= current:
+            if "prevLogIdx" in message:
+                self._seam_append(node, message)
+                return
+            if "serialized" in message:
+                self._seam_snapshot(node, message)
+                return
+        if mtype == "response_vote" and message["term"] == current and not self._seam_vote(node):
+            return  # a duplicate vote (bug 5): counted once
+        if mtype == "next_node_idx" and message.get("term", current) != current:
+            return  # an ack sent in another term (bug 6)
         keep: int | None = None
         if mtype == "next_node_idx" and message.get("success") and not message.get("reset"):
             keep = self._SyncObj__raftNextIndex.get(node)
@@ -460,6 +494,142 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
             next_index = self._SyncObj__raftNextIndex
             if node in next_index and next_index[node] < keep:
                 next_index[node] = keep
+
+    def _seam_entry_term(self, index: int) -> int | None:
+        """The term of this replica's log entry at ``index``, None if it holds none."""
+        log = self._SyncObj__raftLog
+        if len(log) == 0:
+            return None
+        first = log[0][1]
+        if not first <= index < first + len(log):
+            return None
+        term: int = log[index - first][2]
+        return term
+
+    def _seam_append(self, node: Any, message: dict[str, Any]) -> None:
+        """An AppendEntries of the current term or later, handed to pysyncobj so that
+        nothing in this replica's log is deleted unless it conflicts (bug 4).
+
+        pysyncobj deletes every entry after ``prevLogIdx`` whenever there is one, even
+        when the message's entries are all already there: a stale (delayed or duplicated)
+        AppendEntries took committed, acknowledged, applied entries out of the log, and a
+        replica lacking them could then win an election and commit something else at their
+        index. Raft deletes only from the first entry that conflicts (same index, another
+        term). So the entries this log already holds (same index and term) are taken off
+        the message (its ``prevLogIdx`` moves up to the last of them); what is left starts
+        at the first conflict, which pysyncobj deletes from, or after the end of the log.
+        When nothing is left, the tail after the new ``prevLogIdx`` is kept (see
+        ``_SyncObj__getEntries``). The commit index the message may raise this replica's
+        to is capped at the message's last entry (Raft's rule: with the tail kept,
+        pysyncobj's "last index of the log" could be an unverified entry of an old term).
+        """
+        prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+        if self._seam_entry_term(prev_idx) != prev_term:
+            super()._SyncObj__onMessageReceived(node, message)  # pysyncobj answers a reset
+            return
+        entries = list(message.get("entries") or ())
+        last_new = entries[-1][1] if entries else prev_idx
+        held = 0
+        for _, index, term in entries:
+            if self._seam_entry_term(index) != term:
+                break
+            held += 1
+        if held:
+            prev_idx, prev_term = entries[held - 1][1], entries[held - 1][2]
+        rest = entries[held:]
+        leader_commit = message["commit_index"]
+        plain = {
+            **message,
+            "prevLogIdx": prev_idx,
+            "prevLogTerm": prev_term,
+            "entries": rest,
+            "commit_index": min(leader_commit, last_new),
+        }
+        self._seam_keep_after = None if rest else prev_idx
+        try:
+            super()._SyncObj__onMessageReceived(node, plain)
+        finally:
+            self._seam_keep_after = None
+        self._SyncObj__leaderCommitIndex = leader_commit
+
+    def _seam_snapshot(self, node: Any, message: dict[str, Any]) -> None:
+        """A piece of a snapshot (InstallSnapshot) of the current term or later.
+
+        * A stale one (bug 7: delayed or duplicated, it would roll this replica back): a
+          transmission whose snapshot ends at or below this replica's commit index, or at
+          an entry its log holds, is not installed (Raft keeps the log then). pysyncobj
+          still sees the message as a heartbeat (term, leader, election timer), and the
+          leader is told, with the last piece, to go on from after this replica's commit
+          index.
+        * Any piece that does not complete a snapshot pysyncobj loads raises no commit
+          index (bug 8: pysyncobj raised it up to the end of this replica's log, entries
+          no leader had vouched for).
+        """
+        data = message["serialized"]
+        heartbeat = {k: v for k, v in message.items() if k not in ("serialized", "commit_index")}
+        commit = self._SyncObj__raftCommitIndex
+        heartbeat["commit_index"] = commit
+        if data is not None:
+            piece, first, last = data
+            if first:
+                entry = self.hook_snapshot_entry(bytes(piece))
+                self._seam_skip_snapshot = entry is not None and (
+                    entry[0] <= commit or self._seam_entry_term(entry[0]) == entry[1]
+                )
+            if self._seam_skip_snapshot:
+                super()._SyncObj__onMessageReceived(node, heartbeat)
+                self._SyncObj__leaderCommitIndex = message["commit_index"]
+                if last:
+                    self._seam_skip_snapshot = False
+                    logger.info("raft: a stale snapshot from %s was not installed", node)
+                    self._SyncObj__sendNextNodeIdx(
+                        node, reset=True, nextNodeIdx=commit + 1, success=True
+                    )
+                return
+        self._seam_dump_loaded = False
+        super()._SyncObj__onMessageReceived(node, message)
+        if not self._seam_dump_loaded and self._SyncObj__raftCommitIndex > commit:
+            self._SyncObj__raftCommitIndex = commit
+            self._SyncObj__raftLog.setRaftCommitIndex(commit)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        self._seam_dump_loaded = True
+        super()._SyncObj__loadDumpFile(clearJournal)
+
+    def _seam_vote(self, node: Any) -> bool:
+        """Count ``node``'s vote for this candidate in the current term once (bug 5:
+        pysyncobj counted every ``response_vote`` of the term, so a duplicated one made a
+        candidate leader without a majority, and two leaders could share a term)."""
+        term = self._SyncObj__raftCurrentTerm
+        if self._seam_vote_term != term:
+            self._seam_vote_term, self._seam_voters = term, frozenset()
+        if node in self._seam_voters:
+            return False
+        self._seam_voters = self._seam_voters | {node}
+        return True
+
+    def _SyncObj__sendNextNodeIdx(
+        self,
+        node: Any,
+        reset: bool = False,
+        nextNodeIdx: int | None = None,
+        success: bool = False,
+    ) -> None:
+        """pysyncobj's AppendEntries reply, with the term it is sent in (bug 6: a leader
+        counted an ack sent to an earlier leader, or to itself in an earlier term, whose
+        entries may since have been replaced, toward a commit)."""
+        if nextNodeIdx is None:
+            nextNodeIdx = self._SyncObj__getCurrentLogIndex() + 1
+        self._SyncObj__transport.send(
+            node,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": nextNodeIdx,
+                "reset": reset,
+                "success": success,
+                "term": self._SyncObj__raftCurrentTerm,
+            },
+        )
 
     def _seam_check_chunk(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """A chunk of a large entry as pysyncobj should see it, or None to drop it.
@@ -600,7 +770,21 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         # maxSizeBytes or more that is not its first: pysyncobj sent such an entry whole
         # inside the batch (a frame as large as the entry), while as the first of the next
         # batch it goes in chunks of appendEntriesBatchSizeBytes.
+        #
+        # An empty log has no entries (pysyncobj indexed its first one and raised).
+        #
+        # During _seam_append, the entry at ``_seam_keep_after`` alone when asked for it
+        # and all after it (pysyncobj's append handler: it deletes whatever follows).
+        if len(self._SyncObj__raftLog) == 0:
+            return []
         entries: list[Any] = super()._SyncObj__getEntries(fromIDx, count, maxSizeBytes)
+        if (
+            fromIDx is not None
+            and fromIDx == self._seam_keep_after
+            and count is None
+            and maxSizeBytes is None
+        ):
+            return entries[:1]
         if maxSizeBytes is not None and len(entries) > 1 and len(entries[-1][0]) >= maxSizeBytes:
             return entries[:-1]
         return entries

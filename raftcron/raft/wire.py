@@ -139,6 +139,13 @@ class WireError(Exception):
 # Messages
 
 
+# The AppendEntries reply (``next_node_idx``) carries the term it was sent in, a fourth
+# field (raftcron.raft.seam: a leader ignores replies of another term). Every build reads
+# both forms; a build before this field read only three, so turning this off is what lets
+# such a build and this one run in one cluster (a leader then counts replies as before).
+ACK_TERM_ON_WIRE: Final = True
+
+
 def encode_message(message: Any) -> list[Any]:
     """The wire form of a message pysyncobj sends: ``[kind, fields...]``."""
     if isinstance(message, bytes):
@@ -158,7 +165,10 @@ def encode_message(message: Any) -> list[Any]:
             return [K_CHUNK, term, commit, prev_idx, prev_term, code, message["data"]]
         return [K_APPEND, term, commit, prev_idx, prev_term, message["entries"]]
     if t == "next_node_idx":
-        return [K_NEXT_INDEX, message["next_node_idx"], message["reset"], message["success"]]
+        ack = [K_NEXT_INDEX, message["next_node_idx"], message["reset"], message["success"]]
+        if ACK_TERM_ON_WIRE and "term" in message:
+            ack.append(message["term"])
+        return ack
     if t == "apply_command":
         return [K_APPLY, message["command"], message.get("request_id")]
     if t == "apply_command_response":
@@ -243,13 +253,17 @@ def decode_message(body: list[Any]) -> Any:
             "prevLogTerm": _opt_int(prev_term, "prevLogTerm"),
         }
     if kind == K_NEXT_INDEX:
-        idx, reset, success = _fields(body, 3, "next_node_idx")
-        return {
+        # [idx, reset, success] from a build before acks carried their term, else + [term]
+        idx, reset, success, *term = _fields(body, 4 if len(body) == 5 else 3, "next_node_idx")
+        ack: dict[str, Any] = {
             "type": "next_node_idx",
             "next_node_idx": _int(idx, "next_node_idx"),
             "reset": _bool(reset, "reset"),
             "success": _bool(success, "success"),
         }
+        if term:
+            ack["term"] = _int(term[0], "term")
+        return ack
     if kind == K_APPLY:
         command, request_id = _fields(body, 2, "apply_command")
         msg: dict[str, Any] = {"type": "apply_command", "command": _bytes(command, "command")}

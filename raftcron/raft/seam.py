@@ -1,5 +1,5 @@
 """The pysyncobj seam: the only module of raftcron that imports pysyncobj or touches its
-internals (docs/design.md, "The pysyncobj seam"; ``tests/unit/test_seam_boundary.py``
+internals (docs/design.md, "pysyncobj integration"; ``tests/unit/test_seam_boundary.py``
 fails if any other module does).
 
 pysyncobj is pinned to exactly :data:`PINNED_VERSION` (pyproject.toml and the lock files):
@@ -137,7 +137,7 @@ def _g(owner: str, name: str, *params: str) -> Need:
 
 
 # Every private (or patched) pysyncobj name this module overrides, calls, reads or
-# replaces. docs/design.md says why each is touched.
+# replaces. docs/design.md, "pysyncobj integration", says why each is touched.
 TOUCHED: Final[tuple[Need, ...]] = (
     # SyncObj: the replica
     _m("SyncObj", "_onTick", "timeToWait"),
@@ -312,7 +312,7 @@ def check(targets: Mapping[str, Any] | None = None, installed: str | None = None
 def install_journal_factory(factory: Callable[[str | None], Any]) -> None:
     """Make every ``SyncObj`` built from now on get its journal from ``factory`` (called
     with the configured ``journalFile``, None for none). pysyncobj's own ``FileJournal``
-    writes through mmap and never fsyncs (docs/design.md, durability)."""
+    writes through mmap and never fsyncs (docs/design.md, "Durability")."""
     _psyncobj.createJournal = factory
 
 
@@ -410,9 +410,10 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _SyncObj__raftCommitIndex: int
     _SyncObj__leaderCommitIndex: int | None
 
-    # The seam's own state (bugs 4 to 7 in docs/design.md): who voted for this candidate
-    # in which term; from which index a tail must survive pysyncobj's append handler; a
-    # snapshot transmission being dropped as stale; whether a snapshot was loaded.
+    # The seam's own state (docs/design.md, "pysyncobj integration", bugs 4 to 8): who
+    # voted for this candidate in which term; from which index a tail must survive
+    # pysyncobj's append handler; a snapshot transmission being dropped as stale; whether
+    # a snapshot was loaded.
     _seam_vote_term: int = -1
     _seam_voters: frozenset[Any] = frozenset()
     _seam_keep_after: int | None = None

@@ -1,7 +1,8 @@
-"""The pysyncobj Raft bugs the seam fixes (raftcron/raft/seam.py, docs/seam-notes.md),
-one test each: a real replica (raftcron's _Replica on pysyncobj) is handed the messages
-that show the bug, through a transport that records what it sends. The fuzzer found them
-(tests/fuzzy: e.g. ``python -m tests.fuzzy.run --seed 101 --steps 10000 --nodes 5``)."""
+"""The pysyncobj Raft bugs the seam fixes (raftcron/raft/seam.py; docs/design.md,
+"pysyncobj integration"), one test each: a real replica (raftcron's _Replica on
+pysyncobj) is handed the messages that show the bug, through a transport that records what
+it sends. The fuzzer found them (tests/fuzzy: e.g.
+``python -m tests.fuzzy.run --seed 101 --steps 10000 --nodes 5``)."""
 
 from __future__ import annotations
 

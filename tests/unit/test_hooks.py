@@ -78,3 +78,30 @@ def test_no_production_module_reads_a_test_switch_from_the_environment() -> None
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not any(s in node.value for s in switches), (path, node.value[:80])
+
+
+def test_the_hooked_agent_builds_the_hooks_from_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from raftcron.clock import ControlledClock
+    from tests.cluster import hooked_agent
+
+    (tmp_path / "clock").write_text("5")
+    monkeypatch.setenv("RAFTCRON_CLOCK_CONTROL", str(tmp_path / "clock"))
+    monkeypatch.setenv("RAFTCRON_CHAOS_POWER_CUT", "1")
+    monkeypatch.setenv("RAFTCRON_COMPACT_ENTRIES", "50")
+    saved = signal.getsignal(signal.SIGUSR2)
+    try:
+        built = hooked_agent.from_environment()
+        assert signal.getsignal(signal.SIGUSR2) not in (saved, signal.SIG_DFL)
+    finally:
+        signal.signal(signal.SIGUSR2, saved)
+    assert isinstance(built.clock, ControlledClock)
+    assert built.clock.wall_ms() - SystemClock().wall_ms() >= 4_000  # the file's 5 s
+    assert isinstance(built.raft_fs, CrashableFileOps)
+    assert built.compaction_min_entries == 50
+    for name in ("RAFTCRON_CLOCK_CONTROL", "RAFTCRON_CHAOS_POWER_CUT", "RAFTCRON_COMPACT_ENTRIES"):
+        monkeypatch.delenv(name)
+    assert hooked_agent.from_environment() == hooks.AgentHooks()

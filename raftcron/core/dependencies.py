@@ -141,7 +141,7 @@ class Dependencies(Ledger):
         run = self.runs.get(rid)
         if run is None or run.status != PENDING:
             return None  # cannot happen; the entry is dropped so it cannot wedge
-        del self.runs[rid]
+        self._transition(rid, None)  # recorded again under the same id by the plan
         return run
 
     def _settle_dependencies(self) -> None:
@@ -248,5 +248,5 @@ class Dependencies(Ledger):
         if not runs:
             self._record_final(replace(base, status=SKIPPED))
             return
-        self.runs[rid] = base
+        self._transition(rid, base)
         self.jobs[child] = replace(job, deps=(*job.deps, (rid, t)))

@@ -40,6 +40,7 @@ from raftcron.core.model import (
     fire_of,
 )
 from raftcron.core.results import Rejected
+from raftcron.core.transitions import NONE, TRIM, check_transition
 
 
 def outcome_key(job: str, status: str) -> str:
@@ -154,12 +155,31 @@ class Ledger:
     # Transient, empty between applies: final runs recorded by the current apply whose job
     # has children (settled at its end, see "Dependencies").
     settled: list[Run] = field(default_factory=list, repr=False, compare=False)
+    # Transient: what the current apply's run transitions are caused by (the command's
+    # name, or SETTLE while dependencies settle; see raftcron.core.transitions).
+    cause: str = field(default="", repr=False, compare=False)
+
+    def _transition(self, rid: str, run: Run | None, cause: str = "") -> None:
+        """Store ``run`` as run ``rid``'s record (None: the record leaves the ledger).
+
+        Every write of a run record goes through here: a change of status must be one
+        ``RUN_TRANSITIONS`` allows for the cause (``cause``, else the current command's),
+        or :class:`~raftcron.core.transitions.IllegalTransition` is raised."""
+        old = self.runs.get(rid)
+        frm = NONE if old is None else old.status
+        to = NONE if run is None else run.status
+        if frm != to:
+            check_transition(rid, frm, to, cause or self.cause)
+        if run is None:
+            self.runs.pop(rid, None)
+        else:
+            self.runs[rid] = run
 
     def _grant(self, job: Job, run: Run, node: str) -> tuple[str, int, str]:
         self.counters.fence += 1
         fence = self.counters.fence
-        self.runs[run.id] = replace(
-            run, status=CLAIMED, fence=fence, node=node, claimed_ms=self.now_ms
+        self._transition(
+            run.id, replace(run, status=CLAIMED, fence=fence, node=node, claimed_ms=self.now_ms)
         )
         self.leases[run.id] = Lease(
             key=run.id,
@@ -229,8 +249,8 @@ class Ledger:
             and newest.trigger != TRIGGER_BUFFERED
         ):
             last = max(last_ms, newest.last_scheduled_ms or newest.scheduled_at_ms)
-            self.runs[newest.id] = replace(
-                newest, count=newest.count + count, last_scheduled_ms=last
+            self._transition(
+                newest.id, replace(newest, count=newest.count + count, last_scheduled_ms=last)
             )
             key = outcome_key(name, PAUSED)
             self.counters.extra[key] = self.counters.extra.get(key, 0) + count
@@ -254,7 +274,7 @@ class Ledger:
         return rejection
 
     def _record_final(self, run: Run) -> None:
-        self.runs[run.id] = run
+        self._transition(run.id, run)
         if run.job in self.children:
             self.settled.append(run)
         self.counters.runs_recorded += 1
@@ -298,13 +318,14 @@ class Ledger:
         ids = self.history.get(job, ())
         if len(ids) > self.history_limit:
             for rid in ids[: len(ids) - self.history_limit]:
-                self.runs.pop(rid, None)
+                if rid in self.runs:
+                    self._transition(rid, None, TRIM)
             ids = ids[len(ids) - self.history_limit :]
             self.history[job] = ids
         if len(ids) > OUTPUT_KEEP:
             old = self.runs.get(ids[-OUTPUT_KEEP - 1])
             if old is not None and old.output:
-                self.runs[old.id] = replace(old, output="")
+                self._transition(old.id, replace(old, output=""))
 
     def _rebuild_live(self) -> None:
         live: dict[str, set[str]] = {}

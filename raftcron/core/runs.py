@@ -225,8 +225,8 @@ class Runs(Dependencies, Backfills):
                         f"{fire.trigger} fire buffered: waiting for {', '.join(live)} to stop "
                         f"(overlap={policy})"
                     )
-                    self.runs[rid] = replace(
-                        base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
+                    self._transition(
+                        rid, replace(base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why)
                     )
                     # (what still waits is this fire's other instances: see _supersede)
                     entry = (rid, fire.scheduled_at_ms)
@@ -240,8 +240,8 @@ class Runs(Dependencies, Backfills):
                 why = (
                     f"{fire.trigger} fire buffered: due while {behind} (overlap={job.spec.overlap})"
                 )
-                self.runs[rid] = replace(
-                    base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why
+                self._transition(
+                    rid, replace(base, status=BUFFERED, trigger=TRIGGER_BUFFERED, reason=why)
                 )
                 self.jobs[fire.job] = replace(
                     job, buffered=(*job.buffered, (rid, fire.scheduled_at_ms))
@@ -407,7 +407,9 @@ class Runs(Dependencies, Backfills):
         elif job.paused:
             note = f"no retry: {pause_reason(job)}"
         if note:
-            self.runs[run.id] = replace(run, reason="; ".join(r for r in (run.reason, note) if r))
+            self._transition(
+                run.id, replace(run, reason="; ".join(r for r in (run.reason, note) if r))
+            )
             return
         attempt = run.attempt + 1
         rid = retry_run_id(run.id, run.attempt)
@@ -421,18 +423,21 @@ class Runs(Dependencies, Backfills):
         )
         if spec.retry_other_node and run.node:
             reason += f", preferably not on {run.node}"
-        self.runs[rid] = Run(
-            id=rid,
-            job=run.job,
-            scheduled_at_ms=run.scheduled_at_ms,
-            status=PENDING,
-            trigger=TRIGGER_RETRY,
-            attempt=attempt,
-            claimed_ms=self.now_ms,
-            reason=reason,
-            parents=run.parents,
-            instance=run.instance,
-            instances=run.instances,
+        self._transition(
+            rid,
+            Run(
+                id=rid,
+                job=run.job,
+                scheduled_at_ms=run.scheduled_at_ms,
+                status=PENDING,
+                trigger=TRIGGER_RETRY,
+                attempt=attempt,
+                claimed_ms=self.now_ms,
+                reason=reason,
+                parents=run.parents,
+                instance=run.instance,
+                instances=run.instances,
+            ),
         )
         pending = PendingRetry(
             run=rid,
@@ -459,8 +464,9 @@ class Runs(Dependencies, Backfills):
         if run.node != cmd.node:
             return self._stale(Rejected("stale_fence", f"{cmd.run_id} is held by {run.node}"))
         if run.status == CLAIMED:
-            self.runs[cmd.run_id] = replace(
-                run, status=RUNNING, started_ms=self.now_ms, start_token=cmd.token
+            self._transition(
+                cmd.run_id,
+                replace(run, status=RUNNING, started_ms=self.now_ms, start_token=cmd.token),
             )
             self._renewed(cmd.run_id)
             return Ok(cmd.fence)

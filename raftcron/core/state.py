@@ -147,6 +147,7 @@ from raftcron.core.snapshot import (
     capture,
     restore_into,
 )
+from raftcron.core.transitions import SETTLE
 
 MAX_CONFIG_HASH: Final = 64  # characters of a config hash kept (raftcron/confighash.py: 16)
 
@@ -172,16 +173,21 @@ class State(Runs, Locks):
 
     def apply(self, cmd: c.Command) -> Result:
         self.now_ms = max(self.now_ms, cmd.at_ms)
+        self.cause = type(cmd).__name__  # what the run transitions of this apply are by
         try:
             res = self._apply(cmd)
             if self.settled:
+                self.cause = SETTLE
                 self._settle_dependencies()
         except Exception as exc:
             # A bug here must not stop a replica (or every replica: they all apply the same
             # entry, the same way). What was changed before the exception stays changed,
-            # identically on every replica; the entry is answered as rejected.
+            # identically on every replica; the entry is answered as rejected. (A run
+            # transition RUN_TRANSITIONS does not allow is such a bug: IllegalTransition.)
             self.settled.clear()
-            return Rejected("apply_failed", f"{type(exc).__name__}: {exc}")
+            return Rejected(Reject.APPLY_FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.cause = ""
         return res
 
     def _apply(self, cmd: c.Command) -> Result:

@@ -134,8 +134,8 @@ from raftcron.core.model import (
     DrainMark,
     Job,
     JobSpec,
-    Run,
 )
+from raftcron.core.queries import Queries
 from raftcron.core.results import Ok, Reject, Rejected, Result
 from raftcron.core.runs import (
     PlanOutcome,
@@ -160,7 +160,7 @@ def synced_source(spec: JobSpec) -> str:
     return "embedded" if spec.call else "config"
 
 
-class State(Runs, Locks):
+class State(Runs, Locks, Queries):
     __slots__ = ()
 
     # ------------------------------------------------------------------ apply
@@ -376,8 +376,6 @@ class State(Runs, Locks):
                 puts.append(spec)
         return puts, sorted(n for n in self._synced_names() if n not in wanted)
 
-    # ------------------------------------------------------------------ fires
-
     def _mark_broken(self, cmd: c.MarkBroken) -> Result:
         job = self.jobs.get(cmd.job)
         if job is None:
@@ -391,15 +389,7 @@ class State(Runs, Locks):
         self.counters.extra[key] = self.counters.extra.get(key, 0) + 1
         return Ok(True)
 
-    # ------------------------------------------------------------------ dependencies
-
-    # ------------------------------------------------------------------ leases
-
-    # ------------------------------------------------------------------ locks
-
-    # ------------------------------------------------------------------ ledger
-
-    # ------------------------------------------------------------------ drain
+    # ------------------------------------------------------------------ members
 
     def _report_config(self, cmd: c.ReportConfig) -> Result:
         if not cmd.node or len(cmd.node) > MAX_NODE_NAME:
@@ -425,40 +415,6 @@ class State(Runs, Locks):
         elif mark is not None and (cmd.kind == DRAIN_OPERATOR or mark.kind == DRAIN_SHUTDOWN):
             del self.drained[cmd.node]
         return Ok(self.drained.get(cmd.node))
-
-    # ------------------------------------------------------------------ queries
-
-    def live_runs(self, node: str | None = None) -> list[Run]:
-        out = [self.runs[rid] for rid in self.leases if rid in self.runs]
-        if node is not None:
-            out = [r for r in out if r.node == node]
-        return out
-
-    def job_of(self, rid: str) -> str:
-        run = self.runs.get(rid)
-        return "" if run is None else run.job
-
-    def buffer_ready(self, rid: str) -> str:
-        """The job of run ``rid`` if it has buffered runs or a backfill and no live run,
-        else ``""`` (the scheduler looks at it again when it is)."""
-        run = self.runs.get(rid)
-        job = None if run is None else self.jobs.get(run.job)
-        if job is None or not (job.buffered or job.backfill) or job.spec.name in self.live:
-            return ""
-        return job.spec.name
-
-    def live_by_job(self) -> dict[str, list[tuple[str, str]]]:
-        """Each job's live runs as ``(run id, node)`` (the planner's ``live``)."""
-        return {
-            job: [(rid, self.runs[rid].node) for rid in sorted(rids) if rid in self.runs]
-            for job, rids in self.live.items()
-        }
-
-    def load_by_node(self) -> dict[str, int]:
-        load: dict[str, int] = {}
-        for lease in self.leases.values():
-            load[lease.holder] = load.get(lease.holder, 0) + 1
-        return load
 
     # ------------------------------------------------------------------ snapshots
 

@@ -26,7 +26,7 @@ from raftcron.core.model import (
     instance_run_id,
 )
 from raftcron.core.planner import schedule_of
-from raftcron.core.results import Ok, Rejected, Result
+from raftcron.core.results import Ok, Reject, Rejected, Result
 
 
 class Backfills(Ledger):
@@ -49,11 +49,11 @@ class Backfills(Ledger):
         if fire.instance > 1:
             first = firsts.get(key)
             if first is None:
-                return "no_first_instance"
+                return Reject.NO_FIRST_INSTANCE
             rid = instance_run_id(first, fire.instance)
             head = self.runs.get(first)
             if rid in self.runs or head is None:
-                return "duplicate"
+                return Reject.DUPLICATE
             run = replace(
                 head,
                 id=rid,
@@ -80,14 +80,14 @@ class Backfills(Ledger):
             granted.append(self._grant(job, run, fire.node))
             return ""
         if bf is None or job.paused:
-            return "no_backfill"
+            return Reject.NO_BACKFILL
         sched = schedule_of(job.spec, job.created_ms)
         if t > bf.to_ms or t != sched.next_after(bf.cursor_ms):
-            return "not_next"
+            return Reject.NOT_NEXT
         if self.live.get(job.spec.name) or (job.buffered and job.spec.overlap != "allow"):
-            return "busy"
+            return Reject.BUSY
         if self.now_ms < backfill_ready_ms(bf):
-            return "too_soon"
+            return Reject.TOO_SOON
         done = bf.done + 1
         reason = f"backfill {bf.id}: fire {done} of {bf.total}"
         try:
@@ -107,7 +107,7 @@ class Backfills(Ledger):
             instances=fire.instances,
         )
         if run.id in self.runs:
-            return "duplicate"
+            return Reject.DUPLICATE
         firsts[key] = run.id
         if not fire.node:
             why = unschedulable_reason(job.spec, 1, fire.instances)
@@ -121,10 +121,10 @@ class Backfills(Ledger):
     def _start_backfill(self, cmd: c.StartBackfill) -> Result:
         job = self.jobs.get(cmd.job)
         if job is None:
-            return Rejected("unknown_job", f"no job named {cmd.job!r}")
+            return Rejected(Reject.UNKNOWN_JOB, f"no job named {cmd.job!r}")
         if not job.spec.schedule:
             return Rejected(
-                "bad_backfill",
+                Reject.BAD_BACKFILL,
                 f"{cmd.job} runs after {', '.join(job.spec.after)} and has no schedule of its "
                 "own: backfill its parents (their fires run it)",
             )
@@ -132,24 +132,26 @@ class Backfills(Ledger):
         if bf is not None:
             if bf.id == cmd.id:
                 return Ok(bf)  # the same request again
-            return Rejected("backfill_running", f"{cmd.job} already has backfill {bf.id} running")
+            return Rejected(
+                Reject.BACKFILL_RUNNING, f"{cmd.job} already has backfill {bf.id} running"
+            )
         if not 0 < cmd.rate <= BACKFILL_MAX_RATE:
             return Rejected(
-                "bad_backfill", f"rate must be above 0 and at most {BACKFILL_MAX_RATE:g}"
+                Reject.BAD_BACKFILL, f"rate must be above 0 and at most {BACKFILL_MAX_RATE:g}"
             )
         if cmd.to_ms > self.now_ms or cmd.from_ms > cmd.to_ms:
-            return Rejected("bad_backfill", "the range must be in the past, from <= to")
+            return Rejected(Reject.BAD_BACKFILL, "the range must be in the past, from <= to")
         try:
             fires = schedule_of(job.spec, job.created_ms).fires_between(
                 cmd.from_ms - 1, cmd.to_ms, BACKFILL_MAX_FIRES + 1
             )
         except ValueError as exc:
-            return Rejected("bad_backfill", str(exc))
+            return Rejected(Reject.BAD_BACKFILL, str(exc))
         if not fires:
-            return Rejected("bad_backfill", f"{cmd.job} has no fire in that range")
+            return Rejected(Reject.BAD_BACKFILL, f"{cmd.job} has no fire in that range")
         if len(fires) > BACKFILL_MAX_FIRES:
             return Rejected(
-                "bad_backfill", f"the range has more than {BACKFILL_MAX_FIRES} fires; split it"
+                Reject.BAD_BACKFILL, f"the range has more than {BACKFILL_MAX_FIRES} fires; split it"
             )
         bf = Backfill(
             id=cmd.id,
@@ -166,8 +168,8 @@ class Backfills(Ledger):
     def _cancel_backfill(self, name: str) -> Result:
         job = self.jobs.get(name)
         if job is None:
-            return Rejected("unknown_job", f"no job named {name!r}")
+            return Rejected(Reject.UNKNOWN_JOB, f"no job named {name!r}")
         if job.backfill is None:
-            return Rejected("no_backfill", f"{name} has no backfill running")
+            return Rejected(Reject.NO_BACKFILL, f"{name} has no backfill running")
         self.jobs[name] = replace(job, backfill=None)
         return Ok(job.backfill)

@@ -26,7 +26,7 @@ from raftcron.core.model import (
     LockWaiter,
     lock_problem,
 )
-from raftcron.core.results import Ok, Rejected, Result
+from raftcron.core.results import Ok, Reject, Rejected, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,9 @@ def _grant_of(lock: Lock) -> LockGrant:
 
 def _stale_lock(name: str, fence: int, lock: Lock | None) -> Rejected:
     now = "free" if lock is None else f"held with fence {lock.fence}"
-    return Rejected("stale_fence", f"lock {name!r}: fence {fence} is not current (it is {now})")
+    return Rejected(
+        Reject.STALE_FENCE, f"lock {name!r}: fence {fence} is not current (it is {now})"
+    )
 
 
 class Locks(Ledger):
@@ -92,7 +94,7 @@ class Locks(Ledger):
             request=cmd.request,
         )
         if problem is not None:
-            return Rejected("invalid", problem)
+            return Rejected(Reject.INVALID, problem)
         lock = self.locks.get(cmd.name)
         if lock is not None:
             if lock.request == cmd.request:
@@ -103,7 +105,7 @@ class Locks(Ledger):
         done = self.lock_done.get((cmd.name, cmd.request))
         if done is not None:
             return Rejected(
-                "request_done",
+                Reject.REQUEST_DONE,
                 f"lock request {cmd.request!r} already ended ({done.outcome}"
                 + (f", fence {done.fence})" if done.fence else ")"),
             )
@@ -112,10 +114,12 @@ class Locks(Ledger):
         busy = f"lock {cmd.name!r} is held by {lock.holder!r} (fence {lock.fence})"
         if cmd.wait_ms == 0:
             self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_REFUSED)
-            return Rejected("locked", busy)
+            return Rejected(Reject.LOCKED, busy)
         if len(lock.waiters) >= LOCK_MAX_WAITERS:
             self._lock_request_ended(cmd.request, cmd.name, 0, LOCK_REFUSED)
-            return Rejected("queue_full", f"{busy} and {LOCK_MAX_WAITERS} requests wait for it")
+            return Rejected(
+                Reject.QUEUE_FULL, f"{busy} and {LOCK_MAX_WAITERS} requests wait for it"
+            )
         waiter = LockWaiter(
             request=cmd.request,
             holder=cmd.holder,
@@ -187,7 +191,7 @@ class Locks(Ledger):
             return _stale_lock(cmd.name, cmd.fence, lock)
         if lock.renewals != cmd.renewals:
             return Rejected(
-                "renewed", f"lock {cmd.name!r} fence {cmd.fence} was renewed after the expiry"
+                Reject.RENEWED, f"lock {cmd.name!r} fence {cmd.fence} was renewed after the expiry"
             )
         return Ok(self._end_lock(lock, LOCK_EXPIRED))
 

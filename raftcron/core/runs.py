@@ -55,7 +55,7 @@ from raftcron.core.model import (
     retry_run_id,
     run_id,
 )
-from raftcron.core.results import Ok, Rejected, Result
+from raftcron.core.results import Ok, Reject, Rejected, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +84,21 @@ class Runs(Dependencies, Backfills):
         for m in cmd.missed:
             job = self.jobs.get(m.job)
             if job is None:
-                rejected.append((m.job, m.first_ms, "unknown_job"))
+                rejected.append((m.job, m.first_ms, Reject.UNKNOWN_JOB))
                 continue
             if m.last_ms <= job.watermark_ms:
-                rejected.append((m.job, m.first_ms, "already_considered"))
+                rejected.append((m.job, m.first_ms, Reject.ALREADY_CONSIDERED))
                 continue
             if m.status == PAUSED:
                 if not job.paused:  # resumed after the plan was made: re-planned normally
-                    rejected.append((m.job, m.first_ms, "not_paused"))
+                    rejected.append((m.job, m.first_ms, Reject.NOT_PAUSED))
                     continue
                 self.jobs[m.job] = job = replace(job, watermark_ms=m.last_ms)
                 rid = run_id(m.job, m.first_ms)
                 paused.append(self._record_paused(job, rid, m.first_ms, m.last_ms, m.count))
                 continue
             if m.status != MISSED:
-                rejected.append((m.job, m.first_ms, "bad_status"))
+                rejected.append((m.job, m.first_ms, Reject.BAD_STATUS))
                 continue
             rid = run_id(m.job, m.first_ms)
             self.jobs[m.job] = replace(job, watermark_ms=m.last_ms)
@@ -123,15 +123,15 @@ class Runs(Dependencies, Backfills):
         firsts: dict[tuple[str, str, int], str] = {}
         for fire in cmd.fires:
             if blocked and fire_key(fire) in blocked:
-                rejected.append((fire.job, fire.scheduled_at_ms, "drained"))
+                rejected.append((fire.job, fire.scheduled_at_ms, Reject.DRAINED))
                 continue
             job = self.jobs.get(fire.job)
             if job is None:
-                rejected.append((fire.job, fire.scheduled_at_ms, "unknown_job"))
+                rejected.append((fire.job, fire.scheduled_at_ms, Reject.UNKNOWN_JOB))
                 continue
             if fire.trigger != TRIGGER_RETRY and not 1 <= fire.instance <= fire.instances:
                 # (a retry names its instance; how many its fire has is on its run)
-                rejected.append((fire.job, fire.scheduled_at_ms, "bad_instance"))
+                rejected.append((fire.job, fire.scheduled_at_ms, Reject.BAD_INSTANCE))
                 continue
             if fire.trigger in (TRIGGER_BUFFERED, TRIGGER_BACKFILL):
                 if fire.trigger == TRIGGER_BUFFERED:
@@ -152,12 +152,12 @@ class Runs(Dependencies, Backfills):
                 head = firsts.get((fire.job, TRIGGER_DEPENDENCY, fire.scheduled_at_ms))
                 dep = None if head is None else self.runs.get(head)
                 if dep is None:
-                    rejected.append((fire.job, fire.scheduled_at_ms, "no_first_instance"))
+                    rejected.append((fire.job, fire.scheduled_at_ms, Reject.NO_FIRST_INSTANCE))
                     continue
             elif fire.trigger == TRIGGER_DEPENDENCY:
                 dep = self._take_dependency(job, fire.scheduled_at_ms)
                 if dep is None:
-                    rejected.append((fire.job, fire.scheduled_at_ms, "not_pending"))
+                    rejected.append((fire.job, fire.scheduled_at_ms, Reject.NOT_PENDING))
                     continue
                 job = self.jobs[fire.job]
             manual = fire.trigger == TRIGGER_MANUAL
@@ -170,17 +170,17 @@ class Runs(Dependencies, Backfills):
                 first = fire_of(dep.id)
             rid = instance_run_id(first, fire.instance)
             if rid in self.runs:
-                rejected.append((fire.job, fire.scheduled_at_ms, "duplicate"))
+                rejected.append((fire.job, fire.scheduled_at_ms, Reject.DUPLICATE))
                 continue
             kind = TRIGGER_MANUAL if manual else TRIGGER_DEPENDENCY if dep is not None else ""
             key = (fire.job, kind, fire.scheduled_at_ms)
             if fire.instance > 1:
                 if firsts.get(key) != first:
-                    rejected.append((fire.job, fire.scheduled_at_ms, "no_first_instance"))
+                    rejected.append((fire.job, fire.scheduled_at_ms, Reject.NO_FIRST_INSTANCE))
                     continue
             elif not manual and dep is None:
                 if fire.attempt == 1 and fire.scheduled_at_ms <= job.watermark_ms:
-                    rejected.append((fire.job, fire.scheduled_at_ms, "already_considered"))
+                    rejected.append((fire.job, fire.scheduled_at_ms, Reject.ALREADY_CONSIDERED))
                     continue
                 self.jobs[fire.job] = job = replace(
                     job, watermark_ms=max(job.watermark_ms, fire.scheduled_at_ms)
@@ -309,14 +309,14 @@ class Runs(Dependencies, Backfills):
     ) -> str:
         """Grant (or, with no node, skip) the head of ``job``'s buffer; a rejection code."""
         if not job.buffered or job.buffered[0][1] != fire.scheduled_at_ms:
-            return "not_buffered"
+            return Reject.NOT_BUFFERED
         rid = job.buffered[0][0]
         if self._live_other(job.spec.name, fire_of(rid)):
-            return "busy"  # (the head fire's other instances may be live: they go together)
+            return Reject.BUSY  # (the head fire's other instances may be live: they go together)
         self.jobs[job.spec.name] = job = replace(job, buffered=job.buffered[1:])
         run = self.runs.get(rid)
         if run is None or run.status != BUFFERED:
-            return "not_buffered"  # cannot happen; the entry is dropped so it cannot wedge
+            return Reject.NOT_BUFFERED  # cannot happen; the entry is dropped so it cannot wedge
         reason = (
             self._placement_problem(job, fire.node, fire_of(rid))
             if fire.node
@@ -368,16 +368,16 @@ class Runs(Dependencies, Backfills):
             -1,
         )
         if i < 0:
-            return "not_pending"
+            return Reject.NOT_PENDING
         pr = job.retry[i]
         if pr.due_ms > self.now_ms:
-            return "not_due"
+            return Reject.NOT_DUE
         if job.spec.overlap != "allow" and self._live_other(name, fire_of(pr.run)):
-            return "busy"  # never beside another fire's run of a job that forbids it
+            return Reject.BUSY  # never beside another fire's run of a job that forbids it
         self.jobs[name] = job = replace(job, retry=job.retry[:i] + job.retry[i + 1 :])
         run = self.runs.get(pr.run)
         if run is None or run.status != PENDING:
-            return "not_pending"  # cannot happen; the entry is dropped so it cannot wedge
+            return Reject.NOT_PENDING  # cannot happen; the entry is dropped so it cannot wedge
         reason = (
             self._placement_problem(job, fire.node, fire_of(pr.run))
             if fire.node
@@ -453,7 +453,7 @@ class Runs(Dependencies, Backfills):
         lease = self.leases.get(rid)
         if lease is None or lease.fence != fence:
             current = "none" if lease is None else str(lease.fence)
-            return Rejected("stale_fence", f"{rid}: fence {fence} is not current ({current})")
+            return Rejected(Reject.STALE_FENCE, f"{rid}: fence {fence} is not current ({current})")
         return None
 
     def _start(self, cmd: c.Start) -> Result:
@@ -462,7 +462,7 @@ class Runs(Dependencies, Backfills):
             return self._stale(bad)
         run = self.runs[cmd.run_id]
         if run.node != cmd.node:
-            return self._stale(Rejected("stale_fence", f"{cmd.run_id} is held by {run.node}"))
+            return self._stale(Rejected(Reject.STALE_FENCE, f"{cmd.run_id} is held by {run.node}"))
         if run.status == CLAIMED:
             self._transition(
                 cmd.run_id,
@@ -473,7 +473,7 @@ class Runs(Dependencies, Backfills):
         if run.start_token == cmd.token:
             self._renewed(cmd.run_id)
             return Ok(cmd.fence)  # a retry of the start that committed
-        return Rejected("already_started", f"{cmd.run_id} was started by another attempt")
+        return Rejected(Reject.ALREADY_STARTED, f"{cmd.run_id} was started by another attempt")
 
     def _renew(self, cmd: c.Renew) -> Result:
         bad = self._check_lease(cmd.run_id, cmd.fence)
@@ -499,7 +499,7 @@ class Runs(Dependencies, Backfills):
                 return Ok(cmd.status)  # a retry of a completion that already committed
             return self._stale(bad)
         if cmd.status not in COMPLETION_STATUSES:
-            return Rejected("bad_status", f"{cmd.status!r} is not a completion status")
+            return Rejected(Reject.BAD_STATUS, f"{cmd.status!r} is not a completion status")
         run = self.runs[cmd.run_id]
         kill = self.leases[cmd.run_id].kill
         self._record_final(
@@ -522,7 +522,7 @@ class Runs(Dependencies, Backfills):
         if bad is not None:
             return bad  # the leader's own retry or a race with completion: not a stale writer
         if self.leases[cmd.run_id].renewals != cmd.renewals:
-            return Rejected("renewed", f"{cmd.run_id} was renewed after the expiry decision")
+            return Rejected(Reject.RENEWED, f"{cmd.run_id} was renewed after the expiry decision")
         run = self.runs[cmd.run_id]
         kill = self.leases[cmd.run_id].kill
         reason = cmd.reason + (f" (it had been asked to stop: {kill})" if kill else "")
@@ -534,7 +534,7 @@ class Runs(Dependencies, Backfills):
     def _kill(self, cmd: c.Kill) -> Result:
         run = self.runs.get(cmd.run_id)
         if run is None:
-            return Rejected("unknown_run", f"no run {cmd.run_id!r} in the ledger")
+            return Rejected(Reject.UNKNOWN_RUN, f"no run {cmd.run_id!r} in the ledger")
         why = cmd.reason or "killed on request"
         if run.status in (BUFFERED, PENDING):
             job = self.jobs.get(run.job)
@@ -551,4 +551,4 @@ class Runs(Dependencies, Backfills):
             return Ok("killing")
         if run.status == KILLED:
             return Ok(KILLED)  # a repeat of a kill that has finished
-        return Rejected("not_running", f"{run.id} is not running (it is {run.status})")
+        return Rejected(Reject.NOT_RUNNING, f"{run.id} is not running (it is {run.status})")

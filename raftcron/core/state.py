@@ -168,7 +168,7 @@ class State(Runs, Locks, Queries):
     def apply_bytes(self, data: bytes) -> tuple[c.Command | None, Result]:
         cmd = c.decode(data)
         if cmd is None:
-            return None, Rejected("bad_command", "undecodable command envelope")
+            return None, Rejected(Reject.BAD_COMMAND, "undecodable command envelope")
         return cmd, self.apply(cmd)
 
     def apply(self, cmd: c.Command) -> Result:
@@ -196,7 +196,7 @@ class State(Runs, Locks, Queries):
                 cycle = dependency_cycle(self.jobs, cmd.spec)
                 if cycle:
                     return Rejected(
-                        "dependency_cycle",
+                        Reject.DEPENDENCY_CYCLE,
                         f"after: {' -> '.join(cycle)} is a cycle (a job cannot run after "
                         "itself, directly or through other jobs; remove one of these after "
                         "entries)",
@@ -242,7 +242,7 @@ class State(Runs, Locks, Queries):
                 return self._drain(cmd)
             case c.ReportConfig():
                 return self._report_config(cmd)
-        return Rejected("bad_command", f"unknown command {type(cmd).__name__}")
+        return Rejected(Reject.BAD_COMMAND, f"unknown command {type(cmd).__name__}")
 
     # ------------------------------------------------------------------ jobs
 
@@ -286,7 +286,7 @@ class State(Runs, Locks, Queries):
 
     def _delete_job(self, name: str) -> Result:
         if name not in self.jobs:
-            return Rejected("unknown_job", f"no job named {name!r}")
+            return Rejected(Reject.UNKNOWN_JOB, f"no job named {name!r}")
         # The job's run history stays in the ledger (still bounded by ``history``): what
         # ran, where and when must outlive the job's definition.
         job = self.jobs.pop(name)
@@ -312,7 +312,7 @@ class State(Runs, Locks, Queries):
     def _set_paused(self, name: str, paused: bool, note: str = "") -> Result:
         job = self.jobs.get(name)
         if job is None:
-            return Rejected("unknown_job", f"no job named {name!r}")
+            return Rejected(Reject.UNKNOWN_JOB, f"no job named {name!r}")
         note = note if paused else ""
         if not paused and job.broken:  # a resume clears the broken flag (paused or not)
             job = replace(job, broken="", broken_ms=0, updated_ms=self.now_ms)
@@ -379,11 +379,11 @@ class State(Runs, Locks, Queries):
     def _mark_broken(self, cmd: c.MarkBroken) -> Result:
         job = self.jobs.get(cmd.job)
         if job is None:
-            return Rejected("unknown_job", f"no job named {cmd.job!r}")
+            return Rejected(Reject.UNKNOWN_JOB, f"no job named {cmd.job!r}")
         if job.broken:
             return Ok(False)  # already broken: the first reason stays
         if job.updated_ms != cmd.updated_ms:
-            return Rejected("stale", f"{cmd.job} changed since the leader evaluated it")
+            return Rejected(Reject.STALE, f"{cmd.job} changed since the leader evaluated it")
         self.jobs[cmd.job] = replace(job, broken=cmd.reason or "error", broken_ms=self.now_ms)
         key = job_errors_key(cmd.job)
         self.counters.extra[key] = self.counters.extra.get(key, 0) + 1
@@ -393,9 +393,11 @@ class State(Runs, Locks, Queries):
 
     def _report_config(self, cmd: c.ReportConfig) -> Result:
         if not cmd.node or len(cmd.node) > MAX_NODE_NAME:
-            return Rejected("bad_report", f"a member name is 1 to {MAX_NODE_NAME} characters")
+            return Rejected(Reject.BAD_REPORT, f"a member name is 1 to {MAX_NODE_NAME} characters")
         if not cmd.hash or len(cmd.hash) > MAX_CONFIG_HASH:
-            return Rejected("bad_report", f"a config hash is 1 to {MAX_CONFIG_HASH} characters")
+            return Rejected(
+                Reject.BAD_REPORT, f"a config hash is 1 to {MAX_CONFIG_HASH} characters"
+            )
         changed = self.member_hashes.get(cmd.node) != cmd.hash
         self.member_hashes[cmd.node] = cmd.hash
         return Ok(changed)
@@ -403,10 +405,10 @@ class State(Runs, Locks, Queries):
     def _drain(self, cmd: c.Drain) -> Result:
         if cmd.kind not in DRAIN_KINDS:
             return Rejected(
-                "bad_drain", f"unknown drain kind {cmd.kind!r} (use {', '.join(DRAIN_KINDS)})"
+                Reject.BAD_DRAIN, f"unknown drain kind {cmd.kind!r} (use {', '.join(DRAIN_KINDS)})"
             )
         if not cmd.node or len(cmd.node) > MAX_NODE_NAME:
-            return Rejected("bad_drain", f"a member name is 1 to {MAX_NODE_NAME} characters")
+            return Rejected(Reject.BAD_DRAIN, f"a member name is 1 to {MAX_NODE_NAME} characters")
         mark = self.drained.get(cmd.node)
         if cmd.drain:
             if mark is None or (mark.kind != cmd.kind and cmd.kind == DRAIN_OPERATOR):

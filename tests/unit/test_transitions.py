@@ -120,3 +120,24 @@ def test_every_write_of_a_run_record_goes_through_the_one_function() -> None:
                 if _writes_runs(node) and (path.name, fn.name) not in allowed:
                     offenders.append(f"{path.name}:{node.lineno} in {fn.name}")
     assert offenders == []
+
+
+def test_core_rejects_only_with_reject_codes() -> None:
+    """Rejection codes are ``Reject`` members in core (their values are the wire strings)."""
+    offenders = []
+    for path in sorted(CORE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "Rejected"
+                and node.args
+                and not (
+                    isinstance(node.args[0], ast.Attribute)
+                    and isinstance(node.args[0].value, ast.Name)
+                    and node.args[0].value.id == "Reject"
+                )
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+    assert len({m.value for m in Reject}) == len(Reject)  # no two names for one code

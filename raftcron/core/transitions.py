@@ -1,4 +1,5 @@
-"""The run lifecycle as a table: which status a run may move to, and what moves it.
+"""The run lifecycle as a table: which status a run may move to, and what moves it
+(docs/design.md, "The run lifecycle").
 
 ``RUN_TRANSITIONS[from][to]`` is the set of causes that may move a run from status
 ``from`` to status ``to``. A cause is the command being applied (its class name in

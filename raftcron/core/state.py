@@ -89,6 +89,15 @@ Invariants:
   else changes them; a deleted job's go with it. They are the last field of a job's
   snapshot row, written only once set: a state without any encodes as before they
   existed, and an older snapshot loads with none.
+* Run statuses change only as ``RUN_TRANSITIONS`` (``raftcron/core/transitions.py``)
+  allows, through the one function that writes run records (``Ledger._transition``);
+  anything else is a bug, answered ``apply_failed``.
+
+Layout: ``State`` (here: the dispatch, the job commands, drains, config hashes) is put
+together from one mixin per aggregate over ``Ledger`` (``ledger.py``: the containers and
+the shared run primitives): ``runs.py``, ``dependencies.py``, ``backfill.py``,
+``locks.py``, and ``queries.py`` (the named reads other layers use). ``snapshot.py`` is
+the snapshot codec; ``results.py`` has ``Ok``, ``Rejected`` and the ``Reject`` codes.
 """
 
 from __future__ import annotations

@@ -17,23 +17,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftcron.config import (
-    MAX_CPU_LIMIT_S,
-    MAX_MEMORY_LIMIT,
-    MAX_NOFILE_LIMIT,
-    MAX_PASSTHROUGH,
-    MAX_STDIN_CHARS,
-    MIN_MEMORY_LIMIT,
-)
+from raftcron.core.jobfields import DURATION, JOB_FIELDS, OPT_DURATION
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
     BACKFILL_MIN_RATE,
-    CATCHUP_MODES,
-    HTTP_METHODS,
-    MAX_COUNT,
-    MAX_PARALLEL_LIMIT,
     NOTIFY_EVENTS,
-    OVERLAP_POLICIES,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,6 +76,32 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
         "description": description,
         "schema": schema,
     }
+
+
+_LINK: Final = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+def _plain(doc: str) -> str:
+    """A job field's doc text without its markdown links (they point into the README)."""
+    return _LINK.sub(r"\1", doc)
+
+
+def job_table_properties() -> dict[str, Any]:
+    """``JobTable``'s properties: every [[jobs]] key of the job field table."""
+    out: dict[str, Any] = {}
+    for f in JOB_FIELDS:
+        if f.key is None:
+            continue
+        doc = _plain(f.doc)
+        if f.kind in (DURATION, OPT_DURATION):
+            doc += f" (a duration string or a number of seconds; default {_plain(f.doc_default)})"
+        out[f.key] = {**f.schema, "description": doc}
+    return out
+
+
+def job_view_properties() -> dict[str, Any]:
+    """``Job``'s properties that show the spec (the field table's ``api`` column)."""
+    return {f.api: dict(f.api_schema or {}) for f in JOB_FIELDS if f.api is not None}
 
 
 SCHEMAS: Final[dict[str, Any]] = {
@@ -347,215 +361,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             {"oneOf": [{"required": ["schedule"]}, {"required": ["after"]}]},
         ],
         "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-            "schedule": {
-                "type": "string",
-                "examples": [
-                    "0 3 * * *",
-                    "* * * * * */10",
-                    "0 0 L * *",
-                    "0 9 * * 1#2",
-                    "@every 90s",
-                ],
-                "description": "5 fields, or 6 with the seconds LAST; L (last day of the "
-                "month), L5 or 5L (last Friday), 1#2 (second Monday); or @every <duration>, "
-                "counted from the job's creation",
-            },
-            "after": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "maxItems": 64,
-                "uniqueItems": True,
-                "description": "run after these jobs (instead of a schedule): once per fire "
-                "of theirs, when every one has settled that fire (its last attempt ended). "
-                "A cycle is refused (400 dependency_cycle)",
-            },
-            "on": {
-                "enum": ["success", "failure", "always"],
-                "default": "success",
-                "description": "with after: run when every parent succeeded, when at least "
-                "one did not, or always; otherwise the fire is recorded as skipped",
-            },
-            "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "timezone": {"type": "string", "default": "UTC"},
-            "timeout": _DURATION,
-            "overlap": {"enum": list(OVERLAP_POLICIES), "default": "allow"},
-            "catchup": _DURATION,
-            "catchup_mode": {"enum": list(CATCHUP_MODES), "default": "all"},
-            "jitter": {
-                **_DURATION,
-                "description": "delay every fire by a fixed offset in [0, jitter) derived "
-                "from the job name (default 0; at most 1d)",
-            },
-            "dst_gap": {
-                "enum": ["shift", "skip"],
-                "default": "shift",
-                "description": "a fire whose local time falls in a spring-forward gap runs "
-                "at the first instant after it (shift) or not at all (skip)",
-            },
-            "dst_repeat": {
-                "enum": ["once", "twice"],
-                "default": "once",
-                "description": "a fire whose local time falls in a fall-back repeated hour "
-                "runs at its first occurrence only (once) or at both (twice)",
-            },
-            "retries": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 100,
-                "description": "attempts after a failed, timed_out or lost one (default 0)",
-            },
-            "retry_backoff": {
-                **_DURATION,
-                "description": "wait before the first retry, doubled for each next one "
-                "(default 10s)",
-            },
-            "retry_backoff_max": {
-                **_DURATION,
-                "description": "cap of the doubling backoff (default 10m)",
-            },
-            "retry_other_node": {
-                "type": "boolean",
-                "default": False,
-                "description": "prefer a node other than the failed attempt's",
-            },
-            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
-            "count": {
-                "oneOf": [
-                    {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
-                    {"const": "all"},
-                ],
-                "default": 1,
-                "description": "instances of each fire, each on its own matching live node "
-                '(run id ...~K for K > 1); "all": one on every matching live node',
-            },
-            "max_parallel": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_PARALLEL_LIMIT,
-                "description": "at most this many live runs of the job per node (default: "
-                "no limit); a fire no node has room for is skipped as unschedulable",
-            },
-            "lease": _DURATION,
-            "env": {"type": "object", "additionalProperties": {"type": "string"}},
-            "cwd": {
-                "type": "string",
-                "description": "an absolute path (default: the home directory of the account "
-                "the job runs as, or / when it has none or it lies in the data dir)",
-            },
-            "user": {
-                "type": "string",
-                "description": "run the job as this account (an agent running as root only; "
-                "one that is not root accepts only its own account). Checked on the node "
-                "that takes the request (400); a node without the account fails the run",
-            },
-            "group": {
-                "type": "string",
-                "description": "run the job with this group (default: the user's own)",
-            },
-            "limits": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "resource limits of the job's process (setrlimit)",
-                "properties": {
-                    "nofile": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_NOFILE_LIMIT,
-                        "description": "open files (RLIMIT_NOFILE)",
-                    },
-                    "memory": {
-                        "description": "address space in bytes (RLIMIT_AS), or a size such "
-                        'as "512M" (K, M, G, T: powers of 1024)',
-                        "oneOf": [
-                            {
-                                "type": "integer",
-                                "minimum": MIN_MEMORY_LIMIT,
-                                "maximum": MAX_MEMORY_LIMIT,
-                            },
-                            {"type": "string"},
-                        ],
-                    },
-                    "cpu": {
-                        "description": "CPU seconds (RLIMIT_CPU): SIGXCPU then, SIGKILL 5 s "
-                        'later; or a duration such as "10m"',
-                        "oneOf": [
-                            {"type": "integer", "minimum": 1, "maximum": MAX_CPU_LIMIT_S},
-                            {"type": "string"},
-                        ],
-                    },
-                },
-            },
-            "env_passthrough": {
-                "type": "array",
-                "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
-                "maxItems": MAX_PASSTHROUGH,
-                "uniqueItems": True,
-                "description": "variables of the agent's environment given to the job (its "
-                "environment is otherwise PATH, HOME, USER, LOGNAME, LANG, TZ, env and "
-                "RAFTCRON_*); never RAFTCRON_TOKEN, RAFTCRON_TOKEN_FILE or a variable holding "
-                "the cluster secret or an API token",
-            },
-            "stdin": {
-                "type": "string",
-                "maxLength": MAX_STDIN_CHARS,
-                "description": "what the job's process reads on its standard input (default "
-                "none: /dev/null); e.g. the text after a crontab line's first %. Shown to a "
-                "read token as the redaction marker",
-            },
-            "http": {
-                "type": "object",
-                "description": "an HTTP job: the request sent on every run instead of a "
-                "command; it carries X-Raftcron-Fence, -Run-Id, -Job, -Scheduled-At, "
-                "-Attempt and -Node headers; timeout is the job's (default 30s)",
-                "required": ["url"],
-                "additionalProperties": False,
-                "properties": {
-                    "url": {"type": "string", "format": "uri"},
-                    "method": {"enum": list(HTTP_METHODS), "default": "GET"},
-                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "body": {"type": "string"},
-                    "expect": {
-                        "description": "status code(s) that mean success (default any 2xx)",
-                        "oneOf": [
-                            {"type": "integer", "minimum": 100, "maximum": 599},
-                            {
-                                "type": "array",
-                                "items": {"type": "integer", "minimum": 100, "maximum": 599},
-                                "minItems": 1,
-                            },
-                        ],
-                    },
-                },
-            },
-            "notify": {
-                "description": "webhooks POSTed a JSON body on failure, missed, late and "
-                "recovered (default: the cluster's [notify] webhooks; [] for none)",
-                "oneOf": [
-                    {"type": "string", "format": "uri"},
-                    _ref("NotifyTarget"),
-                    {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [{"type": "string", "format": "uri"}, _ref("NotifyTarget")]
-                        },
-                    },
-                ],
-            },
-            "late_after": {
-                **_DURATION,
-                "description": "a run starting later than this after it was due is 'late' "
-                "(default: [notify] late_after, 1m)",
-            },
-            "ping_url": {
-                "type": "string",
-                "format": "uri",
-                "description": "dead-man's-switch pings: /start, the URL itself on success, "
-                "/<exit code> or /fail on failure (healthchecks.io convention)",
-            },
-        },
+        "properties": job_table_properties(),
     },
     "NotifyTarget": {
         "type": "object",
@@ -589,14 +395,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "broken",
         ],
         "properties": {
-            "name": {"type": "string"},
-            "schedule": {"type": "string"},
-            "timezone": {"type": "string"},
-            "command": {"type": "array", "items": {"type": "string"}},
-            "overlap": {"enum": list(OVERLAP_POLICIES)},
-            "catchup_ms": {"type": "integer"},
-            "catchup_mode": {"enum": list(CATCHUP_MODES)},
-            "jitter_ms": {"type": "integer"},
+            **job_view_properties(),
             "jitter_offset_ms": {
                 "type": "integer",
                 "description": "this job's fires are claimed this long after their time",
@@ -610,12 +409,6 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "oneOf": [{"type": "null"}, _ref("Backfill")],
                 "description": "the backfill in progress, if any",
             },
-            "after": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "the jobs this one runs after (empty: it has a schedule)",
-            },
-            "on": {**_NULL_STR, "description": "with after: success, failure or always"},
             "dependency_fires": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -635,7 +428,6 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "fan-in: fires some parents have settled and others not yet "
                 "(at most 100; older ones are recorded as skipped)",
             },
-            "retries": {"type": "integer"},
             "pending_retries": {
                 "type": "array",
                 "items": {
@@ -649,17 +441,9 @@ SCHEMAS: Final[dict[str, Any]] = {
                 },
                 "description": "retries waiting for their backoff (or for the live run)",
             },
-            "lease_ms": {"type": "integer"},
-            "timeout_ms": _NULL_INT,
-            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
             "paused": {"type": "boolean"},
             "pause_note": {"type": "string"},
             "source": {"enum": ["config", "embedded", "api"]},
-            "call": {
-                **_NULL_STR,
-                "description": "an embedded Python job's callable (module:qualname); null "
-                "for a command job",
-            },
             "watermark": _NULL_TIME,
             "created_at": _NULL_TIME,
             "updated_at": _NULL_TIME,

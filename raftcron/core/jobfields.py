@@ -333,7 +333,9 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       choice_hint="run when every parent succeeded, when at least one did not, or whenever "
       "they have all finished",
       doc_default='`"success"`', wire_rank=25, table=DEPENDENT, api="on",
-      api_null_unless="after", api_schema={"type": ["string", "null"]},
+      api_null_unless="after",
+      api_schema={"type": ["string", "null"],
+                  "description": "with after: success, failure or always"},
       schema={"enum": list(DEPENDENCY_ON), "default": "success"},
       doc='with `after`: `"success"` runs it when every parent succeeded, `"failure"` when '
       "every parent has settled and at least one did not succeed, `\"always\"` whenever they "

@@ -115,6 +115,7 @@ class JobField:
     maximum: int | None = None  # INT (a message names it), STR (characters)
     max_hint: str = ""  # INT: appended to the "at most" message
     share: bool = True  # wire decode interns the strings (many jobs share them)
+    command_only: bool = False  # refused for an HTTP job (it runs no process)
     table: str = IF_SET
     table_zero: str = ""  # a DURATION shown as this when 0 (else "0ms")
     api: str | None = None  # key in the job view; None: only in its ``spec`` table
@@ -266,15 +267,17 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       doc="at most this many live runs of the job on one node (1-10000); the scheduler puts a "
       "fire on a node with room; if no matching node has room the fire is `skipped` "
       "(`unschedulable: ... max_parallel=K ...`)"),
-    F(attr="lease_ms", key="lease", kind=DURATION, default=DEFAULT_LEASE_MS,
+    F(attr="lease_ms", key="lease", kind=DURATION, default=DEFAULT_LEASE_MS, minimum=1_000,
       doc_default='`cluster.lease` (`"30s"`)', wire_rank=9, wire_always=True, table=ALWAYS,
       api="lease_ms", api_schema={"type": "integer"}, schema=_DURATION_SCHEMA,
       doc="lease duration D; renewed every D/3"),
-    F(attr="env", key="env", kind=PAIRS, default=(), doc_default="`{}`", wire_rank=10,
+    F(attr="env", key="env", command_only=True,
+      kind=PAIRS, default=(), doc_default="`{}`", wire_rank=10,
       wire_always=True, table=COMMAND_JOB, schema=_STR_MAP,
       doc="environment variables of the job (see [Job isolation](#job-isolation) for the "
       "rest of its environment)"),
-    F(attr="cwd", key="cwd", kind=OPT_STR, default=None, doc_default="the account's home",
+    F(attr="cwd", key="cwd", command_only=True,
+      kind=OPT_STR, default=None, doc_default="the account's home",
       wire_rank=11, wire_always=True, schema={"type": "string"},
       doc="working directory (relative: to the config file's directory; through the API: "
       "absolute); without it the home directory of the account the job runs as (`/` when it "
@@ -341,14 +344,17 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "every parent has settled and at least one did not succeed, `\"always\"` whenever they "
       "have all settled. A fire it does not run is recorded as `skipped`, naming the parents' "
       "runs and outcomes"),
-    F(attr="user", key="user", kind=OPT_STR, default=None, doc_default="the agent's account",
+    F(attr="user", key="user", command_only=True,
+      kind=OPT_STR, default=None, doc_default="the agent's account",
       wire_rank=28, schema={"type": "string"},
       doc="run the job as this account (an agent running as root only; an agent that is not "
       "root accepts only its own account). See [Job isolation](#job-isolation)"),
-    F(attr="group", key="group", kind=OPT_STR, default=None,
+    F(attr="group", key="group", command_only=True,
+      kind=OPT_STR, default=None,
       doc_default="the user's primary group", wire_rank=29, schema={"type": "string"},
       doc="run the job with this group (an agent that is not root accepts only its own)"),
-    F(attr="limits", key="limits", kind=LIMITS, default=(), doc_default="none", wire_rank=30,
+    F(attr="limits", key="limits", command_only=True,
+      kind=LIMITS, default=(), doc_default="none", wire_rank=30,
       schema={
           "type": "object", "additionalProperties": False,
           "properties": {
@@ -372,7 +378,8 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       '= "512M", cpu = 600 }`: open files (`RLIMIT_NOFILE`), address space in bytes or a size '
       "with K, M, G, T (powers of 1024; `RLIMIT_AS`, at least 1M), CPU seconds or a duration "
       "(`RLIMIT_CPU`: SIGXCPU then, SIGKILL 5 s of CPU later)"),
-    F(attr="env_passthrough", key="env_passthrough", kind=STRS, default=(),
+    F(attr="env_passthrough", key="env_passthrough", command_only=True,
+      kind=STRS, default=(),
       doc_default="`[]`", wire_rank=31,
       schema={"type": "array",
               "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
@@ -382,7 +389,9 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "`RAFTCRON_TOKEN`, `RAFTCRON_TOKEN_FILE`, a variable raftcron sets per run, or one set "
       "in `env`; a variable whose value is the cluster secret or an API token stops "
       "`check-config` and the agent (exit 2), is refused by a `PUT` and fails the run"),
-    F(attr="stdin", key="stdin", kind=STR, default="", maximum=MAX_STDIN_CHARS,
+    F(attr="stdin", key="stdin", command_only=True,
+      kind=STR, default="",
+      maximum=MAX_STDIN_CHARS, max_hint="; for more, let the command read a file",
       doc_default="none (`/dev/null`)", wire_rank=32, share=False,
       schema={"type": "string", "maxLength": MAX_STDIN_CHARS},
       doc="text the job's process reads on its standard input (at most 65,536 characters), "

@@ -51,3 +51,7 @@ def test_openapi_job_schemas_unchanged() -> None:
     """Structure (types, enums, bounds, required keys) unchanged; descriptions are the
     docs column of the field table and may be reworded."""
     assert strip_descriptions(_NOW["openapi"]) == strip_descriptions(_golden("openapi"))
+
+
+def test_jobs_show_text_unchanged() -> None:
+    assert _NOW["cli"] == _golden("cli")

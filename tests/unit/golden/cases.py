@@ -698,6 +698,35 @@ def _toml() -> dict[str, Any]:
     return {"tables": rows, "files": files}
 
 
+def _cli() -> dict[str, Any]:
+    """``raftcron jobs show NAME`` (text) for every spec, against a stub client."""
+    import argparse
+    import contextlib
+    import io
+
+    from raftcron import cli
+    from raftcron.client import JobInfo
+
+    rows = []
+    for case, job in [*((case, _job(spec)) for case, spec in specs()), ("busy", _busy_job())]:
+        body = job_json(job, NOW_MS, None, [])
+
+        class _Stub:
+            def job(self, name: str, body: dict[str, Any] = body) -> JobInfo:
+                return JobInfo.from_json(body)
+
+        out = io.StringIO()
+        saved = cli.client_from_args
+        cli.client_from_args = lambda args: _Stub()  # type: ignore[assignment,return-value]
+        try:
+            with contextlib.redirect_stdout(out):
+                cli.cmd_jobs_show(argparse.Namespace(name=job.spec.name, json=False))
+        finally:
+            cli.client_from_args = saved
+        rows.append({"case": case, "text": out.getvalue().splitlines()})
+    return {"jobs_show": rows}
+
+
 def strip_descriptions(schema: Any) -> Any:
     """``schema`` without its ``description`` texts (generated from the docs column)."""
     if isinstance(schema, dict):
@@ -717,5 +746,11 @@ def _openapi() -> dict[str, Any]:
 
 def compute() -> dict[str, Any]:
     """Every fixture, by file name (without ``.json``), as JSON-compatible data."""
-    out = {"wire": _wire(), "api": _api(), "toml": _toml(), "openapi": _openapi()}
+    out = {
+        "wire": _wire(),
+        "api": _api(),
+        "toml": _toml(),
+        "openapi": _openapi(),
+        "cli": _cli(),
+    }
     return json.loads(json.dumps(out))  # tuples -> lists, as read back from the files

@@ -121,6 +121,11 @@ class JobField:
     api: str | None = None  # key in the job view; None: only in its ``spec`` table
     api_null_unless: str = ""  # the job view shows null unless this attribute is truthy
     schema: Mapping[str, Any] = field(default_factory=dict)  # of the table key (OpenAPI)
+    # ``raftcron jobs show``: the line's place among the key lines (0: no line of its own),
+    # whether its value is printed as JSON, and an attribute that must be set for it.
+    show: int = 0
+    show_json: bool = False
+    show_if: str = ""
     api_schema: Mapping[str, Any] | None = None  # of the job view key (OpenAPI)
 
     @property
@@ -155,7 +160,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       wire_rank=3, wire_always=True, table=ALWAYS, api="timezone",
       api_schema={"type": "string"}, schema={"type": "string", "default": "UTC"},
       doc="an IANA zone; the fields are matched on that zone's wall clock"),
-    F(attr="timeout_ms", key="timeout", kind=OPT_DURATION, default=None, minimum=1,
+    F(attr="timeout_ms", key="timeout", show=10, kind=OPT_DURATION, default=None, minimum=1,
       doc_default='none (`"30s"` for an `http` job)', wire_rank=4, wire_always=True,
       api="timeout_ms", api_schema={"type": ["integer", "null"]}, schema=_DURATION_SCHEMA,
       doc='e.g. `"10m"`; the job\'s process group gets SIGTERM, then SIGKILL after 5 s; an '
@@ -182,13 +187,14 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       '("superseded"); so several late fires claimed in one batch after an outage stop each '
       "other in turn (the ledger says so): pair these policies with "
       '`catchup_mode = "latest"`.'),
-    F(attr="catchup_ms", key="catchup", kind=DURATION, default=DEFAULT_CATCHUP_MS,
+    F(attr="catchup_ms", key="catchup", show=20, kind=DURATION, default=DEFAULT_CATCHUP_MS,
       doc_default='`"1m"`', wire_rank=6, wire_always=True, table=SCHEDULED, api="catchup_ms",
       api_schema={"type": "integer"}, schema=_DURATION_SCHEMA,
       doc="fires that fell in a gap (election, full outage) and are at most this old are run "
       "late, oldest first; older ones are recorded as `missed` with the count and reason. A "
       "fire is never `missed` for being under 1 s late."),
-    F(attr="catchup_mode", key="catchup_mode", kind=ENUM, default="all", choices=CATCHUP_MODES,
+    F(attr="catchup_mode", key="catchup_mode",
+      show=30, kind=ENUM, default="all", choices=CATCHUP_MODES,
       choice_hint="run every fire within catchup, only the latest, or none that is late",
       doc_default='`"all"`', wire_rank=12, table=SCHEDULED, api="catchup_mode",
       api_schema={"enum": list(CATCHUP_MODES)},
@@ -198,7 +204,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       '`"none"` none that is more than 1 s late (`catchup` is ignored): they are `missed` and '
       "the schedule goes on from now. Missed fires are one ledger record per job and batch, "
       "with the count and each reason."),
-    F(attr="jitter_ms", key="jitter", kind=DURATION, default=0, doc_default='`"0s"`',
+    F(attr="jitter_ms", key="jitter", show=40, kind=DURATION, default=0, doc_default='`"0s"`',
       wire_rank=13, api="jitter_ms", api_schema={"type": "integer"}, schema=_DURATION_SCHEMA,
       doc="delay every fire of the job by a fixed offset in `[0, jitter)` (at most `1d`), a "
       "hash (SHA-256) of the job name: the same on every node and across restarts, different "
@@ -219,7 +225,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       schema={"enum": ["once", "twice"], "default": "once"},
       doc="a fire whose local wall time happens twice (fall back): `\"once\"` runs it at the "
       'first occurrence, `"twice"` at both'),
-    F(attr="retries", key="retries", kind=INT, default=0, minimum=0, maximum=MAX_RETRIES,
+    F(attr="retries", key="retries", show=60, kind=INT, default=0, minimum=0, maximum=MAX_RETRIES,
       doc_default="`0`", wire_rank=7, wire_always=True, table=ALWAYS, api="retries",
       api_schema={"type": "integer"},
       schema={"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
@@ -232,26 +238,29 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "never overlap the job's runs, whatever `overlap` says). The ledger keeps every "
       "attempt; the job's `pending_retries` lists those waiting. Pausing the job records them "
       "as `paused`, a newer fire of an overlap `skip`/`buffer_*` job waits for them"),
-    F(attr="retry_backoff_ms", key="retry_backoff", kind=DURATION,
+    F(attr="retry_backoff_ms", key="retry_backoff", show=110, show_if="retries", kind=DURATION,
       default=DEFAULT_RETRY_BACKOFF_MS, doc_default='`"10s"`', wire_rank=20, table=ALWAYS,
       table_zero="0s", schema=_DURATION_SCHEMA,
       doc="wait before the first retry; doubled for each further one (`10s`, `20s`, `40s`, "
       '...). `"0s"` retries at once'),
-    F(attr="retry_backoff_max_ms", key="retry_backoff_max", kind=DURATION,
+    F(attr="retry_backoff_max_ms", key="retry_backoff_max",
+      show=120, show_if="retries", kind=DURATION,
       default=DEFAULT_RETRY_BACKOFF_MAX_MS, doc_default='`"10m"`', wire_rank=21,
       table=ALWAYS, table_zero="0s", schema=_DURATION_SCHEMA,
       doc="cap of the doubling backoff (at least `retry_backoff`; if only `retry_backoff` is "
       "given and it is longer, it is the cap too)"),
-    F(attr="retry_other_node", key="retry_other_node", kind=BOOL, default=False,
+    F(attr="retry_other_node", key="retry_other_node",
+      show=130, show_if="retries", kind=BOOL, default=False,
       doc_default="`false`", wire_rank=22, table=ALWAYS,
       schema={"type": "boolean", "default": False},
       doc="run a retry on a node other than the one where the attempt before it failed, when "
       "another live node matches `tags` (otherwise on that node again)"),
-    F(attr="tags", key="tags", kind=PAIRS, default=(), doc_default="`{}`", wire_rank=8,
+    F(attr="tags", key="tags",
+      show=70, show_json=True, kind=PAIRS, default=(), doc_default="`{}`", wire_rank=8,
       wire_always=True, table=ALWAYS, api="tags", api_schema=_STR_MAP, schema=_STR_MAP,
       doc="run only on nodes whose `tags` include all of these; if none is up the fire is "
       "recorded as skipped (`unschedulable`). See [Where a job runs](#where-a-job-runs)"),
-    F(attr="count", key="count", kind=COUNT, default=1, doc_default="`1`", wire_rank=26,
+    F(attr="count", key="count", show=80, kind=COUNT, default=1, doc_default="`1`", wire_rank=26,
       schema={"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                         {"const": "all"}], "default": 1},
       doc="instances of each fire, each on a different matching live node (1-100), or "
@@ -260,23 +269,23 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "sees `RAFTCRON_INSTANCE` (K) and `RAFTCRON_COUNT`. Too few nodes: the others run, the "
       "missing ones are one `skipped` record (`unschedulable`). See "
       "[Where a job runs](#where-a-job-runs)"),
-    F(attr="max_parallel", key="max_parallel", kind=OPT_INT, default=None, minimum=1,
+    F(attr="max_parallel", key="max_parallel", show=90, kind=OPT_INT, default=None, minimum=1,
       maximum=MAX_PARALLEL_LIMIT, max_hint="; leave it out for no limit", doc_default="none",
       wire_rank=27,
       schema={"type": "integer", "minimum": 1, "maximum": MAX_PARALLEL_LIMIT},
       doc="at most this many live runs of the job on one node (1-10000); the scheduler puts a "
       "fire on a node with room; if no matching node has room the fire is `skipped` "
       "(`unschedulable: ... max_parallel=K ...`)"),
-    F(attr="lease_ms", key="lease", kind=DURATION, default=DEFAULT_LEASE_MS, minimum=1_000,
+    F(attr="lease_ms", key="lease", show=50, kind=DURATION, default=DEFAULT_LEASE_MS, minimum=1_000,
       doc_default='`cluster.lease` (`"30s"`)', wire_rank=9, wire_always=True, table=ALWAYS,
       api="lease_ms", api_schema={"type": "integer"}, schema=_DURATION_SCHEMA,
       doc="lease duration D; renewed every D/3"),
-    F(attr="env", key="env", command_only=True,
+    F(attr="env", key="env", show=100, show_json=True, command_only=True,
       kind=PAIRS, default=(), doc_default="`{}`", wire_rank=10,
       wire_always=True, table=COMMAND_JOB, schema=_STR_MAP,
       doc="environment variables of the job (see [Job isolation](#job-isolation) for the "
       "rest of its environment)"),
-    F(attr="cwd", key="cwd", command_only=True,
+    F(attr="cwd", key="cwd", show=140, command_only=True,
       kind=OPT_STR, default=None, doc_default="the account's home",
       wire_rank=11, wire_always=True, schema={"type": "string"},
       doc="working directory (relative: to the config file's directory; through the API: "
@@ -305,7 +314,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       '`method` (`"GET"`), `headers` (`{}`; not `X-Raftcron-*`), `body` (`""`), `expect` (a '
       "status or a list; default any 2xx). `env`, `cwd`, `user`, `group`, `limits`, "
       "`env_passthrough` and `stdin` do not apply. See [HTTP jobs](#http-jobs)"),
-    F(attr="notify", key="notify", kind=NOTIFY, default=None,
+    F(attr="notify", key="notify", show=220, show_json=True, kind=NOTIFY, default=None,
       doc_default="`[notify] webhooks`", wire_rank=17, share=False,
       schema={"oneOf": [
           _URI,
@@ -317,10 +326,11 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       'or one such table; `on` is a list of `"failure"`, `"missed"`, `"late"`, `"recovered"` '
       "(default all four). `[]`: none, not even the cluster default. See "
       "[Notifications and pings](#notifications-and-pings)"),
-    F(attr="late_after_ms", key="late_after", kind=OPT_DURATION, default=None, minimum=1_000,
+    F(attr="late_after_ms", key="late_after",
+      show=150, kind=OPT_DURATION, default=None, minimum=1_000,
       doc_default='`[notify] late_after` (`"1m"`)', wire_rank=18, schema=_DURATION_SCHEMA,
       doc="a run that starts more than this after it was due is `late` (at least `1s`)"),
-    F(attr="ping_url", key="ping_url", kind=OPT_STR, default=None, doc_default="none",
+    F(attr="ping_url", key="ping_url", show=160, kind=OPT_STR, default=None, doc_default="none",
       wire_rank=19, share=False, schema=_URI,
       doc="dead-man's-switch pings in the healthchecks.io convention: `ping_url/start` at the "
       "start, `ping_url` on success, `ping_url/<exit code>` or `ping_url/fail` on failure"),
@@ -344,16 +354,16 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "every parent has settled and at least one did not succeed, `\"always\"` whenever they "
       "have all settled. A fire it does not run is recorded as `skipped`, naming the parents' "
       "runs and outcomes"),
-    F(attr="user", key="user", command_only=True,
+    F(attr="user", key="user", show=170, command_only=True,
       kind=OPT_STR, default=None, doc_default="the agent's account",
       wire_rank=28, schema={"type": "string"},
       doc="run the job as this account (an agent running as root only; an agent that is not "
       "root accepts only its own account). See [Job isolation](#job-isolation)"),
-    F(attr="group", key="group", command_only=True,
+    F(attr="group", key="group", show=180, command_only=True,
       kind=OPT_STR, default=None,
       doc_default="the user's primary group", wire_rank=29, schema={"type": "string"},
       doc="run the job with this group (an agent that is not root accepts only its own)"),
-    F(attr="limits", key="limits", command_only=True,
+    F(attr="limits", key="limits", show=190, show_json=True, command_only=True,
       kind=LIMITS, default=(), doc_default="none", wire_rank=30,
       schema={
           "type": "object", "additionalProperties": False,
@@ -378,7 +388,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       '= "512M", cpu = 600 }`: open files (`RLIMIT_NOFILE`), address space in bytes or a size '
       "with K, M, G, T (powers of 1024; `RLIMIT_AS`, at least 1M), CPU seconds or a duration "
       "(`RLIMIT_CPU`: SIGXCPU then, SIGKILL 5 s of CPU later)"),
-    F(attr="env_passthrough", key="env_passthrough", command_only=True,
+    F(attr="env_passthrough", key="env_passthrough", show=200, show_json=True, command_only=True,
       kind=STRS, default=(),
       doc_default="`[]`", wire_rank=31,
       schema={"type": "array",
@@ -389,7 +399,7 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "`RAFTCRON_TOKEN`, `RAFTCRON_TOKEN_FILE`, a variable raftcron sets per run, or one set "
       "in `env`; a variable whose value is the cluster secret or an API token stops "
       "`check-config` and the agent (exit 2), is refused by a `PUT` and fails the run"),
-    F(attr="stdin", key="stdin", command_only=True,
+    F(attr="stdin", key="stdin", show=210, show_json=True, command_only=True,
       kind=STR, default="",
       maximum=MAX_STDIN_CHARS, max_hint="; for more, let the command read a file",
       doc_default="none (`/dev/null`)", wire_rank=32, share=False,

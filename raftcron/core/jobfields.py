@@ -206,12 +206,12 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "with the count and each reason."),
     F(attr="jitter_ms", key="jitter", show=40, kind=DURATION, default=0, doc_default='`"0s"`',
       wire_rank=13, api="jitter_ms", api_schema={"type": "integer"}, schema=_DURATION_SCHEMA,
-      doc="delay every fire of the job by a fixed offset in `[0, jitter)` (at most `1d`), a "
-      "hash (SHA-256) of the job name: the same on every node and across restarts, different "
-      "between jobs, so jobs that share a schedule do not all start at once. The fire keeps "
-      "its cron time as `scheduled_at` (its identity, `RAFTCRON_SCHEDULED_AT`); it is claimed "
-      "at `scheduled_at + offset`, and lateness counts from there. The API shows the offset "
-      "as `jitter_offset_ms`"),
+      doc='delay every fire of the job by a fixed offset in `[0, jitter)` (at most `1d`), a '
+      'hash (SHA-256) of the job name: the same on every node and across restarts, '
+      'different between jobs, so jobs that share a schedule do not all start at once. The '
+      'fire keeps its cron time as `scheduled_at` (its identity, `RAFTCRON_SCHEDULED_AT`); '
+      'it is claimed at `scheduled_at + offset`, and lateness (catch-up, `trigger`, the '
+      'lateness metric) counts from there. `GET /v1/jobs/{name}` shows `jitter_offset_ms`.'),
     F(attr="dst_gap", key="dst_gap", kind=ENUM, default="shift", choices=("shift", "skip"),
       choice_hint="a fire in a spring-forward gap runs when the gap ends, or not",
       doc_default='`"shift"`', wire_rank=14,
@@ -229,15 +229,16 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       doc_default="`0`", wire_rank=7, wire_always=True, table=ALWAYS, api="retries",
       api_schema={"type": "integer"},
       schema={"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
-      doc="how many more attempts (0-100) a fire gets after one ends `failed`, `timed_out` or "
-      "`lost` (the executor died or lost its lease); never after `succeeded` or `killed`. "
-      "Attempt N+1 is decided in the replicated state when attempt N's end (or lease expiry) "
-      "commits: it is a run `job@ms.N+1` (`job@ms~manual.N+1` for a manual fire) with status "
-      "`pending`, `trigger` `retry`, the fire's `scheduled_at` and `RAFTCRON_ATTEMPT=N+1`, "
-      "claimed when its backoff has passed and no other run of the job is live (retries "
-      "never overlap the job's runs, whatever `overlap` says). The ledger keeps every "
-      "attempt; the job's `pending_retries` lists those waiting. Pausing the job records them "
-      "as `paused`, a newer fire of an overlap `skip`/`buffer_*` job waits for them"),
+      doc='how many more attempts (0-100) a fire gets after one ends `failed`, `timed_out` or '
+      '`lost` (the executor died or lost its lease); never after `succeeded` or `killed`. '
+      "Attempt N+1 is decided in the replicated state when attempt N's end (or lease "
+      'expiry) commits: it is a run `job@ms.N+1` (`job@ms~manual.N+1` for a manual fire) '
+      "with status `pending`, `trigger` `retry`, the fire's `scheduled_at`, and a reason "
+      'naming the attempt it retries and how it ended; the job sees `RAFTCRON_ATTEMPT=N+1`.'
+      ' It is due `retry_backoff` after attempt N ended (cluster time), is claimed like a '
+      'fire, and (unless `overlap = "allow"`) waits while another run of the job is live. '
+      'Pausing the job records pending retries as `paused`, deleting it as `skipped`; a run'
+      ' that ends while the job is paused is not retried (its reason says so).'),
     F(attr="retry_backoff_ms", key="retry_backoff", show=110, show_if="retries", kind=DURATION,
       default=DEFAULT_RETRY_BACKOFF_MS, doc_default='`"10s"`', wire_rank=20, table=ALWAYS,
       table_zero="0s", schema=_DURATION_SCHEMA,
@@ -263,12 +264,12 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
     F(attr="count", key="count", show=80, kind=COUNT, default=1, doc_default="`1`", wire_rank=26,
       schema={"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                         {"const": "all"}], "default": 1},
-      doc="instances of each fire, each on a different matching live node (1-100), or "
-      '`"all"`: one on every matching live node. Each instance is its own run with its own '
-      "lease and fence: run id `job@ms` for instance 1, `job@ms~K` for instance K; the job "
-      "sees `RAFTCRON_INSTANCE` (K) and `RAFTCRON_COUNT`. Too few nodes: the others run, the "
-      "missing ones are one `skipped` record (`unschedulable`). See "
-      "[Where a job runs](#where-a-job-runs)"),
+      doc='instances of each fire, each on a different matching live node (1-100), or `"all"`: '
+      'one on every matching live node. Each instance is its own run with its own lease and'
+      ' fence: run id `job@ms` for instance 1, `job@ms~K` for instance K; the job sees '
+      '`RAFTCRON_INSTANCE` (K) and `RAFTCRON_COUNT`. Too few nodes: the others run, the '
+      'missing ones are one `skipped` record (`unschedulable: ...`). See [Where a job '
+      'runs](#where-a-job-runs)'),
     F(attr="max_parallel", key="max_parallel", show=90, kind=OPT_INT, default=None, minimum=1,
       maximum=MAX_PARALLEL_LIMIT, max_hint="; leave it out for no limit", doc_default="none",
       wire_rank=27,
@@ -288,9 +289,8 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
     F(attr="cwd", key="cwd", show=140, command_only=True,
       kind=OPT_STR, default=None, doc_default="the account's home",
       wire_rank=11, wire_always=True, schema={"type": "string"},
-      doc="working directory (relative: to the config file's directory; through the API: "
-      "absolute); without it the home directory of the account the job runs as (`/` when it "
-      "has none, or when it lies inside the data dir)"),
+      doc='working directory; without it the home directory of the account the job runs as (`/`'
+      ' when it has none, or when it lies inside the data dir)'),
     F(attr="http", key="http", kind=HTTP, default=None, doc_default="none", wire_rank=16,
       share=False,
       schema={
@@ -394,11 +394,12 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       schema={"type": "array",
               "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
               "maxItems": MAX_PASSTHROUGH, "uniqueItems": True},
-      doc="names of the agent's environment variables the job gets (e.g. "
-      '`["HTTPS_PROXY"]`; `["PATH"]` replaces the default `PATH` with the agent\'s). Never '
-      "`RAFTCRON_TOKEN`, `RAFTCRON_TOKEN_FILE`, a variable raftcron sets per run, or one set "
-      "in `env`; a variable whose value is the cluster secret or an API token stops "
-      "`check-config` and the agent (exit 2), is refused by a `PUT` and fails the run"),
+      doc='names of the agent\'s environment variables the job gets (e.g. `["HTTPS_PROXY"]`; '
+      '`["PATH"]` replaces the default `PATH` with the agent\'s). Never `RAFTCRON_TOKEN`, '
+      '`RAFTCRON_TOKEN_FILE`, a variable raftcron sets per run, or one set in `env`; a '
+      'variable whose value is the cluster secret or an API token stops `check-config` and '
+      'the agent (exit 2), is refused by a `PUT` (400), and fails a run on a node where it '
+      'holds one'),
     F(attr="stdin", key="stdin", show=210, show_json=True, command_only=True,
       kind=STR, default="",
       maximum=MAX_STDIN_CHARS, max_hint="; for more, let the command read a file",

@@ -92,7 +92,7 @@ def job_table_properties() -> dict[str, Any]:
     for f in JOB_FIELDS:
         if f.key is None:
             continue
-        doc = _plain(f.doc)
+        doc = _plain(f.doc) + (f" {f.api_note}" if f.api_note else "")
         if f.kind in (DURATION, OPT_DURATION):
             doc += f" (a duration string or a number of seconds; default {_plain(f.doc_default)})"
         out[f.key] = {**f.schema, "description": doc}

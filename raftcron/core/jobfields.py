@@ -121,6 +121,7 @@ class JobField:
     api: str | None = None  # key in the job view; None: only in its ``spec`` table
     api_null_unless: str = ""  # the job view shows null unless this attribute is truthy
     schema: Mapping[str, Any] = field(default_factory=dict)  # of the table key (OpenAPI)
+    api_note: str = ""  # appended to ``doc`` in the OpenAPI schema: what the API adds
     # ``raftcron jobs show``: the line's place among the key lines (0: no line of its own),
     # whether its value is printed as JSON, and an attribute that must be set for it.
     show: int = 0
@@ -286,12 +287,17 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       wire_always=True, table=COMMAND_JOB, schema=_STR_MAP,
       doc="environment variables of the job (see [Job isolation](#job-isolation) for the "
       "rest of its environment)"),
-    F(attr="cwd", key="cwd", show=140, command_only=True,
+    F(attr="cwd", key="cwd",
+      api_note='Through the API: an absolute path.',
+      show=140, command_only=True,
       kind=OPT_STR, default=None, doc_default="the account's home",
       wire_rank=11, wire_always=True, schema={"type": "string"},
       doc='working directory; without it the home directory of the account the job runs as (`/`'
       ' when it has none, or when it lies inside the data dir)'),
-    F(attr="http", key="http", kind=HTTP, default=None, doc_default="none", wire_rank=16,
+    F(attr="http", key="http",
+      api_note=('The request carries X-Raftcron-Fence, -Run-Id, -Job, -Scheduled-At, -Attempt and'
+                " -Node headers; timeout is the job's (default 30s)."),
+      kind=HTTP, default=None, doc_default="none", wire_rank=16,
       share=False,
       schema={
           "type": "object", "required": ["url"], "additionalProperties": False,
@@ -334,8 +340,12 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       wire_rank=19, share=False, schema=_URI,
       doc="dead-man's-switch pings in the healthchecks.io convention: `ping_url/start` at the "
       "start, `ping_url` on success, `ping_url/<exit code>` or `ping_url/fail` on failure"),
-    F(attr="after", key="after", kind=STRS, default=(), doc_default="none", wire_rank=24,
-      api="after", api_schema={"type": "array", "items": {"type": "string"}},
+    F(attr="after", key="after",
+      api_note='A cycle is refused (400 dependency_cycle).',
+      kind=STRS, default=(), doc_default="none", wire_rank=24,
+      api="after",
+      api_schema={"type": "array", "items": {"type": "string"},
+                  "description": "the jobs this one runs after (empty: it has a schedule)"},
       schema={"type": "array", "items": {"type": "string"}, "minItems": 1,
               "maxItems": MAX_AFTER, "uniqueItems": True},
       doc="run after other jobs instead of on a schedule: a list of job names (1-64; a single "
@@ -354,7 +364,10 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       "every parent has settled and at least one did not succeed, `\"always\"` whenever they "
       "have all settled. A fire it does not run is recorded as `skipped`, naming the parents' "
       "runs and outcomes"),
-    F(attr="user", key="user", show=170, command_only=True,
+    F(attr="user", key="user",
+      api_note=('Checked on the node that takes the request (400); a node without the account '
+                'fails the run.'),
+      show=170, command_only=True,
       kind=OPT_STR, default=None, doc_default="the agent's account",
       wire_rank=28, schema={"type": "string"},
       doc="run the job as this account (an agent running as root only; an agent that is not "

@@ -15,6 +15,7 @@ from raftcron.api.openapi import SCHEMAS
 from raftcron.api.redact import redact_table
 from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, parse_config
 from raftcron.core import commands as c
+from raftcron.core.jobfields import spec_level
 from raftcron.core.model import (
     Backfill,
     DependencyWait,
@@ -596,7 +597,8 @@ def _wire() -> dict[str, Any]:
         {"case": case, "decoded": repr(c.decode(bytes.fromhex(_hex(raw))))} for case, raw in _RAW
     ]
     raw_rows.append({"case": "garbage", "decoded": repr(c.decode(b"\xc1\x00"))})
-    packed = c.PackedSpecs.pack(spec for _, spec in specs())
+    # (specs of feature level 0 only: the blob written before any later key existed)
+    packed = c.PackedSpecs.pack(spec for _, spec in specs() if spec_level(spec) == 0)
     return {
         "specs": spec_rows,
         "commands": cmd_rows,
@@ -737,11 +739,10 @@ def strip_descriptions(schema: Any) -> Any:
 
 
 def _openapi() -> dict[str, Any]:
-    return {
-        "JobTable": SCHEMAS["JobTable"],
-        "Job": SCHEMAS["Job"],
-        "NotifyTarget": SCHEMAS["NotifyTarget"],
-    }
+    """The job schemas without their descriptions (the docs column, free to reword)."""
+    schemas = {name: SCHEMAS[name] for name in ("JobTable", "Job", "NotifyTarget")}
+    stripped: dict[str, Any] = strip_descriptions(schemas)
+    return stripped
 
 
 def compute() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -577,6 +578,23 @@ _RAW: list[tuple[str, Any]] = [
 ]
 
 
+def canon(value: Any) -> str:
+    """``repr`` of a record, but of a dataclass only the fields that differ from their
+    default (required ones always): a field added later with a default that keeps old
+    values as they were leaves every existing fixture alone."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        parts = []
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.default is dataclasses.MISSING or v != f.default:
+                parts.append(f"{f.name}={canon(v)}")
+        return f"{type(value).__name__}({', '.join(parts)})"
+    if isinstance(value, tuple):
+        inner = ", ".join(canon(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
 def _hex(obj: Any) -> str:
     packed: bytes = msgpack.packb(obj, use_bin_type=True)
     return packed.hex()
@@ -588,15 +606,15 @@ def _wire() -> dict[str, Any]:
         data = c.encode(c.PutJob(at_ms=1, spec=spec))
         back = c.decode(data)
         assert isinstance(back, c.PutJob) and back.spec == spec, case
-        spec_rows.append({"case": case, "spec": repr(spec), "wire": _hex(c.spec_to_wire(spec))})
+        spec_rows.append({"case": case, "spec": canon(spec), "wire": _hex(c.spec_to_wire(spec))})
     cmd_rows = []
     for case, cmd in COMMANDS:
         data = c.encode(cmd)
-        cmd_rows.append({"case": case, "encoded": data.hex(), "decoded": repr(c.decode(data))})
+        cmd_rows.append({"case": case, "encoded": data.hex(), "decoded": canon(c.decode(data))})
     raw_rows = [
-        {"case": case, "decoded": repr(c.decode(bytes.fromhex(_hex(raw))))} for case, raw in _RAW
+        {"case": case, "decoded": canon(c.decode(bytes.fromhex(_hex(raw))))} for case, raw in _RAW
     ]
-    raw_rows.append({"case": "garbage", "decoded": repr(c.decode(b"\xc1\x00"))})
+    raw_rows.append({"case": "garbage", "decoded": canon(c.decode(b"\xc1\x00"))})
     # (specs of feature level 0 only: the blob written before any later key existed)
     packed = c.PackedSpecs.pack(spec for _, spec in specs() if spec_level(spec) == 0)
     return {
@@ -686,7 +704,7 @@ def _toml() -> dict[str, Any]:
                 spec = job_spec_from_mapping(
                     copy.deepcopy(raw), where, base_dir=base, default_lease_ms=20_000
                 )
-                row[key] = {"spec": repr(spec), "warnings": job_warnings(spec)}
+                row[key] = {"spec": canon(spec), "warnings": job_warnings(spec)}
             except ConfigError as exc:
                 row[key] = {"errors": list(exc.errors)}
         rows.append(row)
@@ -694,7 +712,7 @@ def _toml() -> dict[str, Any]:
     for case, text in FILES:
         try:
             cfg = parse_config(text, Path("/etc/raftcron/cluster.toml"))
-            files.append({"case": case, "jobs": [repr(s) for s in cfg.jobs]})
+            files.append({"case": case, "jobs": [canon(s) for s in cfg.jobs]})
         except ConfigError as exc:
             files.append({"case": case, "errors": list(exc.errors)})
     return {"tables": rows, "files": files}

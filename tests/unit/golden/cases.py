@@ -750,7 +750,11 @@ def _cli() -> dict[str, Any]:
 def strip_descriptions(schema: Any) -> Any:
     """``schema`` without its ``description`` texts (generated from the docs column)."""
     if isinstance(schema, dict):
-        return {k: strip_descriptions(v) for k, v in schema.items() if k != "description"}
+        return {
+            k: strip_descriptions(v)
+            for k, v in schema.items()
+            if k != "description" or not isinstance(v, str)  # (a property may be so named)
+        }
     if isinstance(schema, list):
         return [strip_descriptions(v) for v in schema]
     return schema

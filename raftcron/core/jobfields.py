@@ -63,7 +63,7 @@ MAX_CPU_LIMIT_S: Final = 1_000_000_000
 MAX_NOFILE_LIMIT: Final = 1 << 20  # Linux's default fs.nr_open
 MAX_PASSTHROUGH: Final = 64
 # The newest feature level this code knows: the highest ``since`` of any row.
-FEATURE_LEVEL: Final = 0
+FEATURE_LEVEL: Final = 1
 
 # Kinds of value. Each fixes the Python type on JobSpec, the wire form, the API forms.
 STR: Final = "str"  # str
@@ -142,6 +142,11 @@ JOB_FIELDS: Final[tuple[JobField, ...]] = (
       wire_always=True, table=ALWAYS, api="name", api_schema={"type": "string"},
       schema={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
       doc="`[A-Za-z0-9][A-Za-z0-9._-]{0,63}`"),
+    F(attr="description", key="description", kind=STR, default="", maximum=1_000,
+      doc_default='`""`', wire_rank=33, since=1, share=False, show=5, api="description",
+      api_schema={"type": "string"}, schema={"type": "string", "maxLength": 1_000},
+      doc="what the job is for, in words (at most 1,000 characters): shown by `GET "
+      "/v1/jobs/{name}` and `raftcron jobs show`, never interpreted"),
     F(attr="schedule", key="schedule", kind=STR, default=None,
       doc_default="required, unless `after`", wire_rank=1, wire_always=True, table=SCHEDULED,
       api="schedule", api_schema={"type": "string"},

@@ -116,6 +116,7 @@ TABLES: list[tuple[str, Any]] = [
     ("after-failure", {"name": "child", "command": _CMD, "after": ["p"], "on": "failure"}),
     ("memory-int", {**_MIN, "limits": {"memory": 1 << 30, "cpu": 5}}),
     ("memory-gib", {**_MIN, "limits": {"memory": "2GiB"}}),
+    ("description", {**_MIN, "description": "Nightly backup of the orders DB (runbook: wiki/x)"}),
     # ---- invalid
     ("not-a-table", ["x"]),
     ("empty", {}),
@@ -231,6 +232,8 @@ TABLES: list[tuple[str, Any]] = [
     ("passthrough-many", {**_MIN, "env_passthrough": [f"V{i}" for i in range(65)]}),
     ("stdin-long", {**_MIN, "stdin": "x" * 65_537}),
     ("stdin-not-string", {**_MIN, "stdin": 5}),
+    ("description-long", {**_MIN, "description": "d" * 1_001}),
+    ("description-not-string", {**_MIN, "description": ["x"]}),
     (
         "many-errors",
         {

@@ -20,7 +20,6 @@ import sys
 import time
 
 from raftcron import cliutil, lockcmd
-from raftcron.core.jobfields import JOB_FIELDS
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -419,6 +418,8 @@ def _what(job: JobInfo, raw: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from raftcron.core.jobfields import JOB_FIELDS  # (here: `raftcron lock` starts lean)
+
     job = _call(lambda: client_from_args(args).job(args.name))
     if args.json:
         _print_json(job.raw)

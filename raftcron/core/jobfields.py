@@ -105,7 +105,7 @@ class JobField:
     kind: str
     default: Any
     doc_default: str  # the default as the job reference shows it
-    doc: str  # markdown; links to README sections as (#anchor)
+    doc: str  # markdown; links to sections of docs/jobs.md as (#anchor)
     wire_rank: int  # position in the wire map: frozen once released
     wire_always: bool = False  # written even at its default (the first release's keys)
     since: int = 0  # the feature level that introduced the key

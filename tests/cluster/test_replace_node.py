@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,27 +18,12 @@ pytestmark = pytest.mark.cluster
 JOB = {"schedule": "0 0 1 1 *", "command": ["true"], "timeout": "30s"}
 
 
-def _trigger_and_wait(cl: Cluster, via: str) -> str:
+def _trigger(cl: Cluster, via: str) -> str:
+    """A manual fire: its 202 means the claim committed (on a majority)."""
     status, body = cl.request(via, "POST", "/v1/jobs/hello/trigger", {})
     assert status == 202, body
     run_id: str = body["run"]
-
-    def done() -> dict[str, Any] | None:
-        run: dict[str, Any] = cl.get(via, f"/v1/runs/{run_id}", timeout=5.0)
-        return run if run["status"] == "succeeded" else None
-
-    wait_for(f"{run_id} to succeed", done, 60)
     return run_id
-
-
-def _wait_seen_down(cl: Cluster, asked: str, member: str) -> None:
-    """Until ``asked`` (the leader) sees ``member`` down, so that no fire goes to it."""
-
-    def down() -> bool:
-        members = cl.get(asked, "/v1/status", timeout=5.0)["members"]
-        return not next(m["healthy"] for m in members if m["name"] == member)
-
-    wait_for(f"{asked} to see {member} down", down, 30)
 
 
 def test_a_member_with_an_empty_data_dir_catches_up_and_counts(tmp_path: Path) -> None:
@@ -48,15 +32,14 @@ def test_a_member_with_an_empty_data_dir_catches_up_and_counts(tmp_path: Path) -
         leader = cl.wait_leader(30)
         status, body = cl.request(leader, "PUT", "/v1/jobs/hello", JOB)
         assert status == 201, body
-        before = [_trigger_and_wait(cl, leader) for _ in range(3)]
+        before = [_trigger(cl, leader) for _ in range(3)]
 
         # The old server is gone for good: its process and its disk.
         replaced, other = [n for n in cl.members if n != leader]
         cl.kill(replaced)
         shutil.rmtree(tmp_path / "data" / replaced)
         # The cluster goes on without it (two of three).
-        _wait_seen_down(cl, leader, replaced)
-        before.append(_trigger_and_wait(cl, leader))
+        before.append(_trigger(cl, leader))
 
         # The new server: same name, same addresses, same file, nothing on disk.
         cl.start(replaced)
@@ -74,11 +57,10 @@ def test_a_member_with_an_empty_data_dir_catches_up_and_counts(tmp_path: Path) -
         wait_for(f"{replaced} to catch up from the leader", caught_up, 90)
 
         # It is a voting member again: with the third member gone, the leader and the
-        # new one are the majority, and a write through the new one commits.
+        # new one are the only majority, so a write through the new one commits only
+        # with its own acknowledgment.
         cl.kill(other)
+        status, body = cl.request(replaced, "PUT", "/v1/jobs/after-replace", JOB, timeout=30)
+        assert status == 201, body
         leader = cl.wait_leader(60, among=[n for n in cl.members if n != other])
-        _wait_seen_down(cl, leader, other)
-        after = _trigger_and_wait(cl, replaced)
-        assert after not in before
-        runs = {r["id"]: r for r in cl.runs(leader, "hello")}
-        assert runs[after]["status"] == "succeeded"
+        assert cl.get(leader, "/v1/jobs/after-replace")["name"] == "after-replace"

@@ -57,7 +57,7 @@ from raftcron.api.http import (
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
-from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
+from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
@@ -89,8 +89,8 @@ from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError, RaftStatus
 
 if TYPE_CHECKING:
+    from raftcron.api.port import ClusterPort
     from raftcron.core.state import State
-    from raftcron.node import Node
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def backfill_json(job: Job, bf: Backfill | None = None) -> dict[str, Any] | None
     }
 
 
-def status_json(node: Node) -> dict[str, Any]:
+def status_json(node: ClusterPort) -> dict[str, Any]:
     st = node.status()
     # pysyncobj keeps naming the last leader it knew; a cut-off node must not report a
     # leader it cannot reach (the same rule as /health).
@@ -358,7 +358,7 @@ def status_json(node: Node) -> dict[str, Any]:
         members.append(member)
     members_api.add_drains(node, members)
     config = members_api.add_config(node, members)
-    tot = node.machine.read(lambda s: s.totals())
+    tot = node.read(lambda s: s.totals())
     counts = (tot.jobs, tot.runs, tot.leases, tot.fence, tot.stale_rejections)
     return {
         "node": node.name,
@@ -376,8 +376,8 @@ def status_json(node: Node) -> dict[str, Any]:
         "live_leases": counts[2],
         "fence": counts[3],
         "stale_rejections": counts[4],
-        "executing": node.executor.active_count(),
-        "fsyncs": node.raft.fsync_count(),
+        "executing": node.executing(),
+        "fsyncs": node.fsync_count(),
         "leader_changes": node.leader_changes,
         **config,
     }
@@ -425,8 +425,8 @@ def _instant(value: object, what: str) -> int:
         invalid(f"{what}: {printable(repr(value), 80)} is outside the years 1970-9999")
 
 
-def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
-    view = node.machine.read(lambda s: s.job_view(name))
+def _job_or_404(node: ClusterPort, name: str) -> tuple[Job, Run | None, list[str]]:
+    view = node.read(lambda s: s.job_view(name))
     if view is None:
         raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
     return view
@@ -437,11 +437,11 @@ def leader_reachable(st: RaftStatus) -> bool:
     return st.leader is not None and (st.is_leader or st.leader in st.connected)
 
 
-def sees_leader(node: Node) -> bool:
+def sees_leader(node: ClusterPort) -> bool:
     return leader_reachable(node.status())
 
 
-async def _propose(node: Node, cmd: c.Command) -> Ok:
+async def _propose(node: ClusterPort, cmd: c.Command) -> Ok:
     retry = {"Retry-After": "1"}
     if not sees_leader(node):  # fail fast: a forwarded proposal would only wait for the deadline
         raise ApiProblem(
@@ -451,7 +451,7 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
             retry,
         )
     try:
-        res = await node.raft.propose(cmd, WRITE_TIMEOUT)
+        res = await node.propose(cmd, WRITE_TIMEOUT)
     except ProposalError as exc:
         raise not_committed(node, exc, retry) from None
     if isinstance(res, Rejected):
@@ -459,8 +459,8 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
     return res
 
 
-def _refuse_config_job(node: Node, name: str, verb: str) -> None:
-    job = node.machine.read(lambda s: s.job(name))
+def _refuse_config_job(node: ClusterPort, name: str, verb: str) -> None:
+    job = node.read(lambda s: s.job(name))
     source = None if job is None else job.source
     if source == "embedded":
         raise ApiProblem(
@@ -520,7 +520,7 @@ async def get_runs(request: web.Request) -> web.Response:
         hidden = {j.spec.name: secrets_of(j.spec) for j in s.job_list()} if redact else {}
         return s.run_list(), bound, hidden
 
-    runs, bound, hidden = node.machine.read(pick)
+    runs, bound, hidden = node.read(pick)
     runs = [
         r
         for r in runs
@@ -552,7 +552,7 @@ async def get_run(request: web.Request) -> web.Response:
         job = s.job(run.job) if run is not None and redact else None
         return run, _kill_of(s, rid), None if job is None else secrets_of(job.spec)
 
-    run, kill, secrets = node.machine.read(pick)
+    run, kill, secrets = node.read(pick)
     if run is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     return _json(run_json(run, output=True, kill=kill, secrets=secrets))
@@ -575,13 +575,13 @@ async def kill_run(request: web.Request) -> web.Response:
         invalid(f"request body: reason must be a string of at most {MAX_NOTE} characters")
     if not isinstance(hard, bool):
         invalid("request body: hard must be true or false")
-    if node.machine.read(lambda s: s.run(rid)) is None:
+    if node.read(lambda s: s.run(rid)) is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     why = "killed through the API" + (f": {reason}" if reason else "")
     res = await _propose(
         node, c.Kill(at_ms=node.clock.wall_ms(), run_id=rid, reason=why, hard=hard)
     )
-    run = node.machine.read(lambda s: s.run(rid))
+    run = node.read(lambda s: s.run(rid))
     logger.info(
         "kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, printable(why)
     )
@@ -604,7 +604,7 @@ async def get_jobs(request: web.Request) -> web.Response:
 
     now = node.clock.wall_ms()
     redact = not auth.sees_secrets(request)
-    views_ = node.machine.read(views)
+    views_ = node.read(views)
     return _json({"jobs": [job_json(v[0], now, v[1], v[2], redact=redact) for v in views_]})
 
 
@@ -664,7 +664,7 @@ async def put_job(request: web.Request) -> web.Response:
     return _json(body, 201 if res.value == "created" else 200)
 
 
-async def _check_process(node: Node, spec: JobSpec) -> None:
+async def _check_process(node: ClusterPort, spec: JobSpec) -> None:
     """400 for a job this node could never start: its ``user``/``group`` is unknown here
     or the agent cannot switch to it, or an ``env_passthrough`` variable holds the cluster
     secret or an API token here. (Checked where the PUT lands; a node that runs the job
@@ -674,8 +674,7 @@ async def _check_process(node: Node, spec: JobSpec) -> None:
             await asyncio.to_thread(resolve_account, spec.user, spec.group)
         except AccountError as exc:
             invalid(f"request body: {exc.key}: {exc} on node {node.name} ({exc.fix})")
-    ex = node.executor
-    for var, what in passthrough_leaks(spec.env_passthrough, ex.agent_env, ex.secret_values):
+    for var, what in node.passthrough_leaks(spec.env_passthrough):
         invalid(
             f"request body: env_passthrough: {quoted(var)} holds {what} on node {node.name} (a job "
             "must never see it: remove it from env_passthrough)"
@@ -732,10 +731,10 @@ async def trigger_job(request: web.Request) -> web.Response:
             invalid("scheduled_at must be within a day of now (it labels a manual fire)")
     job, _, _ = _job_or_404(node, name)
     rid = manual_run_id(name, at)
-    done = node.machine.read(lambda s: s.run(rid))
+    done = node.read(lambda s: s.run(rid))
     if done is None:
         # every instance of the fire (count), placed like a scheduled fire's
-        load, live, drained = node.machine.read(
+        load, live, drained = node.read(
             lambda s: (s.load_by_node(), s.live_by_job(), s.drained_members())
         )
         per_node: dict[str, int] = {}
@@ -766,7 +765,7 @@ async def trigger_job(request: web.Request) -> web.Response:
         for _, _, code in outcome.rejected:
             if code == "unknown_job":
                 raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
-        done = node.machine.read(lambda s: s.run(rid))
+        done = node.read(lambda s: s.run(rid))
         if done is None:  # e.g. a duplicate whose record was since trimmed
             raise ApiProblem(409, "duplicate", f"{rid} was already triggered")
     return _trigger_json(
@@ -914,7 +913,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 # --------------------------------------------------------------------------- app
 
 
-def build_app(node: Node) -> web.Application:
+def build_app(node: ClusterPort) -> web.Application:
     app = web.Application(middlewares=[errors_as_json])
     app[NODE_KEY] = node
     r = app.router

@@ -16,10 +16,10 @@ import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from raftcron.node import Node
+    from raftcron.api.port import ClusterPort
     from raftcron.raft.node import ProposalError
 
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+NODE_KEY: web.AppKey[ClusterPort] = web.AppKey("node")
 
 # What a read token sees in place of a secret (job env values, HTTP headers, notify and
 # ping URLs, URLs with credentials). A PUT carrying it is refused: a read view can never
@@ -52,7 +52,7 @@ class ApiProblem(Exception):
 
 
 def not_committed(
-    node: Node, exc: ProposalError, headers: dict[str, str] | None = None
+    node: ClusterPort, exc: ProposalError, headers: dict[str, str] | None = None
 ) -> ApiProblem:
     """The 503 for a proposal that did not commit (or whose outcome is unknown)."""
     leader = node.node_name(node.status().leader)

@@ -14,7 +14,7 @@
 Invariants:
 
 * Nothing here blocks the loop. A queued acquire awaits a future resolved from the apply
-  stream (``Node.commit_listeners``) and re-reads the committed state every
+  stream (``ClusterPort.commit_listeners``) and re-reads the committed state every
   ``RECHECK_S`` (a snapshot install can skip the entry that granted it).
 * Every proposal has a deadline. A timeout is an unknown outcome and is retried with the
   same command (an acquire by its request id, a renewal or release by its fence), which
@@ -58,7 +58,7 @@ from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
-    from raftcron.node import Node
+    from raftcron.api.port import ClusterPort
 
 __all__ = ["LockWaits", "register"]
 
@@ -130,7 +130,7 @@ _TASKS_KEY: Final[web.AppKey[set[asyncio.Task[None]]]] = web.AppKey("lock_tasks"
 # --------------------------------------------------------------------------- helpers
 
 
-def _node(request: web.Request) -> Node:
+def _node(request: web.Request) -> ClusterPort:
     return request.app[NODE_KEY]
 
 
@@ -160,14 +160,14 @@ def _fence(value: object, where: str) -> int:
     return fence
 
 
-async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
+async def _commit(node: ClusterPort, cmd: c.Command, budget: float) -> Result:
     """Propose ``cmd`` until it commits or ``budget`` seconds pass (then 503)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + budget
     while True:
         left = end - loop.time()
         try:
-            return await node.raft.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
+            return await node.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
         except ProposalError as exc:
             if end - loop.time() <= 0.1:
                 raise not_committed(node, exc) from None
@@ -195,8 +195,8 @@ def _where(state: State, name: str, request: str) -> LockGrant | str:
     return "gone"
 
 
-def _busy(node: Node, name: str) -> str:
-    lock = node.machine.read(lambda s: s.lock(name))
+def _busy(node: ClusterPort, name: str) -> str:
+    lock = node.read(lambda s: s.lock(name))
     if lock is None:
         return f"lock {name!r} was not acquired"
     return f"lock {name!r} is held by {lock.holder!r} (fence {lock.fence})"
@@ -247,7 +247,7 @@ async def acquire(request: web.Request) -> web.Response:
 
 async def _acquire(
     app: web.Application,
-    node: Node,
+    node: ClusterPort,
     name: str,
     req_id: str,
     holder: str,
@@ -278,9 +278,7 @@ async def _acquire(
             raise ApiProblem(409, "locked", f"unexpected result {res.value!r}")
         while (left := deadline - loop.time()) > 0:
             await asyncio.wait([fut], timeout=min(left, RECHECK_S))
-            now = (
-                fut.result() if fut.done() else node.machine.read(lambda s: _where(s, name, req_id))
-            )
+            now = fut.result() if fut.done() else node.read(lambda s: _where(s, name, req_id))
             if isinstance(now, LockGrant):
                 return now
             if now is None or now == "gone":
@@ -308,7 +306,7 @@ def _background(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _cancel(
-    node: Node, name: str, req_id: str, reason: str, budget: float
+    node: ClusterPort, name: str, req_id: str, reason: str, budget: float
 ) -> LockGrant | None:
     """Leave ``name``'s queue; the grant if the lock was handed to ``req_id`` first."""
     cmd = c.CancelLockWait(at_ms=node.clock.wall_ms(), name=name, request=req_id, reason=reason)
@@ -318,7 +316,7 @@ async def _cancel(
     return None
 
 
-async def _cancel_quietly(node: Node, name: str, req_id: str) -> None:
+async def _cancel_quietly(node: ClusterPort, name: str, req_id: str) -> None:
     with contextlib.suppress(ApiProblem):
         got = await _cancel(node, name, req_id, "the request was abandoned", WRITE_TIMEOUT)
         if got is not None:  # nobody will use it: give it back
@@ -391,7 +389,7 @@ def lock_json(lock: Lock) -> dict[str, Any]:
 
 async def list_locks(request: web.Request) -> web.Response:
     node = _node(request)
-    locks = node.machine.read(lambda s: sorted(s.lock_list(), key=lambda lk: lk.name))
+    locks = node.read(lambda s: sorted(s.lock_list(), key=lambda lk: lk.name))
     return _json({"locks": [lock_json(lk) for lk in locks]})
 
 

@@ -5,7 +5,7 @@ Invariants:
 
 * Reads come from this node's committed state (``Machine.read``, under the machine's
   lock) and the Raft status copied on the tick thread; no handler blocks the loop.
-* Writes are proposals with a deadline (``WRITE_TIMEOUT``). pysyncobj forwards a proposal
+* Writes are proposals with a deadline (``http.WRITE_TIMEOUT``). pysyncobj forwards a proposal
   made on a follower to the leader and calls back once this node has applied the entry,
   so a write sent to any member is carried out, and a read on the same member right after
   it sees it. No leader, or no commit within the deadline: 503 (``no_leader``,
@@ -47,11 +47,12 @@ from raftcron.api import members as members_api
 from raftcron.api.http import (
     NODE_KEY,
     ApiProblem,
+    commit,
     error,
     invalid,
-    not_committed,
     printable,
     refuse_redacted,
+    rejected,
     wire_int,
 )
 from raftcron.api.http import json_response as _json
@@ -83,10 +84,11 @@ from raftcron.core.planner import (
     placement_fires,
     schedule_of,
 )
+from raftcron.core.results import Reject
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
-from raftcron.raft.node import ProposalError, RaftStatus
+from raftcron.raft.node import RaftStatus
 
 if TYPE_CHECKING:
     from raftcron.api.port import ClusterPort
@@ -97,22 +99,12 @@ logger = logging.getLogger(__name__)
 MAX_LIMIT: Final = 1000
 DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
-WRITE_TIMEOUT: Final = 5.0
 MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
 RUN_STATUSES: Final = (BUFFERED, PENDING, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # Instants the API takes (backfill ranges, previews): 1970-01-01 .. 9999-12-31 (UTC).
 _FIRST_MS: Final = 0
-_REJECTION_STATUS: Final = {
-    "unknown_job": 404,
-    "unknown_run": 404,
-    "stale_fence": 409,
-    "bad_backfill": 400,
-    "no_backfill": 404,
-    "backfill_running": 409,
-    "dependency_cycle": 400,
-}
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # job@ms, then ~manual or ~backfill-ID, then ~after (a dependency run), then the
 # instance ~K (count), then the attempt .N
@@ -450,12 +442,9 @@ async def _propose(node: ClusterPort, cmd: c.Command) -> Ok:
             f"{node.name} sees no reachable leader (an election, or no quorum); retry later",
             retry,
         )
-    try:
-        res = await node.propose(cmd, WRITE_TIMEOUT)
-    except ProposalError as exc:
-        raise not_committed(node, exc, retry) from None
+    res = await commit(node, cmd, headers=retry)
     if isinstance(res, Rejected):
-        raise ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+        raise rejected(res)
     return res
 
 
@@ -763,7 +752,7 @@ async def trigger_job(request: web.Request) -> web.Response:
                 body["instances"] = [{"run": r, **v} for r, v in sorted(each.items(), key=_inst)]
             return _json(body, 202)
         for _, _, code in outcome.rejected:
-            if code == "unknown_job":
+            if code == Reject.UNKNOWN_JOB:
                 raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
         done = node.read(lambda s: s.run(rid))
         if done is None:  # e.g. a duplicate whose record was since trimmed

@@ -38,12 +38,22 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, not_committed, printable
+from raftcron.api.http import (
+    INT64_MAX,
+    NODE_KEY,
+    WRITE_TIMEOUT,
+    ApiProblem,
+    commit,
+    error,
+    printable,
+    rejected,
+)
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, parse_duration
 from raftcron.core import commands as c
 from raftcron.core.model import DEFAULT_LOCK_TTL_MS, Lock, lock_problem
+from raftcron.core.results import Reject
 from raftcron.core.state import (
     LockCancelled,
     LockEnded,
@@ -55,7 +65,6 @@ from raftcron.core.state import (
     State,
 )
 from raftcron.executor.runner import rfc3339
-from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
     from raftcron.api.port import ClusterPort
@@ -64,15 +73,7 @@ __all__ = ["LockWaits", "register"]
 
 logger = logging.getLogger(__name__)
 
-WRITE_TIMEOUT: Final = 5.0  # per proposal attempt, and the budget of renew/release/cancel
 RECHECK_S: Final = 1.0  # a waiting acquire re-reads the committed state this often
-_REJECTION_STATUS: Final = {
-    "invalid": 400,
-    "locked": 409,
-    "request_done": 409,
-    "queue_full": 409,
-    "stale_fence": 409,
-}
 
 
 def _error(exc: ApiProblem) -> web.Response:
@@ -162,20 +163,7 @@ def _fence(value: object, where: str) -> int:
 
 async def _commit(node: ClusterPort, cmd: c.Command, budget: float) -> Result:
     """Propose ``cmd`` until it commits or ``budget`` seconds pass (then 503)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + budget
-    while True:
-        left = end - loop.time()
-        try:
-            return await node.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
-        except ProposalError as exc:
-            if end - loop.time() <= 0.1:
-                raise not_committed(node, exc) from None
-            await asyncio.sleep(0.1)
-
-
-def _rejected(res: Rejected) -> ApiProblem:
-    return ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+    return await commit(node, cmd, budget, retry=True)
 
 
 def _grant_json(g: LockGrant, **extra: Any) -> dict[str, Any]:
@@ -269,9 +257,9 @@ async def _acquire(
         )
         res = await _commit(node, cmd, max(WRITE_TIMEOUT, wait_ms / 1000))
         if isinstance(res, Rejected):
-            if res.code == "request_done":
+            if res.code == Reject.REQUEST_DONE:
                 raise ApiProblem(409, "locked", f"{_busy(node, name)}: {res.message}")
-            raise _rejected(res)
+            raise rejected(res)
         if isinstance(res.value, LockGrant):
             return res.value
         if not isinstance(res.value, LockQueued):
@@ -336,7 +324,7 @@ async def renew(request: web.Request) -> web.Response:
         cmd = c.RenewLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
-            raise _rejected(res)
+            raise rejected(res)
     except ApiProblem as exc:
         return _error(exc)
     node.metrics.lease_renewals.labels(kind="lock").inc()
@@ -357,7 +345,7 @@ async def release(request: web.Request) -> web.Response:
         cmd = c.ReleaseLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
-            raise _rejected(res)
+            raise rejected(res)
     except ApiProblem as exc:
         return _error(exc)
     ended = res.value

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, invalid, not_committed
+from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WRITE_TIMEOUT: Final = 5.0
 TRANSFER_TIMEOUT: Final = 5.0
 
 
@@ -109,12 +108,9 @@ def _addr_of(node: ClusterPort, name: str) -> str:
 
 async def _propose_drain(node: ClusterPort, name: str, on: bool) -> None:
     cmd = c.Drain(at_ms=node.clock.wall_ms(), node=name, drain=on, kind=DRAIN_OPERATOR)
-    try:
-        res = await node.propose(cmd, WRITE_TIMEOUT)
-    except ProposalError as exc:
-        raise not_committed(node, exc, {"Retry-After": "1"}) from None
+    res = await commit(node, cmd, headers={"Retry-After": "1"})
     if isinstance(res, Rejected):
-        raise ApiProblem(400, res.code, res.message)
+        raise rejected(res)
 
 
 async def drain_member(request: web.Request) -> web.Response:

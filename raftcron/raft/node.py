@@ -55,6 +55,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from raftcron.core.commands import Command, encode
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import unpickle
 from raftcron.raft.health import (
@@ -594,7 +595,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
                     "skips it)",
                     exc.reason,
                 )
-                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
+                return Rejected(Reject.BAD_ENTRY, f"log entry refused: {exc.reason}")
             return method(*args, _doApply=True)
         if kind == _MEMBERSHIP:
             if not self._SyncObj__conf.dynamicMembershipChange:
@@ -950,7 +951,7 @@ class RaftNode:
             if fut.done():
                 return
             if err == FAIL_REASON.SUCCESS:
-                fut.set_result(res if res is not None else Rejected("no_result"))
+                fut.set_result(res if res is not None else Rejected(Reject.NO_RESULT))
             else:
                 code = _FAIL_NAMES.get(err, str(err))
                 fut.set_exception(ProposalError(code, f"proposal failed: {code}"))

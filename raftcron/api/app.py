@@ -85,6 +85,7 @@ from raftcron.core.planner import (
     schedule_of,
 )
 from raftcron.core.results import Reject
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
 from raftcron.executor.runner import rfc3339
@@ -106,11 +107,6 @@ _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # Instants the API takes (backfill ranges, previews): 1970-01-01 .. 9999-12-31 (UTC).
 _FIRST_MS: Final = 0
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
-# job@ms, then ~manual or ~backfill-ID, then ~after (a dependency run), then the
-# instance ~K (count), then the attempt .N
-_RUN_ID_MS: Final = re.compile(
-    r"@([0-9]{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:~[0-9]+)?(?:\.[0-9]+)?$"
-)
 
 
 # --------------------------------------------------------------------------- responses
@@ -481,10 +477,10 @@ def _cursor(before: str, run_of: Callable[[str], Run | None]) -> tuple[int, str]
     run = run_of(before)
     if run is not None:
         return run.scheduled_at_ms, run.id
-    m = _RUN_ID_MS.search(before)
-    if m is None:
+    key = RunKey.parse(before)
+    if key is None:
         invalid(f"query parameter before: {before!r} is neither a run id nor a time in ms")
-    return int(m.group(1)), before
+    return key.scheduled_at_ms, before
 
 
 async def get_runs(request: web.Request) -> web.Response:
@@ -811,8 +807,8 @@ async def cancel_backfill(request: web.Request) -> web.Response:
 
 def _inst(item: tuple[str, Any]) -> int:
     """Sort key of a run id by its instance (``...~K``; 1 without the suffix)."""
-    m = re.search(r"~(\d+)$", item[0])
-    return int(m.group(1)) if m else 1
+    key = RunKey.parse(item[0])
+    return 1 if key is None else key.instance
 
 
 def _trigger_body(

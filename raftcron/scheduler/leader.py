@@ -71,9 +71,10 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
+from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec
 from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
 from raftcron.core.results import Reject
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
 from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
@@ -540,7 +541,8 @@ class Leader:
         """Loudly: no live node could take a run (tags, max_parallel, too few nodes for
         ``count``). The ledger has it as skipped and ``raftcron_unschedulable_total``
         counts it; this line names the job, the run, the tags and the nodes seen live."""
-        name = fire_of(rid).split("@", 1)[0]
+        key = RunKey.parse(rid)
+        name = key.job if key is not None else rid
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())

@@ -88,8 +88,8 @@ from raftcron.core.results import Reject
 from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
-from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import RaftStatus
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from raftcron.api.port import ClusterPort

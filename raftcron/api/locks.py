@@ -64,7 +64,7 @@ from raftcron.core.state import (
     Result,
     State,
 )
-from raftcron.executor.runner import rfc3339
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from raftcron.api.port import ClusterPort

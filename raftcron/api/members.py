@@ -37,9 +37,9 @@ from raftcron.core import commands as c
 from raftcron.core.model import DRAIN_OPERATOR
 from raftcron.core.state import Rejected
 from raftcron.drain import drain_view
-from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
 from raftcron.reload import ReloadIncomplete, ReloadRefused
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from raftcron.api.port import ClusterPort

@@ -59,7 +59,6 @@ import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,6 +89,7 @@ from raftcron.executor.rundir import RunDirs
 from raftcron.executor.spawning import WATCHDOG_ENV, WatchdogSpawner
 from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
+from raftcron.timefmt import rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +117,6 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 # A running job's output file never grows past this: the watchdog keeps its last
 # OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
 OUTPUT_FILE_MAX: Final = 1024 * 1024
-
-
-def rfc3339(ms: int) -> str:
-    """Epoch ms as RFC 3339 UTC, always with a four-digit year (``strftime("%Y")`` prints
-    year 267 as "267"); exact (integer arithmetic, no float rounding)."""
-    secs, frac_ms = divmod(ms, 1000)
-    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
-    frac = f".{frac_ms:03d}" if frac_ms else ""
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-        f"{dt.second:02d}{frac}Z"
-    )
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry

@@ -49,6 +49,18 @@ QUEUED_RETRY_S: Final = 1.0  # pause before re-proposing a queued run's renewal
 COMPLETE_TIMEOUT_S: Final = 5.0
 COMPLETE_RETRY_S: Final = 1.0
 COMPLETE_ATTEMPTS: Final = 600
+# A stopped job's grace: after SIGTERM (a command) or a cancel (an embedded job), this long
+# before SIGKILL, or before the run is recorded anyway.
+GRACE_S: Final = 5.0
+# The stop before the lease deadline is at most GRACE_S, at most a quarter of the lease
+# window (a short lease keeps most of its time), and at least this.
+MIN_LEASE_GRACE_S: Final = 0.05
+
+
+def lease_grace(window: float) -> float:
+    """How long before the lease deadline (``window`` seconds after the start) a job that
+    is still running is stopped, so that its end is recorded while the lease is live."""
+    return max(MIN_LEASE_GRACE_S, min(GRACE_S, window / 4))
 
 
 def run_ctx(run: Run, node: str) -> LogCtx:

@@ -84,7 +84,7 @@ from raftcron.executor import rundir
 from raftcron.executor import watchdog as wdproto
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
-from raftcron.executor.lease import FencedRun, complete, run_ctx
+from raftcron.executor.lease import GRACE_S, FencedRun, complete, lease_grace, run_ctx
 from raftcron.executor.rundir import RunDirs
 from raftcron.executor.spawning import WATCHDOG_ENV, WatchdogSpawner
 from raftcron.logs import LogCtx
@@ -93,7 +93,6 @@ from raftcron.timefmt import rfc3339
 
 logger = logging.getLogger(__name__)
 
-GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
 # How many granted runs of this node may be in their start phase at once (the fenced
 # Start in flight, the watchdog process coming up); the others wait in grant order with
 # their leases renewed (FencedRun.keep_queued). ``RAFTCRON_MAX_STARTING`` overrides it.
@@ -412,7 +411,7 @@ class Executor:
                 node=self.node,
                 scheduled_at=rfc3339(run.scheduled_at_ms),
                 lease=lease,
-                lease_grace=max(0.05, min(GRACE_S, window / 4)),
+                lease_grace=lease_grace(window),
             )
             logger.info(
                 "%s: finished %s exit_code=%s %s",
@@ -449,7 +448,7 @@ class Executor:
             "deadline": lease.deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
-            "lease_grace": max(0.05, min(GRACE_S, window / 4)),
+            "lease_grace": lease_grace(window),
             **process,
         }
         if spec.stdin:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import orjson
 from aiohttp import web
 
+from raftcron.clock import monotonic
 from raftcron.core.results import Reject, Rejected, Result
 from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError
@@ -106,14 +107,13 @@ async def commit(
     with ``headers``) when it did not commit within ``budget`` seconds. ``retry``: propose
     it again after a pause until the budget runs out; else one proposal with that
     deadline."""
-    loop = asyncio.get_running_loop()
     try:
         return await propose_with_retry(
             node.propose,
             cmd,
             attempt_timeout=min(WRITE_TIMEOUT, budget) if retry else budget,
             pause=RETRY_PAUSE_S,
-            monotonic=loop.time,
+            monotonic=monotonic,
             budget=budget if retry else None,
             attempts=None if retry else 1,
         )

@@ -50,6 +50,7 @@ from raftcron.api.http import (
 )
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
+from raftcron.clock import monotonic
 from raftcron.config import ConfigError, parse_duration
 from raftcron.core import commands as c
 from raftcron.core.model import DEFAULT_LOCK_TTL_MS, Lock, lock_problem
@@ -242,8 +243,7 @@ async def _acquire(
     ttl_ms: int,
     wait_ms: int,
 ) -> LockGrant:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_ms / 1000
+    deadline = monotonic() + wait_ms / 1000
     waits = app[LOCK_WAITS_KEY]
     fut = waits.add(name, req_id)  # before proposing: the grant may come at any time after
     try:
@@ -264,7 +264,7 @@ async def _acquire(
             return res.value
         if not isinstance(res.value, LockQueued):
             raise ApiProblem(409, "locked", f"unexpected result {res.value!r}")
-        while (left := deadline - loop.time()) > 0:
+        while (left := deadline - monotonic()) > 0:
             await asyncio.wait([fut], timeout=min(left, RECHECK_S))
             now = fut.result() if fut.done() else node.read(lambda s: _where(s, name, req_id))
             if isinstance(now, LockGrant):

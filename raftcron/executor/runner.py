@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from raftcron import hardening
+from raftcron import config, hardening
 from raftcron.accounts import Account, AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.clock import Clock
@@ -95,8 +95,9 @@ logger = logging.getLogger(__name__)
 
 # How many granted runs of this node may be in their start phase at once (the fenced
 # Start in flight, the watchdog process coming up); the others wait in grant order with
-# their leases renewed (FencedRun.keep_queued). ``RAFTCRON_MAX_STARTING`` overrides it.
-DEFAULT_MAX_STARTING: Final = 8
+# their leases renewed (FencedRun.keep_queued). A node's ``max_starting`` (config) sets it,
+# ``RAFTCRON_MAX_STARTING`` overrides that (raftcron.node.max_starting).
+DEFAULT_MAX_STARTING: Final = config.DEFAULT_MAX_STARTING
 # Renewals of queued runs in flight at once (a burst queues thousands, granted together,
 # whose renewals fall due together; 16 drained too slowly for 3,333 per node: bench/).
 QUEUED_RENEWALS_IN_FLIGHT: Final = 64

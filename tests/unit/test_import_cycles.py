@@ -23,7 +23,15 @@ ROOT = Path(raftcron.__file__).parent
 # Today's cycles, to be removed (units; each entry is one strongly connected set).
 # (api -> node, drain -> node, reload -> node were removed with the API's port,
 # raftcron/api/port.py, and drain's and reload's host Protocols.)
-TO_REMOVE: tuple[frozenset[str], ...] = ()
+TO_REMOVE: tuple[frozenset[str], ...] = (
+    # hooks.py names raft/journal.py's FileOps for type checking; raft imports hooks
+    frozenset({"raftcron.hooks", "raftcron.raft"}),
+)
+# Cycles between two modules of one unit, to be removed the same way.
+TO_REMOVE_MODULES: tuple[frozenset[str], ...] = (
+    # the seam installs unpickle's loaders; unpickle imports the seam inside functions
+    frozenset({"raftcron.raft.seam", "raftcron.raft.unpickle"}),
+)
 
 
 def modules(root: Path, package: str) -> dict[str, Path]:
@@ -137,12 +145,18 @@ def test_no_import_cycle_between_units_but_the_ones_to_remove() -> None:
 def test_no_import_cycle_between_modules_outside_the_ones_to_remove() -> None:
     by_module, _ = graphs(ROOT, "raftcron")
     allowed = set().union(*TO_REMOVE) if TO_REMOVE else set()
+    found = cycles(by_module)
     new = [
         describe(cyc, by_module)
-        for cyc in cycles(by_module)
-        if not {unit_of(m, ROOT) for m in cyc} <= allowed
+        for cyc in found
+        if cyc not in TO_REMOVE_MODULES
+        and not (
+            len({unit_of(m, ROOT) for m in cyc}) > 1 and {unit_of(m, ROOT) for m in cyc} <= allowed
+        )
     ]
     assert not new, f"import cycle(s) between raftcron's modules: {new}"
+    gone = [sorted(cyc) for cyc in TO_REMOVE_MODULES if cyc not in found]
+    assert not gone, f"cycle(s) removed: delete them from TO_REMOVE_MODULES: {gone}"
 
 
 def test_api_and_node_are_not_in_one_cycle_unless_listed() -> None:

@@ -40,6 +40,7 @@ from raftcron.core.model import (
     fire_of,
 )
 from raftcron.core.results import Rejected
+from raftcron.core.runkey import MANUAL, RunKey
 from raftcron.core.transitions import NONE, TRIM, check_transition
 
 
@@ -109,7 +110,7 @@ def unschedulable_reason(spec: JobSpec, instance: int, instances: int, single: b
 
 
 def manual_run_id(job: str, at_ms: int) -> str:
-    return f"{job}@{at_ms}~manual"
+    return RunKey(job, at_ms, variant=MANUAL).format()
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

@@ -51,6 +51,7 @@ from typing import Any, Final, TypeVar
 from raftcron import hooks
 from raftcron.clock import monotonic
 from raftcron.core.commands import Command, encode
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import seam, unpickle
 from raftcron.raft.health import (
@@ -666,7 +667,7 @@ class RaftNode:
             if fut.done():
                 return
             if err == FAIL_REASON.SUCCESS:
-                fut.set_result(res if res is not None else Rejected("no_result"))
+                fut.set_result(res if res is not None else Rejected(Reject.NO_RESULT))
             else:
                 code = _FAIL_NAMES.get(err, str(err))
                 fut.set_exception(ProposalError(code, f"proposal failed: {code}"))

@@ -49,6 +49,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport, Transport
 
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected
 from raftcron.raft import unpickle
 
@@ -728,7 +729,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                     "skips it)",
                     exc.reason,
                 )
-                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
+                return Rejected(Reject.BAD_ENTRY, f"log entry refused: {exc.reason}")
             return method(*args, _doApply=True)
         if kind == _MEMBERSHIP:
             if not self._SyncObj__conf.dynamicMembershipChange:

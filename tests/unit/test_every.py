@@ -26,7 +26,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import NodeInfo, next_due_ms, plan, schedule_of
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State
-from raftcron.executor.runner import rfc3339
+from raftcron.timefmt import rfc3339
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
 CREATED = T0 + 7_250  # the job is created at 08:00:07.250: its fires fall on :07

@@ -30,7 +30,7 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import NodeInfo, due, next_due_ms, plan
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id, outcome_key
-from raftcron.executor.runner import rfc3339
+from raftcron.timefmt import rfc3339
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole minute
 S = 1000

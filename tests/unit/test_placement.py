@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from raftcron.api.app import _RUN_ID_MS, spec_table
+from raftcron.api.app import spec_table
 from raftcron.clock import FakeClock
 from raftcron.config import ConfigError, job_spec_from_mapping, parse_config
 from raftcron.core import commands as c
@@ -45,6 +45,7 @@ from raftcron.core.planner import (
     placement_fires,
     plan,
 )
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import (
     Ok,
     PlanOutcome,
@@ -451,8 +452,8 @@ def test_a_paused_fire_is_one_record_whatever_its_count() -> None:
     ],
 )
 def test_every_run_id_shape_still_parses(rid: str) -> None:
-    m = _RUN_ID_MS.search(rid)
-    assert m is not None and int(m.group(1)) == 1_800_000_000_000
+    key = RunKey.parse(rid)
+    assert key is not None and key.scheduled_at_ms == 1_800_000_000_000
     assert "~" not in fire_of(rid).replace("~manual", "").replace("~backfill-", "")[-2:]
     assert fire_of(rid) in (
         "j@1800000000000",

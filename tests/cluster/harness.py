@@ -37,8 +37,16 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+class HTTPStatusError(Exception):
+    """An API answer that is not 2xx (``Cluster.get``): in a wait predicate, "not yet"."""
+
+
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
-    """Poll ``fn`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    """Poll ``fn`` until it returns something truthy; fail naming ``what`` at the deadline.
+
+    An exception from ``fn`` means "not yet" (a node restarting, a 503 during an election),
+    except an ``AssertionError``: an ``assert`` in a predicate is a verdict, and it fails
+    the wait at once instead of being retried until the deadline hides it."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while True:
@@ -46,6 +54,8 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: fl
             value = fn()
             if value:
                 return value
+        except AssertionError:
+            raise
         except Exception as exc:
             last_exc = exc
         if time.monotonic() > deadline:
@@ -231,7 +241,7 @@ class Cluster:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             with exc:
-                raise AssertionError(
+                raise HTTPStatusError(
                     f"GET {path} on {name}: HTTP {exc.code}: {exc.read()!r}"
                 ) from None
 

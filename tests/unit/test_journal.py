@@ -568,20 +568,22 @@ def test_install_journal_factory_is_idempotent(tmp_path: Path) -> None:
 
 
 class _State:
-    def __init__(self, items: list[bytes] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, items: list[bytes] | None = None, gate: threading.Event | None = None
+    ) -> None:
         self.items = list(items or [])
-        self.delay = delay
+        self.gate = gate  # when set, a snapshot's bytes are produced only once it is set
         self.restores: list[list[bytes]] = []
         self.capture_threads: list[str] = []
 
     def capture(self) -> Callable[[], bytes]:
         self.capture_threads.append(threading.current_thread().name)
         frozen = list(self.items)
-        delay = self.delay
+        gate = self.gate
 
         def produce() -> bytes:
-            if delay:
-                time.sleep(delay)
+            if gate is not None:
+                assert gate.wait(30), "the test never opened the snapshot's gate"
             return msgpack.packb(frozen)
 
         return produce
@@ -739,8 +741,8 @@ def _free_port() -> int:
 
 
 class _Obj(SyncObj):  # type: ignore[misc]
-    def __init__(self, port: int, directory: Path, delay: float = 0.0) -> None:
-        self.state = _State(delay=delay)
+    def __init__(self, port: int, directory: Path, gate: threading.Event | None = None) -> None:
+        self.state = _State(gate=gate)
         self.store = SnapshotStore(
             str(directory / "snapshot.bin"), self.state.capture, self.state.restore
         )
@@ -781,8 +783,10 @@ def built() -> Iterator[list[_Obj]]:
             obj.destroy_synchronous()
 
 
-def _build(objs: list[_Obj], port: int, directory: Path, delay: float = 0.0) -> _Obj:
-    obj = _Obj(port, directory, delay)
+def _build(
+    objs: list[_Obj], port: int, directory: Path, gate: threading.Event | None = None
+) -> _Obj:
+    obj = _Obj(port, directory, gate)
     objs.append(obj)
     _wait_until(obj._isLeader, 5.0, "single node to become leader")
     return obj
@@ -827,17 +831,19 @@ def test_syncobj_durable_journal_compaction_and_restart(tmp_path: Path, built: l
 
 def test_slow_snapshot_does_not_stall_the_tick_thread(tmp_path: Path, built: list[_Obj]) -> None:
     install_journal_factory()
-    obj = _build(built, _free_port(), tmp_path, delay=1.0)
+    gate = threading.Event()
+    obj = _build(built, _free_port(), tmp_path, gate)
     for i in range(5):
         obj.put(f"x{i}".encode(), sync=True, timeout=5)
     obj.forceLogCompaction()
-    _wait_until(lambda: obj.store.serializing, 2.0, "snapshot to start")
-    started = time.monotonic()
-    assert obj.put(b"during", sync=True, timeout=2) == 6
-    elapsed = time.monotonic() - started
-    assert obj.store.serializing, "snapshot finished too early to prove anything"
-    assert elapsed < 0.3, f"commit took {elapsed:.3f}s during a snapshot"
-    _wait_until(lambda: obj.store.snapshots_written == 1, 5.0, "slow snapshot SUCCESS")
+    _wait_until(lambda: obj.store.serializing, 5.0, "snapshot to start")
+    try:
+        # the snapshot cannot finish until the gate opens: the commit completes meanwhile
+        assert obj.put(b"during", sync=True, timeout=30) == 6
+        assert obj.store.serializing and obj.store.snapshots_written == 0
+    finally:
+        gate.set()
+    _wait_until(lambda: obj.store.snapshots_written == 1, 30.0, "slow snapshot SUCCESS")
 
 
 def test_file_ops_is_plain_os(tmp_path: Path) -> None:

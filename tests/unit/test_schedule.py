@@ -9,7 +9,6 @@ from __future__ import annotations
 import calendar
 import functools
 import itertools
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -1148,18 +1147,3 @@ def test_dst_rules_agree_with_brute_force_seconds(
     s = _parse_or_reject(expr, tz, on_gap=on_gap, on_repeat=on_repeat)
     until = after + 3 * HOUR
     assert s.fires_between(after, until, 100_000) == _reference(s, after, until, 1)
-
-
-@pytest.mark.parametrize(
-    ("expr", "tz"),
-    [("* * * * * *", BERLIN), ("*/5 * * * *", BERLIN), ("0 0 29 2 *", BERLIN), ("0 0 29 2 1", NY)],
-)
-def test_next_after_is_a_search_not_a_walk(expr: str, tz: str) -> None:
-    # A loose bound (typical cost is a few microseconds per call); stepping through time second
-    # by second would need millions of steps for the leap-day schedules.
-    s = parse(expr, tz)
-    t = ms("2097-03-01T00:00")
-    began = time.perf_counter()
-    for _ in range(200):
-        t = s.next_after(t)
-    assert time.perf_counter() - began < 0.5

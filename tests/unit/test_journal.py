@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from raftcron.raft.journal import (
     install_journal_factory,
     write_file_durably,
 )
+from tests.helpers import free_port
 
 LOGGER = "raftcron.raft.journal"
 
@@ -733,13 +733,6 @@ def test_deserializer_makes_installed_snapshot_durable(tmp_path: Path) -> None:
 # A real single-node SyncObj
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class _Obj(SyncObj):  # type: ignore[misc]
     def __init__(self, port: int, directory: Path, gate: threading.Event | None = None) -> None:
         self.state = _State(gate=gate)
@@ -794,7 +787,7 @@ def _build(
 
 def test_syncobj_durable_journal_compaction_and_restart(tmp_path: Path, built: list[_Obj]) -> None:
     install_journal_factory()
-    port = _free_port()
+    port = free_port()
     obj = _build(built, port, tmp_path)
     journal = obj.journal()
     assert isinstance(journal, DurableJournal)
@@ -832,7 +825,7 @@ def test_syncobj_durable_journal_compaction_and_restart(tmp_path: Path, built: l
 def test_slow_snapshot_does_not_stall_the_tick_thread(tmp_path: Path, built: list[_Obj]) -> None:
     install_journal_factory()
     gate = threading.Event()
-    obj = _build(built, _free_port(), tmp_path, gate)
+    obj = _build(built, free_port(), tmp_path, gate)
     for i in range(5):
         obj.put(f"x{i}".encode(), sync=True, timeout=5)
     obj.forceLogCompaction()

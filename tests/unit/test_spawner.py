@@ -23,7 +23,8 @@ from raftcron.core.model import JobSpec, run_id
 from raftcron.executor import rundir
 from raftcron.executor.runner import Executor, _Watchdog
 from raftcron.executor.spawning import WatchdogSpawner
-from tests.unit.test_executor import T0, FakeRaft
+from tests.helpers import FakeRaft
+from tests.unit.test_executor import T0
 
 
 def wd_spec(run_dir: Path, argv: list[str], deadline_in: float = 30.0) -> bytes:

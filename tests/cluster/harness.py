@@ -53,6 +53,14 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: fl
         time.sleep(interval)
 
 
+def api_tokens(admin: str, read: str) -> str:
+    """An ``[api]`` table with one admin and one read token (``extra_toml``)."""
+    return (
+        f'[[api.tokens]]\nrole = "admin"\ntoken = "{admin}"\n'
+        f'[[api.tokens]]\nrole = "read"\ntoken = "{read}"\n'
+    )
+
+
 def toml_job(job: dict[str, Any]) -> str:
     lines = ["[[jobs]]"]
     for k, v in job.items():

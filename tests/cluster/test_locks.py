@@ -15,13 +15,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, running, wait_for
+from tests.cluster.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -54,12 +53,6 @@ with open(path, "a") as f:
     f.write(f"start {fence} {time.monotonic()!r} {os.getpid()}\\n")
 time.sleep(120)
 """
-
-
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running(Cluster(tmp_path_factory.mktemp("locks"))) as cluster:
-        yield cluster
 
 
 def lock_cmd(cl: Cluster, node: str, name: str, *opts: str, cmd: list[str]) -> list[str]:

@@ -64,6 +64,7 @@ def new_cluster(root: Path) -> Cluster:
         extra_toml='[[api.tokens]]\nrole = "admin"\ntoken_file = "admin.token"\n',
         token=ADMIN,
     )
+    cluster.use_hooks()  # tests/cluster/hooked_agent.py: RAFTCRON_COMPACT_ENTRIES
     return cluster
 
 

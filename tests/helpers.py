@@ -18,6 +18,7 @@ from typing import Any
 from raftcron.core import commands as c
 from raftcron.core.model import CLAIMED, SUCCEEDED, TRIGGER_MANUAL, Job, JobSpec, Run
 from raftcron.core.planner import NodeInfo, place, placement_fires, plan
+from raftcron.core.results import Reject
 from raftcron.core.state import (
     Ok,
     PlanOutcome,
@@ -171,5 +172,5 @@ class FakeRaft:
             raise ProposalError("timeout", "renewal not committed")
         self.proposed.append(cmd)
         if self.refuse_renewals and isinstance(cmd, c.Renew):
-            return Rejected("stale_fence", "fence 1 is not the lease's")
+            return Rejected(Reject.STALE_FENCE, "fence 1 is not the lease's")
         return self.machine.apply(c.encode(cmd))

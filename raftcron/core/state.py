@@ -83,6 +83,10 @@ Invariants:
   cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
   ``member_hashes`` is the hash each member last reported of its own file
   (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
+* Cluster id: ``cluster_id`` is "" until a restore (``raftcron/core/restore.py``) gives the
+  restored state a new one; it is in the snapshot (key ``cluster_id``, after ``config``)
+  only when set, so a state without one encodes as before. The Raft port refuses a peer
+  whose cluster id differs (``raftcron/raft/wire.py``).
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing
@@ -342,6 +346,9 @@ class State:
     # hash of its own file each member last reported (see "Configuration").
     config_hash: str = ""
     member_hashes: dict[str, str] = field(default_factory=dict)
+    # The cluster's id ("" for a cluster that never had one; a restored cluster gets a new
+    # one: raftcron/core/restore.py). Nodes of different clusters refuse each other.
+    cluster_id: str = ""
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose
@@ -1720,6 +1727,7 @@ class State:
         lock_done = list(self.lock_done.items())
         drained = list(self.drained.items())
         config = (self.config_hash, dict(self.member_hashes))
+        cluster_id = self.cluster_id
         counters = (
             self.counters.fence,
             self.counters.stale_rejections,
@@ -1729,7 +1737,17 @@ class State:
 
         def encode() -> bytes:
             return _encode_snapshot(
-                scalars, jobs, runs, history, leases, counters, locks, lock_done, drained, config
+                scalars,
+                jobs,
+                runs,
+                history,
+                leases,
+                counters,
+                locks,
+                lock_done,
+                drained,
+                config,
+                cluster_id,
             )
 
         return encode
@@ -1799,6 +1817,8 @@ class State:
                     st.config_hash = str(value[0])
                     if len(value) > 1:
                         st.member_hashes = {str(n): str(h) for n, h in value[1]}
+                case "cluster_id":
+                    st.cluster_id = str(value)
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {version!r}")
         st._rebuild_live()
@@ -2059,6 +2079,7 @@ def _encode_snapshot(
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
     drained: Iterable[tuple[str, DrainMark]] = (),
     config: tuple[str, dict[str, str]] = ("", {}),
+    cluster_id: str = "",
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -2084,7 +2105,8 @@ def _encode_snapshot(
     # one encodes exactly as before drains existed (older nodes read it; digests agree)
     # "config" likewise, after it: written only once a hash was reconciled or reported
     has_config = bool(config[0] or config[1])
-    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config))
+    # "cluster_id" likewise, last: written only once the cluster has an id (a restore)
+    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config + bool(cluster_id)))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -2119,4 +2141,6 @@ def _encode_snapshot(
     if has_config:
         out.write(packer.pack("config"))
         out.write(packer.pack([config[0], [[n, config[1][n]] for n in sorted(config[1])]]))
+    if cluster_id:
+        out.write(packer.pack("cluster_id") + packer.pack(cluster_id))
     return out.getvalue()

@@ -343,6 +343,10 @@ def _power_cut_fs() -> FileOps | None:
     return fs
 
 
+def _cluster_id_of(state: State) -> str:
+    return state.cluster_id
+
+
 class _Replica(SyncObj):  # type: ignore[misc]
     _SyncObj__recvTransmission: Any  # pysyncobj's buffer of a chunked entry
     _SyncObj__raftCurrentTerm: int
@@ -386,6 +390,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         # The transport (GuardedTransport) reads it; pysyncobj gets no password, so it
         # derives no key of its own and its pickle wire is never used.
         self.wire_keyring = Keyring(secrets)
+        # And the cluster id it checks peers against: the state's (a restore sets it).
+        self.wire_cluster_id: Callable[[], str] = lambda: machine.read(_cluster_id_of)
         unpickle.install()
         install_journal_factory(fs)
         conf = SyncObjConf(

@@ -300,8 +300,10 @@ def test_a_follower_that_becomes_leader_reconciles_the_changed_file(
 ) -> None:
     """Nodes keep only the packed specs of the file they loaded; a leader unpacks them for
     its sync. A rolling change of the file (the followers restarted with the new file,
-    then the leader killed) is reconciled by a node that never led with that file: one
-    job changed, one added, one removed."""
+    then the leader killed): the new leader's file is not the one last reconciled, so it
+    changes no job and says so (raftcron/reload.py, "Which file wins"); a reload on it makes
+    its file the cluster's, reconciled by a node that never led with that file: one job
+    changed, one added, one removed."""
     keep = {"name": "keep", "schedule": "0 0 1 1 *", "command": ["true"]}
     change = {"name": "change", "schedule": "0 0 1 1 *", "command": ["true"]}
     drop = {"name": "drop", "schedule": "0 0 1 1 *", "command": ["true"]}
@@ -331,11 +333,22 @@ def test_a_follower_that_becomes_leader_reconciles_the_changed_file(
         proc.terminate()
         proc.wait(15)
         cl.start(f)
-    # Usually the old leader still leads (with the old file); a restarted follower may
-    # have won an election meanwhile (then it reconciles). Either way the node with the old
-    # file goes, and one that only ever held the new file's packed specs leads.
+    # The node with the old file goes; one that only ever held the new file's packed
+    # specs leads (a restarted follower may have led meanwhile: the same rule held then).
     cl.kill(leader)
     new = cl.wait_leader(60, among=followers)
+    wait_for(
+        "the new leader to say it leaves the jobs alone",
+        lambda: (
+            "is not the configuration last reconciled"
+            in cl.members[new].log.read_text(errors="replace")
+        ),
+        30,
+    )
+    before = {j["name"]: "0 0 1 1 *" for j in (keep, change, drop)}
+    assert names(new) == before  # no election changes a job by itself
+    code, body = cl.request(new, "POST", f"/v1/members/{new}/reload")
+    assert code == 200 and body["reconciled"] is True, body
     want = {"keep": "0 0 1 1 *", "change": "5 0 1 1 *", "add": "0 0 1 1 *"}
     wait_for("the new file reconciled", lambda: names(new) == want, 30)
     other = next(f for f in followers if f != new)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import time
 from pathlib import Path
 
 import msgpack
@@ -31,8 +33,17 @@ from raftcron.core.model import CLAIMED, LOST, MISSED, JobSpec, run_id
 from raftcron.core.restore import FENCE_GAP, LEASE_ENDED, RESTORED_NOTE, content_digest, seal
 from raftcron.core.state import Ok, State
 from raftcron.raft.journal import decode_snapshot
-from raftcron.raft.seed import SEED_INDEX, seed_entries
+from raftcron.raft.node import _Replica
+from raftcron.raft.seed import SEED_INDEX, seed_entries, seed_raft_dir
 from raftcron.raft.wire import K_MEMBER, MemberHello, decode_message, encode_message
+from tests.unit.test_raft_port import (
+    FakePeer,
+    Replicas,
+    _addresses,
+    _wait,
+    closed_by_peer,
+    transport,
+)
 
 T0 = 1_800_000_000_000
 
@@ -320,3 +331,63 @@ def test_the_member_message_carries_the_cluster_id_only_when_there_is_one() -> N
     assert old == "h:1" and old.cluster_id == ""
     new = decode_message([K_MEMBER, "h:1", "rc-a"])
     assert new == "h:1" and new.cluster_id == "rc-a"
+
+
+def _seeded(replicas: Replicas, i: int, cluster_id: str) -> None:
+    st = busy_state(runs=2)
+    st.cluster_id = cluster_id
+    top = replicas.root / f"seed{i}"  # a member's data dir: Raft's files go in its raft/
+    seed_raft_dir(top, st.snapshot(), replicas.addrs)
+    (top / "raft").rename(replicas.root / f"n{i}")  # what Replicas gives its replica
+
+
+def _cluster_id(replica: _Replica) -> str:
+    cid: str = replica._rc_machine.read(lambda s: s.cluster_id)
+    return cid
+
+
+def open_for(sock: socket.socket, seconds: float) -> bool:
+    """True if the other end kept ``sock`` open for ``seconds`` (reading what it sends)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return False
+        except TimeoutError:
+            return True
+        except ConnectionResetError:
+            return False
+    return True
+
+
+def test_members_of_different_clusters_refuse_each_other(tmp_path: Path) -> None:
+    replicas = Replicas(tmp_path, _addresses())
+    try:
+        _seeded(replicas, 0, "rc-a")
+        low = replicas.start(0)  # the lowest address: everyone dials it
+        _wait(lambda: _cluster_id(low) == "rc-a", "the seeded state to load")
+        for hello in (MemberHello(replicas.addrs[1], "rc-b"), MemberHello(replicas.addrs[1])):
+            peer = FakePeer(low.selfNode.address)
+            peer.handshake(hello)
+            assert closed_by_peer(peer.sock)
+            peer.close()
+        assert transport(low).stats.refused["cluster_id"] == 2
+        peer = FakePeer(low.selfNode.address)
+        peer.handshake(MemberHello(replicas.addrs[1], "rc-a"))
+        assert open_for(peer.sock, 1.5)  # the same cluster: accepted
+        peer.close()
+        # Two real members: one restored (rc-a), one of another cluster (rc-b).
+        _seeded(replicas, 2, "rc-b")
+        high = replicas.start(2)  # dials the others
+        _wait(lambda: transport(low).stats.refused["cluster_id"] >= 3, "the refusal")
+        assert _cluster_id(high) == "rc-b" and _cluster_id(low) == "rc-a"
+        assert not low._isLeader() and not high._isLeader()
+        # A member of the same cluster makes a majority with it.
+        _seeded(replicas, 1, "rc-a")
+        replicas.start(1)
+        leader = replicas.leader()
+        assert leader in (low, replicas.live[1])
+        assert _cluster_id(high) == "rc-b"
+    finally:
+        replicas.destroy()

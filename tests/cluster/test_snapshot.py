@@ -2,8 +2,8 @@
 and restore").
 
 * A live 3-node cluster holding 100,000 runs (plus an every-second job writing to an
-  outside sink, and a held lock) is backed up with ``raftcron snapshot save``; the file is
-  0600 and checks out.
+  outside sink, a run in progress and a held lock) is backed up with ``raftcron snapshot
+  save`` (followers first in ``--api``: they pass it on); the file is 0600 and checks out.
 * It is restored with ``raftcron snapshot restore`` into a NEW 3-node cluster on other
   ports; that cluster elects a leader and holds exactly the backup's jobs, runs and locks
   as the restore rules make them (``content_digest``, which leaves out the cluster id and
@@ -94,12 +94,21 @@ def cluster_file(root: Path, sink: Path) -> Cluster:
         "command": ["sh", "-c", SINK_CMD.format(sink=sink)],
         "lease": "5s",
     }
+    slow = {
+        "name": "slow",
+        "schedule": "* * * * * */5",
+        "command": ["sleep", "20"],
+        "lease": "5s",
+    }
     root.mkdir(parents=True, exist_ok=True)
-    return Cluster(root, [tick], extra_cluster=f"history = {HISTORY}")
+    return Cluster(root, [tick, slow], extra_cluster=f"history = {HISTORY}")
 
 
-def save(cl: Cluster, dest: Path) -> tuple[float, State, dict[str, object]]:
-    apis = ",".join(m.api for m in cl.members.values())
+def save(cl: Cluster, dest: Path, leader: str) -> tuple[float, State, dict[str, object]]:
+    """``raftcron snapshot save`` with the followers first in ``--api`` (they answer 409
+    not_leader and the CLI asks the next member)."""
+    order = sorted(cl.members, key=lambda n: n == leader)
+    apis = ",".join(cl.members[n].api for n in order)
     seconds, done = cli(cl.root, "snapshot", "save", str(dest), "--api", apis, "--timeout", "60")
     assert done.returncode == 0, done.stderr + cl.logs()
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
@@ -127,11 +136,17 @@ def test_save_restore_into_a_new_cluster_that_never_joins_the_old(tmp_path: Path
         assert status in (200, 201), lock
 
         backup_file = tmp_path / "cluster.backup"
-        save_s, saved, header = save(old, backup_file)
+        wait_for(
+            "a live run of slow",
+            lambda: old.get(leader, "/v1/runs?job=slow&status=running", timeout=5.0)["runs"],
+            60,
+        )
+        save_s, saved, header = save(old, backup_file, leader)
         assert len(saved.runs) >= BULK_JOBS * RUNS_PER_JOB
         assert header["runs"] == len(saved.runs) and header["cluster_id"] == ""
         assert "db" in saved.locks
-        live_at_save = len(saved.leases)
+        live_at_save = sorted(saved.leases)
+        assert any(rid.startswith("slow@") for rid in live_at_save)
 
         # -- restore into a new cluster on other ports
         new = cluster_file(tmp_path / "new", sink)
@@ -155,11 +170,11 @@ def test_save_restore_into_a_new_cluster_that_never_joins_the_old(tmp_path: Path
             f"\n{len(saved.runs)} runs, {backup_file.stat().st_size} bytes: "
             f"snapshot save {save_s:.2f}s, snapshot restore "
             + ", ".join(f"{s:.2f}s" for s in restore_s)
-            + f" (per member); {live_at_save} live runs at the save"
+            + f" (per member); {len(live_at_save)} live runs at the save"
         )
         new.start()
         new_leader = new.wait_leader(90)
-        _, restored, new_header = save(new, tmp_path / "restored.backup")
+        _, restored, new_header = save(new, tmp_path / "restored.backup", new_leader)
         assert new_header["cluster_id"] and new_header["cluster_id"] != header["cluster_id"]
 
         expected = seal(
@@ -168,12 +183,13 @@ def test_save_restore_into_a_new_cluster_that_never_joins_the_old(tmp_path: Path
         ids = list(saved.runs)
         assert content_digest(restored, ids) == content_digest(expected, ids)
         assert not restored.locks and not restored.leases.keys() & saved.leases.keys()
+        assert all(restored.runs[rid].status == "lost" for rid in live_at_save)
         ended = [e.outcome for (name, _), e in restored.lock_done.items() if name == "db"]
         assert ended[-1:] == ["expired"]
         assert restored.counters.fence >= saved.counters.fence + FENCE_GAP
         assert all(j.paused for j in restored.jobs.values())
         jobs = new.get(new_leader, "/v1/jobs", timeout=10.0)["jobs"]
-        assert len(jobs) == BULK_JOBS + 1 and all(j["paused"] for j in jobs)
+        assert len(jobs) == BULK_JOBS + 2 and all(j["paused"] for j in jobs)
 
         # -- a member restored from the backup never joins the old cluster
         old.kill("c")

@@ -138,7 +138,10 @@ DEFAULT_SHUTDOWN_DRAIN_MS: Final = 8_000
 # A member whose applied state is this far behind the leader's commit is not healthy.
 DEFAULT_MAX_APPLY_LAG_MS: Final = 5_000
 MIN_MAX_APPLY_LAG_MS: Final = 1_000
-_NODE_KEYS: Final = ("raft", "api", "tags", "data_dir")
+_NODE_KEYS: Final = ("raft", "api", "tags", "data_dir", "max_starting")
+# Runs of a node in their start phase at once (README: "Bursts"); RAFTCRON_MAX_STARTING in
+# the agent's environment overrides the node's max_starting.
+DEFAULT_MAX_STARTING: Final = 8
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
 _TOKEN_KEYS: Final = ("name", "role", "token", "token_file")
 JOB_KEYS: Final = (
@@ -243,6 +246,7 @@ class NodeConfig:
     api: HostPort
     tags: tuple[tuple[str, str], ...]
     data_dir: Path
+    max_starting: int = DEFAULT_MAX_STARTING
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1563,6 +1567,7 @@ def _nodes(errs: _Errors, cluster: Mapping[str, Any], base_dir: Path) -> tuple[N
             errs.add(f"{where}.data_dir", 'empty (give a directory, e.g. "raftcron-data/a")')
             ok = False
         data_dir = (base_dir / (data_dir_text or f"raftcron-data/{name}")).resolve()
+        max_starting = _get_int(errs, table, "max_starting", where, DEFAULT_MAX_STARTING, minimum=1)
         if "raft" in addrs:
             raft_host = addrs["raft"].host
             machine = "loopback" if _is_loopback(raft_host) else raft_host
@@ -1577,7 +1582,12 @@ def _nodes(errs: _Errors, cluster: Mapping[str, Any], base_dir: Path) -> tuple[N
         if ok and "raft" in addrs and "api" in addrs:
             nodes.append(
                 NodeConfig(
-                    name=name, raft=addrs["raft"], api=addrs["api"], tags=tags, data_dir=data_dir
+                    name=name,
+                    raft=addrs["raft"],
+                    api=addrs["api"],
+                    tags=tags,
+                    data_dir=data_dir,
+                    max_starting=max_starting,
                 )
             )
     return tuple(nodes)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 
+from raftcron.clock import utc_now
+
 # Every verb's parser is built on each call of the CLI, this module's add_parser too: the
 # module-level imports stay this cheap, the rest is imported by run().
 TYPE_CHECKING = False
@@ -144,10 +146,9 @@ def parse_members(spec: str | None, node: str) -> list[Member]:
 
 def render(members: list[Member], data_dir: str, out: Path, tokens: bool) -> str:
     """The commented cluster file."""
-    import datetime
 
     names = ", ".join(m.name for m in members)
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    today = utc_now().date().isoformat()
     raft_ports = sorted({m.raft for m in members})
     api_ports = sorted({m.api for m in members})
     lines = [

@@ -157,7 +157,7 @@ class ConfigControl:
         names = [n.name for n in node.config.cluster.nodes]
 
         def read(s: State) -> tuple[str, dict[str, str | None]]:
-            return s.config_hash, {n: s.member_hashes.get(n) for n in names}
+            return s.reconciled_config_hash(), {n: s.member_hash(n) for n in names}
 
         reconciled, members = node.machine.read(read)
         members[node.name] = self.hash  # its own: what it reads now, reported or not yet
@@ -191,7 +191,7 @@ class ConfigControl:
         if not st.ready or st.leader is None or not (st.is_leader or st.leader in st.connected):
             return
         name, mine = node.name, self.hash
-        if node.machine.read(lambda s: s.member_hashes.get(name)) == mine:
+        if node.machine.read(lambda s: s.member_hash(name)) == mine:
             return
         cmd = c.ReportConfig(at_ms=node.clock.wall_ms(), node=name, hash=mine)
         with contextlib.suppress(ProposalError):  # (tried again on the next look)

@@ -16,14 +16,13 @@ import os
 from pathlib import Path
 from typing import Final
 
-from pysyncobj.syncobj import _COMMAND_TYPE
-
 from raftcron.raft.journal import Entry, FileOps, encode_snapshot, write_file_durably
+from raftcron.raft.seam import NO_OP_ENTRY
 
 RAFT_SUBDIR: Final = "raft"  # raftcron/node.py: RaftSettings(data_dir=data_dir / "raft")
 SNAPSHOT_FILE: Final = "snapshot.bin"  # raftcron/raft/node.py: fullDumpFile
 SEED_INDEX: Final = 2
-_NO_OP: Final = bytes([_COMMAND_TYPE.NO_OP])
+_NO_OP: Final = NO_OP_ENTRY
 
 
 def seed_entries() -> tuple[Entry, Entry]:

@@ -18,7 +18,6 @@ other).
 from __future__ import annotations
 
 import argparse
-import time
 
 from raftcron.cliutil import (
     EXIT_USAGE,
@@ -94,11 +93,12 @@ def cmd_save(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from raftcron.backup import BackupError, read_backup, write_private
+    from raftcron.clock import monotonic
 
     client = client_from_args(args)
-    started = time.monotonic()
+    started = monotonic()
     data = call(client.snapshot)
-    fetched = time.monotonic()
+    fetched = monotonic()
     try:
         backup = read_backup(data, "the leader's answer")
     except BackupError as exc:
@@ -107,7 +107,7 @@ def cmd_save(args: argparse.Namespace) -> int:
         write_private(Path(args.file), data)
     except OSError as exc:
         raise CliError(f"{args.file}: cannot write: {exc.strerror or exc}") from None
-    done = time.monotonic()
+    done = monotonic()
     if wants_json(args):
         print_json(
             {
@@ -149,12 +149,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from raftcron.backup import BackupError, read_backup, restore_into
+    from raftcron.clock import monotonic
 
     addresses, node_dir = _members(args)
     data_dir = args.data_dir or node_dir
     if data_dir is None:
         raise CliError("--data-dir is needed (or --config with --node)", EXIT_USAGE)
-    started = time.monotonic()
+    started = monotonic()
     try:
         with open(args.file, "rb") as f:
             data = f.read()
@@ -175,7 +176,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise CliError(f"{exc}; nothing written") from None
     except OSError as exc:
         raise CliError(f"{data_dir}: cannot write: {exc.strerror or exc}") from None
-    seconds = time.monotonic() - started
+    seconds = monotonic() - started
     st = restored.state
     summary = {
         "file": args.file,

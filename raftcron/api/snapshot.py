@@ -50,7 +50,8 @@ async def get_snapshot(request: web.Request) -> web.Response:
         )
 
     def take(s: State) -> tuple[Any, str, dict[str, int]]:
-        counts = {"jobs": len(s.jobs), "runs": len(s.runs), "locks": len(s.locks)}
+        totals = s.totals()
+        counts = {"jobs": totals.jobs, "runs": totals.runs, "locks": len(s.lock_list())}
         return s.capture(), s.cluster_id, counts
 
     produce, cluster_id, counts = node.machine.read(take)

@@ -424,6 +424,8 @@ def _what(job: JobInfo, raw: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from raftcron.core.jobfields import JOB_FIELDS  # (here: `raftcron lock` starts lean)
+
     job = _call(lambda: client_from_args(args).job(args.name))
     if args.json:
         _print_json(job.raw)
@@ -468,16 +470,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         got = ", ".join(f"{v['run']} {v['status']}" for v in w["settled"].values())
         wait = ", ".join(w["waiting_for"])
         lines.append(("fan-in", f"{w['scheduled_at']}: settled {got}; waiting for {wait}"))
-    keys: tuple[str, ...] = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries")
-    keys = (*keys, "tags", "count", "max_parallel", "env")
-    retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
-    more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    process = ("user", "group", "limits", "env_passthrough", "stdin")
-    as_json = ("tags", "env", "notify", "limits", "env_passthrough", "stdin")
-    for key in (*keys, *more, *process, "notify"):
-        if key in job.spec and job.spec[key] not in ({}, None):
-            value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in as_json else value))
+    spec = job.spec
+    for f in sorted((f for f in JOB_FIELDS if f.show and f.key), key=lambda f: f.show):
+        value = spec.get(f.key or "")
+        if value not in ({}, None) and (not f.show_if or spec.get(f.show_if)):
+            lines.append((f.key or "", json.dumps(value) if f.show_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"

@@ -94,7 +94,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def parse_members(spec: str | None, node: str) -> list[Member]:
     """``a=10.0.0.1:7100:8100,b=10.0.0.2`` as members; :class:`InitError` for a bad one."""
-    from raftcron.config import _NAME_RE
+    from raftcron.jobconfig import _NAME_RE
 
     if not _NAME_RE.fullmatch(node):
         raise InitError(

@@ -367,7 +367,9 @@ class Cluster:
             FuzzTransport.registry[addr] = (self.network, name)
         # Raw records for the verifiers (tests/fuzzy/verify.py)
         self.log: dict[int, bytes] = {}  # committed index -> command bytes (first applier)
-        self.first_index: dict[bytes, int] = {}  # command bytes -> lowest index applied at
+        self.first_effect: dict[bytes, int] = {}  # command bytes -> lowest index it acted at
+        # a Plan's bytes -> index applied at -> the run ids that copy acted on
+        self.plan_acted: dict[bytes, dict[int, set[str]]] = {}
         self.applied: dict[str, list[int]] = {n: [] for n in names}  # per incarnation
         self.grants: dict[str, tuple[int, str]] = {}  # run id -> (fence, node), first grant
         self.violations: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,47 @@ def test_a_command_applied_twice_is_caught(tmp_path: Path) -> None:
     assert any("took effect again" in v for v in report.violations), report.summary()
     # the replicas agree with each other: the digest check alone would have missed it
     assert not any("digests differ" in v for v in report.violations)
+
+
+class _ForgetsPlans(RecordingMachine):
+    """Every replica forgets the runs a Plan recorded when the same Plan's bytes come
+    again (a retried proposal, a duplicated forward), so the copy records them afresh: the
+    replicas still agree, only the fire-by-fire exactly-once check can see it."""
+
+    triggered = 0
+    seen: set[bytes] = set()
+
+    def _apply_once(self, data: bytes) -> Result:
+        cmd = c.decode(data)
+        if isinstance(cmd, c.Plan) and cmd.fires:
+            key = (self.member.name.encode(), data)
+            if b"".join(key) in _ForgetsPlans.seen:
+
+                def forget(s: State) -> None:
+                    for f in cmd.fires:
+                        for rid in [
+                            r
+                            for r, run in s.runs.items()
+                            if run.job == f.job and run.scheduled_at_ms == f.scheduled_at_ms
+                        ]:
+                            _ForgetsPlans.triggered += 1
+                            del s.runs[rid]
+                            s.leases.pop(rid, None)
+                        job = s.jobs.get(f.job)
+                        if job is not None:
+                            s.jobs[f.job] = replace(job, watermark_ms=f.scheduled_at_ms - 1)
+
+                self.read(forget)
+            _ForgetsPlans.seen.add(b"".join(key))
+        return super()._apply_once(data)
+
+
+def test_a_plan_acting_twice_on_a_fire_is_caught(tmp_path: Path) -> None:
+    _ForgetsPlans.triggered = 0
+    _ForgetsPlans.seen = set()
+    report = run(21, 10000, 3, tmp_path, machine_factory=_ForgetsPlans)
+    assert _ForgetsPlans.triggered > 0
+    assert any("acted again" in v for v in report.violations), report.summary()
 
 
 def test_chaos_network_no_longer_truncates_acknowledged_entries(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from raftcron.accounts import AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.api import audit, auth, dashboard, locks, metrics, openapi
 from raftcron.api import members as members_api
+from raftcron.api import snapshot as snapshot_api
 from raftcron.api.http import (
     NODE_KEY,
     ApiProblem,
@@ -835,6 +836,7 @@ def build_app(node: ClusterPort) -> web.Application:
     r.add_get("/health", members_api.health)
     r.add_get("/health/leader", members_api.health_leader)
     members_api.register(app)
+    snapshot_api.register(app)
     locks.register(app)
     dashboard.register(app)
     metrics.register(app)

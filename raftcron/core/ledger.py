@@ -148,6 +148,9 @@ class Ledger:
     # hash of its own file each member last reported (see "Configuration").
     config_hash: str = ""
     member_hashes: dict[str, str] = field(default_factory=dict)
+    # The cluster's id ("" for a cluster that never had one; a restored cluster gets a new
+    # one: raftcron/core/restore.py). Nodes of different clusters refuse each other.
+    cluster_id: str = ""
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose

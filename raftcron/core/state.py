@@ -83,6 +83,10 @@ Invariants:
   cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
   ``member_hashes`` is the hash each member last reported of its own file
   (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
+* Cluster id: ``cluster_id`` is "" until a restore (``raftcron/core/restore.py``) gives the
+  restored state a new one; it is in the snapshot (key ``cluster_id``, after ``config``)
+  only when set, so a state without one encodes as before. The Raft port refuses a peer
+  whose cluster id differs (``raftcron/raft/wire.py``).
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing

@@ -234,6 +234,10 @@ def _leaves_before_sync(message: Any) -> bool:
     )
 
 
+def _cluster_id_of(state: State) -> str:
+    return state.cluster_id
+
+
 class _Replica(ReplicaBase):
     def __init__(
         self,
@@ -274,6 +278,8 @@ class _Replica(ReplicaBase):
         # The transport (GuardedTransport) reads it; pysyncobj gets no password, so it
         # derives no key of its own and its pickle wire is never used.
         self.wire_keyring = Keyring(secrets)
+        # And the cluster id it checks peers against: the state's (a restore sets it).
+        self.wire_cluster_id: Callable[[], str] = lambda: machine.read(_cluster_id_of)
         unpickle.install()
         install_journal_factory(fs)
         conf = SyncObjConf(

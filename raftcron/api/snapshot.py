@@ -36,7 +36,7 @@ def _version() -> str:
 async def get_snapshot(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     st = node.status()
-    if not (st.is_leader and node.is_established_leader() and node.raft.leader_fresh()):
+    if not (st.is_leader and node.is_established_leader() and node.leader_fresh()):
         leader = node.node_name(st.leader) if not st.is_leader else None
         api = next(
             (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == leader),
@@ -54,7 +54,7 @@ async def get_snapshot(request: web.Request) -> web.Response:
         counts = {"jobs": totals.jobs, "runs": totals.runs, "locks": len(s.lock_list())}
         return s.capture(), s.cluster_id, counts
 
-    produce, cluster_id, counts = node.machine.read(take)
+    produce, cluster_id, counts = node.read(take)
     created_ms = node.clock.wall_ms()
     members = [
         {"name": n.name, "raft": str(n.raft), "api": str(n.api)} for n in node.config.cluster.nodes

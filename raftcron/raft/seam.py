@@ -421,6 +421,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_voters: frozenset[Any] = frozenset()
     _seam_keep_after: int | None = None
     _seam_skip_snapshot: bool = False
+    _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
 
     # -- reads of pysyncobj's state (tick thread)
@@ -563,8 +564,14 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
           transmission whose snapshot ends at or below this replica's commit index, or at
           an entry its log holds, is not installed (Raft keeps the log then). pysyncobj
           still sees the message as a heartbeat (term, leader, election timer), and the
-          leader is told, with the last piece, to go on from after this replica's commit
-          index.
+          leader is told, with the last piece, to go on from after the snapshot's last
+          entry or this replica's commit index, whichever is later. A snapshot holds only
+          committed entries, so one ending at an entry this log holds with the same term
+          commits this log up to it (Raft, section 7: the log matches up to there).
+          Answering "after my commit index" there instead (a restarted follower's
+          commit index lags its log) sent a leader whose log starts after the snapshot
+          the same snapshot again, forever: the follower never caught up (seen in a
+          chaos kill-leader run, 2026-12-07).
         * Any piece that does not complete a snapshot pysyncobj loads raises no commit
           index (bug 8: pysyncobj raised it up to the end of this replica's log, entries
           no leader had vouched for).
@@ -580,14 +587,24 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                 self._seam_skip_snapshot = entry is not None and (
                     entry[0] <= commit or self._seam_entry_term(entry[0]) == entry[1]
                 )
+                self._seam_skip_to = entry[0] if entry is not None else 0
             if self._seam_skip_snapshot:
                 super()._SyncObj__onMessageReceived(node, heartbeat)
                 self._SyncObj__leaderCommitIndex = message["commit_index"]
                 if last:
                     self._seam_skip_snapshot = False
-                    logger.info("raft: a stale snapshot from %s was not installed", node)
+                    upto = max(commit, self._seam_skip_to)
+                    if upto > commit:  # the snapshot vouches for this log up to its end
+                        self._SyncObj__raftCommitIndex = upto
+                        self._SyncObj__raftLog.setRaftCommitIndex(upto)
+                    logger.info(
+                        "raft: a snapshot from %s ending at an entry this log holds was not "
+                        "installed; committed up to %d",
+                        node,
+                        upto,
+                    )
                     self._SyncObj__sendNextNodeIdx(
-                        node, reset=True, nextNodeIdx=commit + 1, success=True
+                        node, reset=True, nextNodeIdx=upto + 1, success=True
                     )
                 return
         self._seam_dump_loaded = False

@@ -297,6 +297,7 @@ class Node:
             election_timeout=self.settings.max_timeout,
             stopping=lambda: self.drain.stopping,
             config_hash=self.configctl.hash,
+            levels=self.configctl.levels,
         )
         self.leader = leader
         logger.info(

@@ -46,6 +46,7 @@ from raftcron.api.http import (
     NODE_KEY,
     ApiProblem,
     error,
+    gate,
     invalid,
     not_committed,
     printable,
@@ -468,6 +469,7 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
             f"{node.name} sees no reachable leader (an election, or no quorum); retry later",
             retry,
         )
+    gate(node, cmd)
     try:
         res = await node.raft.propose(cmd, WRITE_TIMEOUT)
     except ProposalError as exc:

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from raftcron.core.commands import Command
     from raftcron.node import Node
     from raftcron.raft.node import ProposalError
 
@@ -63,6 +64,15 @@ def not_committed(
         f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
         headers,
     )
+
+
+def gate(node: Node, cmd: Command) -> None:
+    """409 ``feature_not_enabled`` for a command that uses a feature some member does not
+    support yet (raftcron/core/features.py), naming the feature and the members still to
+    upgrade: nothing is proposed."""
+    refused = node.configctl.refusal(cmd)
+    if refused is not None:
+        raise ApiProblem(409, "feature_not_enabled", refused.message())
 
 
 def json_response(

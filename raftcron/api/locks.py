@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, not_committed, printable
+from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, gate, not_committed, printable
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.config import ConfigError, parse_duration
@@ -162,6 +162,7 @@ def _fence(value: object, where: str) -> int:
 
 async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
     """Propose ``cmd`` until it commits or ``budget`` seconds pass (then 503)."""
+    gate(node, cmd)
     loop = asyncio.get_running_loop()
     end = loop.time() + budget
     while True:

@@ -30,16 +30,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, invalid, not_committed
+from raftcron.api.http import NODE_KEY, ApiProblem, gate, invalid, not_committed
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.model import DRAIN_OPERATOR
 from raftcron.core.state import Rejected
 from raftcron.drain import drain_view
 from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
-from raftcron.reload import ReloadIncomplete, ReloadRefused
+from raftcron.reload import ReloadGated, ReloadIncomplete, ReloadRefused
 
 if TYPE_CHECKING:
     from raftcron.core.state import State
@@ -76,13 +77,24 @@ def add_drains(node: Node, members: list[dict[str, Any]]) -> None:
 
 
 def add_config(node: Node, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """Put each member's ``config_hash`` (None: not reported yet) into ``/v1/status``
-    members; the status's own ``config_hash``, ``reconciled_config_hash`` and
-    ``config_drift`` (members whose file differs from the leader's: raftcron/reload.py)."""
+    """Put each member's ``config_hash`` (None: not reported yet), ``version`` and
+    ``feature_level`` into ``/v1/status`` members; the status's own ``config_hash``,
+    ``reconciled_config_hash`` and ``config_drift`` (members whose file differs from the
+    leader's: raftcron/reload.py), ``feature_level`` (this node's) and
+    ``cluster_feature_level`` (the lowest member's: raftcron/core/features.py)."""
     view = node.configctl.status_json()
     for m in members:
         m["config_hash"] = view["members"].get(m["name"])
-    return {k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")}
+        # what it advertised (None, level 0: nothing, a release from before levels)
+        adv = view["versions"].get(m["name"])
+        m["version"], m["feature_level"] = (None, 0) if adv is None else adv
+    levels = [int(m["feature_level"]) for m in members]
+    return {
+        **{k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")},
+        "feature_level": features.FEATURE_LEVEL,  # this node's
+        # the features enabled: what every member supports
+        "cluster_feature_level": min(levels, default=features.FEATURE_LEVEL),
+    }
 
 
 def _member_json(node: Node, name: str) -> dict[str, Any]:
@@ -109,6 +121,7 @@ def _addr_of(node: Node, name: str) -> str:
 
 async def _propose_drain(node: Node, name: str, on: bool) -> None:
     cmd = c.Drain(at_ms=node.clock.wall_ms(), node=name, drain=on, kind=DRAIN_OPERATOR)
+    gate(node, cmd)
     try:
         res = await node.raft.propose(cmd, WRITE_TIMEOUT)
     except ProposalError as exc:
@@ -170,6 +183,8 @@ async def reload_member(request: web.Request) -> web.Response:
         )
     try:
         body = await node.configctl.reload()
+    except ReloadGated as exc:
+        raise ApiProblem(409, "feature_not_enabled", "\n".join(exc.errors)) from None
     except ReloadRefused as exc:
         raise ApiProblem(
             400,

@@ -86,11 +86,19 @@ class SyncConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportConfig:
     """Member ``node`` reads a cluster file whose ``config_hash`` is ``hash``
-    (``State.member_hashes``; it says so at start and after a reload). Idempotent."""
+    (``State.member_hashes``; it says so at start and after a reload). Idempotent.
+
+    ``version`` and ``level`` (``raftcron/core/features.py``): the member's raftcron
+    version and feature level (``State.member_versions``); ``""`` advertises nothing
+    (a member of a release from before levels: level 0). Both are encoded only when
+    ``version`` is set, and members of those releases decode the command as before
+    (they ignore the two fields)."""
 
     at_ms: int
     node: str
     hash: str
+    version: str = ""
+    level: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -764,6 +772,8 @@ def encode(cmd: Command) -> bytes:
             body |= {"t": "drain", "node": cmd.node, "drain": cmd.drain, "kind": cmd.kind}
         case ReportConfig():
             body |= {"t": "config_report", "node": cmd.node, "hash": cmd.hash}
+            if cmd.version:  # (members from before levels ignore both)
+                body |= {"version": cmd.version, "level": cmd.level}
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
@@ -880,7 +890,13 @@ def _decode_body(b: Mapping[str, Any]) -> Command | None:
         case "drain":
             return Drain(at_ms=at, node=str(b["node"]), drain=bool(b["drain"]), kind=str(b["kind"]))
         case "config_report":
-            return ReportConfig(at_ms=at, node=str(b["node"]), hash=str(b["hash"]))
+            return ReportConfig(
+                at_ms=at,
+                node=str(b["node"]),
+                hash=str(b["hash"]),
+                version=str(b.get("version", "")),
+                level=int(b.get("level", 0)),
+            )
     return None
 
 

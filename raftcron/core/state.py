@@ -83,6 +83,13 @@ Invariants:
   cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
   ``member_hashes`` is the hash each member last reported of its own file
   (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
+  ``member_versions`` is the raftcron version and feature level each member last
+  advertised in its ``ReportConfig`` (``raftcron/core/features.py``; a member absent from
+  it is level 0): the third item of ``config``, written only when one advertised, which
+  nodes from before levels ignore when they load the snapshot. Those nodes apply the
+  report without its version, so their replica lacks it: each member advertises again
+  when it sees another member's advertisement change (``raftcron/reload.py``), and a
+  replica rebuilt from their snapshot learns it back.
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing
@@ -103,6 +110,7 @@ from typing import Any, Final
 import msgpack
 
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.model import (
     BACKFILL_MAX_FIRES,
     BACKFILL_MAX_RATE,
@@ -168,6 +176,7 @@ from raftcron.core.model import (
 from raftcron.core.planner import schedule_of
 
 SNAPSHOT_VERSION: Final = 1
+MAX_LEVEL: Final = features.MAX_LEVEL
 MAX_CONFIG_HASH: Final = 64  # characters of a config hash kept (raftcron/confighash.py: 16)
 
 
@@ -342,6 +351,8 @@ class State:
     # hash of its own file each member last reported (see "Configuration").
     config_hash: str = ""
     member_hashes: dict[str, str] = field(default_factory=dict)
+    # Each member's advertised (raftcron version, feature level) (see "Configuration").
+    member_versions: dict[str, tuple[str, int]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose
@@ -1650,8 +1661,18 @@ class State:
             return Rejected("bad_report", f"a member name is 1 to {MAX_NODE_NAME} characters")
         if not cmd.hash or len(cmd.hash) > MAX_CONFIG_HASH:
             return Rejected("bad_report", f"a config hash is 1 to {MAX_CONFIG_HASH} characters")
+        if len(cmd.version) > MAX_CONFIG_HASH or not 0 <= cmd.level <= MAX_LEVEL:
+            return Rejected(
+                "bad_report",
+                f"a version is at most {MAX_CONFIG_HASH} characters and a feature level "
+                f"0 to {MAX_LEVEL}",
+            )
         changed = self.member_hashes.get(cmd.node) != cmd.hash
         self.member_hashes[cmd.node] = cmd.hash
+        if cmd.version:  # (a report without one leaves what the member advertised)
+            advertised = (cmd.version, cmd.level)
+            changed |= self.member_versions.get(cmd.node) != advertised
+            self.member_versions[cmd.node] = advertised
         return Ok(changed)
 
     def _drain(self, cmd: c.Drain) -> Result:
@@ -1719,7 +1740,7 @@ class State:
         locks = list(self.locks.values())
         lock_done = list(self.lock_done.items())
         drained = list(self.drained.items())
-        config = (self.config_hash, dict(self.member_hashes))
+        config = (self.config_hash, dict(self.member_hashes), dict(self.member_versions))
         counters = (
             self.counters.fence,
             self.counters.stale_rejections,
@@ -1799,6 +1820,8 @@ class State:
                     st.config_hash = str(value[0])
                     if len(value) > 1:
                         st.member_hashes = {str(n): str(h) for n, h in value[1]}
+                    if len(value) > 2:
+                        st.member_versions = {str(n): (str(v), int(lv)) for n, v, lv in value[2]}
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {version!r}")
         st._rebuild_live()
@@ -2058,7 +2081,7 @@ def _encode_snapshot(
     locks: Iterable[Lock] = (),
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
     drained: Iterable[tuple[str, DrainMark]] = (),
-    config: tuple[str, dict[str, str]] = ("", {}),
+    config: tuple[str, dict[str, str], dict[str, tuple[str, int]]] = ("", {}, {}),
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -2083,7 +2106,7 @@ def _encode_snapshot(
     # "drained" is the last key, written only when a member is drained: a state without
     # one encodes exactly as before drains existed (older nodes read it; digests agree)
     # "config" likewise, after it: written only once a hash was reconciled or reported
-    has_config = bool(config[0] or config[1])
+    has_config = bool(config[0] or config[1] or config[2])
     out.write(packer.pack_map_header(10 + bool(drain_list) + has_config))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
@@ -2118,5 +2141,8 @@ def _encode_snapshot(
         array(([n, m.kind, m.since_ms] for n, m in drain_list), len(drain_list))
     if has_config:
         out.write(packer.pack("config"))
-        out.write(packer.pack([config[0], [[n, config[1][n]] for n in sorted(config[1])]]))
+        row: list[Any] = [config[0], [[n, config[1][n]] for n in sorted(config[1])]]
+        if config[2]:  # (a third item: older nodes read the first two)
+            row.append([[n, *config[2][n]] for n in sorted(config[2])])
+        out.write(packer.pack(row))
     return out.getvalue()

@@ -15,7 +15,8 @@ from the kill:
 etcd: the same kill -9 of the leader member; (a) the first gRPC ``Put`` that commits on a
 survivor (0.5 s deadline per attempt) and the first member reporting itself leader. etcd
 runs its defaults (heartbeat 100 ms, election timeout 1 s); raftcron its own (election
-timeout 0.3-0.9 s, DESIGN.md 2b). The killed member is restarted after each trial.
+timeout 0.3-0.9 s, docs/design.md, "Raft settings and timing"). The killed member is
+restarted after each trial.
 
     .venv/bin/python -m bench.failover [--quick]
 """

@@ -1,4 +1,5 @@
-"""A small typed client for the raftcron HTTP API (DESIGN.md section 6), sync and async.
+"""A small typed client for the raftcron HTTP API, sync and async (the API is the
+outside contract of docs/design.md, "The outside contract").
 
 * :class:`Client` is synchronous and built on :mod:`http.client` only, so a one-shot CLI
   call starts fast: importing this module never imports aiohttp.

@@ -1,6 +1,7 @@
 """``raftcron lock NAME [--ttl 30s] [--wait 0s] -- CMD ...``: run CMD while holding a lock.
 
-What it guarantees (the lease rules of DESIGN.md section 3, as the executor keeps them):
+What it guarantees (the lease rules of docs/design.md, "Leases and fencing", as the
+executor keeps them):
 
 * CMD starts only after the lock was granted, with ``RAFTCRON_LOCK`` and
   ``RAFTCRON_FENCE`` in its environment; hand the fence to whatever CMD writes.
@@ -30,9 +31,9 @@ stderr, reads the answer and retries (three tries, as before) in the background.
 answered last (a call right after it, on any node, finds the lock free once that commit
 is applied: a few ms). If it cannot be delivered (the guardian killed, no node
 answering), the lock lapses on its own: the leader expires it ``--ttl`` after the last
-renewal (plus the take-over patience of DESIGN.md section 3 if the leader changes), as it
-does for a holder that dies. With ``--hold``, after a lost lock, or for an ``https://``
-API, this process releases before it exits, as it always did.
+renewal (plus the take-over patience of docs/design.md, "Leases and fencing", if the
+leader changes), as it does for a holder that dies. With ``--hold``, after a lost lock, or
+for an ``https://`` API, this process releases before it exits, as it always did.
 
 It is a one-shot process whose start-up is most of its run time, so it imports little:
 no aiohttp, no Raft code, no config machinery, and nothing that imports :mod:`enum` or

@@ -1,4 +1,5 @@
-"""The HTTP API (aiohttp): the ``/v1`` contract of DESIGN.md section 6, on every node.
+"""The HTTP API (aiohttp): the ``/v1`` contract on every node (docs/design.md, "The
+outside contract"; the README's "HTTP API").
 
 Invariants:
 

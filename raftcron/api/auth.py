@@ -1,7 +1,7 @@
 """API authentication (bearer tokens) and the API's TLS context.
 
-Rules (DESIGN.md section 6), decided by :meth:`Authorizer.decide`, a pure function of the
-method, the path and the ``Authorization`` header:
+Rules (docs/design.md, "Security model"), decided by :meth:`Authorizer.decide`, a pure
+function of the method, the path and the ``Authorization`` header:
 
 * No tokens configured: everything is open. The config refuses that unless every API is
   on loopback or the operator wrote ``api.insecure = true`` (``config.py``), so this is the

@@ -1,5 +1,5 @@
 """Lease arithmetic shared by every lease holder (the executor, ``raftcron lock``) and the
-leader (DESIGN.md section 3). Pure: callers pass their own monotonic readings.
+leader (docs/design.md, "Leases and fencing"). Pure: callers pass their own monotonic readings.
 
 D = lease duration, rho = clock-rate drift bound, m = safety margin. A holder that started
 its timer at ``t_send`` (before sending the grant or renewal) trusts the lease until

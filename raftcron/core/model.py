@@ -55,7 +55,7 @@ HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS
 # (RLIMIT_CPU).
 LIMIT_KEYS: Final = ("nofile", "memory", "cpu")
 
-# Run statuses (DESIGN.md section 6). Final statuses never change again.
+# Run statuses (docs/design.md, "The run lifecycle"). Final statuses never change again.
 CLAIMED: Final = "claimed"
 RUNNING: Final = "running"
 SUCCEEDED: Final = "succeeded"
@@ -232,7 +232,7 @@ class JobSpec:
     catchup_ms: int = DEFAULT_CATCHUP_MS
     catchup_mode: str = "all"  # CATCHUP_MODES
     jitter_ms: int = 0
-    # Daylight saving time (DESIGN of raftcron.core.schedule): a fire whose wall time falls
+    # Daylight saving time (the docstring of raftcron.core.schedule): a fire whose wall time falls
     # in a spring-forward gap runs at the first instant after it ("shift") or not at all
     # ("skip"); one in a fall-back repeated hour runs "once" (first occurrence) or "twice".
     dst_gap: str = "shift"
@@ -430,7 +430,7 @@ class Lease:
     """A fenced lease: on a run (key = run id) or, later, on a named lock.
 
     Leases carry no expiry time: the leader decides expiry on its own monotonic clock
-    (DESIGN.md section 3) and commits an ``expire`` command naming the fence.
+    (docs/design.md, "Leases and fencing") and commits an ``expire`` command naming the fence.
     """
 
     key: str

@@ -1,7 +1,7 @@
 """Embedded Python jobs: a granted run of a job with ``spec.call`` set runs a callable in
 this process (registered through :mod:`raftcron.embed`) instead of a command.
 
-The lease path is the shell executor's (DESIGN.md section 3), step by step:
+The lease path is the shell executor's (docs/design.md, "Leases and fencing"), step by step:
 
 * Nothing runs before a fenced ``Start`` commits; the timer starts before it is sent, and
   the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the monotonic clock.

@@ -1,7 +1,7 @@
 """The fenced lease of one granted run: the one start/renew/complete path every executor
 kind uses (process runs with a watchdog, HTTP requests, embedded Python callables).
 
-The rules (DESIGN.md section 3), kept here once:
+The rules (docs/design.md, "Leases and fencing"), kept here once:
 
 * Nothing runs before a fenced ``Start`` commits. The timer starts BEFORE the proposal is
   sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - m`` on the monotonic clock,

@@ -1,6 +1,6 @@
 """The executor: runs the fires the leader granted to this node.
 
-Safety rules it keeps (DESIGN.md section 3):
+Safety rules it keeps (docs/design.md, "Leases and fencing"):
 
 * It acts only on committed grants (fed in by the node from the apply stream), and only
   on live ones: grants applied while the node replays its log at start-up (before it has

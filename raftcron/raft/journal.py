@@ -1,7 +1,8 @@
 """Durable storage for pysyncobj: an fsynced Raft journal and off-thread msgpack snapshots.
 
-DESIGN.md section 5: pysyncobj's own ``FileJournal`` writes through mmap and never fsyncs, and
-its meta and dump files are never fsynced either. This module replaces both.
+docs/design.md, "Durability": pysyncobj's own ``FileJournal`` writes through mmap and
+never fsyncs, and its meta and dump files are never fsynced either. This module replaces
+both.
 
 :class:`DurableJournal`
     An append-only file of CRC-checked records plus a ``.meta`` file for term, vote and commit

@@ -9,7 +9,7 @@ What it guarantees:
   bounded). pysyncobj still pickles its log entries around our command bytes; they are
   read back only by :mod:`raftcron.raft.unpickle` and must be a call of a replicated method
   with bytes (:func:`regular_call`), or they are refused, logged and skipped.
-* Durability (DESIGN.md section 5): the journal is a :class:`DurableJournal`. Every message
+* Durability (docs/design.md, "Durability"): the journal is a :class:`DurableJournal`. Every message
   a node sends except the leader's AppendEntries (an ack to the leader, a vote, a forwarded
   command) goes through :class:`_DurableTransport`, which fsyncs pending journal bytes
   first. The leader replicates before its own fsync and syncs while the followers write
@@ -110,7 +110,7 @@ class ProposalTimeout(ProposalError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RaftSettings:
-    """How this node joins the cluster (DESIGN.md section 2b for the tuning)."""
+    """How this node joins the cluster (docs/design.md, "Raft settings and timing")."""
 
     self_addr: str
     peers: Sequence[str]  # the other members' raft addresses

@@ -342,8 +342,8 @@ def test_plain_http_reads_every_body_framing(raw: bytes, body: bytes) -> None:
 
 def test_lock_command_imports_stay_lean() -> None:
     """`raftcron lock` parses its options and builds its API client without http.client,
-    the general client, the config machinery, dataclasses or typing (DESIGN: a one-shot
-    CLI call should start fast; see docs/benchmarks.md)."""
+    the general client, the config machinery, dataclasses or typing (a one-shot CLI
+    call should start fast; see docs/benchmarks.md)."""
     code = (
         "import sys; before = set(sys.modules)\n"
         "from raftcron import cli, lockcmd\n"

@@ -1,4 +1,4 @@
-"""DESIGN.md section 5 on a real (in-process) pysyncobj cluster of raftcron replicas.
+"""docs/design.md, "Durability", on a real (in-process) pysyncobj cluster of raftcron replicas.
 
 Every node's journal goes through its own :class:`CrashableFileOps`, which knows exactly
 which bytes an fsync has made durable. Two invariants are checked at the moment they

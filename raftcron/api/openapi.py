@@ -202,7 +202,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "required": ["node", "role", "leader", "term", "commit_index", "members"],
         "properties": {
             "node": {"type": "string"},
-            "version": {"type": "string", "examples": ["0.1.0"]},
+            "version": {"type": "string", "examples": ["0.2.0"]},
             "role": {"enum": ["leader", "follower"]},
             "leader": _NULL_STR,
             "leader_established": {"type": "boolean"},

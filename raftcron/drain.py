@@ -56,7 +56,7 @@ DRAINED: Final = "drained"  # drained, and holds none
 def drain_view(s: State, name: str) -> dict[str, Any] | None:
     """``{"state", "kind", "since_ms", "live_runs"}`` of member ``name``, None if it is not
     drained (call inside ``Machine.read``)."""
-    mark = s.drained.get(name)
+    mark = s.drain_mark(name)
     if mark is None:
         return None
     live = live_runs_of(s, name)
@@ -70,7 +70,7 @@ def drain_view(s: State, name: str) -> dict[str, Any] | None:
 
 def live_runs_of(s: State, name: str) -> int:
     """Runs that member ``name`` holds a lease of (claimed or running)."""
-    return sum(1 for lz in s.leases.values() if lz.holder == name)
+    return s.load_by_node().get(name, 0)
 
 
 class DrainControl:
@@ -89,7 +89,7 @@ class DrainControl:
 
     def mark(self) -> DrainMark | None:
         name = self.node.name
-        return self.node.machine.read(lambda s: s.drained.get(name))
+        return self.node.machine.read(lambda s: s.drain_mark(name))
 
     def live_runs(self) -> int:
         name = self.node.name
@@ -121,7 +121,7 @@ class DrainControl:
         drained, the most caught up; None if there is none."""
         node = self.node
         st = node.raft.status
-        drained = node.machine.read(lambda s: set(s.drained))
+        drained = node.machine.read(lambda s: set(s.drained_members()))
         match = dict(st.match_index)
         best: tuple[int, str] | None = None
         for addr in st.responsive:
@@ -271,9 +271,7 @@ class DrainControl:
 
     def _still_running(self) -> list[str]:
         name = self.node.name
-        return self.node.machine.read(
-            lambda s: sorted(rid for rid, lz in s.leases.items() if lz.holder == name)
-        )
+        return self.node.machine.read(lambda s: s.leases_held_by(name))
 
     async def _until_hurry(self, work: Any) -> Any:
         """Await ``work`` unless a second signal comes first (then it is cancelled)."""

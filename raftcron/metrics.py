@@ -266,12 +266,11 @@ def _version() -> str:
 def _drain_states(s: State, members: Iterable[str]) -> dict[str, str]:
     """Each member's drain state: "draining" (drained, still holding live runs), "drained"
     (holding none) or "" (not drained)."""
-    holders: dict[str, int] = {}
-    for lease in s.leases.values():
-        holders[lease.holder] = holders.get(lease.holder, 0) + 1
+    holders = s.load_by_node()
+    drained = s.drained_members()
     out = {}
-    for name in {*members, *s.drained}:
-        if name in s.drained:
+    for name in {*members, *drained}:
+        if name in drained:
             out[name] = "draining" if holders.get(name) else "drained"
         else:
             out[name] = ""
@@ -287,20 +286,13 @@ def _cluster_facts(
     list[tuple[str, int]],
     list[Job],
 ]:
+    extra, n = s.counter_extra(), s.totals()
     return (
-        outcome_counts(s.counters.extra),
-        (
-            s.counters.stale_rejections,
-            s.counters.runs_recorded,
-            s.counters.fence,
-            len(s.runs),
-            len(s.jobs),
-            len(s.leases),
-            sum(1 for j in s.jobs.values() if j.paused),
-        ),
-        unschedulable_counts(s.counters.extra),
-        job_errors_counts(s.counters.extra),
-        list(s.jobs.values()),  # immutable records: read after the lock is released
+        outcome_counts(extra),
+        (n.stale_rejections, n.runs_recorded, n.fence, n.runs, n.jobs, n.leases, n.paused_jobs),
+        unschedulable_counts(extra),
+        job_errors_counts(extra),
+        s.job_list(),  # immutable records: read after the lock is released
     )
 
 

@@ -186,10 +186,10 @@ class Node:
             loop.call_soon_threadsafe(self._on_restore)
 
     def _on_restore(self) -> None:
-        now_leases = self.machine.read(lambda s: list(s.leases.values()))
+        now_leases = self.machine.read(lambda s: s.lease_list())
         for lz in now_leases:
             self.leases.touch(lz.key, lz.fence, lz.lease_ms, lz.renewals)
-        for lk in self.machine.read(lambda s: list(s.locks.values())):
+        for lk in self.machine.read(lambda s: s.lock_list()):
             self.leases.touch_lock(lk.name, lk.fence, lk.ttl_ms, lk.renewals)
             for w in lk.waiters:
                 self.leases.touch_waiter(lk.name, w.request, w.wait_ms)
@@ -198,7 +198,7 @@ class Node:
         self.executor.resume()
 
     def _touch(self, rid: str, fence: int) -> None:
-        lease = self.machine.read(lambda s: s.leases.get(rid))
+        lease = self.machine.read(lambda s: s.lease(rid))
         if lease is not None and lease.fence == fence:
             self.leases.touch(rid, fence, lease.lease_ms, lease.renewals)
 

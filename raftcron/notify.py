@@ -89,14 +89,8 @@ def completion_events(status: str, previous: str | None) -> tuple[str, ...]:
 def previous_completion(state: State, run: Run) -> str | None:
     """The status of the job's newest completed run (succeeded/failed/timed_out/lost)
     recorded before ``run``; missed, skipped and paused records do not count."""
-    ids = state.history.get(run.job, ())
-    if run.id in ids:
-        ids = ids[: ids.index(run.id)]
-    for rid in reversed(ids):
-        prev = state.runs.get(rid)
-        if prev is not None and prev.status in COMPLETION_STATUSES:
-            return prev.status
-    return None
+    prev = state.newest_record(run.job, COMPLETION_STATUSES, before=run.id)
+    return None if prev is None else prev.status
 
 
 def is_late(started_ms: int, due_ms: int, trigger: str, late_after_ms: int) -> bool:
@@ -229,7 +223,7 @@ class Notifier:
                 rids = [cmd.run_id]
         if not rids or not self.is_leader():
             return
-        found = self.machine.read(lambda s: [_lookup(s, rid) for rid in rids])
+        found = self.machine.read(lambda s: [s.run_and_spec(rid) for rid in rids])
         for item in found:
             if item is None:
                 continue
@@ -346,16 +340,8 @@ class Notifier:
             await self._session.close()
 
 
-def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:
-    run = state.runs.get(rid)
-    job = state.jobs.get(run.job) if run is not None else None
-    if run is None or job is None:
-        return None
-    return run, job.spec
-
-
 def _with_previous(state: State, rid: str) -> tuple[Run, JobSpec, str | None] | None:
-    found = _lookup(state, rid)
+    found = state.run_and_spec(rid)
     if found is None:
         return None
     run, spec = found

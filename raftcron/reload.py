@@ -189,9 +189,9 @@ class ConfigControl:
             s: State,
         ) -> tuple[str, dict[str, str | None], dict[str, tuple[str, int] | None]]:
             return (
-                s.config_hash,
-                {n: s.member_hashes.get(n) for n in names},
-                {n: s.member_versions.get(n) for n in names},
+                s.reconciled_config_hash(),
+                {n: s.member_hash(n) for n in names},
+                {n: s.member_version(n) for n in names},
             )
 
         reconciled, members, versions = node.machine.read(read)
@@ -204,7 +204,7 @@ class ConfigControl:
         """Each member's feature level (advertised; 0 if it advertised nothing; this
         node's own is the one it runs): what the gate compares with."""
         names = [n.name for n in self.node.config.cluster.nodes]
-        got = self.node.machine.read(lambda s: {n: s.member_versions.get(n) for n in names})
+        got = self.node.machine.read(lambda s: {n: s.member_version(n) for n in names})
         out = {n: 0 if v is None else v[1] for n, v in got.items()}
         out[self.node.name] = features.FEATURE_LEVEL
         return out
@@ -245,8 +245,8 @@ class ConfigControl:
         advertised = (self.version, features.FEATURE_LEVEL)
 
         def read(s: State) -> tuple[str | None, tuple[str, int] | None, dict[str, Any]]:
-            others = {n: v for n, v in s.member_versions.items() if n != name}
-            return s.member_hashes.get(name), s.member_versions.get(name), others
+            others = {n: v for n, v in s.member_version_map().items() if n != name}
+            return s.member_hash(name), s.member_version(name), others
 
         reported, version, others = node.machine.read(read)
         if self._others is None:  # the first look: what the others had advertised then

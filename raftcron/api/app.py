@@ -31,6 +31,7 @@ import asyncio
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -331,19 +332,6 @@ def backfill_json(job: Job, bf: Backfill | None = None) -> dict[str, Any] | None
     }
 
 
-def _job_view(s: State, name: str) -> tuple[Job, Run | None, list[str]] | None:
-    """The job, its newest final run and its live run ids (call inside ``Machine.read``)."""
-    job = s.jobs.get(name)
-    if job is None:
-        return None
-    last = None
-    for rid in reversed(s.history.get(name, ())):
-        last = s.runs.get(rid)
-        if last is not None:
-            break
-    return job, last, list(s.live.get(name, ()))
-
-
 def status_json(node: Node) -> dict[str, Any]:
     st = node.status()
     # pysyncobj keeps naming the last leader it knew; a cut-off node must not report a
@@ -371,15 +359,8 @@ def status_json(node: Node) -> dict[str, Any]:
         members.append(member)
     members_api.add_drains(node, members)
     config = members_api.add_config(node, members)
-    counts = node.machine.read(
-        lambda s: (
-            len(s.jobs),
-            len(s.runs),
-            len(s.leases),
-            s.counters.fence,
-            s.counters.stale_rejections,
-        )
-    )
+    tot = node.machine.read(lambda s: s.totals())
+    counts = (tot.jobs, tot.runs, tot.leases, tot.fence, tot.stale_rejections)
     return {
         "node": node.name,
         "version": node.metrics.version,  # this node's raftcron (`raftcron version` asks each)
@@ -446,7 +427,7 @@ def _instant(value: object, what: str) -> int:
 
 
 def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
-    view = node.machine.read(lambda s: _job_view(s, name))
+    view = node.machine.read(lambda s: s.job_view(name))
     if view is None:
         raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
     return view
@@ -481,7 +462,8 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
 
 
 def _refuse_config_job(node: Node, name: str, verb: str) -> None:
-    source = node.machine.read(lambda s: s.jobs[name].source if name in s.jobs else None)
+    job = node.machine.read(lambda s: s.job(name))
+    source = None if job is None else job.source
     if source == "embedded":
         raise ApiProblem(
             409,
@@ -505,11 +487,11 @@ async def get_status(request: web.Request) -> web.Response:
     return _json(status_json(request.app[NODE_KEY]))
 
 
-def _cursor(before: str, runs: dict[str, Run]) -> tuple[int, str]:
+def _cursor(before: str, run_of: Callable[[str], Run | None]) -> tuple[int, str]:
     """The sort key runs must be below: ``before`` is a run id or a scheduled_at in ms."""
     if re.fullmatch(r"[0-9]{1,30}", before):  # (not isdigit(): it takes "¹" too)
         return int(before), ""
-    run = runs.get(before)
+    run = run_of(before)
     if run is not None:
         return run.scheduled_at_ms, run.id
     m = _RUN_ID_MS.search(before)
@@ -536,9 +518,9 @@ async def get_runs(request: web.Request) -> web.Response:
     redact = not auth.sees_secrets(request)
 
     def pick(s: State) -> tuple[list[Run], tuple[int, str] | None, dict[str, list[str]]]:
-        bound = None if before is None else _cursor(before, s.runs)
-        hidden = {n: secrets_of(j.spec) for n, j in s.jobs.items()} if redact else {}
-        return list(s.runs.values()), bound, hidden
+        bound = None if before is None else _cursor(before, s.run)
+        hidden = {j.spec.name: secrets_of(j.spec) for j in s.job_list()} if redact else {}
+        return s.run_list(), bound, hidden
 
     runs, bound, hidden = node.machine.read(pick)
     runs = [
@@ -568,8 +550,8 @@ async def get_run(request: web.Request) -> web.Response:
     redact = not auth.sees_secrets(request)
 
     def pick(s: State) -> tuple[Run | None, str, list[str] | None]:
-        run = s.runs.get(rid)
-        job = s.jobs.get(run.job) if run is not None and redact else None
+        run = s.run(rid)
+        job = s.job(run.job) if run is not None and redact else None
         return run, _kill_of(s, rid), None if job is None else secrets_of(job.spec)
 
     run, kill, secrets = node.machine.read(pick)
@@ -579,7 +561,7 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 def _kill_of(s: State, rid: str) -> str:
-    lease = s.leases.get(rid)
+    lease = s.lease(rid)
     return "" if lease is None else lease.kill
 
 
@@ -595,13 +577,13 @@ async def kill_run(request: web.Request) -> web.Response:
         invalid(f"request body: reason must be a string of at most {MAX_NOTE} characters")
     if not isinstance(hard, bool):
         invalid("request body: hard must be true or false")
-    if node.machine.read(lambda s: s.runs.get(rid)) is None:
+    if node.machine.read(lambda s: s.run(rid)) is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     why = "killed through the API" + (f": {reason}" if reason else "")
     res = await _propose(
         node, c.Kill(at_ms=node.clock.wall_ms(), run_id=rid, reason=why, hard=hard)
     )
-    run = node.machine.read(lambda s: s.runs.get(rid))
+    run = node.machine.read(lambda s: s.run(rid))
     logger.info(
         "kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, printable(why)
     )
@@ -619,7 +601,7 @@ async def get_jobs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
 
     def views(s: State) -> list[tuple[Job, Run | None, list[str]]]:
-        out = [_job_view(s, name) for name in sorted(s.jobs)]
+        out = [s.job_view(name) for name in s.job_names()]
         return [v for v in out if v is not None]
 
     now = node.clock.wall_ms()
@@ -752,11 +734,11 @@ async def trigger_job(request: web.Request) -> web.Response:
             invalid("scheduled_at must be within a day of now (it labels a manual fire)")
     job, _, _ = _job_or_404(node, name)
     rid = manual_run_id(name, at)
-    done = node.machine.read(lambda s: s.runs.get(rid))
+    done = node.machine.read(lambda s: s.run(rid))
     if done is None:
         # every instance of the fire (count), placed like a scheduled fire's
         load, live, drained = node.machine.read(
-            lambda s: (s.load_by_node(), s.live_by_job(), frozenset(s.drained))
+            lambda s: (s.load_by_node(), s.live_by_job(), s.drained_members())
         )
         per_node: dict[str, int] = {}
         for _, on in live.get(name, ()):
@@ -786,7 +768,7 @@ async def trigger_job(request: web.Request) -> web.Response:
         for _, _, code in outcome.rejected:
             if code == "unknown_job":
                 raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
-        done = node.machine.read(lambda s: s.runs.get(rid))
+        done = node.machine.read(lambda s: s.run(rid))
         if done is None:  # e.g. a duplicate whose record was since trimmed
             raise ApiProblem(409, "duplicate", f"{rid} was already triggered")
     return _trigger_json(

@@ -185,7 +185,7 @@ def _grant_json(g: LockGrant, **extra: Any) -> dict[str, Any]:
 
 def _where(state: State, name: str, request: str) -> LockGrant | str:
     """Where ``request`` stands now: its grant, ``"queued"`` or ``"gone"``."""
-    lock = state.locks.get(name)
+    lock = state.lock(name)
     if lock is not None:
         if lock.request == request:
             return LockGrant(
@@ -197,7 +197,7 @@ def _where(state: State, name: str, request: str) -> LockGrant | str:
 
 
 def _busy(node: Node, name: str) -> str:
-    lock = node.machine.read(lambda s: s.locks.get(name))
+    lock = node.machine.read(lambda s: s.lock(name))
     if lock is None:
         return f"lock {name!r} was not acquired"
     return f"lock {name!r} is held by {lock.holder!r} (fence {lock.fence})"
@@ -392,7 +392,7 @@ def lock_json(lock: Lock) -> dict[str, Any]:
 
 async def list_locks(request: web.Request) -> web.Response:
     node = _node(request)
-    locks = node.machine.read(lambda s: sorted(s.locks.values(), key=lambda lk: lk.name))
+    locks = node.machine.read(lambda s: sorted(s.lock_list(), key=lambda lk: lk.name))
     return _json({"locks": [lock_json(lk) for lk in locks]})
 
 

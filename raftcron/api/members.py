@@ -102,7 +102,7 @@ def _member_json(node: Node, name: str) -> dict[str, Any]:
     addr = _addr_of(node, name)
     return {
         "node": name,
-        "drained": node.machine.read(lambda s: name in s.drained),
+        "drained": node.machine.read(lambda s: s.drain_mark(name) is not None),
         "drain": node.machine.read(lambda s: drain_json(s, name)),
         "leader": st.leader == addr and st.leader is not None,
     }

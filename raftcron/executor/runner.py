@@ -196,7 +196,7 @@ class Executor:
         """Called on the loop for every committed grant (any node)."""
         if node != self.node or rid in self._active or self._stopping or not self._caught_up:
             return  # before catching up: a replayed grant, or resume() will find it
-        found = self.raft.machine.read(lambda s: _lookup(s, rid))
+        found = self.raft.machine.read(lambda s: s.run_and_spec(rid))
         if found is None:
             return
         run, spec = found
@@ -243,7 +243,7 @@ class Executor:
 
     def _kill_request(self, rid: str, fence: int) -> tuple[str, bool] | None:
         def read(s: State) -> tuple[str, bool] | None:
-            lease = s.leases.get(rid)
+            lease = s.lease(rid)
             if lease is None or lease.fence != fence or not lease.kill:
                 return None
             return lease.kill, lease.kill_hard
@@ -815,7 +815,7 @@ class Executor:
         result = result or rundir.read_result(path)
         rec = rundir.read_record(path)
         if result is not None:
-            run = self.raft.machine.read(lambda s: s.runs.get(str(result.get("run"))))
+            run = self.raft.machine.read(lambda s: s.run(str(result.get("run"))))
             recorded = (
                 run is not None
                 and run.fence == fence
@@ -939,27 +939,17 @@ async def tell_watchdog(conn: asyncio.StreamWriter, msg: dict[str, Any], ctx: st
         logger.info("%s: watchdog already gone; not sent: %s", ctx, msg)
 
 
-def _lookup(state: State, rid: str) -> tuple[Run, JobSpec] | None:
-    run = state.runs.get(rid)
-    if run is None:
-        return None
-    job = state.jobs.get(run.job)
-    if job is None:
-        return None
-    return run, job.spec
-
-
 def _live_for(state: State, node: str) -> list[tuple[Run, JobSpec]]:
     """The runs granted to ``node`` whose lease is live (claimed or running). A started run
     of a job deleted since goes on under its lease: it gets a stand-in spec with the
     lease's duration (a command job's; only a process run has anything to re-attach to)."""
     out = []
     for run in state.live_runs(node):
-        job = state.jobs.get(run.job)
+        job = state.job(run.job)
+        lease = state.lease(run.id)
         if run.status == CLAIMED and job is not None:
             out.append((run, job.spec))
-        elif run.status == RUNNING:
-            lease = state.leases[run.id]
+        elif run.status == RUNNING and lease is not None:
             spec = (
                 job.spec
                 if job is not None
@@ -990,10 +980,10 @@ def _outcome(
 def _not_ours(state: State, run: Run, rec: dict[str, Any]) -> str | None:
     """Why a re-attached run's outcome must not be proposed: "" when it is already
     recorded as ``rec``, a reason when the lease has passed; None when it is still ours."""
-    lease = state.leases.get(run.id)
+    lease = state.lease(run.id)
     if lease is not None and lease.fence == run.fence:
         return None
-    now = state.runs.get(run.id)
+    now = state.run(run.id)
     if now is None:
         return "the run is no longer in the ledger"
     if (

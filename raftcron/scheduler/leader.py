@@ -172,17 +172,17 @@ class LeaseTracker:
 
         self.seen = {
             rid: inherit(self.seen.get(rid), lz.fence, lz.lease_ms, lz.renewals)
-            for rid, lz in state.leases.items()
+            for rid, lz in ((lz.key, lz) for lz in state.lease_list())
         }
         self.locks = {
             name: inherit(self.locks.get(name), lk.fence, lk.ttl_ms, lk.renewals)
-            for name, lk in state.locks.items()
+            for name, lk in ((lk.name, lk) for lk in state.lock_list())
         }
         grace = LOCK_WAIT_GRACE_MS / 1000
         self.waiters = {
             (name, w.request): self.waiters.get((name, w.request))
             or _Seen(0, now, w.wait_ms, grace)
-            for name, lk in state.locks.items()
+            for name, lk in ((lk.name, lk) for lk in state.lock_list())
             for w in lk.waiters
         }
 
@@ -198,10 +198,6 @@ class LeaseTracker:
     def _due(self, seen: dict[K, _Seen]) -> list[tuple[K, _Seen]]:
         now = self.clock.monotonic()
         return [(k, s) for k, s in seen.items() if now > s.mono + s.lease_ms / 1000 + s.patience]
-
-
-def _live_fires(s: State, job: str) -> frozenset[str]:
-    return frozenset(fire_of(rid) for rid in s.live.get(job, ()))
 
 
 class Leader:
@@ -296,7 +292,7 @@ class Leader:
         nothing a file says is put or deleted, so an election never silently brings back
         or drops a job; the operator decides with ``raftcron reload`` on this node."""
         async with self._sync_lock:
-            reconciled = self.raft.machine.read(lambda s: s.config_hash)
+            reconciled = self.raft.machine.read(lambda s: s.reconciled_config_hash())
             if reconciled and self.config_hash and reconciled != self.config_hash:
                 self.unreconciled = reconciled
                 logger.warning(
@@ -373,7 +369,7 @@ class Leader:
         SIGTERM) ends now, before anything is placed (after every member was stopped at
         once, every one of them is marked)."""
         name = self.node
-        mark = self.raft.machine.read(lambda s: s.drained.get(name))
+        mark = self.raft.machine.read(lambda s: s.drain_mark(name))
         if mark is None or mark.kind != DRAIN_SHUTDOWN or self.stopping():
             return
         await self._commit(
@@ -435,7 +431,7 @@ class Leader:
     def _refresh(self) -> None:
         if self._rebuild:
             jobs = self.raft.machine.read(
-                lambda s: [(j, _live_fires(s, j.spec.name)) for j in s.jobs.values()]
+                lambda s: [(j, s.live_fires(j.spec.name)) for j in s.job_list()]
             )
             self._next.clear()
             self._heap.clear()
@@ -452,7 +448,7 @@ class Leader:
                 # a change of a job (a run of it ended, it was paused, ...) may have given
                 # the jobs that run after it a dependency fire to claim
                 wanted = [*names, *sorted(s.descendants(names))]
-                return {n: (s.jobs.get(n), _live_fires(s, n)) for n in wanted}
+                return {n: (s.job(n), s.live_fires(n)) for n in wanted}
 
             jobs_by_name = self.raft.machine.read(read)
             for name, (maybe, fires) in jobs_by_name.items():
@@ -505,10 +501,10 @@ class Leader:
     async def _fire(self, names: list[str], now_ms: int) -> None:
         jobs, busy, live, drained = self.raft.machine.read(
             lambda s: (
-                [s.jobs[n] for n in names if n in s.jobs],
-                frozenset(s.live),
+                s.jobs_named(names),
+                s.busy_jobs(),
                 s.live_by_job(),
-                frozenset(s.drained),
+                s.drained_members(),
             )
         )
         nodes = self.live_nodes()
@@ -600,7 +596,7 @@ class Leader:
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
-        drained = ", ".join(sorted(self.raft.machine.read(lambda s: list(s.drained))))
+        drained = ", ".join(sorted(self.raft.machine.read(lambda s: s.drained_members())))
         logger.warning(
             "unschedulable job=%s run=%s tags={%s} live_nodes=[%s] drained=[%s]: %s",
             name, rid, tags, live, drained, why,

@@ -105,13 +105,13 @@ def test_parse_instant_refuses(text: str, needle: str) -> None:
 
 def test_cursor() -> None:
     runs = {"j@5": Run(id="j@5", job="j", scheduled_at_ms=5, status="succeeded")}
-    assert api._cursor("123", runs) == (123, "")
-    assert api._cursor("j@5", runs) == (5, "j@5")
-    assert api._cursor("gone@77~manual", runs) == (77, "gone@77~manual")
-    assert api._cursor("gone@77.2", runs) == (77, "gone@77.2")
-    assert api._cursor("gone@77~manual.3", runs) == (77, "gone@77~manual.3")
+    assert api._cursor("123", runs.get) == (123, "")
+    assert api._cursor("j@5", runs.get) == (5, "j@5")
+    assert api._cursor("gone@77~manual", runs.get) == (77, "gone@77~manual")
+    assert api._cursor("gone@77.2", runs.get) == (77, "gone@77.2")
+    assert api._cursor("gone@77~manual.3", runs.get) == (77, "gone@77~manual.3")
     with pytest.raises(api.ApiProblem):
-        api._cursor("garbage", runs)
+        api._cursor("garbage", runs.get)
 
 
 def _app(tmp_path: Path) -> api.web.Application:

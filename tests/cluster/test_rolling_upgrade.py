@@ -15,9 +15,10 @@ never the old release here.
 The cluster starts on the old release with ``tick``, an every-second job that reports to
 the chaos suite's sink (tests/chaos/sink.py), a process outside the cluster. Each node in
 turn is stopped with SIGTERM (its shutdown drain) and started again on this checkout.
-Before the next node goes, the one just started must be back and caught up. While at
-least one node is still old, a PUT to an upgraded node of a job that uses a gated key
-newer than the old release's level answers 409 ``feature_not_enabled``. From a release
+Before the next node goes, the one just started must be back and caught up, and the job
+must have run three more times. While at least one node is still old, a PUT to an
+upgraded node of a job that uses a gated key newer than the old release's level answers
+409 ``feature_not_enabled``. From a release
 before levels (level 0) that key is ``stdin`` (level 1, raftcron/core/features.py). The
 409 names exactly the members still to upgrade, and nothing is written. Once the last
 node is upgraded, every member shows every member at the new version and level, and the
@@ -184,9 +185,18 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)  # after at most the 2 s shutdown drain
                 cl.members[node].python = new_python
+                back = time.monotonic()
                 cl.start(node)
                 cl.wait_leader(60)
                 wait_for(f"{node} upgraded and caught up", lambda n=node: caught_up(cl, n), 90)
+                # the mixed cluster runs the job a while before the next node goes
+                wait_for(
+                    f"tick to run 3 times with {node} upgraded",
+                    lambda t=back: (
+                        sum(b["job"] == "tick" and b["t"] > t for b in sink.begins()) >= 3
+                    ),
+                    60,
+                )
                 upgraded, behind = order[: i + 1], order[i + 1 :]
                 # every upgraded member sees the upgraded ones at the new level
                 for n in upgraded:

@@ -54,6 +54,7 @@ test: $(STAMP) lint typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check raftcron tests bench examples packaging
 	$(BIN)/ruff format --check raftcron tests bench examples packaging
+	$(BIN)/python -m raftcron.docs_gen --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -20,6 +20,7 @@ import sys
 import time
 
 from raftcron import cliutil, lockcmd
+from raftcron.clock import monotonic, wall_ms
 
 TYPE_CHECKING = False  # typing and pathlib cost import time; mypy reads the block below
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ CHECK_FIRES = 3  # check-config and jobs apply show this many next fires of each
 
 
 def _now_ms() -> int:
-    return int(time.time() * 1000)
+    return wall_ms()
 
 
 def _fire_lines(fires_ms: Sequence[int], zone: str) -> list[str]:
@@ -150,7 +151,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         single_node_config,
     )
     from raftcron.hardening import private_umask, raise_open_files_limit
+    from raftcron.raft import seam
 
+    try:  # the pysyncobj internals raftcron relies on (raftcron/raft/seam.py)
+        seam.check()
+    except seam.SeamError as exc:
+        raise CliError(str(exc), EXIT_RUNTIME) from None
     private_umask()  # before anything is created: files private to the agent's account
     if args.config is None:
         try:
@@ -295,12 +301,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(_drain_line(body))
-    deadline = time.monotonic() + limit_s
+    deadline = monotonic() + limit_s
     while True:
         drain = body.get("drain") or {}
         if body.get("drained") and not drain.get("live_runs"):
             break
-        if time.monotonic() >= deadline:
+        if monotonic() >= deadline:
             live = drain.get("live_runs")
             raise CliError(
                 f"{args.node} still holds {live} live run(s) after {args.wait_timeout} (it stays "
@@ -310,7 +316,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
         try:
             body = _call(lambda: client.drain_status(args.node))
         except CliError:
-            if time.monotonic() >= deadline:
+            if monotonic() >= deadline:
                 raise
             continue  # the node we ask may be restarting: ask it again, no other
     print(json.dumps(body, indent=2) if args.json else _drain_line(body))
@@ -426,6 +432,8 @@ def _what(job: JobInfo, raw: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from raftcron.core.jobfields import JOB_FIELDS  # (here: `raftcron lock` starts lean)
+
     job = _call(lambda: client_from_args(args).job(args.name))
     if args.json:
         _print_json(job.raw)
@@ -470,16 +478,11 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         got = ", ".join(f"{v['run']} {v['status']}" for v in w["settled"].values())
         wait = ", ".join(w["waiting_for"])
         lines.append(("fan-in", f"{w['scheduled_at']}: settled {got}; waiting for {wait}"))
-    keys: tuple[str, ...] = ("timeout", "catchup", "catchup_mode", "jitter", "lease", "retries")
-    keys = (*keys, "tags", "count", "max_parallel", "env")
-    retry_keys = ("retry_backoff", "retry_backoff_max", "retry_other_node")
-    more = (*(retry_keys if job.spec.get("retries") else ()), "cwd", "late_after", "ping_url")
-    process = ("user", "group", "limits", "env_passthrough", "stdin")
-    as_json = ("tags", "env", "notify", "limits", "env_passthrough", "stdin")
-    for key in (*keys, *more, *process, "notify"):
-        if key in job.spec and job.spec[key] not in ({}, None):
-            value = job.spec[key]
-            lines.append((key, json.dumps(value) if key in as_json else value))
+    spec = job.spec
+    for f in sorted((f for f in JOB_FIELDS if f.show and f.key), key=lambda f: f.show):
+        value = spec.get(f.key or "")
+        if value not in ({}, None) and (not f.show_if or spec.get(f.show_if)):
+            lines.append((f.key or "", json.dumps(value) if f.show_json else value))
     last = job.last_run
     if last is not None:
         exit_text = "" if last.exit_code is None else f" exit={last.exit_code}"
@@ -725,7 +728,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     apis = {n.name: f"http://{n.api}" for n in cfg.cluster.nodes}
     try:
-        deadline = time.monotonic() + 60
+        deadline = monotonic() + 60
         up: set[str] = set()
         while len(up) < len(apis) and not stopping:
             for name, url in apis.items():
@@ -744,7 +747,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     print(f"node {name}: {url}  (dashboard: {url}/)")
                 except ClientError:
                     pass
-            if time.monotonic() > deadline:
+            if monotonic() > deadline:
                 raise CliError("the cluster did not come up within 60s; see the agent.log files")
             time.sleep(0.2)
         print("cluster up; Ctrl-C stops everything. Live view of leader and runs:")
@@ -753,10 +756,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        end = time.monotonic() + 10
+        end = monotonic() + 10
         for p in procs.values():
             try:
-                p.wait(max(0.1, end - time.monotonic()))
+                p.wait(max(0.1, end - monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -771,8 +774,8 @@ def _live_view(apis: dict[str, str], stopping: Any, duration: float | None) -> N
 
     seen: dict[str, str] = {}
     leader = None
-    end = None if duration is None else time.monotonic() + duration
-    while not stopping() and (end is None or time.monotonic() < end):
+    end = None if duration is None else monotonic() + duration
+    while not stopping() and (end is None or monotonic() < end):
         for url in apis.values():
             try:
                 client = Client(url, timeout=1.0)

@@ -19,6 +19,7 @@ from raftcron.cliutil import (
     wants_json,
     when,
 )
+from raftcron.clock import wall_ms
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,9 +115,8 @@ def run_duration(run: RunInfo, now_ms: int | None = None) -> str | None:
 
 
 def _now_ms() -> int:
-    import time
 
-    return int(time.time() * 1000)
+    return wall_ms()
 
 
 # --------------------------------------------------------------------------- verbs

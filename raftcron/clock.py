@@ -1,17 +1,47 @@
-"""The only module that reads time.
+"""The only module that reads time (``tests/unit/test_clock_reads.py`` checks it), but
+for the watchdog (``executor/watchdog.py``), a process of its own that imports only the
+standard library: it reads CLOCK_MONOTONIC, system-wide, so its deadlines are this
+module's :func:`monotonic` values.
 
-Everything else is handed a :class:`Clock`. ``wall_ms`` stamps commands (cluster time),
-``monotonic`` measures leases and timeouts. Tests pass a :class:`FakeClock`; chaos tests
-set ``RAFTCRON_CLOCK_CONTROL`` to a file whose content (seconds, a float) is added to the
+Code that can be given a clock is handed a :class:`Clock`; the rest (deadlines of a CLI
+call, connection idle timers, the watchdog process) reads it through :func:`monotonic`,
+:func:`wall_ms` and :func:`utc_now` here. ``wall_ms`` stamps commands (cluster time),
+``monotonic`` measures leases and timeouts. Tests pass a :class:`FakeClock`; the chaos
+suite's agents run a :class:`ControlledClock` (put in by the test harness,
+:mod:`raftcron.hooks`): the content of a control file (seconds, a float) is added to the
 wall clock, so a node's clock can be jumped or strobed from outside the process.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
-from typing import Protocol
+
+# ``raftcron lock``'s fast path imports this module: no typing, pathlib or datetime at run
+# time (mypy reads the block below).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime
+    from pathlib import Path
+    from typing import Protocol
+else:
+    Protocol = object
+
+
+def monotonic() -> float:
+    """Seconds on CLOCK_MONOTONIC (system-wide; the event loop's clock)."""
+    return time.monotonic()
+
+
+def wall_ms() -> int:
+    """Milliseconds since the Unix epoch, from the system's wall clock."""
+    return time.time_ns() // 1_000_000
+
+
+def utc_now() -> datetime.datetime:
+    """The wall clock as an aware UTC datetime."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)
 
 
 class Clock(Protocol):
@@ -26,10 +56,10 @@ class Clock(Protocol):
 
 class SystemClock:
     def wall_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return wall_ms()
 
     def monotonic(self) -> float:
-        return time.monotonic()
+        return monotonic()
 
 
 class ControlledClock(SystemClock):
@@ -41,7 +71,7 @@ class ControlledClock(SystemClock):
         self._offset_ms = 0
 
     def wall_ms(self) -> int:
-        now = time.monotonic()
+        now = monotonic()
         if now - self._checked > 0.05:
             self._checked = now
             try:
@@ -76,5 +106,4 @@ class FakeClock:
 
 
 def system_clock() -> Clock:
-    control = os.environ.get("RAFTCRON_CLOCK_CONTROL")
-    return ControlledClock(Path(control)) if control else SystemClock()
+    return SystemClock()

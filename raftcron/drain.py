@@ -34,6 +34,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from raftcron.clock import monotonic
 from raftcron.core import commands as c
 from raftcron.core.model import DRAIN_OPERATOR, DRAIN_SHUTDOWN, DrainMark
 from raftcron.core.state import Ok, Result, State
@@ -216,12 +217,11 @@ class DrainControl:
         """Drain this node for at most ``seconds`` (``[cluster] shutdown_drain``): commit a
         shutdown drain, hand leadership off, wait for its live runs to end."""
         node = self.node
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        started = loop.time()
+        deadline = monotonic() + seconds
+        started = monotonic()
 
         def left() -> float:
-            return max(0.0, deadline - loop.time())
+            return max(0.0, deadline - monotonic())
 
         self._cleared = True  # from now on a shutdown mark of ours is this shutdown's
         self.stopping = True
@@ -257,7 +257,7 @@ class DrainControl:
                 async with asyncio.timeout(min(0.1, left())):
                     await self.hurry.wait()
         still = self._still_running()
-        took = loop.time() - started
+        took = monotonic() - started
         if not still:
             logger.info("node %s: drained in %.1fs", node.name, took)
         else:

@@ -54,6 +54,7 @@ from typing import Any, Final, TypeVar
 
 from raftcron.clock import Clock
 from raftcron.config import Config, ConfigError, job_spec_from_mapping, load_config
+from raftcron.core.jobfields import JOB_FIELDS
 from raftcron.core.model import JobSpec
 from raftcron.executor.inproc import Registered, RunContext, registered
 from raftcron.node import Node
@@ -64,17 +65,9 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Keys of a [[jobs]] table that mean nothing for a callable in this process.
-_NOT_FOR_EMBEDDED: Final = (
-    "command",
-    "env",
-    "cwd",
-    "user",
-    "group",
-    "limits",
-    "env_passthrough",
-    "stdin",
-)
+# Keys of a [[jobs]] table that mean nothing for a callable in this process: the command
+# and the keys of the job's own process (the field table's command_only rows).
+_NOT_FOR_EMBEDDED: Final = ("command", *(f.key for f in JOB_FIELDS if f.command_only and f.key))
 
 
 def _key_value(value: object) -> object:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 
+from raftcron.clock import utc_now
+
 # Every verb's parser is built on each call of the CLI, this module's add_parser too: the
 # module-level imports stay this cheap, the rest is imported by run().
 TYPE_CHECKING = False
@@ -92,7 +94,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def parse_members(spec: str | None, node: str) -> list[Member]:
     """``a=10.0.0.1:7100:8100,b=10.0.0.2`` as members; :class:`InitError` for a bad one."""
-    from raftcron.config import _NAME_RE
+    from raftcron.jobconfig import _NAME_RE
 
     if not _NAME_RE.fullmatch(node):
         raise InitError(
@@ -144,10 +146,9 @@ def parse_members(spec: str | None, node: str) -> list[Member]:
 
 def render(members: list[Member], data_dir: str, out: Path, tokens: bool) -> str:
     """The commented cluster file."""
-    import datetime
 
     names = ", ".join(m.name for m in members)
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    today = utc_now().date().isoformat()
     raft_ports = sorted({m.raft for m in members})
     api_ports = sorted({m.api for m in members})
     lines = [

@@ -60,6 +60,7 @@ import sys
 import time
 
 from raftcron.clientopts import TokenFileError, token_from
+from raftcron.clock import monotonic
 from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.wire import (
     ApiError,
@@ -479,7 +480,7 @@ class _Lease:
 
     def renew(self) -> bool:
         """One renewal; True if it committed. Raises :class:`_Lost` if it was refused."""
-        t_send = time.monotonic()
+        t_send = monotonic()
         client = self.api.client
         client.timeout = max(0.1, self.deadline - t_send)
         try:
@@ -488,11 +489,11 @@ class _Lease:
             if exc.code == "stale_fence":
                 raise _Lost(exc.message) from None
             self.api.next()
-            self.next_renew = time.monotonic() + min(0.5, self.period / 2)
+            self.next_renew = monotonic() + min(0.5, self.period / 2)
             return False
         except ClientError:
             self.api.next()
-            self.next_renew = time.monotonic() + min(0.5, self.period / 2)
+            self.next_renew = monotonic() + min(0.5, self.period / 2)
             return False
         self.deadline = max(self.deadline, t_send + self.window)
         self.next_renew = t_send + self.period
@@ -532,10 +533,10 @@ class _Lease:
 def _acquire(opts: _Options, api: _Api) -> tuple[_Lease, float] | int:
     """The lease and when it was taken (monotonic), or an exit code."""
     request = f"lock-{os.getpid()}-{os.urandom(8).hex()}"  # one per attempt, kept on retry
-    t_first = time.monotonic()
+    t_first = monotonic()
     give_up = t_first + max(opts.wait_s, ACQUIRE_RETRY_S)
     while True:
-        left = max(0.0, opts.wait_s - (time.monotonic() - t_first))
+        left = max(0.0, opts.wait_s - (monotonic() - t_first))
         client = api.client
         client.timeout = 10.0
         try:
@@ -557,14 +558,14 @@ def _acquire(opts: _Options, api: _Api) -> tuple[_Lease, float] | int:
             problem = str(exc)
         except ClientError as exc:
             problem = str(exc)
-        if time.monotonic() >= give_up:
+        if monotonic() >= give_up:
             _say(f"not acquired: {problem}")
             return EXIT_NOT_ACQUIRED
         api.next()  # same request id: whichever node answers returns the same outcome
         time.sleep(0.2)
     # The grant committed after t_first: the lease runs from there at the latest.
     lease = _Lease(api, opts.name, grant.fence, grant.ttl_ms, t_first)
-    if time.monotonic() > t_first + lease.period:  # it took a while (waited in the queue)
+    if monotonic() > t_first + lease.period:  # it took a while (waited in the queue)
         while True:
             try:
                 if lease.renew():
@@ -572,7 +573,7 @@ def _acquire(opts: _Options, api: _Api) -> tuple[_Lease, float] | int:
             except _Lost as exc:
                 _say(f"lock lost before the command started: {exc}")
                 return EXIT_NOT_ACQUIRED
-            if time.monotonic() >= lease.deadline:
+            if monotonic() >= lease.deadline:
                 _say("lock granted but not renewed in time; the command was not started")
                 lease.release()
                 return EXIT_NOT_ACQUIRED
@@ -724,7 +725,7 @@ def guardian(
 
     status: int | None = None
     while (status := _reaped(pid)) is None:
-        now = time.monotonic()
+        now = monotonic()
         if kill_at is None and now >= deadline - grace:
             stop("lease_lost", "the lease deadline passed without a committed renewal", deadline)
         if kill_at is not None and now >= kill_at and not killed:
@@ -753,7 +754,7 @@ def guardian(
             if "deadline" in msg and kill_at is None:
                 deadline = max(deadline, float(msg["deadline"]))
             if "stop" in msg and kill_at is None:
-                now = time.monotonic()
+                now = monotonic()
                 stop("lost", str(msg["stop"]), min(deadline, now + grace))
     if kill_at is not None:
         _killpg(pgid, _signal.SIGKILL)  # stragglers of a stopped command must not live on
@@ -852,8 +853,8 @@ def _next_event(g: _Guarded, timeout: float) -> dict[str, Any] | None:
 def _wait_closed(fd: int, timeout: float) -> None:
     """Until the other end of ``fd`` is closed (the guardian sent the release), at most
     ``timeout`` seconds."""
-    until = time.monotonic() + timeout
-    while (left := until - time.monotonic()) > 0:
+    until = monotonic() + timeout
+    while (left := until - monotonic()) > 0:
         try:
             ready, _, _ = select.select([fd], [], [], left)
         except InterruptedError:
@@ -918,7 +919,7 @@ def _run_locked(
     lost = ""
     result: dict[str, Any] = {}
     while True:
-        now = time.monotonic()
+        now = monotonic()
         if not lost and now >= lease.deadline:
             lost = "the lease deadline passed without a committed renewal"
             _say(f"lock {opts.name} fence={lease.fence} lost: {lost}; stopping the command")
@@ -989,7 +990,7 @@ def _ended(g: _Guarded, interrupted: list[int]) -> dict[str, Any] | None:
 
 def _hold(lease: _Lease, until: float) -> str:
     """Keep the lock, renewed, until ``until``; why it was lost, or ""."""
-    while (now := time.monotonic()) < until:
+    while (now := monotonic()) < until:
         if now >= lease.deadline:
             return "the lease deadline passed without a committed renewal"
         if now >= lease.next_renew:

@@ -18,14 +18,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
-from raftcron import hardening, memory
+from raftcron import hardening, hooks, memory
 from raftcron.api.app import build_app
 from raftcron.api.auth import AUTHORIZER_KEY, Authorizer, server_ssl_context
 from raftcron.api.server import ApiRunner
@@ -44,7 +44,6 @@ from raftcron.core.state import (
 )
 from raftcron.datadir import DataDirLock
 from raftcron.drain import DrainControl
-from raftcron.executor import runner
 from raftcron.executor.runner import Executor
 from raftcron.metrics import NodeMetrics
 from raftcron.notify import Notifier
@@ -70,7 +69,8 @@ class Node:
         self.config = replace(config, jobs=())
         self.me: NodeConfig = config.node(name)
         self.name = name
-        self.clock = clock or system_clock()
+        test_hooks = hooks.current()  # set by test harnesses only
+        self.clock = clock or test_hooks.clock or system_clock()
         self.data_dir: Path = self.me.data_dir
         # 0700, and everything in it private to the agent's account, before anything in
         # it is created (the executor's output dir below, Raft's files at start).
@@ -82,8 +82,12 @@ class Node:
             password=config.cluster.secret,
             previous_password=config.cluster.previous_secret,
             data_dir=self.data_dir / "raft",
-            # Tests and benchmarks shrink this to exercise snapshots; operators leave it.
-            compaction_min_entries=int(os.environ.get("RAFTCRON_COMPACT_ENTRIES", "5000")),
+            # Tests shrink this to exercise snapshots (raftcron.hooks); operators leave it.
+            **(
+                {}
+                if test_hooks.compaction_min_entries is None
+                else {"compaction_min_entries": test_hooks.compaction_min_entries}
+            ),
         )
         self.machine = Machine()
         self.raft = RaftNode(self.settings, self.machine)
@@ -114,10 +118,9 @@ class Node:
             clock=self.clock,
             data_dir=self.data_dir,
             tell=self._executor_event,
-            # Runs of this node in their start phase at once (README: "Bursts").
-            max_starting=int(
-                os.environ.get("RAFTCRON_MAX_STARTING", str(runner.DEFAULT_MAX_STARTING))
-            ),
+            # Runs of this node in their start phase at once (README: "Bursts"): the node's
+            # max_starting, or RAFTCRON_MAX_STARTING in the agent's environment.
+            max_starting=max_starting(self.me, os.environ),
             secret_values=secret_values(config),
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
@@ -439,3 +442,13 @@ class Node:
             await runner.cleanup()
             self.raft.stop()
             self._loop = None
+
+
+MAX_STARTING_ENV: Final = "RAFTCRON_MAX_STARTING"
+
+
+def max_starting(me: NodeConfig, environ: Mapping[str, str]) -> int:
+    """The node's ``max_starting``, overridden by ``RAFTCRON_MAX_STARTING`` (an operator
+    knob, README: "Bursts")."""
+    value = environ.get(MAX_STARTING_ENV)
+    return me.max_starting if not value else int(value)

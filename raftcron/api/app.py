@@ -60,11 +60,13 @@ from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
 from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
 from raftcron.core import commands as c
+from raftcron.core.jobfields import duration_text as duration_text
+from raftcron.core.jobfields import spec_table as spec_table
+from raftcron.core.jobfields import spec_view
 from raftcron.core.model import (
     BACKFILL_MAX_RATE,
     BACKFILL_MIN_RATE,
     BUFFERED,
-    COUNT_ALL,
     FINAL_STATUSES,
     KILLED,
     LIVE_STATUSES,
@@ -173,79 +175,6 @@ def run_json(
     return body
 
 
-def duration_text(ms: int) -> str:
-    """``ms`` as the shortest exact duration string the config accepts ("90s", "5m")."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def spec_table(spec: JobSpec) -> dict[str, Any]:
-    """A job as the keys of a ``[[jobs]]`` table: ``PUT`` it back and nothing changes."""
-    table: dict[str, Any] = {
-        "name": spec.name,
-        "schedule": spec.schedule,
-        "command": list(spec.command),
-        "timezone": spec.timezone,
-        "overlap": spec.overlap,
-        "catchup": duration_text(spec.catchup_ms),
-        "catchup_mode": spec.catchup_mode,
-        "retries": spec.retries,
-        "retry_backoff": duration_text(spec.retry_backoff_ms) if spec.retry_backoff_ms else "0s",
-        "retry_backoff_max": (
-            duration_text(spec.retry_backoff_max_ms) if spec.retry_backoff_max_ms else "0s"
-        ),
-        "retry_other_node": spec.retry_other_node,
-        "tags": dict(spec.tags),
-        "lease": duration_text(spec.lease_ms),
-        "env": dict(spec.env),
-    }
-    if spec.jitter_ms:
-        table["jitter"] = duration_text(spec.jitter_ms)
-    if spec.dst_gap != "shift":
-        table["dst_gap"] = spec.dst_gap
-    if spec.dst_repeat != "once":
-        table["dst_repeat"] = spec.dst_repeat
-    if spec.timeout_ms is not None:
-        table["timeout"] = duration_text(spec.timeout_ms)
-    if spec.cwd is not None:
-        table["cwd"] = spec.cwd
-    if spec.http is not None:  # an HTTP job has no command (and no env, no cwd)
-        del table["command"], table["env"]
-        h = spec.http
-        table["http"] = {"url": h.url, "method": h.method, "headers": dict(h.headers)}
-        if h.body:
-            table["http"]["body"] = h.body
-        if h.expect:
-            table["http"]["expect"] = list(h.expect)
-    if spec.notify is not None:
-        table["notify"] = [{"url": t.url, "on": list(t.on)} for t in spec.notify]
-    if spec.late_after_ms is not None:
-        table["late_after"] = duration_text(spec.late_after_ms)
-    if spec.ping_url is not None:
-        table["ping_url"] = spec.ping_url
-    if spec.after:  # a dependent job: no schedule (nor catch-up or jitter) of its own
-        del table["schedule"], table["catchup"], table["catchup_mode"]
-        table["after"] = list(spec.after)
-        table["on"] = spec.on
-    if spec.count != 1:
-        table["count"] = "all" if spec.count == COUNT_ALL else spec.count
-    if spec.max_parallel is not None:
-        table["max_parallel"] = spec.max_parallel
-    if spec.user is not None:
-        table["user"] = spec.user
-    if spec.group is not None:
-        table["group"] = spec.group
-    if spec.limits:
-        table["limits"] = dict(spec.limits)  # memory in bytes, cpu in seconds
-    if spec.env_passthrough:
-        table["env_passthrough"] = list(spec.env_passthrough)
-    if spec.stdin:
-        table["stdin"] = spec.stdin
-    return table
-
-
 def fire_json(ms: int, zone: ZoneInfo) -> dict[str, Any]:
     local = datetime.fromtimestamp(ms / 1000, zone)
     return {"utc": rfc3339(ms), "local": local.isoformat(timespec="seconds"), "at_ms": ms}
@@ -266,22 +195,11 @@ def job_json(
     offset = jitter_offset_ms(spec.name, spec.jitter_ms)
     upcoming = next_fire_ms(job, now_ms)
     return {
-        "name": spec.name,
-        "schedule": spec.schedule,
-        "timezone": spec.timezone,
-        "command": list(spec.command),
-        "overlap": spec.overlap,
-        "catchup_ms": spec.catchup_ms,
-        "catchup_mode": spec.catchup_mode,
-        "jitter_ms": spec.jitter_ms,
+        **spec_view(spec),  # the spec's keys (the field table's ``api`` column)
         "jitter_offset_ms": offset,
-        "lease_ms": spec.lease_ms,
-        "timeout_ms": spec.timeout_ms,
-        "tags": dict(spec.tags),
         "paused": job.paused,
         "pause_note": job.pause_note,
         "source": job.source,
-        "call": spec.call or None,  # an embedded job's callable, module:qualname
         "watermark": _ts(job.watermark_ms) if job.watermark_ms else None,
         "created_at": _ts(job.created_ms),
         "updated_at": _ts(job.updated_ms),
@@ -290,12 +208,9 @@ def job_json(
         "running": sorted(live),
         "buffered": [rid for rid, _ in job.buffered],
         "backfill": backfill_json(job),
-        "retries": spec.retries,
         "pending_retries": [
             {"run": p.run, "attempt": p.attempt, "due_at": rfc3339(p.due_ms)} for p in job.retry
         ],
-        "after": list(spec.after),
-        "on": spec.on if spec.after else None,
         # dependency fires waiting for a node, and fan-in fires waiting for more parents
         "dependency_fires": [rid for rid, _ in job.deps],
         "waiting_parents": [

@@ -41,6 +41,7 @@ from aiohttp import web
 from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, gate, not_committed, printable
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
+from raftcron.clock import monotonic
 from raftcron.config import ConfigError, parse_duration
 from raftcron.core import commands as c
 from raftcron.core.model import DEFAULT_LOCK_TTL_MS, Lock, lock_problem
@@ -163,14 +164,13 @@ def _fence(value: object, where: str) -> int:
 async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
     """Propose ``cmd`` until it commits or ``budget`` seconds pass (then 503)."""
     gate(node, cmd)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + budget
+    end = monotonic() + budget
     while True:
-        left = end - loop.time()
+        left = end - monotonic()
         try:
             return await node.raft.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
         except ProposalError as exc:
-            if end - loop.time() <= 0.1:
+            if end - monotonic() <= 0.1:
                 raise not_committed(node, exc) from None
             await asyncio.sleep(0.1)
 
@@ -255,8 +255,7 @@ async def _acquire(
     ttl_ms: int,
     wait_ms: int,
 ) -> LockGrant:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_ms / 1000
+    deadline = monotonic() + wait_ms / 1000
     waits = app[LOCK_WAITS_KEY]
     fut = waits.add(name, req_id)  # before proposing: the grant may come at any time after
     try:
@@ -277,7 +276,7 @@ async def _acquire(
             return res.value
         if not isinstance(res.value, LockQueued):
             raise ApiProblem(409, "locked", f"unexpected result {res.value!r}")
-        while (left := deadline - loop.time()) > 0:
+        while (left := deadline - monotonic()) > 0:
             await asyncio.wait([fut], timeout=min(left, RECHECK_S))
             now = (
                 fut.result() if fut.done() else node.machine.read(lambda s: _where(s, name, req_id))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import Any, Final
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from raftcron.api.http import error, printable
+from raftcron.clock import monotonic
 
 __all__ = ["HEADER_TIMEOUT_S", "MAX_CONNECTIONS", "ApiRunner"]
 
@@ -55,7 +55,7 @@ class _Quiet:
         self.dropped = 0
 
     def log(self, msg: str, *args: Any) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if now - self.last < LOG_EVERY_S:
             self.dropped += 1
             return

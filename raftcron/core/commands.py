@@ -14,27 +14,20 @@ kind)`` (repeating one changes nothing).
 
 from __future__ import annotations
 
-import sys
 import zlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Final
 
 import msgpack
 
-from raftcron.core.model import (
-    DEFAULT_RETRY_BACKOFF_MAX_MS,
-    DEFAULT_RETRY_BACKOFF_MS,
-    DRAIN_OPERATOR,
-    MISSED,
-    HttpSpec,
-    JobSpec,
-    NotifyTarget,
-)
+# The spec codec is the job field table's (re-exported: snapshots and tests use it here).
+from raftcron.core.jobfields import istr
+from raftcron.core.jobfields import spec_from_wire as spec_from_wire
+from raftcron.core.jobfields import spec_to_wire as spec_to_wire
+from raftcron.core.model import DRAIN_OPERATOR, MISSED, JobSpec
 
 ENVELOPE_VERSION: Final = 1
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -364,221 +357,6 @@ Command = (
     | ReportConfig
 )
 
-_SPEC_FIELDS: Final = (
-    "name",
-    "schedule",
-    "command",
-    "timezone",
-    "timeout_ms",
-    "overlap",
-    "catchup_ms",
-    "retries",
-    "tags",
-    "lease_ms",
-    "env",
-    "cwd",
-    "catchup_mode",
-    "jitter_ms",
-    "dst_gap",
-    "dst_repeat",
-    "http",
-    "notify",
-    "late_after_ms",
-    "ping_url",
-    "retry_backoff_ms",
-    "retry_backoff_max_ms",
-    "retry_other_node",
-    "call",
-    "after",
-    "on",
-    "count",
-    "max_parallel",
-    "user",
-    "group",
-    "limits",
-    "env_passthrough",
-    "stdin",
-)
-
-
-def spec_to_wire(spec: JobSpec) -> dict[str, Any]:
-    """The spec as a msgpack map. Keys added after the first release are written only when
-    they differ from their default, so a spec that does not use them encodes exactly as
-    before (older nodes decode it, and snapshot digests do not change)."""
-    out: dict[str, Any] = {
-        "name": spec.name,
-        "schedule": spec.schedule,
-        "command": list(spec.command),
-        "timezone": spec.timezone,
-        "timeout_ms": spec.timeout_ms,
-        "overlap": spec.overlap,
-        "catchup_ms": spec.catchup_ms,
-        "retries": spec.retries,
-        "tags": [list(kv) for kv in spec.tags],
-        "lease_ms": spec.lease_ms,
-        "env": [list(kv) for kv in spec.env],
-        "cwd": spec.cwd,
-    }
-    if spec.catchup_mode != "all":
-        out["catchup_mode"] = spec.catchup_mode
-    if spec.jitter_ms:
-        out["jitter_ms"] = spec.jitter_ms
-    if spec.dst_gap != "shift":
-        out["dst_gap"] = spec.dst_gap
-    if spec.dst_repeat != "once":
-        out["dst_repeat"] = spec.dst_repeat
-    if spec.http is not None:
-        h = spec.http
-        out["http"] = {
-            "url": h.url,
-            "method": h.method,
-            "headers": [list(kv) for kv in h.headers],
-            "body": h.body,
-            "expect": list(h.expect),
-        }
-    if spec.notify is not None:
-        out["notify"] = [[t.url, list(t.on)] for t in spec.notify]
-    if spec.late_after_ms is not None:
-        out["late_after_ms"] = spec.late_after_ms
-    if spec.ping_url is not None:
-        out["ping_url"] = spec.ping_url
-    if spec.retry_backoff_ms != DEFAULT_RETRY_BACKOFF_MS:
-        out["retry_backoff_ms"] = spec.retry_backoff_ms
-    if spec.retry_backoff_max_ms != DEFAULT_RETRY_BACKOFF_MAX_MS:
-        out["retry_backoff_max_ms"] = spec.retry_backoff_max_ms
-    if spec.retry_other_node:
-        out["retry_other_node"] = True
-    if spec.call:
-        out["call"] = spec.call
-    if spec.after:
-        out["after"] = list(spec.after)
-    if spec.on != "success":
-        out["on"] = spec.on
-    if spec.count != 1:
-        out["count"] = spec.count  # COUNT_ALL (0) for "all"
-    if spec.max_parallel is not None:
-        out["max_parallel"] = spec.max_parallel
-    if spec.user is not None:
-        out["user"] = spec.user
-    if spec.group is not None:
-        out["group"] = spec.group
-    if spec.limits:
-        out["limits"] = [list(kv) for kv in spec.limits]
-    if spec.env_passthrough:
-        out["env_passthrough"] = list(spec.env_passthrough)
-    if spec.stdin:
-        out["stdin"] = spec.stdin
-    return out
-
-
-def _str(value: object) -> str:
-    """``str(value)``, interned: thousands of jobs share their commands, zones, tags and
-    policies, and every run repeats its job's name; one copy of each is kept instead of
-    one per decoded entry (only object identity changes, never a value)."""
-    return sys.intern(str(value))
-
-
-# Decoded ints above 256 and tuples of interned strings (a command, the tags), shared the
-# same way: with 100,000 jobs that differ only by name, one copy instead of 100,000 (about
-# 280 bytes a job). Bounded: once a table is full new values are simply not shared (a
-# deleted job's values may stay in it; at most _SHARED_MAX of each).
-_SHARED_MAX: Final = 4096
-_shared_ints: dict[int, int] = {}
-_shared_strs: dict[Any, Any] = {}
-
-
-def _int(value: Any) -> int:
-    n: int = int(value)
-    if -5 <= n <= 256:  # CPython's own small ints
-        return n
-    got = _shared_ints.get(n)
-    if got is not None:
-        return got
-    if len(_shared_ints) < _SHARED_MAX:
-        _shared_ints[n] = n
-    return n
-
-
-def _strs(items: Any) -> tuple[str, ...]:
-    """``tuple(_str(x) for x in items)``, shared."""
-    return _share(tuple(_str(x) for x in items))
-
-
-def _pairs(items: Any) -> tuple[tuple[str, str], ...]:
-    """Key/value pairs (tags, env) of interned strings, shared."""
-    return _share(tuple(_share((_str(k), _str(v))) for k, v in items))
-
-
-def _share(value: _T) -> _T:
-    got: _T | None = _shared_strs.get(value)
-    if got is not None:
-        return got
-    if len(_shared_strs) < _SHARED_MAX:
-        _shared_strs[value] = value
-    return value
-
-
-def _http_from_wire(raw: Mapping[str, Any] | None) -> HttpSpec | None:
-    if raw is None:
-        return None
-    return HttpSpec(
-        url=str(raw["url"]),
-        method=str(raw["method"]),
-        headers=tuple((str(k), str(v)) for k, v in raw["headers"]),
-        body=str(raw["body"]),
-        expect=tuple(int(c) for c in raw["expect"]),
-    )
-
-
-def _notify_from_wire(raw: list[Any] | None) -> tuple[NotifyTarget, ...] | None:
-    if raw is None:
-        return None
-    return tuple(NotifyTarget(url=str(u), on=tuple(str(e) for e in on)) for u, on in raw)
-
-
-def spec_from_wire(raw: Mapping[str, Any]) -> JobSpec:
-    """Inverse of :func:`spec_to_wire`. Raises on malformed input (callers catch)."""
-    unknown = set(raw) - set(_SPEC_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown job fields {sorted(unknown)}")
-    timeout = raw["timeout_ms"]
-    cwd = raw["cwd"]
-    return JobSpec(
-        name=_str(raw["name"]),
-        schedule=_str(raw["schedule"]),
-        command=_strs(raw["command"]),
-        timezone=_str(raw["timezone"]),
-        timeout_ms=None if timeout is None else _int(timeout),
-        overlap=_str(raw["overlap"]),
-        catchup_ms=_int(raw["catchup_ms"]),
-        retries=int(raw["retries"]),
-        tags=_pairs(raw["tags"]),
-        lease_ms=_int(raw["lease_ms"]),
-        env=_pairs(raw["env"]),
-        cwd=None if cwd is None else _str(cwd),
-        catchup_mode=_str(raw.get("catchup_mode", "all")),
-        jitter_ms=int(raw.get("jitter_ms", 0)),
-        dst_gap=_str(raw.get("dst_gap", "shift")),
-        dst_repeat=_str(raw.get("dst_repeat", "once")),
-        http=_http_from_wire(raw.get("http")),
-        notify=_notify_from_wire(raw.get("notify")),
-        late_after_ms=None if raw.get("late_after_ms") is None else int(raw["late_after_ms"]),
-        ping_url=None if raw.get("ping_url") is None else str(raw["ping_url"]),
-        retry_backoff_ms=int(raw.get("retry_backoff_ms", DEFAULT_RETRY_BACKOFF_MS)),
-        retry_backoff_max_ms=int(raw.get("retry_backoff_max_ms", DEFAULT_RETRY_BACKOFF_MAX_MS)),
-        retry_other_node=bool(raw.get("retry_other_node", False)),
-        call=_str(raw.get("call", "")),
-        after=tuple(_str(p) for p in raw.get("after", ())),
-        on=_str(raw.get("on", "success")),
-        count=int(raw.get("count", 1)),
-        max_parallel=None if raw.get("max_parallel") is None else int(raw["max_parallel"]),
-        user=None if raw.get("user") is None else _str(raw["user"]),
-        group=None if raw.get("group") is None else _str(raw["group"]),
-        limits=_share(tuple((_str(k), _int(v)) for k, v in raw.get("limits", ()))),
-        env_passthrough=_strs(raw.get("env_passthrough", ())),
-        stdin=str(raw.get("stdin", "")),
-    )
-
 
 @dataclass(frozen=True, slots=True)
 class PackedSpecs:
@@ -628,10 +406,10 @@ def _fire_to_wire(f: Fire) -> list[Any]:
 def _fire_from_wire(row: list[Any]) -> Fire:
     j, s, n, t, a = row[:5]
     return Fire(
-        job=_str(j),
+        job=istr(j),
         scheduled_at_ms=int(s),
-        node=_str(n),
-        trigger=_str(t),
+        node=istr(n),
+        trigger=istr(t),
         attempt=int(a),
         instance=int(row[5]) if len(row) > 5 else 1,
         instances=int(row[6]) if len(row) > 6 else 1,
@@ -657,247 +435,151 @@ def _missed_from_wire(row: list[Any]) -> Missed:
     )
 
 
+# ---------------------------------------------------------------------------- kinds
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One field of a command on the wire: the dataclass attribute, its wire key and codec
+    (:data:`_CODECS`). ``optional``: a decoder takes the dataclass default when the key is
+    absent (it was added after the kind, or is left out at its default); ``omit``: the
+    encoder leaves it out at its default; ``with_``: the encoder writes it only when that
+    other attribute is truthy."""
+
+    attr: str
+    wire: str
+    codec: str = "str"
+    optional: bool = False
+    omit: bool = False
+    with_: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One command kind: its wire tag ``t``, class, fields in wire order, and the feature
+    level that introduced it (a node of a lower level decodes it to ``None``)."""
+
+    tag: str
+    cls: type[Any]
+    args: tuple[Arg, ...]
+    since: int = 0
+
+
+def _keep(value: Any) -> Any:
+    return value
+
+
+# name -> (encode, decode); decoding raises on malformed values (``decode`` catches)
+_CODECS: Final[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {
+    "str": (_keep, str),
+    "istr": (_keep, istr),
+    "int": (_keep, int),
+    "opt_int": (_keep, lambda v: None if v is None else int(v)),
+    "float": (_keep, float),
+    "bool": (_keep, bool),
+    "istrs": (list, lambda v: tuple(istr(n) for n in v)),
+    "spec": (spec_to_wire, spec_from_wire),
+    "specs": (
+        lambda v: [spec_to_wire(s) for s in v],
+        lambda v: tuple(spec_from_wire(s) for s in v),
+    ),
+    "fires": (
+        lambda v: [_fire_to_wire(f) for f in v],
+        lambda v: tuple(_fire_from_wire(r) for r in v),
+    ),
+    "missed": (
+        lambda v: [_missed_to_wire(m) for m in v],
+        lambda v: tuple(_missed_from_wire(r) for r in v),
+    ),
+}
+
+A = Arg
+_RUN = A("run_id", "run")
+# fmt: off
+KINDS: Final[tuple[Kind, ...]] = (
+    Kind("put_job", PutJob, (A("spec", "spec", "spec"), A("source", "source", "istr"))),
+    Kind("delete_job", DeleteJob, (A("name", "name"),)),
+    Kind("set_paused", SetPaused, (A("name", "name"), A("paused", "paused", "bool"),
+                                   A("note", "note", optional=True, omit=True))),
+    # full syncs encode as before partial ones existed; older nodes ignore "hash"
+    Kind("sync_config", SyncConfig, (
+        A("specs", "specs", "specs"), A("history", "history", "int"),
+        A("partial", "partial", "bool", optional=True, omit=True),
+        A("delete", "delete", "istrs", optional=True, with_="partial"),
+        A("config_hash", "hash", optional=True, omit=True))),
+    Kind("backfill", StartBackfill, (A("job", "job", "istr"), A("id", "id"),
+                                     A("from_ms", "from", "int"), A("to_ms", "to", "int"),
+                                     A("rate", "rate", "float"))),
+    Kind("backfill_cancel", CancelBackfill, (A("job", "job", "istr"),)),
+    Kind("mark_broken", MarkBroken, (A("job", "job", "istr"), A("updated_ms", "updated", "int"),
+                                     A("reason", "reason"))),
+    Kind("plan", Plan, (A("fires", "fires", "fires"), A("missed", "missed", "missed"))),
+    Kind("start", Start, (_RUN, A("fence", "fence", "int"), A("node", "node"),
+                          A("token", "token"))),
+    Kind("renew", Renew, (_RUN, A("fence", "fence", "int"), A("node", "node"))),
+    Kind("complete", Complete, (
+        _RUN, A("fence", "fence", "int"), A("node", "node"), A("status", "status"),
+        A("exit_code", "exit", "opt_int"), A("started_ms", "started", "opt_int"),
+        A("finished_ms", "finished", "int"), A("output", "output"), A("reason", "reason"))),
+    Kind("expire", Expire, (_RUN, A("fence", "fence", "int"), A("reason", "reason"),
+                            A("renewals", "renewals", "int", optional=True))),
+    Kind("kill", Kill, (_RUN, A("reason", "reason"),
+                        A("hard", "hard", "bool", optional=True, omit=True))),
+    Kind("barrier", Barrier, (A("node", "node"), A("nonce", "nonce"))),
+    Kind("lock_acquire", AcquireLock, (A("name", "name"), A("request", "request"),
+                                       A("holder", "holder"), A("ttl_ms", "ttl", "int"),
+                                       A("wait_ms", "wait", "int"))),
+    Kind("lock_renew", RenewLock, (A("name", "name"), A("fence", "fence", "int"))),
+    Kind("lock_release", ReleaseLock, (A("name", "name"), A("fence", "fence", "int"))),
+    Kind("lock_expire", ExpireLock, (A("name", "name"), A("fence", "fence", "int"),
+                                     A("renewals", "renewals", "int"), A("reason", "reason"))),
+    Kind("lock_cancel", CancelLockWait, (A("name", "name"), A("request", "request"),
+                                         A("reason", "reason"))),
+    Kind("drain", Drain, (A("node", "node"), A("drain", "drain", "bool"), A("kind", "kind"))),
+    # (members from before levels ignore "version" and "level")
+    Kind("config_report", ReportConfig, (A("node", "node"), A("hash", "hash"),
+                                         A("version", "version", optional=True, omit=True),
+                                         A("level", "level", "int", optional=True,
+                                           with_="version"))),
+)
+# fmt: on
+_BY_CLASS: Final[dict[type[Any], Kind]] = {k.cls: k for k in KINDS}
+_BY_TAG: Final[dict[str, Kind]] = {k.tag: k for k in KINDS}
+_DEFAULTS: Final[dict[type[Any], dict[str, Any]]] = {
+    k.cls: {f.name: f.default for f in fields(k.cls) if f.default is not MISSING} for k in KINDS
+}
+
+
 def encode(cmd: Command) -> bytes:
-    """Encode a command in the versioned envelope."""
-    body: dict[str, Any] = {"v": ENVELOPE_VERSION, "at": cmd.at_ms}
-    match cmd:
-        case PutJob():
-            body |= {"t": "put_job", "spec": spec_to_wire(cmd.spec), "source": cmd.source}
-        case DeleteJob():
-            body |= {"t": "delete_job", "name": cmd.name}
-        case SetPaused():
-            body |= {"t": "set_paused", "name": cmd.name, "paused": cmd.paused}
-            if cmd.note:
-                body["note"] = cmd.note
-        case SyncConfig():
-            body |= {
-                "t": "sync_config",
-                "specs": [spec_to_wire(s) for s in cmd.specs],
-                "history": cmd.history,
-            }
-            if cmd.partial:  # full syncs encode as before partial ones existed
-                body |= {"partial": True, "delete": list(cmd.delete)}
-            if cmd.config_hash:  # (older nodes ignore it)
-                body["hash"] = cmd.config_hash
-        case StartBackfill():
-            body |= {
-                "t": "backfill",
-                "job": cmd.job,
-                "id": cmd.id,
-                "from": cmd.from_ms,
-                "to": cmd.to_ms,
-                "rate": cmd.rate,
-            }
-        case CancelBackfill():
-            body |= {"t": "backfill_cancel", "job": cmd.job}
-        case MarkBroken():
-            body |= {
-                "t": "mark_broken",
-                "job": cmd.job,
-                "updated": cmd.updated_ms,
-                "reason": cmd.reason,
-            }
-        case Plan():
-            body |= {
-                "t": "plan",
-                "fires": [_fire_to_wire(f) for f in cmd.fires],
-                "missed": [_missed_to_wire(m) for m in cmd.missed],
-            }
-        case Start():
-            body |= {
-                "t": "start",
-                "run": cmd.run_id,
-                "fence": cmd.fence,
-                "node": cmd.node,
-                "token": cmd.token,
-            }
-        case Renew():
-            body |= {"t": "renew", "run": cmd.run_id, "fence": cmd.fence, "node": cmd.node}
-        case Complete():
-            body |= {
-                "t": "complete",
-                "run": cmd.run_id,
-                "fence": cmd.fence,
-                "node": cmd.node,
-                "status": cmd.status,
-                "exit": cmd.exit_code,
-                "started": cmd.started_ms,
-                "finished": cmd.finished_ms,
-                "output": cmd.output,
-                "reason": cmd.reason,
-            }
-        case Expire():
-            body |= {
-                "t": "expire",
-                "run": cmd.run_id,
-                "fence": cmd.fence,
-                "reason": cmd.reason,
-                "renewals": cmd.renewals,
-            }
-        case Kill():
-            body |= {"t": "kill", "run": cmd.run_id, "reason": cmd.reason}
-            if cmd.hard:
-                body["hard"] = True
-        case Barrier():
-            body |= {"t": "barrier", "node": cmd.node, "nonce": cmd.nonce}
-        case AcquireLock():
-            body |= {
-                "t": "lock_acquire",
-                "name": cmd.name,
-                "request": cmd.request,
-                "holder": cmd.holder,
-                "ttl": cmd.ttl_ms,
-                "wait": cmd.wait_ms,
-            }
-        case RenewLock():
-            body |= {"t": "lock_renew", "name": cmd.name, "fence": cmd.fence}
-        case ReleaseLock():
-            body |= {"t": "lock_release", "name": cmd.name, "fence": cmd.fence}
-        case ExpireLock():
-            body |= {
-                "t": "lock_expire",
-                "name": cmd.name,
-                "fence": cmd.fence,
-                "renewals": cmd.renewals,
-                "reason": cmd.reason,
-            }
-        case CancelLockWait():
-            body |= {
-                "t": "lock_cancel",
-                "name": cmd.name,
-                "request": cmd.request,
-                "reason": cmd.reason,
-            }
-        case Drain():
-            body |= {"t": "drain", "node": cmd.node, "drain": cmd.drain, "kind": cmd.kind}
-        case ReportConfig():
-            body |= {"t": "config_report", "node": cmd.node, "hash": cmd.hash}
-            if cmd.version:  # (members from before levels ignore both)
-                body |= {"version": cmd.version, "level": cmd.level}
+    """Encode a command in the versioned envelope: ``v``, ``at``, ``t``, then the kind's
+    fields in :data:`KINDS` order."""
+    kind = _BY_CLASS[type(cmd)]
+    body: dict[str, Any] = {"v": ENVELOPE_VERSION, "at": cmd.at_ms, "t": kind.tag}
+    defaults = _DEFAULTS[kind.cls]
+    for arg in kind.args:
+        value = getattr(cmd, arg.attr)
+        if arg.omit and value == defaults[arg.attr]:
+            continue
+        if arg.with_ and not getattr(cmd, arg.with_):
+            continue
+        body[arg.wire] = _CODECS[arg.codec][0](value)
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
 
 def _decode_body(b: Mapping[str, Any]) -> Command | None:
     at = int(b["at"])
-    match b["t"]:
-        case "put_job":
-            return PutJob(at_ms=at, spec=spec_from_wire(b["spec"]), source=_str(b["source"]))
-        case "delete_job":
-            return DeleteJob(at_ms=at, name=str(b["name"]))
-        case "set_paused":
-            return SetPaused(
-                at_ms=at,
-                name=str(b["name"]),
-                paused=bool(b["paused"]),
-                note=str(b.get("note", "")),
-            )
-        case "sync_config":
-            return SyncConfig(
-                at_ms=at,
-                specs=tuple(spec_from_wire(s) for s in b["specs"]),
-                history=int(b["history"]),
-                partial=bool(b.get("partial", False)),
-                delete=tuple(_str(n) for n in b.get("delete", ())),
-                config_hash=str(b.get("hash", "")),
-            )
-        case "backfill":
-            return StartBackfill(
-                at_ms=at,
-                job=_str(b["job"]),
-                id=str(b["id"]),
-                from_ms=int(b["from"]),
-                to_ms=int(b["to"]),
-                rate=float(b["rate"]),
-            )
-        case "backfill_cancel":
-            return CancelBackfill(at_ms=at, job=_str(b["job"]))
-        case "mark_broken":
-            return MarkBroken(
-                at_ms=at, job=_str(b["job"]), updated_ms=int(b["updated"]), reason=str(b["reason"])
-            )
-        case "plan":
-            return Plan(
-                at_ms=at,
-                fires=tuple(_fire_from_wire(row) for row in b["fires"]),
-                missed=tuple(_missed_from_wire(row) for row in b["missed"]),
-            )
-        case "start":
-            return Start(
-                at_ms=at,
-                run_id=str(b["run"]),
-                fence=int(b["fence"]),
-                node=str(b["node"]),
-                token=str(b["token"]),
-            )
-        case "renew":
-            return Renew(at_ms=at, run_id=str(b["run"]), fence=int(b["fence"]), node=str(b["node"]))
-        case "complete":
-            return Complete(
-                at_ms=at,
-                run_id=str(b["run"]),
-                fence=int(b["fence"]),
-                node=str(b["node"]),
-                status=str(b["status"]),
-                exit_code=None if b["exit"] is None else int(b["exit"]),
-                started_ms=None if b["started"] is None else int(b["started"]),
-                finished_ms=int(b["finished"]),
-                output=str(b["output"]),
-                reason=str(b["reason"]),
-            )
-        case "expire":
-            return Expire(
-                at_ms=at,
-                run_id=str(b["run"]),
-                fence=int(b["fence"]),
-                reason=str(b["reason"]),
-                renewals=int(b.get("renewals", 0)),
-            )
-        case "kill":
-            return Kill(
-                at_ms=at,
-                run_id=str(b["run"]),
-                reason=str(b["reason"]),
-                hard=bool(b.get("hard", False)),
-            )
-        case "barrier":
-            return Barrier(at_ms=at, node=str(b["node"]), nonce=str(b["nonce"]))
-        case "lock_acquire":
-            return AcquireLock(
-                at_ms=at,
-                name=str(b["name"]),
-                request=str(b["request"]),
-                holder=str(b["holder"]),
-                ttl_ms=int(b["ttl"]),
-                wait_ms=int(b["wait"]),
-            )
-        case "lock_renew":
-            return RenewLock(at_ms=at, name=str(b["name"]), fence=int(b["fence"]))
-        case "lock_release":
-            return ReleaseLock(at_ms=at, name=str(b["name"]), fence=int(b["fence"]))
-        case "lock_expire":
-            return ExpireLock(
-                at_ms=at,
-                name=str(b["name"]),
-                fence=int(b["fence"]),
-                renewals=int(b["renewals"]),
-                reason=str(b["reason"]),
-            )
-        case "lock_cancel":
-            return CancelLockWait(
-                at_ms=at, name=str(b["name"]), request=str(b["request"]), reason=str(b["reason"])
-            )
-        case "drain":
-            return Drain(at_ms=at, node=str(b["node"]), drain=bool(b["drain"]), kind=str(b["kind"]))
-        case "config_report":
-            return ReportConfig(
-                at_ms=at,
-                node=str(b["node"]),
-                hash=str(b["hash"]),
-                version=str(b.get("version", "")),
-                level=int(b.get("level", 0)),
-            )
-    return None
+    kind = _BY_TAG.get(b["t"])
+    if kind is None:
+        return None
+    values: dict[str, Any] = {"at_ms": at}
+    for arg in kind.args:
+        if arg.wire in b:
+            values[arg.attr] = _CODECS[arg.codec][1](b[arg.wire])
+        elif not arg.optional:
+            raise KeyError(arg.wire)
+    cmd: Command = kind.cls(**values)
+    return cmd
 
 
 def decode(data: bytes) -> Command | None:

@@ -5,28 +5,25 @@ member advertises its own in the replicated state (``ReportConfig``: ``version``
 ``level``, kept in ``State.member_versions``); a member that advertises nothing (a
 release from before levels) is level 0.
 
-A command kind or a job key newer than level 0 is named in ``COMMAND_KINDS`` or
-``JOB_KEYS`` with the level that introduced it. The leader, and every API node before it
-proposes, accepts a command that uses one only once every member's level is at least that
-(:func:`refusal`): an older member would drop the key or skip the command, and its replica
-(and what it runs) would silently differ. The API answers 409 ``feature_not_enabled``
-naming the feature and the members still to upgrade; a cluster file that uses one is not
-reconciled at all until they are (``raftcron/scheduler/leader.py``).
+The levels are declared once, where the things are: each job key's ``since`` in the job
+field table (``raftcron/core/jobfields.py``: ``JOB_FIELDS``) and each command kind's
+``since`` in ``raftcron/core/commands.py`` (``KINDS``). ``JOB_KEYS`` and
+``COMMAND_KINDS`` below are derived from them: the keys and kinds above level 0. The
+leader, and every API node before it proposes, accepts a command that uses one only once
+every member's level is at least that (:func:`refusal`). An older member would drop the
+key or skip the command, and its replica (and what it runs) would silently differ. The
+API answers 409 ``feature_not_enabled`` naming the feature and the members still to
+upgrade. A cluster file that uses one is not reconciled at all until they are
+(``raftcron/scheduler/leader.py``).
 
 What is level 0: everything a node that advertises nothing decodes. Such nodes are
-releases from before levels: v0.1.0, and main between v0.1.0 and this module. v0.1.0 does
+releases from before levels: v0.1.0, and main between v0.1.0 and levels. v0.1.0 does
 not speak the Raft wire of later releases (CHANGELOG: upgrading from v0.1.0 is a full
-stop), so it is never a member beside a node that enforces the gate; the command kinds
-added after it (``drain``, ``mark_broken``, ``config_report``) are decoded by every node
-that can be. They stay level 0: gating them would refuse drains during the very rolling
-upgrade that needs them, and the level itself travels in ``config_report``.
-
-``stdin`` is level 1: nodes of main before levels decode it too, so it is gated more
-strictly than it needs to be, on purpose: it is the first key this gate guards and the
-one the rolling-upgrade test writes (``tests/cluster/test_rolling_upgrade.py``).
-
-One place: a table of job keys and command kinds with a ``since`` on each can take these
-mappings over; nothing else names a level.
+stop), so it is never a member beside a node that enforces the gate. The command kinds
+and job keys added after it (``drain``, ``mark_broken``, ``config_report``; ``stdin``,
+``user``, ...) are decoded by every node that can be, so they are level 0. Gating them
+would refuse drains during the very rolling upgrade that needs them, and the level itself
+travels in ``config_report``. Level 1 (0.2.0) introduced the job key ``description``.
 """
 
 from __future__ import annotations
@@ -36,22 +33,24 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-import msgpack
-
 from raftcron.core import commands as c
+from raftcron.core import jobfields
 from raftcron.core.model import JobSpec
 
-# This release's level (0.2.0). Raise it, and name what it introduces below, whenever a
-# release adds a command kind or a job key that older members cannot decode.
-FEATURE_LEVEL: Final = 1
+# Job key (as in a [[jobs]] table) -> the level that introduced it (keys of level 0 left out).
+JOB_KEYS: Final[Mapping[str, int]] = MappingProxyType(
+    {f.key or f.attr: f.since for f in jobfields.JOB_FIELDS if f.since > 0}
+)
 
-# Job key (as in a [[jobs]] table and the wire) -> the level that introduced it.
-JOB_KEYS: Final[Mapping[str, int]] = MappingProxyType({"stdin": 1})
+# Command kind (the wire tag ``t``) -> the level that introduced it (level 0 left out).
+COMMAND_KINDS: Final[Mapping[str, int]] = MappingProxyType(
+    {k.tag: k.since for k in c.KINDS if k.since > 0}
+)
 
-# Command kind (the wire tag ``t``) -> the level that introduced it. Kinds not named are
-# level 0 (see the module docstring for why ``drain``, ``mark_broken`` and
-# ``config_report`` are).
-COMMAND_KINDS: Final[Mapping[str, int]] = MappingProxyType({})
+# This release's level: the newest level of anything it declares.
+FEATURE_LEVEL: Final = max(jobfields.FEATURE_LEVEL, *COMMAND_KINDS.values(), *JOB_KEYS.values())
+
+_TAGS: Final[Mapping[type, str]] = MappingProxyType({k.cls: k.tag for k in c.KINDS})
 
 # The largest level a member may advertise (a bound on the replicated value).
 MAX_LEVEL: Final = 1_000_000
@@ -84,15 +83,17 @@ class Refusal:
 
 def kind_of(cmd: c.Command) -> str:
     """The wire tag of ``cmd`` (``put_job``, ``drain``, ...)."""
-    body = msgpack.unpackb(c.encode(cmd), raw=False)
-    return str(body["t"])
+    return _TAGS[type(cmd)]
 
 
 def spec_features(spec: JobSpec) -> list[Feature]:
     """The gated job keys ``spec`` sets (keys left at their defaults are not encoded, so a
     job that does not use a key never needs its level)."""
-    used = [k for k in c.spec_to_wire(spec) if k in JOB_KEYS]
-    return [Feature(f"job key {k!r} (job {spec.name!r})", JOB_KEYS[k]) for k in used]
+    return [
+        Feature(f"job key {f.key or f.attr!r} (job {spec.name!r})", f.since)
+        for f in jobfields.JOB_FIELDS
+        if f.since > 0 and getattr(spec, f.attr) != f.default
+    ]
 
 
 def command_features(cmd: c.Command) -> list[Feature]:

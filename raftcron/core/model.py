@@ -276,6 +276,7 @@ class JobSpec:
     # What a command job's process reads on its standard input ("": nothing, /dev/null);
     # a crontab line's text after its first unescaped ``%`` (raftcron/importers/crontab.py).
     stdin: str = ""
+    description: str = ""  # what the job is for, in words (shown, never interpreted)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,7 +63,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from raftcron import hardening
+from raftcron import config, hardening
 from raftcron.accounts import Account, AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.clock import Clock
@@ -96,8 +96,9 @@ logger = logging.getLogger(__name__)
 GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
 # How many granted runs of this node may be in their start phase at once (the fenced
 # Start in flight, the watchdog process coming up); the others wait in grant order with
-# their leases renewed (FencedRun.keep_queued). ``RAFTCRON_MAX_STARTING`` overrides it.
-DEFAULT_MAX_STARTING: Final = 8
+# their leases renewed (FencedRun.keep_queued). A node's ``max_starting`` (config) sets it,
+# ``RAFTCRON_MAX_STARTING`` overrides that (raftcron.node.max_starting).
+DEFAULT_MAX_STARTING: Final = config.DEFAULT_MAX_STARTING
 # Renewals of queued runs in flight at once (a burst queues thousands, granted together,
 # whose renewals fall due together; 16 drained too slowly for 3,333 per node: bench/).
 QUEUED_RENEWALS_IN_FLIGHT: Final = 64

@@ -24,11 +24,12 @@ import signal
 import socket
 import sys
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from raftcron.clock import monotonic
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +178,9 @@ class WatchdogSpawner:
         srv = self._server
         if srv is not None and not srv.closed:
             return None
-        if time.monotonic() - self._last_start < self.retry_s:
+        if monotonic() - self._last_start < self.retry_s:
             return None
-        self._last_start = time.monotonic()
+        self._last_start = monotonic()
         task = asyncio.get_running_loop().create_task(self._start(ctx))
         self._starting = task
         task.add_done_callback(lambda _: setattr(self, "_starting", None))

@@ -34,19 +34,17 @@ import os
 import random
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, overload
 
 import msgpack
-import pysyncobj.journal as _pjournal
-import pysyncobj.syncobj as _psyncobj
-from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.node import TCPNode
 
 from raftcron import memory
+from raftcron.clock import monotonic
+from raftcron.raft.seam import SERIALIZER_STATE, JournalBase, MemoryJournal, TCPNode
+from raftcron.raft.seam import install_journal_factory as _install_factory
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +396,7 @@ def _encode_record(command: bytes, idx: int, term: int) -> bytes:
     return struct.pack("<II", len(command), crc) + idx_term + command
 
 
-class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
+class DurableJournal(JournalBase):
     """pysyncobj's journal interface on an fsynced, CRC-checked, append-only file.
 
     Not thread-safe: pysyncobj calls it from the tick thread only (and constructs it in the
@@ -673,8 +671,9 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _destroy(self) -> None:
-        """Close the journal; pending entries and the commit index are made durable first."""
+    def close(self) -> None:
+        """Close the journal (pysyncobj's ``_destroy``); pending entries and the commit
+        index are made durable first."""
         if self._fd is None:
             return
         try:
@@ -718,7 +717,7 @@ class DurableJournal(_pjournal.Journal):  # type: ignore[misc]
 
 def _create_journal(journalFile: str | None = None) -> Any:
     if journalFile is None:
-        return _pjournal.MemoryJournal()
+        return MemoryJournal()
     return DurableJournal(journalFile, _factory_fs)
 
 
@@ -733,7 +732,7 @@ def install_journal_factory(fs: FileOps | None = None) -> None:
     """
     global _factory_fs
     _factory_fs = fs
-    _psyncobj.createJournal = _create_journal
+    _install_factory(_create_journal)
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,12 +796,37 @@ def decode_snapshot(blob: bytes) -> tuple[Entry, Entry, list[str], bytes]:
     return _entry(entries[0]), _entry(entries[1]), cluster, state
 
 
+def snapshot_last_entry(prefix: bytes) -> tuple[int, int] | None:
+    """(index, term) of the last applied entry of a snapshot, read from the first bytes
+    of its file (a leader sends a snapshot in pieces), or None if they do not hold it."""
+    if len(prefix) < _SNAP_HEADER.size:
+        return None
+    magic, _, _ = _SNAP_HEADER.unpack_from(prefix, 0)
+    if magic != _SNAP_MAGIC:
+        return None
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(memoryview(prefix)[_SNAP_HEADER.size :])
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() != "entries":
+                unpacker.skip()
+                continue
+            entries = unpacker.unpack()
+            if not isinstance(entries, list) or len(entries) != 2:
+                return None
+            last = _entry(entries[0])
+            return last[1], last[2]
+    except (msgpack.OutOfData, msgpack.UnpackException, ValueError, SnapshotError):
+        return None
+    return None
+
+
 class _Job:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        self.started = time.monotonic()
+        self.started = monotonic()
 
 
 class SnapshotStore:
@@ -938,7 +962,7 @@ class SnapshotStore:
             if not job.done.is_set():
                 return int(SERIALIZER_STATE.SERIALIZING)
             self._job = None
-        elapsed = time.monotonic() - job.started
+        elapsed = monotonic() - job.started
         if job.error is not None:
             self.snapshots_failed += 1
             self.last_error = job.error

@@ -1,4 +1,5 @@
-"""The Raft adapter: the only module (with ``journal.py``) that imports pysyncobj.
+"""The Raft adapter: raftcron's replica on pysyncobj, reached only through the seam
+(:mod:`raftcron.raft.seam`, which holds every pysyncobj import, private access and patch).
 
 What it guarantees:
 
@@ -40,23 +41,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.node import TCPNode
-from pysyncobj.transport import TCPTransport
-
+from raftcron import hooks
+from raftcron.clock import monotonic
 from raftcron.core.commands import Command, encode
 from raftcron.core.state import Rejected, Result, State
-from raftcron.raft import unpickle
+from raftcron.raft import seam, unpickle
 from raftcron.raft.health import (
     STORAGE_ERRNOS,
     ApplyLag,
@@ -65,19 +61,23 @@ from raftcron.raft.health import (
     storage_failure,
 )
 from raftcron.raft.journal import (
-    CrashableFileOps,
     DurableJournal,
     FileOps,
     SnapshotStore,
     install_journal_factory,
+    snapshot_last_entry,
+)
+from raftcron.raft.seam import (
+    FAIL_REASON,
+    ReplicaBase,
+    SyncObjConf,
+    replicated,
 )
 from raftcron.raft.wire import GuardedTransport, Keyring
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_PYSYNCOBJ_VERSION: Final = _dist_version("pysyncobj")
 
 LOG_SETTLE_S: Final = 2.0  # see RaftSettings.compaction_max_bytes
 # A status not copied for this long means the tick thread is stalled (it runs every 50 ms).
@@ -213,7 +213,7 @@ class _DurableTransport(GuardedTransport):
 
     def send(self, node: Any, message: Any) -> bool:
         if not _leaves_before_sync(message):
-            self._syncObj.sync_journal()
+            self.syncobj.sync_journal()
         ok: bool = super().send(node, message)
         return ok
 
@@ -233,120 +233,7 @@ def _leaves_before_sync(message: Any) -> bool:
     )
 
 
-# pysyncobj's entry kinds (the first byte of every log entry; pysyncobj.syncobj._COMMAND_TYPE)
-_REGULAR: Final = b"\x00"
-_MEMBERSHIP: Final = b"\x02"
-_VERSION: Final = b"\x03"
-
-
-class BadEntry(Exception):
-    """A log entry or forwarded command that is not a call of a replicated method with
-    command bytes (``reason`` says what it is instead). Nothing in it was run."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def regular_call(command: bytes) -> tuple[int, tuple[bytes, ...]]:
-    """(method id, arguments) of a regular pysyncobj entry: ``pickle((id, (bytes, ...)))``
-    (``(id, args, {})`` with ``sync=True``) after its kind byte, read by
-    :func:`raftcron.raft.unpickle.safe_loads`. This is all raftcron writes (and all v0.1.0
-    journals hold); anything else is :class:`BadEntry`."""
-    if command[:1] != _REGULAR:
-        raise BadEntry(f"entry kind {command[:1]!r} is not a regular command")
-    try:
-        call = unpickle.safe_loads(memoryview(command)[1:])
-    except Exception as exc:
-        raise BadEntry(f"{type(exc).__name__}: {exc}") from None
-    # (id, args), or (id, args, {}) from a call with sync=True (pysyncobj pickles its
-    # kwargs after popping them)
-    if (
-        type(call) is tuple
-        and (len(call) == 2 or (len(call) == 3 and call[2] == {}))
-        and type(call[0]) is int
-        and type(call[1]) is tuple
-        and all(type(a) is bytes for a in call[1])
-    ):
-        return call[0], call[1]
-    raise BadEntry(f"not a call with command bytes: {_shape(call)}")
-
-
-def _shape(value: Any) -> str:
-    if type(value) is tuple:
-        return "(" + ", ".join(type(v).__name__ for v in value[:4]) + ")"
-    return type(value).__name__
-
-
-# Every private name of pysyncobj this module and raftcron.raft.wire override or call: if
-# one is missing (another pysyncobj version), an override would silently not apply.
-_SYNCOBJ_SEAMS: Final = (
-    "_SyncObj__doApplyCommand",
-    "_SyncObj__parseChangeClusterRequest",
-    "_SyncObj__doChangeCluster",
-    "_SyncObj__getEntries",
-    "_SyncObj__onMessageReceived",
-    "_checkCommandsToApply",
-    "_onTick",
-)
-_TRANSPORT_SEAMS: Final = (
-    "_createServer",
-    "addNode",
-    "setOnUtilityMessageCallback",
-    "_onNewIncomingConnection",
-    "_onIncomingMessageReceived",
-    "_onUtilityMessage",
-    "_onOutgoingConnected",
-    "_onOutgoingMessageReceived",
-    "_onMessageReceived",
-    "_onDisconnected",
-    "_onTick",
-    "_connToNode",
-    "_shouldConnect",
-)
-
-
-def check_pysyncobj() -> None:
-    """Refuse to run on a pysyncobj whose internals this package does not override."""
-    missing = [n for n in _SYNCOBJ_SEAMS if not hasattr(SyncObj, n)]
-    missing += [f"TCPTransport.{n}" for n in _TRANSPORT_SEAMS if not hasattr(TCPTransport, n)]
-    if missing:
-        raise RuntimeError(
-            f"pysyncobj {_PYSYNCOBJ_VERSION} lacks {', '.join(missing)}: raftcron needs "
-            "pysyncobj 0.3.17 (pip install 'pysyncobj==0.3.17')"
-        )
-    if _PYSYNCOBJ_VERSION != "0.3.17":
-        logger.warning("pysyncobj %s: raftcron was checked against 0.3.17", _PYSYNCOBJ_VERSION)
-
-
-POWER_CUT_ENV: Final = "RAFTCRON_CHAOS_POWER_CUT"
-
-
-def _power_cut_fs() -> FileOps | None:
-    """The chaos suite's power-loss switch; None (the real OS) unless the variable is set.
-
-    With ``RAFTCRON_CHAOS_POWER_CUT=1`` the journal and snapshots go through a
-    :class:`CrashableFileOps`, and SIGUSR2 becomes a power cut: every byte not fsynced is
-    dropped from the files (names not made durable by a directory fsync vanish) and the
-    process exits at once with status 137. Only the chaos tests set it.
-    """
-    if os.environ.get(POWER_CUT_ENV) != "1":
-        return None
-    fs = CrashableFileOps(real_fsync=True)
-
-    def cut(signum: int, frame: object) -> None:
-        fs.power_cut()
-        os._exit(137)
-
-    signal.signal(signal.SIGUSR2, cut)
-    logger.warning("%s=1: SIGUSR2 simulates a power cut (chaos testing only)", POWER_CUT_ENV)
-    return fs
-
-
-class _Replica(SyncObj):  # type: ignore[misc]
-    _SyncObj__recvTransmission: Any  # pysyncobj's buffer of a chunked entry
-    _SyncObj__raftCurrentTerm: int
-
+class _Replica(ReplicaBase):
     def __init__(
         self,
         settings: RaftSettings,
@@ -371,10 +258,10 @@ class _Replica(SyncObj):  # type: ignore[misc]
         data = settings.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
-            fs = _power_cut_fs()
+            fs = hooks.current().raft_fs  # a test harness's (raftcron.hooks); else the OS
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
-        check_pysyncobj()
+        seam.check()
         secrets = [settings.password]
         if settings.previous_password:
             secrets.append(settings.previous_password)
@@ -418,19 +305,16 @@ class _Replica(SyncObj):  # type: ignore[misc]
         )
         self.addOnTickCallback(self._rc_tick)
 
-    def journal(self) -> Any:
-        return self._SyncObj__raftLog
-
     def sync_journal(self) -> None:
         journal = self.journal()
         if isinstance(journal, DurableJournal):
             journal.sync()
 
-    def _onTick(self, timeToWait: float = 0.0) -> None:
+    def hook_tick(self, time_to_wait: float) -> None:
         if self._rc_failure is not None:
             # Storage failed: take no further part (no ack, vote or append leaves this
             # replica) while the node stops; pysyncobj's own destroy still runs.
-            time.sleep(max(timeToWait, 0.05))
+            time.sleep(max(time_to_wait, 0.05))
             return
         try:
             # The leader counts itself in a majority at the top of a tick (pysyncobj's
@@ -439,7 +323,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
             # them durable first. This sync is what keeps the leader from counting itself
             # early, now that its AppendEntries leave without one (_DurableTransport).
             self.sync_journal()
-            super()._onTick(timeToWait)
+            self.pysyncobj_tick(time_to_wait)
         except Exception as exc:
             if not self._rc_storage_failed(exc):
                 raise
@@ -465,182 +349,15 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if isinstance(journal, DurableJournal):
             journal.refuse_writes(exc)
 
-    def _checkCommandsToApply(self) -> None:
-        # The leader appends new commands and sends them to the followers here, without
-        # waiting for its own fsync; it syncs now, before polling for the acks, so its
-        # fdatasync runs while the followers receive, write and sync the same entries.
-        super()._checkCommandsToApply()
+    def hook_snapshot_entry(self, first_piece: bytes) -> tuple[int, int] | None:
+        return snapshot_last_entry(first_piece)
+
+    def hook_appended(self) -> None:
+        # The leader appends new commands and sends them to the followers (pysyncobj's
+        # _checkCommandsToApply), without waiting for its own fsync; it syncs now, before
+        # polling for the acks, so its fdatasync runs while the followers receive, write
+        # and sync the same entries.
         self.sync_journal()
-
-    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
-        # pysyncobj 0.3.17 sets a follower's nextIndex back to the acked index on every
-        # successful ack that raises its matchIndex, even when entries after it are already
-        # on their way (sent before this ack arrived). The next AppendEntries then repeats
-        # them, and the follower truncates its journal and appends them again (a full fsync
-        # and a "truncating already-applied log entries" CRITICAL line). A success ack never
-        # moves nextIndex backwards in Raft: keep the further one. A failure (reset) still
-        # sets it back, and the follower rejects entries it cannot attach, so nothing lost
-        # in flight goes unnoticed.
-        mtype = message.get("type")
-        if mtype == "append_entries" and "transmission" in message:
-            checked = self._rc_check_chunk(node, message)
-            if checked is None:
-                return
-            message = checked
-        elif mtype == "apply_command" and not self._rc_command_ok(node, message["command"]):
-            return
-        keep: int | None = None
-        if mtype == "next_node_idx" and message.get("success") and not message.get("reset"):
-            keep = self._SyncObj__raftNextIndex.get(node)
-        super()._SyncObj__onMessageReceived(node, message)
-        if keep is not None:
-            next_index = self._SyncObj__raftNextIndex
-            if node in next_index and next_index[node] < keep:
-                next_index[node] = keep
-
-    def _rc_check_chunk(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
-        """A chunk of a large entry as pysyncobj should see it, or None to drop it.
-
-        Only chunks of the current term or later are looked at (pysyncobj ignores the
-        others; decoding a deposed leader's 'finish' here broke the current transmission).
-
-        * 'start': its data becomes a ``bytearray``, so pysyncobj's ``+=`` of the later
-          chunks appends in place (with ``bytes`` every chunk copied all before it).
-        * 'process' or 'finish' with no 'start' before: dropped (pysyncobj's ``+=`` on its
-          initial ``''`` raised in the tick thread).
-        * 'finish': the entry is decoded here, by the restricted unpickler, and handed to
-          pysyncobj as a plain one-entry append. pysyncobj 0.3.17 labels a chunk 'finish'
-          once ``pos + batch`` reaches the length of the entry's *command*, not of the
-          pickled entry (57 bytes longer): when the command's length falls in those last 57
-          bytes before a chunk boundary, a full-size chunk arrives as 'finish' before the
-          real last one. Such a chunk does not complete the pickle and is relabelled
-          'process' (unpickling the truncated buffer raised in the tick thread,
-          ``failed _onTick``, losing the other messages of that read). An entry that is
-          not ``(command bytes, index, term)``, or names any global, is refused and logged.
-        """
-        if message["term"] < self._SyncObj__raftCurrentTerm:
-            return message  # a deposed leader's: pysyncobj ignores it, and so must we
-        transmission = message["transmission"]
-        if transmission == "start":
-            return {**message, "data": bytearray(message["data"])}
-        received: Any = self._SyncObj__recvTransmission
-        if not isinstance(received, bytearray | bytes):
-            logger.warning("raft: dropped a %r chunk from %s with no start", transmission, node)
-            return None
-        if transmission != "finish":
-            return message
-        data = message["data"]
-        try:
-            entry = unpickle.safe_loads(received + data)
-        except unpickle.UnsafePickle as exc:
-            self._rc_refuse_chunked(node, str(exc))
-            return None
-        except Exception:
-            if len(data) >= self._SyncObj__conf.appendEntriesBatchSizeBytes:
-                return {**message, "transmission": "process"}
-            self._rc_refuse_chunked(node, "it does not decode")
-            return None
-        if not (
-            type(entry) is tuple
-            and len(entry) == 3
-            and type(entry[0]) is bytes
-            and type(entry[1]) is int
-            and type(entry[2]) is int
-        ):
-            self._rc_refuse_chunked(node, f"it is a {type(entry).__name__}, not an entry")
-            return None
-        self._SyncObj__recvTransmission = ""
-        plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
-        plain["entries"] = [entry]
-        return plain
-
-    def _rc_refuse_chunked(self, node: Any, reason: str) -> None:
-        self._SyncObj__recvTransmission = ""
-        logger.error("raft: refused a chunked log entry from %s: %s (nothing ran)", node, reason)
-
-    def _rc_command_ok(self, node: Any, command: bytes) -> bool:
-        """A command forwarded to this node (to append if it leads) must be a call of a
-        replicated method; anything else never enters the log."""
-        try:
-            method_id, _ = regular_call(command)
-        except BadEntry as exc:
-            logger.error("raft: refused a command forwarded by %s: %s", node, exc.reason)
-            return False
-        if method_id not in self._idToMethod:
-            logger.error("raft: refused a command forwarded by %s: no method %d", node, method_id)
-            return False
-        return True
-
-    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
-        """Apply one committed entry (pysyncobj's, restricted).
-
-        A regular entry must be :func:`regular_call`; one that is not (a pickle naming a
-        global, another shape) is logged and skipped, the same on every replica, and its
-        caller gets ``Rejected("bad_entry")``. pysyncobj's membership entries are applied
-        only with ``dynamicMembershipChange`` (pysyncobj applied them even without), and
-        its code-version entries never (raftcron does not use them; pysyncobj retried an
-        unsupported one on every tick).
-        """
-        kind = command[:1]
-        if kind == _REGULAR:
-            try:
-                method_id, args = regular_call(command)
-                method = self._idToMethod.get(method_id)
-                if method is None:
-                    raise BadEntry(f"no replicated method {method_id}")
-            except BadEntry as exc:
-                logger.error(
-                    "raft: refused a committed log entry: %s (nothing was run; every replica "
-                    "skips it)",
-                    exc.reason,
-                )
-                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
-            return method(*args, _doApply=True)
-        if kind == _MEMBERSHIP:
-            if not self._SyncObj__conf.dynamicMembershipChange:
-                logger.error("raft: refused a committed membership entry (membership is fixed)")
-                return None
-            request = self._SyncObj__parseChangeClusterRequest(command)
-            if request is not None:
-                self._SyncObj__doChangeCluster(request)
-            return None
-        if kind == _VERSION:
-            logger.error("raft: refused a committed pysyncobj code-version entry (not used)")
-        return None
-
-    def _SyncObj__parseChangeClusterRequest(self, command: bytes) -> list[Any] | None:
-        """pysyncobj's membership entry ``['add'|'rem', address, TCPNode]``, read by the
-        restricted unpickler (TCPNode allowed), or None."""
-        if command[:1] != _MEMBERSHIP:
-            return None
-        try:
-            request = unpickle.safe_loads_membership(memoryview(command)[1:])
-        except Exception as exc:
-            logger.error("raft: refused a membership entry: %s", exc)
-            return None
-        if (
-            type(request) is list
-            and len(request) == 3
-            and request[0] in ("add", "rem")
-            and type(request[1]) is str
-            and type(request[2]) is TCPNode
-            and request[2].id == request[1]
-        ):
-            return request
-        logger.error("raft: refused a membership entry that is a %s", type(request).__name__)
-        return None
-
-    def _SyncObj__getEntries(
-        self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
-    ) -> list[Any]:
-        # A batch for AppendEntries (maxSizeBytes set) ends before an entry of
-        # maxSizeBytes or more that is not its first: pysyncobj sent such an entry whole
-        # inside the batch (a frame as large as the entry), while as the first of the next
-        # batch it goes in chunks of appendEntriesBatchSizeBytes.
-        entries: list[Any] = super()._SyncObj__getEntries(fromIDx, count, maxSizeBytes)
-        if maxSizeBytes is not None and len(entries) > 1 and len(entries[-1][0]) >= maxSizeBytes:
-            return entries[:-1]
-        return entries
 
     def fatal(self) -> str | None:
         """Why this replica must not go on, if it must not (pysyncobj only logs these): one
@@ -675,7 +392,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if not isinstance(journal, DurableJournal):
             return
         size = journal.command_bytes
-        now = time.monotonic()
+        now = monotonic()
         if size != self._rc_log_bytes:
             self._rc_log_bytes, self._rc_log_changed = size, now
         limit = self._rc_max_log_bytes
@@ -763,12 +480,12 @@ class RaftNode:
             )
         )
         responsive: frozenset[str] = frozenset()
-        is_leader = bool(replica._isLeader())
-        now = time.monotonic()
+        is_leader = bool(replica.is_leader())
+        now = monotonic()
         quorum_at: float | None = None
         if is_leader:
             limit = self.settings.max_timeout * 1.5
-            last = dict(replica._SyncObj__lastResponseTime)
+            last = replica.last_response_times()
             if self._response_at_takeover is None or not self.status.is_leader:
                 self._response_at_takeover = last
             initial = self._response_at_takeover
@@ -836,7 +553,7 @@ class RaftNode:
         st = self.status
         if not st.is_leader or st.quorum_at is None:
             return False
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         return now - st.quorum_at <= self.settings.max_timeout
 
     def apply_lag(self, now: float | None = None) -> float:
@@ -846,7 +563,7 @@ class RaftNode:
         st = self.status
         if st.at == 0.0:
             return 0.0  # not started yet
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         if st.behind_since is not None:
             return max(0.0, now - st.behind_since)
         stalled = now - st.at
@@ -866,14 +583,14 @@ class RaftNode:
         target must first be fully caught up; this retries until the deadline).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = monotonic() + timeout
         if not self.status.is_leader:
             raise ProposalError("not_leader", "this node is not the leader")
         term = self.status.term
         while True:
             st = self.status
             if not st.is_leader:
-                until = min(deadline, loop.time() + 2 * self.settings.max_timeout)
+                until = min(deadline, monotonic() + 2 * self.settings.max_timeout)
                 return await self._await_new_leader(until)
             if st.term > term:  # leads again in a later term: the transfer did not take
                 raise ProposalTimeout(timeout)
@@ -892,7 +609,7 @@ class RaftNode:
             with self._transfers_lock:
                 self._transfers.append((target, done))
             try:
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                async with asyncio.timeout(max(0.0, deadline - monotonic())):
                     code = await fut
             except TimeoutError:
                 raise ProposalTimeout(timeout) from None
@@ -902,18 +619,17 @@ class RaftNode:
                 raise ProposalError("denied", f"{target} is not another member of the cluster")
             # sent (or the target is not caught up yet): look again shortly
             wait = 0.6 if code == "" else 0.05
-            await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
-            if loop.time() >= deadline and self.status.is_leader and self.status.term == term:
+            await asyncio.sleep(min(wait, max(0.0, deadline - monotonic())))
+            if monotonic() >= deadline and self.status.is_leader and self.status.term == term:
                 raise ProposalTimeout(timeout)
 
     async def _await_new_leader(self, deadline: float) -> str:
         """The leader after this node stepped down, or "" if none is known by ``deadline``."""
-        loop = asyncio.get_running_loop()
         while True:
             st = self.status
             if not st.is_leader and st.leader is not None and st.leader != st.self_addr:
                 return st.leader
-            if loop.time() >= deadline:
+            if monotonic() >= deadline:
                 return ""
             await asyncio.sleep(0.02)
 
@@ -959,7 +675,7 @@ class RaftNode:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, res, err)
 
-        sent = loop.time()
+        sent = monotonic()
         replica.apply_command(encode(cmd), callback=callback)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when the
         # caller is cancelled in the same loop iteration as the commit arrives, so the
@@ -973,5 +689,5 @@ class RaftNode:
             raise ProposalTimeout(timeout) from None
         hook = self.on_committed
         if hook is not None:
-            hook(cmd, loop.time() - sent)
+            hook(cmd, monotonic() - sent)
         return res

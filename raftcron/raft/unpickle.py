@@ -18,8 +18,9 @@ What this module guarantees:
   only class pysyncobj pickles, for membership-change entries; only
   :func:`safe_loads_membership` accepts it.
 * :func:`install` replaces ``pysyncobj.pickle.loads`` and ``load`` (which every pysyncobj
-  module calls through) with the restricted ones, so no pysyncobj code path can reach the
-  unrestricted unpickler; it also drops pysyncobj's fallback to the pure-Python unpickler.
+  module calls through; :mod:`raftcron.raft.seam` does it) with the restricted ones, so no
+  pysyncobj code path can reach the unrestricted unpickler; it also drops pysyncobj's
+  fallback to the pure-Python unpickler.
   Writing (``dumps``) is unchanged, so entries stay readable by v0.1.0's format.
 """
 
@@ -30,8 +31,6 @@ import io
 import pickle
 from collections.abc import Callable
 from typing import IO, Any, Final
-
-import pysyncobj.pickle as _ppickle
 
 
 class UnsafePickle(pickle.UnpicklingError):
@@ -48,7 +47,7 @@ def _latin1_encode(obj: object, encoding: str = "utf-8", errors: str = "strict")
 
 
 def _tcp_node_class() -> type:
-    from pysyncobj.node import TCPNode
+    from raftcron.raft.seam import TCPNode  # (the seam imports this module)
 
     cls: type = TCPNode
     return cls
@@ -97,9 +96,12 @@ def _safe_load(file: IO[bytes]) -> Any:
 
 def install() -> None:
     """Route every unpickling pysyncobj does through :func:`safe_loads`. Idempotent."""
-    _ppickle.loads = safe_loads
-    _ppickle.load = _safe_load
+    from raftcron.raft import seam  # (the seam imports this module)
+
+    seam.install_unpickler(safe_loads, _safe_load)
 
 
 def installed() -> bool:
-    return _ppickle.loads is safe_loads and _ppickle.load is _safe_load
+    from raftcron.raft import seam
+
+    return seam.unpickler_installed(safe_loads, _safe_load)

@@ -46,13 +46,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import functools
 import hmac
 import logging
-import os
 import socket
 import struct
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -61,11 +58,16 @@ from typing import Any, Final
 
 import msgpack
 from cryptography.fernet import Fernet, InvalidToken
-from pysyncobj.dns_resolver import globalDnsResolver
-from pysyncobj.encryptor import getEncryptor
-from pysyncobj.poller import POLL_EVENT_TYPE
-from pysyncobj.tcp_connection import CONNECTION_STATE, _getAddrType
-from pysyncobj.transport import TCPTransport
+
+from raftcron.clock import monotonic
+from raftcron.raft.seam import (
+    CONNECTION_STATE,
+    POLL_EVENT_TYPE,
+    SESSION_KEY_BYTES,
+    TransportBase,
+    addr_family,
+    getEncryptor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,6 @@ MAX_UNAUTHENTICATED_PER_SOURCE: Final = 32
 ACCEPTS_PER_EVENT: Final = 16
 LISTEN_BACKLOG: Final = 128
 COMPRESS_OVER: Final = 4096
-SESSION_KEY_BYTES: Final = 32
 LARGE_FRAME_LOG: Final = 2**20  # frames from this size on are logged (each new power of 2)
 
 # How long a peer connection may keep data that the peer's kernel never acknowledged
@@ -138,6 +139,13 @@ class WireError(Exception):
 # Messages
 
 
+# The AppendEntries reply (``next_node_idx``) carries the term it was sent in, a fourth
+# field (raftcron.raft.seam: a leader ignores replies of another term). Every build reads
+# both forms; a build before this field read only three, so turning this off is what lets
+# such a build and this one run in one cluster (a leader then counts replies as before).
+ACK_TERM_ON_WIRE: Final = True
+
+
 def encode_message(message: Any) -> list[Any]:
     """The wire form of a message pysyncobj sends: ``[kind, fields...]``."""
     if isinstance(message, bytes):
@@ -157,7 +165,10 @@ def encode_message(message: Any) -> list[Any]:
             return [K_CHUNK, term, commit, prev_idx, prev_term, code, message["data"]]
         return [K_APPEND, term, commit, prev_idx, prev_term, message["entries"]]
     if t == "next_node_idx":
-        return [K_NEXT_INDEX, message["next_node_idx"], message["reset"], message["success"]]
+        ack = [K_NEXT_INDEX, message["next_node_idx"], message["reset"], message["success"]]
+        if ACK_TERM_ON_WIRE and "term" in message:
+            ack.append(message["term"])
+        return ack
     if t == "apply_command":
         return [K_APPLY, message["command"], message.get("request_id")]
     if t == "apply_command_response":
@@ -242,13 +253,17 @@ def decode_message(body: list[Any]) -> Any:
             "prevLogTerm": _opt_int(prev_term, "prevLogTerm"),
         }
     if kind == K_NEXT_INDEX:
-        idx, reset, success = _fields(body, 3, "next_node_idx")
-        return {
+        # [idx, reset, success] from a build before acks carried their term, else + [term]
+        idx, reset, success, *term = _fields(body, 4 if len(body) == 5 else 3, "next_node_idx")
+        ack: dict[str, Any] = {
             "type": "next_node_idx",
             "next_node_idx": _int(idx, "next_node_idx"),
             "reset": _bool(reset, "reset"),
             "success": _bool(success, "success"),
         }
+        if term:
+            ack["term"] = _int(term[0], "term")
+        return ack
     if kind == K_APPLY:
         command, request_id = _fields(body, 2, "apply_command")
         msg: dict[str, Any] = {"type": "apply_command", "command": _bytes(command, "command")}
@@ -381,7 +396,7 @@ class Keyring:
         return len(self._fernets)
 
     def seal(self, index: int, plain: bytes) -> bytes:
-        return self._fernets[index].encrypt_at_time(plain, int(time.monotonic()))
+        return self._fernets[index].encrypt_at_time(plain, int(monotonic()))
 
     def open(self, token: bytes, prefer: int = 0) -> tuple[int, bytes]:
         """(index of the key that authenticated ``token``, plaintext)."""
@@ -487,7 +502,7 @@ class RefusalLog:
     WINDOW_S: Final = 10.0
     BURST: Final = 10
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = monotonic) -> None:
         self._clock = clock
         self._start = clock()
         self._logged = 0
@@ -590,7 +605,7 @@ class PeerConnection:
         self.peer = peer
         self.authenticated = False  # a frame from the peer decrypted
         self.key_index = 0  # the keyring's key this connection sends with
-        self._poller = poller
+        self._poll = poller
         self._keyring = keyring
         self._stats = stats
         self._on_refused = on_refused
@@ -604,7 +619,7 @@ class PeerConnection:
         self._keepalive = keepalive
         self._reader = FrameReader(PREAUTH_MAX_FRAME)
         self._wbuf = bytearray()
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         self._want_write = False
         self._tcp_up = False  # an outgoing attempt reached the peer's kernel
         self._sock = sock
@@ -647,7 +662,7 @@ class PeerConnection:
             return False
         self._reset()
         self.peer = f"{host}:{port}"
-        sock = socket.socket(_getAddrType(host), socket.SOCK_STREAM)
+        sock = socket.socket(addr_family(host), socket.SOCK_STREAM)
         self._sock = sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
@@ -665,7 +680,7 @@ class PeerConnection:
                 return False
         self._fileno = sock.fileno()
         self._state = _CONNECTING
-        self._poller.subscribe(self._fileno, self._on_event, _READ | _WRITE | _ERROR)
+        self._poll.subscribe(self._fileno, self._on_event, _READ | _WRITE | _ERROR)
         return True
 
     def send(self, message: Any) -> None:
@@ -707,7 +722,7 @@ class PeerConnection:
             self._sock.close()
             self._sock = None
         if self._fileno is not None:
-            self._poller.unsubscribe(self._fileno)
+            self._poll.unsubscribe(self._fileno)
             self._fileno = None
         self._wbuf = bytearray()
         self._reader = FrameReader(PREAUTH_MAX_FRAME)
@@ -722,7 +737,7 @@ class PeerConnection:
     def _reset(self) -> None:
         self._reader = FrameReader(PREAUTH_MAX_FRAME)
         self._wbuf = bytearray()
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         self._want_write = False
         self._tcp_up = False
         self.authenticated = False
@@ -745,11 +760,11 @@ class PeerConnection:
         )
 
     def _idle_expired(self) -> bool:
-        return time.monotonic() - self._last_read > self._timeout
+        return monotonic() - self._last_read > self._timeout
 
     def _on_event(self, descr: int, event: int) -> None:
         if descr != self._fileno:
-            self._poller.unsubscribe(descr)
+            self._poll.unsubscribe(descr)
             return
         if event & _ERROR:
             self.disconnect()
@@ -769,7 +784,7 @@ class PeerConnection:
             if self._state == _DISCONNECTED:
                 return
             self._state = _CONNECTED
-            self._last_read = time.monotonic()
+            self._last_read = monotonic()
             self._subscribe()
             return
         if event & _WRITE:
@@ -786,7 +801,7 @@ class PeerConnection:
             return
         self._want_write = bool(self._wbuf)
         mask = _READ | _ERROR | (_WRITE if self._want_write else 0)
-        self._poller.subscribe(self._fileno, self._on_event, mask)
+        self._poll.subscribe(self._fileno, self._on_event, mask)
 
     def _try_send(self) -> None:
         if self._state == _DISCONNECTED:
@@ -826,7 +841,7 @@ class PeerConnection:
             reader.feed(data)
             if reader.buffered > reader.limit + 4:
                 break  # enough to complete or refuse a frame; the rest waits
-        self._last_read = time.monotonic()
+        self._last_read = monotonic()
         return True
 
     def _deliver(self) -> None:
@@ -886,7 +901,7 @@ class PeerServer:
         send_buffer: int,
         recv_buffer: int,
     ) -> None:
-        self._poller = poller
+        self._poll = poller
         self._host = host
         self._port = int(port)
         self._on_accept = on_accept
@@ -897,7 +912,7 @@ class PeerServer:
         self._accept_errors = 0
 
     def bind(self) -> None:
-        sock = socket.socket(_getAddrType(self._host), socket.SOCK_STREAM)
+        sock = socket.socket(addr_family(self._host), socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._recv_buffer)
@@ -911,11 +926,11 @@ class PeerServer:
             raise
         self._sock = sock
         self._fileno = sock.fileno()
-        self._poller.subscribe(self._fileno, self._on_event, _READ | _ERROR)
+        self._poll.subscribe(self._fileno, self._on_event, _READ | _ERROR)
 
     def unbind(self) -> None:
         if self._fileno is not None:
-            self._poller.unsubscribe(self._fileno)
+            self._poll.unsubscribe(self._fileno)
             self._fileno = None
         if self._sock is not None:
             self._sock.close()
@@ -957,7 +972,7 @@ class PeerServer:
 # The transport
 
 
-class GuardedTransport(TCPTransport):  # type: ignore[misc]
+class GuardedTransport(TransportBase):
     """pysyncobj's ``TCPTransport`` on :class:`PeerConnection` and :class:`PeerServer`,
     with the handshake checked and strangers bounded (the module docstring).
 
@@ -981,132 +996,47 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
         self._unauthenticated_by_source: Counter[str] = Counter()
         super().__init__(syncObj, selfNode, otherNodes)
 
-    # -- pysyncobj hooks
+    # -- TransportBase hooks
 
-    def _createServer(self) -> None:
-        conf = self._syncObj.conf
-        bind = conf.bindAddress
-        if bind is not None:
-            host, port = bind.rsplit(":", 1)
-        else:
-            host, port = self._selfNode.address.rsplit(":", 1)
-            host = "::" if ":" in host else "0.0.0.0"
-        if host not in ("0.0.0.0", "::"):
-            host = globalDnsResolver().resolve(host)
-        self._server = PeerServer(
-            self._syncObj._poller,
+    def make_server(self, host: str, port: int) -> PeerServer:
+        conf = self.syncobj.conf
+        return PeerServer(
+            self.poller,
             host,
-            int(port),
+            port,
             self._accept,
             send_buffer=conf.sendBufferSize,
             recv_buffer=conf.recvBufferSize,
         )
 
-    def addNode(self, node: Any) -> None:
-        self._nodes.add(node)
-        self._nodeAddrToNode[node.address] = node
-        if self._shouldConnect(node):
-            conn = self._connection(peer=node.address)
-            conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
-            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
-            conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
-            self._connections[node] = conn
+    def new_connection(self, peer: str) -> PeerConnection:
+        return self._connection(peer=peer)
 
-    def setOnUtilityMessageCallback(self, message: str, callback: Any) -> None:
-        """Ignored: pysyncobj's utility messages are refused on this port."""
+    def refuse(self, conn: Any, code: str, reason: str) -> None:
+        self._close(conn, code, reason)
 
-    def _onNewIncomingConnection(self, conn: Any) -> None:
-        raise NotImplementedError("connections are accepted by GuardedTransport._accept")
-
-    def _onUtilityMessage(self, conn: Any, message: Any) -> bool:
-        self._close(conn, "utility", "pysyncobj utility messages are refused on the raft port")
-        return True
-
-    def _onIncomingMessageReceived(self, conn: PeerConnection, message: Any) -> None:
-        if conn.sendRandKey is None:
-            if not isinstance(message, bytes):
-                self._close(conn, "handshake", f"expected a session key, got {_describe(message)}")
-                return
-            conn.sendRandKey = message
-            conn.recvRandKey = os.urandom(SESSION_KEY_BYTES)
-            conn.send(conn.recvRandKey)
-            return
-        if isinstance(message, list):
-            self._onUtilityMessage(conn, message)
-            return
-        if message == "readonly":
-            self._close(conn, "readonly", "read-only connections are refused on the raft port")
-            return
-        node = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
-        if node is None:
-            self._close(conn, "unknown_node", f"not a cluster member: {_describe(message)}")
-            return
-        if self._shouldConnect(node):
-            # Of two members, the one with the greater address dials (pysyncobj), and every
-            # member has the same file: this one dials that address itself.
-            self._close(conn, "wrong_direction", f"claims to be {message}, which this node dials")
-            return
+    def forget(self, conn: Any) -> None:
         self._forget(conn)
-        self._unknownConnections.discard(conn)
-        old = self._connections.get(node)
-        self._connections[node] = conn
-        if old is not None and old is not conn:
-            old.disconnect()  # the member reconnected: its old connection is dead
+
+    def peer_connected(self, conn: Any) -> None:
         sock = conn.raw_socket
         if sock is not None:
             with contextlib.suppress(OSError):
-                set_peer_socket_options(sock, self._syncObj.conf.tcp_keepalive)
-        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
-        self._onNodeConnected(node)
+                set_peer_socket_options(sock, self.syncobj.conf.tcp_keepalive)
 
-    def _onOutgoingConnected(self, conn: PeerConnection) -> None:
-        conn.setOnMessageReceivedCallback(functools.partial(self._onOutgoingMessageReceived, conn))
-        conn.recvRandKey = os.urandom(SESSION_KEY_BYTES)
-        conn.send(conn.recvRandKey)
+    def describe(self, message: Any) -> str:
+        return _describe(message)
 
-    def _onOutgoingMessageReceived(self, conn: PeerConnection, message: Any) -> None:
-        if not isinstance(message, bytes):
-            self._close(conn, "handshake", f"expected a session key, got {_describe(message)}")
-            return
-        conn.sendRandKey = message
-        conn.send(self._selfNode.address)
-        node = self._connToNode(conn)
-        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
-        self._onNodeConnected(node)
-
-    def send(self, node: Any, message: Any) -> bool:
-        # Not before the handshake is done: pysyncobj marks a dialled connection connected
-        # as soon as TCP is, and sent a vote request there without the session key (the
-        # peer dropped the connection).
-        conn = self._connections.get(node)
-        if conn is None or conn.sendRandKey is None:
-            return False
-        ok: bool = super().send(node, message)
-        return ok
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if type(message) is not dict:
-            conn = self._connections.get(node)
-            if conn is not None:
-                self._close(conn, "malformed", f"unexpected {_describe(message)} from {node}")
-            return
-        super()._onMessageReceived(node, message)
-
-    def _onDisconnected(self, conn: PeerConnection) -> None:
-        self._forget(conn)
-        super()._onDisconnected(conn)
-
-    def _onTick(self) -> None:
+    def before_tick(self) -> None:
         self._expire_handshakes()
         self._refusals.flush()
-        super()._onTick()
 
     # -- admission
 
     def _connection(self, *, sock: socket.socket | None = None, peer: str) -> PeerConnection:
-        conf = self._syncObj.conf
+        conf = self.syncobj.conf
         return PeerConnection(
-            self._syncObj._poller,
+            self.poller,
             self._keyring,
             self.stats,
             on_refused=self._refused,
@@ -1138,12 +1068,10 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
                 f"{waiting[busiest]} from {busiest}): closing the oldest of them",
             )
         conn = self._connection(sock=sock, peer=peer)
-        self._unknownConnections.add(conn)
-        self._handshaking[conn] = time.monotonic() + HANDSHAKE_DEADLINE_S
+        self._handshaking[conn] = monotonic() + HANDSHAKE_DEADLINE_S
         self._unauthenticated[conn] = source
         waiting[source] += 1
-        conn.setOnMessageReceivedCallback(functools.partial(self._onIncomingMessageReceived, conn))
-        conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
+        self.adopt_incoming(conn)
 
     def _authenticated(self, conn: PeerConnection) -> None:
         source = self._unauthenticated.pop(conn, None)
@@ -1161,7 +1089,7 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
         self._authenticated(conn)
 
     def _expire_handshakes(self) -> None:
-        now = time.monotonic()
+        now = monotonic()
         pending = self._handshaking
         while pending:
             conn, deadline = next(iter(pending.items()))
@@ -1184,5 +1112,5 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
     def _close(self, conn: PeerConnection, code: str, reason: str) -> None:
         self._refused(conn, code, reason)
         self._forget(conn)
-        self._unknownConnections.discard(conn)
+        self.drop_incoming(conn)
         conn.disconnect()

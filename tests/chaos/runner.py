@@ -281,6 +281,8 @@ class Run:
                 f'shutdown_drain = "{SHUTDOWN_DRAIN_S:g}s"'
             ),
         )
+        # the clock and power-cut hooks below (tests/cluster/hooked_agent.py)
+        self.cluster.use_hooks()
         for i, m in enumerate(self.cluster.members.values()):
             m.group = GID_BASE + i + 1
             m.env = {

@@ -160,7 +160,15 @@ class Browser:
             return wait_for(what, fn, timeout, interval=0.2)
         except AssertionError as exc:
             shot = self.screenshot(f"timeout-{len(self.shots)}")
-            raise AssertionError(f"{exc}; screenshot: {shot}") from None
+            try:  # what the page said last: an action's error is shown in #notice
+                page = self.js(
+                    "JSON.stringify({state: document.body.dataset.state, lastAction:"
+                    " document.body.dataset.lastAction, notice:"
+                    " (document.getElementById('notice') || {}).textContent})"
+                )
+            except BrowserError as err:
+                page = f"(page unreadable: {err})"
+            raise AssertionError(f"{exc}; page: {page}; screenshot: {shot}") from None
 
     def click(self, selector: str) -> None:
         """Click the element ``selector`` names (a real click event, as a person's)."""

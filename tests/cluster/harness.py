@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout: tests.* importable from here
+
 
 def free_ports(n: int) -> list[int]:
     socks = []
@@ -156,6 +158,14 @@ class Cluster:
         parts.append(extra_toml)
         self.config = root / "cluster.toml"
         self.config.write_text("\n".join(parts) + "\n")
+
+    def use_hooks(self) -> None:
+        """Run the agents as ``tests.cluster.hooked_agent``: the test hooks of
+        :mod:`raftcron.hooks` (a controlled clock, power cuts, small snapshots), set from
+        the variables that module names in this cluster's or a member's ``env``."""
+        self.module = "tests.cluster.hooked_agent"
+        path = self.env.get("PYTHONPATH", "")
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
 
     # -- processes
 

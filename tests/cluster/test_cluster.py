@@ -228,6 +228,7 @@ def test_frozen_executor_is_fenced_off(tmp_path: Path, make_cluster: list[Cluste
 def test_kill_all_and_restart_loses_nothing(tmp_path: Path, make_cluster: list[Cluster]) -> None:
     sink = tmp_path / "sink.txt"
     cl = Cluster(tmp_path, [every_second_job(sink)], env={"RAFTCRON_COMPACT_ENTRIES": "50"})
+    cl.use_hooks()  # tests/cluster/hooked_agent.py: snapshots every 50 entries
     make_cluster.append(cl)
     cl.start()
     leader = cl.wait_leader(60)

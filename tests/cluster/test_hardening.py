@@ -67,6 +67,7 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         extra_toml='[[api.tokens]]\nrole = "admin"\ntoken_file = "admin.token"\n',
         token=ADMIN,
     )
+    cluster.use_hooks()  # tests/cluster/hooked_agent.py: RAFTCRON_COMPACT_ENTRIES
     with running(cluster):
         yield cluster
 

@@ -19,7 +19,7 @@ Before the next node goes, the one just started must be back and caught up, and 
 must have run three more times. While at least one node is still old, a PUT to an
 upgraded node of a job that uses a gated key newer than the old release's level answers
 409 ``feature_not_enabled``. From a release
-before levels (level 0) that key is ``stdin`` (level 1, raftcron/core/features.py). The
+before levels (level 0) that key is ``description`` (level 1, raftcron/core/jobfields.py). The
 409 names exactly the members still to upgrade, and nothing is written. Once the last
 node is upgraded, every member shows every member at the new version and level, and the
 same PUT succeeds. If the old release already has this checkout's level, no key is newer
@@ -63,7 +63,7 @@ NEW_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["v
 NEW_LEVEL = features.FEATURE_LEVEL
 # A value for each gated job key (the test writes a job using the newest one the old
 # release lacks).
-SAMPLES: dict[str, Any] = {"stdin": "hello\n"}
+SAMPLES: dict[str, Any] = {"description": "written during a rolling upgrade"}
 CLUSTER = 'shutdown_drain = "2s"\nlease = "15s"\nhistory = 1000000'
 TICK = {"schedule": "* * * * * *", "overlap": "allow", "timezone": "UTC", "retries": 0}
 
@@ -236,8 +236,13 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
 
             if key is not None:
                 wait_for("the gated write to succeed once every member is upgraded", put_gated, 60)
-                job = cl.get(order[-1], "/v1/jobs/gated")
-                assert job["spec"][key] == SAMPLES[key], job
+                # (another member has it once it has applied the write)
+                job = wait_for(
+                    f"the gated job on {order[-1]}",
+                    lambda: cl.request(order[-1], "GET", "/v1/jobs/gated")[1].get("spec"),
+                    30,
+                )
+                assert job[key] == SAMPLES[key], job
 
             wait_for(
                 "tick to run after the last upgrade",

@@ -23,8 +23,8 @@ the interleaving (a run prints a trace digest to compare). Per-link RNGs make th
 network's choices independent of the order in which pysyncobj walks its sets of peers
 (which follows Python's salted string hashes).
 
-When the pysyncobj seam module (issue 14 item 4) lands, :func:`harness_time` is the one
-place to move into it: it is the only patch of pysyncobj this harness makes.
+Time and randomness reach pysyncobj through the seam (:func:`raftcron.raft.seam.harness_time`):
+the only patch of pysyncobj this harness makes.
 """
 
 from __future__ import annotations
@@ -39,11 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pysyncobj.syncobj as _psyncobj
-from pysyncobj.transport import Transport
-
 from raftcron.core.commands import Command, decode
 from raftcron.core.state import Result, State
+from raftcron.raft import seam
 from raftcron.raft.journal import CrashableFileOps
 from raftcron.raft.node import Machine, RaftSettings, _leaves_before_sync, _Replica
 
@@ -79,15 +77,9 @@ class _RandomSwitch:
 
 @contextlib.contextmanager
 def harness_time(clock: FakeClock, switch: _RandomSwitch) -> Iterator[None]:
-    """pysyncobj reads ``monotonicTime()`` and ``random.random()`` as module globals of
-    ``pysyncobj.syncobj``; point them at the harness for the duration of a run."""
-    saved = (_psyncobj.monotonicTime, _psyncobj.random)
-    _psyncobj.monotonicTime = clock.monotonic
-    _psyncobj.random = switch
-    try:
+    """pysyncobj's time and election randomness come from the harness during a run."""
+    with seam.harness_time(clock.monotonic, switch):
         yield
-    finally:
-        _psyncobj.monotonicTime, _psyncobj.random = saved
 
 
 # --------------------------------------------------------------------------------------
@@ -259,7 +251,7 @@ class Network:
         return len(self._queue)
 
 
-class FuzzTransport(Transport):  # type: ignore[misc]
+class FuzzTransport(seam.Transport):  # type: ignore[misc]
     """pysyncobj's transport for a member of the fuzz cluster (built by SyncObj itself:
     the network is found through the address of the member being built)."""
 
@@ -375,7 +367,9 @@ class Cluster:
             FuzzTransport.registry[addr] = (self.network, name)
         # Raw records for the verifiers (tests/fuzzy/verify.py)
         self.log: dict[int, bytes] = {}  # committed index -> command bytes (first applier)
-        self.first_index: dict[bytes, int] = {}  # command bytes -> lowest index applied at
+        self.first_effect: dict[bytes, int] = {}  # command bytes -> lowest index it acted at
+        # a Plan's bytes -> index applied at -> the run ids that copy acted on
+        self.plan_acted: dict[bytes, dict[int, set[str]]] = {}
         self.applied: dict[str, list[int]] = {n: [] for n in names}  # per incarnation
         self.grants: dict[str, tuple[int, str]] = {}  # run id -> (fence, node), first grant
         self.violations: list[str] = []

@@ -7,10 +7,13 @@
    (a restart or an installed snapshot starts a new sequence above the snapshot).
 3. **Acknowledged means committed, where the ack said**: every proposal whose callback
    reported success was applied at the index it was acknowledged for, with its bytes.
-4. **A command's effect happens once**: an entry whose bytes were already applied at a
+4. **A command's effect happens once**: an entry whose bytes already took effect at a
    lower index (a client's retry, a duplicated forward) hands out no fence (no run or
    lock granted again) and records no run again (``Cluster.effect`` unchanged); job
-   commands keyed by name alone (``BY_NAME``) are last-writer-wins and left out.
+   commands keyed by name alone (``BY_NAME``) are last-writer-wins and left out. A
+   ``Plan`` is checked fire by fire: a repeat may act on a fire an earlier copy refused
+   (``busy``, ``drained``: the refusal had no effect, the repeat is a new decision) but
+   never on a run an earlier copy granted, skipped, buffered or recorded.
 5. **No fire granted twice with live leases**: a run id is granted at most once (one
    fence, one node); when a grant is applied, no other live lease in the state belongs
    to the same fire and instance.
@@ -62,15 +65,25 @@ def on_apply(
     if seq and index <= seq[-1]:
         bad.append(f"{member.name} applied index {index} after index {seq[-1]}")
     seq.append(index)
-    # 4. a duplicate changes no fence and records no run
-    earliest = cluster.first_index.setdefault(data, index)
-    if index < earliest:
-        cluster.first_index[data] = index
-    elif earliest < index and before != after and not isinstance(decode(data), BY_NAME):
-        bad.append(
-            f"{member.name}: {_short(data)} first applied at index {earliest} took effect "
-            f"again at index {index} (fence, runs recorded) {before} -> {after}"
-        )
+    # 4. a duplicate acts on nothing an earlier copy acted on
+    if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
+        out = res.value
+        acted = {rid for rid, _, _ in out.granted} | {rid for rid, _ in out.skipped}
+        acted |= {rid for rid, _ in out.buffered} | set(out.missed) | set(out.paused)
+        copies = cluster.plan_acted.setdefault(data, {})
+        copies.setdefault(index, acted)
+        again = sorted(acted & set().union(*(a for i, a in copies.items() if i < index)))
+        if again:
+            bad.append(f"{member.name}: Plan applied again at index {index} acted again on {again}")
+    elif before != after:
+        earliest = cluster.first_effect.setdefault(data, index)
+        if index < earliest:
+            cluster.first_effect[data] = index
+        elif earliest < index and not isinstance(decode(data), BY_NAME):
+            bad.append(
+                f"{member.name}: {_short(data)} first took effect at index {earliest} took "
+                f"effect again at index {index} (fence, runs recorded) {before} -> {after}"
+            )
     # 5. no fire granted twice
     if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
         cmd = decode(data)

@@ -26,12 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pysyncobj import FAIL_REASON
-
 from raftcron.core import commands as c
 from raftcron.core.model import DRAIN_OPERATOR, FAILED, KILLED, SUCCEEDED, JobSpec
 from raftcron.core.planner import NodeInfo, plan
 from raftcron.core.state import LockGrant, Ok, Result, State
+from raftcron.raft.seam import FAIL_REASON
 from tests.fuzzy.cluster import Cluster, Member
 
 PROPOSE_TIMEOUT = 3.0

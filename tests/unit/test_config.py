@@ -392,7 +392,10 @@ ERRORS: list[tuple[str, str, list[str]]] = [
     (
         "unknown-node-key-no-match",
         CLUSTER.replace("[cluster.nodes.c]\n", "[cluster.nodes.c]\nzzz = 1\n"),
-        ["cluster.toml: cluster.nodes.c.zzz: unknown key (known keys: raft, api, tags, data_dir)"],
+        [
+            "cluster.toml: cluster.nodes.c.zzz: unknown key "
+            "(known keys: raft, api, tags, data_dir, max_starting)"
+        ],
     ),
     (
         "unknown-cluster-key",

@@ -23,8 +23,9 @@ from raftcron.scheduler.leader import FeatureNotEnabled
 from tests.unit.test_config_reload import T0, _leader, _Raft, _syncs, spec
 
 
-def with_stdin(name: str) -> JobSpec:
-    return JobSpec(name=name, schedule="* * * * *", command=("cat",), stdin="hello\n")
+def described(name: str) -> JobSpec:
+    """A job using ``description`` (level 1, raftcron/core/jobfields.py)."""
+    return JobSpec(name=name, schedule="* * * * *", command=("true",), description="why")
 
 
 # --------------------------------------------------------------------------- the levels
@@ -32,16 +33,19 @@ def with_stdin(name: str) -> JobSpec:
 
 def test_a_job_key_needs_its_level_on_every_member_and_the_refusal_names_them() -> None:
     assert max(features.JOB_KEYS.values()) <= features.FEATURE_LEVEL
+    assert features.JOB_KEYS == {"description": 1}  # (from the job field table's since)
     assert features.spec_features(spec("plain")) == []  # a key left at its default: nothing
-    [used] = features.spec_features(with_stdin("cat"))
-    assert used.level == features.JOB_KEYS["stdin"] == 1
-    put = c.PutJob(at_ms=T0, spec=with_stdin("cat"), source="api")
+    stdin = JobSpec(name="s", schedule="* * * * *", command=("cat",), stdin="hello\n")
+    assert features.spec_features(stdin) == []  # level 0: every member decodes it
+    [used] = features.spec_features(described("cat"))
+    assert used.level == features.JOB_KEYS["description"] == 1
+    put = c.PutJob(at_ms=T0, spec=described("cat"), source="api")
     assert features.command_features(put) == [used]
     assert features.refusal([used], {"a": 1, "b": 1, "c": 1}) is None
     refused = features.refusal([used], {"a": 1, "b": 0, "c": 0})
     assert refused is not None and dict(refused.behind) == {"b": 0, "c": 0}
     message = refused.message()
-    assert "'stdin'" in message and "job 'cat'" in message and "level 1" in message
+    assert "'description'" in message and "job 'cat'" in message and "level 1" in message
     assert "b (level 0), c (level 0)" in message and "upgrade" in message
 
 
@@ -103,7 +107,7 @@ def test_a_leader_reconciles_nothing_of_a_gated_file_then_all_of_it(
     raft = _Raft(State())
     asyncio.run(_leader(raft, "a", (spec("keep"), spec("gone")), "h0")._sync_config_if_agreed())
     levels = {"a": 1, "b": 1, "c": 0}
-    leader = _leader(raft, "a", (spec("keep"), spec("new"), with_stdin("cat")), "h1")
+    leader = _leader(raft, "a", (spec("keep"), spec("new"), described("cat")), "h1")
     leader.levels = lambda: levels
     before = len(raft.proposed)
     caplog.set_level(logging.WARNING, "raftcron.scheduler.leader")
@@ -115,7 +119,7 @@ def test_a_leader_reconciles_nothing_of_a_gated_file_then_all_of_it(
         "h0",
     )
     [warning] = [r.getMessage() for r in caplog.records]
-    assert "NOT reconciled" in warning and "'stdin'" in warning and "c (level 0)" in warning
+    assert "NOT reconciled" in warning and "'description'" in warning and "c (level 0)" in warning
     assert leader.gated is not None
 
     levels["c"] = 1  # c upgraded
@@ -131,7 +135,7 @@ def test_a_leader_reconciles_nothing_of_a_gated_file_then_all_of_it(
 def test_the_gated_loop_reconciles_once_the_last_member_advertises() -> None:
     raft = _Raft(State())
     levels = {"a": 1, "b": 0}
-    leader = _leader(raft, "a", (with_stdin("cat"),), "h1")
+    leader = _leader(raft, "a", (described("cat"),), "h1")
     leader.levels = lambda: levels
 
     async def scenario() -> list[str]:

@@ -73,7 +73,7 @@ def test_fresh_journal_defaults(jpath: str) -> None:
         assert j.getRaftCommitIndex() == 1
         assert os.path.getsize(jpath) == 16  # just the header
     finally:
-        j._destroy()
+        j.close()
 
 
 def test_round_trip_and_reopen(jpath: str) -> None:
@@ -85,8 +85,8 @@ def test_round_trip_and_reopen(jpath: str) -> None:
     j.onOneSecondTimer()
     j.sync()
     assert not j.dirty
-    j._destroy()
-    j._destroy()  # idempotent
+    j.close()
+    j.close()  # idempotent
     j.sync()  # harmless after close
 
     j2 = DurableJournal(jpath)
@@ -107,7 +107,7 @@ def test_round_trip_and_reopen(jpath: str) -> None:
         with pytest.raises(IndexError):
             j2[6]
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_add_does_not_fsync_sync_does_once(jpath: str) -> None:
@@ -122,7 +122,7 @@ def test_add_does_not_fsync_sync_does_once(jpath: str) -> None:
         j.sync()  # nothing pending: no fsync
         assert j.fsync_count == base + 1
     finally:
-        j._destroy()
+        j.close()
 
 
 def test_commit_index_is_lazy_term_is_not(jpath: str) -> None:
@@ -135,12 +135,12 @@ def test_commit_index_is_lazy_term_is_not(jpath: str) -> None:
     j2 = DurableJournal(jpath)
     assert j2.getCurrentTerm() == 7
     assert j2.getRaftCommitIndex() == 1
-    j2._destroy()
+    j2.close()
     j.onOneSecondTimer()
     j3 = DurableJournal(jpath)
     assert j3.getRaftCommitIndex() == 3
-    j3._destroy()
-    j._destroy()
+    j3.close()
+    j.close()
 
 
 def test_set_current_term_unchanged_writes_nothing(jpath: str) -> None:
@@ -154,19 +154,19 @@ def test_set_current_term_unchanged_writes_nothing(jpath: str) -> None:
         assert j.fsync_count > count
         assert (j.getCurrentTerm(), j.getVotedForNodeId()) == (2, None)
     finally:
-        j._destroy()
+        j.close()
 
 
 def test_commit_index_clamped_to_last_entry(jpath: str) -> None:
     j = DurableJournal(jpath)
     _fill(j, _entries(3))
     j.setRaftCommitIndex(10)
-    j._destroy()
+    j.close()
     j2 = DurableJournal(jpath)
     try:
         assert j2.getRaftCommitIndex() == 3
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_delete_entries_from(jpath: str) -> None:
@@ -181,7 +181,7 @@ def test_delete_entries_from(jpath: str) -> None:
     j.add(b"new", 4, 2)
     j.deleteEntriesFrom(4)  # exactly the end: nothing
     assert len(j) == 4
-    j._destroy()
+    j.close()
     j2 = DurableJournal(jpath)
     try:
         assert j2[:] == [*entries[:3], (b"new", 4, 2)]
@@ -189,7 +189,7 @@ def test_delete_entries_from(jpath: str) -> None:
         assert len(j2) == 0
         assert os.path.getsize(jpath) == 16
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_delete_entries_to_and_clear(jpath: str) -> None:
@@ -202,19 +202,19 @@ def test_delete_entries_to_and_clear(jpath: str) -> None:
     assert j[:] == entries[4:]
     assert not os.path.exists(jpath + ".tmp")
     j.add(b"after", 16, 1)
-    j._destroy()
+    j.close()
     j2 = DurableJournal(jpath)
     assert j2[:] == [*entries[4:], (b"after", 16, 1)]
     j2.clear()
     assert len(j2) == 0
     j2.add(b"x", 100, 5)
     j2.add(b"y", 101, 5)
-    j2._destroy()
+    j2.close()
     j3 = DurableJournal(jpath)
     try:
         assert j3[:] == [(b"x", 100, 5), (b"y", 101, 5)]
     finally:
-        j3._destroy()
+        j3.close()
 
 
 @pytest.mark.parametrize("cut", [1, 5, 23, 24, 25])
@@ -223,7 +223,7 @@ def test_torn_tail_is_truncated(jpath: str, cut: int, caplog: pytest.LogCaptureF
     j = DurableJournal(jpath)
     _fill(j, entries)
     good_end = j._offsets[2]
-    j._destroy()
+    j.close()
     full = os.path.getsize(jpath)
     with open(jpath, "r+b") as f:
         f.truncate(full - cut)
@@ -239,19 +239,19 @@ def test_torn_tail_is_truncated(jpath: str, cut: int, caplog: pytest.LogCaptureF
         j2.add(b"again", 3, 2)
         j2.sync()
     finally:
-        j2._destroy()
+        j2.close()
     j3 = DurableJournal(jpath)
     try:
         assert j3[:] == [*entries[:2], (b"again", 3, 2)]
     finally:
-        j3._destroy()
+        j3.close()
 
 
 def test_garbage_tail_is_truncated(jpath: str, caplog: pytest.LogCaptureFixture) -> None:
     entries = _entries(3)
     j = DurableJournal(jpath)
     _fill(j, entries)
-    j._destroy()
+    j.close()
     size = os.path.getsize(jpath)
     with open(jpath, "ab") as f:
         f.write(b"\x07\x00\x00\x00garbage-garbage-garbage-garbage")
@@ -262,14 +262,14 @@ def test_garbage_tail_is_truncated(jpath: str, caplog: pytest.LogCaptureFixture)
         assert os.path.getsize(jpath) == size
         assert any(f"offset {size}" in r.getMessage() for r in caplog.records)
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_zero_filled_tail_is_truncated(jpath: str) -> None:
     entries = _entries(2)
     j = DurableJournal(jpath)
     _fill(j, entries)
-    j._destroy()
+    j.close()
     size = os.path.getsize(jpath)
     with open(jpath, "ab") as f:
         f.write(b"\0" * 4096)  # what an extended-but-unwritten tail can look like
@@ -278,7 +278,7 @@ def test_zero_filled_tail_is_truncated(jpath: str) -> None:
         assert j2[:] == entries
         assert os.path.getsize(jpath) == size
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crc_corruption_detected(jpath: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -286,7 +286,7 @@ def test_crc_corruption_detected(jpath: str, caplog: pytest.LogCaptureFixture) -
     j = DurableJournal(jpath)
     _fill(j, entries)
     offsets = list(j._offsets)
-    j._destroy()
+    j.close()
     with open(jpath, "r+b") as f:
         f.seek(offsets[1] + 24)  # first command byte of the second record
         byte = f.read(1)
@@ -299,7 +299,7 @@ def test_crc_corruption_detected(jpath: str, caplog: pytest.LogCaptureFixture) -
         assert os.path.getsize(jpath) == offsets[1]
         assert any("checksum" in r.getMessage() for r in caplog.records)
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_not_a_journal_is_refused(jpath: str) -> None:
@@ -311,7 +311,7 @@ def test_not_a_journal_is_refused(jpath: str) -> None:
 
 def test_unreadable_meta_is_refused(jpath: str) -> None:
     j = DurableJournal(jpath)
-    j._destroy()
+    j.close()
     with open(jpath + ".meta", "wb") as f:
         f.write(b"\xc1\xc1")
     with pytest.raises(JournalError, match="meta"):
@@ -326,7 +326,7 @@ def test_meta_is_msgpack(jpath: str) -> None:
             meta = msgpack.unpackb(f.read())
         assert meta == {"v": 1, "term": 4, "voted_for": "n:1", "commit": 1}
     finally:
-        j._destroy()
+        j.close()
 
 
 class _FlakyFileOps(FileOps):
@@ -364,12 +364,12 @@ def test_failed_write_leaves_no_partial_record(jpath: str) -> None:
     fs.fail_write = False
     with pytest.raises(JournalError, match="failed earlier"):
         j.add(*entries[2])
-    j._destroy()
+    j.close()
     j2 = DurableJournal(jpath)
     try:
         assert j2[:] == entries[:2]  # and no partial record was left behind
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_failed_fsync_poisons_the_journal(jpath: str) -> None:
@@ -387,7 +387,7 @@ def test_failed_fsync_poisons_the_journal(jpath: str) -> None:
         j.add(b"x", 3, 1)
     with pytest.raises(JournalError):
         j.setCurrentTerm(5, "a:1")
-    j._destroy()
+    j.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def test_crash_drops_unsynced_entries(jpath: str) -> None:
     try:
         assert j2[:] == entries[:3]
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crash_keeps_synced_entries_and_term(jpath: str) -> None:
@@ -425,7 +425,7 @@ def test_crash_keeps_synced_entries_and_term(jpath: str) -> None:
         assert j2.getCurrentTerm() == 9
         assert j2.getVotedForNodeId() == "127.0.0.1:1"
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crash_loses_lazy_commit_index_but_not_timer_written(jpath: str) -> None:
@@ -441,7 +441,7 @@ def test_crash_loses_lazy_commit_index_but_not_timer_written(jpath: str) -> None
         assert len(j2) == 4
         assert j2.getRaftCommitIndex() == 3
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crash_after_compaction_and_truncation(jpath: str) -> None:
@@ -457,7 +457,7 @@ def test_crash_after_compaction_and_truncation(jpath: str) -> None:
     try:
         assert j2[:] == entries[3:7]
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crash_with_torn_tails(tmp_path: Path) -> None:
@@ -476,7 +476,7 @@ def test_crash_with_torn_tails(tmp_path: Path) -> None:
             assert 2 <= n <= 6
             assert j2[:] == entries[:n]
         finally:
-            j2._destroy()
+            j2.close()
 
 
 def test_crash_of_fresh_journal_and_before_creation(tmp_path: Path) -> None:
@@ -490,7 +490,7 @@ def test_crash_of_fresh_journal_and_before_creation(tmp_path: Path) -> None:
     try:
         assert len(j2) == 0
     finally:
-        j2._destroy()
+        j2.close()
 
 
 def test_crashable_undoes_unsynced_rename_and_creation(tmp_path: Path) -> None:
@@ -542,7 +542,7 @@ def test_crashable_real_fsync_mode(tmp_path: Path) -> None:
     j = DurableJournal(str(tmp_path / "j"), fs)
     _fill(j, _entries(2))
     j.sync()
-    j._destroy()
+    j.close()
     assert fs.durable_content(str(tmp_path / "j")) == (tmp_path / "j").read_bytes()
 
 
@@ -560,7 +560,7 @@ def test_install_journal_factory_is_idempotent(tmp_path: Path) -> None:
     try:
         assert isinstance(j, DurableJournal)
     finally:
-        j._destroy()
+        j.close()
 
 
 # --------------------------------------------------------------------------------------------

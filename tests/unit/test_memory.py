@@ -17,6 +17,7 @@ from raftcron import memory
 from raftcron.clock import FakeClock
 from raftcron.config import load_config
 from raftcron.core import commands as c
+from raftcron.core import jobfields
 from raftcron.core.model import JobSpec
 from raftcron.core.state import Ok, Result, State
 from raftcron.raft import node as raft_node
@@ -317,10 +318,11 @@ def test_decoded_specs_share_equal_ints_and_string_tuples() -> None:
 
 
 def test_the_sharing_tables_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c, "_shared_ints", {})
-    monkeypatch.setattr(c, "_shared_strs", {})
-    for i in range(c._SHARED_MAX + 100):
-        assert c._int(1000 + i) == 1000 + i
-        assert c._strs([f"cmd-{i}"]) == (f"cmd-{i}",)
-    assert len(c._shared_ints) == len(c._shared_strs) == c._SHARED_MAX
-    assert c._int(True) == 1 and type(c._int(True)) is int  # never a bool back
+    # (the spec codec and its sharing tables live in the job field table's module)
+    monkeypatch.setattr(jobfields, "_shared_ints", {})
+    monkeypatch.setattr(jobfields, "_shared_strs", {})
+    for i in range(jobfields._SHARED_MAX + 100):
+        assert jobfields.iint(1000 + i) == 1000 + i
+        assert jobfields.istrs([f"cmd-{i}"]) == (f"cmd-{i}",)
+    assert len(jobfields._shared_ints) == len(jobfields._shared_strs) == jobfields._SHARED_MAX
+    assert jobfields.iint(True) == 1 and type(jobfields.iint(True)) is int  # never a bool

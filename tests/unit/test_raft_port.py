@@ -31,7 +31,8 @@ from pysyncobj.utility import TcpUtility, UtilityException
 from raftcron.core.commands import AcquireLock, encode
 from raftcron.raft import unpickle, wire
 from raftcron.raft.journal import DurableJournal
-from raftcron.raft.node import BadEntry, Machine, RaftSettings, _Replica, regular_call
+from raftcron.raft.node import Machine, RaftSettings, _Replica
+from raftcron.raft.seam import BadEntry, regular_call
 from raftcron.raft.wire import (
     MAX_FRAME,
     PREAUTH_MAX_FRAME,

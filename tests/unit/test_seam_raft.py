@@ -1,0 +1,233 @@
+"""The pysyncobj Raft bugs the seam fixes (raftcron/raft/seam.py; docs/design.md,
+"pysyncobj integration"), one test each: a real replica (raftcron's _Replica on
+pysyncobj) is handed the messages that show the bug, through a transport that records what
+it sends. The fuzzer found them (tests/fuzzy: e.g.
+``python -m tests.fuzzy.run --seed 101 --steps 10000 --nodes 5``)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raftcron.raft import seam, wire
+from raftcron.raft.journal import encode_snapshot
+from raftcron.raft.node import Machine, RaftSettings, _Replica
+
+NOOP = b"\x01"  # pysyncobj's no-op entry kind: never run when applied
+ADDRS = [f"127.0.0.1:{17100 + i}" for i in range(5)]
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+class Recorder(seam.Transport):  # type: ignore[misc]
+    """Sends nothing: records what the replica sends; ``deliver`` hands it a message."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.nodes = {n.id: n for n in otherNodes}
+
+    def send(self, node: Any, message: Any) -> bool:
+        self.sent.append((node.id, message))
+        return True
+
+    def deliver(self, src: str, message: dict[str, Any]) -> None:
+        self._onMessageReceived(self.nodes[src], message)
+
+    def replies(self, kind: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.sent if m["type"] == kind]
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    c = Clock()
+    with seam.harness_time(c, random.Random(7)):
+        yield c
+
+
+def replica(tmp_path: Path, members: int = 3) -> tuple[_Replica, Recorder]:
+    settings = RaftSettings(
+        self_addr=ADDRS[0],
+        peers=ADDRS[1:members],
+        password="seam-test-secret-0123",
+        data_dir=tmp_path / "raft",
+    )
+    r = _Replica(settings, Machine(), lambda _: None, transport_class=Recorder, auto_tick=False)
+    transport: Recorder = r._SyncObj__transport
+    return r, transport
+
+
+@pytest.fixture
+def follower(tmp_path: Path, clock: Clock) -> Iterator[tuple[_Replica, Recorder]]:
+    """A follower of ADDRS[1] (term 1) holding entries 1..5; 5 acknowledged, 1 committed."""
+    r, t = replica(tmp_path)
+    t.deliver(ADDRS[1], append(prev=1, first=2, last=5, commit=1))
+    assert indices(r) == [1, 2, 3, 4, 5]
+    t.sent.clear()
+    yield r, t
+    r.destroy()
+
+
+def append(
+    prev: int, first: int, last: int, commit: int, term: int = 1, prev_term: int | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "append_entries",
+        "term": term,
+        "commit_index": commit,
+        "prevLogIdx": prev,
+        "prevLogTerm": (0 if prev == 1 else term) if prev_term is None else prev_term,
+        "entries": [(NOOP, i, term) for i in range(first, last + 1)],
+    }
+
+
+def indices(r: _Replica) -> list[int]:
+    log = r.journal()
+    return [log[i][1] for i in range(len(log))]
+
+
+def terms(r: _Replica) -> list[int]:
+    log = r.journal()
+    return [log[i][2] for i in range(len(log))]
+
+
+def commit(r: _Replica) -> int:
+    return int(r.getStatus()["commit_idx"])
+
+
+# -- 1. a stale AppendEntries truncated acknowledged entries
+
+
+def test_a_stale_append_keeps_the_entries_after_it(follower: tuple[_Replica, Recorder]) -> None:
+    r, t = follower
+    t.deliver(ADDRS[1], append(prev=2, first=3, last=3, commit=5))  # delayed, from before
+    assert indices(r) == [1, 2, 3, 4, 5]  # pysyncobj deleted 4 and 5 here
+    (ack,) = t.replies("next_node_idx")
+    assert (ack["success"], ack["next_node_idx"]) == (True, 4)  # what the message vouches for
+    # Raft's commit rule: up to the message's last entry, not to the end of the log
+    assert commit(r) == 3
+
+
+def test_a_conflicting_append_still_replaces_the_tail(
+    follower: tuple[_Replica, Recorder],
+) -> None:
+    r, t = follower
+    t.deliver(ADDRS[2], append(prev=3, first=4, last=4, commit=1, term=2, prev_term=1))
+    assert indices(r) == [1, 2, 3, 4]
+    assert terms(r) == [0, 1, 1, 2]
+
+
+def test_a_heartbeat_behind_the_log_keeps_it(follower: tuple[_Replica, Recorder]) -> None:
+    r, t = follower
+    t.deliver(ADDRS[1], append(prev=3, first=4, last=3, commit=1))  # no entries
+    assert indices(r) == [1, 2, 3, 4, 5]
+    (ack,) = t.replies("next_node_idx")
+    assert (ack["success"], ack["next_node_idx"]) == (True, 4)
+
+
+# -- 2. acks carry their term; a leader counts only those of its own term
+
+
+def test_acks_carry_the_term_they_were_sent_in(follower: tuple[_Replica, Recorder]) -> None:
+    _, t = follower
+    t.deliver(ADDRS[1], append(prev=5, first=6, last=6, commit=1))
+    (ack,) = t.replies("next_node_idx")
+    assert ack["term"] == 1
+    # and the wire carries it (a build without it sent three fields: still read)
+    body = wire.encode_message(ack)
+    assert wire.decode_message(body) == ack
+    old = {k: v for k, v in ack.items() if k != "term"}
+    assert wire.decode_message(body[:4]) == old
+
+
+def leader_of(r: _Replica, t: Recorder, clock: Clock, votes: list[str]) -> None:
+    for node in t.nodes.values():
+        t._onNodeConnected(node)
+    r.doTick(0)
+    clock.now += 10  # past any election timeout
+    r.doTick(0)
+    (ask, *_) = t.replies("request_vote")
+    for voter in votes:
+        t.deliver(voter, {"type": "response_vote", "term": ask["term"]})
+
+
+def test_a_leader_ignores_an_ack_of_another_term(tmp_path: Path, clock: Clock) -> None:
+    r, t = replica(tmp_path)
+    try:
+        leader_of(r, t, clock, [ADDRS[1]])
+        assert r.is_leader()
+        term = r.getStatus()["raft_term"]
+        match = f"match_idx_server_{ADDRS[1]}"
+        ack = {"type": "next_node_idx", "next_node_idx": 2, "reset": False, "success": True}
+        t.deliver(ADDRS[1], {**ack, "term": term - 1})  # sent to an earlier leader
+        assert r.getStatus()[match] == 0
+        t.deliver(ADDRS[1], {**ack, "term": term})
+        assert r.getStatus()[match] == 1
+    finally:
+        r.destroy()
+
+
+# -- 3. a duplicated vote was counted twice
+
+
+def test_a_duplicated_vote_counts_once(tmp_path: Path, clock: Clock) -> None:
+    r, t = replica(tmp_path, members=5)  # a majority is 3: itself and two others
+    try:
+        leader_of(r, t, clock, [ADDRS[1], ADDRS[1]])
+        assert not r.is_leader()  # pysyncobj became leader on one voter's two copies
+        (ask, *_) = t.replies("request_vote")
+        t.deliver(ADDRS[2], {"type": "response_vote", "term": ask["term"]})
+        assert r.is_leader()
+    finally:
+        r.destroy()
+
+
+# -- 4. a stale snapshot rolled a replica back; 5. a snapshot piece raised the commit
+
+
+def snapshot_message(data: tuple[bytes, bool, bool], commit: int) -> dict[str, Any]:
+    return {"type": "append_entries", "term": 1, "commit_index": commit, "serialized": data}
+
+
+def test_a_stale_snapshot_is_not_installed(follower: tuple[_Replica, Recorder]) -> None:
+    r, t = follower
+    t.deliver(ADDRS[1], append(prev=5, first=6, last=6, commit=5))
+    assert commit(r) == 5
+    t.sent.clear()
+    old = encode_snapshot((NOOP, 3, 1), (NOOP, 2, 1), ADDRS[:3], b"not read")
+    t.deliver(ADDRS[1], snapshot_message((old, True, True), commit=5))
+    assert indices(r) == [1, 2, 3, 4, 5, 6]  # pysyncobj cleared the log for the old one
+    assert commit(r) == 5
+    (ack,) = t.replies("next_node_idx")
+    assert (ack["reset"], ack["success"], ack["next_node_idx"]) == (True, True, 6)
+
+
+def test_a_snapshot_piece_commits_nothing(follower: tuple[_Replica, Recorder]) -> None:
+    r, t = follower
+    assert commit(r) == 1
+    t.deliver(ADDRS[1], snapshot_message((b"first piece of a large one", True, False), 5))
+    # pysyncobj raised the commit index to the end of this log, which no leader vouched for
+    assert commit(r) == 1
+    assert indices(r) == [1, 2, 3, 4, 5]
+    # pysyncobj keeps the incoming snapshot's file open until its last piece: close it
+    r._SyncObj__serializer._Serializer__incomingTransmissionFile.close()
+
+
+# -- 6. an empty log
+
+
+def test_an_empty_log_has_no_entries(follower: tuple[_Replica, Recorder]) -> None:
+    r, _ = follower
+    r.journal().clear()
+    assert r._SyncObj__getEntries(1) == []  # pysyncobj raised IndexError

@@ -958,6 +958,9 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     from raftcron import cli_version
 
     cli_version.add_parser(sub, common)
+    from raftcron import cli_snapshot
+
+    cli_snapshot.add_parser(sub, common)
     return p
 
 

@@ -46,7 +46,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -67,10 +67,42 @@ from raftcron.raft.node import ProposalError
 from raftcron.scheduler.leader import FeatureNotEnabled
 
 if TYPE_CHECKING:
+    from raftcron.clock import Clock
     from raftcron.core.state import State
-    from raftcron.node import Node
+    from raftcron.executor.runner import Executor
+    from raftcron.metrics import NodeMetrics
+    from raftcron.raft.node import Machine, RaftNode, RaftStatus
+    from raftcron.scheduler.leader import Leader
 
 logger = logging.getLogger(__name__)
+
+
+class ReloadHost(Protocol):
+    """What the config control needs of the node that owns it (``Node``; a Protocol, so
+    this module does not import the node: ``tests/unit/test_import_cycles.py``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def config_jobs(self) -> c.PackedSpecs: ...
+    @property
+    def metrics(self) -> NodeMetrics: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def raft(self) -> RaftNode: ...
+    @property
+    def executor(self) -> Executor: ...
+    @property
+    def leader(self) -> Leader | None: ...
+    def status(self) -> RaftStatus: ...
+    def node_name(self, raft_addr: str | None) -> str | None: ...
+    def apply_config(self, config: Config, jobs: c.PackedSpecs) -> None: ...
+
 
 PROPOSE_TIMEOUT: Final = 3.0
 LOOK_EVERY_S: Final = 1.0
@@ -162,7 +194,7 @@ def embedded_clashes(cfg: Config, embedded: Iterable[JobSpec]) -> list[str]:
 class ConfigControl:
     """This node's configuration (see the module docstring). Owned by :class:`Node`."""
 
-    def __init__(self, node: Node, config: Config) -> None:
+    def __init__(self, node: ReloadHost, config: Config) -> None:
         self.node = node
         # An embedding application's jobs (raftcron.embed) are reconciled with the file's
         # and kept across reloads (they come from code, not the file).

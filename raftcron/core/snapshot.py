@@ -197,6 +197,7 @@ def _encode_snapshot(
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
     drained: Iterable[tuple[str, DrainMark]] = (),
     config: tuple[str, dict[str, str], dict[str, tuple[str, int]]] = ("", {}, {}),
+    cluster_id: str = "",
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -224,7 +225,8 @@ def _encode_snapshot(
     # (its third item, the members' versions and levels, only once one advertised: nodes
     # from before levels read the first two)
     has_config = bool(config[0] or config[1] or config[2])
-    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config))
+    # "cluster_id" likewise, last: written only once the cluster has an id (a restore)
+    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config + bool(cluster_id)))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -262,6 +264,8 @@ def _encode_snapshot(
         if config[2]:
             row.append([[n, *config[2][n]] for n in sorted(config[2])])
         out.write(packer.pack(row))
+    if cluster_id:
+        out.write(packer.pack("cluster_id") + packer.pack(cluster_id))
     return out.getvalue()
 
 
@@ -279,6 +283,7 @@ def capture(st: Ledger) -> Callable[[], bytes]:
     lock_done = list(st.lock_done.items())
     drained = list(st.drained.items())
     config = (st.config_hash, dict(st.member_hashes), dict(st.member_versions))
+    cluster_id = st.cluster_id
     counters = (
         st.counters.fence,
         st.counters.stale_rejections,
@@ -288,7 +293,17 @@ def capture(st: Ledger) -> Callable[[], bytes]:
 
     def encode() -> bytes:
         return _encode_snapshot(
-            scalars, jobs, runs, history, leases, counters, locks, lock_done, drained, config
+            scalars,
+            jobs,
+            runs,
+            history,
+            leases,
+            counters,
+            locks,
+            lock_done,
+            drained,
+            config,
+            cluster_id,
         )
 
     return encode
@@ -354,6 +369,8 @@ def restore_into(st: Ledger, data: bytes) -> None:
                     st.member_hashes = {str(n): str(h) for n, h in value[1]}
                 if len(value) > 2:
                     st.member_versions = {str(n): (str(v), int(lv)) for n, v, lv in value[2]}
+            case "cluster_id":
+                st.cluster_id = str(value)
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported snapshot version {version!r}")
 

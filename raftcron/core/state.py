@@ -87,8 +87,12 @@ Invariants:
   it is level 0). Nodes from before levels apply the report without its version, so
   their replica lacks it: each member advertises again when it sees another member's
   advertisement change (``raftcron/reload.py``). They are in the snapshot (key
-  ``config``, last) only when set; the versions are its third item, which nodes from
+  ``config``) only when set; the versions are its third item, which nodes from
   before levels ignore.
+* Cluster id: ``cluster_id`` is "" until a restore (``raftcron/core/restore.py``) gives the
+  restored state a new one; it is in the snapshot (key ``cluster_id``, after ``config``)
+  only when set, so a state without one encodes as before. The Raft port refuses a peer
+  whose cluster id differs (``raftcron/raft/wire.py``).
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing

@@ -49,6 +49,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport, Transport
 
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected
 from raftcron.raft import unpickle
 
@@ -59,6 +60,7 @@ PINNED_VERSION: Final = "0.3.17"
 __all__ = [
     "CONNECTION_STATE",
     "FAIL_REASON",
+    "NO_OP_ENTRY",
     "PINNED_VERSION",
     "POLL_EVENT_TYPE",
     "SERIALIZER_STATE",
@@ -347,6 +349,7 @@ def harness_time(monotonic: Callable[[], float], rng: Any) -> Iterator[None]:
 
 # pysyncobj's entry kinds (the first byte of every log entry; pysyncobj.syncobj._COMMAND_TYPE)
 _REGULAR: Final = b"\x00"
+NO_OP_ENTRY: Final = b"\x01"  # a leader's no-op (raft/seed.py seeds a snapshot after one)
 _MEMBERSHIP: Final = b"\x02"
 _VERSION: Final = b"\x03"
 
@@ -728,7 +731,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                     "skips it)",
                     exc.reason,
                 )
-                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
+                return Rejected(Reject.BAD_ENTRY, f"log entry refused: {exc.reason}")
             return method(*args, _doApply=True)
         if kind == _MEMBERSHIP:
             if not self._SyncObj__conf.dynamicMembershipChange:
@@ -820,8 +823,9 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
     Subclasses implement :meth:`make_server`, :meth:`new_connection`, :meth:`refuse`
     (close a connection, saying why), :meth:`forget` (a connection's handshake is over or
     it is gone), :meth:`peer_connected` (a member's connection is established) and may
-    extend :meth:`before_tick`. :meth:`adopt_incoming` hands pysyncobj an accepted
-    connection, :meth:`drop_incoming` takes it back.
+    extend :meth:`before_tick`, :meth:`member_hello` and :meth:`admit_member`.
+    :meth:`adopt_incoming` hands pysyncobj an accepted connection, :meth:`drop_incoming`
+    takes it back.
     """
 
     # -- for subclasses
@@ -862,6 +866,16 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
 
     def before_tick(self) -> None:
         """Nothing by default."""
+
+    def member_hello(self) -> Any:
+        """The member message this member sends once its dialled connection has the
+        peer's session key (by default its address, as pysyncobj sends it)."""
+        return self._selfNode.address
+
+    def admit_member(self, conn: Any, message: Any) -> bool:
+        """Whether the member message ``message`` (of a configured member that dials this
+        one) is admitted; a subclass that says no has refused ``conn`` itself."""
+        return True
 
     def adopt_incoming(self, conn: Any) -> None:
         self._unknownConnections.add(conn)
@@ -931,6 +945,8 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
             # member has the same file: this one dials that address itself.
             self.refuse(conn, "wrong_direction", f"claims to be {message}, which this node dials")
             return
+        if not self.admit_member(conn, message):
+            return
         self.forget(conn)
         self._unknownConnections.discard(conn)
         old = self._connections.get(node)
@@ -951,7 +967,7 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
             self.refuse(conn, "handshake", f"expected a session key, got {self.describe(message)}")
             return
         conn.sendRandKey = message
-        conn.send(self._selfNode.address)
+        conn.send(self.member_hello())
         node = self._connToNode(conn)
         conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
         self._onNodeConnected(node)

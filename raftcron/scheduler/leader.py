@@ -77,9 +77,12 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
+from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec
 from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
+from raftcron.core.results import Reject
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
+from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -414,17 +417,18 @@ class Leader:
 
     async def _commit(self, cmd: Barrier | SyncConfig | Drain) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""
-        while True:
-            try:
-                return await self.raft.propose(cmd, PROPOSE_TIMEOUT)
-            except ProposalError as exc:
-                logger.info(
-                    "leader %s: %s not committed (%s); retrying",
-                    self.node,
-                    type(cmd).__name__,
-                    exc.code,
-                )
-                await asyncio.sleep(0.1)
+
+        def retrying(exc: ProposalError, _: int) -> None:
+            logger.info(
+                "leader %s: %s not committed (%s); retrying",
+                self.node,
+                type(cmd).__name__,
+                exc.code,
+            )
+
+        return await propose_with_retry(
+            self.raft.propose, cmd, attempt_timeout=PROPOSE_TIMEOUT, pause=0.1, on_retry=retrying
+        )
 
     # -- scheduling
 
@@ -592,7 +596,8 @@ class Leader:
         """Loudly: no live node could take a run (tags, max_parallel, too few nodes for
         ``count``). The ledger has it as skipped and ``raftcron_unschedulable_total``
         counts it; this line names the job, the run, the tags and the nodes seen live."""
-        name = fire_of(rid).split("@", 1)[0]
+        key = RunKey.parse(rid)
+        name = key.job if key is not None else rid
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
@@ -637,7 +642,7 @@ class Leader:
                     cmd.reason,
                     extra={"event": "run_lost", "run_id": rid, "fence": seen.fence},
                 )
-            elif res.code != "renewed":
+            elif res.code != Reject.RENEWED:
                 # The lease is gone (completed or expired). "renewed": the renewal's commit
                 # was applied before this rejection and has already re-touched the lease.
                 self.leases.forget(rid)

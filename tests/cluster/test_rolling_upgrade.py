@@ -8,8 +8,8 @@ pip's build isolation takes from the configured local wheels.
 
 The old release is ``RAFTCRON_UPGRADE_FROM`` when that is set. Otherwise it is the tag
 ``v0.2.0`` if it exists, and ``OLD_COMMIT`` if not. ``OLD_COMMIT`` is main when this test
-was written: the most recent commit that speaks HEAD's Raft wire, and that advertises no
-feature level (level 0). Upgrading from v0.1.0 is a full stop (CHANGELOG.md), so it is
+was last merged with it: the most recent commit that speaks HEAD's Raft wire, and that
+advertises no feature level (level 0). Upgrading from v0.1.0 is a full stop (CHANGELOG.md), so it is
 never the old release here.
 
 The cluster starts on the old release with ``tick``, an every-second job that reports to
@@ -56,9 +56,11 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_PY = ROOT / "tests" / "chaos" / "job.py"
-# main when this test was written (before feature levels): what v0.2.0 will be upgraded
-# from until the tag exists.
-OLD_COMMIT = "3627124aa23c279fba042079a8914b0b9dfb335f"
+# main when this test was last merged with it (before feature levels): what v0.2.0 will be
+# upgraded from until the tag exists. Older commits of main do not share HEAD's wire: the
+# AppendEntries reply carries its term since the seam merge (2697cf9), and builds before it
+# refuse such replies (raftcron/raft/wire.py: ACK_TERM_ON_WIRE).
+OLD_COMMIT = "39d43ae3098b0d79dac287834780071b7ee28243"
 NEW_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 NEW_LEVEL = features.FEATURE_LEVEL
 # A value for each gated job key (the test writes a job using the newest one the old

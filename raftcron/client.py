@@ -95,6 +95,9 @@ class Member:
     is_self: bool
     lag: int | None = None  # entries behind the leader's commit index (seen from the leader)
     drain: str | None = None  # "draining" or "drained" while the member is drained
+    # What the member advertised in the replicated state (None/0: nothing: an older release)
+    version: str | None = None
+    feature_level: int = 0
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Member:
@@ -108,6 +111,8 @@ class Member:
             is_self=bool(d.get("self")),
             lag=_opt_int(d.get("lag")),
             drain=str(drain["state"]) if isinstance(drain, Mapping) else None,
+            version=_opt_str(d.get("version")),
+            feature_level=int(d.get("feature_level") or 0),
         )
 
 

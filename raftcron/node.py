@@ -32,6 +32,7 @@ from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
 from raftcron.config import Config, ConfigError, NodeConfig, passthrough_leaks, secret_values
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.planner import NodeInfo
 from raftcron.core.state import (
     LockCancelled,
@@ -206,6 +207,9 @@ class Node:
     def config_status(self) -> dict[str, Any]:
         return self.configctl.status_json()
 
+    def feature_refusal(self, cmd: c.Command) -> features.Refusal | None:
+        return self.configctl.refusal(cmd)
+
     async def reload_config(self) -> dict[str, Any]:
         return await self.configctl.reload()
 
@@ -342,6 +346,7 @@ class Node:
             election_timeout=self.settings.max_timeout,
             stopping=lambda: self.drain.stopping,
             config_hash=self.configctl.hash,
+            levels=self.configctl.levels,
         )
         self.leader = leader
         logger.info(

@@ -106,7 +106,12 @@ async def commit(
     """``cmd``'s committed result (a rejection included); 503 (:func:`not_committed`,
     with ``headers``) when it did not commit within ``budget`` seconds. ``retry``: propose
     it again after a pause until the budget runs out; else one proposal with that
-    deadline."""
+    deadline. A command that uses a feature some member does not support yet is not
+    proposed: 409 ``feature_not_enabled`` naming it and the members still to upgrade
+    (raftcron/core/features.py)."""
+    refused = node.feature_refusal(cmd)
+    if refused is not None:
+        raise ApiProblem(409, "feature_not_enabled", refused.message())
     try:
         return await propose_with_retry(
             node.propose,

@@ -34,11 +34,12 @@ from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.model import DRAIN_OPERATOR
 from raftcron.core.state import Rejected
 from raftcron.drain import drain_view
 from raftcron.raft.node import ProposalError
-from raftcron.reload import ReloadIncomplete, ReloadRefused
+from raftcron.reload import ReloadGated, ReloadIncomplete, ReloadRefused
 from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -75,13 +76,24 @@ def add_drains(node: ClusterPort, members: list[dict[str, Any]]) -> None:
 
 
 def add_config(node: ClusterPort, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """Put each member's ``config_hash`` (None: not reported yet) into ``/v1/status``
-    members; the status's own ``config_hash``, ``reconciled_config_hash`` and
-    ``config_drift`` (members whose file differs from the leader's: raftcron/reload.py)."""
+    """Put each member's ``config_hash`` (None: not reported yet), ``version`` and
+    ``feature_level`` into ``/v1/status`` members; the status's own ``config_hash``,
+    ``reconciled_config_hash`` and ``config_drift`` (members whose file differs from the
+    leader's: raftcron/reload.py), ``feature_level`` (this node's) and
+    ``cluster_feature_level`` (the lowest member's: raftcron/core/features.py)."""
     view = node.config_status()
     for m in members:
         m["config_hash"] = view["members"].get(m["name"])
-    return {k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")}
+        # what it advertised (None, level 0: nothing, a release from before levels)
+        adv = view["versions"].get(m["name"])
+        m["version"], m["feature_level"] = (None, 0) if adv is None else adv
+    levels = [int(m["feature_level"]) for m in members]
+    return {
+        **{k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")},
+        "feature_level": features.FEATURE_LEVEL,  # this node's
+        # the features enabled: what every member supports
+        "cluster_feature_level": min(levels, default=features.FEATURE_LEVEL),
+    }
 
 
 def _member_json(node: ClusterPort, name: str) -> dict[str, Any]:
@@ -166,6 +178,8 @@ async def reload_member(request: web.Request) -> web.Response:
         )
     try:
         body = await node.reload_config()
+    except ReloadGated as exc:
+        raise ApiProblem(409, "feature_not_enabled", "\n".join(exc.errors)) from None
     except ReloadRefused as exc:
         raise ApiProblem(
             400,

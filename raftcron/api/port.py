@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from raftcron.clock import Clock
     from raftcron.config import Config
     from raftcron.core.commands import Command
+    from raftcron.core.features import Refusal
     from raftcron.core.planner import NodeInfo
     from raftcron.core.state import Result, State
     from raftcron.metrics import NodeMetrics
@@ -125,6 +126,11 @@ class ClusterPort(Protocol):
 
     def config_status(self) -> dict[str, Any]:
         """The ``config`` of ``/v1/status``."""
+        ...
+
+    def feature_refusal(self, cmd: Command) -> Refusal | None:
+        """Why ``cmd`` may not be proposed yet: a feature some member does not support
+        (raftcron/core/features.py); None when every member does."""
         ...
 
     async def reload_config(self) -> dict[str, Any]:

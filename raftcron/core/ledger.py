@@ -148,6 +148,8 @@ class Ledger:
     # hash of its own file each member last reported (see "Configuration").
     config_hash: str = ""
     member_hashes: dict[str, str] = field(default_factory=dict)
+    # Each member's advertised (raftcron version, feature level) (see "Configuration").
+    member_versions: dict[str, tuple[str, int]] = field(default_factory=dict)
     # The cluster's id ("" for a cluster that never had one; a restored cluster gets a new
     # one: raftcron/core/restore.py). Nodes of different clusters refuse each other.
     cluster_id: str = ""

@@ -13,6 +13,11 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
    scheduler and the lease monitor until the scope is cancelled: the node cancels it the
    instant it sees it is no longer leader of T.
 
+The feature gate (``raftcron/core/features.py``): a reconciliation whose jobs to put use a
+job key that some member does not support yet puts and deletes nothing at all (a WARNING
+names the key, the job and the members still to upgrade); the leader tries it again each
+second and reconciles the file as soon as the last of them has advertised the level.
+
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
@@ -53,12 +58,13 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from raftcron import logs, memory
 from raftcron.clock import Clock
+from raftcron.core import features
 from raftcron.core.commands import (
     Barrier,
     CancelLockWait,
@@ -80,6 +86,16 @@ from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
+
+
+class FeatureNotEnabled(Exception):
+    """The file's jobs use a feature some member does not support yet: nothing of the file
+    was reconciled (``refusal`` says what and who)."""
+
+    def __init__(self, refusal: features.Refusal) -> None:
+        self.refusal = refusal
+        super().__init__(refusal.message())
+
 
 PROPOSE_TIMEOUT: Final = 3.0
 # Specs per config sync entry (about 300 bytes each encoded); deletions go 10 times as many.
@@ -204,6 +220,7 @@ class Leader:
         election_timeout: float,
         stopping: Callable[[], bool] = lambda: False,
         config_hash: str = "",
+        levels: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.node = node
         self.term = term
@@ -220,6 +237,10 @@ class Leader:
         # Its file is not the one last reconciled, so its jobs were left alone (the
         # replicated hash when it looked; None: it reconciled, or has not looked yet).
         self.unreconciled: str | None = None
+        # Each member's feature level (raftcron/reload.py: ConfigControl.levels), and why
+        # the file's jobs were last refused by the gate (None: they were not).
+        self.levels = levels
+        self.gated: features.Refusal | None = None
         self._sync_lock = asyncio.Lock()
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
@@ -253,7 +274,8 @@ class Leader:
                 )
             )
             self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
-            await self._sync_config_if_agreed()
+            with contextlib.suppress(FeatureNotEnabled):  # (logged; tried again each second)
+                await self._sync_config_if_agreed()
             await self._lift_own_shutdown_drain()
             self.established.set()
             logger.info(
@@ -265,6 +287,7 @@ class Leader:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._schedule_loop())
                 tg.create_task(self._expiry_loop())
+                tg.create_task(self._gated_loop())
 
     async def _sync_config_if_agreed(self) -> None:
         """At the start of the term: reconcile this node's file only if it is the file last
@@ -306,11 +329,43 @@ class Leader:
         )
         puts, gone = self._config_changes(specs)
         del specs  # only the specs to put outlive the comparison
+        used = [f for spec in puts for f in features.spec_features(spec)]
+        refused = features.refusal(used, self.levels()) if used else None
+        if refused is not None:
+            if refused != self.gated:
+                logger.warning(
+                    "leader %s: its cluster file (config_hash %s) is NOT reconciled, no job "
+                    "of it is put or deleted: %s (the leader reconciles it once they are)",
+                    self.node, self.config_hash, refused.message(),
+                )  # fmt: skip
+            self.gated = refused
+            raise FeatureNotEnabled(refused)
+        if self.gated is not None:
+            logger.info(
+                "leader %s: every member supports its cluster file's jobs now: reconciling "
+                "it (config_hash %s)",
+                self.node, self.config_hash,
+            )  # fmt: skip
+        self.gated = None
         changed = await self._put_config(puts, gone)
         self.unreconciled = None
         if large:  # the specs and their entries' encodings are garbage now
             await asyncio.to_thread(memory.trim)
         return changed
+
+    async def _gated_loop(self) -> None:
+        """Reconcile a file the gate refused once every member supports it."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.gated is None:
+                continue
+            levels = self.levels()
+            need = self.gated.feature.level
+            if any(levels.get(n, lv) < need for n, lv in self.gated.behind.items()):
+                continue  # (still behind: the WARNING was said)
+            async with self._sync_lock:
+                with contextlib.suppress(FeatureNotEnabled):
+                    await self._sync_config()
 
     async def _lift_own_shutdown_drain(self) -> None:
         """This node leads, so it runs again: a shutdown drain of its own (its last life's

@@ -90,6 +90,9 @@ class Member:
     # so that ``proc.pid`` is the agent's)
     prefix: list[str] = field(default_factory=list)
     config: Path | None = None  # this member's own cluster file (default: the shared one)
+    # the interpreter that runs this member's agent (default: the test's; a rolling upgrade
+    # gives each member the python of a venv holding one release)
+    python: str | None = None
 
     @property
     def api(self) -> str:
@@ -178,7 +181,7 @@ class Cluster:
             m.proc = subprocess.Popen(
                 [
                     *m.prefix,
-                    sys.executable,
+                    m.python or sys.executable,
                     "-m",
                     self.module,
                     "agent",

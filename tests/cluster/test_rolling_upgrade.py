@@ -153,6 +153,11 @@ def members_view(cl: Cluster, node: str) -> dict[str, tuple[Any, Any]]:
 
 def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
     ref = old_ref()
+    known = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}^{{commit}}"], check=False
+    )
+    if known.returncode != 0:
+        pytest.skip(f"the old release {ref} is not in this checkout's history (a shallow clone)")
     t_install = time.monotonic()
     old_python = install(ref, tmp_path, "old")
     new_python = install(None, tmp_path, "new")

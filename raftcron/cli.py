@@ -246,10 +246,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             m.api,
             lags.get(m.name),
             m.drain,  # draining/drained: it gets no new runs
+            m.version,  # as advertised in the replicated state (- : nothing, older release)
+            m.feature_level,
         ]
         for m in st.members
     ]
-    print(_table(rows, ["member", "role", "health", "raft", "api", "lag", "drain"]))
+    heads = ["member", "role", "health", "raft", "api", "lag", "drain", "version", "level"]
+    print(_table(rows, heads))
+    top = max((m.feature_level for m in st.members), default=0)
+    behind = [m.name for m in st.members if m.feature_level < top]
+    if behind:
+        print(f"mixed versions: {', '.join(behind)} below feature level {top}: the features "
+              "of that level are refused until they are upgraded")  # fmt: skip
     drift = st.raw.get("config_drift") or []
     if drift:
         print(f"config drift: {', '.join(drift)} read a cluster file that differs from the "
@@ -950,6 +958,9 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     from raftcron import cli_version
 
     cli_version.add_parser(sub, common)
+    from raftcron import cli_snapshot
+
+    cli_snapshot.add_parser(sub, common)
     return p
 
 

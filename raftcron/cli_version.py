@@ -68,6 +68,9 @@ def cmd_version(args: argparse.Namespace) -> int:
     st = call(client.status)
     with ThreadPoolExecutor(max_workers=max(1, len(st.members))) as pool:
         members = list(pool.map(lambda m: _ask(client, m.name, m.api), st.members))
+    for entry, member in zip(members, st.members, strict=True):
+        # the level each member advertised in the replicated state (0: none, older)
+        entry["feature_level"] = member.feature_level
     mine = installed_version()
     if wants_json(args):
         print_json({"client": mine, "members": members})
@@ -83,6 +86,9 @@ def cmd_version(args: argparse.Namespace) -> int:
             version, note = "-", "answers without a version (older than this field)"
         else:
             version, note = m["version"], m.get("error")
-        rows.append([m["name"], version, m["api"], note])
-    print(table(rows, ["member", "version", "api", "note"]))
+        rows.append([m["name"], version, m["feature_level"], m["api"], note])
+    print(table(rows, ["member", "version", "level", "api", "note"]))
+    low = min((m["feature_level"] for m in members), default=0)
+    print(f"cluster feature level: {low} (a feature of a higher level needs every member "
+          "upgraded)")  # fmt: skip
     return 0

@@ -95,6 +95,9 @@ class Member:
     is_self: bool
     lag: int | None = None  # entries behind the leader's commit index (seen from the leader)
     drain: str | None = None  # "draining" or "drained" while the member is drained
+    # What the member advertised in the replicated state (None/0: nothing: an older release)
+    version: str | None = None
+    feature_level: int = 0
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Member:
@@ -108,6 +111,8 @@ class Member:
             is_self=bool(d.get("self")),
             lag=_opt_int(d.get("lag")),
             drain=str(drain["state"]) if isinstance(drain, Mapping) else None,
+            version=_opt_str(d.get("version")),
+            feature_level=int(d.get("feature_level") or 0),
         )
 
 
@@ -406,6 +411,11 @@ class _Call:
     # Safe to send again after an answer that never came (the API's writes are, except a
     # trigger without a scheduled_at and a backfill without an id): see FailoverClient.
     repeatable: bool = True
+    # Answered by the leader only: FailoverClient asks the next member after a 409
+    # not_leader.
+    leader_only: bool = False
+    # The body of a 2xx answer as bytes (not JSON).
+    raw: bool = False
 
 
 _seg = wire.seg
@@ -539,6 +549,10 @@ class _Calls:
         return _Call("POST", "/v1/leader/transfer", {} if to is None else {"to": to})
 
     @staticmethod
+    def snapshot() -> _Call:
+        return _Call("GET", "/v1/snapshot", leader_only=True, raw=True)
+
+    @staticmethod
     def locks() -> _Call:
         return _Call("GET", "/v1/locks")
 
@@ -614,6 +628,8 @@ class Client(_Base):
             raise ApiUnavailable(self.base_url, _reason(exc)) from None
         finally:
             conn.close()
+        if call.raw and 200 <= status < 300:
+            return data
         return _decode(status, data, reason)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -738,6 +754,11 @@ class Client(_Base):
         body: dict[str, Any] = self._do(_Calls.transfer_leader(to))
         return body
 
+    def snapshot(self) -> bytes:
+        """A backup file's bytes from the leader (admin; ApiError 409 not_leader elsewhere)."""
+        data: bytes = self._do(_Calls.snapshot())
+        return data
+
 
 class FailoverClient(Client):
     """:class:`Client` over several members' APIs (``--api a,b,c``), for the CLI.
@@ -747,7 +768,8 @@ class FailoverClient(Client):
     leader seen, or no commit in time). A request that is not safe to repeat (a trigger
     without ``scheduled_at``, a backfill without ``id``) goes on only when nothing was
     sent (:class:`ApiUnreachable`) or the member refused it before proposing (503
-    ``no_leader``): it is never carried out twice. When no member answers,
+    ``no_leader``): it is never carried out twice. A request only the leader answers (a
+    backup) goes on after a 409 ``not_leader`` too. When no member answers,
     :class:`ApiUnavailable` names each one and why.
 
     ``timeout`` and ``token`` set on this object apply to every member."""
@@ -785,6 +807,8 @@ class FailoverClient(Client):
                 # no_leader: refused before any proposal, so another member may take it
                 if exc.status == 503 and not last and (call.repeatable or exc.code == "no_leader"):
                     continue
+                if call.leader_only and exc.code == "not_leader" and not last:
+                    continue  # a leader-only read: the next member may be the leader
                 raise
             self.answered = member
             return body

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from raftcron.clock import monotonic
 from raftcron.core import commands as c
@@ -41,9 +41,33 @@ from raftcron.core.state import Ok, Result, State
 from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
-    from raftcron.node import Node
+    from raftcron.clock import Clock
+    from raftcron.config import NodeConfig
+    from raftcron.executor.runner import Executor
+    from raftcron.raft.node import Machine, RaftNode
 
 logger = logging.getLogger(__name__)
+
+
+class DrainHost(Protocol):
+    """What drain needs of the node that owns it (``Node``; a Protocol, so this module
+    does not import the node: ``tests/unit/test_import_cycles.py``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def raft(self) -> RaftNode: ...
+    @property
+    def executor(self) -> Executor: ...
+    @property
+    def by_raft(self) -> dict[str, NodeConfig]: ...
+    def node_name(self, raft_addr: str | None) -> str | None: ...
+    def is_established_leader(self) -> bool: ...
+
 
 PROPOSE_TIMEOUT: Final = 3.0
 TRANSFER_TIMEOUT: Final = 5.0
@@ -77,7 +101,7 @@ def live_runs_of(s: State, name: str) -> int:
 class DrainControl:
     """Drain as seen by one node (see the module docstring). Owned by :class:`Node`."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: DrainHost) -> None:
         self.node = node
         self._handoff: asyncio.Task[str | None] | None = None
         self._last_handoff = -HANDOFF_EVERY_S

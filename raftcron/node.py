@@ -18,10 +18,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -30,8 +30,9 @@ from raftcron.api.app import build_app
 from raftcron.api.auth import AUTHORIZER_KEY, Authorizer, server_ssl_context
 from raftcron.api.server import ApiRunner
 from raftcron.clock import Clock, system_clock
-from raftcron.config import Config, ConfigError, NodeConfig, secret_values
+from raftcron.config import Config, ConfigError, NodeConfig, passthrough_leaks, secret_values
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.planner import NodeInfo
 from raftcron.core.state import (
     LockCancelled,
@@ -41,6 +42,7 @@ from raftcron.core.state import (
     Ok,
     PlanOutcome,
     Result,
+    State,
 )
 from raftcron.datadir import DataDirLock
 from raftcron.drain import DrainControl
@@ -53,8 +55,12 @@ from raftcron.scheduler.leader import Leader, LeaseTracker
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class Node:
+    """One raftcron node; it implements the API's port (``raftcron/api/port.py``)."""
+
     def __init__(
         self,
         config: Config,
@@ -166,6 +172,46 @@ class Node:
         return bool(
             leader is not None and self.raft.status.is_leader and leader.established.is_set()
         )
+
+    def read(self, query: Callable[[State], T]) -> T:
+        return self.machine.read(query)
+
+    async def propose(self, cmd: c.Command, timeout: float) -> Result:  # noqa: ASYNC109 - a deadline per proposal is the contract
+        return await self.raft.propose(cmd, timeout)
+
+    def leader_fresh(self) -> bool:
+        return self.raft.leader_fresh()
+
+    def apply_lag(self) -> float:
+        return self.raft.apply_lag()
+
+    def fsync_count(self) -> int:
+        return self.raft.fsync_count()
+
+    def fatal(self) -> str | None:
+        return self.raft.fatal()
+
+    async def transfer_leadership(self, target: str | None, timeout: float) -> str:  # noqa: ASYNC109 - a deadline is the contract
+        return await self.raft.transfer_leadership(target, timeout)
+
+    def executing(self) -> int:
+        return self.executor.active_count()
+
+    def passthrough_leaks(self, names: Collection[str]) -> list[tuple[str, str]]:
+        ex = self.executor
+        return passthrough_leaks(names, ex.agent_env, ex.secret_values)
+
+    def drain_successor(self) -> str | None:
+        return self.drain.successor()
+
+    def config_status(self) -> dict[str, Any]:
+        return self.configctl.status_json()
+
+    def feature_refusal(self, cmd: c.Command) -> features.Refusal | None:
+        return self.configctl.refusal(cmd)
+
+    async def reload_config(self) -> dict[str, Any]:
+        return await self.configctl.reload()
 
     def live_nodes(self) -> list[NodeInfo]:
         st = self.raft.status
@@ -300,6 +346,7 @@ class Node:
             election_timeout=self.settings.max_timeout,
             stopping=lambda: self.drain.stopping,
             config_hash=self.configctl.hash,
+            levels=self.configctl.levels,
         )
         self.leader = leader
         logger.info(

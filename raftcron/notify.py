@@ -52,8 +52,8 @@ from raftcron.core.model import (
     Run,
 )
 from raftcron.core.state import Ok, PlanOutcome, Result, State
-from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import Machine
+from raftcron.timefmt import rfc3339
 
 logger = logging.getLogger(__name__)
 

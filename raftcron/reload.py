@@ -19,7 +19,17 @@ Which file wins (docs/operations.md, "Changing the configuration"):
   shutdown_drain, max_apply_lag); what only a restart can change (the secret, the
   members, TLS files) is kept and named in ``restart_needed``. On the leader the file's
   jobs are then reconciled at once and its hash recorded: the operator's reload is what
-  makes a file the cluster's.
+  makes a file the cluster's. A file whose jobs use a job key that some member does not
+  support yet (``raftcron/core/features.py``) is refused the same way, naming the key and
+  the members still to upgrade (``ReloadGated``).
+* Versions (``raftcron/core/features.py``): the same report carries this node's raftcron
+  version and feature level (``State.member_versions``), so every member's status,
+  ``raftcron version`` and ``/metrics`` show every member's, and the gate
+  (:meth:`ConfigControl.levels`) knows which members are still to upgrade. A node reports
+  when the state does not hold what it reads and runs, and once more whenever it sees
+  another member's advertisement change: a member of a release from before levels
+  applies reports without their version, so its replica, once upgraded, lacks the
+  members that advertised while it was old until they say it again.
 * Drift: a member whose reported hash differs from the leader's is named in a WARNING
   (by the leader, and by the member itself, each time the set changes), in ``/v1/status``
   and in ``raftcron_config_drift{member}``.
@@ -35,8 +45,8 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -51,14 +61,48 @@ from raftcron.config import (
 )
 from raftcron.confighash import config_hash
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.model import JobSpec
 from raftcron.raft.node import ProposalError
+from raftcron.scheduler.leader import FeatureNotEnabled
 
 if TYPE_CHECKING:
+    from raftcron.clock import Clock
     from raftcron.core.state import State
-    from raftcron.node import Node
+    from raftcron.executor.runner import Executor
+    from raftcron.metrics import NodeMetrics
+    from raftcron.raft.node import Machine, RaftNode, RaftStatus
+    from raftcron.scheduler.leader import Leader
 
 logger = logging.getLogger(__name__)
+
+
+class ReloadHost(Protocol):
+    """What the config control needs of the node that owns it (``Node``; a Protocol, so
+    this module does not import the node: ``tests/unit/test_import_cycles.py``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def config_jobs(self) -> c.PackedSpecs: ...
+    @property
+    def metrics(self) -> NodeMetrics: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def raft(self) -> RaftNode: ...
+    @property
+    def executor(self) -> Executor: ...
+    @property
+    def leader(self) -> Leader | None: ...
+    def status(self) -> RaftStatus: ...
+    def node_name(self, raft_addr: str | None) -> str | None: ...
+    def apply_config(self, config: Config, jobs: c.PackedSpecs) -> None: ...
+
 
 PROPOSE_TIMEOUT: Final = 3.0
 LOOK_EVERY_S: Final = 1.0
@@ -72,6 +116,18 @@ class ReloadRefused(Exception):
     def __init__(self, errors: Iterable[str]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(self.errors))
+
+
+class ReloadGated(ReloadRefused):
+    """The file's jobs use a feature some member does not support yet
+    (``raftcron/core/features.py``): refused like an invalid file, nothing changes."""
+
+    def __init__(self, refusal: features.Refusal, path: Any) -> None:
+        self.refusal = refusal
+        super().__init__(
+            [f"{path}: {refusal.message()} (the running configuration stays; reload again "
+             "once they are upgraded)"]
+        )  # fmt: skip
 
 
 class ReloadIncomplete(Exception):
@@ -88,6 +144,8 @@ class ConfigView:
     leader: str | None  # the leader this node sees
     leader_hash: str | None  # the leader's file (None: not known)
     members: dict[str, str | None]  # member -> its reported hash (None: not reported)
+    # member -> its advertised (version, feature level) (None: advertised nothing: level 0)
+    versions: dict[str, tuple[str, int] | None] = field(default_factory=dict)
 
     def drift(self) -> dict[str, str]:
         """Members whose reported hash differs from the leader's, with their hash."""
@@ -136,7 +194,7 @@ def embedded_clashes(cfg: Config, embedded: Iterable[JobSpec]) -> list[str]:
 class ConfigControl:
     """This node's configuration (see the module docstring). Owned by :class:`Node`."""
 
-    def __init__(self, node: Node, config: Config) -> None:
+    def __init__(self, node: ReloadHost, config: Config) -> None:
         self.node = node
         # An embedding application's jobs (raftcron.embed) are reconciled with the file's
         # and kept across reloads (they come from code, not the file).
@@ -145,6 +203,9 @@ class ConfigControl:
         self.reloads = 0
         self._lock = asyncio.Lock()
         self._said: tuple[Any, ...] | None = None  # the drift last logged
+        self.version: str = node.metrics.version
+        # The other members' advertisements when this node last reported (see _report).
+        self._others: dict[str, tuple[str, int]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         node.metrics.registry.register(_ConfigCollector(self))
 
@@ -156,13 +217,34 @@ class ConfigControl:
         leader = node.node_name(st.leader) if (st.is_leader or st.leader in st.connected) else None
         names = [n.name for n in node.config.cluster.nodes]
 
-        def read(s: State) -> tuple[str, dict[str, str | None]]:
-            return s.reconciled_config_hash(), {n: s.member_hash(n) for n in names}
+        def read(
+            s: State,
+        ) -> tuple[str, dict[str, str | None], dict[str, tuple[str, int] | None]]:
+            return (
+                s.reconciled_config_hash(),
+                {n: s.member_hash(n) for n in names},
+                {n: s.member_version(n) for n in names},
+            )
 
-        reconciled, members = node.machine.read(read)
+        reconciled, members, versions = node.machine.read(read)
         members[node.name] = self.hash  # its own: what it reads now, reported or not yet
+        versions[node.name] = (self.version, features.FEATURE_LEVEL)  # (what it runs)
         leader_hash = members.get(leader) if leader is not None else None
-        return ConfigView(self.hash, reconciled, leader, leader_hash, members)
+        return ConfigView(self.hash, reconciled, leader, leader_hash, members, versions)
+
+    def levels(self) -> dict[str, int]:
+        """Each member's feature level (advertised; 0 if it advertised nothing; this
+        node's own is the one it runs): what the gate compares with."""
+        names = [n.name for n in self.node.config.cluster.nodes]
+        got = self.node.machine.read(lambda s: {n: s.member_version(n) for n in names})
+        out = {n: 0 if v is None else v[1] for n, v in got.items()}
+        out[self.node.name] = features.FEATURE_LEVEL
+        return out
+
+    def refusal(self, cmd: c.Command) -> features.Refusal | None:
+        """Why ``cmd`` may not be proposed yet (a feature some member is below), or None."""
+        used = features.command_features(cmd)
+        return features.refusal(used, self.levels()) if used else None
 
     def status_json(self) -> dict[str, Any]:
         """The ``config`` of ``/v1/status`` (plus each member's ``config_hash``)."""
@@ -172,6 +254,7 @@ class ConfigControl:
             "reconciled_config_hash": v.reconciled or None,
             "config_drift": sorted(v.drift()),
             "members": v.members,
+            "versions": v.versions,
         }
 
     # -- the loop: report this node's hash, say when members drift
@@ -191,11 +274,28 @@ class ConfigControl:
         if not st.ready or st.leader is None or not (st.is_leader or st.leader in st.connected):
             return
         name, mine = node.name, self.hash
-        if node.machine.read(lambda s: s.member_hash(name)) == mine:
+        advertised = (self.version, features.FEATURE_LEVEL)
+
+        def read(s: State) -> tuple[str | None, tuple[str, int] | None, dict[str, Any]]:
+            others = {n: v for n, v in s.member_version_map().items() if n != name}
+            return s.member_hash(name), s.member_version(name), others
+
+        reported, version, others = node.machine.read(read)
+        if self._others is None:  # the first look: what the others had advertised then
+            self._others = others
+        again = others != self._others
+        if reported == mine and version == advertised and not again:
             return
-        cmd = c.ReportConfig(at_ms=node.clock.wall_ms(), node=name, hash=mine)
+        cmd = c.ReportConfig(
+            at_ms=node.clock.wall_ms(),
+            node=name,
+            hash=mine,
+            version=advertised[0],
+            level=advertised[1],
+        )
         with contextlib.suppress(ProposalError):  # (tried again on the next look)
             await node.raft.propose(cmd, PROPOSE_TIMEOUT)
+            self._others = others  # (said since the others' last change)
 
     def _say_drift(self, v: ConfigView) -> None:
         node = self.node
@@ -261,6 +361,17 @@ class ConfigControl:
                 )  # fmt: skip
             raise
         jobs = cfg.jobs + self.embedded
+        used = await asyncio.to_thread(
+            lambda: [f for spec in jobs for f in features.spec_features(spec)]
+        )
+        refused = features.refusal(used, self.levels())
+        if refused is not None:
+            gated = ReloadGated(refused, path)
+            logger.error(
+                "node %s: reload (%s) refused, the running configuration stays: %s",
+                node.name, via, gated.errors[0],
+            )  # fmt: skip
+            raise gated
         new_hash = config_hash(cfg, jobs)
         old_hash, old = self.hash, node.config
         later = restart_needed(old, cfg)
@@ -284,6 +395,11 @@ class ConfigControl:
                     changed = await leader.reconcile(
                         node.config_jobs, new_hash, node.config.cluster.history
                     )
+            except FeatureNotEnabled as exc:  # (a member's level dropped meanwhile)
+                raise ReloadIncomplete(
+                    f"{path} was loaded (config_hash {new_hash}) but its jobs were not "
+                    f"reconciled: {exc}"
+                ) from None
             except TimeoutError:
                 raise ReloadIncomplete(
                     f"{path} was loaded (config_hash {new_hash}) but its jobs did not commit "
@@ -367,9 +483,25 @@ class _ConfigCollector(Collector):
             "the same (members that have not reported are left out)",
             labels=["member"],
         )
-        families: list[Metric] = [info, reconciled_info, reconciled, drift]
+        level = GaugeMetricFamily(
+            "raftcron_member_feature_level",
+            "Each member's feature level as the replicated state says (0: it advertised "
+            "none, a release from before levels); a feature needs it on every member",
+            labels=["member"],
+        )
+        version = GaugeMetricFamily(
+            "raftcron_member_version_info",
+            "The raftcron version each member advertised (members that advertised none "
+            "are left out)",
+            labels=["member", "version"],
+        )
+        families: list[Metric] = [info, reconciled_info, reconciled, drift, level, version]
         if v is None:
             return families
+        for name, adv in sorted(v.versions.items()):
+            level.add_metric([name], 0 if adv is None else adv[1])
+            if adv is not None:
+                version.add_metric([name, adv[0]], 1)
         info.add_metric([v.hash], 1)
         if v.reconciled:
             reconciled_info.add_metric([v.reconciled], 1)

@@ -5,7 +5,7 @@ Invariants:
 
 * Reads come from this node's committed state (``Machine.read``, under the machine's
   lock) and the Raft status copied on the tick thread; no handler blocks the loop.
-* Writes are proposals with a deadline (``WRITE_TIMEOUT``). pysyncobj forwards a proposal
+* Writes are proposals with a deadline (``http.WRITE_TIMEOUT``). pysyncobj forwards a proposal
   made on a follower to the leader and calls back once this node has applied the entry,
   so a write sent to any member is carried out, and a read on the same member right after
   it sees it. No leader, or no commit within the deadline: 503 (``no_leader``,
@@ -44,20 +44,22 @@ from raftcron.accounts import AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.api import audit, auth, dashboard, locks, metrics, openapi
 from raftcron.api import members as members_api
+from raftcron.api import snapshot as snapshot_api
 from raftcron.api.http import (
     NODE_KEY,
     ApiProblem,
+    commit,
     error,
     invalid,
-    not_committed,
     printable,
     refuse_redacted,
+    rejected,
     wire_int,
 )
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.redact import redact_table, scrub, secrets_of
-from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings, passthrough_leaks
+from raftcron.config import ConfigError, job_spec_from_mapping, job_warnings
 from raftcron.core import commands as c
 from raftcron.core.jobfields import duration_text as duration_text
 from raftcron.core.jobfields import spec_table as spec_table
@@ -85,42 +87,29 @@ from raftcron.core.planner import (
     placement_fires,
     schedule_of,
 )
+from raftcron.core.results import Reject
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
-from raftcron.executor.runner import rfc3339
-from raftcron.raft.node import ProposalError, RaftStatus
+from raftcron.raft.node import RaftStatus
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from raftcron.api.port import ClusterPort
     from raftcron.core.state import State
-    from raftcron.node import Node
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT: Final = 1000
 DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
-WRITE_TIMEOUT: Final = 5.0
 MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
 RUN_STATUSES: Final = (BUFFERED, PENDING, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
 _LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # Instants the API takes (backfill ranges, previews): 1970-01-01 .. 9999-12-31 (UTC).
 _FIRST_MS: Final = 0
-_REJECTION_STATUS: Final = {
-    "unknown_job": 404,
-    "unknown_run": 404,
-    "stale_fence": 409,
-    "bad_backfill": 400,
-    "no_backfill": 404,
-    "backfill_running": 409,
-    "dependency_cycle": 400,
-}
 _BACKFILL_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
-# job@ms, then ~manual or ~backfill-ID, then ~after (a dependency run), then the
-# instance ~K (count), then the attempt .N
-_RUN_ID_MS: Final = re.compile(
-    r"@([0-9]{1,16})(?:~manual|~backfill-[\w-]+)?(?:~after)?(?:~[0-9]+)?(?:\.[0-9]+)?$"
-)
 
 
 # --------------------------------------------------------------------------- responses
@@ -246,7 +235,7 @@ def backfill_json(job: Job, bf: Backfill | None = None) -> dict[str, Any] | None
     }
 
 
-def status_json(node: Node) -> dict[str, Any]:
+def status_json(node: ClusterPort) -> dict[str, Any]:
     st = node.status()
     # pysyncobj keeps naming the last leader it knew; a cut-off node must not report a
     # leader it cannot reach (the same rule as /health).
@@ -273,7 +262,7 @@ def status_json(node: Node) -> dict[str, Any]:
         members.append(member)
     members_api.add_drains(node, members)
     config = members_api.add_config(node, members)
-    tot = node.machine.read(lambda s: s.totals())
+    tot = node.read(lambda s: s.totals())
     counts = (tot.jobs, tot.runs, tot.leases, tot.fence, tot.stale_rejections)
     return {
         "node": node.name,
@@ -291,8 +280,8 @@ def status_json(node: Node) -> dict[str, Any]:
         "live_leases": counts[2],
         "fence": counts[3],
         "stale_rejections": counts[4],
-        "executing": node.executor.active_count(),
-        "fsyncs": node.raft.fsync_count(),
+        "executing": node.executing(),
+        "fsyncs": node.fsync_count(),
         "leader_changes": node.leader_changes,
         **config,
     }
@@ -340,8 +329,8 @@ def _instant(value: object, what: str) -> int:
         invalid(f"{what}: {printable(repr(value), 80)} is outside the years 1970-9999")
 
 
-def _job_or_404(node: Node, name: str) -> tuple[Job, Run | None, list[str]]:
-    view = node.machine.read(lambda s: s.job_view(name))
+def _job_or_404(node: ClusterPort, name: str) -> tuple[Job, Run | None, list[str]]:
+    view = node.read(lambda s: s.job_view(name))
     if view is None:
         raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
     return view
@@ -352,11 +341,11 @@ def leader_reachable(st: RaftStatus) -> bool:
     return st.leader is not None and (st.is_leader or st.leader in st.connected)
 
 
-def sees_leader(node: Node) -> bool:
+def sees_leader(node: ClusterPort) -> bool:
     return leader_reachable(node.status())
 
 
-async def _propose(node: Node, cmd: c.Command) -> Ok:
+async def _propose(node: ClusterPort, cmd: c.Command) -> Ok:
     retry = {"Retry-After": "1"}
     if not sees_leader(node):  # fail fast: a forwarded proposal would only wait for the deadline
         raise ApiProblem(
@@ -365,17 +354,14 @@ async def _propose(node: Node, cmd: c.Command) -> Ok:
             f"{node.name} sees no reachable leader (an election, or no quorum); retry later",
             retry,
         )
-    try:
-        res = await node.raft.propose(cmd, WRITE_TIMEOUT)
-    except ProposalError as exc:
-        raise not_committed(node, exc, retry) from None
+    res = await commit(node, cmd, headers=retry)
     if isinstance(res, Rejected):
-        raise ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+        raise rejected(res)
     return res
 
 
-def _refuse_config_job(node: Node, name: str, verb: str) -> None:
-    job = node.machine.read(lambda s: s.job(name))
+def _refuse_config_job(node: ClusterPort, name: str, verb: str) -> None:
+    job = node.read(lambda s: s.job(name))
     source = None if job is None else job.source
     if source == "embedded":
         raise ApiProblem(
@@ -407,10 +393,10 @@ def _cursor(before: str, run_of: Callable[[str], Run | None]) -> tuple[int, str]
     run = run_of(before)
     if run is not None:
         return run.scheduled_at_ms, run.id
-    m = _RUN_ID_MS.search(before)
-    if m is None:
+    key = RunKey.parse(before)
+    if key is None:
         invalid(f"query parameter before: {before!r} is neither a run id nor a time in ms")
-    return int(m.group(1)), before
+    return key.scheduled_at_ms, before
 
 
 async def get_runs(request: web.Request) -> web.Response:
@@ -435,7 +421,7 @@ async def get_runs(request: web.Request) -> web.Response:
         hidden = {j.spec.name: secrets_of(j.spec) for j in s.job_list()} if redact else {}
         return s.run_list(), bound, hidden
 
-    runs, bound, hidden = node.machine.read(pick)
+    runs, bound, hidden = node.read(pick)
     runs = [
         r
         for r in runs
@@ -467,7 +453,7 @@ async def get_run(request: web.Request) -> web.Response:
         job = s.job(run.job) if run is not None and redact else None
         return run, _kill_of(s, rid), None if job is None else secrets_of(job.spec)
 
-    run, kill, secrets = node.machine.read(pick)
+    run, kill, secrets = node.read(pick)
     if run is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     return _json(run_json(run, output=True, kill=kill, secrets=secrets))
@@ -490,13 +476,13 @@ async def kill_run(request: web.Request) -> web.Response:
         invalid(f"request body: reason must be a string of at most {MAX_NOTE} characters")
     if not isinstance(hard, bool):
         invalid("request body: hard must be true or false")
-    if node.machine.read(lambda s: s.run(rid)) is None:
+    if node.read(lambda s: s.run(rid)) is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     why = "killed through the API" + (f": {reason}" if reason else "")
     res = await _propose(
         node, c.Kill(at_ms=node.clock.wall_ms(), run_id=rid, reason=why, hard=hard)
     )
-    run = node.machine.read(lambda s: s.run(rid))
+    run = node.read(lambda s: s.run(rid))
     logger.info(
         "kill of %s through the API on %s: %s (%s)", rid, node.name, res.value, printable(why)
     )
@@ -519,7 +505,7 @@ async def get_jobs(request: web.Request) -> web.Response:
 
     now = node.clock.wall_ms()
     redact = not auth.sees_secrets(request)
-    views_ = node.machine.read(views)
+    views_ = node.read(views)
     return _json({"jobs": [job_json(v[0], now, v[1], v[2], redact=redact) for v in views_]})
 
 
@@ -579,7 +565,7 @@ async def put_job(request: web.Request) -> web.Response:
     return _json(body, 201 if res.value == "created" else 200)
 
 
-async def _check_process(node: Node, spec: JobSpec) -> None:
+async def _check_process(node: ClusterPort, spec: JobSpec) -> None:
     """400 for a job this node could never start: its ``user``/``group`` is unknown here
     or the agent cannot switch to it, or an ``env_passthrough`` variable holds the cluster
     secret or an API token here. (Checked where the PUT lands; a node that runs the job
@@ -589,8 +575,7 @@ async def _check_process(node: Node, spec: JobSpec) -> None:
             await asyncio.to_thread(resolve_account, spec.user, spec.group)
         except AccountError as exc:
             invalid(f"request body: {exc.key}: {exc} on node {node.name} ({exc.fix})")
-    ex = node.executor
-    for var, what in passthrough_leaks(spec.env_passthrough, ex.agent_env, ex.secret_values):
+    for var, what in node.passthrough_leaks(spec.env_passthrough):
         invalid(
             f"request body: env_passthrough: {quoted(var)} holds {what} on node {node.name} (a job "
             "must never see it: remove it from env_passthrough)"
@@ -647,10 +632,10 @@ async def trigger_job(request: web.Request) -> web.Response:
             invalid("scheduled_at must be within a day of now (it labels a manual fire)")
     job, _, _ = _job_or_404(node, name)
     rid = manual_run_id(name, at)
-    done = node.machine.read(lambda s: s.run(rid))
+    done = node.read(lambda s: s.run(rid))
     if done is None:
         # every instance of the fire (count), placed like a scheduled fire's
-        load, live, drained = node.machine.read(
+        load, live, drained = node.read(
             lambda s: (s.load_by_node(), s.live_by_job(), s.drained_members())
         )
         per_node: dict[str, int] = {}
@@ -679,9 +664,9 @@ async def trigger_job(request: web.Request) -> web.Response:
                 body["instances"] = [{"run": r, **v} for r, v in sorted(each.items(), key=_inst)]
             return _json(body, 202)
         for _, _, code in outcome.rejected:
-            if code == "unknown_job":
+            if code == Reject.UNKNOWN_JOB:
                 raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
-        done = node.machine.read(lambda s: s.run(rid))
+        done = node.read(lambda s: s.run(rid))
         if done is None:  # e.g. a duplicate whose record was since trimmed
             raise ApiProblem(409, "duplicate", f"{rid} was already triggered")
     return _trigger_json(
@@ -738,8 +723,8 @@ async def cancel_backfill(request: web.Request) -> web.Response:
 
 def _inst(item: tuple[str, Any]) -> int:
     """Sort key of a run id by its instance (``...~K``; 1 without the suffix)."""
-    m = re.search(r"~(\d+)$", item[0])
-    return int(m.group(1)) if m else 1
+    key = RunKey.parse(item[0])
+    return 1 if key is None else key.instance
 
 
 def _trigger_body(
@@ -829,7 +814,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 # --------------------------------------------------------------------------- app
 
 
-def build_app(node: Node) -> web.Application:
+def build_app(node: ClusterPort) -> web.Application:
     app = web.Application(middlewares=[errors_as_json])
     app[NODE_KEY] = node
     r = app.router
@@ -851,6 +836,7 @@ def build_app(node: Node) -> web.Application:
     r.add_get("/health", members_api.health)
     r.add_get("/health/leader", members_api.health_leader)
     members_api.register(app)
+    snapshot_api.register(app)
     locks.register(app)
     dashboard.register(app)
     metrics.register(app)

@@ -9,6 +9,7 @@ function of the method, the path and the ``Authorization`` header:
 * Tokens configured: every request needs ``Authorization: Bearer <token>``, on loopback
   too. GET, HEAD and OPTIONS need a ``read`` or ``admin`` token; anything else (PUT, POST,
   DELETE) needs ``admin``.
+* ``GET /v1/snapshot`` (a backup: the whole state, secrets included) needs ``admin``.
 * Except: ``/health``, ``/health/leader`` and ``/metrics`` are open while
   ``api.open_health`` is true (the default), for load balancers and scrapers; and the
   dashboard page (``GET /``) is always open, because it carries no data: its own requests
@@ -42,6 +43,7 @@ from raftcron.config import ApiConfig, ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ADMIN_READ_PATHS",
     "AUTHORIZER_KEY",
     "HEALTH_PATHS",
     "READ_METHODS",
@@ -60,6 +62,8 @@ __all__ = [
 READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 HEALTH_PATHS: Final = frozenset({"/health", "/health/leader", "/metrics"})
 PUBLIC_PATHS: Final = frozenset({DASHBOARD_PATH})  # read methods only
+# Reads that need an admin token: the whole replicated state, secrets included.
+ADMIN_READ_PATHS: Final = frozenset({"/v1/snapshot"})
 REALM: Final = "raftcron"
 
 
@@ -185,6 +189,14 @@ class Authorizer:
                 code="unauthorized",
                 message="unknown token (use a token from [[api.tokens]] in the cluster config)",
                 challenge=f'{challenge}, error="invalid_token"',
+            )
+        if read and role != "admin" and path in ADMIN_READ_PATHS:
+            return Refusal(
+                status=403,
+                code="forbidden",
+                message=f"{method.upper()} {path} reads the whole state, secrets included, and "
+                f"needs an admin token; this token has the {role} role",
+                challenge="",
             )
         if not read and role != "admin":
             return Refusal(

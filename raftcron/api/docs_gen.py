@@ -53,7 +53,10 @@ job keys of `PUT /v1/jobs/{name}` are the [job reference](jobs.md).
   `unknown_job`/`unknown_run`/`not_found`, 405 `method_not_allowed`, 409 a conflict
   (`config_job`: jobs of the config file are changed in the file, not through
   `PUT`/`DELETE`, though pausing them is fine; `embedded_job` the same for embedded
-  Python jobs), 503 `no_leader` or `timeout` with `Retry-After` (no quorum, or the write
+  Python jobs; `feature_not_enabled`: the request uses a job key or command that some
+  member, still on an older release, does not support yet, named in the message with the
+  members to upgrade: see [operations.md](operations.md#upgrade)), 503 `no_leader` or
+  `timeout` with `Retry-After` (no quorum, or the write
   did not commit within 5 s: its outcome is unknown).
 * **Connections.** A connection must send a complete request head within 20 s of
   connecting (and of its previous response), and each node keeps at most 512 connections

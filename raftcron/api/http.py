@@ -15,11 +15,36 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import orjson
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from raftcron.node import Node
-    from raftcron.raft.node import ProposalError
+from raftcron.clock import monotonic
+from raftcron.core.results import Reject, Rejected, Result
+from raftcron.proposals import propose_with_retry
+from raftcron.raft.node import ProposalError
 
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+if TYPE_CHECKING:
+    from raftcron.api.port import ClusterPort
+    from raftcron.core.commands import Command
+
+NODE_KEY: web.AppKey[ClusterPort] = web.AppKey("node")
+
+# A write's deadline: one proposal, or the budget of a write that retries (locks).
+WRITE_TIMEOUT: Final = 5.0
+# The pause between two proposals of a write that retries within its budget.
+RETRY_PAUSE_S: Final = 0.1
+# The HTTP status of each rejection a write can get; any other is 409 (a conflict).
+REJECTION_STATUS: Final[dict[Reject, int]] = {
+    Reject.UNKNOWN_JOB: 404,
+    Reject.UNKNOWN_RUN: 404,
+    Reject.NO_BACKFILL: 404,
+    Reject.BAD_BACKFILL: 400,
+    Reject.DEPENDENCY_CYCLE: 400,
+    Reject.BAD_DRAIN: 400,
+    Reject.INVALID: 400,
+    Reject.STALE_FENCE: 409,
+    Reject.BACKFILL_RUNNING: 409,
+    Reject.LOCKED: 409,
+    Reject.REQUEST_DONE: 409,
+    Reject.QUEUE_FULL: 409,
+}
 
 # What a read token sees in place of a secret (job env values, HTTP headers, notify and
 # ping URLs, URLs with credentials). A PUT carrying it is refused: a read view can never
@@ -52,7 +77,7 @@ class ApiProblem(Exception):
 
 
 def not_committed(
-    node: Node, exc: ProposalError, headers: dict[str, str] | None = None
+    node: ClusterPort, exc: ProposalError, headers: dict[str, str] | None = None
 ) -> ApiProblem:
     """The 503 for a proposal that did not commit (or whose outcome is unknown)."""
     leader = node.node_name(node.status().leader)
@@ -63,6 +88,42 @@ def not_committed(
         f"{exc} ({node.name} sees {seen}; retry, the request is safe to repeat)",
         headers,
     )
+
+
+def rejected(res: Rejected) -> ApiProblem:
+    """The answer to a committed rejection (``REJECTION_STATUS``)."""
+    return ApiProblem(REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+
+
+async def commit(
+    node: ClusterPort,
+    cmd: Command,
+    budget: float = WRITE_TIMEOUT,
+    *,
+    retry: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    """``cmd``'s committed result (a rejection included); 503 (:func:`not_committed`,
+    with ``headers``) when it did not commit within ``budget`` seconds. ``retry``: propose
+    it again after a pause until the budget runs out; else one proposal with that
+    deadline. A command that uses a feature some member does not support yet is not
+    proposed: 409 ``feature_not_enabled`` naming it and the members still to upgrade
+    (raftcron/core/features.py)."""
+    refused = node.feature_refusal(cmd)
+    if refused is not None:
+        raise ApiProblem(409, "feature_not_enabled", refused.message())
+    try:
+        return await propose_with_retry(
+            node.propose,
+            cmd,
+            attempt_timeout=min(WRITE_TIMEOUT, budget) if retry else budget,
+            pause=RETRY_PAUSE_S,
+            monotonic=monotonic,
+            budget=budget if retry else None,
+            attempts=None if retry else 1,
+        )
+    except ProposalError as exc:
+        raise not_committed(node, exc, headers) from None
 
 
 def json_response(

@@ -14,7 +14,7 @@
 Invariants:
 
 * Nothing here blocks the loop. A queued acquire awaits a future resolved from the apply
-  stream (``Node.commit_listeners``) and re-reads the committed state every
+  stream (``ClusterPort.commit_listeners``) and re-reads the committed state every
   ``RECHECK_S`` (a snapshot install can skip the entry that granted it).
 * Every proposal has a deadline. A timeout is an unknown outcome and is retried with the
   same command (an acquire by its request id, a renewal or release by its fence), which
@@ -38,13 +38,23 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import INT64_MAX, NODE_KEY, ApiProblem, error, not_committed, printable
+from raftcron.api.http import (
+    INT64_MAX,
+    NODE_KEY,
+    WRITE_TIMEOUT,
+    ApiProblem,
+    commit,
+    error,
+    printable,
+    rejected,
+)
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.clock import monotonic
 from raftcron.config import ConfigError, parse_duration
 from raftcron.core import commands as c
 from raftcron.core.model import DEFAULT_LOCK_TTL_MS, Lock, lock_problem
+from raftcron.core.results import Reject
 from raftcron.core.state import (
     LockCancelled,
     LockEnded,
@@ -55,25 +65,16 @@ from raftcron.core.state import (
     Result,
     State,
 )
-from raftcron.executor.runner import rfc3339
-from raftcron.raft.node import ProposalError
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from raftcron.node import Node
+    from raftcron.api.port import ClusterPort
 
 __all__ = ["LockWaits", "register"]
 
 logger = logging.getLogger(__name__)
 
-WRITE_TIMEOUT: Final = 5.0  # per proposal attempt, and the budget of renew/release/cancel
 RECHECK_S: Final = 1.0  # a waiting acquire re-reads the committed state this often
-_REJECTION_STATUS: Final = {
-    "invalid": 400,
-    "locked": 409,
-    "request_done": 409,
-    "queue_full": 409,
-    "stale_fence": 409,
-}
 
 
 def _error(exc: ApiProblem) -> web.Response:
@@ -131,7 +132,7 @@ _TASKS_KEY: Final[web.AppKey[set[asyncio.Task[None]]]] = web.AppKey("lock_tasks"
 # --------------------------------------------------------------------------- helpers
 
 
-def _node(request: web.Request) -> Node:
+def _node(request: web.Request) -> ClusterPort:
     return request.app[NODE_KEY]
 
 
@@ -161,21 +162,9 @@ def _fence(value: object, where: str) -> int:
     return fence
 
 
-async def _commit(node: Node, cmd: c.Command, budget: float) -> Result:
+async def _commit(node: ClusterPort, cmd: c.Command, budget: float) -> Result:
     """Propose ``cmd`` until it commits or ``budget`` seconds pass (then 503)."""
-    end = monotonic() + budget
-    while True:
-        left = end - monotonic()
-        try:
-            return await node.raft.propose(cmd, max(0.2, min(WRITE_TIMEOUT, left)))
-        except ProposalError as exc:
-            if end - monotonic() <= 0.1:
-                raise not_committed(node, exc) from None
-            await asyncio.sleep(0.1)
-
-
-def _rejected(res: Rejected) -> ApiProblem:
-    return ApiProblem(_REJECTION_STATUS.get(res.code, 409), res.code, res.message)
+    return await commit(node, cmd, budget, retry=True)
 
 
 def _grant_json(g: LockGrant, **extra: Any) -> dict[str, Any]:
@@ -195,8 +184,8 @@ def _where(state: State, name: str, request: str) -> LockGrant | str:
     return "gone"
 
 
-def _busy(node: Node, name: str) -> str:
-    lock = node.machine.read(lambda s: s.lock(name))
+def _busy(node: ClusterPort, name: str) -> str:
+    lock = node.read(lambda s: s.lock(name))
     if lock is None:
         return f"lock {name!r} was not acquired"
     return f"lock {name!r} is held by {lock.holder!r} (fence {lock.fence})"
@@ -247,7 +236,7 @@ async def acquire(request: web.Request) -> web.Response:
 
 async def _acquire(
     app: web.Application,
-    node: Node,
+    node: ClusterPort,
     name: str,
     req_id: str,
     holder: str,
@@ -268,18 +257,16 @@ async def _acquire(
         )
         res = await _commit(node, cmd, max(WRITE_TIMEOUT, wait_ms / 1000))
         if isinstance(res, Rejected):
-            if res.code == "request_done":
+            if res.code == Reject.REQUEST_DONE:
                 raise ApiProblem(409, "locked", f"{_busy(node, name)}: {res.message}")
-            raise _rejected(res)
+            raise rejected(res)
         if isinstance(res.value, LockGrant):
             return res.value
         if not isinstance(res.value, LockQueued):
             raise ApiProblem(409, "locked", f"unexpected result {res.value!r}")
         while (left := deadline - monotonic()) > 0:
             await asyncio.wait([fut], timeout=min(left, RECHECK_S))
-            now = (
-                fut.result() if fut.done() else node.machine.read(lambda s: _where(s, name, req_id))
-            )
+            now = fut.result() if fut.done() else node.read(lambda s: _where(s, name, req_id))
             if isinstance(now, LockGrant):
                 return now
             if now is None or now == "gone":
@@ -307,7 +294,7 @@ def _background(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _cancel(
-    node: Node, name: str, req_id: str, reason: str, budget: float
+    node: ClusterPort, name: str, req_id: str, reason: str, budget: float
 ) -> LockGrant | None:
     """Leave ``name``'s queue; the grant if the lock was handed to ``req_id`` first."""
     cmd = c.CancelLockWait(at_ms=node.clock.wall_ms(), name=name, request=req_id, reason=reason)
@@ -317,7 +304,7 @@ async def _cancel(
     return None
 
 
-async def _cancel_quietly(node: Node, name: str, req_id: str) -> None:
+async def _cancel_quietly(node: ClusterPort, name: str, req_id: str) -> None:
     with contextlib.suppress(ApiProblem):
         got = await _cancel(node, name, req_id, "the request was abandoned", WRITE_TIMEOUT)
         if got is not None:  # nobody will use it: give it back
@@ -337,7 +324,7 @@ async def renew(request: web.Request) -> web.Response:
         cmd = c.RenewLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
-            raise _rejected(res)
+            raise rejected(res)
     except ApiProblem as exc:
         return _error(exc)
     node.metrics.lease_renewals.labels(kind="lock").inc()
@@ -358,7 +345,7 @@ async def release(request: web.Request) -> web.Response:
         cmd = c.ReleaseLock(at_ms=node.clock.wall_ms(), name=name, fence=fence)
         res = await _commit(node, cmd, WRITE_TIMEOUT)
         if isinstance(res, Rejected):
-            raise _rejected(res)
+            raise rejected(res)
     except ApiProblem as exc:
         return _error(exc)
     ended = res.value
@@ -390,7 +377,7 @@ def lock_json(lock: Lock) -> dict[str, Any]:
 
 async def list_locks(request: web.Request) -> web.Response:
     node = _node(request)
-    locks = node.machine.read(lambda s: sorted(s.lock_list(), key=lambda lk: lk.name))
+    locks = node.read(lambda s: sorted(s.lock_list(), key=lambda lk: lk.name))
     return _json({"locks": [lock_json(lk) for lk in locks]})
 
 

@@ -30,24 +30,24 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, invalid, not_committed
+from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.model import DRAIN_OPERATOR
 from raftcron.core.state import Rejected
 from raftcron.drain import drain_view
-from raftcron.executor.runner import rfc3339
 from raftcron.raft.node import ProposalError
-from raftcron.reload import ReloadIncomplete, ReloadRefused
+from raftcron.reload import ReloadGated, ReloadIncomplete, ReloadRefused
+from raftcron.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from raftcron.api.port import ClusterPort
     from raftcron.core.state import State
-    from raftcron.node import Node
 
 logger = logging.getLogger(__name__)
 
-WRITE_TIMEOUT: Final = 5.0
 TRANSFER_TIMEOUT: Final = 5.0
 
 
@@ -67,36 +67,47 @@ def drain_json(s: State, name: str) -> dict[str, Any] | None:
     }
 
 
-def add_drains(node: Node, members: list[dict[str, Any]]) -> None:
+def add_drains(node: ClusterPort, members: list[dict[str, Any]]) -> None:
     """Put each member's ``drain`` (None or its view) into ``/v1/status`` members."""
     names = [m["name"] for m in members]
-    views = node.machine.read(lambda s: {n: drain_json(s, n) for n in names})
+    views = node.read(lambda s: {n: drain_json(s, n) for n in names})
     for m in members:
         m["drain"] = views[m["name"]]
 
 
-def add_config(node: Node, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """Put each member's ``config_hash`` (None: not reported yet) into ``/v1/status``
-    members; the status's own ``config_hash``, ``reconciled_config_hash`` and
-    ``config_drift`` (members whose file differs from the leader's: raftcron/reload.py)."""
-    view = node.configctl.status_json()
+def add_config(node: ClusterPort, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Put each member's ``config_hash`` (None: not reported yet), ``version`` and
+    ``feature_level`` into ``/v1/status`` members; the status's own ``config_hash``,
+    ``reconciled_config_hash`` and ``config_drift`` (members whose file differs from the
+    leader's: raftcron/reload.py), ``feature_level`` (this node's) and
+    ``cluster_feature_level`` (the lowest member's: raftcron/core/features.py)."""
+    view = node.config_status()
     for m in members:
         m["config_hash"] = view["members"].get(m["name"])
-    return {k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")}
+        # what it advertised (None, level 0: nothing, a release from before levels)
+        adv = view["versions"].get(m["name"])
+        m["version"], m["feature_level"] = (None, 0) if adv is None else adv
+    levels = [int(m["feature_level"]) for m in members]
+    return {
+        **{k: view[k] for k in ("config_hash", "reconciled_config_hash", "config_drift")},
+        "feature_level": features.FEATURE_LEVEL,  # this node's
+        # the features enabled: what every member supports
+        "cluster_feature_level": min(levels, default=features.FEATURE_LEVEL),
+    }
 
 
-def _member_json(node: Node, name: str) -> dict[str, Any]:
+def _member_json(node: ClusterPort, name: str) -> dict[str, Any]:
     st = node.status()
     addr = _addr_of(node, name)
     return {
         "node": name,
-        "drained": node.machine.read(lambda s: s.drain_mark(name) is not None),
-        "drain": node.machine.read(lambda s: drain_json(s, name)),
+        "drained": node.read(lambda s: s.drain_mark(name) is not None),
+        "drain": node.read(lambda s: drain_json(s, name)),
         "leader": st.leader == addr and st.leader is not None,
     }
 
 
-def _addr_of(node: Node, name: str) -> str:
+def _addr_of(node: ClusterPort, name: str) -> str:
     for n in node.config.cluster.nodes:
         if n.name == name:
             return str(n.raft)
@@ -107,14 +118,11 @@ def _addr_of(node: Node, name: str) -> str:
 # --------------------------------------------------------------------------- drain
 
 
-async def _propose_drain(node: Node, name: str, on: bool) -> None:
+async def _propose_drain(node: ClusterPort, name: str, on: bool) -> None:
     cmd = c.Drain(at_ms=node.clock.wall_ms(), node=name, drain=on, kind=DRAIN_OPERATOR)
-    try:
-        res = await node.raft.propose(cmd, WRITE_TIMEOUT)
-    except ProposalError as exc:
-        raise not_committed(node, exc, {"Retry-After": "1"}) from None
+    res = await commit(node, cmd, headers={"Retry-After": "1"})
     if isinstance(res, Rejected):
-        raise ApiProblem(400, res.code, res.message)
+        raise rejected(res)
 
 
 async def drain_member(request: web.Request) -> web.Response:
@@ -169,7 +177,9 @@ async def reload_member(request: web.Request) -> web.Response:
             f"send it to {name} at {api}",
         )
     try:
-        body = await node.configctl.reload()
+        body = await node.reload_config()
+    except ReloadGated as exc:
+        raise ApiProblem(409, "feature_not_enabled", "\n".join(exc.errors)) from None
     except ReloadRefused as exc:
         raise ApiProblem(
             400,
@@ -209,13 +219,13 @@ async def transfer_leader(request: web.Request) -> web.Response:
     if to == node.name:
         return _json({"from": node.name, "to": node.name, "term": st.term, "moved": False})
     if target is None:
-        target = node.drain.successor()
+        target = node.drain_successor()
         if target is None:
             raise ApiProblem(
                 409, "no_successor", "no other responsive member that is not drained can lead"
             )
     try:
-        new = await node.raft.transfer_leadership(target, TRANSFER_TIMEOUT)
+        new = await node.transfer_leadership(target, TRANSFER_TIMEOUT)
     except ProposalError as exc:
         if exc.code == "not_leader":
             raise ApiProblem(409, "not_leader", f"{node.name} is not the leader any more") from None
@@ -233,12 +243,12 @@ async def transfer_leader(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- health
 
 
-def health_problem(node: Node) -> tuple[str, str] | None:
+def health_problem(node: ClusterPort) -> tuple[str, str] | None:
     """Why this member is not healthy (``(status, reason)``), None if it is."""
-    failed = node.failed or node.raft.fatal()
+    failed = node.failed or node.fatal()
     if failed is not None:
         return "failed", failed
-    lag = node.raft.apply_lag()
+    lag = node.apply_lag()
     limit = node.config.cluster.max_apply_lag_ms / 1000
     if lag > limit:
         st = node.status()
@@ -259,7 +269,7 @@ async def health(request: web.Request) -> web.Response:
         status, reason = problem
         return _json({"status": status, "leader": leader, "reason": reason}, 503)
     reachable = st.leader is not None and (
-        node.raft.leader_fresh() if st.is_leader else st.leader in st.connected
+        node.leader_fresh() if st.is_leader else st.leader in st.connected
     )
     if not reachable:
         return _json({"status": "no_leader", "leader": None}, 503)
@@ -273,7 +283,7 @@ async def health_leader(request: web.Request) -> web.Response:
     if problem is not None:
         status, reason = problem
         return _json({"status": status, "leader": None, "reason": reason}, 503)
-    if node.is_established_leader() and node.raft.leader_fresh():
+    if node.is_established_leader() and node.leader_fresh():
         return _json({"status": "leader", "node": node.name})
     body: dict[str, Any] = {"status": "not_leader", "leader": node.node_name(st.leader)}
     if st.is_leader:

@@ -221,6 +221,25 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "responses": _ok("leadership moved", _ref("LeaderTransferred"))
         | _errors(400, 401, 403, 404, 409, 503),
     },
+    ("GET", "/v1/snapshot"): {
+        "summary": "a backup of the replicated state (jobs, runs, locks, counters) taken at one "
+        "applied entry, from the established leader: a file of magic RAFTCRON-BACKUP, one JSON "
+        "header line (format, raftcron_version, cluster_id, created_at, leader, counts, "
+        "body_bytes, body_sha256) and a msgpack body (docs/operations.md: Back up and "
+        "restore). Admin only (it holds secrets); another member answers 409 not_leader "
+        "naming the leader",
+        "responses": {
+            "200": {
+                "description": "the backup file (`raftcron snapshot save` writes it as is)",
+                "content": {
+                    "application/vnd.raftcron.backup": {
+                        "schema": {"type": "string", "format": "binary"}
+                    }
+                },
+            }
+        }
+        | _errors(401, 403, 409),
+    },
     ("GET", "/health"): {
         "summary": "200 on a member that sees a leader (a leader: one that has heard from a "
         "majority within an election timeout), whose storage works and whose applied state "

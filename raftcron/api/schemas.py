@@ -139,6 +139,16 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "the config_hash of the cluster file the member reads (null: "
                 "not reported yet)",
             },
+            "version": {
+                **_NULL_STR,
+                "description": "the raftcron version the member advertised in the replicated "
+                "state (null: none, a release from before feature levels)",
+            },
+            "feature_level": {
+                "type": "integer",
+                "description": "the feature level the member advertised (0: none); a gated "
+                "command or job key needs it on every member (409 feature_not_enabled)",
+            },
         },
     },
     "Drain": {
@@ -193,7 +203,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "required": ["node", "role", "leader", "term", "commit_index", "members"],
         "properties": {
             "node": {"type": "string"},
-            "version": {"type": "string", "examples": ["0.1.0"]},
+            "version": {"type": "string", "examples": ["0.2.0"]},
             "role": {"enum": ["leader", "follower"]},
             "leader": _NULL_STR,
             "leader_established": {"type": "boolean"},
@@ -223,6 +233,11 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "members whose config_hash differs from the leader's",
+            },
+            "feature_level": {"type": "integer", "description": "this node's feature level"},
+            "cluster_feature_level": {
+                "type": "integer",
+                "description": "the lowest member's feature level: the features enabled",
             },
         },
     },

@@ -79,11 +79,19 @@ class SyncConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportConfig:
     """Member ``node`` reads a cluster file whose ``config_hash`` is ``hash``
-    (``State.member_hashes``; it says so at start and after a reload). Idempotent."""
+    (``State.member_hashes``; it says so at start and after a reload). Idempotent.
+
+    ``version`` and ``level`` (``raftcron/core/features.py``): the member's raftcron
+    version and feature level (``State.member_versions``); ``""`` advertises nothing
+    (a member of a release from before levels: level 0). Both are encoded only when
+    ``version`` is set, and members of those releases decode the command as before
+    (they ignore the two fields)."""
 
     at_ms: int
     node: str
     hash: str
+    version: str = ""
+    level: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -528,7 +536,11 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind("lock_cancel", CancelLockWait, (A("name", "name"), A("request", "request"),
                                          A("reason", "reason"))),
     Kind("drain", Drain, (A("node", "node"), A("drain", "drain", "bool"), A("kind", "kind"))),
-    Kind("config_report", ReportConfig, (A("node", "node"), A("hash", "hash"))),
+    # (members from before levels ignore "version" and "level")
+    Kind("config_report", ReportConfig, (A("node", "node"), A("hash", "hash"),
+                                         A("version", "version", optional=True, omit=True),
+                                         A("level", "level", "int", optional=True,
+                                           with_="version"))),
 )
 # fmt: on
 _BY_CLASS: Final[dict[type[Any], Kind]] = {k.cls: k for k in KINDS}

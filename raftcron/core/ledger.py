@@ -40,6 +40,7 @@ from raftcron.core.model import (
     fire_of,
 )
 from raftcron.core.results import Rejected
+from raftcron.core.runkey import MANUAL, RunKey
 from raftcron.core.transitions import NONE, TRIM, check_transition
 
 
@@ -109,7 +110,7 @@ def unschedulable_reason(spec: JobSpec, instance: int, instances: int, single: b
 
 
 def manual_run_id(job: str, at_ms: int) -> str:
-    return f"{job}@{at_ms}~manual"
+    return RunKey(job, at_ms, variant=MANUAL).format()
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:
@@ -147,6 +148,11 @@ class Ledger:
     # hash of its own file each member last reported (see "Configuration").
     config_hash: str = ""
     member_hashes: dict[str, str] = field(default_factory=dict)
+    # Each member's advertised (raftcron version, feature level) (see "Configuration").
+    member_versions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # The cluster's id ("" for a cluster that never had one; a restored cluster gets a new
+    # one: raftcron/core/restore.py). Nodes of different clusters refuse each other.
+    cluster_id: str = ""
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose

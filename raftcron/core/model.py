@@ -8,6 +8,7 @@ Invariants this module guarantees:
 * Times are integers: milliseconds since the Unix epoch, UTC (``*_ms``). No ``datetime``
   in the replicated state, so encodings are stable byte for byte.
 * A run id is derived from the fire: ``run_id(job, scheduled_at_ms)``; it is never random.
+  Its grammar is parsed and formatted in one place: ``RunKey`` (``runkey.py``).
 
 This module must never read a clock, draw a random number or do I/O.
 """
@@ -17,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
+
+from raftcron.core.runkey import BACKFILL_PREFIX, RunKey
 
 # Temporal's set.
 OVERLAP_POLICIES: Final = (
@@ -102,13 +105,11 @@ LAST_MS: Final = 253_402_300_799_999
 COUNT_ALL: Final = 0
 MAX_COUNT: Final = 100  # instances per fire (``count = N``)
 MAX_PARALLEL_LIMIT: Final = 10_000  # the largest ``max_parallel`` accepted
-_INSTANCE_SUFFIX: Final = re.compile(r"~(\d+)$")
-_ATTEMPT_SUFFIX: Final = re.compile(r"\.\d+$")
 
 
 def backfill_run_id(job: str, scheduled_at_ms: int, backfill: str) -> str:
     """``job@scheduled_at_ms~backfill-ID``: a range may be backfilled more than once."""
-    return f"{job}@{scheduled_at_ms}~backfill-{backfill}"
+    return RunKey(job, scheduled_at_ms, variant=f"{BACKFILL_PREFIX}{backfill}").format()
 
 
 def instance_run_id(base: str, instance: int) -> str:
@@ -116,14 +117,23 @@ def instance_run_id(base: str, instance: int) -> str:
     ``base`` itself for instance 1 (so a job with ``count = 1`` keeps its ids), else
     ``base~K`` (``j@ms~2``, ``j@ms~manual~2``, ``j@ms~backfill-ID~2``). ``~`` is safe in a
     URL path and a query, unlike ``#``; a job name never contains it."""
-    return base if instance == 1 else f"{base}~{instance}"
+    return replace(_key(base), instance=instance).format()
 
 
 def fire_of(rid: str) -> str:
     """The fire a run id belongs to: its first instance's first attempt, i.e. ``rid``
     without the retry suffix ``.N`` and the instance suffix ``~K`` (``j@ms~2.3`` ->
-    ``j@ms``). Runs of one fire never overlap each other (see ``State``)."""
-    return _INSTANCE_SUFFIX.sub("", _ATTEMPT_SUFFIX.sub("", rid), count=1)
+    ``j@ms``). Runs of one fire never overlap each other (see ``State``). Text that is
+    not a run id (``raftcron/core/runkey.py``) is its own fire."""
+    key = RunKey.parse(rid)
+    return rid if key is None else key.fire.format()
+
+
+def _key(rid: str) -> RunKey:
+    key = RunKey.parse(rid)
+    if key is None:
+        raise ValueError(f"not a run id: {rid!r}")
+    return key
 
 
 # Attempt N > 1 of a fire whose attempt N-1 failed, timed out or was lost.
@@ -135,9 +145,6 @@ DEPENDENCY_ON: Final = ("success", "failure", "always")
 # A fan-in child keeps at most this many scheduled times waiting for the rest of its
 # parents; beyond that the oldest is recorded as skipped (with the outcomes it had).
 DEPENDENCY_WAIT_LIMIT: Final = 100
-# The suffix of a dependency run's id: ``child@ms~after`` (``child@ms~manual~after`` when
-# the parents' fire was a manual one, ``child@ms~backfill-ID~after`` for a backfill).
-DEPENDENCY_SUFFIX: Final = "~after"
 
 
 def fire_variant(run: Run) -> str:
@@ -145,10 +152,10 @@ def fire_variant(run: Run) -> str:
     same time: ``""`` (schedule, catch-up), ``"~manual"`` or ``"~backfill-ID"``. Retries
     (``.N``) and instances (``~K``) keep their fire's variant; a dependency run's
     ``~after`` is dropped, so a chain keeps the variant of the fire that started it."""
-    rid = fire_of(run.id)  # (instances of one fire are one fire)
-    prefix = f"{run.job}@{run.scheduled_at_ms}"
-    variant = rid[len(prefix) :] if rid.startswith(prefix) else ""
-    return variant.removesuffix(DEPENDENCY_SUFFIX)
+    key = RunKey.parse(run.id)
+    if key is None or key.job != run.job or key.scheduled_at_ms != run.scheduled_at_ms:
+        return ""
+    return key.variant
 
 
 def due_ms(run: Run, spec: JobSpec) -> int:
@@ -163,7 +170,7 @@ def due_ms(run: Run, spec: JobSpec) -> int:
 def dependency_run_id(job: str, scheduled_at_ms: int, variant: str = "") -> str:
     """``job@ms~after`` (``variant`` inserted before ``~after``): never a scheduled,
     manual or backfill run id, so a dependency fire never collides with one."""
-    return f"{job}@{scheduled_at_ms}{variant}{DEPENDENCY_SUFFIX}"
+    return RunKey(job, scheduled_at_ms, variant=variant, after=True).format()
 
 
 def jitter_offset_ms(name: str, jitter_ms: int) -> int:
@@ -180,15 +187,13 @@ def jitter_offset_ms(name: str, jitter_ms: int) -> int:
 
 def run_id(job: str, scheduled_at_ms: int, attempt: int = 1) -> str:
     """The run id of a fire: ``job@scheduled_at_ms`` (``.N`` appended for retry N > 1)."""
-    base = f"{job}@{scheduled_at_ms}"
-    return base if attempt == 1 else f"{base}.{attempt}"
+    return RunKey(job, scheduled_at_ms, attempt=attempt).format()
 
 
 def retry_run_id(prev_id: str, prev_attempt: int) -> str:
     """The run id of the attempt after ``prev_id``: the first attempt's id (a scheduled or
     a manual one) with ``.N`` appended, e.g. ``j@ms`` -> ``j@ms.2`` -> ``j@ms.3``."""
-    base = prev_id.rsplit(".", 1)[0] if prev_attempt > 1 else prev_id
-    return f"{base}.{prev_attempt + 1}"
+    return replace(_key(prev_id), attempt=prev_attempt + 1).format()
 
 
 def retry_backoff_ms(spec: JobSpec, failed_attempt: int) -> int:

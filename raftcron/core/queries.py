@@ -183,3 +183,12 @@ class Queries(Ledger):
     def member_hash(self, node: str) -> str | None:
         """The config hash member ``node`` last reported of its own file."""
         return self.member_hashes.get(node)
+
+    def member_version(self, node: str) -> tuple[str, int] | None:
+        """The (raftcron version, feature level) member ``node`` last advertised (None:
+        nothing, a release from before levels: level 0)."""
+        return self.member_versions.get(node)
+
+    def member_version_map(self) -> dict[str, tuple[str, int]]:
+        """Every member's advertised (version, feature level) (a copy)."""
+        return dict(self.member_versions)

@@ -17,6 +17,8 @@ class Reject(StrEnum):
 
     # the command as a whole
     APPLY_FAILED = "apply_failed"  # a bug in apply: the entry is answered, the replica lives
+    BAD_ENTRY = "bad_entry"  # a log entry the replica cannot decode (raft/node.py)
+    NO_RESULT = "no_result"  # pysyncobj answered a committed entry with nothing
     BAD_COMMAND = "bad_command"
     UNKNOWN_JOB = "unknown_job"
     UNKNOWN_RUN = "unknown_run"
@@ -59,7 +61,7 @@ class Ok:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    code: str
+    code: Reject
     message: str = ""
 
 

@@ -196,7 +196,8 @@ def _encode_snapshot(
     locks: Iterable[Lock] = (),
     lock_done: Iterable[tuple[tuple[str, str], LockEnd]] = (),
     drained: Iterable[tuple[str, DrainMark]] = (),
-    config: tuple[str, dict[str, str]] = ("", {}),
+    config: tuple[str, dict[str, str], dict[str, tuple[str, int]]] = ("", {}, {}),
+    cluster_id: str = "",
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -221,8 +222,11 @@ def _encode_snapshot(
     # "drained" is the last key, written only when a member is drained: a state without
     # one encodes exactly as before drains existed (older nodes read it; digests agree)
     # "config" likewise, after it: written only once a hash was reconciled or reported
-    has_config = bool(config[0] or config[1])
-    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config))
+    # (its third item, the members' versions and levels, only once one advertised: nodes
+    # from before levels read the first two)
+    has_config = bool(config[0] or config[1] or config[2])
+    # "cluster_id" likewise, last: written only once the cluster has an id (a restore)
+    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config + bool(cluster_id)))
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -256,7 +260,12 @@ def _encode_snapshot(
         array(([n, m.kind, m.since_ms] for n, m in drain_list), len(drain_list))
     if has_config:
         out.write(packer.pack("config"))
-        out.write(packer.pack([config[0], [[n, config[1][n]] for n in sorted(config[1])]]))
+        row: list[Any] = [config[0], [[n, config[1][n]] for n in sorted(config[1])]]
+        if config[2]:
+            row.append([[n, *config[2][n]] for n in sorted(config[2])])
+        out.write(packer.pack(row))
+    if cluster_id:
+        out.write(packer.pack("cluster_id") + packer.pack(cluster_id))
     return out.getvalue()
 
 
@@ -273,7 +282,8 @@ def capture(st: Ledger) -> Callable[[], bytes]:
     locks = list(st.locks.values())
     lock_done = list(st.lock_done.items())
     drained = list(st.drained.items())
-    config = (st.config_hash, dict(st.member_hashes))
+    config = (st.config_hash, dict(st.member_hashes), dict(st.member_versions))
+    cluster_id = st.cluster_id
     counters = (
         st.counters.fence,
         st.counters.stale_rejections,
@@ -283,7 +293,17 @@ def capture(st: Ledger) -> Callable[[], bytes]:
 
     def encode() -> bytes:
         return _encode_snapshot(
-            scalars, jobs, runs, history, leases, counters, locks, lock_done, drained, config
+            scalars,
+            jobs,
+            runs,
+            history,
+            leases,
+            counters,
+            locks,
+            lock_done,
+            drained,
+            config,
+            cluster_id,
         )
 
     return encode
@@ -347,6 +367,10 @@ def restore_into(st: Ledger, data: bytes) -> None:
                 st.config_hash = str(value[0])
                 if len(value) > 1:
                     st.member_hashes = {str(n): str(h) for n, h in value[1]}
+                if len(value) > 2:
+                    st.member_versions = {str(n): (str(v), int(lv)) for n, v, lv in value[2]}
+            case "cluster_id":
+                st.cluster_id = str(value)
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported snapshot version {version!r}")
 

@@ -82,7 +82,17 @@ Invariants:
 * Configuration (``raftcron/reload.py``): ``config_hash`` is the ``config_hash`` of the
   cluster file last reconciled (the last entry of a ``SyncConfig`` carries it);
   ``member_hashes`` is the hash each member last reported of its own file
-  (``ReportConfig``). Both are in the snapshot (key ``config``, last) only when set.
+  (``ReportConfig``), and ``member_versions`` the raftcron version and feature level it
+  last advertised in the same report (``raftcron/core/features.py``; a member absent from
+  it is level 0). Nodes from before levels apply the report without its version, so
+  their replica lacks it: each member advertises again when it sees another member's
+  advertisement change (``raftcron/reload.py``). They are in the snapshot (key
+  ``config``) only when set; the versions are its third item, which nodes from
+  before levels ignore.
+* Cluster id: ``cluster_id`` is "" until a restore (``raftcron/core/restore.py``) gives the
+  restored state a new one; it is in the snapshot (key ``cluster_id``, after ``config``)
+  only when set, so a state without one encodes as before. The Raft port refuses a peer
+  whose cluster id differs (``raftcron/raft/wire.py``).
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing
@@ -108,6 +118,7 @@ from dataclasses import replace
 from typing import Final
 
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.dependencies import (
     dependency_cycle,
     dependency_decision,
@@ -407,8 +418,18 @@ class State(Runs, Locks, Queries):
             return Rejected(
                 Reject.BAD_REPORT, f"a config hash is 1 to {MAX_CONFIG_HASH} characters"
             )
+        if len(cmd.version) > MAX_CONFIG_HASH or not 0 <= cmd.level <= features.MAX_LEVEL:
+            return Rejected(
+                Reject.BAD_REPORT,
+                f"a version is at most {MAX_CONFIG_HASH} characters and a feature level "
+                f"0 to {features.MAX_LEVEL}",
+            )
         changed = self.member_hashes.get(cmd.node) != cmd.hash
         self.member_hashes[cmd.node] = cmd.hash
+        if cmd.version:  # (a report without one leaves what the member advertised)
+            advertised = (cmd.version, cmd.level)
+            changed |= self.member_versions.get(cmd.node) != advertised
+            self.member_versions[cmd.node] = advertised
         return Ok(changed)
 
     def _drain(self, cmd: c.Drain) -> Result:

@@ -46,7 +46,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from raftcron.clock import Clock
 from raftcron.core.model import (
@@ -58,15 +58,12 @@ from raftcron.core.model import (
     JobSpec,
     Run,
 )
-from raftcron.executor.lease import FencedRun, Tell, run_ctx
+from raftcron.executor.lease import GRACE_S, FencedRun, Tell, lease_grace, run_ctx
 from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
 
 logger = logging.getLogger(__name__)
 
-# After a timeout, how long a cancelled task or a cooperative thread may take to wind down
-# (while the lease is still renewed) before the run is recorded anyway.
-GRACE_S: Final = 5.0
 
 JobFunc = Callable[..., Any]
 
@@ -335,7 +332,7 @@ class InProcess:
         window: float,
     ) -> tuple[str, int | None, str]:
         """Wait for the job, its timeout or the end of its lease: (status, code, reason)."""
-        lease_grace = max(0.05, min(GRACE_S, window / 4))
+        stop_before = lease_grace(window)
         timeout_at = (
             math.inf if spec.timeout_ms is None else self.clock.monotonic() + spec.timeout_ms / 1000
         )
@@ -347,13 +344,13 @@ class InProcess:
                     return await self._abandon(
                         entry, rc, job, lease, f"lease lost ({lease.lost_reason})"
                     )
-                if now >= lease.deadline - lease_grace:
+                if now >= lease.deadline - stop_before:
                     return await self._abandon(
                         entry, rc, job, lease, "the lease ran out (no committed renewal)"
                     )
                 if now >= timeout_at:
                     return await self._time_out(spec, entry, rc, job, lease)
-                limit = min(lease.deadline - lease_grace, timeout_at)
+                limit = min(lease.deadline - stop_before, timeout_at)
                 await asyncio.wait(
                     {job, lost}, timeout=max(0.0, limit - now), return_when=asyncio.FIRST_COMPLETED
                 )

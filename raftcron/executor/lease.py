@@ -37,6 +37,7 @@ from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import JobSpec, Run, due_ms
 from raftcron.core.state import Ok, Rejected
 from raftcron.logs import LogCtx
+from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,18 @@ QUEUED_RETRY_S: Final = 1.0  # pause before re-proposing a queued run's renewal
 COMPLETE_TIMEOUT_S: Final = 5.0
 COMPLETE_RETRY_S: Final = 1.0
 COMPLETE_ATTEMPTS: Final = 600
+# A stopped job's grace: after SIGTERM (a command) or a cancel (an embedded job), this long
+# before SIGKILL, or before the run is recorded anyway.
+GRACE_S: Final = 5.0
+# The stop before the lease deadline is at most GRACE_S, at most a quarter of the lease
+# window (a short lease keeps most of its time), and at least this.
+MIN_LEASE_GRACE_S: Final = 0.05
+
+
+def lease_grace(window: float) -> float:
+    """How long before the lease deadline (``window`` seconds after the start) a job that
+    is still running is stopped, so that its end is recorded while the lease is live."""
+    return max(MIN_LEASE_GRACE_S, min(GRACE_S, window / 4))
 
 
 def run_ctx(run: Run, node: str) -> LogCtx:
@@ -294,24 +307,33 @@ async def complete(
         output=output,
         reason=reason,
     )
-    for attempt in range(COMPLETE_ATTEMPTS):
-        try:
-            res = await raft.propose(cmd, COMPLETE_TIMEOUT_S)
-        except ProposalError as exc:
-            logger.info("%s: completion not committed (%s); retry %d", ctx, exc.code, attempt)
-            await asyncio.sleep(COMPLETE_RETRY_S)
-            continue
-        if isinstance(res, Ok):
-            logger.info("%s: recorded %s", ctx, status, extra={"event": "run_recorded"})
-        else:
-            logger.warning(
-                "%s: completion rejected as %s: %s (the lease had passed)",
-                ctx,
-                res.code,
-                res.message,
-            )
-        if tell is not None:
-            tell("completed", run.id, {"status": status, "accepted": isinstance(res, Ok)})
-        return True
-    logger.error("%s: completion never committed; the leader's lease expiry decides", ctx)
-    return False
+
+    def retrying(exc: ProposalError, attempt: int) -> None:
+        logger.info("%s: completion not committed (%s); retry %d", ctx, exc.code, attempt)
+
+    try:
+        res = await propose_with_retry(
+            raft.propose,
+            cmd,
+            attempt_timeout=COMPLETE_TIMEOUT_S,
+            pause=COMPLETE_RETRY_S,
+            attempts=COMPLETE_ATTEMPTS,
+            on_retry=retrying,
+        )
+    except ProposalError as exc:
+        logger.error(
+            "%s: completion never committed (%s); the leader's lease expiry decides", ctx, exc.code
+        )
+        return False
+    if isinstance(res, Ok):
+        logger.info("%s: recorded %s", ctx, status, extra={"event": "run_recorded"})
+    else:
+        logger.warning(
+            "%s: completion rejected as %s: %s (the lease had passed)",
+            ctx,
+            res.code,
+            res.message,
+        )
+    if tell is not None:
+        tell("completed", run.id, {"status": status, "accepted": isinstance(res, Ok)})
+    return True

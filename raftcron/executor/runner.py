@@ -59,7 +59,6 @@ import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -85,15 +84,15 @@ from raftcron.executor import rundir
 from raftcron.executor import watchdog as wdproto
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
-from raftcron.executor.lease import FencedRun, complete, run_ctx
+from raftcron.executor.lease import GRACE_S, FencedRun, complete, lease_grace, run_ctx
 from raftcron.executor.rundir import RunDirs
 from raftcron.executor.spawning import WATCHDOG_ENV, WatchdogSpawner
 from raftcron.logs import LogCtx
 from raftcron.raft.node import RaftNode
+from raftcron.timefmt import rfc3339
 
 logger = logging.getLogger(__name__)
 
-GRACE_S: Final = 5.0  # SIGTERM -> SIGKILL
 # How many granted runs of this node may be in their start phase at once (the fenced
 # Start in flight, the watchdog process coming up); the others wait in grant order with
 # their leases renewed (FencedRun.keep_queued). A node's ``max_starting`` (config) sets it,
@@ -118,18 +117,6 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 # A running job's output file never grows past this: the watchdog keeps its last
 # OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
 OUTPUT_FILE_MAX: Final = 1024 * 1024
-
-
-def rfc3339(ms: int) -> str:
-    """Epoch ms as RFC 3339 UTC, always with a four-digit year (``strftime("%Y")`` prints
-    year 267 as "267"); exact (integer arithmetic, no float rounding)."""
-    secs, frac_ms = divmod(ms, 1000)
-    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
-    frac = f".{frac_ms:03d}" if frac_ms else ""
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-        f"{dt.second:02d}{frac}Z"
-    )
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry
@@ -425,7 +412,7 @@ class Executor:
                 node=self.node,
                 scheduled_at=rfc3339(run.scheduled_at_ms),
                 lease=lease,
-                lease_grace=max(0.05, min(GRACE_S, window / 4)),
+                lease_grace=lease_grace(window),
             )
             logger.info(
                 "%s: finished %s exit_code=%s %s",
@@ -462,7 +449,7 @@ class Executor:
             "deadline": lease.deadline,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
-            "lease_grace": max(0.05, min(GRACE_S, window / 4)),
+            "lease_grace": lease_grace(window),
             **process,
         }
         if spec.stdin:

@@ -51,6 +51,7 @@ from typing import Any, Final, TypeVar
 from raftcron import hooks
 from raftcron.clock import monotonic
 from raftcron.core.commands import Command, encode
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected, Result, State
 from raftcron.raft import seam, unpickle
 from raftcron.raft.health import (
@@ -233,6 +234,10 @@ def _leaves_before_sync(message: Any) -> bool:
     )
 
 
+def _cluster_id_of(state: State) -> str:
+    return state.cluster_id
+
+
 class _Replica(ReplicaBase):
     def __init__(
         self,
@@ -273,6 +278,8 @@ class _Replica(ReplicaBase):
         # The transport (GuardedTransport) reads it; pysyncobj gets no password, so it
         # derives no key of its own and its pickle wire is never used.
         self.wire_keyring = Keyring(secrets)
+        # And the cluster id it checks peers against: the state's (a restore sets it).
+        self.wire_cluster_id: Callable[[], str] = lambda: machine.read(_cluster_id_of)
         unpickle.install()
         install_journal_factory(fs)
         conf = SyncObjConf(
@@ -666,7 +673,7 @@ class RaftNode:
             if fut.done():
                 return
             if err == FAIL_REASON.SUCCESS:
-                fut.set_result(res if res is not None else Rejected("no_result"))
+                fut.set_result(res if res is not None else Rejected(Reject.NO_RESULT))
             else:
                 code = _FAIL_NAMES.get(err, str(err))
                 fut.set_exception(ProposalError(code, f"proposal failed: {code}"))

@@ -49,6 +49,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import TCPTransport, Transport
 
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected
 from raftcron.raft import unpickle
 
@@ -59,6 +60,7 @@ PINNED_VERSION: Final = "0.3.17"
 __all__ = [
     "CONNECTION_STATE",
     "FAIL_REASON",
+    "NO_OP_ENTRY",
     "PINNED_VERSION",
     "POLL_EVENT_TYPE",
     "SERIALIZER_STATE",
@@ -347,6 +349,7 @@ def harness_time(monotonic: Callable[[], float], rng: Any) -> Iterator[None]:
 
 # pysyncobj's entry kinds (the first byte of every log entry; pysyncobj.syncobj._COMMAND_TYPE)
 _REGULAR: Final = b"\x00"
+NO_OP_ENTRY: Final = b"\x01"  # a leader's no-op (raft/seed.py seeds a snapshot after one)
 _MEMBERSHIP: Final = b"\x02"
 _VERSION: Final = b"\x03"
 
@@ -418,6 +421,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_voters: frozenset[Any] = frozenset()
     _seam_keep_after: int | None = None
     _seam_skip_snapshot: bool = False
+    _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
 
     # -- reads of pysyncobj's state (tick thread)
@@ -560,8 +564,14 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
           transmission whose snapshot ends at or below this replica's commit index, or at
           an entry its log holds, is not installed (Raft keeps the log then). pysyncobj
           still sees the message as a heartbeat (term, leader, election timer), and the
-          leader is told, with the last piece, to go on from after this replica's commit
-          index.
+          leader is told, with the last piece, to go on from after the snapshot's last
+          entry or this replica's commit index, whichever is later. A snapshot holds only
+          committed entries, so one ending at an entry this log holds with the same term
+          commits this log up to it (Raft, section 7: the log matches up to there).
+          Answering "after my commit index" there instead (a restarted follower's
+          commit index lags its log) sent a leader whose log starts after the snapshot
+          the same snapshot again, forever: the follower never caught up (seen in a
+          chaos kill-leader run, 2026-12-07).
         * Any piece that does not complete a snapshot pysyncobj loads raises no commit
           index (bug 8: pysyncobj raised it up to the end of this replica's log, entries
           no leader had vouched for).
@@ -577,14 +587,24 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                 self._seam_skip_snapshot = entry is not None and (
                     entry[0] <= commit or self._seam_entry_term(entry[0]) == entry[1]
                 )
+                self._seam_skip_to = entry[0] if entry is not None else 0
             if self._seam_skip_snapshot:
                 super()._SyncObj__onMessageReceived(node, heartbeat)
                 self._SyncObj__leaderCommitIndex = message["commit_index"]
                 if last:
                     self._seam_skip_snapshot = False
-                    logger.info("raft: a stale snapshot from %s was not installed", node)
+                    upto = max(commit, self._seam_skip_to)
+                    if upto > commit:  # the snapshot vouches for this log up to its end
+                        self._SyncObj__raftCommitIndex = upto
+                        self._SyncObj__raftLog.setRaftCommitIndex(upto)
+                    logger.info(
+                        "raft: a snapshot from %s ending at an entry this log holds was not "
+                        "installed; committed up to %d",
+                        node,
+                        upto,
+                    )
                     self._SyncObj__sendNextNodeIdx(
-                        node, reset=True, nextNodeIdx=commit + 1, success=True
+                        node, reset=True, nextNodeIdx=upto + 1, success=True
                     )
                 return
         self._seam_dump_loaded = False
@@ -728,7 +748,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                     "skips it)",
                     exc.reason,
                 )
-                return Rejected("bad_entry", f"log entry refused: {exc.reason}")
+                return Rejected(Reject.BAD_ENTRY, f"log entry refused: {exc.reason}")
             return method(*args, _doApply=True)
         if kind == _MEMBERSHIP:
             if not self._SyncObj__conf.dynamicMembershipChange:
@@ -820,8 +840,9 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
     Subclasses implement :meth:`make_server`, :meth:`new_connection`, :meth:`refuse`
     (close a connection, saying why), :meth:`forget` (a connection's handshake is over or
     it is gone), :meth:`peer_connected` (a member's connection is established) and may
-    extend :meth:`before_tick`. :meth:`adopt_incoming` hands pysyncobj an accepted
-    connection, :meth:`drop_incoming` takes it back.
+    extend :meth:`before_tick`, :meth:`member_hello` and :meth:`admit_member`.
+    :meth:`adopt_incoming` hands pysyncobj an accepted connection, :meth:`drop_incoming`
+    takes it back.
     """
 
     # -- for subclasses
@@ -862,6 +883,16 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
 
     def before_tick(self) -> None:
         """Nothing by default."""
+
+    def member_hello(self) -> Any:
+        """The member message this member sends once its dialled connection has the
+        peer's session key (by default its address, as pysyncobj sends it)."""
+        return self._selfNode.address
+
+    def admit_member(self, conn: Any, message: Any) -> bool:
+        """Whether the member message ``message`` (of a configured member that dials this
+        one) is admitted; a subclass that says no has refused ``conn`` itself."""
+        return True
 
     def adopt_incoming(self, conn: Any) -> None:
         self._unknownConnections.add(conn)
@@ -931,6 +962,8 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
             # member has the same file: this one dials that address itself.
             self.refuse(conn, "wrong_direction", f"claims to be {message}, which this node dials")
             return
+        if not self.admit_member(conn, message):
+            return
         self.forget(conn)
         self._unknownConnections.discard(conn)
         old = self._connections.get(node)
@@ -951,7 +984,7 @@ class TransportBase(TCPTransport):  # type: ignore[misc]
             self.refuse(conn, "handshake", f"expected a session key, got {self.describe(message)}")
             return
         conn.sendRandKey = message
-        conn.send(self._selfNode.address)
+        conn.send(self.member_hello())
         node = self._connToNode(conn)
         conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
         self._onNodeConnected(node)

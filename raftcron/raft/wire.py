@@ -38,6 +38,11 @@ What it guarantees:
   the peer closes before accepting our current secret retries with the next one, so a
   rolling secret rotation never splits the cluster (docs/operations.md, "Rotating the
   cluster secret").
+* **Clusters.** The member message names the id of the cluster the dialling member's
+  state belongs to (``State.cluster_id``, sent only when it has one); a member refuses a
+  peer whose id differs from its own (code ``cluster_id``, logged): a cluster restored
+  from a backup has a new id and never talks to the old one (docs/operations.md, "Back up
+  and restore").
 * pysyncobj's replay protection is kept: each connection's frames carry the session key
   the receiver chose, and Fernet timestamps must not go backwards on a connection.
 """
@@ -147,12 +152,27 @@ class WireError(Exception):
 ACK_TERM_ON_WIRE: Final = True
 
 
+class MemberHello(str):
+    """The handshake's member message: the dialling member's raft address, and the id of
+    the cluster its state belongs to (``State.cluster_id``; "" for a cluster without one,
+    then sent as before ids existed: ``[K_MEMBER, address]``)."""
+
+    cluster_id: str
+
+    def __new__(cls, address: str, cluster_id: str = "") -> MemberHello:
+        hello = super().__new__(cls, address)
+        hello.cluster_id = cluster_id
+        return hello
+
+
 def encode_message(message: Any) -> list[Any]:
     """The wire form of a message pysyncobj sends: ``[kind, fields...]``."""
     if isinstance(message, bytes):
         return [K_SESSION_KEY, message]
+    if isinstance(message, MemberHello) and message.cluster_id:
+        return [K_MEMBER, str(message), message.cluster_id]
     if isinstance(message, str):
-        return [K_MEMBER, message]
+        return [K_MEMBER, str(message)]
     if not isinstance(message, dict):
         raise WireError("encode", f"no wire form for a {type(message).__name__}")
     t = message.get("type")
@@ -327,10 +347,11 @@ def decode_message(body: list[Any]) -> Any:
             raise _bad(f"session key of {len(key)} bytes")
         return key
     if kind == K_MEMBER:
-        (name,) = _fields(body, 1, "member address")
-        if type(name) is not str:
-            raise _bad("member address is not text")
-        return name
+        name, *rest = _fields(body, 2 if len(body) == 3 else 1, "member address")
+        cluster_id = rest[0] if rest else ""
+        if type(name) is not str or type(cluster_id) is not str:
+            raise _bad("member address or cluster id is not text")
+        return MemberHello(name, cluster_id)
     raise WireError("malformed", f"unknown message kind {kind!r}")
 
 
@@ -988,6 +1009,9 @@ class GuardedTransport(TransportBase):
         if selfNode is None:
             raise ValueError("read-only pysyncobj nodes are not supported")
         self._keyring = keyring
+        # The cluster id of this member's state (State.cluster_id), read at each handshake:
+        # a peer of another cluster is refused (a restored cluster never joins the old one).
+        self._cluster_id: Callable[[], str] = getattr(syncObj, "wire_cluster_id", lambda: "")
         self.stats = WireStats(refused=Counter())
         self._refusals = RefusalLog()
         # Incoming connections whose handshake is not complete, oldest first: deadline.
@@ -1031,6 +1055,22 @@ class GuardedTransport(TransportBase):
     def before_tick(self) -> None:
         self._expire_handshakes()
         self._refusals.flush()
+
+    def member_hello(self) -> MemberHello:
+        return MemberHello(self.self_address, self._cluster_id())
+
+    def admit_member(self, conn: Any, message: Any) -> bool:
+        theirs, ours = getattr(message, "cluster_id", ""), self._cluster_id()
+        if theirs == ours:
+            return True
+        self._close(
+            conn,
+            "cluster_id",
+            f"{message} belongs to cluster {theirs or '(none)'}, this node to cluster "
+            f"{ours or '(none)'}: members of different clusters never talk (a restored "
+            "cluster never joins the old one; docs/operations.md: Back up and restore)",
+        )
+        return False
 
     # -- admission
 

@@ -13,6 +13,11 @@ Lifecycle (Dkron's establishLeadership, done with Raft's guarantees):
    scheduler and the lease monitor until the scope is cancelled: the node cancels it the
    instant it sees it is no longer leader of T.
 
+The feature gate (``raftcron/core/features.py``): a reconciliation whose jobs to put use a
+job key that some member does not support yet puts and deletes nothing at all (a WARNING
+names the key, the job and the members still to upgrade); the leader tries it again each
+second and reconciles the file as soon as the last of them has advertised the level.
+
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
@@ -53,12 +58,13 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from raftcron import logs, memory
 from raftcron.clock import Clock
+from raftcron.core import features
 from raftcron.core.commands import (
     Barrier,
     CancelLockWait,
@@ -71,12 +77,25 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec, fire_of
+from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec
 from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
+from raftcron.core.results import Reject
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
+from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
+
+
+class FeatureNotEnabled(Exception):
+    """The file's jobs use a feature some member does not support yet: nothing of the file
+    was reconciled (``refusal`` says what and who)."""
+
+    def __init__(self, refusal: features.Refusal) -> None:
+        self.refusal = refusal
+        super().__init__(refusal.message())
+
 
 PROPOSE_TIMEOUT: Final = 3.0
 # Specs per config sync entry (about 300 bytes each encoded); deletions go 10 times as many.
@@ -201,6 +220,7 @@ class Leader:
         election_timeout: float,
         stopping: Callable[[], bool] = lambda: False,
         config_hash: str = "",
+        levels: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.node = node
         self.term = term
@@ -217,6 +237,10 @@ class Leader:
         # Its file is not the one last reconciled, so its jobs were left alone (the
         # replicated hash when it looked; None: it reconciled, or has not looked yet).
         self.unreconciled: str | None = None
+        # Each member's feature level (raftcron/reload.py: ConfigControl.levels), and why
+        # the file's jobs were last refused by the gate (None: they were not).
+        self.levels = levels
+        self.gated: features.Refusal | None = None
         self._sync_lock = asyncio.Lock()
         self.live_nodes = live_nodes
         self.election_timeout = election_timeout
@@ -250,7 +274,8 @@ class Leader:
                 )
             )
             self.raft.machine.read(lambda s: self.leases.takeover(s, self.election_timeout))
-            await self._sync_config_if_agreed()
+            with contextlib.suppress(FeatureNotEnabled):  # (logged; tried again each second)
+                await self._sync_config_if_agreed()
             await self._lift_own_shutdown_drain()
             self.established.set()
             logger.info(
@@ -262,6 +287,7 @@ class Leader:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._schedule_loop())
                 tg.create_task(self._expiry_loop())
+                tg.create_task(self._gated_loop())
 
     async def _sync_config_if_agreed(self) -> None:
         """At the start of the term: reconcile this node's file only if it is the file last
@@ -303,11 +329,43 @@ class Leader:
         )
         puts, gone = self._config_changes(specs)
         del specs  # only the specs to put outlive the comparison
+        used = [f for spec in puts for f in features.spec_features(spec)]
+        refused = features.refusal(used, self.levels()) if used else None
+        if refused is not None:
+            if refused != self.gated:
+                logger.warning(
+                    "leader %s: its cluster file (config_hash %s) is NOT reconciled, no job "
+                    "of it is put or deleted: %s (the leader reconciles it once they are)",
+                    self.node, self.config_hash, refused.message(),
+                )  # fmt: skip
+            self.gated = refused
+            raise FeatureNotEnabled(refused)
+        if self.gated is not None:
+            logger.info(
+                "leader %s: every member supports its cluster file's jobs now: reconciling "
+                "it (config_hash %s)",
+                self.node, self.config_hash,
+            )  # fmt: skip
+        self.gated = None
         changed = await self._put_config(puts, gone)
         self.unreconciled = None
         if large:  # the specs and their entries' encodings are garbage now
             await asyncio.to_thread(memory.trim)
         return changed
+
+    async def _gated_loop(self) -> None:
+        """Reconcile a file the gate refused once every member supports it."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.gated is None:
+                continue
+            levels = self.levels()
+            need = self.gated.feature.level
+            if any(levels.get(n, lv) < need for n, lv in self.gated.behind.items()):
+                continue  # (still behind: the WARNING was said)
+            async with self._sync_lock:
+                with contextlib.suppress(FeatureNotEnabled):
+                    await self._sync_config()
 
     async def _lift_own_shutdown_drain(self) -> None:
         """This node leads, so it runs again: a shutdown drain of its own (its last life's
@@ -359,17 +417,18 @@ class Leader:
 
     async def _commit(self, cmd: Barrier | SyncConfig | Drain) -> Ok | Rejected:
         """Propose until committed (retrying the same idempotent command)."""
-        while True:
-            try:
-                return await self.raft.propose(cmd, PROPOSE_TIMEOUT)
-            except ProposalError as exc:
-                logger.info(
-                    "leader %s: %s not committed (%s); retrying",
-                    self.node,
-                    type(cmd).__name__,
-                    exc.code,
-                )
-                await asyncio.sleep(0.1)
+
+        def retrying(exc: ProposalError, _: int) -> None:
+            logger.info(
+                "leader %s: %s not committed (%s); retrying",
+                self.node,
+                type(cmd).__name__,
+                exc.code,
+            )
+
+        return await propose_with_retry(
+            self.raft.propose, cmd, attempt_timeout=PROPOSE_TIMEOUT, pause=0.1, on_retry=retrying
+        )
 
     # -- scheduling
 
@@ -537,7 +596,8 @@ class Leader:
         """Loudly: no live node could take a run (tags, max_parallel, too few nodes for
         ``count``). The ledger has it as skipped and ``raftcron_unschedulable_total``
         counts it; this line names the job, the run, the tags and the nodes seen live."""
-        name = fire_of(rid).split("@", 1)[0]
+        key = RunKey.parse(rid)
+        name = key.job if key is not None else rid
         spec = next((j.spec for j in jobs if j.spec.name == name), None)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
@@ -582,7 +642,7 @@ class Leader:
                     cmd.reason,
                     extra={"event": "run_lost", "run_id": rid, "fence": seen.fence},
                 )
-            elif res.code != "renewed":
+            elif res.code != Reject.RENEWED:
                 # The lease is gone (completed or expired). "renewed": the renewal's commit
                 # was applied before this rejection and has already re-touched the lease.
                 self.leases.forget(rid)

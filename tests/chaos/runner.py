@@ -40,7 +40,7 @@ from typing import Any
 
 from raftcron.core.lease import RHO, takeover_patience
 from tests.chaos import checker
-from tests.cluster.harness import Cluster, wait_for
+from tests.cluster.harness import Cluster, HTTPStatusError, wait_for
 
 HERE = Path(__file__).resolve().parent
 JOB_PY = HERE / "job.py"
@@ -637,7 +637,7 @@ class Run:
         for job, *_ in JOBS:
             try:
                 runs = self.cluster.runs(name, job, limit=20)
-            except (AssertionError, urllib.error.URLError, OSError, ValueError):
+            except (HTTPStatusError, urllib.error.URLError, OSError, ValueError):
                 return
             for run in runs:
                 if run["status"] not in ("claimed", "running") and run["id"] not in (

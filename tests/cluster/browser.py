@@ -42,8 +42,8 @@ T = TypeVar("T")
 _profiles = count()
 
 
-class BrowserError(AssertionError):
-    pass
+class BrowserError(RuntimeError):
+    """The page threw or Chromium failed: in a wait, "not yet"."""
 
 
 class Browser:

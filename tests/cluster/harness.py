@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,26 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.helpers import free_ports as free_ports  # re-exported: bench uses it from here
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: tests.* importable from here
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+class HTTPStatusError(Exception):
+    """An API answer that is not 2xx (``Cluster.get``): in a wait predicate, "not yet"."""
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
-    """Poll ``fn`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    """Poll ``fn`` until it returns something truthy; fail naming ``what`` at the deadline.
+
+    An exception from ``fn`` means "not yet" (a node restarting, a 503 during an election),
+    except an ``AssertionError``: an ``assert`` in a predicate is a verdict, and it fails
+    the wait at once instead of being retried until the deadline hides it."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while True:
@@ -48,6 +44,8 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: fl
             value = fn()
             if value:
                 return value
+        except AssertionError:
+            raise
         except Exception as exc:
             last_exc = exc
         if time.monotonic() > deadline:
@@ -55,6 +53,14 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: fl
                 f"timed out after {timeout}s waiting for {what} (last error: {last_exc})"
             )
         time.sleep(interval)
+
+
+def api_tokens(admin: str, read: str) -> str:
+    """An ``[api]`` table with one admin and one read token (``extra_toml``)."""
+    return (
+        f'[[api.tokens]]\nrole = "admin"\ntoken = "{admin}"\n'
+        f'[[api.tokens]]\nrole = "read"\ntoken = "{read}"\n'
+    )
 
 
 def toml_job(job: dict[str, Any]) -> str:
@@ -84,6 +90,9 @@ class Member:
     # so that ``proc.pid`` is the agent's)
     prefix: list[str] = field(default_factory=list)
     config: Path | None = None  # this member's own cluster file (default: the shared one)
+    # the interpreter that runs this member's agent (default: the test's; a rolling upgrade
+    # gives each member the python of a venv holding one release)
+    python: str | None = None
 
     @property
     def api(self) -> str:
@@ -172,7 +181,7 @@ class Cluster:
             m.proc = subprocess.Popen(
                 [
                     *m.prefix,
-                    sys.executable,
+                    m.python or sys.executable,
                     "-m",
                     self.module,
                     "agent",
@@ -241,7 +250,7 @@ class Cluster:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             with exc:
-                raise AssertionError(
+                raise HTTPStatusError(
                     f"GET {path} on {name}: HTTP {exc.code}: {exc.read()!r}"
                 ) from None
 

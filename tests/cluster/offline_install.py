@@ -179,7 +179,7 @@ def main() -> int:
     # One altered byte in one wheel: the hash list must stop the install.
     bad = work / "tampered"
     shutil.copytree(wheelhouse, bad)
-    victim = next(bad.glob("croniter-*.whl"))
+    victim = next(bad.glob("prometheus_client-*.whl"))
     with victim.open("ab") as f:
         f.write(b"\0")
     tampered = run(

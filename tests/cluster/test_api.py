@@ -16,7 +16,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from raftcron.client import ApiError, Client
-from tests.cluster.harness import SINK_CMD, Cluster, read_sink, running, wait_for
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -33,10 +32,8 @@ CONFIG_JOB = {"name": "cfg", "schedule": "0 0 1 1 *", "command": ["true"]}
 YEARLY = {"schedule": "0 0 1 1 *", "command": ["true"]}
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running(Cluster(tmp_path_factory.mktemp("api"), [CONFIG_JOB])) as cluster:
-        yield cluster
+def new_cluster(root: Path) -> Cluster:
+    return Cluster(root, [CONFIG_JOB])
 
 
 def call(

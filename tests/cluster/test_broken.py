@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, running, wait_for
+from tests.cluster.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -26,13 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EVERY_SECOND = {"schedule": "* * * * * *", "command": ["true"]}
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def new_cluster(root: Path) -> Cluster:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    cluster = Cluster(tmp_path_factory.mktemp("broken"), env={"PYTHONPATH": path})
+    cluster = Cluster(root, env={"PYTHONPATH": path})
     cluster.module = "tests.cluster.faulty_agent"
-    with running(cluster) as c:
-        yield c
+    return cluster
 
 
 def job(cl: Cluster, name: str) -> dict[str, Any]:

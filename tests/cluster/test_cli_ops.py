@@ -15,26 +15,18 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, free_ports, running, wait_for
+from tests.cluster.harness import Cluster, api_tokens, free_ports, wait_for
 
 pytestmark = pytest.mark.cluster
 
 ADMIN = "admin-token-cli-0123456789abcdef"
 READ = "read-token-cli-0123456789abcdef"
-TOKENS = f"""
-[[api.tokens]]
-role = "admin"
-token = "{ADMIN}"
-[[api.tokens]]
-role = "read"
-token = "{READ}"
-"""
+TOKENS = api_tokens(ADMIN, READ)
 TICK = {
     "name": "tick",
     "schedule": "* * * * * *",
@@ -66,12 +58,8 @@ overlap = "skip"
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("cli-ops")
-    cl = Cluster(root, [TICK, HELLO], extra_toml=TOKENS, token=ADMIN)
-    with running(cl) as c:
-        yield c
+def new_cluster(root: Path) -> Cluster:
+    return Cluster(root, [TICK, HELLO], extra_toml=TOKENS, token=ADMIN)
 
 
 def cli(
@@ -132,20 +120,20 @@ def _table(run_id: str) -> list[tuple[list[str], Any]]:
     ]
 
 
-def test_every_data_verb_prints_json_through_a_dead_first_endpoint(cluster: Cluster) -> None:
-    run_id = a_finished_run(cluster)["id"]
+def test_every_data_verb_prints_json_through_a_dead_first_endpoint(cl: Cluster) -> None:
+    run_id = a_finished_run(cl)["id"]
     for argv, check in _table(run_id):
-        body = ok_json(cli(cluster, *argv, "-o", "json"))
+        body = ok_json(cli(cl, *argv, "-o", "json"))
         assert check(body), (argv, body)
     # --json is -o json (the jobs' last runs move on every second: compare the shape)
-    one = ok_json(cli(cluster, "jobs", "list", "--json"))
-    two = ok_json(cli(cluster, "jobs", "list", "-o", "json"))
+    one = ok_json(cli(cl, "jobs", "list", "--json"))
+    two = ok_json(cli(cl, "jobs", "list", "-o", "json"))
     assert [sorted(j) for j in one] == [sorted(j) for j in two] and len(one) == 2
 
 
-def test_tables_and_the_run_verbs(cluster: Cluster) -> None:
-    run = a_finished_run(cluster)
-    out = cli(cluster, "runs", "--job", "tick", "--limit", "5")
+def test_tables_and_the_run_verbs(cl: Cluster) -> None:
+    run = a_finished_run(cl)
+    out = cli(cl, "runs", "--job", "tick", "--limit", "5")
     assert out.returncode == 0, out
     head = out.stdout.splitlines()[0].split()
     assert head[:8] == [
@@ -158,35 +146,35 @@ def test_tables_and_the_run_verbs(cluster: Cluster) -> None:
         "(UTC)",
         "duration",
     ]
-    show = cli(cluster, "runs", "show", run["id"])
+    show = cli(cl, "runs", "show", run["id"])
     assert show.returncode == 0, show
     assert show.stdout.splitlines()[0].split() == ["run", run["id"]]
     assert "output (tail):" in show.stdout and f"out-{run['id']}" in show.stdout
-    logs = cli(cluster, "runs", "logs", run["id"])
+    logs = cli(cl, "runs", "logs", run["id"])
     assert logs.returncode == 0, logs
     assert logs.stdout == f"out-{run['id']}\nline-two\n"
-    missing = cli(cluster, "runs", "show", "tick@1")
+    missing = cli(cl, "runs", "show", "tick@1")
     assert missing.returncode == 1 and missing.stderr.startswith("error: "), missing
 
 
-def test_one_node_verbs_never_fail_over(cluster: Cluster) -> None:
+def test_one_node_verbs_never_fail_over(cl: Cluster) -> None:
     for argv in (["drain", "c"], ["undrain", "c"], ["leader", "transfer"]):
-        out = cli(cluster, *argv)  # the dead endpoint first: they talk to it only
+        out = cli(cl, *argv)  # the dead endpoint first: they talk to it only
         assert out.returncode == 1, out
         assert out.stderr.startswith(f"error: cannot reach the raftcron API at {DEAD}"), out
         assert "Traceback" not in out.stderr
-    member_c = cluster.members["c"].api
-    body = ok_json(cli(cluster, "drain", "c", "-o", "json", first=member_c))
+    member_c = cl.members["c"].api
+    body = ok_json(cli(cl, "drain", "c", "-o", "json", first=member_c))
     assert body["node"] == "c" and body["drained"] is True
-    body = ok_json(cli(cluster, "undrain", "c", "-o", "json", first=member_c))
+    body = ok_json(cli(cl, "undrain", "c", "-o", "json", first=member_c))
     assert body["node"] == "c" and body["drained"] is False
 
 
-def test_a_closed_pipe_ends_quietly_with_141(cluster: Cluster) -> None:
+def test_a_closed_pipe_ends_quietly_with_141(cl: Cluster) -> None:
     for argv in (["runs", "--limit", "1000", "--wide"], ["status"], ["jobs", "list", "-o", "json"]):
         r, w = os.pipe()
         os.close(r)  # the reader is gone before the CLI writes
-        env = {**os.environ, "RAFTCRON_TOKEN": ADMIN, "RAFTCRON_API": cluster.members["a"].api}
+        env = {**os.environ, "RAFTCRON_TOKEN": ADMIN, "RAFTCRON_API": cl.members["a"].api}
         proc = subprocess.run(
             [sys.executable, "-m", "raftcron", *argv],
             stdout=w,
@@ -200,13 +188,13 @@ def test_a_closed_pipe_ends_quietly_with_141(cluster: Cluster) -> None:
         assert proc.stderr == "", (argv, proc.stderr)
 
 
-def test_export_apply_export_is_identical(cluster: Cluster, tmp_path: Path) -> None:
+def test_export_apply_export_is_identical(cl: Cluster, tmp_path: Path) -> None:
     src = tmp_path / "jobs.toml"
     src.write_text(JOBS_TOML)
-    out = cli(cluster, "jobs", "apply", str(src))
+    out = cli(cl, "jobs", "apply", str(src))
     assert out.returncode == 0, out
     first = tmp_path / "export.toml"
-    out = cli(cluster, "jobs", "export", str(first))
+    out = cli(cl, "jobs", "export", str(first))
     assert out.returncode == 0, out
     assert first.stat().st_mode & 0o777 == 0o600
     text = first.read_text()
@@ -216,51 +204,49 @@ def test_export_apply_export_is_identical(cluster: Cluster, tmp_path: Path) -> N
     # the file's job (tick) is not the API's: left out, and said so
     assert "tick" not in text and "left out 2" in out.stderr
     # apply the export (every job unchanged), export again: the same bytes
-    again = cli(cluster, "jobs", "apply", str(first), "-o", "json")
+    again = cli(cl, "jobs", "apply", str(first), "-o", "json")
     assert {r["result"] for r in ok_json(again)} == {"unchanged"}
-    second = cli(cluster, "jobs", "export")
+    second = cli(cl, "jobs", "export")
     assert second.returncode == 0 and second.stdout == text, second
     # JSON through stdin, after deleting the jobs: created again, exported the same
-    as_json = cli(cluster, "jobs", "export", "-o", "json").stdout
+    as_json = cli(cl, "jobs", "export", "-o", "json").stdout
     for name in ("exp-plain", "exp-secret"):
-        assert cli(cluster, "jobs", "delete", name).returncode == 0
-    applied = ok_json(cli(cluster, "jobs", "apply", "-", "-o", "json", stdin=as_json))
+        assert cli(cl, "jobs", "delete", name).returncode == 0
+    applied = ok_json(cli(cl, "jobs", "apply", "-", "-o", "json", stdin=as_json))
     assert [r["result"] for r in applied] == ["created", "created"]
-    assert cli(cluster, "jobs", "export").stdout == text
-    assert cli(cluster, "jobs", "export", "-o", "json").stdout == as_json
+    assert cli(cl, "jobs", "export").stdout == text
+    assert cli(cl, "jobs", "export", "-o", "json").stdout == as_json
     # `jobs show -o json` output is accepted by apply too
-    shown = cli(cluster, "jobs", "show", "exp-plain", "-o", "json").stdout
-    applied = ok_json(cli(cluster, "jobs", "apply", "-", "-o", "json", stdin=shown))
+    shown = cli(cl, "jobs", "show", "exp-plain", "-o", "json").stdout
+    applied = ok_json(cli(cl, "jobs", "apply", "-", "-o", "json", stdin=shown))
     assert applied[0]["result"] == "unchanged"
 
 
-def test_export_refuses_a_read_token(cluster: Cluster) -> None:
-    out = cli(cluster, "jobs", "export", token=READ)
+def test_export_refuses_a_read_token(cl: Cluster) -> None:
+    out = cli(cl, "jobs", "export", token=READ)
     assert out.returncode == 1, out
     assert out.stderr.startswith("error: jobs export needs an admin token: "), out.stderr
     assert out.stdout == ""
 
 
-def test_a_dead_member_is_unreachable_in_status_and_version(cluster: Cluster) -> None:
-    cluster.kill("c")
+def test_a_dead_member_is_unreachable_in_status_and_version(cl: Cluster) -> None:
+    cl.kill("c")
     wait_for(
         "a leader among a and b",
-        lambda: cluster.leader(["a", "b"]),
+        lambda: cl.leader(["a", "b"]),
         30,
     )
-    first = cluster.members["a"].api
+    first = cl.members["a"].api
 
     def status_says_unreachable() -> str | None:
-        out = cli(cluster, "status", first=first)
+        out = cli(cl, "status", first=first)
         rows = [line.split() for line in out.stdout.splitlines()[1:]]
         role = {r[0]: r[1] for r in rows if r}
         return out.stdout if role.get("c") == "unreachable" else None
 
     wait_for("status to show c unreachable", status_says_unreachable, 30)
-    body = ok_json(cli(cluster, "version", "-o", "json", first=first))
+    body = ok_json(cli(cl, "version", "-o", "json", first=first))
     by_name = {m["name"]: m for m in body["members"]}
     assert by_name["c"]["reachable"] is False and by_name["a"]["version"]
-    rows = {
-        line.split()[0]: line for line in cli(cluster, "version", first=first).stdout.splitlines()
-    }
+    rows = {line.split()[0]: line for line in cli(cl, "version", first=first).stdout.splitlines()}
     assert "unreachable" in rows["c"] and "unreachable" not in rows["a"], rows

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.cluster.browser import CHROMIUM, Browser
-from tests.cluster.harness import Cluster, running, wait_for
+from tests.cluster.harness import Cluster, wait_for
 
 pytestmark = [
     pytest.mark.cluster,
@@ -62,12 +62,10 @@ JOBS = [
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("dash"), JOBS, extra_toml=TOKENS, token=ADMIN)
+def new_cluster(root: Path) -> Cluster:
+    cluster = Cluster(root, JOBS, extra_toml=TOKENS, token=ADMIN)
     cluster.agent_args = ["--log-json"]
-    with running(cluster):
-        yield cluster
+    return cluster
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import pwd
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, running, wait_for
+from tests.cluster.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -40,9 +39,7 @@ JOBS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("hardening")
+def new_cluster(root: Path) -> Cluster:
     token = root / "admin.token"
     token.write_text(ADMIN + "\n")
     token.chmod(0o600)
@@ -68,8 +65,7 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         token=ADMIN,
     )
     cluster.use_hooks()  # tests/cluster/hooked_agent.py: RAFTCRON_COMPACT_ENTRIES
-    with running(cluster):
-        yield cluster
+    return cluster
 
 
 def trigger_and_wait(cl: Cluster, name: str, timeout: float = 30) -> dict[str, Any]:

@@ -12,7 +12,6 @@ member reads down and falls behind. Every metric docs/alerts.yml names is export
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.harness import Cluster, running, wait_for
+from tests.cluster.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -36,15 +35,8 @@ OUTCOMES = ("succeeded", "failed", "timed_out", "lost", "killed")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(
-        tmp_path_factory.mktemp("job-metrics"),
-        JOBS,
-        extra_toml="[metrics]\nmax_job_series = 3\n",
-    )
-    with running(cluster) as c:
-        yield c
+def new_cluster(root: Path) -> Cluster:
+    return Cluster(root, JOBS, extra_toml="[metrics]\nmax_job_series = 3\n")
 
 
 def scrape(cl: Cluster, name: str) -> str:

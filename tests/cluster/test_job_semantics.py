@@ -17,24 +17,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, read_sink, running, wait_for
+from tests.cluster.harness import Cluster, read_sink, wait_for
 
 pytestmark = pytest.mark.cluster
 
 YEARLY = "0 0 1 1 *"  # never fires during a test: only triggers run
-
-
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running(Cluster(tmp_path_factory.mktemp("semantics"))) as cluster:
-        yield cluster
 
 
 def follower(cl: Cluster) -> str:

@@ -17,25 +17,20 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, read_sink, running, wait_for
+from tests.cluster.harness import Cluster, read_sink, wait_for
 
 pytestmark = pytest.mark.cluster
 
 EVERY_2S = "* * * * * */2"
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running(
-        Cluster(tmp_path_factory.mktemp("placement"), tags={"a": {"role": "web"}})
-    ) as cluster:
-        yield cluster
+def new_cluster(root: Path) -> Cluster:
+    return Cluster(root, tags={"a": {"role": "web"}})
 
 
 def all_healthy(cl: Cluster) -> bool:

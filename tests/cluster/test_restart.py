@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import SINK_CMD, Cluster, read_sink, running, wait_for
+from tests.cluster.harness import SINK_CMD, Cluster, read_sink, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -83,15 +83,11 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
         s.close()
 
 
-@pytest.fixture(scope="module")
-def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def new_cluster(root: Path) -> Cluster:
     tags = {name: {"role": "worker"} for name in WORKERS}
     # SIGTERM drains first (issue 12 item 2), then detaches: a 2 s drain keeps the
     # timings below (the 20 s job outlives it; the 3 s lease ends well before the 20 s).
-    restart_dir = tmp_path_factory.mktemp("restart")
-    drain = 'shutdown_drain = "2s"'
-    with running(Cluster(restart_dir, tags=tags, extra_cluster=drain)) as cluster:
-        yield cluster
+    return Cluster(root, tags=tags, extra_cluster='shutdown_drain = "2s"')
 
 
 def put(cl: Cluster, name: str, sink: Sink, hold: float, **job: Any) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from raftcron.core import commands as c
+from raftcron.core.results import Reject
 from raftcron.core.state import Rejected, Result, State
 from tests.fuzzy.cluster import RecordingMachine
 from tests.fuzzy.run import run
@@ -80,7 +81,7 @@ class _SkipsRenew(RecordingMachine):
         if self.member.name == "n0" and isinstance(c.decode(data), c.Renew):
             _SkipsRenew.seen += 1
             if _SkipsRenew.seen % 2:
-                return Rejected("skipped", "broken on purpose")
+                return Rejected(Reject.APPLY_FAILED, "broken on purpose")
         return super()._apply_once(data)
 
 

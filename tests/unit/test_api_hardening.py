@@ -33,8 +33,8 @@ from raftcron.config import ApiConfig, ApiToken, ClusterConfig, Config, HostPort
 from raftcron.core import commands as c
 from raftcron.core.model import HttpSpec, JobSpec, NotifyTarget, Run
 from raftcron.core.state import Ok, Rejected
-from raftcron.executor.runner import rfc3339
 from raftcron.node import Node
+from raftcron.timefmt import rfc3339
 
 ADMIN = "admin-token-0123456789abcdef"
 READ = "read-token-0123456789abcdef"

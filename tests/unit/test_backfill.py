@@ -14,7 +14,8 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import next_due_ms
 from raftcron.core.state import Ok, Rejected, State
-from tests.unit.test_job_semantics import T0, S, Sim
+from tests.helpers import Sim
+from tests.unit.test_job_semantics import T0, S
 
 M = 60 * S
 NOW = T0 + 60 * M  # the backfilled range lies in the hour before
@@ -25,7 +26,7 @@ def minutely(**kw: object) -> Sim:
     has run): its next own fire is at NOW + 1 minute."""
     sim = Sim.of(schedule="* * * * *", **kw)
     for rid, _, _ in sim.tick(NOW).granted:
-        sim.finish(rid, NOW)
+        sim.end(rid, NOW)
     assert sim.job.watermark_ms == NOW
     return sim
 
@@ -48,7 +49,7 @@ def test_a_range_runs_one_fire_at_a_time_in_order_then_ends() -> None:
         for rid, _, _ in out.granted:
             ran.append(rid)
             assert sim.tick(now + 500).granted == ()  # not beside its own run
-            sim.finish(rid, now + 500)
+            sim.end(rid, now + 500)
         now += 1000
     assert ran == [backfill_run_id("j", T0 + m * M, "b1") for m in (10, 11, 12)]
     first = sim.s.runs[ran[0]]
@@ -64,7 +65,7 @@ def test_the_rate_bounds_claims_even_when_runs_are_instant() -> None:
     for now in range(NOW, NOW + 10 * S, 250):
         for rid, _, _ in sim.tick(now).granted:
             claims.append(now)
-            sim.finish(rid, now)
+            sim.end(rid, now)
     assert claims == [NOW, NOW + 2 * S, NOW + 4 * S, NOW + 6 * S, NOW + 8 * S]
     assert next_due_ms(sim.job, busy=False) == NOW + 10 * S
 
@@ -87,7 +88,7 @@ def test_scheduled_fires_go_first_and_a_backfill_never_makes_them_skip() -> None
     out = sim.tick(NOW + M)  # the job's own fire at NOW + 1 minute is due too
     assert [rid for rid, _, _ in out.granted] == [f"j@{NOW + M}"]
     assert out.skipped == ()
-    sim.finish(f"j@{NOW + M}", NOW + M + 100)
+    sim.end(f"j@{NOW + M}", NOW + M + 100)
     out = sim.tick(NOW + M + 200)
     assert [rid for rid, _, _ in out.granted] == [backfill_run_id("j", T0, "b1")]
 
@@ -154,7 +155,7 @@ def test_the_same_range_may_be_backfilled_again_and_snapshots_keep_progress() ->
     restored = State.restore(sim.s.snapshot())
     assert restored.jobs["j"].backfill == sim.job.backfill
     assert restored.digest() == sim.s.digest()
-    sim.finish(rid, NOW)
+    sim.end(rid, NOW)
     sim.s.apply(c.CancelBackfill(at_ms=NOW, job="j"))
     start(sim, T0, T0 + 2 * M, bid="b2")
     assert sim.tick(NOW + S).granted[0][0] == backfill_run_id("j", T0, "b2")

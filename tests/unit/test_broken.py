@@ -22,21 +22,17 @@ from raftcron.core.model import (
     TRIGGER_SCHEDULE,
     Backfill,
     Job,
-    JobSpec,
     backfill_ready_ms,
 )
 from raftcron.core.planner import NodeInfo, next_due_ms, plan
 from raftcron.core.state import Ok, Rejected, Result, State, job_errors_counts
 from raftcron.raft.node import Machine
 from raftcron.scheduler.leader import Leader, LeaseTracker
+from tests.helpers import spec
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
 S = 1000
 NODES = (NodeInfo(name="a"),)
-
-
-def spec(name: str, schedule: str = "* * * * * *", **kw: Any) -> JobSpec:
-    return JobSpec(name=name, schedule=schedule, command=("true",), **kw)
 
 
 def state_with(*names: str) -> State:

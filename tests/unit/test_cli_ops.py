@@ -123,7 +123,8 @@ def test_every_verb_that_prints_data_takes_o_json() -> None:
     local = {"agent", "dev", "init", "check-config", "lock", "jobs import crontab"}
     local |= {"jobs import dkron", "jobs export"}  # -o toml|json: file formats
     for words in _leaves(parser):
-        if " ".join(words) in local or words in (["jobs"], ["leader"], ["jobs", "import"]):
+        groups = (["jobs"], ["leader"], ["jobs", "import"], ["snapshot"])
+        if " ".join(words) in local or words in groups:
             continue
         args = parser.parse_args([*words, *_positionals(words), "-o", "json"])
         assert args.output == "json", words
@@ -135,7 +136,8 @@ def _positionals(words: list[str]) -> list[str]:
     needs = {"jobs show": ["x"], "jobs apply": ["f"], "jobs delete": ["x"], "jobs pause": ["x"]}
     needs |= {"jobs resume": ["x"], "jobs next": ["x"], "jobs backfill": ["x"], "trigger": ["x"]}
     needs |= {"drain": ["b"], "undrain": ["b"], "runs show": ["r"], "runs logs": ["r"]}
-    needs |= {"runs kill": ["r"], "reload": ["b"]}
+    needs |= {"runs kill": ["r"], "reload": ["b"], "snapshot save": ["f"]}
+    needs |= {"snapshot restore": ["f"]}
     return needs.get(" ".join(words), [])
 
 

@@ -94,9 +94,10 @@ def test_hashes_are_the_last_key_of_the_snapshot() -> None:
     assert (back.config_hash, back.member_hashes) == ("h1", {"a": "h1", "b": "h2"})
     assert back.digest() == s.digest()
     # a later release may append to the row: this one reads its first fields
-    body["config"] = ["h1", [["a", "h1"]], "something new"]
+    body["config"] = ["h1", [["a", "h1"]], [["a", "0.2.0", 1]], "something new"]
     again = State.restore(msgpack.packb(body, use_bin_type=True))
     assert again.member_hashes == {"a": "h1"}
+    assert again.member_versions == {"a": ("0.2.0", 1)}
 
 
 # --------------------------------------------------------------------------- the leader

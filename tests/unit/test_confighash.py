@@ -97,7 +97,7 @@ def hash_of(text: str, tmp_path: Path, name: str = "cluster.toml") -> str:
 
 def test_the_hash_is_short_hex(tmp_path: Path) -> None:
     h = hash_of(BASE, tmp_path)
-    assert len(h) == HASH_CHARS and int(h, 16) >= 0
+    assert len(h) == HASH_CHARS and set(h) <= set("0123456789abcdef"), h
 
 
 def test_stable_under_key_order_whitespace_comments_and_job_order(tmp_path: Path) -> None:

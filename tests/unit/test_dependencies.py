@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
@@ -31,14 +30,13 @@ from raftcron.core.model import (
     TIMED_OUT,
     TRIGGER_DEPENDENCY,
     JobSpec,
-    Run,
     dependency_run_id,
     due_ms,
     fire_variant,
     jitter_offset_ms,
     run_id,
 )
-from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms, plan
+from raftcron.core.planner import NEVER_MS, NodeInfo, next_due_ms
 from raftcron.core.state import (
     Ok,
     PlanOutcome,
@@ -48,6 +46,8 @@ from raftcron.core.state import (
     dependency_decision,
     manual_run_id,
 )
+from tests import helpers
+from tests.helpers import spec as job_spec
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole hour
 S = 1000
@@ -59,53 +59,17 @@ HOURLY = "0 * * * *"
 
 
 def spec(name: str, **kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": name, "schedule": HOURLY, "command": ("true",)}
-    if kw.get("after"):
-        base["schedule"] = ""
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
+    """Hourly; a job that runs only ``after`` others has no schedule."""
+    kw.setdefault("schedule", "" if kw.get("after") else HOURLY)
+    return job_spec(name, **kw)
 
 
-@dataclass
-class Sim:
-    """Several jobs in one state machine, planned like the leader plans them."""
-
-    s: State = field(default_factory=State)
+class Sim(helpers.Sim):
+    """Several jobs in one state machine; every job of it is hourly unless it runs after."""
 
     def put(self, name: str, **kw: object) -> None:
         res = self.s.apply(c.PutJob(at_ms=T0, spec=spec(name, **kw)))
         assert isinstance(res, Ok), res
-
-    def tick(self, now: int, nodes: list[NodeInfo] = NODES) -> PlanOutcome:
-        busy = frozenset(self.s.live)
-        p = plan(list(self.s.jobs.values()), now, nodes, self.s.load_by_node(), busy)
-        return self.apply(p)
-
-    def apply(self, p: c.Plan) -> PlanOutcome:
-        _, res = self.s.apply_bytes(c.encode(p))
-        assert isinstance(res, Ok) and isinstance(res.value, PlanOutcome), res
-        return res.value
-
-    def end(self, rid: str, at: int, status: str = SUCCEEDED) -> None:
-        run = self.s.runs[rid]
-        assert run.status == CLAIMED, run
-        start = c.Start(at_ms=at, run_id=rid, fence=run.fence, node=run.node, token="t")
-        assert self.s.apply(start) == Ok(run.fence)
-        done = c.Complete(
-            at_ms=at, run_id=rid, fence=run.fence, node=run.node, status=status,
-            exit_code=0 if status == SUCCEEDED else 1, started_ms=at, finished_ms=at,
-        )  # fmt: skip
-        assert self.s.apply(done) == Ok(status)
-
-    def trigger(self, job: str, at: int) -> PlanOutcome:
-        f = c.Fire(job=job, scheduled_at_ms=at, node="a", trigger="manual")
-        return self.apply(c.Plan(at_ms=at, fires=(f,)))
-
-    def run(self, rid: str) -> Run:
-        return self.s.runs[rid]
-
-    def runs_of(self, job: str) -> list[Run]:
-        return sorted((r for r in self.s.runs.values() if r.job == job), key=lambda r: r.id)
 
 
 def dep(job: str, t: int = T, variant: str = "") -> str:
@@ -340,7 +304,7 @@ def test_a_manual_trigger_of_a_parent_fires_its_dependents() -> None:
     sim.put("b", after=("a",))
     sim.put("c", after=("b",))
     at = T0 + 1234
-    sim.trigger("a", at)
+    sim.trigger(job="a", at=at)
     sim.end(manual_run_id("a", at), at + S)
     b = dep("b", at, "~manual")
     assert b == f"b@{at}~manual~after"
@@ -348,7 +312,7 @@ def test_a_manual_trigger_of_a_parent_fires_its_dependents() -> None:
     sim.end(b, at + 2 * S)
     assert sim.run(dep("c", at, "~manual")).parents == (b,)
     # a manual trigger of the child itself runs it alone, without parents
-    sim.trigger("b", at + 5 * S)
+    sim.trigger(job="b", at=at + 5 * S)
     assert sim.run(manual_run_id("b", at + 5 * S)).parents == ()
 
 
@@ -385,7 +349,7 @@ def test_the_childs_overlap_policy_applies_to_a_dependency_fire() -> None:
     sim = Sim()
     sim.put("p")
     sim.put("c", after=("p",), overlap="skip")
-    sim.trigger("c", T - 10 * S)  # a run of c is live
+    sim.trigger(job="c", at=T - 10 * S)  # a run of c is live
     sim.tick(T)
     sim.end(run_id("p", T), T + S)
     out = sim.tick(T + S)
@@ -451,7 +415,7 @@ def test_the_core_does_not_loop_on_a_cycle_that_sneaked_in() -> None:
     sim = Sim()
     specs = (spec("a", after=("b",), on="always"), spec("b", after=("a",), on="always"))
     assert isinstance(sim.s.apply(c.SyncConfig(at_ms=T0, specs=specs, history=1)), Ok)
-    sim.trigger("a", T)
+    sim.trigger(job="a", at=T)
     sim.s.apply(c.Kill(at_ms=T + S, run_id=manual_run_id("a", T), reason="x"))
     lease = sim.s.leases[manual_run_id("a", T)]
     sim.s.apply(c.Complete(at_ms=T + S, run_id=manual_run_id("a", T), fence=lease.fence,

@@ -21,20 +21,14 @@ from raftcron.core.model import (
     SKIPPED,
     DrainMark,
     Job,
-    JobSpec,
     run_id,
 )
 from raftcron.core.planner import NodeInfo, placeable, plan
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State
+from tests.helpers import spec
 
 T0 = 1_800_000_000_000
 NODES = [NodeInfo(name="a"), NodeInfo(name="b"), NodeInfo(name="c")]
-
-
-def spec(name: str = "j", **kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": name, "schedule": "* * * * * *", "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
 
 
 def drain(node: str, on: bool = True, kind: str = DRAIN_OPERATOR, at: int = T0) -> c.Drain:

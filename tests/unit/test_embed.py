@@ -18,31 +18,14 @@ from raftcron.config import ConfigError, parse_config
 from raftcron.core import commands as c
 from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import JobSpec, Run, run_id
-from raftcron.core.state import Ok, Result, State
+from raftcron.core.state import Ok, State
 from raftcron.embed import Cluster, RunContext
 from raftcron.executor.inproc import registered
 from raftcron.executor.runner import Executor
-from raftcron.raft.node import Machine, ProposalError
+from tests.helpers import FakeRaft
 
 T0 = 1_800_000_000_000
 SCHEDULED = T0 + 1000
-
-
-class FakeRaft:
-    """Commits every proposal at once, in order, on one machine. ``drop_renewals`` makes
-    every renewal time out (a node cut off from the leader)."""
-
-    def __init__(self, drop_renewals: bool = False) -> None:
-        self.machine = Machine()
-        self.proposed: list[Any] = []
-        self.drop_renewals = drop_renewals
-
-    async def propose(self, cmd: Any, timeout: float) -> Result:  # noqa: ASYNC109 (API)
-        if self.drop_renewals and isinstance(cmd, c.Renew):
-            await asyncio.sleep(min(timeout, 0.1))
-            raise ProposalError("timeout", "renewal not committed")
-        self.proposed.append(cmd)
-        return self.machine.apply(c.encode(cmd))
 
 
 def embedded_spec(fn: Any, name: str = "j", **kw: Any) -> JobSpec:

@@ -9,6 +9,7 @@ one's snapshot (what a follower that becomes leader holds) planning from there o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from raftcron.api.app import job_json
 from raftcron.config import job_spec_from_mapping
@@ -26,7 +27,8 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import NodeInfo, next_due_ms, plan, schedule_of
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State
-from raftcron.executor.runner import rfc3339
+from raftcron.timefmt import rfc3339
+from tests.helpers import spec as job_spec
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
 CREATED = T0 + 7_250  # the job is created at 08:00:07.250: its fires fall on :07
@@ -35,10 +37,9 @@ S = 1000
 NODES = [NodeInfo(name="a"), NodeInfo(name="b")]
 
 
-def spec(schedule: str = "@every 90s", **kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": "j", "schedule": schedule, "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
+def spec(schedule: str = "@every 90s", **kw: Any) -> JobSpec:
+    kw.setdefault("name", "j")
+    return job_spec(schedule=schedule, **kw)
 
 
 @dataclass

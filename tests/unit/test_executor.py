@@ -13,21 +13,9 @@ from raftcron.core import commands as c
 from raftcron.core.model import JobSpec, run_id
 from raftcron.core.state import Result
 from raftcron.executor.runner import Executor, tell_watchdog
-from raftcron.raft.node import Machine
+from tests.helpers import FakeRaft
 
 T0 = 1_800_000_000_000
-
-
-class FakeRaft:
-    """Commits every proposal at once, in order, on one machine; records the commands."""
-
-    def __init__(self) -> None:
-        self.machine = Machine()
-        self.proposed: list[Any] = []
-
-    async def propose(self, cmd: Any, timeout: float) -> Result:  # noqa: ASYNC109 (API)
-        self.proposed.append(cmd)
-        return self.machine.apply(c.encode(cmd))
 
 
 async def run_one(

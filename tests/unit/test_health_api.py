@@ -55,6 +55,15 @@ class FakeNode:
     def is_established_leader(self) -> bool:
         return self.established and self.raft.status.is_leader
 
+    def fatal(self) -> str | None:
+        return self.raft.fatal()
+
+    def apply_lag(self) -> float:
+        return self.raft.apply_lag()
+
+    def leader_fresh(self) -> bool:
+        return self.raft.leader_fresh()
+
 
 LEADER = RaftStatus(self_addr=SELF, is_leader=True, leader=SELF, last_applied=9, leader_commit=9)
 FOLLOWER = RaftStatus(

@@ -13,30 +13,12 @@ import pytest
 from raftcron.clock import SystemClock
 from raftcron.core import commands as c
 from raftcron.core.model import HttpSpec, JobSpec, Run, run_id
-from raftcron.core.state import Rejected, Result
 from raftcron.executor.http import expected, outcome_of_response
 from raftcron.executor.runner import Executor
-from raftcron.raft.node import Machine
-from tests.cluster.harness import free_ports
+from tests.helpers import FakeRaft, free_ports
 from tests.unit.recorder import Recorder, recorder
 
 T0 = 1_800_000_000_000
-
-
-class FakeRaft:
-    """Commits every proposal at once on one machine; ``refuse_renewals`` makes every
-    renewal stale (the lease was lost)."""
-
-    def __init__(self, refuse_renewals: bool = False) -> None:
-        self.machine = Machine()
-        self.proposed: list[Any] = []
-        self.refuse_renewals = refuse_renewals
-
-    async def propose(self, cmd: Any, timeout: float) -> Result:  # noqa: ASYNC109 (API)
-        self.proposed.append(cmd)
-        if self.refuse_renewals and isinstance(cmd, c.Renew):
-            return Rejected("stale_fence", "fence 1 is not the lease's")
-        return self.machine.apply(c.encode(cmd))
 
 
 async def run_job(

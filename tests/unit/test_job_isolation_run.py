@@ -16,7 +16,8 @@ import pytest
 
 from raftcron.core.model import JobSpec, Run
 from raftcron.executor.runner import DEFAULT_PATH
-from tests.unit.test_executor import FakeRaft, run_one
+from tests.helpers import FakeRaft
+from tests.unit.test_executor import run_one
 
 TOKEN = "admin-Xq3vJ8pL0wZr7TkN2b"
 SECRET = "Xq3vJ8pL0wZr7TkN2bYc5HdF"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
 import msgpack
 import pytest
@@ -16,82 +15,22 @@ from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFER_ALL_LIMIT,
     BUFFERED,
-    CLAIMED,
     MISSED,
     PAUSED,
     SKIPPED,
-    SUCCEEDED,
     TRIGGER_BUFFERED,
-    TRIGGER_MANUAL,
     Job,
-    JobSpec,
     jitter_offset_ms,
     run_id,
 )
 from raftcron.core.planner import NodeInfo, due, next_due_ms, plan
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id, outcome_key
-from raftcron.executor.runner import rfc3339
+from raftcron.timefmt import rfc3339
+from tests.helpers import Sim, spec
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole minute
 S = 1000
 NODES = [NodeInfo(name="a"), NodeInfo(name="b")]
-
-
-def spec(**kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": "j", "schedule": "* * * * * *", "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
-
-
-@dataclass
-class Sim:
-    """One job in a state machine, planned like the leader plans it."""
-
-    s: State = field(default_factory=State)
-
-    @classmethod
-    def of(cls, **kw: object) -> Sim:
-        sim = cls()
-        assert sim.s.apply(c.PutJob(at_ms=T0, spec=spec(**kw))) == Ok("created")
-        return sim
-
-    @property
-    def job(self) -> Job:
-        return self.s.jobs["j"]
-
-    def tick(self, now: int) -> PlanOutcome:
-        busy = frozenset(self.s.live)
-        p = plan(list(self.s.jobs.values()), now, NODES, self.s.load_by_node(), busy)
-        return self.apply(p)
-
-    def apply(self, p: c.Plan) -> PlanOutcome:
-        # every plan goes through the wire, like a replicated entry
-        _, res = self.s.apply_bytes(c.encode(p))
-        assert isinstance(res, Ok) and isinstance(res.value, PlanOutcome), res
-        return res.value
-
-    def trigger(self, at: int) -> PlanOutcome:
-        node = "a"
-        return self.apply(
-            c.Plan(
-                at_ms=at,
-                fires=(c.Fire(job="j", scheduled_at_ms=at, node=node, trigger=TRIGGER_MANUAL),),
-            )
-        )
-
-    def finish(self, rid: str, at: int) -> None:
-        run = self.s.runs[rid]
-        assert run.status == CLAIMED, run
-        start = c.Start(at_ms=at, run_id=rid, fence=run.fence, node=run.node, token="t")
-        assert self.s.apply(start) == Ok(run.fence)
-        done = c.Complete(
-            at_ms=at, run_id=rid, fence=run.fence, node=run.node, status=SUCCEEDED,
-            exit_code=0, started_ms=at, finished_ms=at,
-        )  # fmt: skip
-        assert self.s.apply(done) == Ok(SUCCEEDED)
-
-    def status(self, rid: str) -> str:
-        return self.s.runs[rid].status
 
 
 def r(t: int) -> str:
@@ -132,7 +71,7 @@ def test_overlap_policies(overlap: str, while_a_runs: list[str], runs_after_a: l
         assert why == "overlap=buffer_one: j@1800000002000 is already buffered behind " + r(T0 + S)
     # A ends between two cron fires; each buffered fire runs once, in order, right after
     # the run before it ends, keeping its own scheduled_at (its identity)
-    sim.finish(r(T0 + S), T0 + 4 * S + 100)
+    sim.end(r(T0 + S), T0 + 4 * S + 100)
     order = []
     now = T0 + 4 * S + 100
     for _ in range(len(runs_after_a)):
@@ -145,7 +84,7 @@ def test_overlap_policies(overlap: str, while_a_runs: list[str], runs_after_a: l
         order.append((run.scheduled_at_ms - T0) // S)
         assert sim.tick(now + 1).granted == ()  # one at a time: the job is busy again
         now += 10
-        sim.finish(rid, now)
+        sim.end(rid, now)
         assert "buffered" in sim.s.runs[rid].reason  # the completion keeps the note
     assert order == runs_after_a
     assert sim.job.buffered == ()
@@ -158,7 +97,7 @@ def test_buffered_fires_keep_their_order_behind_new_ones_between_runs() -> None:
     sim = Sim.of(overlap="buffer_all")
     sim.tick(T0 + S)
     sim.tick(T0 + 2 * S)  # buffered
-    sim.finish(r(T0 + S), T0 + 2 * S + 500)
+    sim.end(r(T0 + S), T0 + 2 * S + 500)
     # a plan made before the leader saw the end: only the new cron fire, no buffered claim
     late = c.Plan(at_ms=T0 + 3 * S, fires=(c.Fire(job="j", scheduled_at_ms=T0 + 3 * S,
                                                    node="a", trigger="schedule"),))  # fmt: skip
@@ -178,7 +117,7 @@ def test_buffered_claims_are_checked_by_apply() -> None:
         return sim.apply(c.Plan(at_ms=T0 + 3 * S, fires=(f,)))
 
     assert claim(T0 + 2 * S).rejected == (("j", T0 + 2 * S, "busy"),)  # A still runs
-    sim.finish(r(T0 + S), T0 + 2 * S + 500)
+    sim.end(r(T0 + S), T0 + 2 * S + 500)
     assert claim(T0 + 9 * S).rejected == (("j", T0 + 9 * S, "not_buffered"),)
     # no node matches any more: the buffered fire is recorded, not dropped
     out = claim(T0 + 2 * S, node="")
@@ -219,7 +158,7 @@ def test_manual_triggers_obey_the_overlap_policy(overlap: str, first: str, secon
         m = manual_run_id("j", T0 + 1500)
         assert sim.status(m) == BUFFERED
         assert sim.s.runs[m].reason.startswith("manual fire buffered: due while j@")
-        sim.finish(r(T0 + S), T0 + 1700)
+        sim.end(r(T0 + S), T0 + 1700)
         out = sim.tick(T0 + 1700)
         assert out.granted[0][0] == m  # the manual fire's own id, run after A
         assert sim.s.runs[m].scheduled_at_ms == T0 + 1500
@@ -249,7 +188,7 @@ def test_changing_the_policy_leaves_buffered_fires_to_run() -> None:
     sim.tick(T0 + 2 * S)
     sim.s.apply(c.PutJob(at_ms=T0 + 2100, spec=spec(overlap="allow")))
     assert sim.job.buffered != ()
-    sim.finish(r(T0 + S), T0 + 2200)
+    sim.end(r(T0 + S), T0 + 2200)
     assert sim.tick(T0 + 2200).granted[0][0] == r(T0 + 2 * S)
 
 
@@ -258,7 +197,7 @@ def test_next_due_is_now_when_a_buffered_fire_can_go() -> None:
     sim.tick(T0 + S)
     sim.tick(T0 + 2 * S)
     assert next_due_ms(sim.job, busy=True) == T0 + 3 * S
-    sim.finish(r(T0 + S), T0 + 2500)
+    sim.end(r(T0 + S), T0 + 2500)
     assert sim.s.buffer_ready(r(T0 + S)) == "j"
     assert next_due_ms(sim.job, busy=False) == 0
 
@@ -352,7 +291,7 @@ def test_paused_fires_are_one_growing_record_per_pause() -> None:
     assert len(sim.s.history["j"]) == 1
     # a manual run in between ends the aggregate; so does a new pause
     sim.trigger(T0 + 5500)
-    sim.finish(manual_run_id("j", T0 + 5500), T0 + 5600)
+    sim.end(manual_run_id("j", T0 + 5500), T0 + 5600)
     assert sim.tick(T0 + 6 * S).paused == (r(T0 + 6 * S),)
     assert sim.tick(T0 + 7 * S).paused == (r(T0 + 6 * S),)
     sim.s.apply(c.SetPaused(at_ms=T0 + 7500, name="j", paused=True, note="again"))
@@ -528,7 +467,7 @@ def test_dst_keys_decide_the_fires_the_leader_claims(
     for now in range(day, start + 4 * 3_600_000, 60_000):  # the leader looks every minute
         for rid, _, _ in sim.tick(now).granted:
             claimed.append(sim.s.runs[rid].scheduled_at_ms)
-            sim.finish(rid, now)
+            sim.end(rid, now)
     assert [rfc3339(t) for t in claimed] == runs_utc
     assert all(r.status != MISSED for r in sim.s.runs.values())
 

@@ -12,16 +12,11 @@ from __future__ import annotations
 import base64
 
 from raftcron.core import commands as c
-from raftcron.core.model import JobSpec, JobStats
+from raftcron.core.model import JobStats
 from raftcron.core.state import Ok, Rejected, State
+from tests.helpers import spec
 
 T0 = 1_800_000_000_000
-
-
-def spec(name: str, **kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": name, "schedule": "* * * * * *", "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
 
 
 def fire(job: str, at: int, node: str) -> c.Fire:

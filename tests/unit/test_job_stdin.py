@@ -18,7 +18,8 @@ from raftcron.config import MAX_STDIN_CHARS, ConfigError, job_spec_from_mapping
 from raftcron.core import commands as c
 from raftcron.core.model import JobSpec, Run
 from raftcron.core.state import State
-from tests.unit.test_executor import FakeRaft, run_one
+from tests.helpers import FakeRaft
+from tests.unit.test_executor import run_one
 
 BASE = {"name": "j", "schedule": "0 3 * * *", "command": ["cat"]}
 TEXT = "Dear ops,\nthe backup ran.\n100% done"

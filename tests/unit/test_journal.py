@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from raftcron.raft.journal import (
     install_journal_factory,
     write_file_durably,
 )
+from tests.helpers import free_port
 
 LOGGER = "raftcron.raft.journal"
 
@@ -568,20 +568,22 @@ def test_install_journal_factory_is_idempotent(tmp_path: Path) -> None:
 
 
 class _State:
-    def __init__(self, items: list[bytes] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, items: list[bytes] | None = None, gate: threading.Event | None = None
+    ) -> None:
         self.items = list(items or [])
-        self.delay = delay
+        self.gate = gate  # when set, a snapshot's bytes are produced only once it is set
         self.restores: list[list[bytes]] = []
         self.capture_threads: list[str] = []
 
     def capture(self) -> Callable[[], bytes]:
         self.capture_threads.append(threading.current_thread().name)
         frozen = list(self.items)
-        delay = self.delay
+        gate = self.gate
 
         def produce() -> bytes:
-            if delay:
-                time.sleep(delay)
+            if gate is not None:
+                assert gate.wait(30), "the test never opened the snapshot's gate"
             return msgpack.packb(frozen)
 
         return produce
@@ -731,16 +733,9 @@ def test_deserializer_makes_installed_snapshot_durable(tmp_path: Path) -> None:
 # A real single-node SyncObj
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class _Obj(SyncObj):  # type: ignore[misc]
-    def __init__(self, port: int, directory: Path, delay: float = 0.0) -> None:
-        self.state = _State(delay=delay)
+    def __init__(self, port: int, directory: Path, gate: threading.Event | None = None) -> None:
+        self.state = _State(gate=gate)
         self.store = SnapshotStore(
             str(directory / "snapshot.bin"), self.state.capture, self.state.restore
         )
@@ -781,8 +776,10 @@ def built() -> Iterator[list[_Obj]]:
             obj.destroy_synchronous()
 
 
-def _build(objs: list[_Obj], port: int, directory: Path, delay: float = 0.0) -> _Obj:
-    obj = _Obj(port, directory, delay)
+def _build(
+    objs: list[_Obj], port: int, directory: Path, gate: threading.Event | None = None
+) -> _Obj:
+    obj = _Obj(port, directory, gate)
     objs.append(obj)
     _wait_until(obj._isLeader, 5.0, "single node to become leader")
     return obj
@@ -790,7 +787,7 @@ def _build(objs: list[_Obj], port: int, directory: Path, delay: float = 0.0) -> 
 
 def test_syncobj_durable_journal_compaction_and_restart(tmp_path: Path, built: list[_Obj]) -> None:
     install_journal_factory()
-    port = _free_port()
+    port = free_port()
     obj = _build(built, port, tmp_path)
     journal = obj.journal()
     assert isinstance(journal, DurableJournal)
@@ -827,17 +824,19 @@ def test_syncobj_durable_journal_compaction_and_restart(tmp_path: Path, built: l
 
 def test_slow_snapshot_does_not_stall_the_tick_thread(tmp_path: Path, built: list[_Obj]) -> None:
     install_journal_factory()
-    obj = _build(built, _free_port(), tmp_path, delay=1.0)
+    gate = threading.Event()
+    obj = _build(built, free_port(), tmp_path, gate)
     for i in range(5):
         obj.put(f"x{i}".encode(), sync=True, timeout=5)
     obj.forceLogCompaction()
-    _wait_until(lambda: obj.store.serializing, 2.0, "snapshot to start")
-    started = time.monotonic()
-    assert obj.put(b"during", sync=True, timeout=2) == 6
-    elapsed = time.monotonic() - started
-    assert obj.store.serializing, "snapshot finished too early to prove anything"
-    assert elapsed < 0.3, f"commit took {elapsed:.3f}s during a snapshot"
-    _wait_until(lambda: obj.store.snapshots_written == 1, 5.0, "slow snapshot SUCCESS")
+    _wait_until(lambda: obj.store.serializing, 5.0, "snapshot to start")
+    try:
+        # the snapshot cannot finish until the gate opens: the commit completes meanwhile
+        assert obj.put(b"during", sync=True, timeout=30) == 6
+        assert obj.store.serializing and obj.store.snapshots_written == 0
+    finally:
+        gate.set()
+    _wait_until(lambda: obj.store.snapshots_written == 1, 30.0, "slow snapshot SUCCESS")
 
 
 def test_file_ops_is_plain_os(tmp_path: Path) -> None:

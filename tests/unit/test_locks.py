@@ -397,9 +397,10 @@ def test_guardian_passes_the_exit_code_through(tmp_path: Path) -> None:
 
 def test_guardian_stops_the_command_before_the_deadline(tmp_path: Path) -> None:
     events, took = _guard(tmp_path, ["sleep", "30"], 0.6, 0.3)
+    # stopped by SIGTERM (a 30 s sleep would have exited 0), and not before deadline - grace
     assert events[-1]["outcome"] == "lease_lost"
     assert events[-1]["code"] == 128 + signal.SIGTERM
-    assert took < 0.6 + 0.5  # SIGTERM at deadline - grace
+    assert took >= 0.6 - 0.3
 
 
 def test_guardian_kills_a_command_that_ignores_sigterm_at_the_deadline(tmp_path: Path) -> None:
@@ -407,13 +408,15 @@ def test_guardian_kills_a_command_that_ignores_sigterm_at_the_deadline(tmp_path:
     events, took = _guard(tmp_path, [sys.executable, "-c", code], 0.8, 0.4)
     assert events[-1]["outcome"] == "lease_lost"
     assert events[-1]["code"] == 128 + signal.SIGKILL
-    assert 0.75 <= took < 0.8 + 0.5
+    assert took >= 0.75  # SIGKILL only at the deadline, after the grace for SIGTERM
 
 
 def test_guardian_stops_the_command_when_told_the_lock_is_lost(tmp_path: Path) -> None:
-    events, took = _guard(tmp_path, ["sleep", "30"], 30.0, 1.0, b'{"stop": "stale"}\n')
+    events, _ = _guard(tmp_path, ["sleep", "30"], 30.0, 1.0, b'{"stop": "stale"}\n')
+    # "lost" with the message's detail: stopped by the message, not by the 30 s deadline
+    # ("lease_lost") nor by the command ending
     assert events[-1]["outcome"] == "lost" and events[-1]["detail"] == "stale"
-    assert took < 1.0
+    assert events[-1]["code"] == 128 + signal.SIGTERM
 
 
 def test_guardian_reports_a_command_that_cannot_run(tmp_path: Path) -> None:
@@ -446,10 +449,8 @@ def test_lock_command_exits_75_when_no_api_answers(
     from raftcron import lockcmd
 
     monkeypatch.setattr(lockcmd, "ACQUIRE_RETRY_S", 0.5)
-    t0 = time.monotonic()
     code = lockcmd.main(["x", "--api", "http://127.0.0.1:9,http://127.0.0.1:19", "--", "true"])
     assert code == 75
-    assert time.monotonic() - t0 < 3
     assert "not acquired" in capsys.readouterr().err
 
 

@@ -18,9 +18,9 @@ from raftcron.clock import FakeClock
 from raftcron.core import commands as c
 from raftcron.core.model import JobSpec
 from raftcron.core.state import State, outcome_key
-from raftcron.executor.runner import rfc3339
 from raftcron.metrics import NodeMetrics, job_series_order
 from raftcron.raft.node import Machine, RaftStatus
+from raftcron.timefmt import rfc3339
 
 T0 = 1_700_000_000_000
 

@@ -27,8 +27,9 @@ from raftcron.notify import (
     targets,
 )
 from raftcron.raft.node import Machine
+from tests.helpers import FakeRaft
 from tests.unit.recorder import recorder
-from tests.unit.test_http_executor import T0, FakeRaft, run_job
+from tests.unit.test_http_executor import T0, run_job
 
 HOOK = "http://127.0.0.1:9/hook"
 

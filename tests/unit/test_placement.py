@@ -5,7 +5,6 @@ through the wire), with a fake "now": no clock, no network."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
@@ -13,13 +12,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from raftcron.api.app import _RUN_ID_MS, spec_table
+from raftcron.api.app import spec_table
 from raftcron.clock import FakeClock
 from raftcron.config import ConfigError, job_spec_from_mapping, parse_config
 from raftcron.core import commands as c
 from raftcron.core.model import (
     BUFFERED,
-    CLAIMED,
     COUNT_ALL,
     FAILED,
     KILLED,
@@ -29,8 +27,6 @@ from raftcron.core.model import (
     SUCCEEDED,
     TRIGGER_MANUAL,
     TRIGGER_RETRY,
-    Job,
-    JobSpec,
     Run,
     fire_of,
     instance_run_id,
@@ -45,16 +41,16 @@ from raftcron.core.planner import (
     placement_fires,
     plan,
 )
+from raftcron.core.runkey import RunKey
 from raftcron.core.state import (
     Ok,
-    PlanOutcome,
     State,
     _run_row,
     manual_run_id,
-    unschedulable_counts,
 )
 from raftcron.metrics import NodeMetrics
 from raftcron.raft.node import Machine, RaftStatus
+from tests.helpers import Sim, spec
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a whole minute
 S = 1000
@@ -64,75 +60,6 @@ DB = (("role", "db"),)
 def nodes(n: int, db: int = 0) -> list[NodeInfo]:
     """``n`` live nodes a, b, c...; the first ``db`` of them tagged role=db."""
     return [NodeInfo(name="abcde"[i], tags=DB if i < db else ()) for i in range(n)]
-
-
-def spec(**kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": "j", "schedule": "* * * * * *", "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
-
-
-@dataclass
-class Sim:
-    """One job in a state machine, planned like the leader plans it."""
-
-    live_nodes: list[NodeInfo]
-    s: State = field(default_factory=State)
-
-    @classmethod
-    def of(cls, live_nodes: list[NodeInfo], **kw: object) -> Sim:
-        sim = cls(live_nodes)
-        assert sim.s.apply(c.PutJob(at_ms=T0, spec=spec(**kw))) == Ok("created")
-        return sim
-
-    @property
-    def job(self) -> Job:
-        return self.s.jobs["j"]
-
-    def tick(self, now: int) -> PlanOutcome:
-        p = plan(
-            list(self.s.jobs.values()),
-            now,
-            self.live_nodes,
-            self.s.load_by_node(),
-            frozenset(self.s.live),
-            self.s.live_by_job(),
-        )
-        return self.apply(p)
-
-    def apply(self, p: c.Plan) -> PlanOutcome:
-        _, res = self.s.apply_bytes(c.encode(p))  # through the wire, like an entry
-        assert isinstance(res, Ok) and isinstance(res.value, PlanOutcome), res
-        return res.value
-
-    def trigger(self, at: int) -> PlanOutcome:
-        """A manual fire, placed the way the API places it."""
-        chosen, n = place(self.job.spec, manual_run_id("j", at), self.live_nodes, {})
-        fires = placement_fires(self.job.spec, at, TRIGGER_MANUAL, chosen, n)
-        return self.apply(c.Plan(at_ms=at, fires=tuple(fires)))
-
-    def end(self, rid: str, at: int, status: str = SUCCEEDED) -> None:
-        run = self.s.runs[rid]
-        if run.status == CLAIMED:
-            start = c.Start(at_ms=at, run_id=rid, fence=run.fence, node=run.node, token="t")
-            assert self.s.apply(start) == Ok(run.fence)
-        done = c.Complete(
-            at_ms=at,
-            run_id=rid,
-            fence=run.fence,
-            node=run.node,
-            status=status,
-            exit_code=0 if status == SUCCEEDED else 1,
-            started_ms=at,
-            finished_ms=at,
-        )
-        assert self.s.apply(done) == Ok(status)
-
-    def run(self, rid: str) -> Run:
-        return self.s.runs[rid]
-
-    def unschedulable(self) -> int:
-        return dict(unschedulable_counts(self.s.counters.extra)).get("j", 0)
 
 
 def r(t: int, k: int = 1) -> str:
@@ -178,7 +105,7 @@ def test_each_fire_runs_count_instances_on_distinct_nodes(
         assert (run.instance, run.instances, run.fence, run.node) == (k, want, fence, node)
         assert sim.s.leases[rid].fence == fence
         if tags:
-            assert dict(next(n.tags for n in sim.live_nodes if n.name == node)) == dict(DB)
+            assert dict(next(n.tags for n in sim.nodes if n.name == node)) == dict(DB)
     if shortfall:
         [(rid, why)] = out.skipped
         assert rid == r(t, placed + 1)
@@ -395,11 +322,11 @@ def test_retry_of_an_instance_waits_for_another_fire() -> None:
 def test_a_manual_trigger_fires_every_instance() -> None:
     sim = Sim.of(nodes(3), count=COUNT_ALL, retries=1, retry_backoff_ms=0)
     at = T0 + 500
-    out = sim.trigger(at)
+    out = sim.trigger(at, node=None)
     m = manual_run_id("j", at)
     assert [g[0] for g in out.granted] == [m, f"{m}~2", f"{m}~3"]
     assert {sim.run(x).trigger for x, _, _ in out.granted} == {TRIGGER_MANUAL}
-    again = sim.trigger(at)
+    again = sim.trigger(at, node=None)
     assert again.granted == () and {x[2] for x in again.rejected} == {"duplicate"}
     sim.end(f"{m}~3", at + 1, FAILED)
     assert f"{m}~3.2" in sim.s.runs and fire_of(f"{m}~3.2") == m
@@ -427,7 +354,7 @@ def test_a_paused_fire_is_one_record_whatever_its_count() -> None:
     sim = Sim.of(nodes(3), count=3)
     assert sim.s.apply(c.SetPaused(at_ms=T0, name="j", paused=True)) == Ok(True)
     t = T0 + S
-    chosen, n = place(sim.job.spec, r(t), sim.live_nodes, {})
+    chosen, n = place(sim.job.spec, r(t), sim.nodes, {})
     out = sim.apply(
         c.Plan(at_ms=t, fires=tuple(placement_fires(sim.job.spec, t, "schedule", chosen, n)))
     )
@@ -451,8 +378,8 @@ def test_a_paused_fire_is_one_record_whatever_its_count() -> None:
     ],
 )
 def test_every_run_id_shape_still_parses(rid: str) -> None:
-    m = _RUN_ID_MS.search(rid)
-    assert m is not None and int(m.group(1)) == 1_800_000_000_000
+    key = RunKey.parse(rid)
+    assert key is not None and key.scheduled_at_ms == 1_800_000_000_000
     assert "~" not in fire_of(rid).replace("~manual", "").replace("~backfill-", "")[-2:]
     assert fire_of(rid) in (
         "j@1800000000000",
@@ -489,7 +416,7 @@ def test_snapshot_round_trip_with_instances() -> None:
     t = T0 + S
     sim.tick(t)
     sim.end(r(t, 3), t + 1, FAILED)
-    sim.live_nodes = nodes(1)
+    sim.nodes = nodes(1)
     sim.s.apply(c.PutJob(at_ms=t, spec=spec(count=3, retries=2, retry_backoff_ms=60 * S)))
     sim.tick(t + S)  # one placed, two unschedulable
     restored = State.restore(sim.s.snapshot())
@@ -641,26 +568,26 @@ def test_instances_stay_apart_and_replicas_agree(
         now += 1000  # a new fire at every tick
         live = sorted(sim.s.live.get("j", ()))
         if action == "tick":
-            sim.live_nodes = nodes(n)
+            sim.nodes = nodes(n)
             through(
                 plan(
                     list(sim.s.jobs.values()),
                     now,
-                    sim.live_nodes,
+                    sim.nodes,
                     sim.s.load_by_node(),
                     frozenset(sim.s.live),
                     sim.s.live_by_job(),
                 )
             )
         elif action == "blind":  # a plan from a view without the live runs: apply re-checks
-            sim.live_nodes = nodes(n)
-            through(plan(list(sim.s.jobs.values()), now, sim.live_nodes, {}, frozenset(sim.s.live)))
+            sim.nodes = nodes(n)
+            through(plan(list(sim.s.jobs.values()), now, sim.nodes, {}, frozenset(sim.s.live)))
         elif action == "trigger":
-            sim.live_nodes = nodes(n)
+            sim.nodes = nodes(n)
             chosen, k = place(
                 sim.job.spec,
                 manual_run_id("j", now),
-                sim.live_nodes,
+                sim.nodes,
                 {},
                 {
                     on: sum(1 for _, x in sim.s.live_by_job().get("j", ()) if x == on)
@@ -723,7 +650,7 @@ def test_the_scheduler_wakes_for_a_retry_beside_its_own_fire() -> None:
     sim = Sim.of(
         nodes(2), count=2, overlap="skip", retries=1, retry_backoff_ms=5 * S, schedule="0 0 1 1 *"
     )
-    out = sim.trigger(T0 + S)
+    out = sim.trigger(T0 + S, node=None)
     m = out.granted[0][0]
     sim.end(f"{m}~2", T0 + 2 * S, FAILED)
     due = T0 + 7 * S

@@ -24,6 +24,7 @@ CONTAINERS = frozenset(
         "drained",
         "config_hash",
         "member_hashes",
+        "member_versions",
         "live",
         "children",
         "settled",

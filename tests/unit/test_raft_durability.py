@@ -17,7 +17,6 @@ harness notices.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,13 +31,7 @@ from pysyncobj.transport import TCPTransport
 from raftcron.core.commands import AcquireLock, encode
 from raftcron.raft.journal import _HEADER, _RECORD, CrashableFileOps
 from raftcron.raft.node import Machine, RaftSettings, _Replica
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import free_port
 
 
 def durable_entries(fs: CrashableFileOps, path: str) -> dict[int, int]:
@@ -126,7 +119,7 @@ def _start(
     replica_cls: type[_Replica] = _Replica,
 ) -> list[_Replica]:
     """Two running members of a three-node cluster (the third never starts)."""
-    addrs = [f"127.0.0.1:{_free_port()}" for _ in range(3)]
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     replicas: list[_Replica] = []
     for i, addr in enumerate(addrs[:2]):
         settings = RaftSettings(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ from raftcron.raft.health import (
 )
 from raftcron.raft.journal import DurableJournal, FileOps
 from raftcron.raft.node import Machine, ProposalError, RaftNode, RaftSettings
+from tests.helpers import free_port
 
 # --------------------------------------------------------------------------- pure
 
@@ -119,13 +119,6 @@ def test_a_storage_failure_is_one_line_with_the_file_and_the_fix(code: int, fix:
 # --------------------------------------------------------------------------- in-process cluster
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def _until(what: str, cond: Callable[[], Any], within: float = 30.0) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -138,7 +131,7 @@ async def _until(what: str, cond: Callable[[], Any], within: float = 30.0) -> An
 
 @asynccontextmanager
 async def cluster(tmp_path: Path) -> AsyncIterator[list[RaftNode]]:
-    addrs = [f"127.0.0.1:{_free_port()}" for _ in range(3)]
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     nodes = [
         RaftNode(
             RaftSettings(

@@ -47,6 +47,7 @@ from raftcron.raft.wire import (
     token_time,
     unpack_body,
 )
+from tests.helpers import free_port
 
 SECRET = "test-secret-0123456789abcdef"
 OLD_SECRET = "the-old-secret-0123456789abcdef"
@@ -419,16 +420,9 @@ def test_refusals_are_logged_then_summarised(caplog: pytest.LogCaptureFixture) -
 # Real replicas
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _addresses(n: int = 3) -> list[str]:
     """Sorted: pysyncobj's greater address dials; the last one dials everyone."""
-    return sorted(f"127.0.0.1:{_free_port()}" for _ in range(n))
+    return sorted(f"127.0.0.1:{free_port()}" for _ in range(n))
 
 
 def _wait(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -762,7 +756,7 @@ def test_journal_replay_runs_no_pickled_code(
     journal.setRaftCommitIndex(3)
     journal.sync()
     journal._destroy()
-    replicas = Replicas(tmp_path, [f"127.0.0.1:{_free_port()}"])
+    replicas = Replicas(tmp_path, [f"127.0.0.1:{free_port()}"])
     try:
         replica = replicas.start(0)
         _wait(lambda: replica.raftLastApplied >= 3, "replay")
@@ -834,7 +828,7 @@ def test_a_data_dir_written_by_v0_1_0_still_loads(tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(Path(__file__).parent / "data" / "v0.1.0", tmp_path / "n0")
-    replicas = Replicas(tmp_path, [f"127.0.0.1:{_free_port()}"])
+    replicas = Replicas(tmp_path, [f"127.0.0.1:{free_port()}"])
     try:
         replica = replicas.start(0)
         _wait(lambda: replica.raftLastApplied >= 42 and replica._isLeader(), "the v0.1.0 log")

@@ -22,18 +22,12 @@ from raftcron.core.commands import AcquireLock, Renew, encode
 from raftcron.core.state import Ok
 from raftcron.raft.node import Machine, RaftNode, RaftSettings, _Replica
 from raftcron.raft.wire import PEER_USER_TIMEOUT_MS
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import free_port
 
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[list[_Replica]]:
-    addrs = [f"127.0.0.1:{_free_port()}" for _ in range(3)]
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     built = [
         _Replica(
             RaftSettings(

@@ -22,7 +22,8 @@ from raftcron.core.model import JobSpec, run_id
 from raftcron.core.state import Ok, Result
 from raftcron.executor import rundir
 from raftcron.executor.runner import Executor
-from tests.unit.test_executor import T0, FakeRaft
+from tests.helpers import FakeRaft
+from tests.unit.test_executor import T0
 
 
 def executor(raft: FakeRaft, data_dir: Path) -> Executor:

@@ -30,7 +30,8 @@ from raftcron.core.model import (
 )
 from raftcron.core.planner import NodeInfo, choose_node, next_due_ms, plan
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id
-from tests.unit.test_job_semantics import NODES, T0, S, Sim, kinds, r, spec
+from tests.helpers import Sim, spec
+from tests.unit.test_job_semantics import NODES, T0, S, kinds, r
 
 MIN = 60 * S
 

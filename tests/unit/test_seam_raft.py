@@ -213,6 +213,24 @@ def test_a_stale_snapshot_is_not_installed(follower: tuple[_Replica, Recorder]) 
     assert (ack["reset"], ack["success"], ack["next_node_idx"]) == (True, True, 6)
 
 
+def test_a_snapshot_ending_at_an_entry_the_log_holds_commits_up_to_it(
+    follower: tuple[_Replica, Recorder],
+) -> None:
+    """A restarted follower's commit index lags its log. A leader whose log starts after
+    its snapshot sends that snapshot; the follower holds the snapshot's last entry (same
+    index and term), so it keeps its log, commits up to that entry and asks for what
+    follows it. Answering "after my commit index" made the leader send the snapshot again,
+    forever."""
+    r, t = follower
+    assert commit(r) == 1
+    snap = encode_snapshot((NOOP, 4, 1), (NOOP, 3, 1), ADDRS[:3], b"not read")
+    t.deliver(ADDRS[1], snapshot_message((snap, True, True), commit=4))
+    assert indices(r) == [1, 2, 3, 4, 5]
+    assert commit(r) == 4
+    (ack,) = t.replies("next_node_idx")
+    assert (ack["reset"], ack["success"], ack["next_node_idx"]) == (True, True, 5)
+
+
 def test_a_snapshot_piece_commits_nothing(follower: tuple[_Replica, Recorder]) -> None:
     r, t = follower
     assert commit(r) == 1

@@ -23,7 +23,8 @@ from raftcron.core.model import JobSpec, run_id
 from raftcron.executor import rundir
 from raftcron.executor.runner import Executor, _Watchdog
 from raftcron.executor.spawning import WatchdogSpawner
-from tests.unit.test_executor import T0, FakeRaft
+from tests.helpers import FakeRaft
+from tests.unit.test_executor import T0
 
 
 def wd_spec(run_dir: Path, argv: list[str], deadline_in: float = 30.0) -> bytes:
@@ -401,7 +402,9 @@ def test_a_killed_watchdog_ends_the_run_at_eof(tmp_path: Path) -> None:
     """The agent is not the forked watchdog's parent: the end of its connection ends the
     run; with no exit event and no result on disk the run is lost, exactly as with a
     directly spawned one."""
-    spec = JobSpec(name="j", schedule="* * * * * *", command=("sleep", "1"))
+    pidfile = tmp_path / "job.pid"
+    job = ("sh", "-c", f"echo $$ > {pidfile}; exec sleep 60")
+    spec = JobSpec(name="j", schedule="* * * * * *", command=job)
 
     async def go() -> Any:
         raft = FakeRaft()
@@ -419,10 +422,12 @@ def test_a_killed_watchdog_ends_the_run_at_eof(tmp_path: Path) -> None:
         finally:
             await ex.stop()
 
-    t0 = time.monotonic()
-    run = asyncio.run(go())
+    # ended at the EOF, not when the job ends: a run that waited for its 60 s job would
+    # miss this deadline
+    run = asyncio.run(asyncio.wait_for(go(), 30))
     assert (run.status, run.reason) == ("lost", "killed: the watchdog exited without a result")
-    assert time.monotonic() - t0 < 0.9  # ended at the EOF, not when the job ended
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the job, if it outlived them
 
 
 AGENT = textwrap.dedent(

@@ -20,18 +20,12 @@ from raftcron.core.model import (
     RUNNING,
     SKIPPED,
     SUCCEEDED,
-    JobSpec,
     run_id,
 )
 from raftcron.core.state import Ok, PlanOutcome, Rejected, State, manual_run_id
+from tests.helpers import spec
 
 T0 = 1_800_000_000_000
-
-
-def spec(name: str = "j", **kw: object) -> JobSpec:
-    base: dict[str, object] = {"name": name, "schedule": "* * * * * *", "command": ("true",)}
-    base.update(kw)
-    return JobSpec(**base)  # type: ignore[arg-type]
 
 
 def fire(job: str, t: int, node: str = "a", trigger: str = "schedule") -> c.Fire:

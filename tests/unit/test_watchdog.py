@@ -4,7 +4,6 @@ dead agent, the result on disk, re-attaching."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -269,7 +268,6 @@ def test_the_agent_side_attach_and_a_long_data_dir(tmp_path: Path, connect: Conn
 
 
 def test_deadline_without_renewal_kills_the_job(tmp_path: Path, connect: Connect) -> None:
-    t0 = time.monotonic()
     run_dir = tmp_path / "r"
     proc, _ = launch(run_dir, ["sleep", "60"], 0.8)
     agent = connect(run_dir)
@@ -277,8 +275,8 @@ def test_deadline_without_renewal_kills_the_job(tmp_path: Path, connect: Connect
     agent.close()  # the agent died: the deadline stays in force
     assert proc.wait(30) == 0
     result = wd.read_result(str(run_dir))
+    # killed at the deadline: a 60 s sleep that ran out would be "exited"
     assert result is not None and result["outcome"] == "lease_lost"
-    assert time.monotonic() - t0 < 10
 
 
 def test_extensions_keep_the_job_alive(tmp_path: Path, connect: Connect) -> None:
@@ -367,12 +365,15 @@ def test_lease_kill_is_complete_by_the_deadline(tmp_path: Path, connect: Connect
     ignoring SIGTERM could still run when the leader re-grants its fire."""
     run_dir = tmp_path / "r"
     deadline = time.monotonic() + 1.5
-    proc, _ = launch(run_dir, ["sh", "-c", "trap '' TERM; sleep 60"], 1.5, grace=5, lease_grace=0.5)
+    job = ["sh", "-c", "trap '' TERM; sleep 120"]
+    proc, _ = launch(run_dir, job, 1.5, grace=60, lease_grace=0.5)
     agent = connect(run_dir)
     agent.hello()
     last = agent.until_exit()
     assert last is not None and last["outcome"] == "lease_lost" and last["exit_code"] == -9
-    assert time.monotonic() < deadline + 0.5  # dead by the deadline (plus reaping slack)
+    # SIGKILLed at the deadline: with the bug it would come a 60 s grace after SIGTERM; the
+    # check keeps half of that grace as slack for a loaded machine
+    assert time.monotonic() < deadline + 30
     assert proc.wait(30) == 0
 
 
@@ -446,17 +447,16 @@ def test_a_process_left_behind_holding_the_output_does_not_hold_the_run(
 ) -> None:
     """The job's own process exits: the run ends then, as before, even though a background
     process it started still holds the output pipe (its later output is not collected)."""
-    t0 = time.monotonic()
     run_dir = tmp_path / "r"
-    job = ["sh", "-c", "echo before; (sleep 20; echo after) & exit 0"]
-    proc, _ = launch(run_dir, job, 60)
+    job = ["sh", "-c", "echo before; (sleep 60; echo after) & exit 0"]
+    proc, _ = launch(run_dir, job, 120)
     assert proc.wait(30) == 0
     result = wd.read_result(str(run_dir))
     assert result is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(result["job_pid"], signal.SIGKILL)  # the sleep left behind (its own group)
+    # the run ended while the process left behind still lives (its own group): killing it
+    # now finds it, so the run did not wait for it
+    os.killpg(result["job_pid"], signal.SIGKILL)
     assert result["outcome"] == "exited" and result["exit_code"] == 0
-    assert time.monotonic() - t0 < 15
     assert (run_dir / wd.OUTPUT_NAME).read_text() == "before\n"
 
 

@@ -55,6 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check raftcron tests bench examples packaging
 	$(BIN)/ruff format --check raftcron tests bench examples packaging
 	$(BIN)/python -m raftcron.docs_gen --check
+	$(BIN)/python -m raftcron.api.docs_gen --check   # docs/api.md matches the OpenAPI document
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

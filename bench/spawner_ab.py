@@ -1,5 +1,6 @@
 """Before/after for the every-second lateness: :func:`bench.scale.steady` on several source
-trees side by side, interleaved (the watchdog fork server, bench/analysis.md).
+trees side by side, interleaved (the watchdog fork server,
+docs/notes/2026-11-28-bench-profiles.md).
 
     git archive OLD | tar -x -C /tmp/old
     PYTHONPATH=. .venv/bin/python -m bench.spawner_ab old=/tmp/old new=. [--rounds 3]

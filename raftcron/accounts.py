@@ -1,6 +1,6 @@
 """The account a command job runs as (its ``user`` and ``group`` keys), looked up locally.
 
-Rules (README, "Job isolation"):
+Rules (docs/jobs.md, "Job isolation"):
 
 * An agent running as root runs a job with ``user`` as that account: its uid, its primary
   group (or ``group``), its supplementary groups (``getgrouplist``) and its home directory.

@@ -1,7 +1,7 @@
 """Backup files (``raftcron snapshot save``) and seeding a new cluster from one
 (``raftcron snapshot restore``).
 
-The file format (version 1; README, "Backup and restore")::
+The file format (version 1; docs/operations.md, "Back up and restore")::
 
     RAFTCRON-BACKUP\\n          16 bytes: the magic
     {"format": 1, ...}\\n       one line of JSON (UTF-8, at most 64 KiB): the header

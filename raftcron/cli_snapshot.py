@@ -1,5 +1,5 @@
 """``raftcron snapshot save|restore``: back up a cluster's replicated state, and seed a NEW
-cluster's member from a backup (README, "Backup and restore"; ``raftcron/backup.py``).
+cluster's member from a backup (docs/operations.md, "Back up and restore"; ``raftcron/backup.py``).
 
 ``save FILE`` asks the leader (``GET /v1/snapshot``, admin token; a follower's 409
 ``not_leader`` sends it on to the next ``--api`` member), verifies what came back and writes

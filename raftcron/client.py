@@ -246,7 +246,7 @@ class JobInfo:
     spec: Mapping[str, Any]  # the job's keys as a [[jobs]] table (PUT-able as is)
     next_fires: tuple[FireTime, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
-    broken: str | None = None  # why the leader cannot compute its fires (see README)
+    broken: str | None = None  # why the leader cannot compute its fires (docs/troubleshooting.md)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobInfo:

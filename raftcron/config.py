@@ -135,8 +135,8 @@ DEFAULT_SHUTDOWN_DRAIN_MS: Final = 8_000
 DEFAULT_MAX_APPLY_LAG_MS: Final = 5_000
 MIN_MAX_APPLY_LAG_MS: Final = 1_000
 _NODE_KEYS: Final = ("raft", "api", "tags", "data_dir", "max_starting")
-# Runs of a node in their start phase at once (README: "Bursts"); RAFTCRON_MAX_STARTING in
-# the agent's environment overrides the node's max_starting.
+# Runs of a node in their start phase at once (docs/operations.md, "Bursts of runs");
+# RAFTCRON_MAX_STARTING in the agent's environment overrides the node's max_starting.
 DEFAULT_MAX_STARTING: Final = 8
 _API_KEYS: Final = ("insecure", "tls_cert", "tls_key", "open_health", "tokens")
 _TOKEN_KEYS: Final = ("name", "role", "token", "token_file")
@@ -522,7 +522,8 @@ def _previous_secret(
     errs: _Errors, table: Mapping[str, Any], base_dir: Path, secret: str | None
 ) -> str | None:
     """``previous_secret`` / ``previous_secret_file``: during a rotation, the secret being
-    replaced, accepted from peers besides ``secret`` (README: Rotating the cluster secret)."""
+    replaced, accepted from peers besides ``secret`` (docs/operations.md: Rotating the
+    cluster secret)."""
     value = _get_str(errs, table, "previous_secret", "cluster")
     path = _get_str(errs, table, "previous_secret_file", "cluster")
     key = "cluster.previous_secret"

@@ -1,4 +1,4 @@
-"""This node's side of drain (README, "Drain and restarts").
+"""This node's side of drain (docs/operations.md, "Drain, restarts and leadership").
 
 A drain is replicated state (``State.drained``, the ``Drain`` command): the leader
 places no new run on a drained member; what the member already runs finishes under its
@@ -14,7 +14,7 @@ leases. This module does what only the member itself can do:
   leadership off, and waits until this member holds no live run or the time is up; then
   the node stops, and :meth:`Executor.stop` detaches from the command runs still going:
   they keep running under their watchdogs, and the restarted agent re-attaches to them
-  (README, "Restarting a node"); an agent not back by a run's lease deadline finds it
+  (docs/operations.md, "Restarting a node"); an agent not back by a run's lease deadline finds it
   killed by its watchdog and ``lost``.
   A second signal ends the wait at once.
 * **A shutdown drain ends with the restart.** As soon as a started member knows a leader
@@ -286,7 +286,8 @@ class DrainControl:
             logger.info("node %s: drained in %.1fs", node.name, took)
         else:
             # INFO, not WARNING: a restart within the lease re-attaches them, which is the
-            # normal case (README, "Restarting a node"); a lost one is logged when it is lost.
+            # normal case (docs/operations.md, "Restarting a node"); a lost one is logged when
+            # it is lost.
             logger.info(
                 "node %s: %d run(s) still running after %.1fs of drain, left to their "
                 "watchdogs (re-attached after the restart, within their leases): %s",

@@ -112,9 +112,9 @@ class Cluster:
         **options: Any,
     ) -> Callable[[F], F]:
         """Register the decorated callable as a job on ``schedule`` (or, with no schedule,
-        ``after=[...]`` other jobs: README, Dependencies).
+        ``after=[...]`` other jobs: docs/jobs.md, Dependencies).
 
-        The keys are those of a ``[[jobs]]`` table (README, job reference), with the same
+        The keys are those of a ``[[jobs]]`` table (docs/jobs.md), with the same
         defaults and validation; durations are strings such as ``"1m"``, seconds, or a
         ``timedelta``. ``name`` defaults to the function's name. Any other job key (e.g.
         ``retries``) goes in ``options``. The callable takes a :class:`RunContext` (or no

@@ -1,5 +1,5 @@
-"""What an agent does to its own process and data dir before it starts (README, "Files and
-permissions").
+"""What an agent does to its own process and data dir before it starts (docs/operations.md,
+"Files and permissions").
 
 * :func:`private_umask` and :func:`raise_open_files_limit` (``raftcron agent`` only, not
   an application embedding a node): umask 077, so everything the agent creates is private

@@ -9,7 +9,7 @@ one agent per data dir), then starts Raft, the API and the executor. It ends whe
 ``stop`` is set (SIGTERM, SIGINT: first a drain of at most ``[cluster] shutdown_drain``,
 ``raftcron/drain.py``; a second signal skips the rest of it) or at once when Raft
 reports a storage failure (one CRITICAL line naming the file and the fix; the node
-exits non-zero, README "Health").
+exits non-zero, docs/operations.md, "Health").
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ class Node:
             clock=self.clock,
             data_dir=self.data_dir,
             tell=self._executor_event,
-            # Runs of this node in their start phase at once (README: "Bursts"): the node's
-            # max_starting, or RAFTCRON_MAX_STARTING in the agent's environment.
+            # Runs of this node in their start phase at once (docs/operations.md, "Bursts of
+            # runs"): the node's max_starting, or RAFTCRON_MAX_STARTING in the agent's environment.
             max_starting=max_starting(self.me, os.environ),
             secret_values=secret_values(config),
         )
@@ -495,6 +495,6 @@ MAX_STARTING_ENV: Final = "RAFTCRON_MAX_STARTING"
 
 def max_starting(me: NodeConfig, environ: Mapping[str, str]) -> int:
     """The node's ``max_starting``, overridden by ``RAFTCRON_MAX_STARTING`` (an operator
-    knob, README: "Bursts")."""
+    knob, docs/operations.md, "Bursts of runs")."""
     value = environ.get(MAX_STARTING_ENV)
     return me.max_starting if not value else int(value)

@@ -1,6 +1,6 @@
 """One configuration: this node's ``config_hash``, drift, and reload (SIGHUP, the API).
 
-Which file wins (README, "Changing the configuration"):
+Which file wins (docs/operations.md, "Changing the configuration"):
 
 * Every node computes the ``config_hash`` of the cluster file it read
   (``raftcron/confighash.py``) and reports it in the replicated state (``ReportConfig``,
@@ -450,7 +450,7 @@ class ConfigControl:
 
 
 class _ConfigCollector(Collector):
-    """``raftcron_config_*`` at scrape time (see README, "Metrics")."""
+    """``raftcron_config_*`` at scrape time (see docs/operations.md, "Metrics")."""
 
     def __init__(self, control: ConfigControl) -> None:
         self.control = control

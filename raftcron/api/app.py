@@ -1,5 +1,5 @@
 """The HTTP API (aiohttp): the ``/v1`` contract on every node (docs/design.md, "The
-outside contract"; the README's "HTTP API").
+outside contract"; docs/api.md, generated from it).
 
 Invariants:
 

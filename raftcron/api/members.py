@@ -11,7 +11,7 @@ any member; the member is always named in the path and nothing falls back to ano
 Leader transfer runs on the leader (Raft's TimeoutNow from its tick thread): a follower
 answers 409 ``not_leader`` naming the leader and its API, and the CLI asks that leader.
 
-Health tells the truth (README, "Health"):
+Health tells the truth (docs/operations.md, "Health"):
 
 * ``/health`` is 200 on a member that sees a leader it can reach, whose storage works
   (a journal or snapshot write failure: 503 ``failed`` at once) and whose applied state

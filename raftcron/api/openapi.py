@@ -225,8 +225,9 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "summary": "a backup of the replicated state (jobs, runs, locks, counters) taken at one "
         "applied entry, from the established leader: a file of magic RAFTCRON-BACKUP, one JSON "
         "header line (format, raftcron_version, cluster_id, created_at, leader, counts, "
-        "body_bytes, body_sha256) and a msgpack body (README: Backup and restore). Admin only "
-        "(it holds secrets); another member answers 409 not_leader naming the leader",
+        "body_bytes, body_sha256) and a msgpack body (docs/operations.md: Back up and "
+        "restore). Admin only (it holds secrets); another member answers 409 not_leader "
+        "naming the leader",
         "responses": {
             "200": {
                 "description": "the backup file (`raftcron snapshot save` writes it as is)",

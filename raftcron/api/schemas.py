@@ -69,7 +69,7 @@ _LINK: Final = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 
 
 def _plain(doc: str) -> str:
-    """A job field's doc text without its markdown links (they point into the README)."""
+    """A job field's doc text without its markdown links (they point into docs/jobs.md)."""
     return _LINK.sub(r"\1", doc)
 
 

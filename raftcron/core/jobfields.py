@@ -12,8 +12,8 @@ feature level that introduced it (``since``). From the rows come:
   and snapshots;
 * the API's views (``raftcron.api.app.spec_table`` and ``job_json``) and the OpenAPI schemas
   of a job (``raftcron.api.openapi``);
-* the job reference (``python -m raftcron.docs_gen`` writes docs/jobs.md and the README's
-  key table; a unit test fails when they drift).
+* the job reference (``python -m raftcron.docs_gen`` writes the key tables of docs/jobs.md;
+  a unit test fails when they drift).
 
 Adding a key: one row here (``since`` = the next feature level, the next free
 ``wire_rank``, a default that leaves every existing spec's bytes alone), the attribute on
@@ -105,7 +105,7 @@ class JobField:
     kind: str
     default: Any
     doc_default: str  # the default as the job reference shows it
-    doc: str  # markdown; links to README sections as (#anchor)
+    doc: str  # markdown; links to sections of docs/jobs.md as (#anchor)
     wire_rank: int  # position in the wire map: frozen once released
     wire_always: bool = False  # written even at its default (the first release's keys)
     since: int = 0  # the feature level that introduced the key

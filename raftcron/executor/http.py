@@ -12,7 +12,7 @@ m``), when a renewal is refused as stale, or at the job's ``timeout``. A *frozen
 request carries the fence in ``X-Raftcron-Fence``. A receiver that stores the highest fence
 it has seen per job and refuses lower ones cannot be written to by a stale run.
 
-Outcome mapping (documented in the README):
+Outcome mapping (docs/jobs.md, "HTTP jobs"):
 
 * a response whose status is in ``expect`` (any 2xx when ``expect`` is empty):
   ``succeeded``; any other status: ``failed``. ``exit_code`` is the HTTP status.

@@ -112,7 +112,7 @@ LAUNCH_TIMEOUT_S: Final = 30.0
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
 SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
-# A job's PATH (README, "Job isolation"); env_passthrough = ["PATH"] gives it the agent's.
+# A job's PATH (docs/jobs.md, "Job isolation"); env_passthrough = ["PATH"] gives it the agent's.
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # A running job's output file never grows past this: the watchdog keeps its last
 # OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.

@@ -21,7 +21,7 @@ What they guarantee:
   pysyncobj's leader flag says (it is only updated when the tick thread runs).
 * :func:`storage_failure` turns an I/O error on the journal or a snapshot into the one
   line an operator needs: the file, the error and the fix. Such an error is fatal to the
-  node (README, "Health").
+  node (docs/operations.md, "Health").
 """
 
 from __future__ import annotations

@@ -876,7 +876,7 @@ class SnapshotStore:
         self.snapshots_failed = 0
         self.last_error: BaseException | None = None
         # The I/O error of the last snapshot that could not be written: fatal to the node
-        # (its journal could never be compacted again; README, "Health").
+        # (its journal could never be compacted again; docs/operations.md, "Health").
         self.write_error: OSError | None = None
         self.last_write_seconds: float | None = None
         self.loaded_entry: Entry | None = None

@@ -23,7 +23,7 @@ What it guarantees:
 * State is read under the machine's lock (short critical sections) and Raft status is
   copied out on the tick thread once per tick, so the asyncio thread never reads
   pysyncobj internals while they change.
-* Storage failures stop the replica at once (README, "Health"): a journal or snapshot
+* Storage failures stop the replica at once (docs/operations.md, "Health"): a journal or snapshot
   write that fails (ENOSPC, EIO, ...) marks it failed (:meth:`_Replica.fatal`); from then
   on its tick does nothing (no ack, vote or append leaves it, no traceback per tick) and
   the node stops. The status carries what the health checks need: when it was copied,
@@ -273,7 +273,7 @@ class _Replica(ReplicaBase):
             logger.warning(
                 "secret rotation window open: this node also accepts the previous cluster "
                 "secret; remove previous_secret from the config once every node runs with "
-                "the new one (README: Rotating the cluster secret)"
+                "the new one (docs/operations.md: Rotating the cluster secret)"
             )
         # The transport (GuardedTransport) reads it; pysyncobj gets no password, so it
         # derives no key of its own and its pickle wire is never used.

@@ -36,12 +36,13 @@ What it guarantees:
   start (PBKDF2, pysyncobj's parameters). A frame is accepted if it decrypts with any of
   them; a connection answers with the key its peer used, and an outgoing connection that
   the peer closes before accepting our current secret retries with the next one, so a
-  rolling secret rotation never splits the cluster (README, "Rotating the secret").
+  rolling secret rotation never splits the cluster (docs/operations.md, "Rotating the
+  cluster secret").
 * **Clusters.** The member message names the id of the cluster the dialling member's
   state belongs to (``State.cluster_id``, sent only when it has one); a member refuses a
   peer whose id differs from its own (code ``cluster_id``, logged): a cluster restored
-  from a backup has a new id and never talks to the old one (README, "Backup and
-  restore").
+  from a backup has a new id and never talks to the old one (docs/operations.md, "Back up
+  and restore").
 * pysyncobj's replay protection is kept: each connection's frames carry the session key
   the receiver chose, and Fernet timestamps must not go backwards on a connection.
 """
@@ -1067,7 +1068,7 @@ class GuardedTransport(TransportBase):
             "cluster_id",
             f"{message} belongs to cluster {theirs or '(none)'}, this node to cluster "
             f"{ours or '(none)'}: members of different clusters never talk (a restored "
-            "cluster never joins the old one; README: Backup and restore)",
+            "cluster never joins the old one; docs/operations.md: Back up and restore)",
         )
         return False
 

@@ -21,7 +21,7 @@ second and reconciles the file as soon as the last of them has advertised the le
 Nothing here acts on ``isLeader()`` alone: every decision is a proposal, and only what
 commits counts. A deposed leader's proposals simply never commit.
 
-Lease expiry (README, "Safety rules"): every node, leader or not, notes in its
+Lease expiry (docs/design.md, "Leases and fencing"): every node, leader or not, notes in its
 :class:`LeaseTracker` the moment ``t_R`` on its own monotonic clock at which it applied a
 lease's grant or its last committed renewal (a replay at start-up, or an installed
 snapshot, counts as applied then). As leader it commits an ``Expire`` once its clock

@@ -310,7 +310,7 @@ def test_runs_filters_and_pagination(cl: Cluster) -> None:
 
     one = cl.get(f1, f"/v1/runs/{ids[-1]}")
     assert one["output"].strip() == f"out-{ids[-1]}" and one["status"] == "succeeded"
-    # Output tails are kept on the newest 5 final runs of a job only (README).
+    # Output tails are kept on the newest 5 final runs of a job only (docs/jobs.md).
     # (newest in the order they finished, which is not the order they were triggered)
     with_output = [i for i in ids if cl.get(f1, f"/v1/runs/{i}")["output"] != ""]
     assert len(with_output) == 5, with_output

@@ -1,6 +1,6 @@
 """The load-balancer seed pattern, proved with Debian's nginx in front of three agents.
 
-Open-source nginx has no active health checks, so the recipe (README, "Behind a load
+Open-source nginx has no active health checks, so the recipe (docs/operations.md, "Behind a load
 balancer") uses passive ones: an upstream of the three members' APIs with
 ``proxy_next_upstream error timeout http_503`` and ``max_fails=1 fail_timeout=1s``.
 
@@ -44,7 +44,7 @@ needs_nginx = pytest.mark.skipif(
     "to run the load-balancer test",
 )
 
-# The recipe from the README, with paths and ports filled in by the test.
+# The recipe from docs/operations.md, with paths and ports filled in by the test.
 SITE = """
 upstream raftcron {{
 {servers}

@@ -1,5 +1,5 @@
-"""Backup and restore on real agents (issue 15 item 3; raftcron/backup.py, README "Backup
-and restore").
+"""Backup and restore on real agents (issue 15 item 3; raftcron/backup.py,
+docs/operations.md "Back up and restore").
 
 * A live 3-node cluster holding 100,000 runs (plus an every-second job writing to an
   outside sink, a run in progress and a held lock) is backed up with ``raftcron snapshot

@@ -142,7 +142,7 @@ def test_every_job_key(in_tmp: Path) -> None:
 
 
 def test_previous_secret_is_read_from_a_file_and_never_shown(tmp_path: Path) -> None:
-    """During a rotation the secret being replaced is accepted too (README: Rotating the
+    """During a rotation the secret being replaced is accepted too (docs/operations.md: Rotating the
     cluster secret); like the secret, it is never in a repr."""
     old = "the-secret-being-replaced-0123"
     (tmp_path / "old.txt").write_text(old + "\n")

@@ -1,5 +1,5 @@
 """``max_starting``: a node key of the cluster file (default 8), overridden by
-``RAFTCRON_MAX_STARTING`` in the agent's environment (README: "Bursts")."""
+``RAFTCRON_MAX_STARTING`` in the agent's environment (docs/operations.md, "Bursts of runs")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What keeps an agent's memory down with a large cluster file (bench/analysis.md, 100,000
-jobs): the file's specs are kept packed, a leader unpacks them only for its sync, the
-Raft log is compacted once it holds many bytes, and freed memory is handed back."""
+"""What keeps an agent's memory down with a large cluster file (100,000 jobs; see
+docs/notes/2026-11-28-bench-profiles.md): the file's specs are kept packed, a leader
+unpacks them only for its sync, the Raft log is compacted once it holds many bytes, and
+freed memory is handed back."""
 
 from __future__ import annotations
 

@@ -409,7 +409,9 @@ def test_docker_docs_say_drain_first_and_stop_timeout_above_shutdown_drain() -> 
     notes = {
         "Dockerfile": (ROOT / "Dockerfile").read_text(),
         "docs/install.md": _section((ROOT / "docs" / "install.md").read_text(), "## Docker"),
-        "README.md": _section((ROOT / "README.md").read_text(), "## Restarting a node"),
+        "docs/operations.md": _section(
+            (ROOT / "docs" / "operations.md").read_text(), "## Restarting a node"
+        ),
     }
     for where, text in notes.items():
         flat = " ".join(text.replace("#", " ").split())

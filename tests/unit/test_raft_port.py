@@ -789,8 +789,8 @@ def test_a_large_entry_after_a_small_one_goes_in_chunks(cluster: Replicas) -> No
 
 
 def test_a_rolling_secret_rotation_keeps_a_majority(cluster: Replicas) -> None:
-    """README, Rotating the cluster secret: each node in turn restarts with the new secret
-    and the old one as previous_secret, then each in turn without the old one. After every
+    """docs/operations.md, Rotating the cluster secret: each node in turn restarts with the new
+    secret and the old one as previous_secret, then each in turn without the old one. After every
     restart the cluster commits through all three nodes."""
     for i in range(3):
         cluster.start(i, secret=OLD_SECRET)

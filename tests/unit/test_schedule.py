@@ -1080,7 +1080,7 @@ def test_next_after_agrees_with_croniter_and_cronsim(tz: str, expr: str, start: 
 
 
 # (what differs, expression, zone, start, options, croniter's fires, cronsim's fires, the
-# oracle whose rule we follow: README "Schedules" and "Daylight saving time",
+# oracle whose rule we follow: docs/jobs.md "Schedules" and "Daylight saving time",
 # raftcron/core/schedule.py). Fires are local wall times with their offsets.
 ORACLE_DISAGREEMENTS = [
     ("a one-value range A-A is A: croniter 7 reads it as '*'",

@@ -207,10 +207,13 @@ def render(members: list[Member], data_dir: str, out: Path, tokens: bool) -> str
             "",
             "# admin: everything, including jobs that run any command on every node; read:",
             "# GET requests only (dashboards). The CLI takes --token or RAFTCRON_TOKEN.",
+            "# name: who used it, in the audit log and metrics (one name per holder).",
             "[[api.tokens]]",
+            'name = "admin"',
             'role = "admin"',
             f'token_file = "{TOKEN_NAMES["admin"]}"',
             "[[api.tokens]]",
+            'name = "dashboard"',
             'role = "read"',
             f'token_file = "{TOKEN_NAMES["read"]}"',
         ]
@@ -220,6 +223,7 @@ def render(members: list[Member], data_dir: str, out: Path, tokens: bool) -> str
             "# give one a routable address, add [[api.tokens]] and tls_cert/tls_key.",
             "open_health = true              # /health and /metrics answer without a token",
             "# [[api.tokens]]",
+            '# name = "ops"                   # who used it, in the audit log and metrics',
             '# role = "admin"                 # or "read": GET requests only',
             '# token_file = "admin.token"     # a file holding the token, 16+ characters',
         ]

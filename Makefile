@@ -85,7 +85,7 @@ fuzzy: $(STAMP)
 		--runs $(FUZZY_RUNS) $(if $(SEED),--seed $(SEED))
 
 ## make fuzz-api: schemathesis against a 3-node cluster with tokens, in a network
-## namespace (root), for FUZZ_SECONDS (make test runs it for 90 s). Output in fuzz-api-out/.
+## namespace (root), for FUZZ_SECONDS (make test runs it for 60 s). Output in fuzz-api-out/.
 FUZZ_SECONDS ?= 1200
 fuzz-api: $(STAMP)
 	$(BIN)/python -m tests.cluster.fuzz_api --max-time $(FUZZ_SECONDS) --out fuzz-api-out \

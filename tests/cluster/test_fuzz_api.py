@@ -14,7 +14,7 @@ import pytest
 from tests.cluster.fuzz_api import ROOT, why_not
 
 WHY_NOT = why_not()
-FUZZ_SECONDS = int(os.environ.get("RAFTCRON_FUZZ_SECONDS", "90"))
+FUZZ_SECONDS = int(os.environ.get("RAFTCRON_FUZZ_SECONDS", "60"))
 
 pytestmark = [pytest.mark.cluster, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 

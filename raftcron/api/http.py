@@ -242,3 +242,12 @@ async def read_body(request: web.Request, allowed: tuple[str, ...] | None = None
             keys = ", ".join(allowed) or "none"
             invalid(f"request body: unknown key(s) {', '.join(unknown)} (allowed: {keys})")
     return raw
+
+
+def member_api(node: ClusterPort, name: str | None) -> str | None:
+    """The API URL of the member ``name`` as this node's cluster file gives it (None: not
+    a member, or no name): what a 409 ``not_leader`` tells a client to ask instead."""
+    return next(
+        (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == name),
+        None,
+    )

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, rejected
+from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, member_api, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
@@ -206,10 +206,7 @@ async def transfer_leader(request: web.Request) -> web.Response:
     st = node.status()
     if not st.is_leader:
         leader = node.node_name(st.leader)
-        api = next(
-            (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == leader),
-            None,
-        )
+        api = member_api(node, leader)
         raise ApiProblem(
             409,
             "not_leader",

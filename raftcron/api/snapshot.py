@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem
+from raftcron.api.http import NODE_KEY, ApiProblem, member_api
 from raftcron.backup import encode_backup
 from raftcron.core.state import State
 
@@ -38,10 +38,7 @@ async def get_snapshot(request: web.Request) -> web.Response:
     st = node.status()
     if not (st.is_leader and node.is_established_leader() and node.leader_fresh()):
         leader = node.node_name(st.leader) if not st.is_leader else None
-        api = next(
-            (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == leader),
-            None,
-        )
+        api = member_api(node, leader)
         raise ApiProblem(
             409,
             "not_leader",

@@ -948,3 +948,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def check_record(
+    run_dir: Path,
+    *,
+    name: str,
+    jobs: dict[str, Json],
+    start_t: float,
+    end_t: float,
+    ledgers: dict[str, list[Json]],
+) -> tuple[Report, Timeline]:
+    """A cluster test's own check, without the runner: the sink's record in ``run_dir``
+    against the members' ledgers, one observation window from ``start_t`` to ``end_t``
+    (recovery and spawn bounds 1 s, no final jobs or observed runs). Writes
+    ``history.json`` beside the sink's file, so a failure can be replayed with ``load``."""
+    history: dict[str, object] = {
+        "name": name,
+        "seed": None,
+        "jobs": jobs,
+        "observe": {"start_t": start_t, "end_t": end_t},
+        "recovery_bound_s": 1.0,
+        "spawn_bound_s": 1.0,
+        "ledgers": ledgers,
+        "final_jobs": {},
+        "observed_runs": [],
+    }
+    (run_dir / HISTORY_FILE).write_text(json.dumps(history))
+    h = load(run_dir)
+    return check(h), timeline(h)

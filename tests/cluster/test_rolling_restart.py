@@ -206,24 +206,17 @@ def test_three_rounds_of_rolling_restarts(tmp_path: Path) -> None:
             ledgers = {n: ledger(cl, n) for n in cl.members}
     finally:
         sink.close()
-    history = {
-        "name": "rolling-restart",
-        "seed": None,
-        "jobs": {
+    report, tl = checker.check_record(
+        tmp_path,
+        name="rolling-restart",
+        jobs={
             n: {"schedule": s, "overlap": o, "timezone": "UTC", "retries": r}
             for n, (s, o, _, r) in JOBS.items()
         },
-        "observe": {"start_t": start_t, "end_t": end_t},
-        "recovery_bound_s": 1.0,
-        "spawn_bound_s": 1.0,
-        "ledgers": ledgers,
-        "final_jobs": {},
-        "observed_runs": [],
-    }
-    (tmp_path / "history.json").write_text(json.dumps(history))
-    h = checker.load(tmp_path)
-    report = checker.check(h)
-    tl = checker.timeline(h)
+        start_t=start_t,
+        end_t=end_t,
+        ledgers=ledgers,
+    )
     print(report.line())
 
     # No execution of a fire after one of it exited 0 (a retry of a success, finding 1).
@@ -243,9 +236,7 @@ def test_three_rounds_of_rolling_restarts(tmp_path: Path) -> None:
     lost_ok = [e.describe() for e in tl.executions if e.run_id in lost and exits_zero(e)]
 
     ticks = sorted(
-        e.begin_t
-        for e in tl.executions
-        if e.job == "tick" and h.observe_start_t <= e.begin_t <= h.observe_end_t
+        e.begin_t for e in tl.executions if e.job == "tick" and start_t <= e.begin_t <= end_t
     )
     gap = max(b - a for a, b in pairwise(ticks))
     statuses: dict[str, int] = defaultdict(int)

@@ -33,7 +33,6 @@ ledger. The longest gap between executions of ``tick`` is printed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -291,26 +290,17 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
             ledgers = {n: ledger(cl, n) for n in cl.members}
     finally:
         sink.close()
-    history = {
-        "name": "rolling-upgrade",
-        "seed": None,
-        "jobs": {"tick": TICK},
-        "observe": {"start_t": start_t, "end_t": end_t},
-        "recovery_bound_s": 1.0,
-        "spawn_bound_s": 1.0,
-        "ledgers": ledgers,
-        "final_jobs": {},
-        "observed_runs": [],
-    }
-    (tmp_path / "history.json").write_text(json.dumps(history))
-    h = checker.load(tmp_path)
-    report = checker.check(h)
-    tl = checker.timeline(h)
+    report, tl = checker.check_record(
+        tmp_path,
+        name="rolling-upgrade",
+        jobs={"tick": TICK},
+        start_t=start_t,
+        end_t=end_t,
+        ledgers=ledgers,
+    )
     print(report.line())
     ticks = sorted(
-        e.begin_t
-        for e in tl.executions
-        if e.job == "tick" and h.observe_start_t <= e.begin_t <= h.observe_end_t
+        e.begin_t for e in tl.executions if e.job == "tick" and start_t <= e.begin_t <= end_t
     )
     gap = max(b - a for a, b in pairwise(ticks))
     print(

@@ -141,6 +141,9 @@ class Node:
         self.drain = DrainControl(self)
         # Its file's config_hash, drift, reload (SIGHUP, the API): raftcron/reload.py.
         self.configctl = ConfigControl(self, config)
+        # Pre-vote and leader stickiness once every member advertises level 3 (asked on
+        # the tick thread; reads the replicated member levels under the machine's lock).
+        self.raft.prevote_gate = lambda: features.prevote_on(self.configctl.levels())
         self.app: web.Application | None = None
         # Called on the loop with every applied command, after the node's own handling
         # (the lock API resolves its waiting requests from here).

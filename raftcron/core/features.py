@@ -24,6 +24,8 @@ and job keys added after it (``drain``, ``mark_broken``, ``config_report``; ``st
 ``user``, ...) are decoded by every node that can be, so they are level 0. Gating them
 would refuse drains during the very rolling upgrade that needs them, and the level itself
 travels in ``config_report``. Level 1 (0.2.0) introduced the job key ``description``.
+Level 3 introduced pre-vote on the Raft wire (``RAFT_FEATURES``): a member runs it only
+once every member advertises level 3 (:func:`prevote_on`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,20 @@ COMMAND_KINDS: Final[Mapping[str, int]] = MappingProxyType(
     {k.tag: k.since for k in c.KINDS if k.since > 0}
 )
 
+# Behaviours of the Raft layer that need every member to understand them (not commands
+# or job keys): name -> the level that introduced it. ``pre-vote``: Raft's pre-vote round
+# and leader stickiness (raftcron/raft/seam.py; docs/design.md, "Elections: pre-vote and
+# stickiness"), whose wire messages a member below it refuses.
+RAFT_FEATURES: Final[Mapping[str, int]] = MappingProxyType({"pre-vote": 3})
+PREVOTE_LEVEL: Final = RAFT_FEATURES["pre-vote"]
+
 # This release's level: the newest level of anything it declares.
-FEATURE_LEVEL: Final = max(jobfields.FEATURE_LEVEL, *COMMAND_KINDS.values(), *JOB_KEYS.values())
+FEATURE_LEVEL: Final = max(
+    jobfields.FEATURE_LEVEL,
+    *COMMAND_KINDS.values(),
+    *JOB_KEYS.values(),
+    *RAFT_FEATURES.values(),
+)
 
 _TAGS: Final[Mapping[type, str]] = MappingProxyType({k.cls: k.tag for k in c.KINDS})
 
@@ -117,3 +131,9 @@ def refusal(features: Iterable[Feature], levels: Mapping[str, int]) -> Refusal |
         if behind:
             return Refusal(feature, behind)
     return None
+
+
+def prevote_on(levels: Mapping[str, int]) -> bool:
+    """Whether pre-vote and leader stickiness run: every member in ``levels`` (member ->
+    its level) is at :data:`PREVOTE_LEVEL` or later."""
+    return bool(levels) and min(levels.values()) >= PREVOTE_LEVEL

@@ -248,11 +248,16 @@ class _Replica(ReplicaBase):
         *,
         transport_class: type[Any] | None = None,
         auto_tick: bool = True,
+        prevote: Callable[[], bool] | None = None,
     ) -> None:
         """``transport_class`` and ``auto_tick=False`` are for in-process test harnesses
         (``tests/fuzzy``): a transport of their own instead of TCP (it must fsync like
-        :class:`_DurableTransport`), and ticks driven by the caller (``doTick``)."""
+        :class:`_DurableTransport`), and ticks driven by the caller (``doTick``).
+        ``prevote`` says whether pre-vote and leader stickiness are on now (every member
+        advertises feature level 3; docs/design.md, "Elections: pre-vote and
+        stickiness"); None: never."""
         self._rc_machine = machine
+        self._rc_prevote = prevote
         self._rc_on_tick = on_tick
         self._rc_max_log_bytes = settings.compaction_max_bytes
         self._rc_log_bytes = 0  # the journal's command bytes when last seen changing
@@ -311,6 +316,10 @@ class _Replica(ReplicaBase):
             transportClass=transport_class or _DurableTransport,
         )
         self.addOnTickCallback(self._rc_tick)
+
+    def hook_prevote(self) -> bool:
+        gate = self._rc_prevote
+        return gate is not None and gate()
 
     def sync_journal(self) -> None:
         journal = self.journal()
@@ -441,12 +450,18 @@ class RaftNode:
         # (target raft address or None, callback(error code or "") called on the tick).
         self._transfers: list[tuple[str | None, Callable[[str], None]]] = []
         self._transfers_lock = threading.Lock()
+        # Whether pre-vote and leader stickiness are on (every member at feature level 3
+        # or later: the node sets this from the replicated member levels); asked on the
+        # tick thread when an election timer fires or a vote request arrives.
+        self.prevote_gate: Callable[[], bool] = lambda: False
 
     # -- lifecycle (call start() from the main thread, inside the running loop)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._replica = _Replica(self.settings, self.machine, self._on_tick)
+        self._replica = _Replica(
+            self.settings, self.machine, self._on_tick, prevote=lambda: self.prevote_gate()
+        )
 
     def stop(self) -> None:
         replica, self._replica = self._replica, None

@@ -47,6 +47,7 @@ from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.transport import TCPTransport, Transport
 
 from raftcron.core.results import Reject
@@ -164,6 +165,19 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__transport"),
     _f("SyncObj", "_idToMethod"),
     _f("SyncObj", "_poller"),
+    # pre-vote and leader stickiness (the election path)
+    _f("SyncObj", "_SyncObj__raftState"),
+    _f("SyncObj", "_SyncObj__raftElectionDeadline"),
+    _f("SyncObj", "_SyncObj__transferInProgress"),
+    _f("SyncObj", "_SyncObj__raftLeader"),
+    _f("SyncObj", "_SyncObj__selfNode"),
+    _f("SyncObj", "_SyncObj__otherNodes"),
+    _m("SyncObj", "_SyncObj__connectedToAnyone"),
+    _m("SyncObj", "_SyncObj__generateRaftTimeout"),
+    _m("SyncObj", "_SyncObj__getCurrentLogTerm"),
+    _m("SyncObj", "_SyncObj__setCurrentTerm", "term", "votedForNodeId"),
+    _m("SyncObj", "_SyncObj__setState", "newState"),
+    _g("pysyncobj.syncobj", "_RAFT_STATE"),
     # TCPTransport: the raft port
     _m("TCPTransport", "_createServer"),
     _m("TCPTransport", "_onTick"),
@@ -412,6 +426,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _SyncObj__raftCurrentTerm: int
     _SyncObj__raftCommitIndex: int
     _SyncObj__leaderCommitIndex: int | None
+    _SyncObj__raftElectionDeadline: float
 
     # The seam's own state (docs/design.md, "pysyncobj integration", bugs 4 to 8): who
     # voted for this candidate in which term; from which index a tail must survive
@@ -423,6 +438,19 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_skip_snapshot: bool = False
     _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
+
+    # Pre-vote and leader stickiness (docs/design.md, "Elections: pre-vote and
+    # stickiness"): when this replica last heard an AppendEntries of a current leader
+    # (pysyncobj's monotonic seconds); the term the pre-vote round in progress asks for
+    # and who said yes; a won round whose election runs at the next tick; whether the
+    # election pysyncobj starts this tick was asked for by TimeoutNow. Counters for tests
+    # and the log.
+    _seam_leader_heard: float = float("-inf")
+    _seam_prevote_term: int | None = None
+    _seam_prevoters: frozenset[Any] = frozenset()
+    _seam_elect: bool = False
+    _seam_prevote_rounds: int = 0
+    _seam_votes_ignored: int = 0
 
     # -- reads of pysyncobj's state (tick thread)
 
@@ -443,7 +471,16 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         self.pysyncobj_tick(time_to_wait)
 
     def pysyncobj_tick(self, time_to_wait: float) -> None:
+        transfer = self._seam_before_election()
+        term = self._SyncObj__raftCurrentTerm
         SyncObj._onTick(self, time_to_wait)
+        if (
+            transfer
+            and self._SyncObj__raftState == _RAFT_STATE.CANDIDATE
+            and self._SyncObj__raftCurrentTerm == term + 1
+            and self._seam_prevote_on()
+        ):
+            self._seam_transfer_votes()
 
     def hook_appended(self) -> None:
         """Nothing by default."""
@@ -452,6 +489,12 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         """(index, term) of the last entry of the snapshot a transmission starts with
         (its first piece), or None when that cannot be read from it."""
         return None
+
+    def hook_prevote(self) -> bool:
+        """Whether this replica runs pre-vote and leader stickiness now (raftcron: every
+        member advertises feature level 3 or later). Asked when an election timer fires
+        and when a vote request arrives. No by default: pysyncobj's plain election."""
+        return False
 
     # -- pysyncobj's names
 
@@ -472,6 +515,19 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         # sets it back, and the follower rejects entries it cannot attach, so nothing lost
         # in flight goes unnoticed.
         mtype = message.get("type")
+        if mtype == "pre_vote":
+            self._seam_answer_prevote(node, message)
+            return
+        if mtype == "pre_vote_response":
+            self._seam_count_prevote(node, message)
+            return
+        if mtype == "request_vote" and self._seam_ignores_vote(node, message):
+            return
+        if mtype == "append_entries":
+            if message["term"] >= self._SyncObj__raftCurrentTerm:
+                self._seam_heard_leader()
+            else:
+                self._seam_stale_leader(node)
         if mtype == "append_entries" and "transmission" in message:
             checked = self._seam_check_chunk(node, message)
             if checked is None:
@@ -489,6 +545,9 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                 return
         if mtype == "response_vote" and message["term"] == current and not self._seam_vote(node):
             return  # a duplicate vote (bug 5): counted once
+        if mtype == "next_node_idx" and message.get("term", current) > current:
+            self._seam_newer_term(node, message["term"])
+            return
         if mtype == "next_node_idx" and message.get("term", current) != current:
             return  # an ack sent in another term (bug 6)
         keep: int | None = None
@@ -499,6 +558,152 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
             next_index = self._SyncObj__raftNextIndex
             if node in next_index and next_index[node] < keep:
                 next_index[node] = keep
+
+    # -- pre-vote (Raft thesis 9.6) and leader stickiness (4.2.3)
+
+    def _seam_prevote_on(self) -> bool:
+        try:
+            return bool(self.hook_prevote())
+        except Exception:
+            logger.exception("raft: the pre-vote gate failed; plain elections meanwhile")
+            return False
+
+    def _seam_majority(self, count: int) -> bool:
+        return count > (len(self._SyncObj__otherNodes) + 1) / 2
+
+    def _seam_log_ok(self, message: Mapping[str, Any]) -> bool:
+        """Raft's election restriction: the sender's log is at least as up to date."""
+        mine = self._SyncObj__getCurrentLogTerm()
+        theirs = message["last_log_term"]
+        if theirs != mine:
+            return bool(theirs > mine)
+        return bool(message["last_log_index"] >= self._SyncObj__getCurrentLogIndex())
+
+    def _seam_leader_recent(self) -> bool:
+        """This replica leads, or heard an AppendEntries of a current leader within the
+        minimum election timeout."""
+        if self._isLeader():
+            return True
+        since = _psyncobj.monotonicTime() - self._seam_leader_heard
+        return bool(since < self._SyncObj__conf.raftMinTimeout)
+
+    def _seam_heard_leader(self) -> None:
+        self._seam_leader_heard = _psyncobj.monotonicTime()
+        self._seam_prevote_term, self._seam_elect = None, False
+
+    def _seam_before_election(self) -> bool:
+        """Before pysyncobj's tick: if this follower's (or candidate's) election timer has
+        fired, run a pre-vote round instead of the election, unless a round was just won
+        or the election is a leadership transfer's (TimeoutNow: pysyncobj runs it; True is
+        returned so that its vote requests go out again marked as a transfer's)."""
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER or self._SyncObj__selfNode is None:
+            self._seam_prevote_term, self._seam_elect = None, False
+            return False
+        now = _psyncobj.monotonicTime()
+        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+            return False
+        if self._SyncObj__transferInProgress:
+            self._seam_prevote_term, self._seam_elect = None, False
+            return True
+        if self._seam_elect:
+            self._seam_elect = False  # a won round: pysyncobj runs the election now
+            return False
+        if not self._seam_prevote_on() or self._seam_majority(1):
+            return False
+        term = self._SyncObj__raftCurrentTerm + 1
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._seam_prevote_term, self._seam_prevoters = term, frozenset()
+        self._seam_prevote_rounds += 1
+        request = {
+            "type": "pre_vote",
+            "term": term,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+        }
+        logger.debug("raft: pre-vote for term %d", term)
+        for peer in list(self._SyncObj__otherNodes):
+            self._SyncObj__transport.send(peer, request)
+        return False
+
+    def _seam_answer_prevote(self, node: Any, message: Mapping[str, Any]) -> None:
+        """Would this replica vote for ``node`` in the term it names? Yes when that term
+        is later than this replica's, the sender's log is up to date, and no current
+        leader was heard from within the minimum election timeout. Nothing here changes
+        (no term, no vote, no election timer)."""
+        term = message["term"]
+        granted = (
+            term > self._SyncObj__raftCurrentTerm
+            and self._seam_log_ok(message)
+            and not self._seam_leader_recent()
+        )
+        self._SyncObj__transport.send(
+            node, {"type": "pre_vote_response", "term": term, "granted": granted}
+        )
+
+    def _seam_count_prevote(self, node: Any, message: Mapping[str, Any]) -> None:
+        term = self._seam_prevote_term
+        if term is None or message["term"] != term or not message["granted"]:
+            return
+        if term != self._SyncObj__raftCurrentTerm + 1:  # this replica's term moved on
+            self._seam_prevote_term = None
+            return
+        self._seam_prevoters = self._seam_prevoters | {node}
+        if self._seam_majority(len(self._seam_prevoters) + 1):
+            logger.info("raft: pre-vote for term %d won: starting the election", term)
+            self._seam_prevote_term, self._seam_elect = None, True
+            self._SyncObj__raftElectionDeadline = 0.0
+
+    def _seam_ignores_vote(self, node: Any, message: Mapping[str, Any]) -> bool:
+        """Leader stickiness: with pre-vote on, a vote request is ignored (no term update,
+        no vote) by the leader and by a replica that heard from a current leader within
+        the minimum election timeout, unless it is a leadership transfer's."""
+        if message.get("transfer") or not self._seam_leader_recent():
+            return False
+        if not self._seam_prevote_on():
+            return False
+        self._seam_votes_ignored += 1
+        logger.debug(
+            "raft: ignored a vote request of %s for term %d (a current leader is alive)",
+            node,
+            message["term"],
+        )
+        return True
+
+    def _seam_transfer_votes(self) -> None:
+        """The vote requests of an election TimeoutNow started, sent again marked as a
+        transfer's: stickiness must not hold them up (the outgoing leader is still
+        heard). A receiver that already voted ignores the copy (one vote per term)."""
+        request = {
+            "type": "request_vote",
+            "term": self._SyncObj__raftCurrentTerm,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+            "transfer": True,
+        }
+        for peer in list(self._SyncObj__otherNodes):
+            self._SyncObj__transport.send(peer, request)
+
+    def _seam_stale_leader(self, node: Any) -> None:
+        """An AppendEntries of an older term: answer with this replica's term (Raft's
+        reply to a stale leader; pysyncobj sent none). A replica whose term rose while it
+        was cut off (an election before pre-vote was on, or a transfer's that failed)
+        could otherwise never rejoin: stickiness ignores its vote requests and it ignores
+        the leader. The leader steps down (:meth:`_seam_newer_term`)."""
+        self._SyncObj__sendNextNodeIdx(node, reset=False, success=False)
+
+    def _seam_newer_term(self, node: Any, term: int) -> None:
+        """A reply in a later term than this replica's: adopt it and follow (Raft)."""
+        if self._isLeader():
+            logger.warning(
+                "raft: %s answered in term %d, later than this leader's %d: stepping down",
+                node,
+                term,
+                self._SyncObj__raftCurrentTerm,
+            )
+        self._SyncObj__setCurrentTerm(term, None)
+        self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
+        self._SyncObj__raftLeader = None
+        self._seam_prevote_term, self._seam_elect = None, False
 
     def _seam_entry_term(self, index: int) -> int | None:
         """The term of this replica's log entry at ``index``, None if it holds none."""

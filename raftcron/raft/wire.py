@@ -126,6 +126,13 @@ K_SNAPSHOT: Final = 7
 K_APPLY: Final = 8
 K_APPLY_RESPONSE: Final = 9
 K_NEXT_INDEX: Final = 10
+# Pre-vote (feature level 3; docs/design.md, "Elections: pre-vote and stickiness"). A
+# member below level 3 refuses these kinds (it closes the connection: a malformed frame),
+# so a member sends them only while every member advertises level 3 or later.
+K_PRE_VOTE: Final = 11
+K_PRE_VOTE_RESPONSE: Final = 12
+# Kinds above this one are from a later release: dropped (and logged), not refused.
+K_LAST_KNOWN: Final = K_PRE_VOTE_RESPONSE
 
 _TRANSMISSIONS: Final = ("start", "process", "finish")
 _TRANSMISSION_CODE: Final = {name: i for i, name in enumerate(_TRANSMISSIONS)}
@@ -201,12 +208,24 @@ def encode_message(message: Any) -> list[Any]:
             message.get("log_term"),
         ]
     if t == "request_vote":
-        return [
+        vote = [
             K_REQUEST_VOTE,
             message["term"],
             message["last_log_index"],
             message["last_log_term"],
         ]
+        if message.get("transfer"):  # (a fourth field only then: level 3; seam.py)
+            vote.append(True)
+        return vote
+    if t == "pre_vote":
+        return [
+            K_PRE_VOTE,
+            message["term"],
+            message["last_log_index"],
+            message["last_log_term"],
+        ]
+    if t == "pre_vote_response":
+        return [K_PRE_VOTE_RESPONSE, message["term"], message["granted"]]
     if t == "response_vote":
         return [K_RESPONSE_VOTE, message["term"]]
     if t == "timeout_now":
@@ -327,12 +346,33 @@ def decode_message(body: list[Any]) -> Any:
             "serialized": serialized,
         }
     if kind == K_REQUEST_VOTE:
-        term, last_idx, last_term = _fields(body, 3, "request_vote")
-        return {
+        # [term, last index, last term], + [transfer] from a leadership transfer (level 3)
+        term, last_idx, last_term, *transfer = _fields(
+            body, 4 if len(body) == 5 else 3, "request_vote"
+        )
+        vote: dict[str, Any] = {
             "type": "request_vote",
             "term": _int(term, "term"),
             "last_log_index": _int(last_idx, "last_log_index"),
             "last_log_term": _int(last_term, "last_log_term"),
+        }
+        if transfer and _bool(transfer[0], "transfer"):
+            vote["transfer"] = True
+        return vote
+    if kind == K_PRE_VOTE:
+        term, last_idx, last_term = _fields(body, 3, "pre_vote")
+        return {
+            "type": "pre_vote",
+            "term": _int(term, "term"),
+            "last_log_index": _int(last_idx, "last_log_index"),
+            "last_log_term": _int(last_term, "last_log_term"),
+        }
+    if kind == K_PRE_VOTE_RESPONSE:
+        term, granted = _fields(body, 2, "pre_vote_response")
+        return {
+            "type": "pre_vote_response",
+            "term": _int(term, "term"),
+            "granted": _bool(granted, "granted"),
         }
     if kind == K_RESPONSE_VOTE:
         (term,) = _fields(body, 1, "response_vote")
@@ -352,6 +392,8 @@ def decode_message(body: list[Any]) -> Any:
         if type(name) is not str or type(cluster_id) is not str:
             raise _bad("member address or cluster id is not text")
         return MemberHello(name, cluster_id)
+    if type(kind) is int and kind > K_LAST_KNOWN:
+        raise WireError("unknown_kind", f"message kind {kind} of a later release")
     raise WireError("malformed", f"unknown message kind {kind!r}")
 
 
@@ -626,6 +668,7 @@ class PeerConnection:
         self.encryptor: Any = None  # pysyncobj's transport sets it; the keyring is used
         self.peer = peer
         self.authenticated = False  # a frame from the peer decrypted
+        self._unknown_logged = False  # a later release's message kind was logged
         self.key_index = 0  # the keyring's key this connection sends with
         self._poll = poller
         self._keyring = keyring
@@ -874,6 +917,18 @@ class PeerConnection:
                     return
                 message = self._open(payload)
             except WireError as exc:
+                if exc.code == "unknown_kind" and self.authenticated:
+                    # A later release's message (it decrypted: a member's): dropped, the
+                    # connection kept; Raft copes with a lost message. Logged once.
+                    if not self._unknown_logged:
+                        self._unknown_logged = True
+                        logger.warning(
+                            "raft wire: dropping messages from %s that this release does not "
+                            "know (%s); a member runs a later release",
+                            self.peer,
+                            exc.reason,
+                        )
+                    continue
                 self._on_refused(self, exc.code, exc.reason)
                 self.disconnect()
                 return

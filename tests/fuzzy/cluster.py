@@ -345,8 +345,12 @@ class Cluster:
         clock: FakeClock,
         machine_factory: MachineFactory = RecordingMachine,
         compaction_min_entries: int = 400,
+        prevote: bool = True,
     ) -> None:
         self.clock = clock
+        # Pre-vote and leader stickiness (the replicas' gate; in production: every member
+        # at feature level 3). Tests turn it off to run the plain election.
+        self.prevote = prevote
         self.seed = seed
         self.switch = _RandomSwitch()
         self.machine_factory = machine_factory
@@ -398,6 +402,7 @@ class Cluster:
             fs=m.fs,
             transport_class=FuzzTransport,
             auto_tick=False,
+            prevote=lambda: self.prevote,
         )
         self.network.alive.add(name)
 

@@ -258,6 +258,127 @@ def run(
     return report
 
 
+@dataclass
+class Isolation:
+    """What :func:`isolate` saw: the leader and term before a minority was cut off, the
+    same after it healed, the highest term any cut-off member reached, and the verifiers'
+    findings."""
+
+    seed: int
+    cut: list[str]
+    leader_before: str
+    term_before: int
+    leader_after: str | None
+    term_after: int
+    cut_max_term: int
+    converged: bool
+    prevote_rounds: int
+    votes_ignored: int
+    violations: list[str] = field(default_factory=list)
+
+    def undisturbed(self) -> bool:
+        """The leader and its term survived the partition and its healing, and no
+        cut-off member ever raised its term."""
+        return (
+            self.leader_after == self.leader_before
+            and self.term_after == self.term_before
+            and self.cut_max_term == self.term_before
+        )
+
+
+def isolate(
+    seed: int,
+    nodes: int,
+    root: Path,
+    *,
+    prevote: bool = True,
+    minority: int = 1,
+    cut_s: float = 6.0,
+    tcp: bool = False,
+) -> Isolation:
+    """A healthy cluster under the workload (no other faults): once a leader has been
+    stable for 2 s, ``minority`` followers (chosen by the seed) are cut off from
+    everyone for ``cut_s`` (many election timeouts), then the network heals and the
+    cluster runs 10 s more. Raft thesis 9.6 / 4.2.3: with pre-vote and stickiness the
+    cut-off members never raise their term, and on healing they depose nobody."""
+    clock = FakeClock()
+    cluster = Cluster(root, nodes, seed, clock, prevote=prevote)
+    cluster.network.faults = Faults(tcp=tcp)
+    rng = random.Random(f"{seed}/isolate")
+    workload = Workload(cluster, random.Random(f"{seed}/workload"))
+    from tests.fuzzy.cluster import harness_time
+
+    def steps(seconds: float) -> None:
+        end = clock.now + seconds
+        while clock.now < end:
+            cluster.step(STEP_S)
+            workload.tick()
+
+    def term() -> int:
+        return max(m.replica.raftCurrentTerm for m in cluster.live() if m.replica)
+
+    with captured_logs(), harness_time(clock, cluster.switch):
+        try:
+            for name in sorted(cluster.members):
+                cluster.start(name)
+            stable, since, limit = None, 0.0, clock.now + 60.0
+            while clock.now < limit:
+                steps(0.1)
+                leader = cluster.leader()
+                name = leader.name if leader else None
+                if name != stable:
+                    stable, since = name, clock.now
+                elif name is not None and clock.now - since >= 2.0:
+                    break
+            assert stable is not None, f"seed {seed}: no stable leader within 60 s"
+            before = term()
+            followers = sorted(n for n in cluster.members if n != stable)
+            cut = sorted(rng.sample(followers, minority))
+            for a in cut:
+                for b in cluster.members:
+                    if b not in cut:
+                        cluster.network.block(a, b)
+                        cluster.network.block(b, a)
+            cut_max = before
+            end = clock.now + cut_s
+            while clock.now < end:
+                steps(0.1)
+                cut_max = max(cut_max, *(cluster.members[n].replica.raftCurrentTerm for n in cut))
+            cluster.network.heal()
+            end = clock.now + 10.0
+            while clock.now < end:
+                steps(0.1)
+                cut_max = max(cut_max, *(cluster.members[n].replica.raftCurrentTerm for n in cut))
+            workload.active = False
+            converged = False
+            limit = clock.now + CONVERGE_S
+            while clock.now < limit:
+                steps(STEP_S)
+                if _converged(cluster, workload):
+                    converged = True
+                    break
+            verify.check_acks(cluster, workload.acks)
+            if converged:
+                verify.check_healed(cluster)
+            leader = cluster.leader()
+            replicas = [m.replica for m in cluster.live() if m.replica]
+            return Isolation(
+                seed=seed,
+                cut=cut,
+                leader_before=stable,
+                term_before=before,
+                leader_after=leader.name if leader else None,
+                term_after=term(),
+                cut_max_term=cut_max,
+                converged=converged,
+                prevote_rounds=sum(r._seam_prevote_rounds for r in replicas),
+                votes_ignored=sum(r._seam_votes_ignored for r in replicas),
+                violations=list(cluster.violations),
+            )
+        finally:
+            cluster.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzzy.run", description=__doc__)
     ap.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")

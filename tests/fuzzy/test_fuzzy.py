@@ -18,7 +18,7 @@ from raftcron.core import commands as c
 from raftcron.core.results import Reject
 from raftcron.core.state import Rejected, Result, State
 from tests.fuzzy.cluster import RecordingMachine
-from tests.fuzzy.run import run
+from tests.fuzzy.run import isolate, run
 
 # pysyncobj 0.3.17 leaves the snapshot file of a transfer it abandons open
 # (Serializer.cancelTransmisstion drops the file object unclosed): a ResourceWarning when
@@ -198,3 +198,32 @@ def test_chaos_network_no_longer_truncates_acknowledged_entries(tmp_path: Path) 
     logs = report.stats["logs"]
     assert isinstance(logs, dict) and not any("truncating" in line for line in logs), logs
     assert report.converged and report.stats["acked"], report.summary()
+
+
+# -- pre-vote and leader stickiness (Raft thesis 9.6, 4.2.3; docs/design.md, "Elections:
+# pre-vote and stickiness")
+
+
+@pytest.mark.parametrize(("nodes", "minority", "net"), [(3, 1, "tcp"), (5, 2, "chaos")])
+def test_a_healed_minority_deposes_no_leader(
+    nodes: int, minority: int, net: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A minority cut off for 6 s (many election timeouts) never raises its term, and
+    once healed the leader and its term are the ones from before."""
+    seed = int(os.environ.get("FUZZY_SEED") or random.SystemRandom().randrange(1 << 32))
+    got = isolate(seed, nodes, tmp_path, minority=minority, tcp=net == "tcp")
+    with capsys.disabled():
+        print(f"\n[fuzzy] isolate seed={seed} nodes={nodes} minority={minority}: {got}")
+    assert got.converged and not got.violations, got
+    assert got.prevote_rounds > 0, got  # (the cut-off members did try)
+    assert got.undisturbed(), got
+
+
+def test_without_prevote_a_healed_minority_raises_the_term(tmp_path: Path) -> None:
+    """The same partition with the plain election (a member below feature level 3): the
+    cut-off member's term rises, and healing it deposes the leader. (What the test above
+    rules out does happen without pre-vote.)"""
+    got = isolate(1, 3, tmp_path, prevote=False)
+    assert got.converged and not got.violations, got
+    assert got.cut_max_term > got.term_before and got.term_after > got.term_before, got
+    assert not got.undisturbed()

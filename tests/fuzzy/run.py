@@ -315,20 +315,25 @@ def isolate(
             workload.tick()
 
     def term() -> int:
-        return max(m.replica.raftCurrentTerm for m in cluster.live() if m.replica)
+        return max(int(m.replica.raftCurrentTerm) for m in cluster.live() if m.replica)
+
+    def cut_term(cut: list[str]) -> int:
+        got = [cluster.members[n].replica for n in cut]
+        return max(int(r.raftCurrentTerm) for r in got if r is not None)
 
     with captured_logs(), harness_time(clock, cluster.switch):
         try:
             for name in sorted(cluster.members):
                 cluster.start(name)
-            stable, since, limit = None, 0.0, clock.now + 60.0
+            stable: str | None = None
+            since, limit = 0.0, clock.now + 60.0
             while clock.now < limit:
                 steps(0.1)
                 leader = cluster.leader()
-                name = leader.name if leader else None
-                if name != stable:
-                    stable, since = name, clock.now
-                elif name is not None and clock.now - since >= 2.0:
+                now_leading = leader.name if leader else None
+                if now_leading != stable:
+                    stable, since = now_leading, clock.now
+                elif now_leading is not None and clock.now - since >= 2.0:
                     break
             assert stable is not None, f"seed {seed}: no stable leader within 60 s"
             before = term()
@@ -343,12 +348,12 @@ def isolate(
             end = clock.now + cut_s
             while clock.now < end:
                 steps(0.1)
-                cut_max = max(cut_max, *(cluster.members[n].replica.raftCurrentTerm for n in cut))
+                cut_max = max(cut_max, cut_term(cut))
             cluster.network.heal()
             end = clock.now + 10.0
             while clock.now < end:
                 steps(0.1)
-                cut_max = max(cut_max, *(cluster.members[n].replica.raftCurrentTerm for n in cut))
+                cut_max = max(cut_max, cut_term(cut))
             workload.active = False
             converged = False
             limit = clock.now + CONVERGE_S

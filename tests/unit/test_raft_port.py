@@ -865,6 +865,10 @@ def test_a_deposed_leaders_chunk_does_not_break_the_current_transmission(
     deposed.send(
         {"type": "apply_command", "command": call_entry(lock_command(61)), "request_id": 1}
     )
+    # (the stale chunk is answered with the later term: Raft's reply to a deposed leader;
+    # docs/design.md, "Elections: pre-vote and stickiness")
+    stale = deposed.recv_reply()
+    assert (stale["type"], stale["term"], stale["success"]) == ("next_node_idx", term, False)
     assert deposed.recv_reply()["type"] == "apply_command_response"
     current.send(base | {"term": term, "transmission": "finish", "data": entry[100:]})
     _wait(lambda: follower.raftLastApplied >= last_idx + 1, "the current leader's entry")

@@ -177,6 +177,7 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _m("SyncObj", "_SyncObj__getCurrentLogTerm"),
     _m("SyncObj", "_SyncObj__setCurrentTerm", "term", "votedForNodeId"),
     _m("SyncObj", "_SyncObj__setState", "newState"),
+    _m("SyncObj", "_SyncObj__onLeaderChanged"),
     _g("pysyncobj.syncobj", "_RAFT_STATE"),
     # TCPTransport: the raft port
     _m("TCPTransport", "_createServer"),
@@ -427,6 +428,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _SyncObj__raftCommitIndex: int
     _SyncObj__leaderCommitIndex: int | None
     _SyncObj__raftElectionDeadline: float
+    _SyncObj__raftLeader: Any
 
     # The seam's own state (docs/design.md, "pysyncobj integration", bugs 4 to 8): who
     # voted for this candidate in which term; from which index a tail must survive
@@ -612,6 +614,11 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
             return False
         term = self._SyncObj__raftCurrentTerm + 1
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        if self._SyncObj__raftLeader is not None:
+            # The leader is presumed gone, as when pysyncobj starts an election: commands
+            # forwarded to it fail now (leader_changed), and the status shows no leader.
+            self._SyncObj__raftLeader = None
+            self._SyncObj__onLeaderChanged()
         self._seam_prevote_term, self._seam_prevoters = term, frozenset()
         self._seam_prevote_rounds += 1
         request = {

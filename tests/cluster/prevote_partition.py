@@ -113,8 +113,16 @@ def scenario(out: Path) -> list[str]:
             for other in cl.members:
                 if other != cut:
                     net.cut(cut, other)
-            time.sleep(CUT_S)
-            cut_term = status(cl, cut)["term"]  # (the runner's API calls are never cut)
+            # the cut works: the follower stops hearing the leader (its election timer
+            # fires; with pre-vote it forgets the leader but keeps its term)
+            wait_for(
+                f"{cut} to lose the leader",
+                lambda: status(cl, cut)["leader"] is None,  # (the runner's calls are never cut)
+                CUT_S / 2,
+                interval=0.2,
+            )
+            time.sleep(max(0.0, start_t + CUT_S - time.monotonic()))
+            cut_term = status(cl, cut)["term"]
             net.heal()
             log(f"healed; {cut} is at term {cut_term}")
             wait_for(

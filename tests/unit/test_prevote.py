@@ -143,6 +143,7 @@ def test_a_timed_out_follower_asks_for_pre_votes_and_keeps_its_term(
     assert {dst for dst, m in t.sent if m["type"] == "pre_vote"} == set(ADDRS[1:3])
     assert asked[0] == {"type": "pre_vote", "term": 2, "last_log_index": 3, "last_log_term": 1}
     assert term_of(r) == 1 and not r.is_leader()
+    assert r.getStatus()["leader"] is None  # presumed gone, as at pysyncobj's election
     # no answer: the next timeout asks again, still at term 1
     timeout(r, clock)
     assert len(t.replies("pre_vote")) == 4 and term_of(r) == 1

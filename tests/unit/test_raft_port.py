@@ -878,6 +878,33 @@ def test_a_deposed_leaders_chunk_does_not_break_the_current_transmission(
     deposed.close()
 
 
+def test_a_later_releases_message_kind_is_dropped_and_the_connection_kept(
+    cluster: Replicas, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message kind this release does not know (a later release's, from a member: it
+    decrypted) is dropped with one log line; the connection stays and the next message is
+    answered (docs/design.md, "Elections: pre-vote and stickiness"). A build before this
+    one closed the connection (``malformed``: unknown message kind)."""
+    caplog.set_level(logging.WARNING, logger="raftcron.raft.wire")
+    cluster.timeouts = (5.0, 10.0)
+    follower = cluster.start(0)
+    _wait(lambda: follower.journal()[-1][1] >= 1, "the follower's journal")
+    last_idx, last_term = follower.journal()[-1][1], follower.journal()[-1][2]
+    peer = FakePeer(follower.selfNode.address)
+    peer.handshake(cluster.addrs[2])
+    later = wire.K_LAST_KNOWN + 1
+    for _ in range(3):
+        body = msgpack.packb([peer.theirs, later, 1, "a field"], use_bin_type=True)
+        peer.send_plain(bytes((0,)) + body)
+    ask = {"type": "pre_vote", "term": follower.raftCurrentTerm + 5}
+    peer.send(ask | {"last_log_index": last_idx, "last_log_term": last_term})
+    answer = peer.recv_reply()
+    assert answer["type"] == "pre_vote_response" and answer["term"] == ask["term"]
+    assert caplog.text.count("that this release does not know") == 1
+    assert "refused" not in caplog.text
+    peer.close()
+
+
 def _peek(sock: socket.socket, flags: int) -> bool:
     try:
         return bool(sock.recv(1, flags))

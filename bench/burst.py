@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -42,6 +43,27 @@ LOG_LINES = (
     "lost run=",
     "became leader",
 )
+
+
+def commits_by_kind(cl: Any) -> dict[str, int]:
+    """Entries the members proposed and saw commit, by command type, summed over members
+    (``raftcron_commit_latency_seconds_count``): how many ``Lifecycle`` batches there were
+    and how many single ``Start``/``Renew``/``Complete`` went alone."""
+    out: dict[str, int] = {}
+    for name, m in cl.members.items():
+        try:
+            with cl.open(m.api + "/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            log(f"burst: no metrics from {name}: {exc}")
+            continue
+        for kind, n in re.findall(
+            r'^raftcron_commit_latency_seconds_count\{command="([A-Za-z]+)"\} ([0-9.e+]+)$',
+            text,
+            re.M,
+        ):
+            out[kind] = out.get(kind, 0) + int(float(n))
+    return out
 
 
 def one(
@@ -63,6 +85,7 @@ def one(
                     why = f"{r['status']}: {(r.get('reason') or '')[:60]}"
                     reasons[why] = reasons.get(why, 0) + 1
             out["reasons"] = reasons
+            out["commits_by_kind"] = commits_by_kind(cl)
         except Exception as exc:
             out["error"] = repr(exc)
         logs = "".join(m.log.read_text(errors="replace") for m in cl.members.values())

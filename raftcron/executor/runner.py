@@ -284,6 +284,7 @@ class Executor:
         if self.spawner is not None:  # its watchdogs live on, like the ones above
             await self.spawner.close()
         await self.lifecycle.close()
+        await asyncio.to_thread(self.rundirs.settle)  # recorded runs' directories go
 
     # -- one run
 
@@ -742,7 +743,7 @@ class Executor:
             self._tell,
         )
         if ok:
-            self.rundirs.remove(run_dir)
+            self.rundirs.discard(run_dir)
 
     async def _reattach(self, active: _Active) -> None:
         """A run the state says this node is running, found when the agent (re)started."""

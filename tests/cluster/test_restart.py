@@ -190,7 +190,8 @@ def test_a_restart_within_the_lease_reattaches(cl: Cluster, sink: Sink, sig: int
     text = log_since(cl, node, offset)
     assert "re-attached to its watchdog" in text
     assert warnings_about(text, rid) == []
-    assert not list((cl.root / "data" / node / "runs").iterdir())  # cleaned up
+    runs = cl.root / "data" / node / "runs"  # cleaned up (off the loop, just after the commit)
+    wait_for("the run dir to be removed", lambda: not list(runs.iterdir()), 30)
 
 
 @pytest.mark.parametrize("sig", SIGNALS)

@@ -12,6 +12,8 @@ waits 120 s for the leases); ``--full`` fires at a top of a minute and waits 420
 ``--env`` passes environment to the agents (e.g. ``RAFTCRON_MAX_STARTING=8``). The
 agents' logs are counted for the lines that say why runs were lost.
 
+``--true``: the jobs run ``true`` (issue 17's workload) and are timed from the ledger
+(``all_started_s`` is then the last run's recorded end, a bound from above on its start).
 ``--floor S`` (default 5; 0: off) measures the floor's spawn rate (``bench/floor.py``: two
 supervisors fork/exec ``true`` back to back for S seconds) right before each repetition's
 cluster starts, so the burst's cluster-wide start rate (``starts_per_s``: the runs that
@@ -67,7 +69,13 @@ def commits_by_kind(cl: Any) -> dict[str, int]:
 
 
 def one(
-    n: int, env: dict[str, str], tmp: Path, lease: str, full: bool, floor_s: float = 0.0
+    n: int,
+    env: dict[str, str],
+    tmp: Path,
+    lease: str,
+    full: bool,
+    floor_s: float = 0.0,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     reg = Registry()
     ctx = Ctx(sizes=Sizes.quick(), tmp=tmp, reg=reg, quick=not full)
@@ -78,7 +86,7 @@ def one(
     try:
         cl = ctx.raftcron(f"burst-{n}-{time.time_ns()}", env=env)
         try:
-            burst(ctx, cl, n, True, out, lease=lease)
+            burst(ctx, cl, n, True, out, lease=lease, command=command)
             reasons: dict[str, int] = {}
             for r in ledger(cl, cl.wait_leader(30), "b", n):
                 if r["status"] != "succeeded":
@@ -106,6 +114,12 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--lease", default="60s", help="the jobs' lease (make bench: 60s)")
     ap.add_argument(
+        "--true",
+        action="store_true",
+        help="the jobs run `true` (timed from the ledger: all_started_s is the last run's "
+        "recorded end) instead of writing their start time to a sink with sh and date",
+    )
+    ap.add_argument(
         "--floor",
         type=float,
         default=5.0,
@@ -122,7 +136,15 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="raftcron-burst-") as d:
         for i in range(args.repeat):
-            r = one(args.jobs, env, Path(d), args.lease, args.full, args.floor)
+            r = one(
+                args.jobs,
+                env,
+                Path(d),
+                args.lease,
+                args.full,
+                args.floor,
+                ["true"] if args.true else None,
+            )
             log(f"burst {args.jobs} #{i + 1}: {json.dumps(r, default=str)}")
             print(json.dumps(r, default=str), flush=True)
             results.append(r)
@@ -148,6 +170,9 @@ def main() -> None:
         "self_p99": med(("lateness_self", "p99")),
         "self_max": med(("lateness_self", "max")),
         "all_started_s": med(("all_started_s",)),
+        "cpu_agents_s": med(("cpu_agents_s",)),
+        "cpu_children_s": med(("cpu_children_s",)),
+        "cpu_window_s": med(("cpu_window_s",)),
         "starts_per_s": med(("starts_per_s",)),
         "floor_spawn_per_s": med(("floor_spawn_per_s",)),
         "floor_ratio": med(("floor_ratio",)),

@@ -291,3 +291,58 @@ def test_a_burst_through_the_batcher_starts_each_run_once(tmp_path: Path) -> Non
     for rid in rids:
         run = raft.machine.read(lambda s, r=rid: s.runs[r])  # type: ignore[misc]
         assert run.status == SUCCEEDED, (rid, run.status, run.reason)
+
+
+# --------------------------------------------------------------------------- the node
+
+
+class _NodeStub:
+    """What ``Node._react`` uses of a node, recording the calls."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.touched: list[tuple[str, int]] = []
+        self.forgotten: list[str] = []
+        self.leases = self
+        self.executor = self
+
+    def _touch(self, rid: str, fence: int) -> None:
+        self.touched.append((rid, fence))
+
+    def forget(self, rid: str) -> None:
+        self.forgotten.append(rid)
+
+    def _react(self, cmd: c.Command, res: Result, changed: list[str]) -> None:
+        from raftcron.node import Node
+
+        Node._react(self, cmd, res, changed)  # type: ignore[arg-type]
+
+
+def test_the_node_reacts_to_a_batch_item_by_item() -> None:
+    """The apply stream's reactions (lease tracker, the scheduler's jobs to look at) to a
+    batch are those to its items: a committed start or renewal touches its lease, a
+    committed completion forgets it and names its job; a refused item changes nothing."""
+    raft = SlowRaft()
+    runs = _granted_on(raft, 3)
+    (r1, f1), (r2, f2), (r3, f3) = runs
+    items: tuple[c.LifecycleItem, ...] = (
+        c.Start(at_ms=T0 + 1001, run_id=r1, fence=f1, node="a", token="t"),
+        c.Renew(at_ms=T0 + 1001, run_id=r2, fence=f2 + 50, node="a"),  # stale
+        c.Complete(
+            at_ms=T0 + 1002,
+            run_id=r3,
+            fence=f3,
+            node="a",
+            status=SUCCEEDED,
+            exit_code=0,
+            started_ms=None,
+            finished_ms=T0 + 1002,
+        ),
+    )
+    res = raft.machine.apply(c.encode(c.Lifecycle(at_ms=T0 + 1002, items=items)))
+    stub = _NodeStub(raft.machine)
+    changed: list[str] = []
+    stub._react(c.Lifecycle(at_ms=T0 + 1002, items=items), res, changed)
+    assert stub.touched == [(r1, f1)]
+    assert stub.forgotten == [r3]
+    assert changed == ["j2"]

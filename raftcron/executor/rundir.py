@@ -115,14 +115,17 @@ class RunDirs:
 
 def _remove(path: Path) -> None:
     """A run directory holds files only (and the watchdog's socket): unlink them and the
-    directory; anything else (it cannot be, but) goes through ``shutil.rmtree``."""
+    directory. A file that went meanwhile (a watchdog exiting unlinks its socket) is
+    skipped; anything else (a subdirectory, a file written meanwhile) goes through
+    ``shutil.rmtree``."""
     try:
         with os.scandir(path) as entries:
             for entry in entries:
-                os.unlink(entry.path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
         os.rmdir(path)
     except FileNotFoundError:
-        pass
+        pass  # the directory itself is gone
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -11,18 +11,29 @@ waits 120 s for the leases); ``--full`` fires at a top of a minute and waits 420
 300 s, as ``make bench`` does. It prints one JSON line per repetition plus the medians.
 ``--env`` passes environment to the agents (e.g. ``RAFTCRON_MAX_STARTING=8``). The
 agents' logs are counted for the lines that say why runs were lost.
+
+``--true``: the jobs run ``true`` (issue 17's workload) and are timed from the ledger
+(``all_started_s`` is then the last run's recorded end, a bound from above on its start).
+``--floor S`` (default 5; 0: off) measures the floor's spawn rate (``bench/floor.py``: two
+supervisors fork/exec ``true`` back to back for S seconds) right before each repetition's
+cluster starts, so the burst's cluster-wide start rate (``starts_per_s``: the runs that
+started divided by the time from the fire to the last start, the jobs' own clocks) is
+compared with a floor of the same run (``floor_ratio``; issue 17's target is >= 0.5).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import floor
 from bench.common import Ctx, Sizes
 from bench.procs import Registry, log
 from bench.scale import burst, ledger
@@ -36,24 +47,61 @@ LOG_LINES = (
 )
 
 
-def one(n: int, env: dict[str, str], tmp: Path, lease: str, full: bool) -> dict[str, Any]:
+def commits_by_kind(cl: Any) -> dict[str, int]:
+    """Entries the members proposed and saw commit, by command type, summed over members
+    (``raftcron_commit_latency_seconds_count``): how many ``Lifecycle`` batches there were
+    and how many single ``Start``/``Renew``/``Complete`` went alone."""
+    out: dict[str, int] = {}
+    for name, m in cl.members.items():
+        try:
+            with cl.open(m.api + "/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            log(f"burst: no metrics from {name}: {exc}")
+            continue
+        for kind, n in re.findall(
+            r'^raftcron_commit_latency_seconds_count\{command="([A-Za-z]+)"\} ([0-9.e+]+)$',
+            text,
+            re.M,
+        ):
+            out[kind] = out.get(kind, 0) + int(float(n))
+    return out
+
+
+def one(
+    n: int,
+    env: dict[str, str],
+    tmp: Path,
+    lease: str,
+    full: bool,
+    floor_s: float = 0.0,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
     reg = Registry()
     ctx = Ctx(sizes=Sizes.quick(), tmp=tmp, reg=reg, quick=not full)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"load_1min": os.getloadavg()[0]}
+    if floor_s > 0:
+        spawn = floor._parallel("spawn", floor_s)
+        out["floor_spawn_per_s"] = sum(w["per_s"] for w in spawn)
     try:
         cl = ctx.raftcron(f"burst-{n}-{time.time_ns()}", env=env)
         try:
-            burst(ctx, cl, n, True, out, lease=lease)
+            burst(ctx, cl, n, True, out, lease=lease, command=command)
             reasons: dict[str, int] = {}
             for r in ledger(cl, cl.wait_leader(30), "b", n):
                 if r["status"] != "succeeded":
                     why = f"{r['status']}: {(r.get('reason') or '')[:60]}"
                     reasons[why] = reasons.get(why, 0) + 1
             out["reasons"] = reasons
+            out["commits_by_kind"] = commits_by_kind(cl)
         except Exception as exc:
             out["error"] = repr(exc)
         logs = "".join(m.log.read_text(errors="replace") for m in cl.members.values())
         out["log_lines"] = {k: logs.count(k) for k in LOG_LINES}
+        if out.get("started") and out.get("all_started_s"):
+            out["starts_per_s"] = out["started"] / max(out["all_started_s"], 1e-3)
+            if out.get("floor_spawn_per_s"):
+                out["floor_ratio"] = out["starts_per_s"] / out["floor_spawn_per_s"]
     finally:
         reg.stop_all()
     return out
@@ -66,6 +114,18 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--lease", default="60s", help="the jobs' lease (make bench: 60s)")
     ap.add_argument(
+        "--true",
+        action="store_true",
+        help="the jobs run `true` (timed from the ledger: all_started_s is the last run's "
+        "recorded end) instead of writing their start time to a sink with sh and date",
+    )
+    ap.add_argument(
+        "--floor",
+        type=float,
+        default=5.0,
+        help="seconds of the floor's spawn rate before each repetition (0: off)",
+    )
+    ap.add_argument(
         "--full",
         action="store_true",
         help="fire at a top of a minute and wait as long as make bench does (420 s for the "
@@ -76,7 +136,15 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="raftcron-burst-") as d:
         for i in range(args.repeat):
-            r = one(args.jobs, env, Path(d), args.lease, args.full)
+            r = one(
+                args.jobs,
+                env,
+                Path(d),
+                args.lease,
+                args.full,
+                args.floor,
+                ["true"] if args.true else None,
+            )
             log(f"burst {args.jobs} #{i + 1}: {json.dumps(r, default=str)}")
             print(json.dumps(r, default=str), flush=True)
             results.append(r)
@@ -101,6 +169,13 @@ def main() -> None:
         "self_p50": med(("lateness_self", "p50")),
         "self_p99": med(("lateness_self", "p99")),
         "self_max": med(("lateness_self", "max")),
+        "all_started_s": med(("all_started_s",)),
+        "cpu_agents_s": med(("cpu_agents_s",)),
+        "cpu_children_s": med(("cpu_children_s",)),
+        "cpu_window_s": med(("cpu_window_s",)),
+        "starts_per_s": med(("starts_per_s",)),
+        "floor_spawn_per_s": med(("floor_spawn_per_s",)),
+        "floor_ratio": med(("floor_ratio",)),
         "ledger_p50": med(("lateness_ledger", "p50")),
         "ledger_p99": med(("lateness_ledger", "p99")),
         "lost": med(("statuses", "lost")),

@@ -223,13 +223,25 @@ def read_starts(sink: Path) -> dict[str, float]:
 
 
 def burst(
-    ctx: Ctx, cl: Cluster, n: int, execute: bool, out: dict[str, Any], lease: str = "60s"
+    ctx: Ctx,
+    cl: Cluster,
+    n: int,
+    execute: bool,
+    out: dict[str, Any],
+    lease: str = "60s",
+    command: list[str] | None = None,
 ) -> None:
-    """Fills ``out`` as it goes, so a phase stopped half way keeps what it measured."""
+    """Fills ``out`` as it goes, so a phase stopped half way keeps what it measured.
+
+    ``command`` (e.g. ``["true"]``): the jobs run it instead of writing their own start
+    time to the sink; the starts are then timed from the ledger once every lease has
+    ended: ``lateness_ledger`` (the executor's clock before its fenced start) and
+    ``lateness_finished`` (the run's recorded end), and ``all_started_s`` is the latest
+    END (a bound from above on the last start)."""
     leader = cl.wait_leader(30)
     sink = cl.root / f"burst-{n}.txt"
     base: dict[str, Any] = {
-        "command": ["sh", "-c", SINK.format(sink=sink)],
+        "command": command or ["sh", "-c", SINK.format(sink=sink)],
         "lease": lease,
         "catchup": "10m",
     }
@@ -272,6 +284,9 @@ def burst(
     out["rss_registered"] = rss(cl)
     base_runs = int(status(cl, leader)["runs"])
     time.sleep(max(0.0, fire_at - time.time() - 1))
+    pids = agent_pids(cl)
+    cpu0 = {nm: cpu_seconds(pid) for nm, pid in pids.items()}
+    t_cpu0 = time.time()
     claimed_at = None
     deadline = fire_at + 120
     while time.time() < deadline:
@@ -286,12 +301,21 @@ def burst(
         return
     # wait for every job's own start line, bounded
     limit = fire_at + (60 if ctx.quick else 420)
+    if command is not None:
+        _burst_by_ledger(cl, leader, n, fire_at, limit, pids, cpu0, t_cpu0, out)
+        return
     try:
         while time.time() < limit and len(read_starts(sink)) < n:
             if ctx.guard is not None and ctx.guard.tripped:
                 raise RuntimeError(ctx.guard.tripped)
             time.sleep(0.5)
     finally:
+        # CPU of the three agents (own) and of what they forked (the fork servers, the
+        # watchdogs, the jobs) from 1 s before the fire until every run started
+        cpu1 = {nm: cpu_seconds(pid) for nm, pid in pids.items()}
+        out["cpu_window_s"] = time.time() - t_cpu0
+        out["cpu_agents_s"] = sum(cpu1[n][0] - cpu0[n][0] for n in pids)
+        out["cpu_children_s"] = sum(cpu1[n][1] - cpu0[n][1] for n in pids)
         starts = read_starts(sink)
         self_late = [t - fire_at for t in starts.values()]
         out["started"] = len(starts)
@@ -318,6 +342,45 @@ def burst(
         f"{out.get('lateness_self', {}).get('p50', 0):.2f}/"
         f"{out.get('lateness_self', {}).get('p99', 0):.2f}/"
         f"{out.get('lateness_self', {}).get('max', 0):.2f}s; statuses {statuses}"
+    )
+
+
+def _burst_by_ledger(
+    cl: Cluster,
+    leader: str,
+    n: int,
+    fire_at: float,
+    limit: float,
+    pids: dict[str, int],
+    cpu0: dict[str, tuple[float, float]],
+    t_cpu0: float,
+    out: dict[str, Any],
+) -> None:
+    """The end of :func:`burst` for jobs that do not write to the sink: wait until no
+    lease is live, then time the runs from the ledger."""
+    time.sleep(1.0)
+    while time.time() < limit and int(status(cl, leader)["live_leases"]) > 0:
+        time.sleep(0.2)
+    cpu1 = {nm: cpu_seconds(pid) for nm, pid in pids.items()}
+    out["cpu_window_s"] = time.time() - t_cpu0
+    out["cpu_agents_s"] = sum(cpu1[k][0] - cpu0[k][0] for k in pids)
+    out["cpu_children_s"] = sum(cpu1[k][1] - cpu0[k][1] for k in pids)
+    runs = ledger(cl, leader, "b", n)
+    started = [_iso_ms(r["started_at"]) - fire_at for r in runs if r["started_at"]]
+    ended = [_iso_ms(r["finished_at"]) - fire_at for r in runs if r["finished_at"]]
+    out["started"] = len(started)
+    if started:
+        out["lateness_ledger"] = run_summary(started)
+    if ended:
+        out["lateness_finished"] = run_summary(ended)
+        out["all_started_s"] = max(ended)
+    statuses: dict[str, int] = {}
+    for r in runs:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    out["statuses"] = statuses
+    log(
+        f"burst {n}: started {len(started)} (ledger); last end {out.get('all_started_s')}s "
+        f"after the fire; statuses {statuses}"
     )
 
 

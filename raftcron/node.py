@@ -128,6 +128,7 @@ class Node:
             # runs"): the node's max_starting, or RAFTCRON_MAX_STARTING in the agent's environment.
             max_starting=max_starting(self.me, os.environ),
             secret_values=secret_values(config),
+            lifecycle_batches=self._lifecycle_batches,
         )
         self.api_scheme = "https" if config.api.tls_cert is not None else "http"
         self.leader: Leader | None = None
@@ -213,6 +214,14 @@ class Node:
     def feature_refusal(self, cmd: c.Command) -> features.Refusal | None:
         return self.configctl.refusal(cmd)
 
+    def _lifecycle_batches(self) -> bool:
+        """Whether the executor may batch its lifecycle commands (``Lifecycle``): every
+        member advertises its level (the gate), and ``RAFTCRON_LIFECYCLE_BATCH=0`` in the
+        agent's environment does not turn it off (for before/after measurements)."""
+        if os.environ.get(LIFECYCLE_BATCH_ENV, "1") == "0":
+            return False
+        return self.configctl.refusal(c.Lifecycle(at_ms=0, items=())) is None
+
     async def reload_config(self) -> dict[str, Any]:
         return await self.configctl.reload()
 
@@ -256,7 +265,22 @@ class Node:
 
     def _on_commit(self, cmd: c.Command | None, res: Result) -> None:
         changed: list[str] = []
+        self._react(cmd, res, changed)
+        if changed and self.leader is not None:
+            self.leader.jobs_changed(changed)
+        for fn in self.commit_listeners:
+            try:
+                fn(cmd, res)
+            except Exception:
+                logger.exception("node %s: commit listener failed", self.name)
+
+    def _react(self, cmd: c.Command | None, res: Result, changed: list[str]) -> None:
+        """What a committed command means for this node (lease tracker, executor, the
+        scheduler's jobs to look at again: ``changed``); a batch item by item."""
         match cmd:
+            case c.Lifecycle() if isinstance(res, Ok) and isinstance(res.value, tuple):
+                for item, item_res in zip(cmd.items, res.value, strict=False):
+                    self._react(item, item_res, changed)
             case c.Plan() if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
                 for rid, fence, node in res.value.granted:
                     self._touch(rid, fence)
@@ -295,13 +319,6 @@ class Node:
                 | c.CancelLockWait()
             ) if isinstance(res, Ok):
                 self._track_lock(res.value)
-        if changed and self.leader is not None:
-            self.leader.jobs_changed(changed)
-        for fn in self.commit_listeners:
-            try:
-                fn(cmd, res)
-            except Exception:
-                logger.exception("node %s: commit listener failed", self.name)
 
     def _track_lock(self, value: object) -> None:
         """Feed the lease tracker from a committed lock command's result."""
@@ -494,6 +511,9 @@ class Node:
 
 
 MAX_STARTING_ENV: Final = "RAFTCRON_MAX_STARTING"
+# "0" turns the executor's lifecycle batches off (raftcron/executor/batch.py): each Start,
+# renewal and Complete is then its own entry, as before level 4 (a before/after knob).
+LIFECYCLE_BATCH_ENV: Final = "RAFTCRON_LIFECYCLE_BATCH"
 
 
 def max_starting(me: NodeConfig, environ: Mapping[str, str]) -> int:

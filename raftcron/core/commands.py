@@ -9,7 +9,8 @@ Every command is idempotent under retry: fires are keyed by ``(job, scheduled_at
 (retry claims by ``(job, scheduled_at, attempt)``), lease operations by ``(run id,
 fence)``, kills by the run they name, barriers by their nonce, lock acquisitions by their
 request id, lock renewals and releases by ``(lock, fence)``, drains by ``(member, drain,
-kind)`` (repeating one changes nothing).
+kind)`` (repeating one changes nothing). A ``Lifecycle`` batch is idempotent item by item:
+each of its ``Start``, ``Renew`` and ``Complete`` keeps its own key.
 """
 
 from __future__ import annotations
@@ -182,6 +183,27 @@ class Complete:
     reason: str = ""
 
 
+LifecycleItem = Start | Renew | Complete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lifecycle:
+    """Many runs' ``Start``, ``Renew`` and ``Complete`` of one executor node in one entry
+    (feature level 4: ``raftcron/core/features.py``).
+
+    ``apply`` applies each item exactly as the single command (its own ``at``, fence check,
+    idempotency key, transitions, retries, rejections), in order, and answers
+    ``Ok(tuple of the items' results)``: one item's rejection never rejects another.
+    ``at_ms`` is the newest of the items' (cluster time moves on to it after the items),
+    so a batch changes the state exactly as its items proposed one by one would.
+    Proposed by the executor's batcher (``raftcron/executor/batch.py``) once every
+    member advertises level 4; before that it proposes the items one by one.
+    """
+
+    at_ms: int
+    items: tuple[LifecycleItem, ...]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Expire:
     """The leader saw no renewal for a lease's duration on its own monotonic clock.
@@ -342,6 +364,7 @@ Command = (
     | Start
     | Renew
     | Complete
+    | Lifecycle
     | Expire
     | StartBackfill
     | CancelBackfill
@@ -491,6 +514,10 @@ _CODECS: Final[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {
         lambda v: [_missed_to_wire(m) for m in v],
         lambda v: tuple(_missed_from_wire(r) for r in v),
     ),
+    "items": (
+        lambda v: [_item_to_wire(i) for i in v],
+        lambda v: tuple(_item_from_wire(r) for r in v),
+    ),
 }
 
 A = Arg
@@ -521,6 +548,8 @@ KINDS: Final[tuple[Kind, ...]] = (
         _RUN, A("fence", "fence", "int"), A("node", "node"), A("status", "status"),
         A("exit_code", "exit", "opt_int"), A("started_ms", "started", "opt_int"),
         A("finished_ms", "finished", "int"), A("output", "output"), A("reason", "reason"))),
+    # batched lifecycle (level 4): each item is a start, renew or complete map as above
+    Kind("lifecycle", Lifecycle, (A("items", "items", "items"),), since=4),
     Kind("expire", Expire, (_RUN, A("fence", "fence", "int"), A("reason", "reason"),
                             A("renewals", "renewals", "int", optional=True))),
     Kind("kill", Kill, (_RUN, A("reason", "reason"),
@@ -550,11 +579,23 @@ _DEFAULTS: Final[dict[type[Any], dict[str, Any]]] = {
 }
 
 
+# The kinds a Lifecycle batch carries, by tag.
+LIFECYCLE_TAGS: Final = frozenset({"start", "renew", "complete"})
+
+
 def encode(cmd: Command) -> bytes:
     """Encode a command in the versioned envelope: ``v``, ``at``, ``t``, then the kind's
     fields in :data:`KINDS` order."""
+    body: dict[str, Any] = {"v": ENVELOPE_VERSION}
+    body.update(_to_wire(cmd))
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+def _to_wire(cmd: Command) -> dict[str, Any]:
+    """A command's map without the envelope version: ``at``, ``t``, then its fields."""
     kind = _BY_CLASS[type(cmd)]
-    body: dict[str, Any] = {"v": ENVELOPE_VERSION, "at": cmd.at_ms, "t": kind.tag}
+    body: dict[str, Any] = {"at": cmd.at_ms, "t": kind.tag}
     defaults = _DEFAULTS[kind.cls]
     for arg in kind.args:
         value = getattr(cmd, arg.attr)
@@ -563,8 +604,23 @@ def encode(cmd: Command) -> bytes:
         if arg.with_ and not getattr(cmd, arg.with_):
             continue
         body[arg.wire] = _CODECS[arg.codec][0](value)
-    out: bytes = msgpack.packb(body, use_bin_type=True)
-    return out
+    return body
+
+
+def _item_to_wire(item: LifecycleItem) -> dict[str, Any]:
+    """One item of a ``Lifecycle``: the single command's own map (``at``, ``t``, fields)."""
+    if type(item) not in (Start, Renew, Complete):
+        raise TypeError(f"a lifecycle batch carries start, renew and complete, not {item!r}")
+    return _to_wire(item)
+
+
+def _item_from_wire(raw: Mapping[str, Any]) -> LifecycleItem:
+    if raw["t"] not in LIFECYCLE_TAGS:
+        raise ValueError(f"a lifecycle batch cannot carry {raw['t']!r}")
+    item = _decode_body(raw)
+    if not isinstance(item, Start | Renew | Complete):  # (cannot be: the tags above)
+        raise ValueError(f"not a lifecycle item: {item!r}")
+    return item
 
 
 def _decode_body(b: Mapping[str, Any]) -> Command | None:

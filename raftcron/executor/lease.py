@@ -37,7 +37,7 @@ from raftcron.core.lease import margin_for, safe_deadline
 from raftcron.core.model import JobSpec, Run, due_ms
 from raftcron.core.state import Ok, Rejected
 from raftcron.logs import LogCtx
-from raftcron.proposals import propose_with_retry
+from raftcron.proposals import Propose, propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,12 @@ class FencedRun:
         run: Run,
         lease_ms: int,
         tell: Tell | None = None,
+        propose: Propose | None = None,
     ) -> None:
         self.raft = raft
+        # how its Start, renewals and Complete are proposed: the node's batcher
+        # (raftcron/executor/batch.py), or one proposal each
+        self.propose: Propose = propose if propose is not None else raft.propose
         self.clock = clock
         self.node = node
         self.run = run
@@ -125,7 +129,7 @@ class FencedRun:
             last = self.clock.monotonic()
             try:
                 async with limiter:
-                    res = await self.raft.propose(
+                    res = await self.propose(
                         Renew(
                             at_ms=self.clock.wall_ms(),
                             run_id=run.id,
@@ -166,7 +170,7 @@ class FencedRun:
                 return False
             self.started_ms = self.clock.wall_ms()
             try:
-                res = await self.raft.propose(
+                res = await self.propose(
                     Start(
                         at_ms=self.started_ms,
                         run_id=run.id,
@@ -232,7 +236,7 @@ class FencedRun:
             await asyncio.sleep(max(0.0, last_send + self.period - self.clock.monotonic()))
             t_send = last_send = self.clock.monotonic()
             try:
-                res = await self.raft.propose(
+                res = await self.propose(
                     Renew(
                         at_ms=self.clock.wall_ms(), run_id=run.id, fence=run.fence, node=self.node
                     ),
@@ -266,7 +270,7 @@ class FencedRun:
         self, status: str, code: int | None, finished_ms: int, output: str, reason: str
     ) -> bool:
         return await complete(
-            self.raft,
+            self.propose,
             self.node,
             self.run,
             status,
@@ -280,7 +284,7 @@ class FencedRun:
 
 
 async def complete(
-    raft: RaftNode,
+    propose: Propose,
     node: str,
     run: Run,
     status: str,
@@ -313,7 +317,7 @@ async def complete(
 
     try:
         res = await propose_with_retry(
-            raft.propose,
+            propose,
             cmd,
             attempt_timeout=COMPLETE_TIMEOUT_S,
             pause=COMPLETE_RETRY_S,

@@ -27,8 +27,10 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -64,6 +66,8 @@ class RunDirs:
         self.root = data_dir / RUNS_DIR
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        self._doomed: queue.Queue[Path] = queue.Queue()
+        self._remover: threading.Thread | None = None
 
     def path(self, run: Run) -> Path:
         return self.root / dir_name(run)
@@ -80,6 +84,49 @@ class RunDirs:
             return []
 
     def remove(self, path: Path) -> None:
+        _remove(path)
+
+    def discard(self, path: Path) -> None:
+        """Remove ``path`` soon, on this object's remover thread: the event loop does not
+        wait for the file system (in a burst, removing run directories on the loop took
+        a third of its time: bench/analysis.md). One left behind when the agent stops is
+        found and removed by the next start's sweep (``Executor._sweep``)."""
+        if self._remover is None or not self._remover.is_alive():
+            self._remover = threading.Thread(
+                target=self._remove_loop, name="run dir remover", daemon=True
+            )
+            self._remover.start()
+        self._doomed.put(path)
+
+    def settle(self) -> None:
+        """Wait until every directory handed to :meth:`discard` is removed (blocking: call
+        it in a thread)."""
+        if self._remover is not None and self._remover.is_alive():
+            self._doomed.join()
+
+    def _remove_loop(self) -> None:
+        while True:
+            path = self._doomed.get()
+            try:
+                _remove(path)
+            finally:
+                self._doomed.task_done()
+
+
+def _remove(path: Path) -> None:
+    """A run directory holds files only (and the watchdog's socket): unlink them and the
+    directory. A file that went meanwhile (a watchdog exiting unlinks its socket) is
+    skipped; anything else (a subdirectory, a file written meanwhile) goes through
+    ``shutil.rmtree``."""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass  # the directory itself is gone
+    except OSError:
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -82,6 +82,7 @@ from raftcron.core.model import (
 from raftcron.core.state import State
 from raftcron.executor import rundir
 from raftcron.executor import watchdog as wdproto
+from raftcron.executor.batch import LifecycleBatcher
 from raftcron.executor.http import execute_http
 from raftcron.executor.inproc import InProcess
 from raftcron.executor.lease import GRACE_S, FencedRun, complete, lease_grace, run_ctx
@@ -145,6 +146,7 @@ class Executor:
         max_starting: int = DEFAULT_MAX_STARTING,
         spawner: bool | None = None,
         secret_values: Mapping[str, str] | None = None,
+        lifecycle_batches: Callable[[], bool] | None = None,
     ) -> None:
         if max_starting < 1:
             raise ValueError(f"max_starting must be at least 1, not {max_starting}")
@@ -164,6 +166,10 @@ class Executor:
         self._waiting: deque[_Active] = deque()  # queued runs, in grant order
         self._queued_renewals = asyncio.Semaphore(QUEUED_RENEWALS_IN_FLIGHT)
         self._reapers: set[asyncio.Task[int]] = set()  # directly spawned watchdogs
+        # Every Start, renewal and Complete of this node goes through the batcher: one
+        # entry per commit round trip while busy (batch.py). ``lifecycle_batches`` is the
+        # feature gate (every member at level 4); without it each goes alone, as before.
+        self.lifecycle = LifecycleBatcher(raft.propose, lifecycle_batches or (lambda: False))
         # Embedded Python jobs (spec.call set) run in this process: raftcron.embed
         # registers their callables here; a plain agent has none and fails such runs.
         self.inproc = InProcess(node=node, raft=raft, clock=clock, tell=tell)
@@ -277,6 +283,8 @@ class Executor:
             reap.cancel()
         if self.spawner is not None:  # its watchdogs live on, like the ones above
             await self.spawner.close()
+        await self.lifecycle.close()
+        await asyncio.to_thread(self.rundirs.settle)  # recorded runs' directories go
 
     # -- one run
 
@@ -303,6 +311,7 @@ class Executor:
             run=run,
             lease_ms=spec.lease_ms,
             tell=self._tell,
+            propose=self.lifecycle.propose,
         )
         try:
             if not await self._admit(active, lease):
@@ -722,7 +731,7 @@ class Executor:
             extra={"event": "run_finished"},
         )
         ok = await complete(
-            self.raft,
+            self.lifecycle.propose,
             self.node,
             run,
             str(rec["status"]),
@@ -734,7 +743,7 @@ class Executor:
             self._tell,
         )
         if ok:
-            self.rundirs.remove(run_dir)
+            self.rundirs.discard(run_dir)
 
     async def _reattach(self, active: _Active) -> None:
         """A run the state says this node is running, found when the agent (re)started."""
@@ -747,6 +756,7 @@ class Executor:
             run=run,
             lease_ms=spec.lease_ms,
             tell=self._tell,
+            propose=self.lifecycle.propose,
         )
         lease.started_ms = run.started_ms or 0
         run_dir = self.rundirs.path(run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,31 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_run_dir_goes_even_when_a_file_in_it_vanishes_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog unlinks its socket as it exits, perhaps while the directory is being
+    removed: the rest of it, and the directory, still go (a unit run once left it)."""
+    dirs = rundir.RunDirs(tmp_path)
+    path = dirs.root / "7-j@1"
+    path.mkdir()
+    for name in ("wd.sock", "output", "result.json"):
+        (path / name).write_text("x")
+    real_unlink = os.unlink
+
+    def racing_unlink(p: Any, *a: Any, **kw: Any) -> None:
+        real_unlink(p, *a, **kw)
+        if str(p).endswith("wd.sock"):
+            raise FileNotFoundError(p)  # as if the watchdog had unlinked it first
+
+    monkeypatch.setattr(os, "unlink", racing_unlink)
+    dirs.remove(path)
+    assert not path.exists()
+    other = dirs.root / "8-j@2"
+    other.mkdir()
+    (other / "wd.sock").write_text("x")
+    dirs.discard(other)
+    dirs.settle()
+    assert not other.exists()

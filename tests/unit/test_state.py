@@ -289,6 +289,35 @@ def _commands() -> st.SearchStrategy[c.Command]:
     status = st.sampled_from([SUCCEEDED, FAILED, LOST, "timed_out", "killed"])
     lock = st.sampled_from(["x", "y"])
     request = st.sampled_from(["r1", "r2", "r3", "r4", "r5"])
+    starts = st.builds(
+        lambda r, f, n, tok, at: c.Start(at_ms=at, run_id=r, fence=f, node=n, token=tok),
+        rid,
+        fence,
+        nodes,
+        st.sampled_from(["t1", "t2"]),
+        t,
+    )
+    renews = st.builds(
+        lambda r, f, n, at: c.Renew(at_ms=at, run_id=r, fence=f, node=n), rid, fence, nodes, t
+    )
+    completes = st.builds(
+        lambda r, f, n, s_, at: c.Complete(
+            at_ms=at,
+            run_id=r,
+            fence=f,
+            node=n,
+            status=s_,
+            exit_code=0,
+            started_ms=at,
+            finished_ms=at,
+            output="x",
+        ),
+        rid,
+        fence,
+        nodes,
+        status,
+        t,
+    )
     return st.one_of(
         st.builds(
             lambda j, b, frm, n, at: c.StartBackfill(
@@ -393,34 +422,12 @@ def _commands() -> st.SearchStrategy[c.Command]:
             ),
             t,
         ),
+        starts,
+        renews,
+        completes,
         st.builds(
-            lambda r, f, n, tok, at: c.Start(at_ms=at, run_id=r, fence=f, node=n, token=tok),
-            rid,
-            fence,
-            nodes,
-            st.sampled_from(["t1", "t2"]),
-            t,
-        ),
-        st.builds(
-            lambda r, f, n, at: c.Renew(at_ms=at, run_id=r, fence=f, node=n), rid, fence, nodes, t
-        ),
-        st.builds(
-            lambda r, f, n, s_, at: c.Complete(
-                at_ms=at,
-                run_id=r,
-                fence=f,
-                node=n,
-                status=s_,
-                exit_code=0,
-                started_ms=at,
-                finished_ms=at,
-                output="x",
-            ),
-            rid,
-            fence,
-            nodes,
-            status,
-            t,
+            lambda items: c.Lifecycle(at_ms=max(x.at_ms for x in items), items=tuple(items)),
+            st.lists(st.one_of(starts, renews, completes), min_size=1, max_size=4),
         ),
         st.builds(
             lambda r, f, at: c.Expire(at_ms=at, run_id=r, fence=f, reason="e"), rid, fence, t

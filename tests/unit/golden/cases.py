@@ -442,6 +442,27 @@ COMMANDS: list[tuple[str, c.Command]] = [
             reason="gone",
         ),
     ),
+    (
+        "lifecycle",
+        c.Lifecycle(
+            at_ms=16,
+            items=(
+                c.Start(at_ms=12, run_id="j@60000", fence=7, node="n1", token="t-1"),
+                c.Renew(at_ms=13, run_id="k@60000", fence=8, node="n1"),
+                c.Complete(
+                    at_ms=16,
+                    run_id="m@60000.2",
+                    fence=9,
+                    node="n1",
+                    status="lost",
+                    exit_code=None,
+                    started_ms=None,
+                    finished_ms=21,
+                    reason="gone",
+                ),
+            ),
+        ),
+    ),
     ("expire", c.Expire(at_ms=16, run_id="j@1", fence=9, reason="no renewal")),
     ("expire-renewals", c.Expire(at_ms=16, run_id="j@1", fence=9, reason="r", renewals=4)),
     (
@@ -484,6 +505,19 @@ _RAW: list[tuple[str, Any]] = [
         },
     ),
     ("set_paused-no-note", {"v": 1, "at": 1, "t": "set_paused", "name": "j", "paused": 1}),
+    (
+        "lifecycle-nested-batch",  # a batch carries start, renew and complete only
+        {
+            "v": 1,
+            "at": 1,
+            "t": "lifecycle",
+            "items": [{"at": 1, "t": "lifecycle", "items": []}],
+        },
+    ),
+    (
+        "lifecycle-other-kind",
+        {"v": 1, "at": 1, "t": "lifecycle", "items": [{"at": 1, "t": "kill", "run": "j@1"}]},
+    ),
     (
         "expire-no-renewals",
         {"v": 1, "at": 1, "t": "expire", "run": "j@1", "fence": 1, "reason": "r"},

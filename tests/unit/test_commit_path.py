@@ -1,0 +1,194 @@
+"""The commit path's group commit (docs/design.md, "The commit path"): a leader sends the
+commands it appends in one tick as one AppendEntries per follower, and a follower
+acknowledges what one poll brought after one fsync, never before it.
+
+The seam part runs a real replica with a recording transport and manual ticks (as
+``test_seam_raft.py``); the ack part drives :class:`_DurableTransport`'s holding directly,
+and then a real two-of-three cluster with concurrent proposals under the durability
+checker of ``test_raft_durability.py`` (every ack leaves only once what it acknowledges
+is durable; every commit index is durable on a majority).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pysyncobj import SyncObj
+
+from raftcron.core.commands import AcquireLock, encode
+from raftcron.raft.journal import DurableJournal, JournalError
+from raftcron.raft.node import Machine, RaftSettings, _DurableTransport, _Replica
+from raftcron.raft.wire import GuardedTransport
+from tests.unit.test_raft_durability import (  # noqa: F401 - fixtures
+    Checker,
+    _leader,
+    _start,
+    checked_transport,
+    replicas,
+)
+from tests.unit.test_seam_raft import ADDRS, Clock, Recorder, clock, leader_of, replica  # noqa: F401
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _command(i: int) -> bytes:
+    return encode(
+        AcquireLock(
+            at_ms=1_000 + i, name=f"l{i}", request=f"r{i}", holder="t", ttl_ms=60_000, wait_ms=0
+        )
+    )
+
+
+def _appends_with_entries(t: Recorder, peer: str) -> list[dict[str, Any]]:
+    return [
+        m for dst, m in t.sent if dst == peer and m["type"] == "append_entries" and m.get("entries")
+    ]
+
+
+class _PerCommandAppends(_Replica):
+    """Control: pysyncobj's own loop, one AppendEntries per appended command."""
+
+    def _checkCommandsToApply(self) -> None:
+        SyncObj._checkCommandsToApply(self)
+        self.hook_appended()
+
+
+@pytest.mark.parametrize(("cls", "messages"), [(_Replica, 1), (_PerCommandAppends, 5)])
+def test_commands_appended_in_one_tick_leave_in_one_append(
+    tmp_path: Path,
+    clock: Clock,  # noqa: F811 - the fixture imported above
+    cls: type[_Replica],
+    messages: int,
+) -> None:
+    settings = RaftSettings(
+        self_addr=ADDRS[0],
+        peers=ADDRS[1:3],
+        password="seam-test-secret-0123",
+        data_dir=tmp_path / "raft",
+    )
+    r = cls(settings, Machine(), lambda _: None, transport_class=Recorder, auto_tick=False)
+    t: Recorder = r.transport()
+    try:
+        leader_of(r, t, clock, [ADDRS[1]])
+        assert r.is_leader()
+        r.doTick(0)  # the new term's no-op goes out
+        first = len(r.journal()) + 1
+        t.sent.clear()
+        for i in range(5):
+            r.apply_command(_command(i), callback=lambda res, err: None)
+        r.doTick(0)
+        for peer in ADDRS[1:3]:
+            sent = _appends_with_entries(t, peer)
+            assert len(sent) == messages
+            carried = [e[1] for m in sent for e in m["entries"]]
+            assert carried[-5:] == list(range(first, first + 5))
+        assert [e[1] for e in r.journal()[-5:]] == list(range(first, first + 5))
+    finally:
+        r.destroy()
+
+
+class _Syncs:
+    """A replica as the transport sees it: records fsyncs (or fails them)."""
+
+    def __init__(self, events: list[Any], fail: bool = False) -> None:
+        self.events = events
+        self.fail = fail
+
+    def sync_journal(self) -> None:
+        if self.fail:
+            raise JournalError("disk gone")
+        self.events.append("sync")
+
+
+def _transport(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> tuple[Any, list[Any]]:
+    events: list[Any] = []
+
+    def send(self: Any, node: Any, message: Any) -> bool:
+        events.append((node, message["type"], message.get("next_node_idx")))
+        return True
+
+    monkeypatch.setattr(GuardedTransport, "send", send)
+    t = _DurableTransport.__new__(_DurableTransport)
+    t._syncObj = _Syncs(events, fail)
+    return t, events
+
+
+def _ack(n: int) -> dict[str, Any]:
+    return {"type": "next_node_idx", "next_node_idx": n, "reset": False, "success": True}
+
+
+def test_held_acks_leave_after_one_fsync_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    t, events = _transport(monkeypatch)
+    t.send("a", _ack(3))  # not holding: fsync, then the ack
+    assert events == ["sync", ("a", "next_node_idx", 3)]
+    events.clear()
+    t.hold_acks()
+    t.send("a", _ack(4))
+    t.send("a", _ack(6))
+    assert events == []  # nothing left, nothing synced yet
+    t.release_acks()
+    assert events == ["sync", ("a", "next_node_idx", 4), ("a", "next_node_idx", 6)]
+    events.clear()
+    t.release_acks()  # nothing held: no fsync
+    assert events == []
+
+
+def test_anything_else_waits_for_the_held_acks(monkeypatch: pytest.MonkeyPatch) -> None:
+    t, events = _transport(monkeypatch)
+    t.hold_acks()
+    t.send("a", _ack(4))
+    t.send("a", {"type": "request_vote", "term": 3})
+    t.send("a", {"type": "append_entries", "term": 3})  # a leader's: leaves before a sync
+    assert events == [
+        "sync",
+        ("a", "next_node_idx", 4),
+        "sync",
+        ("a", "request_vote", None),
+        ("a", "append_entries", None),
+    ]
+
+
+def test_held_acks_never_leave_when_the_fsync_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    t, events = _transport(monkeypatch, fail=True)
+    t.hold_acks()
+    t.send("a", _ack(4))
+    with pytest.raises(JournalError):
+        t.release_acks()
+    assert events == []
+
+
+def test_concurrent_proposals_are_durable_before_acked_or_counted(
+    tmp_path: Path,
+    checked_transport: Checker,  # noqa: F811 - the fixture imported above
+    replicas: list[_Replica],  # noqa: F811
+) -> None:
+    """Many proposals in flight at once (the group-commit case) on a real cluster: the
+    durability checker sees every ack and every commit index; all commit; and the
+    followers synced fewer times than they appended entries."""
+    replicas.extend(_start(tmp_path, checked_transport))
+    leader = _leader(replicas)
+    follower = next(r for r in replicas if r is not leader)
+    journal = follower.journal()
+    assert isinstance(journal, DurableJournal)
+    syncs_before = journal.fsync_count
+    n = 200
+    done = threading.Semaphore(0)
+    errors: list[int] = []
+
+    def callback(res: Any, err: int) -> None:
+        if err != 0:
+            errors.append(err)
+        done.release()
+
+    for i in range(n):
+        leader.apply_command(_command(i), callback=callback)
+    for _ in range(n):
+        assert done.acquire(timeout=30)
+    assert errors == []
+    assert checked_transport.violations == []
+    assert checked_transport.acks_checked >= 1
+    assert checked_transport.commits_checked >= 1
+    assert journal.fsync_count - syncs_before < n // 2

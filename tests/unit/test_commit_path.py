@@ -11,6 +11,7 @@ is durable; every commit index is durable on a majority).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from pysyncobj import SyncObj
 
 from raftcron.core.commands import AcquireLock, encode
 from raftcron.raft.journal import DurableJournal, JournalError
-from raftcron.raft.node import Machine, RaftSettings, _DurableTransport, _Replica
+from raftcron.raft.node import (
+    LoopMailbox,
+    Machine,
+    RaftSettings,
+    _DurableTransport,
+    _Replica,
+)
 from raftcron.raft.wire import GuardedTransport
 from tests.unit.test_raft_durability import (  # noqa: F401 - fixtures
     Checker,
@@ -192,3 +199,64 @@ def test_concurrent_proposals_are_durable_before_acked_or_counted(
     assert checked_transport.acks_checked >= 1
     assert checked_transport.commits_checked >= 1
     assert journal.fsync_count - syncs_before < n // 2
+
+
+# -- the loop's mailbox: the tick thread's calls, in order, one wake-up per burst
+
+
+def test_the_mailbox_runs_calls_in_order_with_one_wake_up_per_burst() -> None:
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        plain = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return plain(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        box = LoopMailbox(loop)
+        got: list[int] = []
+        done = asyncio.Event()
+
+        def burst() -> None:  # as the tick thread: one tick applying many entries
+            for i in range(50):
+                box.post(got.append, i)
+            box.post(done.set)
+
+        thread = threading.Thread(target=burst)
+        thread.start()
+        thread.join()
+        await asyncio.wait_for(done.wait(), 10)
+        return got, wakeups
+
+    got, wakeups = asyncio.run(main())
+    assert got == list(range(50))
+    assert wakeups == 1
+
+
+def test_the_mailbox_goes_on_after_a_failing_call_and_after_a_drain() -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        errors: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(str(ctx["exception"])))
+        box = LoopMailbox(loop)
+        got: list[str] = []
+
+        def fail() -> None:
+            raise ValueError("boom")
+
+        first = asyncio.Event()
+        box.post(got.append, "a")
+        box.post(fail)
+        box.post(got.append, "b")
+        box.post(first.set)
+        await asyncio.wait_for(first.wait(), 10)
+        # drained: the next post wakes the loop again
+        done = asyncio.Event()
+        threading.Thread(target=lambda: (box.post(got.append, "c"), box.post(done.set))).start()
+        await asyncio.wait_for(done.wait(), 10)
+        return got + errors
+
+    assert asyncio.run(main()) == ["a", "b", "c", "boom"]

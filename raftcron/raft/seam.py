@@ -157,7 +157,6 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__lastResponseTime"),
     _f("SyncObj", "_SyncObj__conf"),
     _m("SyncObj", "_SyncObj__sendNextNodeIdx", "node", "reset", "nextNodeIdx", "success"),
-    _m("SyncObj", "_SyncObj__sendAppendEntries"),
     _m("SyncObj", "_SyncObj__loadDumpFile", "clearJournal"),
     _m("SyncObj", "_SyncObj__getCurrentLogIndex"),
     _f("SyncObj", "_SyncObj__raftCommitIndex"),
@@ -424,10 +423,6 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_skip_snapshot: bool = False
     _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
-    # While pysyncobj appends the queued commands (_checkCommandsToApply): AppendEntries
-    # are held and sent once, after the last (see there).
-    _seam_hold_appends: bool = False
-    _seam_appends_held: bool = False
 
     # -- reads of pysyncobj's state (tick thread)
 
@@ -468,27 +463,8 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         self.hook_tick(timeToWait)
 
     def _checkCommandsToApply(self) -> None:
-        # pysyncobj (appendEntriesUseBatch=False) sends AppendEntries to every follower
-        # after each command it appends: N commands queued while the tick thread was busy
-        # went out as N messages per follower, each acknowledged after its own fsync there.
-        # Held here and sent once after the last: each follower gets the batch in one
-        # message and syncs once for all of it (group commit). Nothing else changes: the
-        # same entries leave in the same tick, before the leader's own fsync.
-        self._seam_hold_appends = True
-        try:
-            super()._checkCommandsToApply()
-        finally:
-            self._seam_hold_appends = False
-            if self._seam_appends_held:
-                self._seam_appends_held = False
-                self._SyncObj__sendAppendEntries()
+        super()._checkCommandsToApply()
         self.hook_appended()
-
-    def _SyncObj__sendAppendEntries(self) -> None:
-        if self._seam_hold_appends:
-            self._seam_appends_held = True
-            return
-        super()._SyncObj__sendAppendEntries()
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         # pysyncobj 0.3.17 sets a follower's nextIndex back to the acked index on every

@@ -1,12 +1,11 @@
-"""The commit path's group commit (docs/design.md, "The commit path"): a leader sends the
-commands it appends in one tick as one AppendEntries per follower, and a follower
-acknowledges what one poll brought after one fsync, never before it.
+"""The commit path (docs/design.md, "The commit path"): a follower acknowledges what one
+poll brought after one fsync, never before it; the tick thread's calls reach the loop in
+order, with one wake-up per burst.
 
-The seam part runs a real replica with a recording transport and manual ticks (as
-``test_seam_raft.py``); the ack part drives :class:`_DurableTransport`'s holding directly,
-and then a real two-of-three cluster with concurrent proposals under the durability
-checker of ``test_raft_durability.py`` (every ack leaves only once what it acknowledges
-is durable; every commit index is durable on a majority).
+The ack part drives :class:`_DurableTransport`'s holding directly, and then a real
+two-of-three cluster with concurrent proposals under the durability checker of
+``test_raft_durability.py`` (every ack leaves only once what it acknowledges is durable;
+every commit index is durable on a majority).
 """
 
 from __future__ import annotations
@@ -17,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pysyncobj import SyncObj
 
 from raftcron.core.commands import AcquireLock, encode
 from raftcron.raft.journal import DurableJournal, JournalError
 from raftcron.raft.node import (
     LoopMailbox,
-    Machine,
-    RaftSettings,
     _DurableTransport,
     _Replica,
 )
@@ -36,7 +32,6 @@ from tests.unit.test_raft_durability import (  # noqa: F401 - fixtures
     checked_transport,
     replicas,
 )
-from tests.unit.test_seam_raft import ADDRS, Clock, Recorder, clock, leader_of, replica  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -47,54 +42,6 @@ def _command(i: int) -> bytes:
             at_ms=1_000 + i, name=f"l{i}", request=f"r{i}", holder="t", ttl_ms=60_000, wait_ms=0
         )
     )
-
-
-def _appends_with_entries(t: Recorder, peer: str) -> list[dict[str, Any]]:
-    return [
-        m for dst, m in t.sent if dst == peer and m["type"] == "append_entries" and m.get("entries")
-    ]
-
-
-class _PerCommandAppends(_Replica):
-    """Control: pysyncobj's own loop, one AppendEntries per appended command."""
-
-    def _checkCommandsToApply(self) -> None:
-        SyncObj._checkCommandsToApply(self)
-        self.hook_appended()
-
-
-@pytest.mark.parametrize(("cls", "messages"), [(_Replica, 1), (_PerCommandAppends, 5)])
-def test_commands_appended_in_one_tick_leave_in_one_append(
-    tmp_path: Path,
-    clock: Clock,  # noqa: F811 - the fixture imported above
-    cls: type[_Replica],
-    messages: int,
-) -> None:
-    settings = RaftSettings(
-        self_addr=ADDRS[0],
-        peers=ADDRS[1:3],
-        password="seam-test-secret-0123",
-        data_dir=tmp_path / "raft",
-    )
-    r = cls(settings, Machine(), lambda _: None, transport_class=Recorder, auto_tick=False)
-    t: Recorder = r.transport()
-    try:
-        leader_of(r, t, clock, [ADDRS[1]])
-        assert r.is_leader()
-        r.doTick(0)  # the new term's no-op goes out
-        first = len(r.journal()) + 1
-        t.sent.clear()
-        for i in range(5):
-            r.apply_command(_command(i), callback=lambda res, err: None)
-        r.doTick(0)
-        for peer in ADDRS[1:3]:
-            sent = _appends_with_entries(t, peer)
-            assert len(sent) == messages
-            carried = [e[1] for m in sent for e in m["entries"]]
-            assert carried[-5:] == list(range(first, first + 5))
-        assert [e[1] for e in r.journal()[-5:]] == list(range(first, first + 5))
-    finally:
-        r.destroy()
 
 
 class _Syncs:

@@ -1,9 +1,8 @@
 """The composition root: everything one raftcron node runs, in one asyncio TaskGroup.
 
 Threads: the asyncio loop (API, executor, leader work) and pysyncobj's tick thread
-(Raft, apply). The tick thread hands every applied command to the loop through the raft
-node's mailbox (``RaftNode.call_on_loop``: one wake-up of the loop per burst), in commit
-order and in order with the proposals' results; nothing on the loop acts on anything else.
+(Raft, apply). The tick thread hands every applied command to the loop with
+``call_soon_threadsafe``, in commit order; nothing on the loop acts on anything else.
 
 Life cycle: :meth:`Node.run` first takes the data dir's lock (``raftcron/datadir.py``:
 one agent per data dir), then starts Raft, the API and the executor. It ends when
@@ -226,14 +225,14 @@ class Node:
     # -- apply stream (tick thread -> loop)
 
     def _observe(self, cmd: c.Command | None, res: Result) -> None:
-        # (through the raft node's mailbox: in order with the proposals' results and the
-        # status changes, one wake-up of the loop per tick)
-        if self._loop is not None:
-            self.raft.call_on_loop(self._on_commit, cmd, res)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_commit, cmd, res)
 
     def _restored(self) -> None:
-        if self._loop is not None:
-            self.raft.call_on_loop(self._on_restore)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_restore)
 
     def _on_restore(self) -> None:
         now_leases = self.machine.read(lambda s: s.lease_list())

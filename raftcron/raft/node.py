@@ -40,11 +40,9 @@ built it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,61 +482,14 @@ class _Replica(ReplicaBase):
         return self._rc_machine.apply(data)
 
 
-class LoopMailbox:
-    """Calls posted from other threads (the tick thread), run on the event loop in the
-    order posted, with one wake-up of the loop per burst.
-
-    ``loop.call_soon_threadsafe`` writes to the loop's self-pipe on every call: an applied
-    entry cost two such writes at the leader (the node's apply observer and the proposal's
-    result) and one at every follower, and a tick that applied ten entries twenty. Here the
-    first call posted while none is pending schedules one drain, which runs everything
-    posted until the queue is empty; later posts join that drain. One queue for every kind
-    of call keeps their relative order (a status change is seen after the entries applied
-    before it)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        self._armed = False
-
-    def post(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop, after everything posted before (any thread)."""
-        self._queue.append((fn, args))
-        if self._armed:
-            return
-        self._armed = True
-        loop = self._loop
-        if loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        # Cleared first: a post from now on schedules another drain (which may find the
-        # queue empty); none can be left behind.
-        self._armed = False
-        queue = self._queue
-        while queue:
-            fn, args = queue.popleft()
-            try:
-                fn(*args)
-            except Exception as exc:
-                self._loop.call_exception_handler(
-                    {"message": f"{fn!r} posted to the loop failed", "exception": exc}
-                )
-
-
 class RaftNode:
     """A cluster member as seen from asyncio."""
-
-    _mailbox: LoopMailbox | None = None
 
     def __init__(self, settings: RaftSettings, machine: Machine) -> None:
         self.settings = settings
         self.machine = machine
         self.status = RaftStatus(self_addr=settings.self_addr)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._mailbox: LoopMailbox | None = None
         self._status_listeners: list[Callable[[RaftStatus], None]] = []
         self._replica: _Replica | None = None
         # pysyncobj's last-response times as they were when this node became leader (it
@@ -557,15 +508,7 @@ class RaftNode:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._mailbox = LoopMailbox(self._loop)
         self._replica = _Replica(self.settings, self.machine, self._on_tick)
-
-    def call_on_loop(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn(*args)`` on the event loop, in order with the proposals' results and
-        the status changes (any thread; :class:`LoopMailbox`). Dropped before start."""
-        mailbox = self._mailbox
-        if mailbox is not None:
-            mailbox.post(fn, *args)
 
     def stop(self) -> None:
         replica, self._replica = self._replica, None
@@ -662,7 +605,9 @@ class RaftNode:
             new.term,
             new.ready,
         ):
-            self.call_on_loop(self._notify, new)
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._notify, new)
 
     def _notify(self, status: RaftStatus) -> None:
         for fn in self._status_listeners:
@@ -795,10 +740,9 @@ class RaftNode:
                 code = _FAIL_NAMES.get(err, str(err))
                 fut.set_exception(ProposalError(code, f"proposal failed: {code}"))
 
-        mailbox = self._mailbox or LoopMailbox(loop)  # (None: a RaftNode built by a test)
-
         def callback(res: Any, err: int) -> None:
-            mailbox.post(settle, res, err)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, res, err)
 
         sent = monotonic()
         replica.apply_command(encode(cmd), callback=callback)

@@ -1,6 +1,5 @@
 """The commit path (docs/design.md, "The commit path"): a follower acknowledges what one
-poll brought after one fsync, never before it; the tick thread's calls reach the loop in
-order, with one wake-up per burst.
+poll brought after one fsync, never before it.
 
 The ack part drives :class:`_DurableTransport`'s holding directly, and then a real
 two-of-three cluster with concurrent proposals under the durability checker of
@@ -10,7 +9,6 @@ every commit index is durable on a majority).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import pytest
 from raftcron.core.commands import AcquireLock, encode
 from raftcron.raft.journal import DurableJournal, JournalError
 from raftcron.raft.node import (
-    LoopMailbox,
     _DurableTransport,
     _Replica,
 )
@@ -146,64 +143,3 @@ def test_concurrent_proposals_are_durable_before_acked_or_counted(
     assert checked_transport.acks_checked >= 1
     assert checked_transport.commits_checked >= 1
     assert journal.fsync_count - syncs_before < n // 2
-
-
-# -- the loop's mailbox: the tick thread's calls, in order, one wake-up per burst
-
-
-def test_the_mailbox_runs_calls_in_order_with_one_wake_up_per_burst() -> None:
-    async def main() -> tuple[list[int], int]:
-        loop = asyncio.get_running_loop()
-        wakeups = 0
-        plain = loop.call_soon_threadsafe
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            nonlocal wakeups
-            wakeups += 1
-            return plain(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-        box = LoopMailbox(loop)
-        got: list[int] = []
-        done = asyncio.Event()
-
-        def burst() -> None:  # as the tick thread: one tick applying many entries
-            for i in range(50):
-                box.post(got.append, i)
-            box.post(done.set)
-
-        thread = threading.Thread(target=burst)
-        thread.start()
-        thread.join()
-        await asyncio.wait_for(done.wait(), 10)
-        return got, wakeups
-
-    got, wakeups = asyncio.run(main())
-    assert got == list(range(50))
-    assert wakeups == 1
-
-
-def test_the_mailbox_goes_on_after_a_failing_call_and_after_a_drain() -> None:
-    async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-        errors: list[str] = []
-        loop.set_exception_handler(lambda _loop, ctx: errors.append(str(ctx["exception"])))
-        box = LoopMailbox(loop)
-        got: list[str] = []
-
-        def fail() -> None:
-            raise ValueError("boom")
-
-        first = asyncio.Event()
-        box.post(got.append, "a")
-        box.post(fail)
-        box.post(got.append, "b")
-        box.post(first.set)
-        await asyncio.wait_for(first.wait(), 10)
-        # drained: the next post wakes the loop again
-        done = asyncio.Event()
-        threading.Thread(target=lambda: (box.post(got.append, "c"), box.post(done.set))).start()
-        await asyncio.wait_for(done.wait(), 10)
-        return got + errors
-
-    assert asyncio.run(main()) == ["a", "b", "c", "boom"]

@@ -186,11 +186,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     for problem in account_problems(cfg, f"on node {name}"):  # jobs granted here fail
         logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
-    from raftcron.raft.node import AGENT_SWITCH_INTERVAL_S
 
-    # The tick thread and the event loop hand each commit to each other (docs/design.md,
-    # "The commit path"): a busy loop must not keep the tick thread off the GIL for 5 ms.
-    sys.setswitchinterval(AGENT_SWITCH_INTERVAL_S)
     node = Node(cfg, name, dir_lock=dir_lock)
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
 

@@ -84,12 +84,6 @@ LOG_SETTLE_S: Final = 2.0  # see RaftSettings.compaction_max_bytes
 # A status not copied for this long means the tick thread is stalled (it runs every 50 ms).
 TICK_STALL_S: Final = 1.0
 FORCED_COMPACTION_EVERY_S: Final = 10.0  # at most one snapshot forced by size this often
-# The agent's GIL switch interval (sys.setswitchinterval; CPython's default is 5 ms). A
-# thread woken by I/O (the tick thread by an ack, the loop by a commit) waits for the GIL
-# until the running thread blocks or this interval passes: with the loop busy serving
-# many clients, every hop of a commit waited up to 5 ms. Set by ``raftcron agent`` only
-# (an embedding application keeps its own).
-AGENT_SWITCH_INTERVAL_S: Final = 0.0005
 
 _FAIL_NAMES: Final = {
     FAIL_REASON.QUEUE_FULL: "queue_full",

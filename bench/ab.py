@@ -9,7 +9,12 @@ and its own venv with the tree installed from a wheel, whose ``raftcron lock`` t
 variant runs; one etcd cluster serves both etcd variants. Every
 run measures every variant, in alternating order. Sizes: ``AB_RUNS`` (6), ``AB_ITERS``
 (500 pairs), ``AB_WITERS`` (20 wrapper calls); ``AB_NOWRAP=1`` / ``AB_NORTT=1`` skip a part.
-Prints per-run p50s, then the median over runs of each variant's p50 and p99.
+``AB_COMMIT=1`` adds one commit per iteration at each tree's leader (``PUT /v1/jobs/NAME``,
+sequential on one keep-alive connection: the single-commit latency); ``AB_CONTEND=16``
+adds, once per run, 16 clients looping acquire + release on distinct names for
+``AB_CONTEND_S`` (5) seconds against each tree and etcd's gRPC lock (pairs/s).
+Prints per-run p50s, then the median over runs of each variant's p50 and p99 (and of
+the contended pairs/s).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.common import Ctx, Sizes, installed
-from bench.lock_latency import RaftcronRaw, _time_pairs
+from bench.lock_latency import RaftcronRaw, _contend, _time_pairs
 from bench.peers import EtcdCluster, EtcdLockGrpc, env_without_proxies
 from bench.procs import Registry
 from bench.stats import run_summary
@@ -41,6 +48,9 @@ def main() -> None:
     witers = int(os.environ.get("AB_WITERS", "20"))
     skip_wrap = os.environ.get("AB_NOWRAP") == "1"
     skip_rtt = os.environ.get("AB_NORTT") == "1"
+    commit = os.environ.get("AB_COMMIT") == "1"
+    contend = int(os.environ.get("AB_CONTEND", "0"))
+    contend_s = float(os.environ.get("AB_CONTEND_S", "5"))
     for t in trees.values():
         subprocess.run([sys.executable, "-m", "compileall", "-q", t + "/raftcron"], check=False)
     reg = Registry()
@@ -68,6 +78,9 @@ def main() -> None:
                         (f"rtt {name}", lambda i, r=raw: r.release("ab", r.acquire("ab")), iters)
                     )
                 variants.append(("rtt etcd-grpc", lambda i: eg.release(eg.acquire("ab")), iters))
+            if commit:
+                for name, (raw, _) in raws.items():
+                    variants.append((f"commit {name}", lambda i, r=raw: put_job(r, i), iters))
             env = env_without_proxies()
 
             def once(argv: list[str], e: dict[str, str]) -> None:
@@ -92,14 +105,32 @@ def main() -> None:
                 ]
                 variants.append(("wrap etcdctl", lambda i: once(argv, env), witers))
             for label, fn, _ in variants:
-                _time_pairs(10 if label.startswith("rtt") else 2, fn)
+                _time_pairs(2 if label.startswith("wrap") else 10, fn)
+            contenders: list[tuple[str, Any]] = []
+            if contend:
+                for name, (raw, _) in raws.items():
+                    port = raw.conn.port
+                    contenders.append((f"contend{contend} {name}", rc_factory(port)))
+                contenders.append(
+                    (f"contend{contend} etcd-grpc", etcd_factory(ec.client_port[etcd_leader]))
+                )
+            pairs_s: dict[str, list[float]] = {}
             for run in range(runs):
                 order = variants if run % 2 == 0 else list(reversed(variants))
                 for label, fn, n in order:
+                    if label.startswith(("rtt", "commit")) and "etcd" not in label:
+                        # the connection sat idle through the other variants: a new one
+                        raws[label.split(" ", 1)[1]][0].conn.close()
+                        fn(0)
                     out.setdefault(label, []).append(run_summary(_time_pairs(n, fn)))
+                c_order = contenders if run % 2 == 0 else list(reversed(contenders))
+                for label, make in c_order:
+                    res = _contend(contend, contend_s, make(f"{run}"))
+                    pairs_s.setdefault(label, []).append(res["pairs_per_s"])
                 print(
                     f"run {run + 1}: "
-                    + ", ".join(f"{lb}={out[lb][-1]['p50'] * 1000:.2f}" for lb, _, _ in variants),
+                    + ", ".join(f"{lb}={out[lb][-1]['p50'] * 1000:.2f}" for lb, _, _ in variants)
+                    + "".join(f", {lb}={pairs_s[lb][-1]:.0f}/s" for lb, _ in contenders),
                     flush=True,
                 )
             print("finished", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), end=", ")
@@ -112,6 +143,11 @@ def main() -> None:
                 }
                 for lb, rs in out.items()
             }
+            for lb, xs in pairs_s.items():
+                summary[lb] = {
+                    "pairs_per_s_median": round(statistics.median(xs), 1),
+                    "runs": len(xs),
+                }
             print(json.dumps(summary, indent=1))
             for name, cl in clusters.items():
                 logs = (m.log.read_text(errors="replace") for m in cl.members.values())
@@ -119,6 +155,40 @@ def main() -> None:
                 print(f"{name}: 'truncating already-applied' log lines: {trunc}")
         finally:
             reg.stop_all()
+
+
+def put_job(raw: RaftcronRaw, i: int) -> None:
+    """One commit: register (or replace) a job that never fires."""
+    body = json.dumps({"schedule": "0 0 1 1 *", "command": ["true", str(i)]}).encode()
+    raw.conn.request("PUT", "/v1/jobs/ab-commit", body, {"Content-Type": "application/json"})
+    resp = raw.conn.getresponse()
+    resp.read()
+    if resp.status >= 300:
+        raise RuntimeError(f"PUT /v1/jobs/ab-commit: HTTP {resp.status}")
+
+
+def rc_factory(port: int) -> Callable[[str], Callable[[int], Any]]:
+    def per_run(tag: str) -> Callable[[int], Any]:
+        def make(i: int) -> Any:
+            c = RaftcronRaw(port)
+            name = f"c-{tag}-{i}"
+            return (lambda: c.acquire(name, "60s"), lambda f: c.release(name, f), c.close)
+
+        return make
+
+    return per_run
+
+
+def etcd_factory(port: int) -> Callable[[str], Callable[[int], Any]]:
+    def per_run(tag: str) -> Callable[[int], Any]:
+        def make(i: int) -> Any:
+            c = EtcdLockGrpc(port)
+            name = f"c-{tag}-{i}"
+            return (lambda: c.acquire(name), c.release, c.close)
+
+        return make
+
+    return per_run
 
 
 if __name__ == "__main__":

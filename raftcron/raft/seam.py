@@ -463,6 +463,10 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     def is_leader(self) -> bool:
         return bool(self._isLeader())
 
+    def transport(self) -> Any:
+        """The transport this replica sends through (its ``transportClass``)."""
+        return self._SyncObj__transport
+
     def last_response_times(self) -> dict[Any, float]:
         """A leader's last-response time per peer node (pysyncobj's monotonic seconds)."""
         return dict(self._SyncObj__lastResponseTime)

@@ -191,7 +191,9 @@ def test_a_member_advertises_again_when_another_members_advertisement_changes(
     shared, b_view = _Raft(State()), _Raft(State())
     a = _control("a", shared, "0.2.0")
     asyncio.run(a._report())
-    assert shared.machine.read(lambda s: s.member_versions) == {"a": ("0.2.0", 1)}
+    assert shared.machine.read(lambda s: s.member_versions) == {
+        "a": ("0.2.0", features.FEATURE_LEVEL)
+    }
     asyncio.run(a._report())
     assert len(shared.proposed) == 1  # nothing changed: nothing said
     # b (upgraded) reports; its report reaches a's replica too
@@ -202,12 +204,12 @@ def test_a_member_advertises_again_when_another_members_advertisement_changes(
     asyncio.run(a._report())
     assert len(a_and_b.proposed) == 1  # said again, once
     assert b_view.machine.read(lambda s: s.member_versions) == {
-        "a": ("0.2.0", 1),
+        "a": ("0.2.0", features.FEATURE_LEVEL),
         "b": ("0.2.0", 1),
     }
     asyncio.run(a._report())
     assert len(a_and_b.proposed) == 1
-    assert a.levels() == {"a": 1, "b": 1, "c": 0}
+    assert a.levels() == {"a": features.FEATURE_LEVEL, "b": 1, "c": 0}
 
 
 class _Both(_Raft):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from raftcron.core import commands as c
+from raftcron.core import features
 from raftcron.core.jobfields import FEATURE_LEVEL, JOB_FIELDS, JOB_KEYS, WIRE_FIELDS
 from raftcron.core.model import JobSpec
 
@@ -31,7 +32,7 @@ def test_wire_positions_are_unique_and_the_first_release_comes_first() -> None:
 
 def test_feature_level_is_the_newest_key() -> None:
     assert max(f.since for f in JOB_FIELDS) == FEATURE_LEVEL
-    assert max(k.since for k in c.KINDS) <= FEATURE_LEVEL
+    assert max(k.since for k in c.KINDS) <= features.FEATURE_LEVEL
     # a key of a later level is never written at its default, so old jobs keep their bytes
     assert not [f.attr for f in JOB_FIELDS if f.since and f.wire_always]
 

@@ -187,7 +187,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
-    node = Node(cfg, name, dir_lock=dir_lock)
+    node = Node(cfg, name, dir_lock=dir_lock, cluster_id=args.cluster_id or "")
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
 
     async def main() -> None:
@@ -207,6 +207,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     asyncio.run(main())
     if node.failed is not None:
         raise CliError(f"node {name} stopped: {node.failed}")
+    if node.membership.removed is not None:  # removed from the cluster, or a wrong id
+        raise CliError(node.membership.removed, EXIT_USAGE)
     return 0
 
 
@@ -827,6 +829,11 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     )
     a.add_argument("--log-level", default=os.environ.get("RAFTCRON_LOG_LEVEL", "info"))
     a.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    a.add_argument(
+        "--cluster-id",
+        help="a new member of a cluster with an id (a restored one), started with an empty "
+        "data dir: the id raftcron members add printed",
+    )
     a.set_defaults(fn=cmd_agent)
 
     d = sub.add_parser("dev", help="run a local 3-node cluster (the demo)")

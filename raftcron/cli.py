@@ -961,6 +961,10 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
 
     cli_runs.add_parser(sub, common)
 
+    from raftcron import cli_members
+
+    cli_members.add_parser(sub, common)
+
     lockcmd.add_parser(sub)
     from raftcron import cli_version
 

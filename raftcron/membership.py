@@ -29,7 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import secrets as _secrets
+import ssl
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -52,6 +59,19 @@ CHANGE_TIMEOUT: Final = 10.0  # for Raft's membership entry to commit
 TRANSFER_TIMEOUT: Final = 5.0
 DRIFT_EVERY_S: Final = 60.0  # how often a file that disagrees is named again
 SEED_LEVEL: Final = features.COMMAND_KINDS["members_seed"]
+STANDING_PATH: Final = "/v1/membership/standing"
+STANDING_EVERY_S: Final = 10.0  # a node that sees no leader asks this often
+
+
+def _get_json(url: str) -> object:
+    """GET ``url`` (2 s); an https peer's certificate is not verified: the answer that
+    matters is sealed with the cluster secret."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, timeout=2.0, context=ctx) as r:
+        return json.loads(r.read())
+
 
 REMOVED_FIX: Final = (
     "this node was removed from the cluster (raftcron members remove) and never takes part "
@@ -196,11 +216,19 @@ class MembershipControl:
     # -- the loop
 
     async def run(self, stop: asyncio.Event) -> None:
+        asked_at = -STANDING_EVERY_S
         while not stop.is_set():
             try:
                 if await self._check_removed():
                     stop.set()
                     return
+                st = self.node.status()
+                now = self.node.clock.monotonic()
+                if (st.leader is None or not st.ready) and now - asked_at >= STANDING_EVERY_S:
+                    asked_at = now
+                    if await self._ask_standing():
+                        stop.set()
+                        return
                 if self.node.is_established_leader():
                     await self._seed()
                     await self._carry()
@@ -224,6 +252,38 @@ class MembershipControl:
         self.removed = f"node {name}: {REMOVED_FIX}"
         logger.critical("%s (exit status 2)", self.removed)
         return True
+
+    async def _ask_standing(self) -> bool:
+        """Whether a peer says, sealed with the cluster secret, that this node was removed
+        (it was down during its removal: the others refuse it, so its log never tells it).
+        Asked at start and every :data:`STANDING_EVERY_S` while this node sees no leader."""
+        node = self.node
+        name = node.name
+        peers = [m for m in self.members() if m.name != name]
+        if not peers:
+            return False
+        secret = node.config.cluster.secret
+        previous = node.config.cluster.previous_secret
+        for peer in peers:
+            url = f"{node.api_scheme}://{peer.api}{STANDING_PATH}"
+            nonce = _secrets.token_hex(16)
+            query = "?" + urllib.parse.urlencode(
+                {"name": name, "nonce": nonce, "mac": seal(secret, "ask", nonce, name)}
+            )
+            try:
+                body = await asyncio.to_thread(_get_json, url + query)
+            except Exception:
+                continue  # (not answering: the next one)
+            if not isinstance(body, dict) or body.get("removed") is not True:
+                continue
+            proof = str(body.get("proof") or "")
+            if not sealed_by([secret, previous or ""], proof, "removed", nonce, name):
+                logger.warning("node %s: %s says it was removed, unsealed: ignored", name, url)
+                continue
+            self.removed = f"node {name}: member {peer.name} says: {REMOVED_FIX}"
+            logger.critical("%s (exit status 2)", self.removed)
+            return True
+        return False
 
     async def _seed(self) -> None:
         """Seed the replicated membership from this leader's file once every member of the
@@ -306,6 +366,17 @@ class MembershipControl:
             node.config.path,
             "; ".join(lines),
         )
+
+
+def seal(secret: str, *parts: str) -> str:
+    """An HMAC-SHA256 of ``parts`` under the cluster secret (the standing check)."""
+    msg = "\x00".join(parts).encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def sealed_by(secrets: list[str], mac: str, *parts: str) -> bool:
+    """Whether ``mac`` seals ``parts`` under one of ``secrets``."""
+    return any(hmac.compare_digest(seal(s, *parts), mac) for s in secrets if s)
 
 
 def new_request() -> str:

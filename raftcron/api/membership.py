@@ -28,12 +28,12 @@ from raftcron.api.port import ClusterPort
 from raftcron.core import commands as c
 from raftcron.core.model import Member, MemberChange
 from raftcron.core.state import Ok, Rejected
-from raftcron.membership import new_request
+from raftcron.membership import STANDING_PATH, new_request, seal, sealed_by
 from raftcron.raft.node import ProposalError
 
 logger = logging.getLogger(__name__)
 
-WAIT_DONE_S: Final = 10.0
+WAIT_DONE_S: Final = 8.0
 TRANSFER_TIMEOUT: Final = 5.0
 _ADDRESS: Final = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
@@ -152,6 +152,13 @@ async def remove_member(request: web.Request) -> web.Response:
     _leader_only(node)
     req = request.query.get("request") or new_request()
     members = node.read(lambda s: dict(s.members))
+    if len(members) == 1 and name in members:
+        raise ApiProblem(
+            409,
+            "last_member",
+            f"{name} is the last member: a cluster keeps at least one (add its replacement "
+            "first)",
+        )
     if members and name in members:
         st = node.status()
         remaining = [m for n, m in members.items() if n != name]
@@ -196,8 +203,29 @@ async def remove_member(request: web.Request) -> web.Response:
     )
 
 
+async def standing(request: web.Request) -> web.Response:
+    """Whether member ``name`` was removed, for that member itself (raftcron/membership.py):
+    no token; the question must be sealed with the cluster secret (403 otherwise) and the
+    answer is (``proof``), so nobody without the secret learns anything or makes a node
+    stop."""
+    node = request.app[NODE_KEY]
+    q = request.query
+    name, nonce, mac = q.get("name", ""), q.get("nonce", ""), q.get("mac", "")
+    secrets = [node.config.cluster.secret, node.config.cluster.previous_secret or ""]
+    if not (0 < len(name) <= 256 and 0 < len(nonce) <= 64) or not sealed_by(
+        secrets, mac, "ask", nonce, name
+    ):
+        raise ApiProblem(403, "forbidden", "the question is not sealed with the cluster secret")
+    removed = node.read(lambda s: name in s.removed and name not in s.members)
+    body: dict[str, Any] = {"name": name, "removed": removed}
+    if removed:
+        body["proof"] = seal(node.config.cluster.secret, "removed", nonce, name)
+    return _json(body)
+
+
 def register(app: web.Application) -> None:
     r = app.router
+    r.add_get(STANDING_PATH, standing)
     r.add_get("/v1/members", list_members)
     r.add_post("/v1/members", add_member)
     r.add_delete("/v1/members/{name}", remove_member)

@@ -202,7 +202,7 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "summary": "add a member (admin, on the leader: 409 not_leader elsewhere). One change "
         "at a time (409 change_in_progress); a name or address that clashes is 409 "
         "member_clash; a removed member's name is never reused. Answers once the member is in "
-        "Raft's configuration (change.done) or after 10 s; start it with an empty data dir "
+        "Raft's configuration (change.done) or after 8 s; start it with an empty data dir "
         "(the start line, with --cluster-id when the cluster has an id)",
         "requestBody": _body(_ref("MemberAdd")),
         "responses": _ok("added", _ref("MemberAdded"), "201") | _errors(400, 401, 403, 409, 503),
@@ -220,6 +220,29 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
             )
         ],
         "responses": _ok("removed", _ref("MemberRemoved")) | _errors(400, 401, 403, 404, 409, 503),
+    },
+    ("GET", "/v1/membership/standing"): {
+        "summary": "whether member `name` was removed, for that member itself: no token, the "
+        "question is sealed with the cluster secret (403 otherwise) and so is the answer "
+        "(proof); a member that was down during its removal asks at start and stops",
+        "parameters": [
+            _query("name", "the member asking", {"type": "string"}),
+            _query("nonce", "a fresh random string", {"type": "string"}),
+            _query("mac", "HMAC-SHA256 of ask, nonce, name under the secret", {"type": "string"}),
+        ],
+        "responses": _ok(
+            "the member's standing",
+            {
+                "type": "object",
+                "required": ["name", "removed"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "removed": {"type": "boolean"},
+                    "proof": {"type": "string"},
+                },
+            },
+        )
+        | _errors(403),
     },
     ("GET", "/v1/members/{name}/drain"): {
         "summary": "whether the member is drained, and how far its drain is",

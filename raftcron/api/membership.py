@@ -75,6 +75,32 @@ def _tags(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(tags.items()))
 
 
+def _check_add_quorum(node: ClusterPort, name: str) -> None:
+    """409 ``no_majority`` unless the members that answer now are a majority of the
+    configuration with the new member (which does not answer until it has started): Raft
+    takes the new configuration as soon as its entry is appended, and a leader that does
+    not hear from a majority of it steps down, with no other able to win an election
+    (etcd's strict reconfiguration check)."""
+    members = node.read(lambda s: dict(s.members))
+    if not members or name in members:
+        return  # (the state answers: not seeded, or a clash)
+    st = node.status()
+    answering = sorted(
+        m.name for m in members.values() if m.name == node.name or m.raft in st.responsive
+    )
+    need = (len(members) + 1) // 2 + 1
+    if len(answering) < need:
+        silent = sorted(n for n in members if n not in answering)
+        raise ApiProblem(
+            409,
+            "no_majority",
+            f"adding {name} makes {len(members) + 1} members, of which {need} must answer "
+            f"for the cluster to go on until {name} has started; only {len(answering)} do "
+            f"({', '.join(answering)}; not answering: {', '.join(silent)}). Bring them back "
+            "first, or remove a member that is gone first (replace = remove, then add)",
+        )
+
+
 async def _wait_done(node: ClusterPort, request: str) -> bool:
     deadline = asyncio.get_running_loop().time() + WAIT_DONE_S
     while True:
@@ -113,6 +139,7 @@ async def add_member(request: web.Request) -> web.Response:
     if not isinstance(req, str) or len(req) > 128:
         invalid("request body: request must be a string of at most 128 characters")
     _leader_only(node)
+    _check_add_quorum(node, name)
     res = await commit(node, c.AddMember(at_ms=node.clock.wall_ms(), member=member, request=req))
     if isinstance(res, Rejected):
         raise rejected(res)
@@ -156,8 +183,7 @@ async def remove_member(request: web.Request) -> web.Response:
         raise ApiProblem(
             409,
             "last_member",
-            f"{name} is the last member: a cluster keeps at least one (add its replacement "
-            "first)",
+            f"{name} is the last member: a cluster keeps at least one (add its replacement first)",
         )
     if members and name in members:
         st = node.status()

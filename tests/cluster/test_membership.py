@@ -307,14 +307,14 @@ def test_bad_input(tmp_path: Path) -> None:
             out: dict[str, tuple[int, Any]] = {}
             go = threading.Barrier(2)
 
-            def send(n: str, m: Member) -> None:
+            def send(
+                n: str, m: Member, go: threading.Barrier = go, out: dict[str, Any] = out
+            ) -> None:
                 go.wait()
                 out[n] = post(n, m.raft, f"127.0.0.1:{m.api_port}")
 
-            threads = [
-                threading.Thread(target=send, args=(n, m))
-                for n, m in zip(names, (e, f), strict=True)
-            ]
+            pairs = zip(names, (e, f), strict=True)
+            threads = [threading.Thread(target=send, args=(n, m)) for n, m in pairs]
             for t in threads:
                 t.start()
             for t in threads:

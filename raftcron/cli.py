@@ -80,7 +80,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
     _print_what_jobs_mean(args.file, cfg.jobs)
+    if args.api:
+        return _check_members(args, cfg)
     return 0
+
+
+def _check_members(args: argparse.Namespace, cfg: Any) -> int:
+    """``check-config FILE --api URL``: the file's [cluster.nodes] against the cluster's
+    replicated membership (the truth once seeded; raftcron/membership.py). Exit 1 when they
+    disagree, naming each difference."""
+    from raftcron.core.model import Member
+    from raftcron.membership import file_disagreement
+
+    body = _call(lambda: cliutil.client_from_args(args).request("GET", "/v1/members"))
+    if not body.get("seeded"):
+        print("the cluster's membership is not seeded yet: the file is the truth")
+        return 0
+    members = [
+        Member(name=m["name"], raft=m["raft"], api=m["api"],
+               tags=tuple(sorted(m["tags"].items())))
+        for m in body["members"]
+    ]  # fmt: skip
+    lines = file_disagreement(cfg.cluster.nodes, members)
+    if not lines:
+        print(f"{args.file}: [cluster.nodes] agrees with the cluster's membership")
+        return 0
+    for line in lines:
+        print(f"{args.file}: disagrees with the cluster's membership: {line}", file=sys.stderr)
+    raise CliError(
+        f"{args.file}: [cluster.nodes] differs from the replicated membership (raftcron "
+        "members list): update the file to match (it only seeds a new cluster)"
+    )
 
 
 # --------------------------------------------------------------------------- fire times
@@ -854,6 +884,15 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     )
     c.add_argument("file")
     c.add_argument("--node", help="also check that this node is in the file")
+    c.add_argument(
+        "--api",
+        help="also compare [cluster.nodes] with this cluster's replicated membership "
+        "(a member API URL, or several comma-separated)",
+    )
+    c.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
+    c.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
+    c.add_argument("--cacert", help="CA file to verify an https API")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     c.set_defaults(fn=cmd_check_config)
 
     common = argparse.ArgumentParser(add_help=False)

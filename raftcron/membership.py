@@ -368,6 +368,24 @@ class MembershipControl:
         )
 
 
+def count_problem(spec: Any, members: tuple[MemberInfo, ...]) -> str | None:
+    """Why job ``spec``'s ``count`` cannot be met by the members (the replicated ones once
+    seeded: the cluster file's check only knows the file's), or None."""
+    count = int(spec.count)
+    if count <= 1:  # (1, or COUNT_ALL: every matching member)
+        return None
+    want = dict(spec.tags)
+    fit = [m.name for m in members if all(dict(m.tags).get(k) == v for k, v in want.items())]
+    if len(fit) >= count:
+        return None
+    tags = ", ".join(f"{k}={v}" for k, v in spec.tags)
+    return (
+        f"count: {count} instances per fire, but only {len(fit)} member(s) of the cluster "
+        f"match tags {{{tags}}} ({', '.join(fit) or 'none'}): instances beyond them are "
+        'recorded as skipped (lower count, use count = "all", or add or tag members)'
+    )
+
+
 def seal(secret: str, *parts: str) -> str:
     """An HMAC-SHA256 of ``parts`` under the cluster secret (the standing check)."""
     msg = "\x00".join(parts).encode()

@@ -92,6 +92,7 @@ from raftcron.core.results import Reject
 from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
+from raftcron.membership import count_problem
 from raftcron.raft.node import RaftStatus
 from raftcron.timefmt import rfc3339
 
@@ -563,7 +564,11 @@ async def put_job(request: web.Request) -> web.Response:
     await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    body = {"job": name, "result": res.value, "warnings": job_warnings(spec)}
+    warnings = job_warnings(spec)
+    short = count_problem(spec, node.members())  # (the replicated members once seeded)
+    if short is not None:
+        warnings = [*warnings, short]
+    body = {"job": name, "result": res.value, "warnings": warnings}
     return _json(body, 201 if res.value == "created" else 200)
 
 

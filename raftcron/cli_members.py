@@ -56,7 +56,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     add.add_argument("--cacert", help="CA file to verify an https API (or RAFTCRON_CACERT)")
     add.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
-    add.add_argument("--json", action="store_true", help="the API's JSON")
+    add.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="table or json"
+    )
+    add.add_argument("--json", action="store_true", help="the same as -o json")
     add.set_defaults(fn=cmd_members_add)
     rm = msub.add_parser(
         "remove", parents=[common], help="remove a member for good (it never comes back)"

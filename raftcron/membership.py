@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from raftcron.config import HostPort, NodeConfig
 from raftcron.core import commands as c
@@ -48,8 +48,35 @@ from raftcron.core.model import MEMBER_ADD, Member, MemberChange
 from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
-    from raftcron.core.state import State
-    from raftcron.node import Node
+    from raftcron.clock import Clock
+    from raftcron.config import Config
+    from raftcron.core.state import Result, State
+    from raftcron.raft.node import Machine, RaftNode, RaftStatus
+
+
+class MembershipHost(Protocol):
+    """What the membership control needs of the node that owns it (``Node``; a Protocol,
+    so that this module does not import the node)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def me(self) -> NodeConfig: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def raft(self) -> RaftNode: ...
+    @property
+    def api_scheme(self) -> str: ...
+    def status(self) -> RaftStatus: ...
+    def is_established_leader(self) -> bool: ...
+    async def propose(self, cmd: c.Command, timeout: float) -> Result: ...  # noqa: ASYNC109
+    async def transfer_leadership(self, target: str | None, timeout: float) -> str: ...  # noqa: ASYNC109
+
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +167,7 @@ def file_disagreement(file_nodes: tuple[NodeConfig, ...], members: list[Member])
 class MembershipControl:
     """The membership loop of one node (see the module docstring)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MembershipHost) -> None:
         self.node = node
         # Why this node stopped for having been removed (the CLI exits 2 with it).
         self.removed: str | None = None

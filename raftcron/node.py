@@ -83,8 +83,6 @@ class Node:
         # 0700, and everything in it private to the agent's account, before anything in
         # it is created (the executor's output dir below, Raft's files at start).
         hardening.prepare_data_dir(self.data_dir, name)
-        # The members (the replicated ones once seeded, else the file's: raftcron/membership.py).
-        self.membership = MembershipControl(self)
         self.settings = RaftSettings(
             self_addr=str(self.me.raft),
             peers=[str(n.raft) for n in config.cluster.nodes if n.name != name],
@@ -153,6 +151,8 @@ class Node:
             self.notifier.on_commit,
             self.drain.on_commit,
         ]
+        # The members (the replicated ones once seeded, else the file's: raftcron/membership.py).
+        self.membership = MembershipControl(self)
 
     def _executor_event(self, event: str, rid: str, fields: dict[str, Any]) -> None:
         self.metrics.executor_event(event, rid, fields)

@@ -25,6 +25,7 @@ from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, member_api,
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.port import ClusterPort
+from raftcron.clock import monotonic
 from raftcron.core import commands as c
 from raftcron.core.model import Member, MemberChange
 from raftcron.core.state import Ok, Rejected
@@ -102,12 +103,12 @@ def _check_add_quorum(node: ClusterPort, name: str) -> None:
 
 
 async def _wait_done(node: ClusterPort, request: str) -> bool:
-    deadline = asyncio.get_running_loop().time() + WAIT_DONE_S
+    deadline = monotonic() + WAIT_DONE_S
     while True:
         change = node.read(lambda s: s.member_change)
         if change is None or change.request != request or change.done:
             return True
-        if asyncio.get_running_loop().time() >= deadline:
+        if monotonic() >= deadline:
             return False
         await asyncio.sleep(0.1)
 

@@ -294,6 +294,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if drift:
         print(f"config drift: {', '.join(drift)} read a cluster file that differs from the "
               f"leader's (config_hash per member: raftcron status --json)")  # fmt: skip
+    for line in st.raw.get("membership_file_disagrees") or ():
+        print(f"membership: {st.node}'s cluster file disagrees with the cluster's members: "
+              f"{line} (raftcron members list; update the file)")  # fmt: skip
     return 0
 
 

@@ -345,3 +345,46 @@ def test_bad_input(tmp_path: Path) -> None:
     finally:
         cl.stop()
         (tmp_path / "logs.txt").write_text(cl.logs())
+
+
+def test_a_new_member_of_a_restored_cluster_joins_with_its_cluster_id(tmp_path: Path) -> None:
+    """A cluster restored from a backup has a cluster id; a new member started empty with
+    the ``--cluster-id`` that ``members add`` printed joins it and gets its state."""
+    from raftcron.core import commands as c
+    from raftcron.core.model import JobSpec
+    from raftcron.core.restore import seal
+    from raftcron.core.state import State
+    from raftcron.raft.seed import seed_raft_dir
+
+    cluster_id = "rc-0123456789abcdef01234567"
+    st = State()
+    for j in range(20):
+        spec = JobSpec(name=f"restored-{j}", schedule="0 0 1 1 *", command=("true",))
+        st.apply(c.PutJob(at_ms=1_700_000_000_000, spec=spec))
+    seal(st, cluster_id=cluster_id)
+    cl = Cluster(tmp_path, size=4, extra_cluster=CLUSTER)
+    write_file(cl, ["a", "b", "c"], cl.config, [])
+    blob = st.snapshot()
+    for n in "abc":
+        seed_raft_dir(tmp_path / "data" / n, blob, [cl.members[x].raft for x in "abc"])
+        cl.start(n)
+    try:
+        leader = cl.wait_leader(60)
+        wait_for("the membership seeded", lambda: members(cl, leader)["seeded"], 60)
+        assert members(cl, leader)["cluster_id"] == cluster_id
+        d = cl.members["d"]
+        res = change(cl, "POST", "/v1/members", {"name": "d", "raft": d.raft,
+                                                 "api": f"127.0.0.1:{d.api_port}"})  # fmt: skip
+        assert res["cluster_id"] == cluster_id
+        assert res["start"].endswith(f"--node d --cluster-id {cluster_id}"), res
+        d.config = tmp_path / "d.toml"
+        write_file(cl, ["a", "b", "c", "d"], d.config, [])
+        cl.agent_args = ["--cluster-id", cluster_id]  # (only d starts from here on)
+        cl.start("d")
+        wait_for("d to catch up", lambda: caught_up(cl, "d"), 90, interval=0.2)
+        assert members(cl, "d")["cluster_id"] == cluster_id
+        jobs = {j["name"] for j in cl.get("d", "/v1/jobs", 5.0)["jobs"]}
+        assert {f"restored-{j}" for j in range(20)} <= jobs
+    finally:
+        cl.stop()
+        (tmp_path / "logs.txt").write_text(cl.logs())

@@ -16,11 +16,12 @@
 * **A removed member never comes back.** The others refuse it on the Raft port
   (``State.removed_reason``); a node that applies its own removal stops with exit status
   2 and a message naming the fix (a leader first hands leadership off). A node that was
-  down during its removal learns it at start from a peer's refusal... it cannot: the
-  refusal closes the connection. So at start a node whose replica names it a member asks
-  the others' ``GET /v1/members/{name}/standing`` (its answer is sealed with the cluster
-  secret, so nobody without the secret can make a node stop) and stops the same way when
-  a peer says it was removed.
+  down during its removal never applies it (nobody sends it the log), so at start, and
+  every :data:`STANDING_EVERY_S` while it sees no leader, it asks the others'
+  ``GET /v1/membership/standing``, question and answer sealed with the cluster secret
+  (nobody without it can make a node stop), and stops the same way when told.
+* **Safety checks the state cannot make** run on the leader (``raftcron/api/membership.py``):
+  the members that answer must stay a majority after the change.
 
 Every proposal has a deadline; nothing here blocks the loop.
 """
@@ -173,6 +174,7 @@ class MembershipControl:
         self.removed: str | None = None
         self._inflight: set[str] = set()  # change requests whose Raft entry we await
         self._carried: set[str] = set()  # change requests whose Raft entry committed
+        self._told_not_member = False  # (the standing check said so once)
         self._drift_said: tuple[str, ...] = ()
         self._drift_at = -DRIFT_EVERY_S
 
@@ -301,7 +303,19 @@ class MembershipControl:
                 body = await asyncio.to_thread(_get_json, url + query)
             except Exception:
                 continue  # (not answering: the next one)
-            if not isinstance(body, dict) or body.get("removed") is not True:
+            if not isinstance(body, dict):
+                continue
+            if body.get("removed") is not True:
+                if body.get("member") is False and not self._told_not_member:
+                    self._told_not_member = True
+                    logger.warning(
+                        "node %s: member %s says %s is not a member of the cluster: add it "
+                        "first (raftcron members add %s --raft H:P --api H:P), or fix its name",
+                        name,
+                        peer.name,
+                        name,
+                        name,
+                    )
                 continue
             proof = str(body.get("proof") or "")
             if not sealed_by([secret, previous or ""], proof, "removed", nonce, name):

@@ -243,8 +243,10 @@ async def standing(request: web.Request) -> web.Response:
         secrets, mac, "ask", nonce, name
     ):
         raise ApiProblem(403, "forbidden", "the question is not sealed with the cluster secret")
-    removed = node.read(lambda s: name in s.removed and name not in s.members)
-    body: dict[str, Any] = {"name": name, "removed": removed}
+    removed, member = node.read(
+        lambda s: (name in s.removed and name not in s.members, not s.members or name in s.members)
+    )
+    body: dict[str, Any] = {"name": name, "removed": removed, "member": member}
     if removed:
         body["proof"] = seal(node.config.cluster.secret, "removed", nonce, name)
     return _json(body)

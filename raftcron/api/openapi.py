@@ -238,6 +238,10 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                 "properties": {
                     "name": {"type": "string"},
                     "removed": {"type": "boolean"},
+                    "member": {
+                        "type": "boolean",
+                        "description": "a member (or the membership is not seeded yet)",
+                    },
                     "proof": {"type": "string"},
                 },
             },

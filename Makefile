@@ -47,9 +47,13 @@ wheelhouse:
 demo: $(STAMP)
 	$(BIN)/raftcron dev --config cluster.example.toml
 
-## make test: lint, type-check, then the whole suite (unit + real-process cluster tests).
+## make test: lint, type-check, then the whole suite: the in-process tests (unit, fuzzy) on
+## 3 workers (they mostly wait on timeouts and subprocesses), then the tests that start real
+## agents (cluster, chaos) one at a time, so that their agents are not starved of CPU.
+IN_PROCESS := tests --ignore=tests/cluster --ignore=tests/chaos
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 $(IN_PROCESS)
+	$(BIN)/pytest -q tests/cluster tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check raftcron tests bench examples packaging
@@ -61,7 +65,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 3 tests/unit
 
 cluster: $(STAMP)
 	$(BIN)/pytest -q tests/cluster

@@ -169,7 +169,7 @@ def test_garbage_is_refused_never_decoded(seed: int) -> None:
 # Messages
 
 MESSAGES: list[Any] = [
-    os.urandom(32),
+    bytes(range(32)),  # a handshake nonce (fixed: xdist workers must collect the same ids)
     "127.0.0.1:7101",
     {"type": "request_vote", "term": 3, "last_log_index": 10, "last_log_term": 2},
     {"type": "response_vote", "term": 3},

@@ -133,13 +133,17 @@ def run_to_end(
 def test_job_exits_normally_and_output_and_result_are_kept(
     tmp_path: Path, connect: Connect
 ) -> None:
-    run_dir = tmp_path / "r"
-    proc, listening = launch(run_dir, ["sh", "-c", "echo hello; echo oops >&2; exit 3"], 30)
+    run_dir, go = tmp_path / "r", tmp_path / "go"
+    # The job waits for the agent's hello: a job that ends before any agent attaches makes
+    # the watchdog write its result and exit (the case of the test below).
+    script = f"while [ ! -e {go} ]; do sleep 0.01; done; echo hello; echo oops >&2; exit 3"
+    proc, listening = launch(run_dir, ["sh", "-c", script], 30)
     assert listening == {"event": "listening", "pid": proc.pid, "version": wd.PROTOCOL}
     agent = connect(run_dir)
     reply = agent.hello(run="j@1000", fence=7, deadline=time.monotonic() + 30)
     assert reply["hello"] == wd.PROTOCOL and reply["pid"] == proc.pid
     assert reply["run"] == "j@1000" and reply["fence"] == 7 and reply["job_pid"] > 0
+    go.touch()
     ev = agent.until_exit()
     assert ev is not None
     # On disk, complete, the moment an agent hears of the exit (before the watchdog exits).
@@ -224,16 +228,11 @@ def test_reattach_to_a_live_watchdog_and_renew(tmp_path: Path, connect: Connect)
     assert proc.wait(30) == 0
 
 
-def test_the_result_of_a_finished_watchdog_is_read_from_disk(
-    tmp_path: Path, connect: Connect
-) -> None:
+def test_the_result_of_a_finished_watchdog_is_read_from_disk(tmp_path: Path) -> None:
     """The job ended while no agent was attached: the watchdog wrote its result and
     exited; attaching finds nobody listening and the result on disk."""
     run_dir = tmp_path / "r"
     proc, _ = launch(run_dir, ["sh", "-c", "exit 4"], 30)
-    agent = connect(run_dir)
-    agent.hello()
-    agent.close()
     assert proc.wait(30) == 0
 
     async def reattach() -> Any:

@@ -80,7 +80,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     names = ", ".join(n.name for n in cfg.cluster.nodes)
     print(f"{args.file}: ok ({len(cfg.cluster.nodes)} nodes: {names}; {len(cfg.jobs)} jobs)")
     _print_what_jobs_mean(args.file, cfg.jobs)
+    if args.api:
+        return _check_members(args, cfg)
     return 0
+
+
+def _check_members(args: argparse.Namespace, cfg: Any) -> int:
+    """``check-config FILE --api URL``: the file's [cluster.nodes] against the cluster's
+    replicated membership (the truth once seeded; raftcron/membership.py). Exit 1 when they
+    disagree, naming each difference."""
+    from raftcron.core.model import Member
+    from raftcron.membership import file_disagreement
+
+    body = _call(lambda: cliutil.client_from_args(args).request("GET", "/v1/members"))
+    if not body.get("seeded"):
+        print("the cluster's membership is not seeded yet: the file is the truth")
+        return 0
+    members = [
+        Member(name=m["name"], raft=m["raft"], api=m["api"],
+               tags=tuple(sorted(m["tags"].items())))
+        for m in body["members"]
+    ]  # fmt: skip
+    lines = file_disagreement(cfg.cluster.nodes, members)
+    if not lines:
+        print(f"{args.file}: [cluster.nodes] agrees with the cluster's membership")
+        return 0
+    for line in lines:
+        print(f"{args.file}: disagrees with the cluster's membership: {line}", file=sys.stderr)
+    raise CliError(
+        f"{args.file}: [cluster.nodes] differs from the replicated membership (raftcron "
+        "members list): update the file to match (it only seeds a new cluster)"
+    )
 
 
 # --------------------------------------------------------------------------- fire times
@@ -187,7 +217,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         logging.getLogger("raftcron.agent").warning("%s", problem)
     from raftcron.node import Node
 
-    node = Node(cfg, name, dir_lock=dir_lock)
+    node = Node(cfg, name, dir_lock=dir_lock, cluster_id=args.cluster_id or "")
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
 
     async def main() -> None:
@@ -207,6 +237,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     asyncio.run(main())
     if node.failed is not None:
         raise CliError(f"node {name} stopped: {node.failed}")
+    if node.membership.removed is not None:  # removed from the cluster, or a wrong id
+        raise CliError(node.membership.removed, EXIT_USAGE)
     return 0
 
 
@@ -262,6 +294,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if drift:
         print(f"config drift: {', '.join(drift)} read a cluster file that differs from the "
               f"leader's (config_hash per member: raftcron status --json)")  # fmt: skip
+    for line in st.raw.get("membership_file_disagrees") or ():
+        print(f"membership: {st.node}'s cluster file disagrees with the cluster's members: "
+              f"{line} (raftcron members list; update the file)")  # fmt: skip
     return 0
 
 
@@ -827,6 +862,11 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     )
     a.add_argument("--log-level", default=os.environ.get("RAFTCRON_LOG_LEVEL", "info"))
     a.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    a.add_argument(
+        "--cluster-id",
+        help="a new member of a cluster with an id (a restored one), started with an empty "
+        "data dir: the id raftcron members add printed",
+    )
     a.set_defaults(fn=cmd_agent)
 
     d = sub.add_parser("dev", help="run a local 3-node cluster (the demo)")
@@ -847,6 +887,15 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     )
     c.add_argument("file")
     c.add_argument("--node", help="also check that this node is in the file")
+    c.add_argument(
+        "--api",
+        help="also compare [cluster.nodes] with this cluster's replicated membership "
+        "(a member API URL, or several comma-separated)",
+    )
+    c.add_argument("--token", help="API token (or RAFTCRON_TOKEN)")
+    c.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
+    c.add_argument("--cacert", help="CA file to verify an https API")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     c.set_defaults(fn=cmd_check_config)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -953,6 +1002,10 @@ def build_parser(only_lock: bool = False) -> argparse.ArgumentParser:
     from raftcron import cli_runs
 
     cli_runs.add_parser(sub, common)
+
+    from raftcron import cli_members
+
+    cli_members.add_parser(sub, common)
 
     lockcmd.add_parser(sub)
     from raftcron import cli_version

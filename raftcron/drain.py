@@ -41,9 +41,11 @@ from raftcron.core.state import Ok, Result, State
 from raftcron.raft.node import ProposalError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from raftcron.clock import Clock
-    from raftcron.config import NodeConfig
     from raftcron.executor.runner import Executor
+    from raftcron.membership import MemberInfo
     from raftcron.raft.node import Machine, RaftNode
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class DrainHost(Protocol):
     @property
     def executor(self) -> Executor: ...
     @property
-    def by_raft(self) -> dict[str, NodeConfig]: ...
+    def by_raft(self) -> Mapping[str, MemberInfo]: ...
     def node_name(self, raft_addr: str | None) -> str | None: ...
     def is_established_leader(self) -> bool: ...
 

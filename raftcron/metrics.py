@@ -112,7 +112,7 @@ class NodeMetrics:
         executor_active: Callable[[], int],
         version: str | None = None,
         process: bool = True,
-        members: tuple[str, ...] = (),
+        members: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
         peers: Callable[[], Mapping[str, str]] = dict,
         max_job_series: Callable[[], int] = lambda: DEFAULT_MAX_JOB_SERIES,
     ) -> None:
@@ -121,7 +121,8 @@ class NodeMetrics:
         self.machine = machine
         self.raft_status = raft_status
         self.executor_active = executor_active
-        self.members = members  # every member's name (raftcron_node_draining)
+        # every member's name (raftcron_node_draining; a callable: the replicated members)
+        self.members = members
         self.peers = peers  # the other members: raft address -> name (raftcron_peer_*)
         self.max_job_series = max_job_series  # read at every scrape (a reload may change it)
         self._over_cap = False  # the last scrape left jobs out (warned once per crossing)
@@ -460,7 +461,8 @@ class _NodeCollector(Collector):
             if stats.outcome:
                 for outcome in RUN_OUTCOMES:
                     last_outcome.add_metric([name, outcome], int(stats.outcome == outcome))
-        drains = m.machine.read(lambda s: _drain_states(s, m.members))
+        names = m.members() if callable(m.members) else m.members
+        drains = m.machine.read(lambda s: _drain_states(s, names))
         for name in sorted(drains):
             for state in ("draining", "drained"):
                 draining.add_metric([name, state], 1 if drains[name] == state else 0)

@@ -47,6 +47,7 @@ from raftcron.core.state import (
 from raftcron.datadir import DataDirLock
 from raftcron.drain import DrainControl
 from raftcron.executor.runner import Executor
+from raftcron.membership import MemberInfo, MembershipControl
 from raftcron.metrics import NodeMetrics
 from raftcron.notify import Notifier
 from raftcron.raft.node import Machine, RaftNode, RaftSettings, RaftStatus
@@ -67,6 +68,7 @@ class Node:
         name: str,
         clock: Clock | None = None,
         dir_lock: DataDirLock | None = None,
+        cluster_id: str = "",
     ) -> None:
         # The file's jobs are kept packed (a leader unpacks them to reconcile the file,
         # once per term); ``self.config`` has none, so once the caller lets go of its
@@ -81,7 +83,6 @@ class Node:
         # 0700, and everything in it private to the agent's account, before anything in
         # it is created (the executor's output dir below, Raft's files at start).
         hardening.prepare_data_dir(self.data_dir, name)
-        self.by_raft = {str(n.raft): n for n in config.cluster.nodes}
         self.settings = RaftSettings(
             self_addr=str(self.me.raft),
             peers=[str(n.raft) for n in config.cluster.nodes if n.name != name],
@@ -95,7 +96,11 @@ class Node:
                 else {"compaction_min_entries": test_hooks.compaction_min_entries}
             ),
         )
-        self.machine = Machine()
+        # A new member of a cluster with an id (a restored one) starts with it (--cluster-id,
+        # printed by raftcron members add): its empty state then says it in the Raft
+        # handshake, and the leader's snapshot brings the same id. Checked at start.
+        self.cluster_id = cluster_id
+        self.machine = Machine(State(cluster_id=cluster_id))
         self.raft = RaftNode(self.settings, self.machine)
         self.leases = LeaseTracker(self.clock)
         self.metrics = NodeMetrics(
@@ -104,10 +109,8 @@ class Node:
             machine=self.machine,
             raft_status=lambda: self.raft.status,
             executor_active=lambda: self.executor.active_count(),
-            members=tuple(n.name for n in config.cluster.nodes),
-            peers=lambda: {
-                str(n.raft): n.name for n in self.config.cluster.nodes if n.name != name
-            },
+            members=lambda: tuple(m.name for m in self.members()),
+            peers=lambda: {str(m.raft): m.name for m in self.members() if m.name != name},
             max_job_series=lambda: self.config.metrics.max_job_series,
         )
         self.raft.on_committed = self.metrics.on_proposal
@@ -152,6 +155,8 @@ class Node:
             self.notifier.on_commit,
             self.drain.on_commit,
         ]
+        # The members (the replicated ones once seeded, else the file's: raftcron/membership.py).
+        self.membership = MembershipControl(self)
 
     def _executor_event(self, event: str, rid: str, fields: dict[str, Any]) -> None:
         self.metrics.executor_event(event, rid, fields)
@@ -161,6 +166,14 @@ class Node:
             logger.exception("node %s: notifier failed on %s of %s", self.name, event, rid)
 
     # -- views used by the API
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """The members: the replicated ones once seeded, else the cluster file's."""
+        return self.membership.members()
+
+    @property
+    def by_raft(self) -> dict[str, MemberInfo]:
+        return {str(m.raft): m for m in self.members()}
 
     def node_name(self, raft_addr: str | None) -> str | None:
         if raft_addr is None:
@@ -226,10 +239,15 @@ class Node:
         return await self.configctl.reload()
 
     def live_nodes(self) -> list[NodeInfo]:
+        """The members that may get work now: this one and those that answer, among the
+        members (a removed member, or one added but not yet in Raft's configuration, gets
+        none)."""
         st = self.raft.status
-        out = [NodeInfo(name=self.name, tags=self.me.tags)]
-        for addr in sorted(st.responsive if st.is_leader else st.connected):
-            node = self.by_raft.get(addr)
+        by_raft = self.by_raft
+        me = by_raft.get(str(self.me.raft))
+        out = [] if me is None else [NodeInfo(name=self.name, tags=me.tags)]
+        for addr in sorted((st.responsive if st.is_leader else st.connected) & st.config):
+            node = by_raft.get(addr)
             if node is not None:
                 out.append(NodeInfo(name=node.name, tags=node.tags))
         return out
@@ -421,9 +439,10 @@ class Node:
             self.failed = reason
         return reason is not None
 
-    async def _watch(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set, or Raft reports a storage failure (``self.failed``)."""
-        while not stop.is_set():
+    async def _watch(self, stop: asyncio.Event, removed: asyncio.Event | None = None) -> None:
+        """Until ``stop`` is set, Raft reports a storage failure (``self.failed``) or this
+        node learns it was removed (``removed``, ``self.membership.removed``)."""
+        while not stop.is_set() and not (removed is not None and removed.is_set()):
             if self._check_storage():
                 return
             with contextlib.suppress(TimeoutError):
@@ -465,6 +484,17 @@ class Node:
         self.raft.add_status_listener(self.metrics.on_status)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.raft.start()
+        have = self.machine.read(lambda s: s.cluster_id)
+        if self.cluster_id and have != self.cluster_id:
+            self.membership.removed = (
+                f"node {self.name}: --cluster-id {self.cluster_id} was given, but the data "
+                f"dir {self.data_dir} belongs to cluster {have or '(without an id)'}: give "
+                "--cluster-id only to a new member started with an empty data dir (or leave "
+                "it out)"
+            )
+            logger.critical("%s (exit status 2)", self.membership.removed)
+            self.raft.stop()
+            return
         app = self.app = build_app(self)
         runner = ApiRunner(app)
         await runner.setup()
@@ -484,18 +514,25 @@ class Node:
             config_task = asyncio.get_running_loop().create_task(
                 self.configctl.run(), name="config"
             )
+            removed = asyncio.Event()  # set by the membership loop: this node was removed
+            members_task = asyncio.get_running_loop().create_task(
+                self.membership.run(removed), name="membership"
+            )
             try:
-                await self._watch(stop)
+                await self._watch(stop, removed)
             finally:
                 # (its clearing of a shutdown drain must not meet the one that starts now)
                 drain_task.cancel()
                 config_task.cancel()
+                members_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await drain_task
                 with contextlib.suppress(asyncio.CancelledError):
                     await config_task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await members_task
             try:
-                if self.failed is None:
+                if self.failed is None and self.membership.removed is None:
                     await self.drain.shutdown(self.config.cluster.shutdown_drain_ms / 1000)
                     self._check_storage()  # (it may have failed while draining)
             finally:

@@ -215,11 +215,13 @@ class ConfigControl:
         node = self.node
         st = node.status()
         leader = node.node_name(st.leader) if (st.is_leader or st.leader in st.connected) else None
-        names = [n.name for n in node.config.cluster.nodes]
+        file_names = [n.name for n in node.config.cluster.nodes]
 
         def read(
             s: State,
         ) -> tuple[str, dict[str, str | None], dict[str, tuple[str, int] | None]]:
+            # the members: the replicated ones once seeded (raftcron/membership.py)
+            names = sorted(s.members) if s.members else file_names
             return (
                 s.reconciled_config_hash(),
                 {n: s.member_hash(n) for n in names},
@@ -235,9 +237,23 @@ class ConfigControl:
     def levels(self) -> dict[str, int]:
         """Each member's feature level (advertised; 0 if it advertised nothing; this
         node's own is the one it runs): what the gate compares with."""
-        names = [n.name for n in self.node.config.cluster.nodes]
-        got = self.node.machine.read(lambda s: {n: s.member_version(n) for n in names})
-        out = {n: 0 if v is None else v[1] for n, v in got.items()}
+
+        # The members: the replicated ones once seeded (raftcron/membership.py), else the
+        # file's. A member added at run time that has not advertised yet (not started)
+        # is not counted: it can only have been added by a cluster of the level of
+        # membership changes, and counting it as level 0 would refuse every write of
+        # that level, its own removal included, until it starts.
+        def read(s: State) -> list[tuple[str, bool, tuple[str, int] | None]]:
+            if s.members:
+                return [(m.name, m.added, s.member_version(m.name)) for m in s.members.values()]
+            names = [n.name for n in self.node.config.cluster.nodes]
+            return [(n, False, s.member_version(n)) for n in names]
+
+        out: dict[str, int] = {}
+        for name, added, version in self.node.machine.read(read):
+            if version is None and added:
+                continue
+            out[name] = 0 if version is None else version[1]
         out[self.node.name] = features.FEATURE_LEVEL
         return out
 

@@ -44,6 +44,7 @@ from raftcron.accounts import AccountError
 from raftcron.accounts import resolve as resolve_account
 from raftcron.api import audit, auth, dashboard, locks, metrics, openapi
 from raftcron.api import members as members_api
+from raftcron.api import membership as membership_api
 from raftcron.api import snapshot as snapshot_api
 from raftcron.api.http import (
     NODE_KEY,
@@ -91,6 +92,7 @@ from raftcron.core.results import Reject
 from raftcron.core.runkey import RunKey
 from raftcron.core.state import UNSCHEDULABLE, Ok, PlanOutcome, Rejected, manual_run_id
 from raftcron.durations import quoted
+from raftcron.membership import count_problem
 from raftcron.raft.node import RaftStatus
 from raftcron.timefmt import rfc3339
 
@@ -242,7 +244,7 @@ def status_json(node: ClusterPort) -> dict[str, Any]:
     leader = node.node_name(st.leader) if leader_reachable(st) else None
     match = dict(st.match_index)
     members = []
-    for n in node.config.cluster.nodes:
+    for n in node.members():  # (the replicated ones once seeded: raftcron/membership.py)
         addr = str(n.raft)
         is_self = n.name == node.name
         healthy = is_self or addr in st.connected  # reachable from this node
@@ -262,6 +264,7 @@ def status_json(node: ClusterPort) -> dict[str, Any]:
         members.append(member)
     members_api.add_drains(node, members)
     config = members_api.add_config(node, members)
+    config["membership_file_disagrees"] = node.membership.view()["file_disagrees"]
     tot = node.read(lambda s: s.totals())
     counts = (tot.jobs, tot.runs, tot.leases, tot.fence, tot.stale_rejections)
     return {
@@ -561,7 +564,11 @@ async def put_job(request: web.Request) -> web.Response:
     await _check_process(node, spec)
     _refuse_config_job(node, name, "change")
     res = await _propose(node, c.PutJob(at_ms=node.clock.wall_ms(), spec=spec, source="api"))
-    body = {"job": name, "result": res.value, "warnings": job_warnings(spec)}
+    warnings = job_warnings(spec)
+    short = count_problem(spec, node.members())  # (the replicated members once seeded)
+    if short is not None:
+        warnings = [*warnings, short]
+    body = {"job": name, "result": res.value, "warnings": warnings}
     return _json(body, 201 if res.value == "created" else 200)
 
 
@@ -836,6 +843,7 @@ def build_app(node: ClusterPort) -> web.Application:
     r.add_get("/health", members_api.health)
     r.add_get("/health/leader", members_api.health_leader)
     members_api.register(app)
+    membership_api.register(app)
     snapshot_api.register(app)
     locks.register(app)
     dashboard.register(app)

@@ -62,6 +62,9 @@ __all__ = [
 READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 HEALTH_PATHS: Final = frozenset({"/health", "/health/leader", "/metrics"})
 PUBLIC_PATHS: Final = frozenset({DASHBOARD_PATH})  # read methods only
+# Read methods only, without a token: the request and the answer are sealed with the
+# cluster secret instead (raftcron/membership.py: a removed member asks whether it was).
+SEALED_PATHS: Final = frozenset({"/v1/membership/standing"})
 # Reads that need an admin token: the whole replicated state, secrets included.
 ADMIN_READ_PATHS: Final = frozenset({"/v1/snapshot"})
 REALM: Final = "raftcron"
@@ -160,7 +163,7 @@ class Authorizer:
         if not self.tokens:
             return None
         read = method.upper() in READ_METHODS
-        if read and path in PUBLIC_PATHS:
+        if read and (path in PUBLIC_PATHS or path in SEALED_PATHS):
             return None
         if self.open_health and path in HEALTH_PATHS:
             return None

@@ -44,6 +44,8 @@ REJECTION_STATUS: Final[dict[Reject, int]] = {
     Reject.LOCKED: 409,
     Reject.REQUEST_DONE: 409,
     Reject.QUEUE_FULL: 409,
+    Reject.UNKNOWN_MEMBER: 404,
+    Reject.BAD_MEMBER: 400,
 }
 
 # What a read token sees in place of a secret (job env values, HTTP headers, notify and
@@ -248,6 +250,6 @@ def member_api(node: ClusterPort, name: str | None) -> str | None:
     """The API URL of the member ``name`` as this node's cluster file gives it (None: not
     a member, or no name): what a 409 ``not_leader`` tells a client to ask instead."""
     return next(
-        (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == name),
+        (f"{node.api_scheme}://{n.api}" for n in node.members() if n.name == name),
         None,
     )

@@ -108,10 +108,11 @@ def _member_json(node: ClusterPort, name: str) -> dict[str, Any]:
 
 
 def _addr_of(node: ClusterPort, name: str) -> str:
-    for n in node.config.cluster.nodes:
+    members = node.members()
+    for n in members:
         if n.name == name:
             return str(n.raft)
-    known = ", ".join(n.name for n in node.config.cluster.nodes)
+    known = ", ".join(n.name for n in members)
     raise ApiProblem(404, "unknown_member", f"no member named {name!r} (members: {known})")
 
 
@@ -167,7 +168,7 @@ async def reload_member(request: web.Request) -> web.Response:
     await _body(request, ())
     if name != node.name:
         api = next(
-            (f"{node.api_scheme}://{n.api}" for n in node.config.cluster.nodes if n.name == name),
+            (f"{node.api_scheme}://{n.api}" for n in node.members() if n.name == name),
             "?",
         )
         raise ApiProblem(

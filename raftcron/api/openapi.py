@@ -192,6 +192,62 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         ],
         "responses": _ok("released", _ref("LockReleased")) | _errors(400, 401, 403, 409, 503),
     },
+    ("GET", "/v1/members"): {
+        "summary": "the members (the replicated membership once seeded, else this node's "
+        "cluster file's), whether each answers and is in Raft's configuration, the change in "
+        "progress, the removed members, and how this node's file disagrees",
+        "responses": _ok("the members", _ref("Members")) | _errors(*_READ_ERRORS),
+    },
+    ("POST", "/v1/members"): {
+        "summary": "add a member (admin, on the leader: 409 not_leader elsewhere). One change "
+        "at a time (409 change_in_progress); a name or address that clashes is 409 "
+        "member_clash; a removed member's name is never reused. Answers once the member is in "
+        "Raft's configuration (change.done) or after 8 s; start it with an empty data dir "
+        "(the start line, with --cluster-id when the cluster has an id)",
+        "requestBody": _body(_ref("MemberAdd")),
+        "responses": _ok("added", _ref("MemberAdded"), "201") | _errors(400, 401, 403, 409, 503),
+    },
+    ("DELETE", "/v1/members/{name}"): {
+        "summary": "remove a member for good (admin, on the leader: 409 not_leader elsewhere): "
+        "it never votes or runs anything again. 409 no_majority when the members left that "
+        "answer are no majority, last_member, change_in_progress; a leader removed hands "
+        "leadership off first and stops",
+        "parameters": [
+            _query(
+                "request",
+                "idempotency key: a retry with the same key returns the first outcome",
+                {"type": "string", "maxLength": 128},
+            )
+        ],
+        "responses": _ok("removed", _ref("MemberRemoved")) | _errors(400, 401, 403, 404, 409, 503),
+    },
+    ("GET", "/v1/membership/standing"): {
+        "summary": "whether member `name` was removed, for that member itself: no token, the "
+        "question is sealed with the cluster secret (403 otherwise) and so is the answer "
+        "(proof); a member that was down during its removal asks at start and stops",
+        "parameters": [
+            _query("name", "the member asking", {"type": "string"}),
+            _query("nonce", "a fresh random string", {"type": "string"}),
+            _query("mac", "HMAC-SHA256 of ask, nonce, name under the secret", {"type": "string"}),
+        ],
+        "responses": _ok(
+            "the member's standing",
+            {
+                "type": "object",
+                "required": ["name", "removed"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "removed": {"type": "boolean"},
+                    "member": {
+                        "type": "boolean",
+                        "description": "a member (or the membership is not seeded yet)",
+                    },
+                    "proof": {"type": "string"},
+                },
+            },
+        )
+        | _errors(403),
+    },
     ("GET", "/v1/members/{name}/drain"): {
         "summary": "whether the member is drained, and how far its drain is",
         "responses": _ok("the member's drain", _ref("MemberDrain")) | _errors(401, 404),

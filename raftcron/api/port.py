@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from raftcron.core.features import Refusal
     from raftcron.core.planner import NodeInfo
     from raftcron.core.state import Result, State
+    from raftcron.membership import MemberInfo, MembershipControl
     from raftcron.metrics import NodeMetrics
     from raftcron.raft.node import RaftStatus
 
@@ -104,6 +105,14 @@ class ClusterPort(Protocol):
     async def transfer_leadership(self, target: str | None, timeout: float) -> str:  # noqa: ASYNC109 - a deadline is the contract
         """Hand leadership to ``target`` (a raft address); the new leader's address."""
         ...
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """The members: the replicated ones once seeded, else the cluster file's
+        (``raftcron/membership.py``)."""
+        ...
+
+    @property
+    def membership(self) -> MembershipControl: ...
 
     def live_nodes(self) -> list[NodeInfo]:
         """The members a fire can be placed on now (this node and the responsive ones)."""

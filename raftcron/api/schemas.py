@@ -168,6 +168,90 @@ SCHEMAS: Final[dict[str, Any]] = {
             "live_runs": {"type": "integer"},
         },
     },
+    "ClusterMember": {
+        "type": "object",
+        "required": ["name", "raft", "api", "tags", "incarnation"],
+        "properties": {
+            "name": {"type": "string"},
+            "raft": {"type": "string", "examples": ["10.0.0.4:4321"]},
+            "api": {"type": "string", "examples": ["10.0.0.4:8080"]},
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+            "incarnation": {
+                "type": ["integer", "null"],
+                "description": "given once per member; 0 before the membership is seeded",
+            },
+            "leader": {"type": "boolean"},
+            "in_raft_config": {"type": "boolean"},
+            "answering": {"type": "boolean"},
+        },
+    },
+    "MemberChange": {
+        "type": ["object", "null"],
+        "properties": {
+            "op": {"enum": ["add", "remove"]},
+            "name": {"type": "string"},
+            "raft": {"type": "string"},
+            "request": {"type": "string"},
+            "done": {"type": "boolean"},
+        },
+    },
+    "Members": {
+        "type": "object",
+        "required": ["seeded", "members", "change", "removed", "file_disagrees"],
+        "properties": {
+            "seeded": {
+                "type": "boolean",
+                "description": "the replicated membership exists (the leader seeds it from "
+                "its file once every member runs feature level 2); before, the file's",
+            },
+            "cluster_id": _NULL_STR,
+            "members": {"type": "array", "items": _ref("ClusterMember")},
+            "change": _ref("MemberChange"),
+            "removed": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "raft": {"type": "string"},
+                        "incarnation": {"type": "integer"},
+                    },
+                },
+            },
+            "file_disagrees": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "how this node's cluster file differs from the membership",
+            },
+        },
+    },
+    "MemberAdd": {
+        "type": "object",
+        "required": ["name", "raft", "api"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+            "raft": {"type": "string", "examples": ["10.0.0.4:4321"]},
+            "api": {"type": "string", "examples": ["10.0.0.4:8080"]},
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+            "request": {"type": "string", "maxLength": 128, "description": "idempotency key"},
+        },
+    },
+    "MemberAdded": {
+        "type": "object",
+        "required": ["member", "change", "cluster_id", "start"],
+        "properties": {
+            "member": _ref("ClusterMember"),
+            "change": _ref("MemberChange"),
+            "cluster_id": _NULL_STR,
+            "start": {"type": "string", "description": "how to start the new member"},
+        },
+    },
+    "MemberRemoved": {
+        "type": "object",
+        "required": ["removed", "change"],
+        "properties": {"removed": {"type": "string"}, "change": _ref("MemberChange")},
+    },
     "MemberDrain": {
         "type": "object",
         "required": ["node", "drained", "drain", "leader"],
@@ -233,6 +317,12 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "members whose config_hash differs from the leader's",
+            },
+            "membership_file_disagrees": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "how this node's cluster file differs from the replicated "
+                "membership (empty: it agrees, or the membership is not seeded yet)",
             },
             "feature_level": {"type": "integer", "description": "this node's feature level"},
             "cluster_feature_level": {

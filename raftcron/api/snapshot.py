@@ -53,9 +53,7 @@ async def get_snapshot(request: web.Request) -> web.Response:
 
     produce, cluster_id, counts = node.read(take)
     created_ms = node.clock.wall_ms()
-    members = [
-        {"name": n.name, "raft": str(n.raft), "api": str(n.api)} for n in node.config.cluster.nodes
-    ]
+    members = [{"name": n.name, "raft": str(n.raft), "api": str(n.api)} for n in node.members()]
 
     def build() -> bytes:
         return encode_backup(

@@ -26,7 +26,7 @@ import msgpack
 from raftcron.core.jobfields import istr
 from raftcron.core.jobfields import spec_from_wire as spec_from_wire
 from raftcron.core.jobfields import spec_to_wire as spec_to_wire
-from raftcron.core.model import DRAIN_OPERATOR, MISSED, JobSpec
+from raftcron.core.model import DRAIN_OPERATOR, MISSED, JobSpec, Member
 
 ENVELOPE_VERSION: Final = 1
 
@@ -353,6 +353,46 @@ class MarkBroken:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedMembers:
+    """The first leader's seed of the replicated membership from its cluster file
+    (``State.members``), once every member advertises the level of membership changes.
+    Accepted once; repeating the same seed changes nothing."""
+
+    at_ms: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddMember:
+    """Add ``member`` (its incarnation is given by ``apply``). ``request`` is the
+    idempotency key: a retry returns the first outcome. One change at a time: refused
+    while another is not done (``MemberChanged``)."""
+
+    at_ms: int
+    member: Member
+    request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveMember:
+    """Remove member ``name`` for good (it never votes or runs anything again; its name
+    is not reused). ``request`` as for :class:`AddMember`."""
+
+    at_ms: int
+    name: str
+    request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberChanged:
+    """The leader carried change ``request`` into Raft's configuration: the change is
+    done and the next one may start. Idempotent."""
+
+    at_ms: int
+    request: str
+
+
 LockCommand = AcquireLock | RenewLock | ReleaseLock | ExpireLock | CancelLockWait
 
 Command = (
@@ -378,6 +418,10 @@ Command = (
     | CancelLockWait
     | MarkBroken
     | ReportConfig
+    | SeedMembers
+    | AddMember
+    | RemoveMember
+    | MemberChanged
 )
 
 
@@ -458,6 +502,27 @@ def _missed_from_wire(row: list[Any]) -> Missed:
     )
 
 
+def member_to_wire(m: Member) -> list[Any]:
+    """A member as a row: ``[name, raft, api, [[tag, value], ...], incarnation, added]``
+    (``added`` written only when set)."""
+    row: list[Any] = [m.name, m.raft, m.api, [list(t) for t in m.tags], m.incarnation]
+    if m.added:
+        row.append(True)
+    return row
+
+
+def member_from_wire(row: list[Any]) -> Member:
+    name, raft, api, tags, incarnation = row[:5]
+    return Member(
+        name=str(name),
+        raft=str(raft),
+        api=str(api),
+        tags=tuple((str(k), str(v)) for k, v in tags),
+        incarnation=int(incarnation),
+        added=bool(row[5]) if len(row) > 5 else False,
+    )
+
+
 # ---------------------------------------------------------------------------- kinds
 
 
@@ -518,6 +583,11 @@ _CODECS: Final[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {
         lambda v: [_item_to_wire(i) for i in v],
         lambda v: tuple(_item_from_wire(r) for r in v),
     ),
+    "member": (lambda v: member_to_wire(v), lambda v: member_from_wire(v)),
+    "members": (
+        lambda v: [member_to_wire(m) for m in v],
+        lambda v: tuple(member_from_wire(r) for r in v),
+    ),
 }
 
 A = Arg
@@ -570,6 +640,12 @@ KINDS: Final[tuple[Kind, ...]] = (
                                          A("version", "version", optional=True, omit=True),
                                          A("level", "level", "int", optional=True,
                                            with_="version"))),
+    # membership changes at run time (level 2: raftcron/core/features.py)
+    Kind("members_seed", SeedMembers, (A("members", "members", "members"),), since=2),
+    Kind("member_add", AddMember, (A("member", "member", "member"), A("request", "request")),
+         since=2),
+    Kind("member_remove", RemoveMember, (A("name", "name"), A("request", "request")), since=2),
+    Kind("member_changed", MemberChanged, (A("request", "request"),), since=2),
 )
 # fmt: on
 _BY_CLASS: Final[dict[type[Any], Kind]] = {k.cls: k for k in KINDS}

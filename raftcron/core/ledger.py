@@ -36,6 +36,8 @@ from raftcron.core.model import (
     Lease,
     Lock,
     LockEnd,
+    Member,
+    MemberChange,
     Run,
     fire_of,
 )
@@ -153,6 +155,14 @@ class Ledger:
     # The cluster's id ("" for a cluster that never had one; a restored cluster gets a new
     # one: raftcron/core/restore.py). Nodes of different clusters refuse each other.
     cluster_id: str = ""
+    # The replicated membership (see "Membership"): empty until the first leader seeds it
+    # from its cluster file; then the truth (placement, status, drain, the gate read it).
+    members: dict[str, Member] = field(default_factory=dict)
+    # Removed members, by name: never members again (their names are not reused).
+    removed: dict[str, Member] = field(default_factory=dict)
+    # The last membership change (pending until done), and the last incarnation given.
+    member_change: MemberChange | None = None
+    member_serial: int = 0
     # Derived index (rebuilt on restore, never serialized): job -> live run ids.
     live: dict[str, frozenset[str]] = field(default_factory=dict)
     # Derived index (rebuilt on restore, never serialized): job -> the jobs whose

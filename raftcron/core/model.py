@@ -553,6 +553,42 @@ MAX_NODE_NAME: Final = 256  # a member name in a drain command (longer: refused)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """A cluster member in the replicated membership (``State.members``): its name, Raft
+    and API addresses (``host:port``), tags, and its incarnation (a number given once:
+    a member seeded from the cluster file or added at run time gets the next one, and a
+    removed member's name is never given again). ``added``: added at run time
+    (``member_add``), not seeded from the cluster file (the feature gate does not wait
+    for such a member before it has started and advertised its level)."""
+
+    name: str
+    raft: str
+    api: str
+    tags: tuple[tuple[str, str], ...] = ()
+    incarnation: int = 0
+    added: bool = False
+
+
+MEMBER_ADD: Final = "add"
+MEMBER_REMOVE: Final = "remove"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberChange:
+    """The last membership change (``State.member_change``): ``op`` (add, remove) of
+    member ``name`` at Raft address ``raft``, asked with idempotency key ``request`` at
+    cluster time ``since_ms``. ``done`` once the leader has carried it into Raft's own
+    configuration (``member_changed``); until then no other change is accepted."""
+
+    op: str
+    name: str
+    raft: str
+    request: str
+    since_ms: int
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DrainMark:
     """A member that takes no new grants: drained by ``kind`` at cluster time ``since_ms``."""
 

@@ -189,6 +189,20 @@ class Queries(Ledger):
         nothing, a release from before levels: level 0)."""
         return self.member_versions.get(node)
 
+    def removed_reason(self, raft: str) -> str | None:
+        """Why the member at Raft address ``raft`` may not take part any more (it was
+        removed and no current member has its address), or None."""
+        if not self.removed or any(m.raft == raft for m in self.members.values()):
+            return None
+        for m in self.removed.values():
+            if m.raft == raft:
+                return (
+                    f"{m.name} (incarnation {m.incarnation}) was removed from the cluster: "
+                    "it never takes part again (to bring that server back, empty its data "
+                    "dir and add it under a new name: raftcron members add)"
+                )
+        return None
+
     def member_version_map(self) -> dict[str, tuple[str, int]]:
         """Every member's advertised (version, feature level) (a copy)."""
         return dict(self.member_versions)

@@ -14,9 +14,9 @@ act on it, and must not start jobs behind the operator's back (issue 15, "Restor
   new cluster grants is far above any the old one granted after the backup was taken, so a
   storage system that checks fences refuses a writer of the old cluster;
 * every job is paused (``SetPaused`` with a note naming the restore) unless ``resume``;
-* membership is the new cluster's: drain marks and the members' reported config hashes
-  (they name the old members) are dropped, and so is the reconciled ``config_hash``, so the
-  new cluster's leader reconciles its own file at once;
+* membership is the new cluster's: the replicated members, drain marks and the members'
+  reported config hashes (they name the old members) are dropped, and so is the
+  reconciled ``config_hash``, so the new cluster's leader reconciles its own file at once;
 * ``cluster_id`` is the new cluster's id.
 
 Everything goes through :meth:`State.apply` with commands at ``at_ms`` (the state's own
@@ -92,6 +92,11 @@ def seal(
     state.counters = replace(state.counters, fence=state.counters.fence + fence_gap)
     state.drained = {}
     state.member_hashes = {}
+    # the new cluster's membership comes from its own cluster file (its first leader
+    # seeds it), never from the backup's: the old members are not this cluster's
+    state.members = {}
+    state.removed = {}
+    state.member_change = None
     state.config_hash = ""
     state.cluster_id = cluster_id
     return state

@@ -34,6 +34,13 @@ class Reject(StrEnum):
     NO_BACKFILL = "no_backfill"
     BAD_DRAIN = "bad_drain"
     BAD_REPORT = "bad_report"
+    # membership (State.members)
+    BAD_MEMBER = "bad_member"
+    MEMBERS_NOT_SEEDED = "members_not_seeded"
+    CHANGE_IN_PROGRESS = "change_in_progress"
+    MEMBER_CLASH = "member_clash"
+    UNKNOWN_MEMBER = "unknown_member"
+    LAST_MEMBER = "last_member"
     # locks
     INVALID = "invalid"
     LOCKED = "locked"

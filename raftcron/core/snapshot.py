@@ -32,6 +32,7 @@ from raftcron.core.model import (
     Lock,
     LockEnd,
     LockWaiter,
+    MemberChange,
     PendingRetry,
     Run,
 )
@@ -198,6 +199,7 @@ def _encode_snapshot(
     drained: Iterable[tuple[str, DrainMark]] = (),
     config: tuple[str, dict[str, str], dict[str, tuple[str, int]]] = ("", {}, {}),
     cluster_id: str = "",
+    membership: list[Any] | None = None,
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -226,7 +228,12 @@ def _encode_snapshot(
     # from before levels read the first two)
     has_config = bool(config[0] or config[1] or config[2])
     # "cluster_id" likewise, last: written only once the cluster has an id (a restore)
-    out.write(packer.pack_map_header(10 + bool(drain_list) + has_config + bool(cluster_id)))
+    # "members" likewise, last: written only once the membership is seeded
+    out.write(
+        packer.pack_map_header(
+            10 + bool(drain_list) + has_config + bool(cluster_id) + bool(membership)
+        )
+    )
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
         out.write(packer.pack(key) + packer.pack(value))
     out.write(packer.pack("history_limit") + packer.pack(scalars[1]))
@@ -266,7 +273,36 @@ def _encode_snapshot(
         out.write(packer.pack(row))
     if cluster_id:
         out.write(packer.pack("cluster_id") + packer.pack(cluster_id))
+    if membership:
+        out.write(packer.pack("members") + packer.pack(membership))
     return out.getvalue()
+
+
+_CHANGE_FIELDS: Final = ("op", "name", "raft", "request", "since_ms", "done")
+
+
+def membership_row(st: Ledger) -> list[Any] | None:
+    """``[members, removed, change or nil, serial]`` (members and removed as
+    :func:`raftcron.core.commands.member_to_wire` rows, by name), None before the seed."""
+    if not st.members:
+        return None
+    change = st.member_change
+    return [
+        [c.member_to_wire(st.members[n]) for n in sorted(st.members)],
+        [c.member_to_wire(st.removed[n]) for n in sorted(st.removed)],
+        None if change is None else [getattr(change, f) for f in _CHANGE_FIELDS],
+        st.member_serial,
+    ]
+
+
+def _restore_membership(st: Ledger, value: list[Any]) -> None:
+    members, removed, change, serial = value[:4]
+    st.members = {m.name: m for m in map(c.member_from_wire, members)}
+    st.removed = {m.name: m for m in map(c.member_from_wire, removed)}
+    st.member_change = (
+        None if change is None else MemberChange(**dict(zip(_CHANGE_FIELDS, change, strict=True)))
+    )
+    st.member_serial = int(serial)
 
 
 def capture(st: Ledger) -> Callable[[], bytes]:
@@ -284,6 +320,7 @@ def capture(st: Ledger) -> Callable[[], bytes]:
     drained = list(st.drained.items())
     config = (st.config_hash, dict(st.member_hashes), dict(st.member_versions))
     cluster_id = st.cluster_id
+    membership = membership_row(st)
     counters = (
         st.counters.fence,
         st.counters.stale_rejections,
@@ -304,6 +341,7 @@ def capture(st: Ledger) -> Callable[[], bytes]:
             drained,
             config,
             cluster_id,
+            membership,
         )
 
     return encode
@@ -371,6 +409,8 @@ def restore_into(st: Ledger, data: bytes) -> None:
                     st.member_versions = {str(n): (str(v), int(lv)) for n, v, lv in value[2]}
             case "cluster_id":
                 st.cluster_id = str(value)
+            case "members":
+                _restore_membership(st, value)
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported snapshot version {version!r}")
 

@@ -93,6 +93,15 @@ Invariants:
   restored state a new one; it is in the snapshot (key ``cluster_id``, after ``config``)
   only when set, so a state without one encodes as before. The Raft port refuses a peer
   whose cluster id differs (``raftcron/raft/wire.py``).
+* Membership (``raftcron/membership.py``, docs/design.md "Membership"): ``members`` is
+  empty until the first leader seeds it from its cluster file (``members_seed``, once
+  every member advertises feature level 2); from then on it is the truth. ``member_add``
+  and ``member_remove`` change it one at a time: each sets ``member_change``, which stays
+  pending until the leader has carried it into Raft's configuration (``member_changed``);
+  meanwhile every other change is refused (``change_in_progress``). A removed member goes
+  to ``removed`` for good: its name is never given again. Each member gets the next
+  ``member_serial`` as its incarnation. All of it is in the snapshot (key ``members``,
+  last) only once seeded, so a state without it encodes as before.
 * Job stats (``Job.stats``): the final record of a run that held a lease (a completion,
   an expiry) sets its job's last outcome and end, the duration when it had started, and
   the last success time (the latest end of a succeeded run: never moves back). Nothing
@@ -149,11 +158,15 @@ from raftcron.core.model import (
     DRAIN_OPERATOR,
     DRAIN_SHUTDOWN,
     MAX_NODE_NAME,
+    MEMBER_ADD,
+    MEMBER_REMOVE,
     PAUSED,
     SKIPPED,
     DrainMark,
     Job,
     JobSpec,
+    Member,
+    MemberChange,
 )
 from raftcron.core.queries import Queries
 from raftcron.core.results import Ok, Reject, Rejected, Result
@@ -279,6 +292,14 @@ class State(Runs, Locks, Queries):
                 return self._drain(cmd)
             case c.ReportConfig():
                 return self._report_config(cmd)
+            case c.SeedMembers():
+                return self._seed_members(cmd)
+            case c.AddMember():
+                return self._add_member(cmd)
+            case c.RemoveMember():
+                return self._remove_member(cmd)
+            case c.MemberChanged():
+                return self._member_changed(cmd)
         return Rejected(Reject.BAD_COMMAND, f"unknown command {type(cmd).__name__}")
 
     # ------------------------------------------------------------------ jobs
@@ -448,6 +469,126 @@ class State(Runs, Locks, Queries):
             changed |= self.member_versions.get(cmd.node) != advertised
             self.member_versions[cmd.node] = advertised
         return Ok(changed)
+
+    def _member_problem(self, m: Member) -> str | None:
+        """Why ``m`` cannot be a member (bad fields), or None."""
+        if not m.name or len(m.name) > MAX_NODE_NAME:
+            return f"a member name is 1 to {MAX_NODE_NAME} characters"
+        for what, addr in (("raft", m.raft), ("api", m.api)):
+            host, _, port = addr.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 or len(addr) > 300:
+                return f"member {m.name}: {what} address {addr!r} is not host:port"
+        if m.raft == m.api:
+            return f"member {m.name}: its raft and api addresses must differ"
+        if len(m.tags) > 64 or any(len(k) + len(v) > 512 for k, v in m.tags):
+            return f"member {m.name}: at most 64 tags of at most 512 characters"
+        return None
+
+    def _seed_members(self, cmd: c.SeedMembers) -> Result:
+        if self.members:
+            if sorted(self.members) == sorted(m.name for m in cmd.members):
+                return Ok("unchanged")
+            return Rejected(Reject.MEMBER_CLASH, "the membership was already seeded")
+        if not cmd.members:
+            return Rejected(Reject.BAD_MEMBER, "a seed names at least one member")
+        seen: set[str] = set()
+        for m in cmd.members:
+            problem = self._member_problem(m)
+            if problem is not None:
+                return Rejected(Reject.BAD_MEMBER, problem)
+            for key in (m.name, m.raft, m.api):
+                if key in seen:
+                    return Rejected(Reject.MEMBER_CLASH, f"{key} appears twice in the seed")
+                seen.add(key)
+        for m in sorted(cmd.members, key=lambda m: m.name):
+            self.member_serial += 1
+            self.members[m.name] = replace(m, incarnation=self.member_serial, added=False)
+        return Ok("seeded")
+
+    def _change_refusal(self, request: str) -> Result | None:
+        """The answer to a change while membership is not seeded or another change is
+        pending (the same request again: its first outcome), or None to go on."""
+        change = self.member_change
+        if change is not None and change.request == request and request:
+            return Ok(change)
+        if not self.members:
+            return Rejected(
+                Reject.MEMBERS_NOT_SEEDED,
+                "the replicated membership is not seeded yet (the leader seeds it from its "
+                "cluster file once every member runs a release of feature level 2): "
+                "retry once raftcron members list shows the members",
+            )
+        if change is not None and not change.done:
+            return Rejected(
+                Reject.CHANGE_IN_PROGRESS,
+                f"another membership change is in progress ({change.op} {change.name}): one "
+                "change at a time; retry once raftcron members list shows no change pending",
+            )
+        if not request or len(request) > 128:
+            return Rejected(Reject.BAD_MEMBER, "a change's request id is 1 to 128 characters")
+        return None
+
+    def _add_member(self, cmd: c.AddMember) -> Result:
+        refused = self._change_refusal(cmd.request)
+        if refused is not None:
+            return refused
+        m = cmd.member
+        problem = self._member_problem(m)
+        if problem is not None:
+            return Rejected(Reject.BAD_MEMBER, problem)
+        if m.name in self.removed:
+            return Rejected(
+                Reject.MEMBER_CLASH,
+                f"{m.name} is a removed member, and a removed member's name is never used "
+                f"again (its old data must never pass for the new member): pick another name",
+            )
+        for other in self.members.values():
+            if other.name == m.name:
+                return Rejected(Reject.MEMBER_CLASH, f"{m.name} is already a member")
+            for what, addr in (("raft", m.raft), ("api", m.api)):
+                if addr in (other.raft, other.api):
+                    return Rejected(
+                        Reject.MEMBER_CLASH,
+                        f"{what} address {addr} is already member {other.name}'s: give "
+                        f"{m.name} addresses of its own (remove {other.name} first if it "
+                        "is being replaced)",
+                    )
+        self.member_serial += 1
+        self.members[m.name] = replace(m, incarnation=self.member_serial, added=True)
+        self.member_change = MemberChange(
+            op=MEMBER_ADD, name=m.name, raft=m.raft, request=cmd.request, since_ms=self.now_ms
+        )
+        return Ok(self.member_change)
+
+    def _remove_member(self, cmd: c.RemoveMember) -> Result:
+        refused = self._change_refusal(cmd.request)
+        if refused is not None:
+            return refused
+        m = self.members.get(cmd.name)
+        if m is None:
+            known = ", ".join(sorted(self.members))
+            return Rejected(Reject.UNKNOWN_MEMBER, f"no member named {cmd.name!r} ({known})")
+        if len(self.members) == 1:
+            return Rejected(
+                Reject.LAST_MEMBER,
+                f"{cmd.name} is the last member: a cluster keeps at least one (add its "
+                "replacement first)",
+            )
+        del self.members[cmd.name]
+        self.removed[cmd.name] = m
+        self.member_hashes.pop(cmd.name, None)
+        self.member_versions.pop(cmd.name, None)
+        self.member_change = MemberChange(
+            op=MEMBER_REMOVE, name=m.name, raft=m.raft, request=cmd.request, since_ms=self.now_ms
+        )
+        return Ok(self.member_change)
+
+    def _member_changed(self, cmd: c.MemberChanged) -> Result:
+        change = self.member_change
+        if change is None or change.request != cmd.request or change.done:
+            return Ok(False)
+        self.member_change = replace(change, done=True)
+        return Ok(True)
 
     def _drain(self, cmd: c.Drain) -> Result:
         if cmd.kind not in DRAIN_KINDS:

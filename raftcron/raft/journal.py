@@ -881,6 +881,10 @@ class SnapshotStore:
         self.last_write_seconds: float | None = None
         self.loaded_entry: Entry | None = None
         self.load_error: BaseException | None = None
+        # Called after a snapshot's state is restored: the Raft configuration to take
+        # instead of the snapshot's (addresses, this replica's included), or None to keep
+        # it. raftcron/raft/node.py: the cluster file's until the membership is seeded.
+        self.cluster_override: Callable[[], list[str] | None] = lambda: None
 
     @property
     def serializing(self) -> bool:
@@ -1001,5 +1005,8 @@ class SnapshotStore:
         memory.trim()  # the snapshot's bytes and what decoding them left behind
         self.load_error = None
         self.loaded_entry = last
+        override = self.cluster_override()
+        if override is not None:
+            cluster = override
         nodes: set[Any] = {TCPNode(address) for address in cluster}
         return last, prev, nodes

@@ -158,6 +158,9 @@ class RaftStatus:
     # A leader: (peer raft address, since when) for each peer that lacks a committed entry
     # (monotonic seconds; see health.ReplicationLag). Empty on a follower.
     peer_behind_since: tuple[tuple[str, float], ...] = ()
+    # The other members' raft addresses in Raft's configuration as this node has it
+    # (changes at run time: raftcron/membership.py).
+    config: frozenset[str] = field(default_factory=frozenset)
 
 
 class Machine:
@@ -273,6 +276,10 @@ def _cluster_id_of(state: State) -> str:
     return state.cluster_id
 
 
+def _seeded(state: State) -> bool:
+    return bool(state.members)
+
+
 class _Replica(ReplicaBase):
     def __init__(
         self,
@@ -306,6 +313,13 @@ class _Replica(ReplicaBase):
             fs = hooks.current().raft_fs  # a test harness's (raftcron.hooks); else the OS
         store = SnapshotStore(str(data / "snapshot.bin"), machine.capture, machine.restore, fs)
         self._rc_store = store
+        # With run-time membership changes on, pysyncobj takes its configuration from a
+        # snapshot it loads. Until the membership is seeded (raftcron/membership.py) the
+        # cluster file is the truth, as before changes existed: a snapshot written under
+        # another file (a data dir moved, the old way of replacing a node) must not bring
+        # back the old addresses. Once seeded, the snapshot's configuration is Raft's own.
+        file_cluster = [settings.self_addr, *settings.peers]
+        store.cluster_override = lambda: None if machine.read(_seeded) else list(file_cluster)
         seam.check()
         secrets = [settings.password]
         if settings.previous_password:
@@ -320,6 +334,10 @@ class _Replica(ReplicaBase):
         self.wire_keyring = Keyring(secrets)
         # And the cluster id it checks peers against: the state's (a restore sets it).
         self.wire_cluster_id: Callable[[], str] = lambda: machine.read(_cluster_id_of)
+        # And why a peer is refused for having been removed from the membership.
+        self.wire_removed: Callable[[str], str | None] = lambda address: machine.read(
+            lambda s: s.removed_reason(address)
+        )
         unpickle.install()
         install_journal_factory(fs)
         conf = SyncObjConf(
@@ -340,7 +358,9 @@ class _Replica(ReplicaBase):
             tcp_keepalive=(5, 1, 3),
             logCompactionMinEntries=settings.compaction_min_entries,
             logCompactionMinTime=settings.compaction_min_time,
-            dynamicMembershipChange=False,
+            # run-time membership changes (raftcron/membership.py): pysyncobj's membership
+            # entries, appended only by the leader's membership control
+            dynamicMembershipChange=True,
             commandsWaitLeader=True,
             autoTick=auto_tick,
         )
@@ -558,6 +578,7 @@ class RaftNode:
             )
         )
         responsive: frozenset[str] = frozenset()
+        config = replica.config_addresses()
         is_leader = bool(replica.is_leader())
         now = monotonic()
         quorum_at: float | None = None
@@ -571,7 +592,7 @@ class RaftNode:
                 node.id for node, t in last.items() if now - t < limit and t != initial.get(node)
             )
             answered = [t for node, t in last.items() if t != initial.get(node)]
-            quorum_at = quorum_heard_at(now, answered, len(self.settings.peers) + 1)
+            quorum_at = quorum_heard_at(now, answered, len(config) + 1)
         else:
             self._response_at_takeover = None
         last_applied = int(raw["last_applied"])
@@ -602,6 +623,7 @@ class RaftNode:
             behind_since=behind_since,
             quorum_at=quorum_at,
             peer_behind_since=behind,
+            config=config,
         )
         old = self.status
         self.status = new
@@ -693,7 +715,7 @@ class RaftNode:
                 raise ProposalTimeout(timeout) from None
             if code == "not_leader":
                 raise ProposalError("not_leader", "this node is not the leader")
-            if code == "denied" and target is not None and target not in self.settings.peers:
+            if code == "denied" and target is not None and target not in self.status.config:
                 raise ProposalError("denied", f"{target} is not another member of the cluster")
             # sent (or the target is not caught up yet): look again shortly
             wait = 0.6 if code == "" else 0.05
@@ -729,6 +751,34 @@ class RaftNode:
                 got.append("denied")
                 logger.warning("leadership transfer to %s refused: %r", target, exc)
             done(got[0] if got else "denied")
+
+    # -- membership
+
+    async def change_membership(self, op: str, address: str, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline is the contract
+        """Append Raft's own membership entry (``op`` add or remove of the member at raft
+        ``address``; a leader only) and wait until it committed: True; False when it was
+        not appended (not the leader, its no-op not committed yet, another change not
+        committed yet) or lost. :class:`ProposalTimeout` when the deadline passes."""
+        replica = self._replica
+        if replica is None:
+            raise ProposalError("stopped", "raft node is not running")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+
+        def settle(ok: bool) -> None:
+            if not fut.done():
+                fut.set_result(ok)
+
+        def callback(ok: bool) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, ok)
+
+        replica.change_membership(op, address, callback)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise ProposalTimeout(timeout) from None
 
     # -- proposals
 

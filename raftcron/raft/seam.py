@@ -163,6 +163,10 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__raftCommitIndex"),
     _f("SyncObj", "_SyncObj__leaderCommitIndex"),
     _f("SyncObj", "_SyncObj__transport"),
+    # run-time membership changes (docs/design.md, "Membership")
+    _f("SyncObj", "_SyncObj__otherNodes"),
+    _m("SyncObj", "addNodeToCluster", "node", "callback"),
+    _m("SyncObj", "removeNodeFromCluster", "node", "callback"),
     _f("SyncObj", "_idToMethod"),
     _f("SyncObj", "_poller"),
     # pre-vote and leader stickiness (the election path)
@@ -171,7 +175,6 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__transferInProgress"),
     _f("SyncObj", "_SyncObj__raftLeader"),
     _f("SyncObj", "_SyncObj__selfNode"),
-    _f("SyncObj", "_SyncObj__otherNodes"),
     _m("SyncObj", "_SyncObj__connectedToAnyone"),
     _m("SyncObj", "_SyncObj__generateRaftTimeout"),
     _m("SyncObj", "_SyncObj__getCurrentLogTerm"),
@@ -470,6 +473,31 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     def last_response_times(self) -> dict[Any, float]:
         """A leader's last-response time per peer node (pysyncobj's monotonic seconds)."""
         return dict(self._SyncObj__lastResponseTime)
+
+    def config_addresses(self) -> frozenset[str]:
+        """The Raft addresses of the other members in pysyncobj's configuration (tick
+        thread: pysyncobj changes it there). With ``dynamicMembershipChange`` a membership
+        entry takes effect when it is appended (Raft's single-server change), on a leader
+        and on a follower alike, and at start from the snapshot and the replayed log."""
+        return frozenset(str(node.id) for node in self._SyncObj__otherNodes)
+
+    def change_membership(self, op: str, address: str, callback: Callable[[bool], None]) -> None:
+        """Append pysyncobj's membership entry adding (``op == "add"``) or removing
+        (``"remove"``) the member at Raft ``address``; ``callback(committed)`` runs on the
+        tick thread once the entry committed (True) or was not appended or lost (False:
+        pysyncobj appends one change at a time, and only on a leader whose no-op has
+        committed). Any thread: pysyncobj queues it for its tick. Only raftcron's own
+        membership control calls it, after the change committed in raftcron's log."""
+
+        def done(_res: Any, err: Any) -> None:
+            callback(err == FAIL_REASON.SUCCESS)
+
+        if op == "add":
+            self.addNodeToCluster(address, callback=done)
+        elif op == "remove":
+            self.removeNodeFromCluster(address, callback=done)
+        else:
+            raise ValueError(f"unknown membership change {op!r}")
 
     # -- hooks
 

@@ -1067,6 +1067,10 @@ class GuardedTransport(TransportBase):
         # The cluster id of this member's state (State.cluster_id), read at each handshake:
         # a peer of another cluster is refused (a restored cluster never joins the old one).
         self._cluster_id: Callable[[], str] = getattr(syncObj, "wire_cluster_id", lambda: "")
+        # Why a member at this raft address is refused (it was removed), or None.
+        self._removed: Callable[[str], str | None] = getattr(
+            syncObj, "wire_removed", lambda _address: None
+        )
         self.stats = WireStats(refused=Counter())
         self._refusals = RefusalLog()
         # Incoming connections whose handshake is not complete, oldest first: deadline.
@@ -1117,13 +1121,22 @@ class GuardedTransport(TransportBase):
     def admit_member(self, conn: Any, message: Any) -> bool:
         theirs, ours = getattr(message, "cluster_id", ""), self._cluster_id()
         if theirs == ours:
-            return True
+            # A member removed from the replicated membership (raftcron/membership.py) is
+            # refused even while this node's Raft configuration still names it (at start,
+            # before the removal is replayed): it never votes or takes entries again.
+            why = self._removed(str(message))
+            if why is None:
+                return True
+            self._close(conn, "removed_member", why)
+            return False
         self._close(
             conn,
             "cluster_id",
             f"{message} belongs to cluster {theirs or '(none)'}, this node to cluster "
             f"{ours or '(none)'}: members of different clusters never talk (a restored "
-            "cluster never joins the old one; docs/operations.md: Back up and restore)",
+            "cluster never joins the old one; docs/operations.md: Back up and restore; a "
+            "new member of a cluster with an id starts empty with --cluster-id ID, which "
+            "raftcron members add prints)",
         )
         return False
 

@@ -7,7 +7,9 @@ A lock ``wait`` above 2 s is cut to 2 s (an acquire may wait an hour by design; 
 would only wait). A drain or undrain that names a real member (``a``, ``b``, ``c``) names
 a stranger instead: draining the leader the fuzzer talks to hands its leadership away, and
 a follower's ``/health/leader`` is a 503 (``fuzz_api`` leaves ``/v1/leader/transfer`` out
-for the same reason).
+for the same reason); removing a real member would stop it (exit 2). A member added
+(``POST /v1/members``) is named ``a``, so the add is refused: a made-up member would join
+Raft's configuration and count in its majority.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     ):
         params["name"] = f"not-{params['name']}"
     body = getattr(case, "body", None)
+    if (
+        str(getattr(case, "path", "")) == "/v1/members"
+        and str(getattr(case, "method", "")).upper() == "POST"
+        and isinstance(body, dict)
+        and "name" in body
+    ):
+        # a made-up member would join Raft's configuration (and count in its majority):
+        # it is named as a member instead, so the add is refused (409 member_clash)
+        body["name"] = "a"
     if isinstance(body, dict) and "wait" in body:
         # a lock acquire may wait up to an hour, by design: keep the run moving
         try:

@@ -123,7 +123,7 @@ def test_every_verb_that_prints_data_takes_o_json() -> None:
     local = {"agent", "dev", "init", "check-config", "lock", "jobs import crontab"}
     local |= {"jobs import dkron", "jobs export"}  # -o toml|json: file formats
     for words in _leaves(parser):
-        groups = (["jobs"], ["leader"], ["jobs", "import"], ["snapshot"])
+        groups = (["jobs"], ["leader"], ["jobs", "import"], ["snapshot"], ["members"])
         if " ".join(words) in local or words in groups:
             continue
         args = parser.parse_args([*words, *_positionals(words), "-o", "json"])
@@ -137,7 +137,8 @@ def _positionals(words: list[str]) -> list[str]:
     needs |= {"jobs resume": ["x"], "jobs next": ["x"], "jobs backfill": ["x"], "trigger": ["x"]}
     needs |= {"drain": ["b"], "undrain": ["b"], "runs show": ["r"], "runs logs": ["r"]}
     needs |= {"runs kill": ["r"], "reload": ["b"], "snapshot save": ["f"]}
-    needs |= {"snapshot restore": ["f"]}
+    needs |= {"snapshot restore": ["f"], "members remove": ["x"]}
+    needs |= {"members add": ["d", "--raft", "h:1", "--api", "h:2"]}
     return needs.get(" ".join(words), [])
 
 

@@ -24,6 +24,7 @@ from raftcron.core.model import (
     Job,
     JobSpec,
     JobStats,
+    Member,
     NotifyTarget,
     PendingRetry,
     Run,
@@ -387,6 +388,26 @@ COMMANDS: list[tuple[str, c.Command]] = [
     ("sync_config-partial-empty", c.SyncConfig(at_ms=7, specs=(_SPEC,), history=5, partial=True)),
     ("sync_config-hash", c.SyncConfig(at_ms=8, specs=(), history=1, config_hash="h")),
     ("config_report", c.ReportConfig(at_ms=9, node="n1", hash="deadbeef")),
+    (
+        "members_seed",
+        c.SeedMembers(
+            at_ms=9,
+            members=(
+                Member(name="n1", raft="10.0.0.1:4321", api="10.0.0.1:8080", tags=(("az", "a"),)),
+                Member(name="n2", raft="10.0.0.2:4321", api="10.0.0.2:8080"),
+            ),
+        ),
+    ),
+    (
+        "member_add",
+        c.AddMember(
+            at_ms=9,
+            member=Member(name="n4", raft="10.0.0.4:4321", api="10.0.0.4:8080", added=True),
+            request="r1",
+        ),
+    ),
+    ("member_remove", c.RemoveMember(at_ms=9, name="n3", request="r2")),
+    ("member_changed", c.MemberChanged(at_ms=9, request="r2")),
     ("plan-empty", c.Plan(at_ms=10)),
     (
         "plan",

@@ -246,6 +246,16 @@ async def read_body(request: web.Request, allowed: tuple[str, ...] | None = None
     return raw
 
 
+def not_leader(node: ClusterPort, why: str) -> ApiProblem:
+    """409 ``not_leader``: ``why`` (after this node's name) says what needs the leader; the
+    message names the leader to ask and its API address, when one is seen."""
+    st = node.status()
+    leader = None if st.is_leader else node.node_name(st.leader)
+    api = member_api(node, leader)
+    ask = f"; ask the leader {leader} at {api}" if api else " (no leader now; retry)"
+    return ApiProblem(409, "not_leader", f"{node.name} {why}{ask}")
+
+
 def member_api(node: ClusterPort, name: str | None) -> str | None:
     """The API URL of the member ``name`` as this node's cluster file gives it (None: not
     a member, or no name): what a 409 ``not_leader`` tells a client to ask instead."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, member_api, rejected
+from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, not_leader, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.core import commands as c
@@ -206,14 +206,7 @@ async def transfer_leader(request: web.Request) -> web.Response:
     target = None if to is None else _addr_of(node, to)
     st = node.status()
     if not st.is_leader:
-        leader = node.node_name(st.leader)
-        api = member_api(node, leader)
-        raise ApiProblem(
-            409,
-            "not_leader",
-            f"{node.name} is not the leader"
-            + (f"; ask the leader {leader} at {api}" if api else " (no leader now; retry)"),
-        )
+        raise not_leader(node, "is not the leader")
     if to == node.name:
         return _json({"from": node.name, "to": node.name, "term": st.term, "moved": False})
     if target is None:

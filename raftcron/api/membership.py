@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, member_api, rejected
+from raftcron.api.http import NODE_KEY, ApiProblem, commit, invalid, not_leader, rejected
 from raftcron.api.http import json_response as _json
 from raftcron.api.http import read_body as _body
 from raftcron.api.port import ClusterPort
@@ -44,14 +44,7 @@ def _leader_only(node: ClusterPort) -> None:
     st = node.status()
     if st.is_leader and node.is_established_leader():
         return
-    leader = node.node_name(st.leader)
-    api = member_api(node, leader)
-    raise ApiProblem(
-        409,
-        "not_leader",
-        f"{node.name} is not the leader: membership changes run on the leader"
-        + (f"; ask the leader {leader} at {api}" if api else " (no leader now; retry)"),
-    )
+    raise not_leader(node, "is not the leader: membership changes run on the leader")
 
 
 def _address(raw: dict[str, Any], key: str) -> str:

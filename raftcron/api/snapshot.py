@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftcron.api.http import NODE_KEY, ApiProblem, member_api
+from raftcron.api.http import NODE_KEY, not_leader
 from raftcron.backup import encode_backup
 from raftcron.core.state import State
 
@@ -37,14 +37,7 @@ async def get_snapshot(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     st = node.status()
     if not (st.is_leader and node.is_established_leader() and node.leader_fresh()):
-        leader = node.node_name(st.leader) if not st.is_leader else None
-        api = member_api(node, leader)
-        raise ApiProblem(
-            409,
-            "not_leader",
-            f"{node.name} is not an established leader; a backup comes from the leader"
-            + (f": ask {leader} at {api}" if api else " (none seen now; retry)"),
-        )
+        raise not_leader(node, "is not an established leader: a backup comes from the leader")
 
     def take(s: State) -> tuple[Any, str, dict[str, int]]:
         totals = s.totals()

@@ -296,6 +296,18 @@ class Cluster:
         runs: list[dict[str, Any]] = self.get(name, q, timeout=5.0)["runs"]
         return runs
 
+    def ledger(self, name: str) -> list[dict[str, Any]]:
+        """Every run ``name``'s ledger holds, all pages (newest first)."""
+        runs: list[dict[str, Any]] = []
+        before = ""
+        while True:
+            q = "/v1/runs?limit=1000" + (f"&before={before}" if before else "")
+            page = self.get(name, q, timeout=30)
+            runs.extend(page["runs"])
+            if not page["next"]:
+                return runs
+            before = page["next"]
+
 
 def read_sink(path: Path) -> list[dict[str, str]]:
     """Lines written by jobs: ``key=value`` pairs separated by spaces."""

@@ -40,17 +40,6 @@ def status(cl: Cluster, node: str) -> dict[str, Any]:
     return dict(cl.get(node, "/v1/status", timeout=5.0))
 
 
-def ledger(cl: Cluster, node: str) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
-    before = ""
-    while True:
-        page = cl.get(node, "/v1/runs?limit=1000" + (f"&before={before}" if before else ""), 30)
-        runs.extend(page["runs"])
-        if not page["next"]:
-            return runs
-        before = page["next"]
-
-
 def sink_begins(path: Path) -> list[dict[str, Any]]:
     import json
 
@@ -164,7 +153,7 @@ def scenario(out: Path) -> list[str]:
                 60,
                 interval=0.3,
             )
-            ledgers = {n: ledger(cl, n) for n in cl.members}
+            ledgers = {n: cl.ledger(n) for n in cl.members}
     finally:
         client.close()
         sink.terminate()

@@ -25,7 +25,7 @@ import pytest
 
 from tests.chaos import checker
 from tests.cluster.harness import Cluster, Member, toml_job, wait_for
-from tests.cluster.test_rolling_restart import JOB_PY, Sink, ledger
+from tests.cluster.test_rolling_restart import JOB_PY, Sink
 
 pytestmark = pytest.mark.cluster
 
@@ -216,7 +216,7 @@ def test_replace_grow_shrink(tmp_path: Path) -> None:
             ),
             60,
         )
-        ledgers = {n: ledger(cl, n) for n in three}
+        ledgers = {n: cl.ledger(n) for n in three}
     finally:
         if watch is not None:
             watch.close()

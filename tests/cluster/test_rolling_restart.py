@@ -137,17 +137,6 @@ def restart(cl: Cluster, node: str, sig: int) -> None:
     wait_for(f"{node} back and caught up", lambda: caught_up(cl, node), 90, interval=0.2)
 
 
-def ledger(cl: Cluster, node: str) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
-    before = ""
-    while True:
-        page = cl.get(node, "/v1/runs?limit=1000" + (f"&before={before}" if before else ""), 30)
-        runs.extend(page["runs"])
-        if not page["next"]:
-            return runs
-        before = page["next"]
-
-
 def quiesce(cl: Cluster) -> None:
     """Pause every job, wait until no run is in flight and every node applied the same
     log: the ledgers read next cover every execution the sink saw."""
@@ -203,7 +192,7 @@ def test_three_rounds_of_rolling_restarts(tmp_path: Path) -> None:
             sink.client.event(ev="nemesis", phase="end", nodes=list(cl.members), **window)
             end_t = time.monotonic()
             quiesce(cl)
-            ledgers = {n: ledger(cl, n) for n in cl.members}
+            ledgers = {n: cl.ledger(n) for n in cl.members}
     finally:
         sink.close()
     report, tl = checker.check_record(

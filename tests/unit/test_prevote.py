@@ -18,38 +18,13 @@ import pytest
 from raftcron.core import features
 from raftcron.raft import seam, wire
 from raftcron.raft.node import Machine, RaftSettings, _Replica
+from tests.unit.seam_fakes import Clock, Recorder
 
 NOOP = b"\x01"
 ADDRS = [f"127.0.0.1:{17200 + i}" for i in range(5)]
 MIN_TIMEOUT = 0.3  # RaftSettings.min_timeout
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
-class Recorder(seam.Transport):  # type: ignore[misc]
-    """Sends nothing: records what the replica sends; ``deliver`` hands it a message."""
-
-    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
-        super().__init__(syncObj, selfNode, otherNodes)
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.nodes = {n.id: n for n in otherNodes}
-
-    def send(self, node: Any, message: Any) -> bool:
-        self.sent.append((node.id, message))
-        return True
-
-    def deliver(self, src: str, message: dict[str, Any]) -> None:
-        self._onMessageReceived(self.nodes[src], message)
-
-    def replies(self, kind: str) -> list[dict[str, Any]]:
-        return [m for _, m in self.sent if m["type"] == kind]
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Gate:

@@ -49,11 +49,13 @@ demo: $(STAMP)
 
 ## make test: lint, type-check, then the whole suite: the in-process tests (unit, fuzzy) on
 ## 3 workers (they mostly wait on timeouts and subprocesses), then the tests that start real
-## agents (cluster, chaos) one at a time, so that their agents are not starved of CPU.
+## agents (cluster, chaos) one at a time, so that their agents are not starved of CPU; both
+## parts run, and the target fails if either did.
 IN_PROCESS := tests --ignore=tests/cluster --ignore=tests/chaos
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -q -n 3 $(IN_PROCESS)
-	$(BIN)/pytest -q tests/cluster tests/chaos
+	$(BIN)/pytest -q -n 3 $(IN_PROCESS); a=$$?; \
+	$(BIN)/pytest -q tests/cluster tests/chaos; b=$$?; \
+	exit $$(( a || b ))
 
 lint: $(STAMP)
 	$(BIN)/ruff check raftcron tests bench examples packaging

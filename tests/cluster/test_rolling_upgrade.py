@@ -49,7 +49,7 @@ import pytest
 from raftcron.core import features
 from tests.chaos import checker
 from tests.cluster.harness import Cluster, running, wait_for
-from tests.cluster.test_rolling_restart import Sink, caught_up, ledger, status
+from tests.cluster.test_rolling_restart import Sink, caught_up, status
 
 pytestmark = pytest.mark.cluster
 
@@ -287,7 +287,7 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
                 60,
                 interval=0.3,
             )
-            ledgers = {n: ledger(cl, n) for n in cl.members}
+            ledgers = {n: cl.ledger(n) for n in cl.members}
     finally:
         sink.close()
     report, tl = checker.check_record(

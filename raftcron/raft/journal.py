@@ -35,7 +35,7 @@ import random
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, overload
 
@@ -794,6 +794,38 @@ def decode_snapshot(blob: bytes) -> tuple[Entry, Entry, list[str], bytes]:
     if not isinstance(state, bytes):
         raise SnapshotError("malformed snapshot state")
     return _entry(entries[0]), _entry(entries[1]), cluster, state
+
+
+def snapshot_file_problem(path: str, tail: bytes = b"") -> str | None:
+    """Why the bytes of ``path`` followed by ``tail`` are not one whole snapshot (no
+    header, a length or checksum that does not match), or None when they are. Reads the
+    file in pieces (an installed snapshot is checked before it replaces the local one)."""
+    head = b""
+    crc, size, want = 0, 0, 0
+    length = -1
+    try:
+        with open(path, "rb") as f:
+            chunks: Iterator[bytes] = iter(lambda: f.read(1 << 20), b"")
+            for chunk in itertools.chain(chunks, (tail,)):
+                if length < 0:
+                    head += chunk
+                    if len(head) < _SNAP_HEADER.size:
+                        continue
+                    magic, length, want = _SNAP_HEADER.unpack_from(head, 0)
+                    if magic != _SNAP_MAGIC:
+                        return f"not a raftcron snapshot (magic {magic!r})"
+                    chunk = head[_SNAP_HEADER.size :]
+                crc = zlib.crc32(chunk, crc)
+                size += len(chunk)
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    if length < 0:
+        return "snapshot too short"
+    if size != length:
+        return f"snapshot length {size} != {length}"
+    if crc != want:
+        return "snapshot checksum mismatch"
+    return None
 
 
 def snapshot_last_entry(prefix: bytes) -> tuple[int, int] | None:

@@ -66,6 +66,7 @@ from raftcron.raft.journal import (
     FileOps,
     SnapshotStore,
     install_journal_factory,
+    snapshot_file_problem,
     snapshot_last_entry,
 )
 from raftcron.raft.seam import (
@@ -434,6 +435,13 @@ class _Replica(ReplicaBase):
 
     def hook_snapshot_entry(self, first_piece: bytes) -> tuple[int, int] | None:
         return snapshot_last_entry(first_piece)
+
+    def hook_snapshot_problem(self, path: str, last_piece: bytes) -> str | None:
+        return snapshot_file_problem(path, last_piece)
+
+    def hook_snapshot_loaded(self) -> bool:
+        store: SnapshotStore | None = getattr(self, "_rc_store", None)
+        return store is None or store.load_error is None
 
     def hook_appended(self) -> None:
         # The leader appends new commands and sends them to the followers (pysyncobj's

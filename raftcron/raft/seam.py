@@ -38,6 +38,7 @@ from typing import Any, Final, Literal
 
 import pysyncobj.journal as _pjournal
 import pysyncobj.pickle as _ppickle
+import pysyncobj.serializer as _pserializer
 import pysyncobj.syncobj as _psyncobj
 import pysyncobj.tcp_connection as _ptcp
 import pysyncobj.version as _pversion
@@ -159,6 +160,9 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("SyncObj", "_SyncObj__conf"),
     _m("SyncObj", "_SyncObj__sendNextNodeIdx", "node", "reset", "nextNodeIdx", "success"),
     _m("SyncObj", "_SyncObj__loadDumpFile", "clearJournal"),
+    _f("SyncObj", "_SyncObj__serializer"),
+    _f("Serializer", "_Serializer__fileName"),
+    _f("Serializer", "_Serializer__incomingTransmissionFile"),
     _m("SyncObj", "_SyncObj__getCurrentLogIndex"),
     _f("SyncObj", "_SyncObj__raftCommitIndex"),
     _f("SyncObj", "_SyncObj__leaderCommitIndex"),
@@ -226,6 +230,7 @@ def _targets() -> dict[str, Any]:
         "SyncObj": SyncObj,
         "TCPTransport": TCPTransport,
         "Journal": _pjournal.Journal,
+        "Serializer": _pserializer.Serializer,
         "pysyncobj.syncobj": _psyncobj,
         "pysyncobj.pickle": _ppickle,
         "pysyncobj.tcp_connection": _ptcp,
@@ -443,6 +448,7 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_skip_snapshot: bool = False
     _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
+    _seam_install_failed: int | None = None  # a snapshot failed to load: re-ask from here
 
     # Pre-vote and leader stickiness (docs/design.md, "Elections: pre-vote and
     # stickiness"): when this replica last heard an AppendEntries of a current leader
@@ -523,6 +529,17 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         """(index, term) of the last entry of the snapshot a transmission starts with
         (its first piece), or None when that cannot be read from it."""
         return None
+
+    def hook_snapshot_problem(self, path: str, last_piece: bytes) -> str | None:
+        """Why the snapshot received so far (the file ``path``, then ``last_piece``) is not
+        one whole snapshot, or None when it is (or cannot be checked): asked before
+        pysyncobj replaces the local snapshot with it and loads it."""
+        return None
+
+    def hook_snapshot_loaded(self) -> bool:
+        """Whether the snapshot pysyncobj just loaded was loaded (pysyncobj logs and
+        swallows the deserializer's exception)."""
+        return True
 
     def hook_prevote(self) -> bool:
         """Whether this replica runs pre-vote and leader stickiness now (raftcron: every
@@ -851,15 +868,61 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                         node, reset=True, nextNodeIdx=upto + 1, success=True
                     )
                 return
+            if last:
+                problem = self._seam_incoming_problem(bytes(piece))
+                if problem is not None:
+                    super()._SyncObj__onMessageReceived(node, heartbeat)
+                    self._SyncObj__leaderCommitIndex = message["commit_index"]
+                    logger.warning(
+                        "raft: refused a snapshot from %s: %s (not installed; the local "
+                        "snapshot and log are kept; asked for it again)",
+                        node,
+                        problem,
+                    )
+                    self._seam_ask_snapshot_again(node, commit)
+                    return
         self._seam_dump_loaded = False
-        super()._SyncObj__onMessageReceived(node, message)
+        self._seam_install_failed = commit
+        try:
+            super()._SyncObj__onMessageReceived(node, message)
+        finally:
+            self._seam_install_failed = None
         if not self._seam_dump_loaded and self._SyncObj__raftCommitIndex > commit:
             self._SyncObj__raftCommitIndex = commit
             self._SyncObj__raftLog.setRaftCommitIndex(commit)
 
+    def _seam_incoming_problem(self, last_piece: bytes) -> str | None:
+        """Why the snapshot whose last piece just arrived is not whole (bug 10), or None.
+        A refused one is dropped here: pysyncobj never replaces the local snapshot with it."""
+        serializer = self._SyncObj__serializer
+        incoming = serializer._Serializer__incomingTransmissionFile
+        name = serializer._Serializer__fileName
+        if incoming is None or name is None:
+            return None  # no transmission under way (pysyncobj ignores the piece)
+        tmp = name + ".1.tmp"
+        try:
+            incoming.flush()
+        except OSError as exc:
+            problem: str | None = f"unwritable: {exc}"
+        else:
+            problem = self.hook_snapshot_problem(tmp, last_piece)
+        if problem is not None:
+            with contextlib.suppress(OSError):
+                incoming.close()
+            serializer._Serializer__incomingTransmissionFile = None
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return problem
+
+    def _seam_ask_snapshot_again(self, node: Any, commit: int) -> None:
+        """Tell the leader that no snapshot was installed: it goes on from after this
+        replica's commit index (and sends a snapshot again when its log starts later)."""
+        self._SyncObj__sendNextNodeIdx(node, reset=True, nextNodeIdx=commit + 1, success=False)
+
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
-        self._seam_dump_loaded = True
         super()._SyncObj__loadDumpFile(clearJournal)
+        # (pysyncobj swallows a failed load: only a loaded snapshot counts as one)
+        self._seam_dump_loaded = bool(self.hook_snapshot_loaded())
 
     def _seam_vote(self, node: Any) -> bool:
         """Count ``node``'s vote for this candidate in the current term once (bug 5:
@@ -883,6 +946,16 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         """pysyncobj's AppendEntries reply, with the term it is sent in (bug 6: a leader
         counted an ack sent to an earlier leader, or to itself in an earlier term, whose
         entries may since have been replaced, toward a commit)."""
+        failed = self._seam_install_failed
+        if failed is not None and success and not self._seam_dump_loaded:
+            # pysyncobj acks a snapshot it failed to load (bug 10) as installed, at the end
+            # of this replica's unchanged log: the leader would count entries it never
+            # checked here toward a commit. Ask for the snapshot again instead.
+            logger.warning(
+                "raft: a snapshot from %s failed to load: not acknowledged, asked for again",
+                node,
+            )
+            reset, success, nextNodeIdx = True, False, failed + 1
         if nextNodeIdx is None:
             nextNodeIdx = self._SyncObj__getCurrentLogIndex() + 1
         self._SyncObj__transport.send(

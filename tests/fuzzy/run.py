@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(
                 f"  replay: python -m tests.fuzzy.run --seed {s} --steps {args.steps} "
-                f"--nodes {args.nodes}"
+                f"--nodes {args.nodes} --net {args.net}"
             )
     return 1 if failed else 0
 

@@ -224,3 +224,65 @@ def test_an_empty_log_has_no_entries(follower: tuple[_Replica, Recorder]) -> Non
     r, _ = follower
     r.journal().clear()
     assert r._SyncObj__getEntries(1) == []  # pysyncobj raised IndexError
+
+
+# -- 9. a snapshot that was not whole, or did not load, was acknowledged as installed
+
+
+def pieces_of(blob: bytes, keep: list[int], size: int = 64) -> list[tuple[bytes, bool, bool]]:
+    """The pieces (as a leader's serializer sends them, an empty one last) of ``blob``
+    that arrive: those numbered in ``keep``, then the last."""
+    parts = [blob[i : i + size] for i in range(0, len(blob), size)]
+    sent = [(parts[i], i == 0, False) for i in keep]
+    return [*sent, (b"", False, True)]
+
+
+def install(t: Recorder, pieces: list[tuple[bytes, bool, bool]], commit: int) -> None:
+    for data in pieces:
+        t.deliver(
+            ADDRS[2],
+            {"type": "append_entries", "term": 2, "commit_index": commit, "serialized": data},
+        )
+
+
+def test_a_snapshot_missing_a_piece_is_refused_and_asked_for_again(
+    follower: tuple[_Replica, Recorder], tmp_path: Path
+) -> None:
+    """Entries 2..5 of term 1 are not committed here; the leader of term 2 holds others
+    and sends a snapshot up to 8 whose middle piece is lost. pysyncobj replaced the local
+    snapshot with the pieces it got, failed to load them, raised the commit index to the
+    end of this log (applying entries no leader vouched for) and acked the log as matching."""
+    r, t = follower
+    snap = encode_snapshot((NOOP, 8, 2), (NOOP, 7, 2), ADDRS[:3], b"x" * 500)
+    install(t, pieces_of(snap, keep=[0, 2, 3]), commit=8)
+    assert indices(r) == [1, 2, 3, 4, 5]
+    assert commit(r) == 1
+    assert not (tmp_path / "raft" / "snapshot.bin").exists()  # nothing replaced
+    assert not (tmp_path / "raft" / "snapshot.bin.1.tmp").exists()
+    acks = t.replies("next_node_idx")
+    assert not any(a["success"] for a in acks)
+    assert (acks[-1]["reset"], acks[-1]["next_node_idx"]) == (True, 2)  # send it again
+
+
+def test_a_whole_snapshot_that_fails_to_load_is_not_acknowledged(
+    follower: tuple[_Replica, Recorder],
+) -> None:
+    r, t = follower
+    snap = encode_snapshot((NOOP, 8, 2), (NOOP, 7, 2), ADDRS[:3], b"not a state")
+    install(t, pieces_of(snap, keep=list(range(len(snap) // 64 + 1))), commit=8)
+    assert r._rc_store.load_error is not None  # the state does not decode
+    assert indices(r) == [1, 2, 3, 4, 5]
+    assert commit(r) == 1
+    acks = t.replies("next_node_idx")
+    assert not any(a["success"] for a in acks)
+    assert (acks[-1]["reset"], acks[-1]["next_node_idx"]) == (True, 2)
+
+
+def test_a_snapshot_in_pieces_is_installed(follower: tuple[_Replica, Recorder]) -> None:
+    r, t = follower
+    state = Machine().capture()()
+    snap = encode_snapshot((NOOP, 8, 2), (NOOP, 7, 2), ADDRS[:3], state)
+    install(t, pieces_of(snap, keep=list(range(len(snap) // 64 + 1))), commit=8)
+    assert indices(r) == [7, 8]
+    (ack,) = [a for a in t.replies("next_node_idx") if a["success"]]
+    assert ack["next_node_idx"] == 9

@@ -434,7 +434,10 @@ def seal(secret: str, *parts: str) -> str:
 
 
 def sealed_by(secrets: list[str], mac: str, *parts: str) -> bool:
-    """Whether ``mac`` seals ``parts`` under one of ``secrets``."""
+    """Whether ``mac`` seals ``parts`` under one of ``secrets``. A ``mac`` that is not
+    ASCII is no seal (``hmac.compare_digest`` raises on such a string)."""
+    if not mac.isascii():
+        return False
     return any(hmac.compare_digest(seal(s, *parts), mac) for s in secrets if s)
 
 

@@ -172,7 +172,7 @@ def test_replace_grow_shrink(tmp_path: Path) -> None:
             cl.start(new)
             wait_for(f"{new} to catch up", lambda n=new: caught_up(cl, n), 90, interval=0.2)
         five = sorted([*keep, "d", "e", "f"])
-        assert [m["name"] for m in members(cl, "a")["members"]] == five
+        assert [m["name"] for m in members(cl, "d")["members"]] == five
         wait_for(
             "e and f to execute", lambda: executes(sink, "e", 0) and executes(sink, "f", 0), 60
         )

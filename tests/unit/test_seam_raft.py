@@ -286,3 +286,57 @@ def test_a_snapshot_in_pieces_is_installed(follower: tuple[_Replica, Recorder]) 
     assert indices(r) == [7, 8]
     (ack,) = [a for a in t.replies("next_node_idx") if a["success"]]
     assert ack["next_node_idx"] == 9
+
+
+# -- the commit path: the new commit index leaves before the leader applies
+
+
+def test_the_leader_sends_a_new_commit_index_before_applying_it_once_per_follower(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """pysyncobj's leader applied the newly committed entries and only then sent the
+    AppendEntries that tells the followers (their apply waited for the leader's). Now that
+    AppendEntries leaves as soon as the commit index advanced, and only once: pysyncobj's
+    own send after the apply is not made as well."""
+    from raftcron.core.commands import AcquireLock, encode
+
+    r, t = replica(tmp_path)
+    try:
+        leader_of(r, t, clock, [ADDRS[1]])
+        assert r.is_leader()
+        term = r.getStatus()["raft_term"]
+
+        def ack(src: str, upto: int) -> None:
+            t.deliver(
+                src,
+                {
+                    "type": "next_node_idx",
+                    "next_node_idx": upto + 1,
+                    "reset": False,
+                    "success": True,
+                    "term": term,
+                },
+            )
+
+        ack(ADDRS[1], 2)  # the new leader's no-op
+        r.doTick(0)
+        assert commit(r) == 2
+        lock = AcquireLock(at_ms=1, name="n", request="q", holder="h", ttl_ms=1000, wait_ms=0)
+        done: list[Any] = []
+        r.apply_command(encode(lock), callback=lambda res, err: done.append(err))
+        r.doTick(0)  # appended at 3 and sent
+        assert r.getStatus()["log_len"] >= 3 and commit(r) == 2
+        t.sent.clear()
+        sent_when_applied: list[tuple[str, dict[str, Any]]] = []
+        r._rc_machine.observer = lambda _cmd, _res: sent_when_applied.extend(t.sent)
+        ack(ADDRS[1], 3)
+        r.doTick(0)  # commits 3, tells the followers, applies
+        assert commit(r) == 3 and done == [seam.FAIL_REASON.SUCCESS]
+        told = {n for n, m in sent_when_applied if m["type"] == "append_entries"}
+        assert told == {ADDRS[1], ADDRS[2]}  # before the apply (pysyncobj: after it)
+        pushes = [(n, m["commit_index"]) for n, m in t.sent if m["type"] == "append_entries"]
+        assert sorted(pushes) == [(ADDRS[1], 3), (ADDRS[2], 3)]  # once each, not twice
+        r.doTick(0)  # nothing new: nothing sent until the heartbeat is due
+        assert len(t.sent) == 2
+    finally:
+        r.destroy()

@@ -152,10 +152,6 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _m("SyncObj", "_SyncObj__parseChangeClusterRequest", "command"),
     _m("SyncObj", "_SyncObj__doChangeCluster", "request", "reverse"),
     _m("SyncObj", "_SyncObj__getEntries", "fromIDx", "count", "maxSizeBytes"),
-    # the commit index pushed before the leader applies (docs/design.md, "The commit path")
-    _m("SyncObj", "_SyncObj__applyLogEntries"),
-    _m("SyncObj", "_SyncObj__sendAppendEntries"),
-    _f("SyncObj", "_SyncObj__raftLastApplied"),
     _f("SyncObj", "_SyncObj__raftLog"),
     _f("SyncObj", "_SyncObj__raftNextIndex"),
     _f("SyncObj", "_SyncObj__raftCurrentTerm"),
@@ -453,7 +449,6 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_skip_to: int = 0  # the last entry of the snapshot being skipped
     _seam_dump_loaded: bool = False
     _seam_install_failed: int | None = None  # a snapshot failed to load: re-ask from here
-    _seam_commit_pushes: int = 0  # AppendEntries sent before the leader applied (counter)
 
     # Pre-vote and leader stickiness (docs/design.md, "Elections: pre-vote and
     # stickiness"): when this replica last heard an AppendEntries of a current leader
@@ -560,32 +555,6 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     def _checkCommandsToApply(self) -> None:
         super()._checkCommandsToApply()
         self.hook_appended()
-
-    def _SyncObj__applyLogEntries(self) -> bool:
-        # The commit path (docs/design.md): pysyncobj's leader tells the followers a new
-        # commit index with the AppendEntries it sends right after applying the newly
-        # committed entries (its tick: commit computation, apply, then that send when
-        # anything was applied). The followers' own apply so waited for the leader's.
-        # Here the leader sends that AppendEntries as soon as the commit index has
-        # advanced past what it applied, before applying, and pysyncobj's send after the
-        # apply is skipped: the same one AppendEntries per follower per tick in which
-        # the commit index advances, leaving earlier. Nothing else changes: the commit
-        # index was computed after the leader's sync (hook_tick), and a follower applies
-        # only up to what the message vouches for (bug 4). Unless the membership changed
-        # while applying (a member added then gets it now, as before).
-        early = (
-            self._SyncObj__raftState == _RAFT_STATE.LEADER
-            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
-        )
-        members: frozenset[Any] = frozenset()
-        if early:
-            members = frozenset(self._SyncObj__otherNodes)
-            self._SyncObj__sendAppendEntries()
-            self._seam_commit_pushes += 1
-        need = bool(super()._SyncObj__applyLogEntries())
-        if early and frozenset(self._SyncObj__otherNodes) == members:
-            return False
-        return need
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         # pysyncobj 0.3.17 sets a follower's nextIndex back to the acked index on every

@@ -206,17 +206,7 @@ def test_replace_grow_shrink(tmp_path: Path) -> None:
         watch = None
         sink.client.event(ev="nemesis", phase="end", nodes=list(cl.members), **window)
         end_t = time.monotonic()
-        leader = cl.wait_leader(60)
-        status, _ = cl.request(leader, "POST", "/v1/jobs/tick/pause")
-        assert status == 200
-        wait_for(
-            "no run in flight",
-            lambda: all(
-                cl.get(n, "/v1/runs?status=claimed,running&limit=1")["total"] == 0 for n in three
-            ),
-            60,
-        )
-        ledgers = {n: cl.ledger(n) for n in three}
+        ledgers = cl.quiesce(["tick"], among=three)
     finally:
         if watch is not None:
             watch.close()

@@ -389,7 +389,7 @@ def targets(res: dict[str, Any], md_dir: Path | None = None) -> list[dict[str, A
             ok,
         )
     )
-    ok, meas = _rss_target(w)
+    ok, meas = _rss_target(w, bool(res["meta"].get("quick")))
     out.append(
         _row(
             I17,
@@ -417,7 +417,12 @@ def targets(res: dict[str, Any], md_dir: Path | None = None) -> list[dict[str, A
     stopped = _g(w, "scale", "sizes", str(FULL_BURST), "aborted") or _g(
         w, "scale", "sizes", str(FULL_BURST), "error"
     )
-    ok, meas = None, "not run (the scale workload's 10,000 size is full-run only)"
+    ok, meas = (
+        None,
+        "not run (the scale workload's 10,000 size is full-run only)"
+        if res["meta"].get("quick")
+        else "not measured (no `scale` workload at 10,000 jobs in this run)",
+    )
     if bo and stopped:
         ok = False
         meas = (
@@ -468,9 +473,14 @@ def targets(res: dict[str, Any], md_dir: Path | None = None) -> list[dict[str, A
     return out
 
 
-def _rss_target(w: dict[str, Any]) -> tuple[bool | None, str]:
+def _rss_target(w: dict[str, Any], quick: bool) -> tuple[bool | None, str]:
     s100 = _g(w, "scale", "sizes", "100000")
-    ok, meas = None, "not run (100,000 jobs are full-run only)"
+    ok: bool | None = None
+    meas = (
+        "not run (100,000 jobs are full-run only)"
+        if quick
+        else "not measured (no `scale` or `rss` workload at 100,000 jobs in this run)"
+    )
     if s100:
         vals = (
             list((_g(s100, "burst", "rss_registered", default={}) or {}).values())
@@ -486,7 +496,7 @@ def _rss_target(w: dict[str, Any]) -> tuple[bool | None, str]:
     if rss_max:
         rss_ok = max(rss_max) < 300
         ok = rss_ok if ok is None else (ok and rss_ok)
-        meas = ("" if meas.startswith("not run") else meas + "; ") + (
+        meas = ("" if meas.startswith("not ") else meas + "; ") + (
             f"file and API paths (bench.rss): max {max(rss_max):.0f} MB"
         )
     return ok, meas

@@ -128,7 +128,7 @@ def execute(names: list[str], quick: bool, command: str) -> tuple[dict[str, Any]
     started = datetime.now(UTC)
     expected = expected_minutes(names, quick)
     log(
-        f"{'quick' if quick else 'full'} run: expected to take about {expected:.0f} min on an "
+        f"{'quick' if quick else 'full-size'} run: expected to take about {expected:.0f} min on an "
         "idle 2-core machine ("
         + ", ".join(f"{n} {EXPECTED_MIN[n][1 if quick else 0]:g}" for n in names)
         + f" min); load average before it: {', '.join(f'{x:.2f}' for x in load0)}"

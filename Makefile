@@ -97,8 +97,10 @@ fuzz-api: $(STAMP)
 	$(BIN)/python -m tests.cluster.fuzz_api --max-time $(FUZZ_SECONDS) --out fuzz-api-out \
 		$(if $(SEED),--seed $(SEED))
 
-## make bench: raftcron vs etcd vs Redis on loopback (installs them if missing); ~60 min.
-## Writes bench/results/<date>.json, docs/benchmarks.md and docs/img/bench/*.png.
+## make bench: raftcron vs etcd vs Redis vs the fork/exec floor on loopback (installs them
+## if missing); about 55 min on an idle machine (the estimate per workload is printed at the
+## start). Writes bench/results/<date>.json, then docs/benchmarks.md and docs/img/bench/*.png
+## from that file alone.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml bench/install.sh | $(STAMP)
@@ -109,8 +111,8 @@ $(BENCH_STAMP): pyproject.toml bench/install.sh | $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run
 
-## make bench-quick: the same workloads at small sizes (under 3 minutes), output in
-## bench/results/scratch/ (gitignored).
+## make bench-quick: the same workloads at small sizes (about 6 minutes), output in
+## bench/results/scratch/ (gitignored); never docs/benchmarks.md.
 bench-quick: $(STAMP) $(BENCH_STAMP)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench.run --quick
 

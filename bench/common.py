@@ -17,7 +17,7 @@ BIN = ROOT / ".venv" / "bin"
 
 @dataclass
 class Sizes:
-    """Repetitions and sizes; ``quick()`` keeps ``make bench-quick`` under 3 minutes."""
+    """Repetitions and sizes; ``quick()`` keeps ``make bench-quick`` to a few minutes."""
 
     runs: int = 5  # repetitions of each latency figure
     lock_iters: int = 1000
@@ -38,6 +38,7 @@ class Sizes:
     inflight_seconds: float = 5.0
     floor_spawn_seconds: float = 10.0  # bench/floor.py: fork/exec `true` back to back
     floor_timer_fires: int = 30  # bench/floor.py: every-second timer fires per supervisor
+    burst_true_jobs: int = 10_000  # bench/burst.py run_all: issue 17's burst of `true` jobs
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -61,6 +62,7 @@ class Sizes:
             inflight_seconds=1.5,
             floor_spawn_seconds=3.0,
             floor_timer_fires=6,
+            burst_true_jobs=500,
         )
 
 

@@ -15,9 +15,13 @@ agents do. No Raft, no HTTP, no fsync: only Python, fork/exec and the scheduler.
    second of the wall clock (``loop.call_at`` on the monotonic clock, aimed at the
    second); when it fires it forks ``sh -c 'date +%s%N'`` the same way. Lateness = the
    job's own first timestamp (what ``date`` prints) minus the due second, per fire, over
-   ``floor_timer_seconds`` fires in each of the two supervisors. Reported: p50, p99, max.
+   ``floor_timer_fires`` fires in each of the two supervisors. Reported: p50, p99, max.
    This is the floor under "every-second job lateness" (the cluster's figure is the same
    difference: the job's own ``date +%s%N`` minus ``scheduled_at``).
+3. **Timer lateness under two CPU hogs.** The same as 2 while two ``python3 -c 'while 1:
+   pass'`` processes run for the whole window (``bench/hogs.py``), the floor under issue
+   17's "p99 <= 60 ms while two CPU hogs run" (``timer_lateness_hogs``, and what each hog
+   got of a core, ``hogs``).
 
 Standalone: ``.venv/bin/python -m bench.floor [--quick]`` (prints the JSON);
 ``python -m bench.run --only floor`` puts it in a results file. ``make bench`` runs it
@@ -35,6 +39,8 @@ import sys
 import time
 from typing import Any
 
+from bench.hogs import cpu_hogs
+from bench.procs import Registry
 from bench.stats import run_summary
 
 PARALLEL = 2  # supervisors at once: one per core of the 2-core machine
@@ -104,12 +110,15 @@ def _parallel(kind: str, amount: float) -> list[dict[str, Any]]:
     return out
 
 
-def measure(spawn_seconds: float, timer_fires: int) -> dict[str, Any]:
-    """Both floors, each with ``PARALLEL`` supervisors at once."""
+def measure(
+    spawn_seconds: float, timer_fires: int, hogs: bool = False, reg: Registry | None = None
+) -> dict[str, Any]:
+    """The floors, each with ``PARALLEL`` supervisors at once; with ``hogs``, the timer
+    floor again while two CPU hogs run (``reg``: where the hogs are registered)."""
     spawn = _parallel("spawn", spawn_seconds)
     timer = _parallel("timer", timer_fires)
     late = [x for w in timer for x in w["lateness"]]
-    return {
+    out: dict[str, Any] = {
         "definition": "bench/floor.py docstring: a supervisor forks the job (Popen, pipe, "
         f"new session); {PARALLEL} supervisors in parallel",
         "parallel": PARALLEL,
@@ -119,18 +128,33 @@ def measure(spawn_seconds: float, timer_fires: int) -> dict[str, Any]:
         "timer_fires": len(late),
         "timer_lateness": run_summary(late),
     }
+    if hogs:
+        with cpu_hogs(reg) as h:
+            timer = _parallel("timer", timer_fires)
+        late = [x for w in timer for x in w["lateness"]]
+        out["timer_hogs_fires"] = len(late)
+        out["timer_lateness_hogs"] = run_summary(late)
+        out["hogs"] = h.summary()
+    return out
+
+
+def _line(tl: dict[str, float], fires: int) -> str:
+    return (
+        f"p50 {tl['p50'] * 1000:.1f} ms, p99 {tl['p99'] * 1000:.1f} ms, "
+        f"max {tl['max'] * 1000:.1f} ms ({fires} fires)"
+    )
 
 
 def run_all(ctx: Any) -> dict[str, Any]:
     from bench.procs import log
 
     s = ctx.sizes
-    out = measure(s.floor_spawn_seconds, s.floor_timer_fires)
-    tl = out["timer_lateness"]
+    out = measure(s.floor_spawn_seconds, s.floor_timer_fires, hogs=True, reg=ctx.reg)
     log(
         f"floor: spawn {out['spawn_per_s']:.0f}/s ({PARALLEL} supervisors), timer + fork "
-        f"lateness p50 {tl['p50'] * 1000:.1f} ms, p99 {tl['p99'] * 1000:.1f} ms, "
-        f"max {tl['max'] * 1000:.1f} ms ({out['timer_fires']} fires)"
+        f"lateness {_line(out['timer_lateness'], out['timer_fires'])}; with two CPU hogs "
+        f"{_line(out['timer_lateness_hogs'], out['timer_hogs_fires'])} (hogs got "
+        f"{', '.join(f'{x:.0f}%' for x in out['hogs']['cpu_pct_each'])} of a core)"
     )
     return out
 

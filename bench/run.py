@@ -81,18 +81,41 @@ def machine() -> dict[str, Any]:
 
 WORKLOADS: dict[str, str] = {
     "floor": "bench.floor",  # first: no cluster; the ratios to it come from this run
+    "steady": "bench.steady",  # issue 17 item 1, right after the timer floor it is put beside
+    "burst": "bench.burst",  # issue 17 item 2 (measures the spawn floor right before it)
     "locks": "bench.lock_latency",
+    "commit": "bench.commit_path",
     "failover": "bench.failover",
     "scale": "bench.scale",
     "registration": "bench.registration",
     "rss": "bench.rss",
-    "commit": "bench.commit_path",
 }
+
+# Expected minutes per workload on this 2-core machine, idle, printed at the start (an
+# estimate, not a measurement: each run's results record what every workload took,
+# ``elapsed_s``). Full: from the 2026-11-27 run's elapsed times and the parts added since
+# (bench/analysis.md, "How long make bench takes"); quick: from a `make bench-quick`.
+EXPECTED_MIN: dict[str, tuple[float, float]] = {  # name: (full, quick)
+    "floor": (1.3, 0.3),
+    "steady": (2.5, 0.7),
+    "burst": (3.5, 0.6),
+    "locks": (6.0, 0.9),
+    "commit": (2.0, 0.4),
+    "failover": (1.5, 0.5),
+    "scale": (22.0, 1.3),
+    "registration": (6.0, 0.5),
+    "rss": (8.0, 1.2),
+}
+
+
+def expected_minutes(names: list[str], quick: bool) -> float:
+    return sum(EXPECTED_MIN[n][1 if quick else 0] for n in names)
 
 
 def execute(names: list[str], quick: bool, command: str) -> tuple[dict[str, Any], Path]:
     import importlib
 
+    load0 = os.getloadavg()  # before anything of this run: other work on the machine
     sizes = Sizes.quick() if quick else Sizes()
     reg = Registry()
     # Byte-compile raftcron as pip does on install: this machine sets PYTHONDONTWRITEBYTECODE,
@@ -103,12 +126,21 @@ def execute(names: list[str], quick: bool, command: str) -> tuple[dict[str, Any]
         capture_output=True,
     )
     started = datetime.now(UTC)
+    expected = expected_minutes(names, quick)
+    log(
+        f"{'quick' if quick else 'full-size'} run: expected to take about {expected:.0f} min on an "
+        "idle 2-core machine ("
+        + ", ".join(f"{n} {EXPECTED_MIN[n][1 if quick else 0]:g}" for n in names)
+        + f" min); load average before it: {', '.join(f'{x:.2f}' for x in load0)}"
+    )
     results: dict[str, Any] = {
         "meta": {
             "date": started.strftime("%Y-%m-%d"),
             "started": started.isoformat(timespec="seconds"),
             "command": command,
             "quick": quick,
+            "expected_min": round(expected, 1),
+            "load_at_start": [round(x, 2) for x in load0],
             "sizes": sizes.__dict__,
             "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
             "machine": machine(),

@@ -384,9 +384,11 @@ def _burst_by_ledger(
     )
 
 
-def steady(ctx: Ctx, cl: Cluster, n: int) -> dict[str, Any]:
+def steady(ctx: Ctx, cl: Cluster, n: int, tag: str = "") -> dict[str, Any]:
+    """One window of the steady mix on ``cl`` (``n``: the jobs registered before, for the
+    record); ``tag`` names the sink file when one cluster runs several windows."""
     leader = cl.wait_leader(30)
-    sink = cl.root / f"steady-{n}.txt"
+    sink = cl.root / f"steady-{n}{tag}.txt"
     cmd = ["sh", "-c", SINK.format(sink=sink)]
     specs = [
         {"name": f"sec{i}", "schedule": "* * * * * *", "command": cmd, "lease": "30s"}

@@ -62,6 +62,6 @@ def test_report_puts_the_floor_beside_the_cluster_figures() -> None:
         },
     }
     late = next(t for t in targets(res) if t["target"].startswith("Lateness"))
-    assert "floor, same run: p50 5.1 ms, p99 9.3 ms" in late["measured"]
+    assert late["compare"] == "floor timer: p50 5.1 ms, p99 9.3 ms"
     md = markdown(res, "img", {}, "r.json")
     assert "1234 starts/s (600 + 634, 3 s)" in md

@@ -8,7 +8,10 @@ Invariants:
 * Writes are proposals with a deadline (``http.WRITE_TIMEOUT``). pysyncobj forwards a proposal
   made on a follower to the leader and calls back once this node has applied the entry,
   so a write sent to any member is carried out, and a read on the same member right after
-  it sees it. No leader, or no commit within the deadline: 503 (``no_leader``,
+  it sees it. A write that needs a job this member does not know yet commits a barrier
+  first (:func:`_read_for_write`): a job or run created through another member is never
+  a 404 there.
+  No leader, or no commit within the deadline: 503 (``no_leader``,
   ``timeout``: the outcome is then unknown; every write here is safe to repeat).
 * Every error is JSON ``{"error": {"code", "message"}}``: 400 invalid input, 401/403 from
   the auth middleware, 404 unknown job/run/route, 405 wrong method, 409 conflict, 503 no
@@ -34,7 +37,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -105,6 +108,7 @@ logger = logging.getLogger(__name__)
 MAX_LIMIT: Final = 1000
 DEFAULT_RUNS_LIMIT: Final = 100
 DEFAULT_NEXT_COUNT: Final = 5
+_T = TypeVar("_T")
 MANUAL_WINDOW_MS: Final = 86_400_000  # a trigger's scheduled_at may be this far from now
 RUN_STATUSES: Final = (BUFFERED, PENDING, *sorted(LIVE_STATUSES), *sorted(FINAL_STATUSES))
 MAX_NOTE: Final = 500
@@ -339,6 +343,26 @@ def _job_or_404(node: ClusterPort, name: str) -> tuple[Job, Run | None, list[str
     return view
 
 
+async def _read_for_write(node: ClusterPort, read: Callable[[State], _T | None]) -> _T | None:
+    """``read`` of the state a write acts on (a job, a run). What this member does not
+    know yet may only lag (created through another member a moment ago, not yet applied
+    here): it then commits a barrier, after which it has applied everything committed
+    before this request, and reads again. The barrier costs a commit on this path only."""
+    got = node.read(read)
+    if got is None:
+        barrier = c.Barrier(at_ms=node.clock.wall_ms(), node=node.name, nonce=secrets.token_hex(8))
+        await _propose(node, barrier)
+        got = node.read(read)
+    return got
+
+
+async def _job_for_write(node: ClusterPort, name: str) -> tuple[Job, Run | None, list[str]]:
+    """The job a write acts on, or 404 (never only because this member lags)."""
+    if await _read_for_write(node, lambda s: s.job_view(name)) is None:
+        raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
+    return _job_or_404(node, name)
+
+
 def leader_reachable(st: RaftStatus) -> bool:
     """The status names a leader this node can reach (itself, or a connected peer)."""
     return st.leader is not None and (st.is_leader or st.leader in st.connected)
@@ -479,7 +503,7 @@ async def kill_run(request: web.Request) -> web.Response:
         invalid(f"request body: reason must be a string of at most {MAX_NOTE} characters")
     if not isinstance(hard, bool):
         invalid("request body: hard must be true or false")
-    if node.read(lambda s: s.run(rid)) is None:
+    if await _read_for_write(node, lambda s: s.run(rid)) is None:
         raise ApiProblem(404, "unknown_run", f"no run {printable(repr(rid), 80)} in the ledger")
     why = "killed through the API" + (f": {reason}" if reason else "")
     res = await _propose(
@@ -637,7 +661,7 @@ async def trigger_job(request: web.Request) -> web.Response:
         at = parse_instant(raw["scheduled_at"], "scheduled_at")
         if abs(at - now) > MANUAL_WINDOW_MS:
             invalid("scheduled_at must be within a day of now (it labels a manual fire)")
-    job, _, _ = _job_or_404(node, name)
+    job, _, _ = await _job_for_write(node, name)
     rid = manual_run_id(name, at)
     done = node.read(lambda s: s.run(rid))
     if done is None:
@@ -704,7 +728,7 @@ async def start_backfill(request: web.Request) -> web.Response:
     bid = raw.get("id") or secrets.token_hex(4)
     if not isinstance(bid, str) or not _BACKFILL_ID.fullmatch(bid):
         invalid("request body: id must be 1 to 32 letters, digits, '_' or '-'")
-    _job_or_404(node, name)
+    await _job_for_write(node, name)
     cmd = c.StartBackfill(
         at_ms=node.clock.wall_ms(), job=name, id=bid, from_ms=frm, to_ms=to, rate=float(rate)
     )

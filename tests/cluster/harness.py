@@ -296,6 +296,36 @@ class Cluster:
         runs: list[dict[str, Any]] = self.get(name, q, timeout=5.0)["runs"]
         return runs
 
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name, "/v1/status", timeout=5.0))
+
+    def quiesce(
+        self, jobs: Iterable[str], among: Iterable[str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Pause ``jobs``, wait until no run is in flight and every member (of ``among``)
+        applied the same log, and return each member's ledger: read then, the ledgers
+        cover every execution a sink saw (the input of ``checker.check_record``)."""
+        names = list(among) if among is not None else list(self.members)
+        leader = self.wait_leader(60, among=names)
+
+        def paused(job: str) -> bool:
+            return 200 <= self.request(leader, "POST", f"/v1/jobs/{job}/pause")[0] < 300
+
+        for job in jobs:
+            wait_for(f"{job} paused", lambda: paused(job), 30)  # noqa: B023 (called at once)
+
+        def idle() -> bool:
+            q = "/v1/runs?status=claimed,running&limit=1"
+            return all(self.get(n, q)["total"] == 0 for n in names)
+
+        def settled() -> bool:
+            applied = {(st["commit_index"], st["last_applied"]) for st in map(self.status, names)}
+            return len(applied) == 1
+
+        wait_for("every run in flight to finish", idle, 90, interval=0.3)
+        wait_for("every member to apply the same log", settled, 60, interval=0.3)
+        return {n: self.ledger(n) for n in names}
+
     def ledger(self, name: str) -> list[dict[str, Any]]:
         """Every run ``name``'s ledger holds, all pages (newest first)."""
         runs: list[dict[str, Any]] = []

@@ -36,10 +36,6 @@ def log(msg: str) -> None:
     print(f"prevote: {msg}", flush=True)
 
 
-def status(cl: Cluster, node: str) -> dict[str, Any]:
-    return dict(cl.get(node, "/v1/status", timeout=5.0))
-
-
 def sink_begins(path: Path) -> list[dict[str, Any]]:
     import json
 
@@ -84,7 +80,7 @@ def scenario(out: Path) -> list[str]:
             leader = cl.wait_leader(60)
             wait_for(
                 "every member to advertise feature level 3 (pre-vote on)",
-                lambda: all(status(cl, n)["cluster_feature_level"] >= 3 for n in cl.members),
+                lambda: all(cl.status(n)["cluster_feature_level"] >= 3 for n in cl.members),
                 60,
                 interval=0.3,
             )
@@ -96,7 +92,7 @@ def scenario(out: Path) -> list[str]:
             leader = cl.wait_leader(30)
             if cut == leader:
                 cut = next(n for n in ("b", "c") if n != leader)
-            term = status(cl, leader)["term"]
+            term = cl.status(leader)["term"]
             log(f"leader {leader} term {term}; cutting off {cut}'s raft traffic for {CUT_S:g}s")
             start_t = time.monotonic()
             for other in cl.members:
@@ -106,25 +102,25 @@ def scenario(out: Path) -> list[str]:
             # fires; with pre-vote it forgets the leader but keeps its term)
             wait_for(
                 f"{cut} to lose the leader",
-                lambda: status(cl, cut)["leader"] is None,  # (the runner's calls are never cut)
+                lambda: cl.status(cut)["leader"] is None,  # (the runner's calls are never cut)
                 CUT_S / 2,
                 interval=0.2,
             )
             time.sleep(max(0.0, start_t + CUT_S - time.monotonic()))
-            cut_term = status(cl, cut)["term"]
+            cut_term = cl.status(cut)["term"]
             net.heal()
             log(f"healed; {cut} is at term {cut_term}")
             wait_for(
                 f"{cut} back and caught up",
                 lambda: (
-                    status(cl, cut)["leader"] == leader
-                    and status(cl, cut)["last_applied"] >= status(cl, leader)["commit_index"]
+                    cl.status(cut)["leader"] == leader
+                    and cl.status(cut)["last_applied"] >= cl.status(leader)["commit_index"]
                 ),
                 60,
                 interval=0.3,
             )
             time.sleep(3.0)  # several election timeouts after healing
-            after = {n: (status(cl, n)["leader"], status(cl, n)["term"]) for n in cl.members}
+            after = {n: (cl.status(n)["leader"], cl.status(n)["term"]) for n in cl.members}
             log(f"after healing (leader, term) per member: {after}")
             if cut_term != term:
                 failures.append(f"the cut-off {cut} raised its term: {term} -> {cut_term}")
@@ -139,21 +135,7 @@ def scenario(out: Path) -> list[str]:
             new_leader = cl.wait_leader(30)
             if new_leader != cut:
                 failures.append(f"after the transfer the leader is {new_leader}, not {cut}")
-            wait_for(
-                "tick paused",
-                lambda: 200 <= cl.request(new_leader, "POST", "/v1/jobs/tick/pause")[0] < 300,
-                30,
-            )
-            wait_for(
-                "no run in flight",
-                lambda: all(
-                    cl.get(n, "/v1/runs?status=claimed,running&limit=1")["total"] == 0
-                    for n in cl.members
-                ),
-                60,
-                interval=0.3,
-            )
-            ledgers = {n: cl.ledger(n) for n in cl.members}
+            ledgers = cl.quiesce(["tick"])
     finally:
         client.close()
         sink.terminate()

@@ -109,20 +109,16 @@ class Sink:
         return out
 
 
-def status(cl: Cluster, node: str) -> dict[str, Any]:
-    return dict(cl.get(node, "/v1/status", timeout=5.0))
-
-
 def caught_up(cl: Cluster, node: str) -> bool:
     """``node`` is healthy, its shutdown drain is lifted, and it has applied everything
     the established leader had committed a moment ago."""
     leader = cl.leader()
     if leader is None:
         return False
-    commit = status(cl, leader)["commit_index"]
+    commit = cl.status(leader)["commit_index"]
     if cl.request(node, "GET", "/health")[0] != 200:
         return False
-    st = status(cl, node)
+    st = cl.status(node)
     me = next(m for m in st["members"] if m["self"])
     return bool(st["last_applied"] >= commit and me["drain"] is None)
 
@@ -135,33 +131,6 @@ def restart(cl: Cluster, node: str, sig: int) -> None:
     cl.start(node)
     cl.wait_leader(60)
     wait_for(f"{node} back and caught up", lambda: caught_up(cl, node), 90, interval=0.2)
-
-
-def quiesce(cl: Cluster) -> None:
-    """Pause every job, wait until no run is in flight and every node applied the same
-    log: the ledgers read next cover every execution the sink saw."""
-    leader = cl.wait_leader(60)
-    for name in JOBS:
-        wait_for(
-            f"{name} paused",
-            lambda n=name: 200 <= cl.request(leader, "POST", f"/v1/jobs/{n}/pause")[0] < 300,
-            30,
-        )
-
-    def idle() -> bool:
-        q = "/v1/runs?status=claimed,running&limit=1"
-        return all(cl.get(n, q)["total"] == 0 for n in cl.members)
-
-    wait_for("every run in flight to finish", idle, 90, interval=0.3)
-
-    def settled() -> bool:
-        seen = {(st["commit_index"], st["last_applied"]) for st in map(cl_status, cl.members)}
-        return len(seen) == 1
-
-    def cl_status(node: str) -> dict[str, Any]:
-        return status(cl, node)
-
-    wait_for("every node to apply the same log", settled, 60, interval=0.3)
 
 
 def test_three_rounds_of_rolling_restarts(tmp_path: Path) -> None:
@@ -191,8 +160,7 @@ def test_three_rounds_of_rolling_restarts(tmp_path: Path) -> None:
             wait_for("every job to run after the last restart", all_ran_again, 60)
             sink.client.event(ev="nemesis", phase="end", nodes=list(cl.members), **window)
             end_t = time.monotonic()
-            quiesce(cl)
-            ledgers = {n: cl.ledger(n) for n in cl.members}
+            ledgers = cl.quiesce(JOBS)
     finally:
         sink.close()
     report, tl = checker.check_record(

@@ -49,7 +49,7 @@ import pytest
 from raftcron.core import features
 from tests.chaos import checker
 from tests.cluster.harness import Cluster, running, wait_for
-from tests.cluster.test_rolling_restart import Sink, caught_up, status
+from tests.cluster.test_rolling_restart import Sink, caught_up
 
 pytestmark = pytest.mark.cluster
 
@@ -146,7 +146,7 @@ def gated_job(key: str) -> dict[str, Any]:
 
 def members_view(cl: Cluster, node: str) -> dict[str, tuple[Any, Any]]:
     """What ``node``'s status says each member runs: name -> (version, feature_level)."""
-    st = status(cl, node)
+    st = cl.status(node)
     return {m["name"]: (m.get("version"), m.get("feature_level")) for m in st["members"]}
 
 
@@ -176,7 +176,7 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
         with running(cl):
             wait_for("tick to run", lambda: any(b["job"] == "tick" for b in sink.begins()), 60)
             # a release from before levels advertises nothing: level 0
-            old_level = int(status(cl, "a").get("feature_level", 0))
+            old_level = int(cl.status("a").get("feature_level", 0))
             key = gated_key(old_level)
             if key is None:
                 print(f"{ref} is already at level {NEW_LEVEL}: no gated key to refuse")
@@ -232,7 +232,7 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
                     lambda n=n: set(members_view(cl, n).values()) == {(NEW_VERSION, NEW_LEVEL)},
                     60,
                 )
-                assert status(cl, n)["cluster_feature_level"] == NEW_LEVEL
+                assert cl.status(n)["cluster_feature_level"] == NEW_LEVEL
 
             def put_gated() -> bool:
                 assert key is not None
@@ -257,37 +257,7 @@ def test_rolling_upgrade_one_node_at_a_time(tmp_path: Path) -> None:
             )
             sink.client.event(ev="nemesis", phase="end", nodes=list(cl.members), **window)
             end_t = time.monotonic()
-            leader = cl.wait_leader(60)
-            for name in ("tick", "gated") if key is not None else ("tick",):
-                wait_for(
-                    f"{name} paused",
-                    lambda n=name: cl.request(leader, "POST", f"/v1/jobs/{n}/pause")[0] == 200,
-                    30,
-                )
-            wait_for(
-                "every run in flight to finish",
-                lambda: all(
-                    cl.get(n, "/v1/runs?status=claimed,running&limit=1")["total"] == 0
-                    for n in cl.members
-                ),
-                90,
-                interval=0.3,
-            )
-            wait_for(
-                "every node to apply the same log",
-                lambda: (
-                    len(
-                        {
-                            (st["commit_index"], st["last_applied"])
-                            for st in (status(cl, n) for n in cl.members)
-                        }
-                    )
-                    == 1
-                ),
-                60,
-                interval=0.3,
-            )
-            ledgers = {n: cl.ledger(n) for n in cl.members}
+            ledgers = cl.quiesce(("tick", "gated") if key is not None else ("tick",))
     finally:
         sink.close()
     report, tl = checker.check_record(

@@ -10,8 +10,9 @@ variant runs; one etcd cluster serves both etcd variants. Every
 run measures every variant, in alternating order. Sizes: ``AB_RUNS`` (6), ``AB_ITERS``
 (500 pairs), ``AB_WITERS`` (20 wrapper calls); ``AB_NOWRAP=1`` / ``AB_NORTT=1`` skip a part.
 ``AB_COMMIT=1`` adds one commit per iteration at each tree's leader (``PUT /v1/jobs/NAME``,
-sequential on one keep-alive connection: the single-commit latency); ``AB_CONTEND=16``
-adds, once per run, 16 clients looping acquire + release on distinct names for
+sequential on one keep-alive connection: the single-commit latency), and the same through
+a follower (``commit-f``: forwarded to the leader, answered once the follower applied it);
+``AB_CONTEND=16`` adds, once per run, 16 clients looping acquire + release on distinct names for
 ``AB_CONTEND_S`` (5) seconds against each tree and etcd's gRPC lock (pairs/s).
 Prints per-run p50s, then the median over runs of each variant's p50 and p99 (and of
 the contended pairs/s).
@@ -67,9 +68,12 @@ def main() -> None:
             etcd_leader = ec.wait_ready()
             eg = EtcdLockGrpc(ec.client_port[etcd_leader])
             raws = {}
+            raws_f = {}
             for name, cl in clusters.items():
                 leader = cl.wait_leader(30)
                 raws[name] = (RaftcronRaw(cl.members[leader].api_port), cl.members[leader].api)
+                follower = next(n for n in cl.members if n != leader)
+                raws_f[name] = RaftcronRaw(cl.members[follower].api_port)
 
             variants = []
             if not skip_rtt:
@@ -81,6 +85,8 @@ def main() -> None:
             if commit:
                 for name, (raw, _) in raws.items():
                     variants.append((f"commit {name}", lambda i, r=raw: put_job(r, i), iters))
+                for name, raw in raws_f.items():
+                    variants.append((f"commit-f {name}", lambda i, r=raw: put_job(r, i), iters))
             env = env_without_proxies()
 
             def once(argv: list[str], e: dict[str, str]) -> None:
@@ -120,7 +126,9 @@ def main() -> None:
                 for label, fn, n in order:
                     if label.startswith(("rtt", "commit")) and "etcd" not in label:
                         # the connection sat idle through the other variants: a new one
-                        raws[label.split(" ", 1)[1]][0].conn.close()
+                        tree = label.split(" ", 1)[1]
+                        conn = raws_f[tree] if label.startswith("commit-f") else raws[tree][0]
+                        conn.conn.close()
                         fn(0)
                     out.setdefault(label, []).append(run_summary(_time_pairs(n, fn)))
                 c_order = contenders if run % 2 == 0 else list(reversed(contenders))

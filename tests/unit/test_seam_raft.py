@@ -286,3 +286,46 @@ def test_a_snapshot_in_pieces_is_installed(follower: tuple[_Replica, Recorder]) 
     assert indices(r) == [7, 8]
     (ack,) = [a for a in t.replies("next_node_idx") if a["success"]]
     assert ack["next_node_idx"] == 9
+
+
+# -- the commit path: followers hear of a new commit index in the tick it advances
+
+
+def test_the_leader_tells_the_followers_a_new_commit_index_in_the_tick_it_commits(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """With ``appendEntriesUseBatch`` off (raftcron's setting), pysyncobj's leader sends an
+    AppendEntries carrying the new commit index right after applying what it committed, in
+    the same tick: a follower does not wait for the next heartbeat (docs/design.md, "The
+    commit path"; measured by ``bench.follower_commit``). Once per follower, and nothing
+    more until the heartbeat is due (the fake clock does not move here)."""
+    from raftcron.core.commands import AcquireLock, encode
+
+    r, t = replica(tmp_path)
+    try:
+        leader_of(r, t, clock, [ADDRS[1]])
+        assert r.is_leader()
+        term = r.getStatus()["raft_term"]
+
+        def ack(src: str, upto: int) -> None:
+            message = {"type": "next_node_idx", "next_node_idx": upto + 1, "reset": False}
+            t.deliver(src, {**message, "success": True, "term": term})
+
+        ack(ADDRS[1], 2)  # the new leader's no-op
+        r.doTick(0)
+        assert commit(r) == 2
+        lock = AcquireLock(at_ms=1, name="n", request="q", holder="h", ttl_ms=1000, wait_ms=0)
+        done: list[Any] = []
+        r.apply_command(encode(lock), callback=lambda res, err: done.append(err))
+        r.doTick(0)  # appended at 3 and sent
+        assert commit(r) == 2
+        t.sent.clear()
+        ack(ADDRS[1], 3)
+        r.doTick(0)  # commits 3, applies, tells the followers
+        assert commit(r) == 3 and done == [seam.FAIL_REASON.SUCCESS]
+        pushes = [(n, m["commit_index"]) for n, m in t.sent if m["type"] == "append_entries"]
+        assert sorted(pushes) == [(ADDRS[1], 3), (ADDRS[2], 3)]  # once each
+        r.doTick(0)  # nothing new: nothing sent until the heartbeat is due
+        assert len(t.sent) == 2
+    finally:
+        r.destroy()

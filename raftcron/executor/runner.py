@@ -65,7 +65,7 @@ from typing import Any, Final
 from raftcron import config, hardening
 from raftcron.accounts import Account, AccountError
 from raftcron.accounts import resolve as resolve_account
-from raftcron.clock import Clock
+from raftcron.clock import Clock, wall_s
 from raftcron.config import passthrough_leaks
 from raftcron.core.model import (
     CLAIMED,
@@ -118,6 +118,10 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 # A running job's output file never grows past this: the watchdog keeps its last
 # OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
 OUTPUT_FILE_MAX: Final = 1024 * 1024
+# ``RAFTCRON_TRACE_RUNS=1``: every process run logs its start timeline when it is recorded
+# (one INFO line, ms after its scheduled time; its watchdog adds its own steps), for
+# bench/run_timeline.py. Off, it costs one ``is None`` test per step.
+TRACE_ENV: Final = "RAFTCRON_TRACE_RUNS"
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry
@@ -132,6 +136,7 @@ class _Active:
     queued: bool = True  # has not been admitted to start yet
     in_queue: bool = False  # in Executor._waiting
     go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
+    marks: dict[str, float] | None = None  # the start timeline (wall seconds), when traced
 
 
 class Executor:
@@ -183,6 +188,7 @@ class Executor:
             spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
         # The watchdog fork server; started on the first process run.
         self.spawner = WatchdogSpawner(node) if spawner else None
+        self.trace = os.environ.get(TRACE_ENV) == "1"
 
     # -- inputs
 
@@ -290,7 +296,14 @@ class Executor:
 
     def _spawn(self, run: Run, spec: JobSpec, seen: float) -> None:
         active = _Active(run=run, spec=spec, seen=seen)
+        if self.trace:
+            active.marks = {"granted": wall_s()}
         self._track(active, self._run(active))
+
+    @staticmethod
+    def _mark(active: _Active, step: str) -> None:
+        if active.marks is not None:
+            active.marks[step] = wall_s()
 
     def _track(self, active: _Active, coro: Coroutine[Any, Any, None]) -> None:
         self._active[active.run.id] = active
@@ -317,8 +330,10 @@ class Executor:
             if not await self._admit(active, lease):
                 return
             # 1. The fenced start: nothing runs until it commits.
+            self._mark(active, "start_proposed")
             if not await lease.start():
                 return
+            self._mark(active, "start_committed")
             if spec.call:
                 self._release(active)  # nothing to spawn
                 await self.inproc.execute(run, spec, lease)
@@ -442,7 +457,9 @@ class Executor:
             self._release(active)
             await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
             return
+        self._mark(active, "prepared")
         run_dir = self.rundirs.create(run)
+        self._mark(active, "rundir")
         wd_spec = {
             "version": wdproto.PROTOCOL,
             "run_dir": str(run_dir),
@@ -463,13 +480,15 @@ class Executor:
         }
         if spec.stdin:
             wd_spec["stdin"] = spec.stdin
+        if active.marks is not None:
+            wd_spec["trace"] = True
         if account.switch:
             logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
         # Renewals from here on (paced from the lease's start): a watchdog slow to come up
         # must not cost the lease. Until attached, the hello carries the latest deadline.
         renew = self._renewals(active, lease, at_once=False)
         try:
-            why = await self._launch(ctx, wd_spec)
+            why = await self._launch(active, wd_spec)
         except BaseException:
             await _end_renewals(renew, ctx)
             raise
@@ -482,17 +501,21 @@ class Executor:
             return
         await self._follow(active, lease, run_dir, renew)
 
-    async def _launch(self, ctx: str, wd_spec: dict[str, Any]) -> str | None:
+    async def _launch(self, active: _Active, wd_spec: dict[str, Any]) -> str | None:
         """Start the run's watchdog, hand it its spec and wait until it listens: None once
         it does, else why not. It starts the job itself, at once (watchdog.py)."""
-        wd = await self._start_watchdog(ctx)
+        self._mark(active, "fork_asked")
+        wd = await self._start_watchdog(self._ctx(active.run))
+        self._mark(active, "forked")
         try:
             wd.stdin.write(json.dumps(wd_spec).encode() + b"\n")
             await wd.stdin.drain()
             wd.stdin.close()
+            self._mark(active, "spec_sent")
             try:
                 async with asyncio.timeout(LAUNCH_TIMEOUT_S):
                     line = await wd.stdout.readline()
+                self._mark(active, "listening_seen")
             except TimeoutError:
                 return f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -644,6 +667,7 @@ class Executor:
                 )
                 return
             if channel is not None:
+                self._mark(active, "attached")
                 active.conn = channel.writer
                 self._release(active)  # the job's process is up (or failed to start)
                 reply = channel.reply
@@ -713,6 +737,8 @@ class Executor:
                 "finished_ms": finished_ms,
             }
             rundir.write_record(run_dir, rec)
+        if active.marks is not None:
+            self._log_timeline(active, result)
         if reattach:
             why = self.raft.machine.read(lambda s: _not_ours(s, run, rec))
             if why is not None:
@@ -744,6 +770,17 @@ class Executor:
         )
         if ok:
             self.rundirs.discard(run_dir)
+
+    def _log_timeline(self, active: _Active, result: dict[str, Any] | None) -> None:
+        """The run's start timeline: each step's time in ms after its scheduled time, the
+        agent's and (from its result) the watchdog's, in the order they happened."""
+        marks = dict(active.marks or {})
+        trace = (result or {}).get("trace")
+        if isinstance(trace, dict):
+            marks.update({f"wd_{k}": float(v) for k, v in trace.items()})
+        at = active.run.scheduled_at_ms / 1000
+        steps = {k: round((v - at) * 1000, 2) for k, v in sorted(marks.items(), key=lambda i: i[1])}
+        logger.info("%s: timeline %s", self._ctx(active.run), json.dumps(steps))
 
     async def _reattach(self, active: _Active) -> None:
         """A run the state says this node is running, found when the agent (re)started."""

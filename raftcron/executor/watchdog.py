@@ -354,6 +354,13 @@ class Watchdog:
         self.detail = ""
         self.kill_at: float | None = None
         self.sigkilled = False
+        # The start timeline (``time.time()`` of each step), when the spec asks for it
+        # (``"trace": true``); returned in the result as ``trace``.
+        self.trace: dict[str, float] | None = {} if spec.get("trace") else None
+
+    def mark(self, step: str, at: float | None = None) -> None:
+        if self.trace is not None:
+            self.trace[step] = time.time() if at is None else at
 
     # -- the socket
 
@@ -512,6 +519,7 @@ class Watchdog:
             )
             pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
             self.child = _start_job(spec, pipe_w, preexec)
+            self.mark("popen")
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in (pipe_r, pipe_w):
                 if fd >= 0:
@@ -641,6 +649,8 @@ class Watchdog:
             "job_pid": None if child is None else child.pid,
             "finished_wall_ms": time.time_ns() // 1_000_000,
         }
+        if self.trace is not None:
+            result["trace"] = self.trace
         # On disk before anyone is told: an agent that restarts from here on finds it.
         with contextlib.suppress(OSError):
             write_result(self.run_dir, result)
@@ -665,13 +675,17 @@ class Watchdog:
 
 
 def main() -> int:
+    began = time.time()
     spec = _read_spec(sys.stdin.fileno())
     wd = Watchdog(spec)
+    wd.mark("main", began)
+    wd.mark("spec_read")
     try:
         wd.listen()
     except OSError as exc:
         _announce({"event": "error", "detail": f"cannot listen in {wd.run_dir}: {exc}"})
         return 1
+    wd.mark("listening")
     _announce({"event": "listening", "pid": os.getpid(), "version": PROTOCOL})
     wd.serve()
     return 0

@@ -110,6 +110,7 @@ WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name
 # seconds to start an interpreter). One that comes up after its deadline starts nothing
 # unless an agent attaches with a later one.
 LAUNCH_TIMEOUT_S: Final = 30.0
+DISMISS_TIMEOUT_S: Final = 5.0  # a dismissed held watchdog exits within this
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
 SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
@@ -326,24 +327,37 @@ class Executor:
             tell=self._tell,
             propose=self.lifecycle.propose,
         )
+        held: asyncio.Task[_Held] | None = None
         try:
             if not await self._admit(active, lease):
                 return
+            if (
+                not spec.call
+                and spec.http is None
+                and self._kill_request(run.id, run.fence) is None
+            ):
+                # The watchdog comes up while the fenced start commits, and holds the job
+                # until the go that only a committed start sends (_execute).
+                held = asyncio.get_running_loop().create_task(self._prepare(active, lease))
             # 1. The fenced start: nothing runs until it commits.
             self._mark(active, "start_proposed")
             if not await lease.start():
+                if held is not None:
+                    await self._dismiss(active, held, "the start did not commit")
                 return
             self._mark(active, "start_committed")
             if spec.call:
                 self._release(active)  # nothing to spawn
                 await self.inproc.execute(run, spec, lease)
             else:
-                await self._execute(active, lease)
+                await self._execute(active, lease, held)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("%s: executor failed", self._ctx(run))
         finally:
+            if held is not None:  # the agent stops: EOF on its stdin, it never starts the job
+                _drop_held(held)
             self._dequeue(active)  # stopped while it waited
             self._release(active)
             self._active.pop(run.id, None)
@@ -416,8 +430,11 @@ class Executor:
             self._starting -= 1
             self._admit_next()
 
-    async def _execute(self, active: _Active, lease: FencedRun) -> None:
-        """A process or HTTP run whose fenced start has committed."""
+    async def _execute(
+        self, active: _Active, lease: FencedRun, held: asyncio.Task[_Held] | None
+    ) -> None:
+        """A process or HTTP run whose fenced start has committed (a process run's watchdog
+        is ``held``, coming up or waiting for the go)."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
         window = lease.window
@@ -425,6 +442,8 @@ class Executor:
         if stop is not None:  # asked to stop before it started: it never runs
             logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
             self._release(active)
+            if held is not None:
+                await self._dismiss(active, held, "asked to stop")
             await lease.complete(KILLED, None, self.clock.wall_ms(), "", stop[0])
             return
         lease.tell_started(spec)
@@ -450,14 +469,46 @@ class Executor:
                 done.status, done.exit_code, self.clock.wall_ms(), done.output, done.reason
             )
             return
+        assert held is not None  # a process run
+        # Renewals from here on (paced from the lease's start): a watchdog slow to come up
+        # must not cost the lease. Until attached, the hello carries the latest deadline.
+        renew = self._renewals(active, lease, at_once=False)
         try:
-            account, process = await self._process_of(run, spec)
-        except _NotRunnable as exc:  # never run as another account, never with a secret
-            logger.error("%s: not started: %s", ctx, exc)
-            self._release(active)
-            await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
-            return
+            try:
+                ready = await held
+            except _NotRunnable as exc:  # never run as another account, never with a secret
+                await _end_renewals(renew, ctx)
+                logger.error("%s: not started: %s", ctx, exc)
+                self._release(active)
+                await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
+                return
+            if ready.wd is None:
+                await _end_renewals(renew, ctx)
+                logger.error("%s: the watchdog did not come up: %s", ctx, ready.why)
+                self._release(active)
+                failed = {"outcome": "spawn_failed", "detail": ready.why, "exit_code": None}
+                await self._record(active, lease, ready.run_dir, failed, reattach=False)
+                return
+            self._mark(active, "go_sent")
+            await ready.wd.go(lease.deadline)
+        except BaseException:
+            await _end_renewals(renew, ctx)
+            raise
+        await self._follow(active, lease, ready.run_dir, renew)
+
+    async def _prepare(self, active: _Active, lease: FencedRun) -> _Held:
+        """Everything of a process run's start that needs no committed start: its account
+        and environment, its run directory, and its watchdog, up, listening and holding the
+        job until the go (``_Watchdog.go``). :class:`_NotRunnable` if it must not run."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        account, process = await self._process_of(run, spec)
         self._mark(active, "prepared")
+        run_dir = self.rundirs.path(run)
+        if run_dir.is_dir():  # a held watchdog of this agent's previous life, never started
+            with contextlib.suppress(rundir.AttachError):
+                await self._end_watchdog(run_dir, "its agent restarted before the go")
+            self.rundirs.remove(run_dir)
         run_dir = self.rundirs.create(run)
         self._mark(active, "rundir")
         wd_spec = {
@@ -472,10 +523,15 @@ class Executor:
             "cwd": process.pop("cwd"),
             "out_max": OUTPUT_FILE_MAX,
             "out_keep": OUTPUT_TAIL_BYTES,
-            "deadline": lease.deadline,
+            # The go brings the lease deadline; until then none (a watchdog of version 1,
+            # which knows no hold, starts nothing until a hello brings one).
+            "deadline": 0.0,
+            # No go by then (the start gives up after a lease window; this is a second
+            # one): the job never starts.
+            "hold": self.clock.monotonic() + 2 * lease.window,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
-            "lease_grace": lease_grace(window),
+            "lease_grace": lease_grace(lease.window),
             **process,
         }
         if spec.stdin:
@@ -484,52 +540,59 @@ class Executor:
             wd_spec["trace"] = True
         if account.switch:
             logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
-        # Renewals from here on (paced from the lease's start): a watchdog slow to come up
-        # must not cost the lease. Until attached, the hello carries the latest deadline.
-        renew = self._renewals(active, lease, at_once=False)
-        try:
-            why = await self._launch(active, wd_spec)
-        except BaseException:
-            await _end_renewals(renew, ctx)
-            raise
-        if why is not None:
-            await _end_renewals(renew, ctx)
-            logger.error("%s: the watchdog did not come up: %s", ctx, why)
-            self._release(active)
-            failed = {"outcome": "spawn_failed", "detail": why, "exit_code": None}
-            await self._record(active, lease, run_dir, failed, reattach=False)
-            return
-        await self._follow(active, lease, run_dir, renew)
+        wd, why = await self._launch(active, wd_spec)
+        return _Held(run_dir=run_dir, wd=wd, why=why)
 
-    async def _launch(self, active: _Active, wd_spec: dict[str, Any]) -> str | None:
-        """Start the run's watchdog, hand it its spec and wait until it listens: None once
-        it does, else why not. It starts the job itself, at once (watchdog.py)."""
+    async def _dismiss(self, active: _Active, held: asyncio.Task[_Held], why: str) -> None:
+        """The job must not start (its start did not commit, or it was asked to stop): the
+        held watchdog exits without starting it, and its run directory goes."""
+        ctx = self._ctx(active.run)
+        try:
+            ready = await held
+        except _NotRunnable:
+            return
+        if ready.wd is None:
+            self.rundirs.remove(ready.run_dir)
+            return
+        if await ready.wd.cancel(why):
+            self.rundirs.discard(ready.run_dir)
+            logger.info("%s: held watchdog dismissed: %s", ctx, why)
+        else:  # the next start's sweep removes it
+            logger.warning("%s: held watchdog dismissed (%s) but not seen exiting", ctx, why)
+
+    async def _launch(
+        self, active: _Active, wd_spec: dict[str, Any]
+    ) -> tuple[_Watchdog | None, str]:
+        """Start the run's watchdog, hand it its (held) spec and wait until it listens: the
+        watchdog, its pipes still open for the go; or None and why not."""
         self._mark(active, "fork_asked")
         wd = await self._start_watchdog(self._ctx(active.run))
         self._mark(active, "forked")
+        ok = False
         try:
             wd.stdin.write(json.dumps(wd_spec).encode() + b"\n")
             await wd.stdin.drain()
-            wd.stdin.close()
             self._mark(active, "spec_sent")
             try:
                 async with asyncio.timeout(LAUNCH_TIMEOUT_S):
                     line = await wd.stdout.readline()
                 self._mark(active, "listening_seen")
             except TimeoutError:
-                return f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
+                return None, f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = {}
+            if isinstance(msg, dict) and msg.get("event") == "listening":
+                ok = True
+                return wd, ""
+            detail = msg.get("detail") if isinstance(msg, dict) else None
+            return None, str(detail or "it exited before it listened")
         except (BrokenPipeError, ConnectionResetError) as exc:
-            return f"it exited before it read its spec ({exc})"
+            return None, f"it exited before it read its spec ({exc})"
         finally:
-            wd.close()
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = {}
-        if isinstance(msg, dict) and msg.get("event") == "listening":
-            return None
-        detail = msg.get("detail") if isinstance(msg, dict) else None
-        return str(detail or "it exited before it listened")
+            if not ok:  # EOF on its stdin: a held watchdog never starts the job
+                wd.close()
 
     async def _process_of(self, run: Run, spec: JobSpec) -> tuple[Account, dict[str, Any]]:
         """How the job's process is started: its account, and the watchdog spec's ``env``,
@@ -829,25 +892,31 @@ class Executor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @staticmethod
+    async def _end_watchdog(path: Path, why: str) -> dict[str, Any] | None:
+        """Stop the watchdog in run directory ``path`` at once (SIGKILL; one that has not
+        started its job never will), wait for it to exit: its result, if it left one."""
+        result: dict[str, Any] | None = None
+        channel = await rundir.attach(
+            path, {"fence": rundir.fence_of(path.name), "kill": why, "hard": True}
+        )
+        if channel is not None:
+            try:
+                result = await channel.wait_exit()
+            finally:
+                channel.close()
+        return result or rundir.read_result(path)
+
     async def _drop_stale(self, path: Path) -> None:
         fence = rundir.fence_of(path.name)
         ctx = LogCtx(f"run dir {path.name} fence={fence} node={self.node}", fence=fence)
-        result: dict[str, Any] | None = None
-        channel: rundir.Channel | None = None
         try:
             # Its lease is not this node's any more: the job must not run (its deadline
             # has passed or is about to); a watchdog that never started it never will.
-            hello = {"fence": fence, "kill": "its lease is no longer held", "hard": True}
-            channel = await rundir.attach(path, hello)
-            if channel is not None:
-                result = await channel.wait_exit()
+            result = await self._end_watchdog(path, "its lease is no longer held")
         except rundir.AttachError as exc:
             logger.warning("%s: a stale watchdog does not answer (%s); left alone", ctx, exc)
             return
-        finally:
-            if channel is not None:
-                channel.close()
-        result = result or rundir.read_result(path)
         rec = rundir.read_record(path)
         if result is not None:
             run = self.raft.machine.read(lambda s: s.run(str(result.get("run"))))
@@ -954,11 +1023,60 @@ class _Watchdog:
         writer = asyncio.StreamWriter(write, proto, None, loop)
         return cls(pid=pid, stdin=writer, stdout=reader, read=read)
 
+    async def go(self, deadline: float) -> None:
+        """Start the held job: one line on its stdin, with the committed lease's deadline;
+        then our pipe ends close. One that has exited meanwhile (its hold ended) started
+        nothing and left its result; one of version 1 (no hold) reads no more than its
+        spec, and starts the job when the first hello brings the deadline."""
+        try:
+            self.stdin.write(json.dumps({"go": True, "deadline": deadline}).encode() + b"\n")
+            await self.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self.close()
+
+    async def cancel(self, why: str) -> bool:
+        """The held job must never start: tell the watchdog, close our pipe ends and wait
+        (a few seconds at most) for it to exit. True once it has."""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.stdin.write(json.dumps({"cancel": why}).encode() + b"\n")
+            await self.stdin.drain()
+        self.stdin.close()
+        try:
+            async with asyncio.timeout(DISMISS_TIMEOUT_S):
+                while await self.stdout.read(4096):
+                    pass
+            return True
+        except (TimeoutError, ConnectionError, OSError):
+            return False
+        finally:
+            self.close()
+
     def close(self) -> None:
-        """Close our pipe ends (the watchdog reads no more than its spec from them)."""
+        """Close our pipe ends: a held watchdog sees EOF and never starts the job."""
         self.stdin.close()
         if self.read is not None:
             self.read.close()
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A process run prepared while its start commits: its run directory, and its
+    watchdog holding the job (None: it did not come up, ``why``)."""
+
+    run_dir: Path
+    wd: _Watchdog | None
+    why: str = ""
+
+
+def _drop_held(held: asyncio.Task[_Held]) -> None:
+    """Let go of a held watchdog (the agent stops; after the go it is a no-op): EOF on its
+    stdin, so it never starts the job; its run directory stays for the next start."""
+    if not held.done():
+        held.cancel()  # _launch closes the pipes
+    elif not held.cancelled() and held.exception() is None and held.result().wd is not None:
+        held.result().wd.close()  # type: ignore[union-attr]
 
 
 async def tell_watchdog(conn: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:
@@ -1009,6 +1127,8 @@ def _outcome(
         return TIMED_OUT, code, detail
     if outcome == "killed" and kill is not None:
         return KILLED, code, kill[0]
+    if outcome == "not_started":  # a held watchdog whose go never came (its agent went away)
+        return LOST, None, f"never started: {detail}"
     return LOST, code, f"{outcome}: {detail}"
 
 

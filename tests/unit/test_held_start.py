@@ -10,6 +10,11 @@ Start can be held back, refused or dropped here.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,5 +199,63 @@ def test_an_agent_restart_while_held_never_starts_the_held_job(
         assert "never started" in run.reason
     else:
         assert executions(tmp_path) == [f"{rid} {run.fence}"]
+    assert len(completes(raft, rid)) == 1
+    assert rundir.RunDirs(data).entries() == []
+
+
+# The watchdog as agents before protocol 2 started it (main's raftcron/executor/watchdog.py
+# at 76536f0, unchanged): a rolling upgrade's new agent re-attaches to such watchdogs.
+WATCHDOG_V1 = Path(__file__).parent / "data" / "watchdog_v1.py"
+
+
+def test_a_new_agent_reattaches_to_a_watchdog_of_version_1(tmp_path: Path) -> None:
+    """An agent before the hold started the run (its watchdog speaks only version 1 and
+    started the job at once), then was upgraded: the new executor re-attaches (protocol
+    1) and records the outcome once."""
+    raft = FakeRaft()
+    data = tmp_path / "data"
+    spec = job(tmp_path, 1.0)
+    rid = grant(raft, spec)
+    fence = raft.machine.read(lambda s: s.runs[rid].fence)
+    raft.machine.apply(
+        c.encode(c.Start(at_ms=T0, run_id=rid, fence=fence, node="a", token="old-agent"))
+    )
+    run = raft.machine.read(lambda s: s.runs[rid])
+    run_dir = rundir.RunDirs(data).create(run)
+    old = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(WATCHDOG_V1)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    v1_spec = {
+        "version": 1,
+        "run_dir": str(run_dir),
+        "run": rid,
+        "fence": fence,
+        "job": "j",
+        "node": "a",
+        "argv": list(spec.command),
+        "env": {"PATH": os.environ["PATH"], "RAFTCRON_RUN_ID": rid, "RAFTCRON_FENCE": str(fence)},
+        "cwd": None,
+        "deadline": time.monotonic() + 10,
+        "timeout": None,
+        "grace": 1.0,
+        "lease_grace": 0.5,
+    }
+    out, _ = old.communicate(json.dumps(v1_spec).encode() + b"\n", timeout=30)
+    assert json.loads(out)["version"] == 1
+
+    async def go() -> None:
+        again = executor(raft, data)
+        again.caught_up()
+        await until("the run to be recorded", lambda: status(raft, rid) != "running")
+        await asyncio.gather(*list(again._tasks))
+        await again.stop()
+
+    asyncio.run(go())
+    assert old.wait(30) == 0
+    assert status(raft, rid) == "succeeded"
+    assert executions(tmp_path) == [f"{rid} {fence}"]
     assert len(completes(raft, rid)) == 1
     assert rundir.RunDirs(data).entries() == []

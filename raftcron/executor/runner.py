@@ -18,6 +18,12 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
 * Before the job starts, a fenced ``Start`` must commit. The timer starts BEFORE the
   proposal is sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the
   monotonic clock, while the leader expires the lease at ``t_commit + D`` on its own.
+  While the ``Start`` commits, a process run's watchdog comes up *held* (its account,
+  environment, run directory, fork, spec and socket; :meth:`Executor._prepare`): it starts
+  the job only on the go the executor writes to its stdin once the ``Start`` has
+  committed, with the lease deadline. A ``Start`` that is refused or does not commit, or
+  a stop request, dismisses it (a cancel, then EOF: it exits without starting the job); an
+  agent that stops closes the pipe, which does the same.
 * It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
 * A process run lives under its own watchdog process (watchdog.py), in a run directory
   under the data dir (rundir.py). The watchdog kills the job at the deadline even if this
@@ -27,14 +33,15 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
   on the first process run) instead of a new interpreter per run; if it fails a request,
   that run's watchdog is spawned directly and the server is replaced.
 * The agent talks to a watchdog over the socket in its run directory: the first attach
-  and a re-attach are the same versioned hello (:func:`rundir.attach`). The watchdog starts
-  the job as soon as it has its spec (a quick job may end before the agent attaches: its
-  result is then read from disk). When the job ends the watchdog persists the result
-  before it tells anyone, so the outcome survives the agent: :meth:`Executor.stop` detaches (records
-  nothing for a process run, kills nothing) and a restarted agent re-attaches to its live
-  watchdogs, or reads the result of one that finished meanwhile, renews under the SAME
-  fence and records the outcome once (the completion it proposes is written to the run
-  directory first, so a repeat is the same idempotent command). If the lease has passed
+  and a re-attach are the same versioned hello (:func:`rundir.attach`); a hello never
+  starts a held job. The watchdog starts the job on the go (a quick job may end before
+  the agent attaches: its result is then read from disk). When the job ends the watchdog
+  persists the result before it tells anyone, so the outcome survives the agent:
+  :meth:`Executor.stop` detaches (records nothing for a process run, kills nothing) and a
+  restarted agent re-attaches to its live watchdogs, or reads the result of one that
+  finished meanwhile, renews under the SAME fence and records the outcome once (the
+  completion it proposes is written to the run directory first, so a repeat is the same
+  idempotent command). If the lease has passed
   meanwhile (the agent was away longer than the lease), the watchdog has stopped the job
   at its deadline, the leader's ``lost`` stands and a result found later is dropped with
   one INFO line, never recorded. HTTP and embedded Python runs live in the agent and end

@@ -37,6 +37,12 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def wall_s() -> float:
+    """Seconds since the Unix epoch, to the microsecond (a run's timeline, when traced:
+    comparable with the watchdog's ``time.time()`` and with the job's own timestamps)."""
+    return time.time()
+
+
 def utc_now() -> datetime.datetime:
     """The wall clock as an aware UTC datetime."""
     import datetime

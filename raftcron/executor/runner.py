@@ -18,6 +18,12 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
 * Before the job starts, a fenced ``Start`` must commit. The timer starts BEFORE the
   proposal is sent: the local deadline is ``t_send + D*(1-rho)/(1+rho) - margin`` on the
   monotonic clock, while the leader expires the lease at ``t_commit + D`` on its own.
+  While the ``Start`` commits, a process run's watchdog comes up *held* (its account,
+  environment, run directory, fork, spec and socket; :meth:`Executor._prepare`): it starts
+  the job only on the go the executor writes to its stdin once the ``Start`` has
+  committed, with the lease deadline. A ``Start`` that is refused or does not commit, or
+  a stop request, dismisses it (a cancel, then EOF: it exits without starting the job); an
+  agent that stops closes the pipe, which does the same.
 * It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
 * A process run lives under its own watchdog process (watchdog.py), in a run directory
   under the data dir (rundir.py). The watchdog kills the job at the deadline even if this
@@ -27,14 +33,15 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
   on the first process run) instead of a new interpreter per run; if it fails a request,
   that run's watchdog is spawned directly and the server is replaced.
 * The agent talks to a watchdog over the socket in its run directory: the first attach
-  and a re-attach are the same versioned hello (:func:`rundir.attach`). The watchdog starts
-  the job as soon as it has its spec (a quick job may end before the agent attaches: its
-  result is then read from disk). When the job ends the watchdog persists the result
-  before it tells anyone, so the outcome survives the agent: :meth:`Executor.stop` detaches (records
-  nothing for a process run, kills nothing) and a restarted agent re-attaches to its live
-  watchdogs, or reads the result of one that finished meanwhile, renews under the SAME
-  fence and records the outcome once (the completion it proposes is written to the run
-  directory first, so a repeat is the same idempotent command). If the lease has passed
+  and a re-attach are the same versioned hello (:func:`rundir.attach`); a hello never
+  starts a held job. The watchdog starts the job on the go (a quick job may end before
+  the agent attaches: its result is then read from disk). When the job ends the watchdog
+  persists the result before it tells anyone, so the outcome survives the agent:
+  :meth:`Executor.stop` detaches (records nothing for a process run, kills nothing) and a
+  restarted agent re-attaches to its live watchdogs, or reads the result of one that
+  finished meanwhile, renews under the SAME fence and records the outcome once (the
+  completion it proposes is written to the run directory first, so a repeat is the same
+  idempotent command). If the lease has passed
   meanwhile (the agent was away longer than the lease), the watchdog has stopped the job
   at its deadline, the leader's ``lost`` stands and a result found later is dropped with
   one INFO line, never recorded. HTTP and embedded Python runs live in the agent and end
@@ -65,7 +72,7 @@ from typing import Any, Final
 from raftcron import config, hardening
 from raftcron.accounts import Account, AccountError
 from raftcron.accounts import resolve as resolve_account
-from raftcron.clock import Clock
+from raftcron.clock import Clock, wall_s
 from raftcron.config import passthrough_leaks
 from raftcron.core.model import (
     CLAIMED,
@@ -110,6 +117,7 @@ WATCHDOG_ARGV: Final = (sys.executable, "-I", "-S", str(Path(__file__).with_name
 # seconds to start an interpreter). One that comes up after its deadline starts nothing
 # unless an agent attaches with a later one.
 LAUNCH_TIMEOUT_S: Final = 30.0
+DISMISS_TIMEOUT_S: Final = 5.0  # a dismissed held watchdog exits within this
 # Watchdogs are forked by a per-agent fork server (raftcron/executor/spawner.py) instead of
 # a fresh interpreter per run; ``RAFTCRON_WATCHDOG_SPAWNER=0`` turns it off.
 SPAWNER_ENV: Final = "RAFTCRON_WATCHDOG_SPAWNER"
@@ -118,6 +126,10 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 # A running job's output file never grows past this: the watchdog keeps its last
 # OUTPUT_TAIL_BYTES (what the ledger keeps) whenever it would.
 OUTPUT_FILE_MAX: Final = 1024 * 1024
+# ``RAFTCRON_TRACE_RUNS=1``: every process run logs its start timeline when it is recorded
+# (one INFO line, ms after its scheduled time; its watchdog adds its own steps), for
+# bench/run_timeline.py. Off, it costs one ``is None`` test per step.
+TRACE_ENV: Final = "RAFTCRON_TRACE_RUNS"
 
 
 @dataclass(slots=True, eq=False)  # identity: the queue removes this very entry
@@ -132,6 +144,7 @@ class _Active:
     queued: bool = True  # has not been admitted to start yet
     in_queue: bool = False  # in Executor._waiting
     go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
+    marks: dict[str, float] | None = None  # the start timeline (wall seconds), when traced
 
 
 class Executor:
@@ -183,6 +196,7 @@ class Executor:
             spawner = os.environ.get(SPAWNER_ENV, "1") != "0"
         # The watchdog fork server; started on the first process run.
         self.spawner = WatchdogSpawner(node) if spawner else None
+        self.trace = os.environ.get(TRACE_ENV) == "1"
 
     # -- inputs
 
@@ -290,7 +304,14 @@ class Executor:
 
     def _spawn(self, run: Run, spec: JobSpec, seen: float) -> None:
         active = _Active(run=run, spec=spec, seen=seen)
+        if self.trace:
+            active.marks = {"granted": wall_s()}
         self._track(active, self._run(active))
+
+    @staticmethod
+    def _mark(active: _Active, step: str) -> None:
+        if active.marks is not None:
+            active.marks[step] = wall_s()
 
     def _track(self, active: _Active, coro: Coroutine[Any, Any, None]) -> None:
         self._active[active.run.id] = active
@@ -313,22 +334,37 @@ class Executor:
             tell=self._tell,
             propose=self.lifecycle.propose,
         )
+        held: asyncio.Task[_Held] | None = None
         try:
             if not await self._admit(active, lease):
                 return
+            if (
+                not spec.call
+                and spec.http is None
+                and self._kill_request(run.id, run.fence) is None
+            ):
+                # The watchdog comes up while the fenced start commits, and holds the job
+                # until the go that only a committed start sends (_execute).
+                held = asyncio.get_running_loop().create_task(self._prepare(active, lease))
             # 1. The fenced start: nothing runs until it commits.
+            self._mark(active, "start_proposed")
             if not await lease.start():
+                if held is not None:
+                    await self._dismiss(active, held, "the start did not commit")
                 return
+            self._mark(active, "start_committed")
             if spec.call:
                 self._release(active)  # nothing to spawn
                 await self.inproc.execute(run, spec, lease)
             else:
-                await self._execute(active, lease)
+                await self._execute(active, lease, held)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("%s: executor failed", self._ctx(run))
         finally:
+            if held is not None:  # the agent stops: EOF on its stdin, it never starts the job
+                _drop_held(held)
             self._dequeue(active)  # stopped while it waited
             self._release(active)
             self._active.pop(run.id, None)
@@ -401,8 +437,11 @@ class Executor:
             self._starting -= 1
             self._admit_next()
 
-    async def _execute(self, active: _Active, lease: FencedRun) -> None:
-        """A process or HTTP run whose fenced start has committed."""
+    async def _execute(
+        self, active: _Active, lease: FencedRun, held: asyncio.Task[_Held] | None
+    ) -> None:
+        """A process or HTTP run whose fenced start has committed (a process run's watchdog
+        is ``held``, coming up or waiting for the go)."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
         window = lease.window
@@ -410,6 +449,8 @@ class Executor:
         if stop is not None:  # asked to stop before it started: it never runs
             logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
             self._release(active)
+            if held is not None:
+                await self._dismiss(active, held, "asked to stop")
             await lease.complete(KILLED, None, self.clock.wall_ms(), "", stop[0])
             return
         lease.tell_started(spec)
@@ -435,14 +476,48 @@ class Executor:
                 done.status, done.exit_code, self.clock.wall_ms(), done.output, done.reason
             )
             return
+        assert held is not None  # a process run
+        # Renewals from here on (paced from the lease's start): a watchdog slow to come up
+        # must not cost the lease. Until attached, the hello carries the latest deadline.
+        renew = self._renewals(active, lease, at_once=False)
         try:
-            account, process = await self._process_of(run, spec)
-        except _NotRunnable as exc:  # never run as another account, never with a secret
-            logger.error("%s: not started: %s", ctx, exc)
-            self._release(active)
-            await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
-            return
+            try:
+                ready = await held
+            except _NotRunnable as exc:  # never run as another account, never with a secret
+                await _end_renewals(renew, ctx)
+                logger.error("%s: not started: %s", ctx, exc)
+                self._release(active)
+                await lease.complete(FAILED, None, self.clock.wall_ms(), "", str(exc))
+                return
+            if ready.wd is None:
+                await _end_renewals(renew, ctx)
+                logger.error("%s: the watchdog did not come up: %s", ctx, ready.why)
+                self._release(active)
+                failed = {"outcome": "spawn_failed", "detail": ready.why, "exit_code": None}
+                await self._record(active, lease, ready.run_dir, failed, reattach=False)
+                return
+            self._mark(active, "go_sent")
+            await ready.wd.go(lease.deadline)
+        except BaseException:
+            await _end_renewals(renew, ctx)
+            raise
+        await self._follow(active, lease, ready.run_dir, renew)
+
+    async def _prepare(self, active: _Active, lease: FencedRun) -> _Held:
+        """Everything of a process run's start that needs no committed start: its account
+        and environment, its run directory, and its watchdog, up, listening and holding the
+        job until the go (``_Watchdog.go``). :class:`_NotRunnable` if it must not run."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        account, process = await self._process_of(run, spec)
+        self._mark(active, "prepared")
+        run_dir = self.rundirs.path(run)
+        if run_dir.is_dir():  # a held watchdog of this agent's previous life, never started
+            with contextlib.suppress(rundir.AttachError):
+                await self._end_watchdog(run_dir, "its agent restarted before the go")
+            self.rundirs.remove(run_dir)
         run_dir = self.rundirs.create(run)
+        self._mark(active, "rundir")
         wd_spec = {
             "version": wdproto.PROTOCOL,
             "run_dir": str(run_dir),
@@ -455,58 +530,76 @@ class Executor:
             "cwd": process.pop("cwd"),
             "out_max": OUTPUT_FILE_MAX,
             "out_keep": OUTPUT_TAIL_BYTES,
-            "deadline": lease.deadline,
+            # The go brings the lease deadline; until then none (a watchdog of version 1,
+            # which knows no hold, starts nothing until a hello brings one).
+            "deadline": 0.0,
+            # No go by then (the start gives up after a lease window; this is a second
+            # one): the job never starts.
+            "hold": self.clock.monotonic() + 2 * lease.window,
             "timeout": None if spec.timeout_ms is None else spec.timeout_ms / 1000,
             "grace": GRACE_S,
-            "lease_grace": lease_grace(window),
+            "lease_grace": lease_grace(lease.window),
             **process,
         }
         if spec.stdin:
             wd_spec["stdin"] = spec.stdin
+        if active.marks is not None:
+            wd_spec["trace"] = True
         if account.switch:
             logger.info("%s: runs as %s (uid %d)", ctx, account.name, account.uid)
-        # Renewals from here on (paced from the lease's start): a watchdog slow to come up
-        # must not cost the lease. Until attached, the hello carries the latest deadline.
-        renew = self._renewals(active, lease, at_once=False)
-        try:
-            why = await self._launch(ctx, wd_spec)
-        except BaseException:
-            await _end_renewals(renew, ctx)
-            raise
-        if why is not None:
-            await _end_renewals(renew, ctx)
-            logger.error("%s: the watchdog did not come up: %s", ctx, why)
-            self._release(active)
-            failed = {"outcome": "spawn_failed", "detail": why, "exit_code": None}
-            await self._record(active, lease, run_dir, failed, reattach=False)
-            return
-        await self._follow(active, lease, run_dir, renew)
+        wd, why = await self._launch(active, wd_spec)
+        return _Held(run_dir=run_dir, wd=wd, why=why)
 
-    async def _launch(self, ctx: str, wd_spec: dict[str, Any]) -> str | None:
-        """Start the run's watchdog, hand it its spec and wait until it listens: None once
-        it does, else why not. It starts the job itself, at once (watchdog.py)."""
-        wd = await self._start_watchdog(ctx)
+    async def _dismiss(self, active: _Active, held: asyncio.Task[_Held], why: str) -> None:
+        """The job must not start (its start did not commit, or it was asked to stop): the
+        held watchdog exits without starting it, and its run directory goes."""
+        ctx = self._ctx(active.run)
+        try:
+            ready = await held
+        except _NotRunnable:
+            return
+        if ready.wd is None:
+            self.rundirs.remove(ready.run_dir)
+            return
+        if await ready.wd.cancel(why):
+            self.rundirs.discard(ready.run_dir)
+            logger.info("%s: held watchdog dismissed: %s", ctx, why)
+        else:  # the next start's sweep removes it
+            logger.warning("%s: held watchdog dismissed (%s) but not seen exiting", ctx, why)
+
+    async def _launch(
+        self, active: _Active, wd_spec: dict[str, Any]
+    ) -> tuple[_Watchdog | None, str]:
+        """Start the run's watchdog, hand it its (held) spec and wait until it listens: the
+        watchdog, its pipes still open for the go; or None and why not."""
+        self._mark(active, "fork_asked")
+        wd = await self._start_watchdog(self._ctx(active.run))
+        self._mark(active, "forked")
+        ok = False
         try:
             wd.stdin.write(json.dumps(wd_spec).encode() + b"\n")
             await wd.stdin.drain()
-            wd.stdin.close()
+            self._mark(active, "spec_sent")
             try:
                 async with asyncio.timeout(LAUNCH_TIMEOUT_S):
                     line = await wd.stdout.readline()
+                self._mark(active, "listening_seen")
             except TimeoutError:
-                return f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
+                return None, f"it did not listen within {LAUNCH_TIMEOUT_S:g}s"
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = {}
+            if isinstance(msg, dict) and msg.get("event") == "listening":
+                ok = True
+                return wd, ""
+            detail = msg.get("detail") if isinstance(msg, dict) else None
+            return None, str(detail or "it exited before it listened")
         except (BrokenPipeError, ConnectionResetError) as exc:
-            return f"it exited before it read its spec ({exc})"
+            return None, f"it exited before it read its spec ({exc})"
         finally:
-            wd.close()
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = {}
-        if isinstance(msg, dict) and msg.get("event") == "listening":
-            return None
-        detail = msg.get("detail") if isinstance(msg, dict) else None
-        return str(detail or "it exited before it listened")
+            if not ok:  # EOF on its stdin: a held watchdog never starts the job
+                wd.close()
 
     async def _process_of(self, run: Run, spec: JobSpec) -> tuple[Account, dict[str, Any]]:
         """How the job's process is started: its account, and the watchdog spec's ``env``,
@@ -644,6 +737,7 @@ class Executor:
                 )
                 return
             if channel is not None:
+                self._mark(active, "attached")
                 active.conn = channel.writer
                 self._release(active)  # the job's process is up (or failed to start)
                 reply = channel.reply
@@ -713,6 +807,8 @@ class Executor:
                 "finished_ms": finished_ms,
             }
             rundir.write_record(run_dir, rec)
+        if active.marks is not None:
+            self._log_timeline(active, result)
         if reattach:
             why = self.raft.machine.read(lambda s: _not_ours(s, run, rec))
             if why is not None:
@@ -744,6 +840,17 @@ class Executor:
         )
         if ok:
             self.rundirs.discard(run_dir)
+
+    def _log_timeline(self, active: _Active, result: dict[str, Any] | None) -> None:
+        """The run's start timeline: each step's time in ms after its scheduled time, the
+        agent's and (from its result) the watchdog's, in the order they happened."""
+        marks = dict(active.marks or {})
+        trace = (result or {}).get("trace")
+        if isinstance(trace, dict):
+            marks.update({f"wd_{k}": float(v) for k, v in trace.items()})
+        at = active.run.scheduled_at_ms / 1000
+        steps = {k: round((v - at) * 1000, 2) for k, v in sorted(marks.items(), key=lambda i: i[1])}
+        logger.info("%s: timeline %s", self._ctx(active.run), json.dumps(steps))
 
     async def _reattach(self, active: _Active) -> None:
         """A run the state says this node is running, found when the agent (re)started."""
@@ -792,25 +899,31 @@ class Executor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @staticmethod
+    async def _end_watchdog(path: Path, why: str) -> dict[str, Any] | None:
+        """Stop the watchdog in run directory ``path`` at once (SIGKILL; one that has not
+        started its job never will), wait for it to exit: its result, if it left one."""
+        result: dict[str, Any] | None = None
+        channel = await rundir.attach(
+            path, {"fence": rundir.fence_of(path.name), "kill": why, "hard": True}
+        )
+        if channel is not None:
+            try:
+                result = await channel.wait_exit()
+            finally:
+                channel.close()
+        return result or rundir.read_result(path)
+
     async def _drop_stale(self, path: Path) -> None:
         fence = rundir.fence_of(path.name)
         ctx = LogCtx(f"run dir {path.name} fence={fence} node={self.node}", fence=fence)
-        result: dict[str, Any] | None = None
-        channel: rundir.Channel | None = None
         try:
             # Its lease is not this node's any more: the job must not run (its deadline
             # has passed or is about to); a watchdog that never started it never will.
-            hello = {"fence": fence, "kill": "its lease is no longer held", "hard": True}
-            channel = await rundir.attach(path, hello)
-            if channel is not None:
-                result = await channel.wait_exit()
+            result = await self._end_watchdog(path, "its lease is no longer held")
         except rundir.AttachError as exc:
             logger.warning("%s: a stale watchdog does not answer (%s); left alone", ctx, exc)
             return
-        finally:
-            if channel is not None:
-                channel.close()
-        result = result or rundir.read_result(path)
         rec = rundir.read_record(path)
         if result is not None:
             run = self.raft.machine.read(lambda s: s.run(str(result.get("run"))))
@@ -917,11 +1030,60 @@ class _Watchdog:
         writer = asyncio.StreamWriter(write, proto, None, loop)
         return cls(pid=pid, stdin=writer, stdout=reader, read=read)
 
+    async def go(self, deadline: float) -> None:
+        """Start the held job: one line on its stdin, with the committed lease's deadline;
+        then our pipe ends close. One that has exited meanwhile (its hold ended) started
+        nothing and left its result; one of version 1 (no hold) reads no more than its
+        spec, and starts the job when the first hello brings the deadline."""
+        try:
+            self.stdin.write(json.dumps({"go": True, "deadline": deadline}).encode() + b"\n")
+            await self.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self.close()
+
+    async def cancel(self, why: str) -> bool:
+        """The held job must never start: tell the watchdog, close our pipe ends and wait
+        (a few seconds at most) for it to exit. True once it has."""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.stdin.write(json.dumps({"cancel": why}).encode() + b"\n")
+            await self.stdin.drain()
+        self.stdin.close()
+        try:
+            async with asyncio.timeout(DISMISS_TIMEOUT_S):
+                while await self.stdout.read(4096):
+                    pass
+            return True
+        except (TimeoutError, ConnectionError, OSError):
+            return False
+        finally:
+            self.close()
+
     def close(self) -> None:
-        """Close our pipe ends (the watchdog reads no more than its spec from them)."""
+        """Close our pipe ends: a held watchdog sees EOF and never starts the job."""
         self.stdin.close()
         if self.read is not None:
             self.read.close()
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A process run prepared while its start commits: its run directory, and its
+    watchdog holding the job (None: it did not come up, ``why``)."""
+
+    run_dir: Path
+    wd: _Watchdog | None
+    why: str = ""
+
+
+def _drop_held(held: asyncio.Task[_Held]) -> None:
+    """Let go of a held watchdog (the agent stops; after the go it is a no-op): EOF on its
+    stdin, so it never starts the job; its run directory stays for the next start."""
+    if not held.done():
+        held.cancel()  # _launch closes the pipes
+    elif not held.cancelled() and held.exception() is None and held.result().wd is not None:
+        held.result().wd.close()  # type: ignore[union-attr]
 
 
 async def tell_watchdog(conn: asyncio.StreamWriter, msg: dict[str, Any], ctx: str) -> None:
@@ -972,6 +1134,8 @@ def _outcome(
         return TIMED_OUT, code, detail
     if outcome == "killed" and kill is not None:
         return KILLED, code, kill[0]
+    if outcome == "not_started":  # a held watchdog whose go never came (its agent went away)
+        return LOST, None, f"never started: {detail}"
     return LOST, code, f"{outcome}: {detail}"
 
 

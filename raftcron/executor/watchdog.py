@@ -9,7 +9,13 @@ at the agent's process group reach neither.
 
 What it guarantees:
 
-* The job starts as soon as the spec is read, if ``deadline - lease_grace`` is still
+* A held watchdog (``hold`` in its spec, protocol version 2) comes up, listens and
+  then waits for a go from the agent on its stdin before it starts the job: the agent
+  starts it while the run's fenced ``Start`` commits and sends the go only once it has.
+  EOF on stdin or a cancel before the go, or no go by the ``hold`` time, and the job never
+  starts: the result says ``not_started``. Nothing else starts a held job (a hello never
+  does).
+* Otherwise the job starts as soon as the spec is read, if ``deadline - lease_grace`` is still
   ahead. If it is not (on a loaded machine a watchdog can come up after the agent's
   renewals moved the deadline on), the watchdog waits up to ``attach_wait`` seconds for
   an agent's hello carrying the current deadline, starts the job only if that one is
@@ -47,27 +53,38 @@ Protocol, newline-delimited JSON:
   umask to 077 and raised its open-files limit), ``limits`` (``{"nofile", "memory",
   "cpu"}``: RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU), ``out_max`` and ``out_keep`` (the
   output file's bound, below), ``stdin`` (text the job reads on its standard input, from an
-  in-memory file; without it the job's stdin is /dev/null). Nothing else is read from stdin.
-* stdout, one line, then closed: ``{"event": "listening", "pid", "version"}`` once the
-  socket accepts connections, or ``{"event": "error", "detail"}`` (nothing was started).
+  in-memory file; without it the job's stdin is /dev/null), ``trace`` (true: the result
+  carries ``trace``, the ``time.time()`` of each start step). Without ``hold`` nothing
+  else is read from stdin.
+* ``hold`` (version 2): a ``time.monotonic()`` value; the job waits for one more line on
+  stdin, ``{"go": true, "deadline"}`` (the lease deadline, which replaces the spec's) or
+  ``{"cancel": "reason"}``. The agent gives a held spec ``deadline`` 0, so a watchdog of
+  version 1, which ignores ``hold``, starts nothing either until a hello brings a deadline.
+* stdout, one line: ``{"event": "listening", "pid", "version"}`` once the socket accepts
+  connections, or ``{"event": "error", "detail"}`` (nothing was started); then closed (a
+  held watchdog keeps stdin and stdout until the go, the cancel or the end of the hold, so
+  the agent sees EOF on stdout when a dismissed one has exited).
 * The socket: an agent connects and sends a hello first:
   ``{"hello": MAX, "min": MIN, "run"?, "fence"?, "deadline"?, "kill"?, "hard"?}`` where
   MIN..MAX are the protocol versions the agent speaks. The watchdog answers with the
   highest version both speak, ``{"hello": V, "pid", "job_pid", "state", "deadline", "run",
-  "fence", "job"}`` (``state``: ``waiting`` before the job started, ``running``,
-  ``ended``), or ``{"error", "versions": [MIN, MAX]}`` and closes. Later lines from the
-  agent: ``{"deadline": t}`` extends the lease deadline (never shortens it);
+  "fence", "job"}`` (``state``: ``held`` before the go, ``waiting`` before the job
+  started, ``running``, ``ended``), or ``{"error", "versions": [MIN, MAX]}`` and closes.
+  Later lines from the agent: ``{"deadline": t}`` extends the lease deadline (never shortens it);
   ``{"kill": "reason"}`` stops the job now (SIGTERM, then SIGKILL after ``grace``; with
   ``"hard": true`` SIGKILL at once, even while a stop for another reason is in its grace).
   To every attached agent, once: ``{"event": "exit", "exit_code", "outcome", "detail",
   ...}`` with outcome one of ``exited``, ``timeout``, ``lease_lost``, ``killed``,
-  ``spawn_failed``; the same object is ``result.json``.
+  ``spawn_failed``, ``not_started`` (a held watchdog without a go); the same object is
+  ``result.json``.
 * The first attach and a re-attach after the agent restarted are the same hello; several
   agents may be attached at once (an old connection is simply never used again).
 
 Versions: every version keeps version 1's messages (``deadline``, ``kill``, the exit
 event) or is spoken by agents that also speak the older one, so an upgraded agent
-re-attaches to watchdogs started by the previous version.
+re-attaches to watchdogs started by the previous version. Version 2 adds the held start
+(``hold``, the go on stdin, the ``held`` state and the ``not_started`` outcome); its
+socket messages are version 1's.
 
 This module imports only the standard library: it starts once per run (forked by the
 fork server, spawner.py, or as ``python -I -S watchdog.py``). The agent imports its
@@ -89,7 +106,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-PROTOCOL: Final = 1  # the newest version of the agent-watchdog channel this file speaks
+PROTOCOL: Final = 2  # the newest version of the agent-watchdog channel this file speaks
 MIN_PROTOCOL: Final = 1  # the oldest one it still speaks
 SOCKET_NAME: Final = "wd.sock"
 OUTPUT_NAME: Final = "output.log"
@@ -146,10 +163,17 @@ def read_result(run_dir: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "outcome" in data else None
 
 
-def _announce(obj: dict[str, Any]) -> None:
-    """The one line on stdout to the agent that spawned us; then stdin and stdout go."""
+def _announce(obj: dict[str, Any], *, keep_pipes: bool = False) -> None:
+    """The one line on stdout to the agent that spawned us; then stdin and stdout go
+    (``keep_pipes``: a held watchdog's stay until its hold ends)."""
     with contextlib.suppress(OSError):
         os.write(1, json.dumps(obj).encode() + b"\n")
+    if not keep_pipes:
+        _release_pipes()
+
+
+def _release_pipes() -> None:
+    """Stdin and stdout become /dev/null: the agent's pipe ends see EOF."""
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
@@ -271,15 +295,17 @@ def _prepare(spec: dict[str, Any]) -> Any:
     return preexec
 
 
-def _read_spec(fd: int) -> dict[str, Any]:
+def _read_spec(fd: int) -> tuple[dict[str, Any], bytes]:
+    """The spec line, and what was read after it (a held watchdog reads on)."""
     buf = b""
     while b"\n" not in buf:
         chunk = os.read(fd, 65536)
         if not chunk:
             raise SystemExit("watchdog: no run spec on stdin")
         buf += chunk
-    spec: dict[str, Any] = json.loads(buf.split(b"\n", 1)[0])
-    return spec
+    line, rest = buf.split(b"\n", 1)
+    spec: dict[str, Any] = json.loads(line)
+    return spec, rest
 
 
 def _stdin_file(text: str) -> int:
@@ -354,6 +380,16 @@ class Watchdog:
         self.detail = ""
         self.kill_at: float | None = None
         self.sigkilled = False
+        # The start timeline (``time.time()`` of each step), when the spec asks for it
+        # (``"trace": true``); returned in the result as ``trace``.
+        self.trace: dict[str, float] | None = {} if spec.get("trace") else None
+        # Held (version 2): the job waits for the agent's go on stdin, until this time.
+        self.hold_until: float | None = None if spec.get("hold") is None else float(spec["hold"])
+        self.stdin_buf = b""
+
+    def mark(self, step: str, at: float | None = None) -> None:
+        if self.trace is not None:
+            self.trace[step] = time.time() if at is None else at
 
     # -- the socket
 
@@ -372,6 +408,56 @@ class Watchdog:
             raise
         self.listener = sock
         self.sel.register(sock, selectors.EVENT_READ, "listen")
+
+    def hold(self, rest: bytes) -> None:
+        """Wait for the go on stdin (``rest``: what was read after the spec line)."""
+        self.stdin_buf = rest
+        os.set_blocking(0, False)
+        self.sel.register(0, selectors.EVENT_READ, "stdin")
+        self._handle_stdin()
+
+    def _read_stdin(self) -> None:
+        while self.hold_until is not None:
+            try:
+                chunk = os.read(0, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._handle_stdin()
+                self._unhold("not_started", "the agent went away before the go")
+                return
+            self.stdin_buf += chunk
+            self._handle_stdin()
+
+    def _handle_stdin(self) -> None:
+        while b"\n" in self.stdin_buf and self.hold_until is not None:
+            line, self.stdin_buf = self.stdin_buf.split(b"\n", 1)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            if msg.get("go"):
+                self.mark("go")
+                self.deadline = float(msg["deadline"])
+                self._unhold("", "")
+                self._start(give_up=False)
+            elif "cancel" in msg:
+                self._unhold("not_started", f"cancelled before the go: {msg['cancel']}")
+
+    def _unhold(self, outcome: str, detail: str) -> None:
+        """The hold is over: a go (``outcome`` empty), or the job never starts."""
+        if self.hold_until is None:
+            return
+        self.hold_until = None
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(0)
+        _release_pipes()
+        if outcome and not self.outcome:
+            self.outcome, self.detail = outcome, detail
 
     def _accept(self) -> None:
         assert self.listener is not None
@@ -477,6 +563,7 @@ class Watchdog:
             self.deadline = max(self.deadline, float(msg["deadline"]))
         if "kill" in msg and not self.outcome:
             self.outcome, self.detail = "killed", str(msg["kill"])
+            self._unhold("", "")  # held: it never starts
             if self.child is not None and not msg.get("hard"):
                 _killpg(self.child.pid, signal.SIGTERM)
                 self.kill_at = time.monotonic() + self.grace
@@ -485,6 +572,8 @@ class Watchdog:
             self.sigkilled = True
 
     def _state(self) -> str:
+        if self.hold_until is not None and not self.outcome:
+            return "held"
         if self.child is None:
             return "ended" if self.outcome else "waiting"
         return "running" if self.child.poll() is None else "ended"
@@ -493,8 +582,9 @@ class Watchdog:
 
     def _start(self, *, give_up: bool) -> None:
         """Start the job if no stop request came and the deadline is ahead; if it is not,
-        wait for a hello with a newer one, or (``give_up``) never start it."""
-        if self.child is not None or self.outcome:
+        wait for a hello with a newer one, or (``give_up``) never start it. A held job
+        starts only after the go (_handle_stdin)."""
+        if self.child is not None or self.outcome or self.hold_until is not None:
             return
         if time.monotonic() >= self.deadline - self.lease_grace:
             if give_up:
@@ -512,6 +602,7 @@ class Watchdog:
             )
             pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
             self.child = _start_job(spec, pipe_w, preexec)
+            self.mark("popen")
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in (pipe_r, pipe_w):
                 if fd >= 0:
@@ -535,6 +626,8 @@ class Watchdog:
             self.pidfd = -1
 
     def _ended(self) -> bool:
+        if self.child is None and self.hold_until is not None:
+            return False  # held: the go, a cancel or the end of the hold decides
         if self.child is None:
             return bool(self.outcome)  # never started: stopped, late, or failed to spawn
         return self.child.poll() is not None
@@ -542,6 +635,10 @@ class Watchdog:
     def _enforce(self, now: float) -> None:
         """Deadline, timeout and the SIGKILL after a grace, for a started job."""
         child = self.child
+        if self.hold_until is not None:
+            if now >= self.hold_until:
+                self._unhold("not_started", "no go from the agent by the end of its hold")
+            return
         if child is None:
             if not self.outcome and now >= max(self.attach_by, self.deadline - self.lease_grace):
                 self.outcome = "lease_lost"
@@ -566,6 +663,8 @@ class Watchdog:
             self.sigkilled = True
 
     def _wait_s(self, now: float) -> float:
+        if self.hold_until is not None:
+            return max(0.0, min(0.5, self.hold_until - now))
         if self.child is None and not self.outcome:
             return max(0.0, min(0.5, max(self.attach_by, self.deadline - self.lease_grace) - now))
         waits = [0.5, self.deadline - self.lease_grace - now]
@@ -593,6 +692,8 @@ class Watchdog:
                         self._read(client)
                 elif key.data == "out":
                     self._read_output(READS_PER_WAKE)
+                elif key.data == "stdin":
+                    self._read_stdin()
             if self._ended():
                 break
             self._enforce(time.monotonic())
@@ -641,6 +742,8 @@ class Watchdog:
             "job_pid": None if child is None else child.pid,
             "finished_wall_ms": time.time_ns() // 1_000_000,
         }
+        if self.trace is not None:
+            result["trace"] = self.trace
         # On disk before anyone is told: an agent that restarts from here on finds it.
         with contextlib.suppress(OSError):
             write_result(self.run_dir, result)
@@ -665,14 +768,21 @@ class Watchdog:
 
 
 def main() -> int:
-    spec = _read_spec(sys.stdin.fileno())
+    began = time.time()
+    spec, rest = _read_spec(sys.stdin.fileno())
     wd = Watchdog(spec)
+    wd.mark("main", began)
+    wd.mark("spec_read")
     try:
         wd.listen()
     except OSError as exc:
         _announce({"event": "error", "detail": f"cannot listen in {wd.run_dir}: {exc}"})
         return 1
-    _announce({"event": "listening", "pid": os.getpid(), "version": PROTOCOL})
+    wd.mark("listening")
+    held = wd.hold_until is not None
+    _announce({"event": "listening", "pid": os.getpid(), "version": PROTOCOL}, keep_pipes=held)
+    if held:
+        wd.hold(rest)
     wd.serve()
     return 0
 

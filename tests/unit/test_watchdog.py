@@ -485,3 +485,159 @@ def test_the_job_reads_the_specs_stdin_and_dev_null_without_it(
 
     ev = run_to_end(connect, tmp_path / "r3", ["sh", "-c", "wc -c; readlink /proc/self/fd/0"])
     assert (tmp_path / "r3" / wd.OUTPUT_NAME).read_text() == "0\n/dev/null\n"
+
+
+# -- the held start (protocol version 2): set up, listen, start the job only on the go
+
+
+def launch_held(
+    run_dir: Path, argv: list[str], hold_in: float = 30.0
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """A held watchdog as the executor starts it: deadline 0 in the spec, ``hold`` set, and
+    its stdin and stdout left open for the go."""
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", wd.__file__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    spec = {
+        "version": wd.PROTOCOL,
+        "run_dir": str(run_dir),
+        "run": "j@1000",
+        "fence": 7,
+        "job": "j",
+        "node": "a",
+        "argv": argv,
+        "env": dict(os.environ),
+        "cwd": None,
+        "deadline": 0.0,
+        "hold": time.monotonic() + hold_in,
+        "timeout": None,
+        "grace": 1.0,
+        "lease_grace": 0.0,
+    }
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    return proc, json.loads(proc.stdout.readline())
+
+
+def close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
+
+
+def to_held(proc: subprocess.Popen[bytes], msg: dict[str, Any]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(msg).encode() + b"\n")
+    proc.stdin.flush()
+
+
+def test_a_held_watchdog_starts_the_job_only_on_the_go(tmp_path: Path, connect: Connect) -> None:
+    """It listens before the go and answers a hello (``held``), but neither that nor a
+    hello carrying a deadline starts the job; the go does, under the go's deadline."""
+    run_dir, marker = tmp_path / "r", tmp_path / "ran"
+    proc, listening = launch_held(run_dir, ["sh", "-c", f"touch {marker}; sleep 0.3"])
+    assert listening == {"event": "listening", "pid": proc.pid, "version": wd.PROTOCOL}
+    agent = connect(run_dir)
+    reply = agent.hello(run="j@1000", fence=7, deadline=time.monotonic() + 30)
+    assert (reply["state"], reply["job_pid"]) == ("held", None)
+    time.sleep(0.5)
+    assert not marker.exists() and proc.poll() is None
+    to_held(proc, {"go": True, "deadline": time.monotonic() + 30})
+    ev = agent.until_exit()
+    assert ev is not None and (ev["outcome"], ev["exit_code"]) == ("exited", 0)
+    assert marker.exists()
+    assert proc.wait(30) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b""  # released at the go
+    close_pipes(proc)
+
+
+def test_a_go_carries_the_lease_deadline(tmp_path: Path) -> None:
+    """The deadline is the go's: a job still running then is stopped as lease_lost."""
+    run_dir = tmp_path / "r"
+    proc, _ = launch_held(run_dir, ["sleep", "30"])
+    to_held(proc, {"go": True, "deadline": time.monotonic() + 0.5})
+    assert proc.wait(30) == 0
+    result = wd.read_result(str(run_dir))
+    assert result is not None and result["outcome"] == "lease_lost"
+    assert result["job_pid"] is not None
+    close_pipes(proc)
+
+
+@pytest.mark.parametrize("how", ["cancel", "eof", "hold_ends"])
+def test_a_held_job_without_a_go_never_starts(tmp_path: Path, how: str) -> None:
+    """A cancel, EOF on stdin (the agent went away) or the end of the hold before any
+    go: the job never starts, the watchdog exits with a ``not_started`` result and the
+    agent sees EOF on its stdout."""
+    run_dir, marker = tmp_path / "r", tmp_path / "ran"
+    proc, _ = launch_held(
+        run_dir, ["touch", str(marker)], hold_in=0.5 if how == "hold_ends" else 30
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    if how == "cancel":
+        to_held(proc, {"cancel": "the start was refused"})
+    elif how == "eof":
+        proc.stdin.close()
+    assert proc.stdout.read() == b""  # EOF once it has exited
+    assert proc.wait(30) == 0
+    result = wd.read_result(str(run_dir))
+    assert result is not None
+    assert (result["outcome"], result["exit_code"], result["job_pid"]) == (
+        "not_started",
+        None,
+        None,
+    )
+    detail = {"cancel": "the start was refused", "eof": "went away", "hold_ends": "end of its hold"}
+    assert detail[how] in result["detail"]
+    time.sleep(0.2)
+    assert not marker.exists()
+    assert not (run_dir / wd.SOCKET_NAME).exists()
+    close_pipes(proc)
+
+
+def test_a_go_after_a_cancel_or_a_kill_starts_nothing(tmp_path: Path, connect: Connect) -> None:
+    """A stop request in a hello ends a held watchdog at once (the executor clears a
+    leftover one that way); a go that comes after a cancel is too late."""
+    run_dir, marker = tmp_path / "k", tmp_path / "ran"
+    proc, _ = launch_held(run_dir, ["touch", str(marker)])
+    agent = connect(run_dir)
+    reply = agent.hello(kill="its agent restarted before the go", hard=True)
+    assert reply["state"] == "ended"
+    ev = agent.until_exit()
+    assert ev is not None and (ev["outcome"], ev["job_pid"]) == ("killed", None)
+    assert proc.wait(30) == 0
+    close_pipes(proc)
+
+    run_dir = tmp_path / "c"
+    proc, _ = launch_held(run_dir, ["touch", str(marker)])
+    assert proc.stdin is not None
+    proc.stdin.write(b'{"cancel": "refused"}\n{"go": true, "deadline": 1e12}\n')
+    proc.stdin.flush()
+    assert proc.wait(30) == 0
+    result = wd.read_result(str(run_dir))
+    assert result is not None and result["outcome"] == "not_started"
+    time.sleep(0.2)
+    assert not marker.exists()
+    close_pipes(proc)
+
+
+def test_a_watchdog_of_version_1_starts_a_held_spec_only_with_a_deadline(
+    tmp_path: Path, connect: Connect
+) -> None:
+    """What makes the held spec safe on a watchdog that knows no hold: it ignores
+    ``hold`` but its deadline is 0 (passed), so it starts nothing until a hello brings
+    one, which the executor sends only after the start committed (the go is then
+    written to a closed pipe)."""
+    run_dir, marker = tmp_path / "r", tmp_path / "ran"
+    proc, _ = launch(run_dir, ["touch", str(marker)], -time.monotonic(), attach_wait=30)
+    time.sleep(0.5)
+    assert not marker.exists()
+    agent = connect(run_dir)
+    agent.hello(run="j@1000", fence=7, deadline=time.monotonic() + 30)
+    ev = agent.until_exit()
+    assert ev is not None and ev["outcome"] == "exited" and marker.exists()
+    assert proc.wait(30) == 0

@@ -203,9 +203,22 @@ def test_an_agent_restart_while_held_never_starts_the_held_job(
     assert rundir.RunDirs(data).entries() == []
 
 
-# The watchdog as agents before protocol 2 started it (main's raftcron/executor/watchdog.py
-# at 76536f0, unchanged): a rolling upgrade's new agent re-attaches to such watchdogs.
-WATCHDOG_V1 = Path(__file__).parent / "data" / "watchdog_v1.py"
+# The last watchdog of protocol 1 (release 0.3.0, main at 76536f0), read from the
+# repository's history as the rolling-upgrade test reads its old release: a rolling
+# upgrade's new agent re-attaches to such watchdogs.
+WATCHDOG_V1_COMMIT = "76536f0"
+
+
+def watchdog_v1(tmp_path: Path) -> Path:
+    root = Path(__file__).resolve().parents[2]
+    old = subprocess.run(
+        ["git", "-C", str(root), "show", f"{WATCHDOG_V1_COMMIT}:raftcron/executor/watchdog.py"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    path = tmp_path / "watchdog_v1.py"
+    path.write_bytes(old)
+    return path
 
 
 def test_a_new_agent_reattaches_to_a_watchdog_of_version_1(tmp_path: Path) -> None:
@@ -223,7 +236,7 @@ def test_a_new_agent_reattaches_to_a_watchdog_of_version_1(tmp_path: Path) -> No
     run = raft.machine.read(lambda s: s.runs[rid])
     run_dir = rundir.RunDirs(data).create(run)
     old = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(WATCHDOG_V1)],
+        [sys.executable, "-I", "-S", str(watchdog_v1(tmp_path))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,

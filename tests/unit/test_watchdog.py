@@ -73,17 +73,9 @@ def connect() -> Iterator[Connect]:
         agent.close()
 
 
-def launch(
-    run_dir: Path,
-    argv: list[str],
-    deadline_in: float,
-    timeout: float | None = None,
-    grace: float = 1.0,
-    lease_grace: float = 0.0,
-    attach_wait: float = 30.0,
-    extra: dict[str, Any] | None = None,
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start a watchdog as the agent does: spec on stdin, one line back once it listens."""
+def start(run_dir: Path, argv: list[str], **fields: Any) -> subprocess.Popen[bytes]:
+    """A watchdog as the agent starts one, its spec written on its stdin (left open);
+    ``fields`` override or add spec keys."""
     run_dir.mkdir(mode=0o700, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", wd.__file__],
@@ -101,15 +93,39 @@ def launch(
         "argv": argv,
         "env": dict(os.environ),
         "cwd": None,
-        "deadline": time.monotonic() + deadline_in,
-        "timeout": timeout,
-        "grace": grace,
-        "lease_grace": lease_grace,
-        "attach_wait": attach_wait,
-        **(extra or {}),
+        "timeout": None,
+        "grace": 1.0,
+        "lease_grace": 0.0,
+        **fields,
     }
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    return proc
+
+
+def launch(
+    run_dir: Path,
+    argv: list[str],
+    deadline_in: float,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    lease_grace: float = 0.0,
+    attach_wait: float = 30.0,
+    extra: dict[str, Any] | None = None,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start a watchdog as the agent does: spec on stdin, one line back once it listens."""
+    proc = start(
+        run_dir,
+        argv,
+        deadline=time.monotonic() + deadline_in,
+        timeout=timeout,
+        grace=grace,
+        lease_grace=lease_grace,
+        attach_wait=attach_wait,
+        **(extra or {}),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
     listening = json.loads(proc.stdout.readline())
     assert proc.stdout.read() == b""  # stdout is closed after that one line
@@ -495,32 +511,8 @@ def launch_held(
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """A held watchdog as the executor starts it: deadline 0 in the spec, ``hold`` set, and
     its stdin and stdout left open for the go."""
-    run_dir.mkdir(mode=0o700, exist_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", wd.__file__],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    spec = {
-        "version": wd.PROTOCOL,
-        "run_dir": str(run_dir),
-        "run": "j@1000",
-        "fence": 7,
-        "job": "j",
-        "node": "a",
-        "argv": argv,
-        "env": dict(os.environ),
-        "cwd": None,
-        "deadline": 0.0,
-        "hold": time.monotonic() + hold_in,
-        "timeout": None,
-        "grace": 1.0,
-        "lease_grace": 0.0,
-    }
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(spec).encode() + b"\n")
-    proc.stdin.flush()
+    proc = start(run_dir, argv, deadline=0.0, hold=time.monotonic() + hold_in)
+    assert proc.stdout is not None
     return proc, json.loads(proc.stdout.readline())
 
 

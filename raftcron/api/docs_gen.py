@@ -38,7 +38,9 @@ job keys of `PUT /v1/jobs/{name}` are the [job reference](jobs.md).
 
 * **Writes go through the leader.** A write sent to a follower is carried out through the
   leader (the follower forwards it and answers once it has applied the entry, so a read on
-  the same node sees it). Every write is safe to repeat.
+  the same node sees it). A write that names a job or run the member has not applied yet
+  (created through another member a moment ago) first commits a barrier, so it is found,
+  not answered 404. Every write is safe to repeat.
 * **Tokens.** Reads (`GET`) need a read or admin token, writes (`PUT`, `POST`, `DELETE`)
   an admin token, sent as `Authorization: Bearer <token>`; without tokens configured (an
   API on loopback) every client is admin. `/health`, `/health/leader` and `/metrics` are

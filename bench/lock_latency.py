@@ -52,8 +52,17 @@ class RaftcronRaw:
 
     def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
+        headers = {"Content-Type": "application/json"}
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closes a keep-alive connection idle for HEADER_TIMEOUT_S (20 s),
+            # as while the other variants of a run are measured: connect again, as every
+            # keep-alive client does (a connection closed as idle never carried the request).
+            self.conn.close()
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
         out: dict[str, Any] = json.loads(resp.read())
         if resp.status != 200:
             raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {out}")

@@ -358,9 +358,10 @@ async def _read_for_write(node: ClusterPort, read: Callable[[State], _T | None])
 
 async def _job_for_write(node: ClusterPort, name: str) -> tuple[Job, Run | None, list[str]]:
     """The job a write acts on, or 404 (never only because this member lags)."""
-    if await _read_for_write(node, lambda s: s.job_view(name)) is None:
+    view = await _read_for_write(node, lambda s: s.job_view(name))
+    if view is None:
         raise ApiProblem(404, "unknown_job", f"no job named {name!r}")
-    return _job_or_404(node, name)
+    return view
 
 
 def leader_reachable(st: RaftStatus) -> bool:

@@ -35,6 +35,7 @@ from raftcron.core import commands as c
 from raftcron.core import features
 from raftcron.core.planner import NodeInfo
 from raftcron.core.state import (
+    ArmOutcome,
     LockCancelled,
     LockEnded,
     LockGrant,
@@ -305,6 +306,10 @@ class Node:
                     self.executor.on_granted(rid, fence, node)
                 for rid in res.value.stopping:
                     self.executor.on_kill(rid)
+                self.executor.check_armed()
+            case c.Arm() if isinstance(res, Ok) and isinstance(res.value, ArmOutcome):
+                for rid, fence, node in res.value.armed:
+                    self.executor.on_armed(rid, fence, node)
             case c.Start() | c.Renew() if isinstance(res, Ok):
                 self._touch(cmd.run_id, cmd.fence)
             case c.Complete() | c.Expire() if isinstance(res, Ok):
@@ -321,12 +326,15 @@ class Node:
                     changed.append(job)
             case c.PutJob():
                 changed.append(cmd.spec.name)
+                self.executor.check_armed()
             case c.DeleteJob() | c.SetPaused():
                 changed.append(cmd.name)
+                self.executor.check_armed()
             case c.StartBackfill() | c.CancelBackfill():
                 changed.append(cmd.job)
             case c.SyncConfig() if isinstance(res, Ok):
                 changed.extend(res.value)
+                self.executor.check_armed()
             case c.AcquireLock() if isinstance(res, Ok) and isinstance(res.value, LockQueued):
                 self.leases.touch_waiter(cmd.name, cmd.request, cmd.wait_ms)
             case (

@@ -146,6 +146,19 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Arm:
+    """Scheduled fires reserved ahead of their due time, each for its ``node`` (feature
+    level 5; docs/design.md, "Armed fires"). Only a reservation: the plan at the due time
+    still decides whether, and where, each fire runs. ``apply`` refuses a fire that is
+    due already, more than ``ARM_MAX_LEAD_MS`` ahead, considered already, armed already,
+    of a paused, broken or unknown job, not a single-instance process job, or for a
+    drained member; each fire's outcome is in :class:`~raftcron.core.runs.ArmOutcome`."""
+
+    at_ms: int
+    fires: tuple[Fire, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Start:
     """The executor is about to start the run; doubles as the first renewal.
 
@@ -401,6 +414,7 @@ Command = (
     | SetPaused
     | SyncConfig
     | Plan
+    | Arm
     | Start
     | Renew
     | Complete
@@ -611,6 +625,8 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind("mark_broken", MarkBroken, (A("job", "job", "istr"), A("updated_ms", "updated", "int"),
                                      A("reason", "reason"))),
     Kind("plan", Plan, (A("fires", "fires", "fires"), A("missed", "missed", "missed"))),
+    # armed fires (level 5): each fire as in a plan
+    Kind("arm", Arm, (A("fires", "fires", "fires"),), since=5),
     Kind("start", Start, (_RUN, A("fence", "fence", "int"), A("node", "node"),
                           A("token", "token"))),
     Kind("renew", Renew, (_RUN, A("fence", "fence", "int"), A("node", "node"))),

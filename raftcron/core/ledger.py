@@ -16,6 +16,7 @@ from typing import Final
 
 from raftcron.core import commands as c
 from raftcron.core.model import (
+    ARM_GRACE_MS,
     BUFFERED,
     CLAIMED,
     COMPLETION_STATUSES,
@@ -25,9 +26,11 @@ from raftcron.core.model import (
     OUTPUT_TAIL_BYTES,
     PAUSED,
     PENDING,
+    RUNNING,
     SKIPPED,
     SUCCEEDED,
     TRIGGER_BUFFERED,
+    Armed,
     Counters,
     DrainMark,
     Job,
@@ -39,6 +42,7 @@ from raftcron.core.model import (
     Member,
     MemberChange,
     Run,
+    armed_due_ms,
     fire_of,
 )
 from raftcron.core.results import Rejected
@@ -144,6 +148,9 @@ class Ledger:
     locks: dict[str, Lock] = field(default_factory=dict)
     # Finished lock requests, oldest first (insertion order is replicated state).
     lock_done: dict[tuple[str, str], LockEnd] = field(default_factory=dict)
+    # Fires reserved ahead of their due time, by the run id their claim will have (see
+    # "Armed fires" in runs.py); insertion order is replicated state.
+    armed: dict[str, Armed] = field(default_factory=dict)
     # Members that get no new grants (see "Drain"), by name.
     drained: dict[str, DrainMark] = field(default_factory=dict)
     # The config_hash of the file last reconciled ("" before any sync said one), and the
@@ -192,18 +199,37 @@ class Ledger:
             self.runs[rid] = run
 
     def _grant(self, job: Job, run: Run, node: str) -> tuple[str, int, str]:
-        self.counters.fence += 1
-        fence = self.counters.fence
-        self._transition(
-            run.id, replace(run, status=CLAIMED, fence=fence, node=node, claimed_ms=self.now_ms)
-        )
-        self.leases[run.id] = Lease(
+        """Claim ``run`` for ``node`` under a new lease. A fire armed for ``node`` (and
+        claimed within ``ARM_GRACE_MS`` of its time) gets the fence of its reservation,
+        and when the node's ``Start`` already committed for it, is running at once: that
+        start is the lease's first renewal, as a ``Start`` after the grant would be."""
+        armed = self.armed.pop(run.id, None)
+        if (
+            armed is not None
+            and armed.node == node
+            and self.now_ms <= armed_due_ms(armed, job.spec) + ARM_GRACE_MS
+        ):
+            fence = armed.fence
+        else:
+            armed = None
+            self.counters.fence += 1
+            fence = self.counters.fence
+        claimed = replace(run, status=CLAIMED, fence=fence, node=node, claimed_ms=self.now_ms)
+        self._transition(run.id, claimed)
+        lease = Lease(
             key=run.id,
             fence=fence,
             holder=node,
             lease_ms=job.spec.lease_ms,
             granted_ms=self.now_ms,
         )
+        if armed is not None and armed.token:
+            self._transition(
+                run.id,
+                replace(claimed, status=RUNNING, started_ms=self.now_ms, start_token=armed.token),
+            )
+            lease = replace(lease, renewals=1)
+        self.leases[run.id] = lease
         self.live[run.job] = self.live.get(run.job, frozenset()) | {run.id}
         return (run.id, fence, node)
 

@@ -375,6 +375,29 @@ class Job:
     stats: JobStats = JobStats()
 
 
+def armed_due_ms(armed: Armed, spec: JobSpec) -> int:
+    """When armed fire ``armed`` of the job ``spec`` is due: its time plus the job's
+    jitter offset."""
+    return armed.scheduled_at_ms + jitter_offset_ms(spec.name, spec.jitter_ms)
+
+
+def arm_problem(job: Job) -> str:
+    """Why ``job``'s scheduled fires are never armed ("" when they may be): only a
+    single-instance process job on a schedule, neither paused nor broken, is."""
+    spec = job.spec
+    if not spec.schedule:
+        return "it has no schedule"
+    if job.paused or job.broken:
+        return "it is paused or broken"
+    if spec.call or spec.http is not None:
+        return "it is not a process job"
+    if spec.count != 1:
+        return "it has more than one instance"
+    if spec.lease_ms < ARM_MIN_LEASE_MS:
+        return f"its lease is under {ARM_MIN_LEASE_MS // 1000}s"
+    return ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DependencyWait:
     """One fire of a fan-in job's parents, partly settled: ``settled`` holds
@@ -449,6 +472,36 @@ class Lease:
     # its reason ("" = none), and whether it is SIGKILL at once (else SIGTERM, grace, SIGKILL).
     kill: str = ""
     kill_hard: bool = False
+
+
+# Armed fires (docs/design.md, "Armed fires"): the leader reserves a scheduled fire for a
+# node ARM_LEAD_MS before it is due, so that the node prepares the run and commits its
+# fenced start ahead; the plan at the due time still decides. A plan more than
+# ARM_GRACE_MS after the fire's time no longer takes the reservation (a fresh grant, as
+# without arming; the same bound as an on-time claim, so an armed run's trigger is always
+# "schedule"); apply refuses to arm a fire more than ARM_MAX_LEAD_MS ahead. A job whose
+# lease is under ARM_MIN_LEASE_MS is not armed: its start ahead would use up its lease.
+ARM_LEAD_MS: Final = 800
+ARM_MAX_LEAD_MS: Final = 5_000
+ARM_GRACE_MS: Final = 1_000
+ARM_MIN_LEASE_MS: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Armed:
+    """A scheduled fire reserved for ``node`` ahead of its due time (``State.armed``, key
+    = the run id its claim will have). ``fence`` is the fence its run gets if the plan at
+    the due time grants it to ``node``; ``token`` is the executor's start token once its
+    ``Start`` (naming this fence) committed ahead ("" until then): the grant then makes
+    the run running at once, and the executor only sends the go."""
+
+    run_id: str
+    job: str
+    scheduled_at_ms: int
+    node: str
+    fence: int
+    armed_ms: int
+    token: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -86,6 +86,7 @@ from raftcron.core.model import (
     TRIGGER_SCHEDULE,
     Job,
     JobSpec,
+    arm_problem,
     backfill_ready_ms,
     backfill_run_id,
     fire_of,
@@ -215,9 +216,11 @@ def choose_node(
     avoid: str = "",
     exclude: Collection[str] = (),
     job_load: Mapping[str, int] | None = None,
+    prefer: str = "",
 ) -> str:
     """The least-loaded live node matching the job's tags; ties broken by a hash of the
     run id and the node name (deterministic, and spreads equal nodes evenly).
+    ``prefer`` (the node a fire is armed for) is taken whenever it qualifies.
     ``avoid`` is taken only when no other node matches. Nodes in ``exclude`` (they run
     another instance of the fire) and nodes already running ``max_parallel`` runs of the
     job (``job_load``: live runs of the job per node) are never taken. ``""`` when no
@@ -232,6 +235,8 @@ def choose_node(
     ]
     if avoid and any(n.name != avoid for n in fits):
         fits = [n for n in fits if n.name != avoid]
+    if prefer and any(n.name == prefer for n in fits):
+        return prefer
     best: tuple[int, bytes, str] | None = None
     for node in fits:
         key = (
@@ -259,17 +264,25 @@ def place(
     nodes: Sequence[NodeInfo],
     load: Mapping[str, int],
     job_load: Mapping[str, int] | None = None,
+    prefer: str = "",
 ) -> tuple[list[str], int]:
     """The nodes of a new fire's instances (instance K on ``nodes[K-1]``; fewer than
     asked when too few qualify) and how many instances it has. ``base`` is instance 1's
-    run id; each instance's ties are broken by its own run id."""
+    run id; each instance's ties are broken by its own run id. ``prefer``: the node
+    instance 1 is armed for, taken if it qualifies."""
     n = instances_of(spec, nodes)
     load = dict(load)
     per_node = dict(job_load or {})
     chosen: list[str] = []
     for k in range(1, n + 1):
         node = choose_node(
-            spec, instance_run_id(base, k), nodes, load, exclude=chosen, job_load=per_node
+            spec,
+            instance_run_id(base, k),
+            nodes,
+            load,
+            exclude=chosen,
+            job_load=per_node,
+            prefer=prefer if k == 1 else "",
         )
         if not node:
             break
@@ -342,6 +355,7 @@ def plan(
     live: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     errors: list[tuple[Job, str]] | None = None,
     drained: Collection[str] = frozenset(),
+    armed: Mapping[str, str] | None = None,
 ) -> Plan:
     """One batched plan for every due fire of ``jobs`` (paused jobs included: their fires
     are recorded as paused, so resuming does not back-fill them). ``busy``: the names of
@@ -354,7 +368,9 @@ def plan(
     adds nothing to the plan (what it had added is taken back), ``(job, reason)`` is
     appended, and every other job is planned as usual. A broken job (``Job.broken``)
     only has its due fires recorded as missed (:func:`broken_missed`).
-    ``drained``: members that get no new grant (left out of ``nodes``)."""
+    ``drained``: members that get no new grant (left out of ``nodes``). ``armed``: the
+    node each armed fire is reserved for, by run id (``State.armed_nodes``): a fire goes
+    there when that node qualifies, as placement would choose it anyway."""
     if drained:
         nodes = placeable(nodes, drained)
     fires: list[Fire] = []
@@ -363,8 +379,10 @@ def plan(
     detail = live is not None  # else every live run may be another fire's
     live = live or {}
 
+    reserved = armed or {}
+
     def claim(spec: JobSpec, base: str, t: int, trigger: str, per_node: dict[str, int]) -> None:
-        chosen, n = place(spec, base, nodes, running, per_node)
+        chosen, n = place(spec, base, nodes, running, per_node, reserved.get(base, ""))
         for node in chosen:
             running[node] = running.get(node, 0) + 1
             per_node[node] = per_node.get(node, 0) + 1
@@ -465,6 +483,40 @@ def _plan_job(
     nxt = backfill_next(job)
     if nxt is not None and now_ms >= backfill_ready_ms(bf):
         claim(spec, backfill_run_id(spec.name, nxt, bf.id), nxt, TRIGGER_BACKFILL, per_node)
+
+
+def arm_fires(
+    jobs: Iterable[Job],
+    now_ms: int,
+    lead_ms: int,
+    nodes: Sequence[NodeInfo],
+    load: Mapping[str, int],
+    busy: Collection[str] = frozenset(),
+    drained: Collection[str] = frozenset(),
+) -> list[Fire]:
+    """The fires to arm now (``Arm``; docs/design.md, "Armed fires"): for each job whose
+    fires may be armed (:func:`~raftcron.core.model.arm_problem`), that has no live run
+    (``busy``: its fire would wait or stop another), nothing buffered, pending or waiting,
+    its next scheduled fire if that falls due (its jitter offset included) after
+    ``now_ms`` and no later than ``now_ms + lead_ms``, on the node placement would choose
+    for it now. The plan at the due time still decides; this only lets that node get
+    ready."""
+    if drained:
+        nodes = placeable(nodes, drained)
+    running = dict(load)
+    out: list[Fire] = []
+    for job in jobs:
+        spec = job.spec
+        if arm_problem(job) or spec.name in busy or job.buffered or job.retry or job.deps:
+            continue
+        t = schedule_of(spec, job.created_ms).next_after(job.watermark_ms)
+        if not now_ms < t + jitter_offset_ms(spec.name, spec.jitter_ms) <= now_ms + lead_ms:
+            continue
+        node = choose_node(spec, run_id(spec.name, t), nodes, running)
+        if node:
+            running[node] = running.get(node, 0) + 1
+            out.append(Fire(job=spec.name, scheduled_at_ms=t, node=node, trigger=TRIGGER_SCHEDULE))
+    return out
 
 
 def backfill_next(job: Job) -> int | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from raftcron.core.ledger import Ledger
-from raftcron.core.model import DrainMark, Job, JobSpec, Lease, Lock, Run, fire_of
+from raftcron.core.model import Armed, DrainMark, Job, JobSpec, Lease, Lock, Run, fire_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,21 @@ class Queries(Ledger):
         for lease in self.leases.values():
             load[lease.holder] = load.get(lease.holder, 0) + 1
         return load
+
+    # ------------------------------------------------------------------ armed fires
+
+    def armed_nodes(self) -> dict[str, str]:
+        """The node each armed fire is reserved for, by run id."""
+        return {rid: a.node for rid, a in self.armed.items()}
+
+    def armed_fire(self, rid: str) -> Armed | None:
+        return self.armed.get(rid)
+
+    def armed_with_spec(self, rid: str) -> tuple[Armed, JobSpec] | None:
+        """Armed fire ``rid`` and its job's spec (None if either is gone)."""
+        a = self.armed.get(rid)
+        job = None if a is None else self.jobs.get(a.job)
+        return None if a is None or job is None else (a, job.spec)
 
     # ------------------------------------------------------------------ locks
 

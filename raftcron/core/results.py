@@ -59,6 +59,9 @@ class Reject(StrEnum):
     NOT_NEXT = "not_next"
     BUSY = "busy"
     TOO_SOON = "too_soon"
+    # one fire of an arm (``ArmOutcome.rejected``)
+    NOT_ARMABLE = "not_armable"
+    NOT_AHEAD = "not_ahead"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,20 @@
 buffered heads, retries, dependency fires), the lease commands (``Start``, ``Renew``,
 ``Complete``, ``Expire``), ``Kill``, and the retry that follows a failed attempt.
 
+Armed fires (``Arm``, feature level 5; docs/design.md, "Armed fires"): the leader
+reserves a single-instance process job's next scheduled fire for a node up to
+``ARM_LEAD_MS`` before it is due (``State.armed``: no run record, nothing in the ledger).
+The node prepares the run and commits its ``Start`` naming the reservation's fence ahead
+(the reservation keeps the start's token). Nothing else changes: the plan at the due time
+claims the fire as ever (pause, delete, overlap, drain, placement are decided then), and
+only a claim for the armed node within ``ARM_GRACE_MS`` of the fire's time takes the
+reservation's fence (``Ledger._grant``): running at once if the start committed ahead,
+else claimed, and the executor's start then commits as any. A claim elsewhere or later
+gets a new fence, so the armed node's start can never count for it. A reservation goes
+when the plan takes it, once the fire is considered (the job's watermark passed it), the
+job is changed, paused or deleted (:meth:`Runs._disarm`), or its time is more than
+``ARM_GRACE_MS`` past (:meth:`Runs._sweep_armed`).
+
 The invariants are written in :mod:`raftcron.core.state`; the statuses a run moves
 through, and the command that moves it, are the table in :mod:`raftcron.core.transitions`.
 Pure: no clock, no randomness, no I/O.
@@ -27,6 +41,8 @@ from raftcron.core.ledger import (
     unschedulable_reason,
 )
 from raftcron.core.model import (
+    ARM_GRACE_MS,
+    ARM_MAX_LEAD_MS,
     BUFFER_ALL_LIMIT,
     BUFFER_POLICIES,
     BUFFERED,
@@ -46,11 +62,16 @@ from raftcron.core.model import (
     TRIGGER_DEPENDENCY,
     TRIGGER_MANUAL,
     TRIGGER_RETRY,
+    TRIGGER_SCHEDULE,
+    Armed,
     Job,
     PendingRetry,
     Run,
+    arm_problem,
+    armed_due_ms,
     fire_of,
     instance_run_id,
+    jitter_offset_ms,
     retry_backoff_ms,
     retry_run_id,
     run_id,
@@ -70,8 +91,78 @@ class PlanOutcome:
     stopping: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ArmOutcome:
+    armed: tuple[tuple[str, int, str], ...]  # (run id, fence, node)
+    rejected: tuple[tuple[str, int, str], ...]  # (job, scheduled_at_ms, code)
+
+
 class Runs(Dependencies, Backfills):
     __slots__ = ()
+
+    def _arm(self, cmd: c.Arm) -> Result:
+        armed: list[tuple[str, int, str]] = []
+        rejected: list[tuple[str, int, str]] = []
+        for fire in cmd.fires:
+            code = self._arm_refusal(fire)
+            if code:
+                rejected.append((fire.job, fire.scheduled_at_ms, code))
+                continue
+            rid = run_id(fire.job, fire.scheduled_at_ms)
+            self.counters.fence += 1
+            self.armed[rid] = Armed(
+                run_id=rid,
+                job=fire.job,
+                scheduled_at_ms=fire.scheduled_at_ms,
+                node=fire.node,
+                fence=self.counters.fence,
+                armed_ms=self.now_ms,
+            )
+            armed.append((rid, self.counters.fence, fire.node))
+        return Ok(ArmOutcome(tuple(armed), tuple(rejected)))
+
+    def _arm_refusal(self, fire: c.Fire) -> Reject | None:
+        job = self.jobs.get(fire.job)
+        if job is None:
+            return Reject.UNKNOWN_JOB
+        if (
+            arm_problem(job)
+            or fire.trigger != TRIGGER_SCHEDULE
+            or (fire.attempt, fire.instance, fire.instances) != (1, 1, 1)
+            or not fire.node
+        ):
+            return Reject.NOT_ARMABLE
+        if fire.node in self.drained or (self.members and fire.node not in self.members):
+            return Reject.DRAINED
+        t = fire.scheduled_at_ms
+        if t <= job.watermark_ms:
+            return Reject.ALREADY_CONSIDERED
+        due = t + jitter_offset_ms(job.spec.name, job.spec.jitter_ms)
+        if not self.now_ms < due <= self.now_ms + ARM_MAX_LEAD_MS:
+            return Reject.NOT_AHEAD
+        rid = run_id(fire.job, t)
+        if rid in self.armed or rid in self.runs:
+            return Reject.DUPLICATE
+        return None
+
+    def _disarm(self, job: str) -> None:
+        """Drop ``job``'s reservations: it was changed, paused or deleted inside the lead."""
+        if self.armed:
+            for rid in [rid for rid, a in self.armed.items() if a.job == job]:
+                del self.armed[rid]
+
+    def _sweep_armed(self) -> None:
+        """Drop the reservations whose fire is decided (the job's watermark passed it),
+        whose job is gone, or whose time is more than ``ARM_GRACE_MS`` past."""
+        gone = [
+            rid
+            for rid, a in self.armed.items()
+            if (job := self.jobs.get(a.job)) is None
+            or a.scheduled_at_ms <= job.watermark_ms
+            or self.now_ms > armed_due_ms(a, job.spec) + ARM_GRACE_MS
+        ]
+        for rid in gone:
+            del self.armed[rid]
 
     def _plan(self, cmd: c.Plan) -> Result:
         granted: list[tuple[str, int, str]] = []
@@ -249,6 +340,8 @@ class Runs(Dependencies, Backfills):
                 buffered.append((rid, why))
                 continue
             granted.append(self._grant(job, base, fire.node))
+        if self.armed:
+            self._sweep_armed()
         return Ok(
             PlanOutcome(
                 tuple(granted),
@@ -457,6 +550,9 @@ class Runs(Dependencies, Backfills):
         return None
 
     def _start(self, cmd: c.Start) -> Result:
+        armed = self.armed.get(cmd.run_id)
+        if armed is not None:
+            return self._start_armed(armed, cmd)
         bad = self._check_lease(cmd.run_id, cmd.fence)
         if bad is not None:
             return self._stale(bad)
@@ -474,6 +570,24 @@ class Runs(Dependencies, Backfills):
             self._renewed(cmd.run_id)
             return Ok(cmd.fence)  # a retry of the start that committed
         return Rejected(Reject.ALREADY_STARTED, f"{cmd.run_id} was started by another attempt")
+
+    def _start_armed(self, armed: Armed, cmd: c.Start) -> Result:
+        """A start ahead of the plan, for an armed fire: kept as the reservation's token."""
+        rid = cmd.run_id
+        if armed.fence != cmd.fence or armed.node != cmd.node:
+            return self._stale(
+                Rejected(
+                    Reject.STALE_FENCE,
+                    f"{rid}: fence {cmd.fence} of {cmd.node} is not the armed fire's "
+                    f"({armed.fence} of {armed.node})",
+                )
+            )
+        if not armed.token:
+            self.armed[rid] = replace(armed, token=cmd.token)
+            return Ok(cmd.fence)
+        if armed.token == cmd.token:
+            return Ok(cmd.fence)  # a retry of the start that committed
+        return Rejected(Reject.ALREADY_STARTED, f"{rid} was started by another attempt")
 
     def _renew(self, cmd: c.Renew) -> Result:
         bad = self._check_lease(cmd.run_id, cmd.fence)

@@ -22,6 +22,7 @@ from raftcron.core.ledger import (
     Ledger,
 )
 from raftcron.core.model import (
+    Armed,
     Backfill,
     Counters,
     DependencyWait,
@@ -200,6 +201,7 @@ def _encode_snapshot(
     config: tuple[str, dict[str, str], dict[str, tuple[str, int]]] = ("", {}, {}),
     cluster_id: str = "",
     membership: list[Any] | None = None,
+    armed: Iterable[Armed] = (),
 ) -> bytes:
     """The canonical encoding of the state: one msgpack map, rows sorted by key.
 
@@ -221,6 +223,7 @@ def _encode_snapshot(
     lock_list = sorted(locks, key=lambda lk: lk.name)
     done_list = list(lock_done)  # insertion order (oldest first) is state: it decides
     drain_list = sorted(drained)
+    armed_list = sorted(armed, key=lambda a: a.run_id)
     # "drained" is the last key, written only when a member is drained: a state without
     # one encodes exactly as before drains existed (older nodes read it; digests agree)
     # "config" likewise, after it: written only once a hash was reconciled or reported
@@ -228,10 +231,16 @@ def _encode_snapshot(
     # from before levels read the first two)
     has_config = bool(config[0] or config[1] or config[2])
     # "cluster_id" likewise, last: written only once the cluster has an id (a restore)
-    # "members" likewise, last: written only once the membership is seeded
+    # "members" likewise: written only once the membership is seeded
+    # "armed" likewise, last: written only while a fire is armed (feature level 5)
     out.write(
         packer.pack_map_header(
-            10 + bool(drain_list) + has_config + bool(cluster_id) + bool(membership)
+            10
+            + bool(drain_list)
+            + has_config
+            + bool(cluster_id)
+            + bool(membership)
+            + bool(armed_list)
         )
     )
     for key, value in (("v", SNAPSHOT_VERSION), ("now", scalars[0])):
@@ -275,9 +284,13 @@ def _encode_snapshot(
         out.write(packer.pack("cluster_id") + packer.pack(cluster_id))
     if membership:
         out.write(packer.pack("members") + packer.pack(membership))
+    if armed_list:
+        out.write(packer.pack("armed"))
+        array(([getattr(a, f) for f in _ARMED_FIELDS] for a in armed_list), len(armed_list))
     return out.getvalue()
 
 
+_ARMED_FIELDS: Final = ("run_id", "job", "scheduled_at_ms", "node", "fence", "armed_ms", "token")
 _CHANGE_FIELDS: Final = ("op", "name", "raft", "request", "since_ms", "done")
 
 
@@ -321,6 +334,7 @@ def capture(st: Ledger) -> Callable[[], bytes]:
     config = (st.config_hash, dict(st.member_hashes), dict(st.member_versions))
     cluster_id = st.cluster_id
     membership = membership_row(st)
+    armed = list(st.armed.values())
     counters = (
         st.counters.fence,
         st.counters.stale_rejections,
@@ -342,6 +356,7 @@ def capture(st: Ledger) -> Callable[[], bytes]:
             config,
             cluster_id,
             membership,
+            armed,
         )
 
     return encode
@@ -411,6 +426,10 @@ def restore_into(st: Ledger, data: bytes) -> None:
                 st.cluster_id = str(value)
             case "members":
                 _restore_membership(st, value)
+            case "armed":
+                for row in value:
+                    a = Armed(**dict(zip(_ARMED_FIELDS, row, strict=True)))
+                    st.armed[a.run_id] = a
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported snapshot version {version!r}")
 

@@ -171,6 +171,7 @@ from raftcron.core.model import (
 from raftcron.core.queries import Queries
 from raftcron.core.results import Ok, Reject, Rejected, Result
 from raftcron.core.runs import (
+    ArmOutcome,
     PlanOutcome,
     Runs,
 )
@@ -260,6 +261,8 @@ class State(Runs, Locks, Queries):
                 return self._sync_config(cmd)
             case c.Plan():
                 return self._plan(cmd)
+            case c.Arm():
+                return self._arm(cmd)
             case c.Start():
                 return self._start(cmd)
             case c.Renew():
@@ -331,6 +334,7 @@ class State(Runs, Locks, Queries):
         watermark = old.watermark_ms
         if _when(old.spec) != _when(spec):
             watermark = max(watermark, self.now_ms)
+        self._disarm(spec.name)  # prepared from the old spec: the new one is decided anew
         self.jobs[spec.name] = replace(
             old,
             spec=spec,
@@ -348,6 +352,7 @@ class State(Runs, Locks, Queries):
         # The job's run history stays in the ledger (still bounded by ``history``): what
         # ran, where and when must outlive the job's definition.
         job = self.jobs.pop(name)
+        self._disarm(name)
         self._link_parents(name, job.spec.after, ())
         for rid, _ in job.buffered:
             self._end_buffered(rid, SKIPPED, "job deleted while this fire was buffered")
@@ -376,6 +381,8 @@ class State(Runs, Locks, Queries):
             job = replace(job, broken="", broken_ms=0, updated_ms=self.now_ms)
             self.jobs[name] = job
         if job.paused != paused or job.pause_note != note:
+            if paused:
+                self._disarm(name)
             job = replace(job, paused=paused, pause_note=note, updated_ms=self.now_ms)
             if paused and job.buffered:
                 for rid, _ in job.buffered:
@@ -641,6 +648,7 @@ def _when(spec: JobSpec) -> tuple[str, str, str, str]:
 __all__ = [
     "SNAPSHOT_VERSION",
     "UNSCHEDULABLE",
+    "ArmOutcome",
     "LockCancelled",
     "LockEnded",
     "LockGrant",

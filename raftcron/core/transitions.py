@@ -55,7 +55,8 @@ TRIM: Final = "(history bound)"
 # What each cause means, for the generated document.
 CAUSES: Final[dict[str, str]] = {
     PLAN: "the leader's plan: a fire claimed, buffered, skipped, missed or paused; "
-    "a buffered head, a due retry or a dependency fire claimed",
+    "a buffered head, a due retry or a dependency fire claimed; an armed fire whose "
+    "executor's start committed ahead is claimed and running at once",
     START: "the executor started the run's process (under its lease's fence)",
     COMPLETE: "the executor reported the run's end (under its lease's fence)",
     EXPIRE: "the leader expired the run's lease (its holder stopped renewing it)",
@@ -95,7 +96,7 @@ RUN_TRANSITIONS: Final[dict[str, dict[str, frozenset[str]]]] = {
         NONE: frozenset({PLAN}),  # a dependency fire taken, recorded again under its id
     },
     CLAIMED: {
-        RUNNING: frozenset({START}),
+        RUNNING: frozenset({START, PLAN}),  # PLAN: an armed fire whose start committed ahead
         **_FINAL_BY_COMPLETE,
         KILLED: frozenset({COMPLETE}),
         LOST: frozenset({COMPLETE, EXPIRE}),

@@ -24,6 +24,14 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
   committed, with the lease deadline. A ``Start`` that is refused or does not commit, or
   a stop request, dismisses it (a cancel, then EOF: it exits without starting the job); an
   agent that stops closes the pipe, which does the same.
+* An armed fire (docs/design.md, "Armed fires"): the leader reserved the fire for this
+  node ahead of its time (``Arm``). The executor prepares the held watchdog and commits
+  the fenced ``Start`` naming the reservation's fence in the lead
+  (:meth:`Executor._run_armed`), then waits for the plan at the due time: a grant to this
+  node under that fence (running at once: the start committed ahead) sends the go; the
+  reservation dropped or the fire decided otherwise (claimed elsewhere, paused, missed,
+  deleted, changed) dismisses the held watchdog. Nothing starts before that grant, so
+  never before the fire is due, and only the fence's one start can count.
 * It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
 * A process run lives under its own watchdog process (watchdog.py), in a run directory
   under the data dir (rundir.py). The watchdog kills the job at the deadline even if this
@@ -145,6 +153,9 @@ class _Active:
     in_queue: bool = False  # in Executor._waiting
     go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
     marks: dict[str, float] | None = None  # the start timeline (wall seconds), when traced
+    # An armed fire waiting for the plan at its due time: set on every commit that may
+    # have decided it (a grant, a plan, a change of its job).
+    armed: asyncio.Event | None = None
 
 
 class Executor:
@@ -202,6 +213,10 @@ class Executor:
 
     def on_granted(self, rid: str, fence: int, node: str) -> None:
         """Called on the loop for every committed grant (any node)."""
+        active = self._active.get(rid)
+        if active is not None and active.armed is not None:
+            active.armed.set()  # its plan: decided (here or elsewhere)
+            return
         if node != self.node or rid in self._active or self._stopping or not self._caught_up:
             return  # before catching up: a replayed grant, or resume() will find it
         found = self.raft.machine.read(lambda s: s.run_and_spec(rid))
@@ -211,6 +226,37 @@ class Executor:
         if run.fence != fence or run.status != CLAIMED:
             return
         self._spawn(run, spec, self.clock.monotonic())
+
+    def on_armed(self, rid: str, fence: int, node: str) -> None:
+        """Called on the loop for every fire committed as armed (any node): this node's
+        prepares its run and commits its start ahead (:meth:`_run_armed`)."""
+        if node != self.node or rid in self._active or self._stopping or not self._caught_up:
+            return  # (a replayed one: its plan grants it as any claim, resume() finds it)
+        found = self.raft.machine.read(lambda s: s.armed_with_spec(rid))
+        if found is None or found[0].fence != fence or found[0].token:
+            return
+        armed, spec = found
+        run = Run(
+            id=rid,
+            job=armed.job,
+            scheduled_at_ms=armed.scheduled_at_ms,
+            status=CLAIMED,
+            fence=fence,
+            node=self.node,
+            claimed_ms=armed.armed_ms,
+        )
+        active = _Active(run=run, spec=spec, seen=self.clock.monotonic(), queued=False)
+        active.armed = asyncio.Event()
+        if self.trace:
+            active.marks = {"armed": wall_s()}
+        self._track(active, self._run_armed(active))
+
+    def check_armed(self) -> None:
+        """A commit that may have decided armed fires (a plan, a job changed, paused or
+        deleted): each armed run waiting for its plan looks again."""
+        for active in self._active.values():
+            if active.armed is not None:
+                active.armed.set()
 
     def caught_up(self) -> None:
         """The node has applied its log as far as the leader had committed when this node
@@ -368,6 +414,68 @@ class Executor:
             self._dequeue(active)  # stopped while it waited
             self._release(active)
             self._active.pop(run.id, None)
+
+    async def _run_armed(self, active: _Active) -> None:
+        """An armed fire: prepare and start ahead, then act on the plan at its due time."""
+        run, spec = active.run, active.spec
+        ctx = self._ctx(run)
+        lease = FencedRun(
+            raft=self.raft,
+            clock=self.clock,
+            node=self.node,
+            run=run,
+            lease_ms=spec.lease_ms,
+            tell=self._tell,
+            propose=self.lifecycle.propose,
+        )
+        held = asyncio.get_running_loop().create_task(self._prepare(active, lease))
+        try:
+            self._mark(active, "start_proposed")
+            if not await lease.start():  # the reservation's fence: refused once it is gone
+                await self._dismiss(active, held, "its start ahead did not commit")
+                return
+            self._mark(active, "start_committed")
+            why = await self._armed_plan(active, lease)
+            if why:
+                logger.info("%s: armed fire not run here: %s", ctx, why)
+                await self._dismiss(active, held, why)
+                return
+            self._mark(active, "granted")
+            lease.started_ms = active.run.started_ms or lease.started_ms
+            await self._execute(active, lease, held)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: executor failed", ctx)
+        finally:
+            _drop_held(held)  # (the agent stops: EOF on its stdin, it never starts the job)
+            self._active.pop(run.id, None)
+
+    async def _armed_plan(self, active: _Active, lease: FencedRun) -> str:
+        """Wait for the plan of armed run ``active``: "" once it is granted to this node
+        under the reservation's fence (``active.run`` is then its record), else why not.
+        Gives up a lease window after the fire's time (the plan takes a reservation only
+        ``ARM_GRACE_MS`` after it: later, the fire is granted afresh)."""
+        assert active.armed is not None
+        rid, fence = active.run.id, active.run.fence
+        late_s = max(0.0, (active.run.scheduled_at_ms - self.clock.wall_ms()) / 1000)
+        give_up = self.clock.monotonic() + late_s + lease.window
+        while True:
+            active.armed.clear()
+            run, armed = self.raft.machine.read(lambda s: (s.run(rid), s.armed_fire(rid)))
+            if run is not None:
+                if run.fence == fence and run.node == self.node and run.status == RUNNING:
+                    active.run = run
+                    return ""
+                return f"the plan decided otherwise ({run.status}, {run.node or 'no node'})"
+            if armed is None or armed.fence != fence:
+                return "its reservation was dropped (the job changed, was paused or deleted)"
+            wait = give_up - self.clock.monotonic()
+            if wait <= 0:
+                return "no plan claimed it in time"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await active.armed.wait()
 
     async def _admit(self, active: _Active, lease: FencedRun) -> bool:
         """Wait for a start slot (grant order) while keeping the queued run's lease alive.

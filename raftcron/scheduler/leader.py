@@ -58,6 +58,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -66,6 +67,7 @@ from raftcron import logs, memory
 from raftcron.clock import Clock
 from raftcron.core import features
 from raftcron.core.commands import (
+    Arm,
     Barrier,
     CancelLockWait,
     Drain,
@@ -77,11 +79,26 @@ from raftcron.core.commands import (
     SyncConfig,
 )
 from raftcron.core.lease import takeover_patience
-from raftcron.core.model import DRAIN_SHUTDOWN, LOCK_WAIT_GRACE_MS, Job, JobSpec
-from raftcron.core.planner import NEVER_MS, NodeInfo, error_text, next_due_ms, plan
+from raftcron.core.model import (
+    ARM_LEAD_MS,
+    DRAIN_SHUTDOWN,
+    LOCK_WAIT_GRACE_MS,
+    Job,
+    JobSpec,
+    arm_problem,
+)
+from raftcron.core.planner import NEVER_MS, NodeInfo, arm_fires, error_text, next_due_ms, plan
 from raftcron.core.results import Reject
 from raftcron.core.runkey import RunKey
-from raftcron.core.state import UNSCHEDULABLE, LockEnded, Ok, PlanOutcome, Rejected, State
+from raftcron.core.state import (
+    UNSCHEDULABLE,
+    ArmOutcome,
+    LockEnded,
+    Ok,
+    PlanOutcome,
+    Rejected,
+    State,
+)
 from raftcron.proposals import propose_with_retry
 from raftcron.raft.node import ProposalError, RaftNode
 
@@ -102,6 +119,9 @@ PROPOSE_TIMEOUT: Final = 3.0
 CONFIG_SYNC_BATCH: Final = 500
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
 MAX_FIRES_PER_PLAN: Final = 20_000
+# ``RAFTCRON_ARMED_FIRES=0`` in the agent's environment: the leader arms no fire (for
+# before/after measurements; docs/design.md, "Armed fires").
+ARMED_FIRES_ENV: Final = "RAFTCRON_ARMED_FIRES"
 # Files with more jobs than this are unpacked off the loop, and the memory their sync
 # used is handed back to the OS afterwards (raftcron.memory.trim).
 LARGE_CONFIG: Final = 5_000
@@ -249,6 +269,11 @@ class Leader:
         self._dirty = asyncio.Event()
         self._heap: list[tuple[int, str]] = []
         self._next: dict[str, int] = {}
+        # (when to arm, due ms, job) of the jobs whose next fire may be armed
+        self._arm_heap: list[tuple[int, int, str]] = []
+        self._arming: set[asyncio.Task[None]] = set()
+        self._armed_for: dict[str, int] = {}  # job -> the due ms last handed to _arm
+        self.arm_enabled = os.environ.get(ARMED_FIRES_ENV, "1") != "0"
         self._changed: set[str] = set()
         self._rebuild = True
         # jobs whose computation raised, to be marked broken: name -> (updated_ms, reason)
@@ -439,6 +464,8 @@ class Leader:
             )
             self._next.clear()
             self._heap.clear()
+            self._arm_heap.clear()
+            self._armed_for.clear()
             self._changed.clear()
             self._rebuild = False
             for job, fires in jobs:
@@ -457,6 +484,7 @@ class Leader:
             jobs_by_name = self.raft.machine.read(read)
             for name, (maybe, fires) in jobs_by_name.items():
                 self._next.pop(name, None)
+                self._armed_for.pop(name, None)  # (a change drops its reservation: again)
                 if maybe is not None:
                     self._push(maybe, fires)
 
@@ -474,6 +502,8 @@ class Leader:
             return  # its parents (jobs_changed, _refresh) brings it back
         self._next[job.spec.name] = t
         heapq.heappush(self._heap, (t, job.spec.name))
+        if self.arm_enabled and not arm_problem(job):
+            heapq.heappush(self._arm_heap, (t - ARM_LEAD_MS, t, job.spec.name))
 
     def _pop_due(self, now_ms: int) -> list[str]:
         names: list[str] = []
@@ -484,7 +514,24 @@ class Leader:
                 names.append(name)
         return names
 
+    def _pop_arm(self, now_ms: int) -> list[str]:
+        """The jobs whose next fire is due within ``ARM_LEAD_MS`` (and still ahead)."""
+        names: list[str] = []
+        while self._arm_heap and self._arm_heap[0][0] <= now_ms:
+            _, t, name = heapq.heappop(self._arm_heap)
+            if self._next.get(name) == t and t > now_ms and self._armed_for.get(name) != t:
+                self._armed_for[name] = t
+                names.append(name)
+        return names
+
     async def _schedule_loop(self) -> None:
+        try:
+            await self._schedule()
+        finally:
+            for task in self._arming:
+                task.cancel()
+
+    async def _schedule(self) -> None:
         while True:
             self._refresh()
             if self._breaking:
@@ -494,27 +541,64 @@ class Leader:
             if names:
                 await self._fire(names, now_ms)
                 continue
+            armable = self._pop_arm(now_ms)
+            if armable:  # proposed beside the loop: a fire due meanwhile does not wait
+                task = asyncio.get_running_loop().create_task(self._arm(armable, now_ms))
+                self._arming.add(task)
+                task.add_done_callback(self._arming.discard)
             delay = IDLE_WAKE_S
             if self._heap:
                 delay = min(delay, max(0.0, (self._heap[0][0] - now_ms) / 1000))
+            if self._arm_heap:
+                delay = min(delay, max(0.0, (self._arm_heap[0][0] - now_ms) / 1000))
             self._dirty.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel (3.11)
                     await self._dirty.wait()
 
+    async def _arm(self, names: list[str], now_ms: int) -> None:
+        """Reserve the next fire of ``names`` (due within ``ARM_LEAD_MS``) for the node
+        placement chooses now, so that it prepares the run and commits its start ahead
+        (docs/design.md, "Armed fires"). Best effort: a fire not armed runs as ever."""
+        if features.refusal(features.command_features(Arm(at_ms=0, fires=())), self.levels()):
+            return  # a member below level 5 would skip the command
+        jobs, busy, drained, load = self.raft.machine.read(
+            lambda s: (s.jobs_named(names), s.busy_jobs(), s.drained_members(), s.load_by_node())
+        )
+        fires = arm_fires(jobs, now_ms, ARM_LEAD_MS, self.live_nodes(), load, busy, drained)
+        if not fires:
+            return
+        try:
+            res = await self.raft.propose(Arm(at_ms=now_ms, fires=tuple(fires)), PROPOSE_TIMEOUT)
+        except ProposalError as exc:
+            logger.info("leader %s: %d fire(s) not armed (%s)", self.node, len(fires), exc.code)
+            return
+        if isinstance(res, Ok) and isinstance(res.value, ArmOutcome):
+            for rid, fence, node in res.value.armed:
+                logger.debug(
+                    "armed run=%s fence=%d node=%s",
+                    rid,
+                    fence,
+                    node,
+                    extra={"event": "run_armed", "run_id": rid, "fence": fence},
+                )
+
     async def _fire(self, names: list[str], now_ms: int) -> None:
-        jobs, busy, live, drained = self.raft.machine.read(
+        jobs, busy, live, drained, armed = self.raft.machine.read(
             lambda s: (
                 s.jobs_named(names),
                 s.busy_jobs(),
                 s.live_by_job(),
                 s.drained_members(),
+                s.armed_nodes(),
             )
         )
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
         errors: list[tuple[Job, str]] = []
-        batch: Plan = plan(jobs, now_ms, nodes, load, busy, live, errors, drained=drained)
+        batch: Plan = plan(
+            jobs, now_ms, nodes, load, busy, live, errors, drained=drained, armed=armed
+        )
         for job, why in errors:  # planned without them; marked broken next
             self._broke(job, f"plan: {why}")
         if batch.fires or batch.missed:

@@ -410,6 +410,13 @@ COMMANDS: list[tuple[str, c.Command]] = [
     ("member_changed", c.MemberChanged(at_ms=9, request="r2")),
     ("plan-empty", c.Plan(at_ms=10)),
     (
+        "arm",
+        c.Arm(
+            at_ms=10,
+            fires=(c.Fire(job="j", scheduled_at_ms=60_000, node="n1", trigger="schedule"),),
+        ),
+    ),
+    (
         "plan",
         c.Plan(
             at_ms=11,

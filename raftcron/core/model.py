@@ -480,11 +480,13 @@ class Lease:
 # ARM_GRACE_MS after the fire's time no longer takes the reservation (a fresh grant, as
 # without arming; the same bound as an on-time claim, so an armed run's trigger is always
 # "schedule"); apply refuses to arm a fire more than ARM_MAX_LEAD_MS ahead. A job whose
-# lease is under ARM_MIN_LEASE_MS is not armed: its start ahead would use up its lease.
+# lease is under ARM_MIN_LEASE_MS is not armed: its start ahead, whose trust window
+# (docs/design.md, "Leases and fencing") must outlast the lead and the grace, would use
+# up too much of it (3 s: a window of 2.7 s against 1.8 s).
 ARM_LEAD_MS: Final = 800
 ARM_MAX_LEAD_MS: Final = 5_000
 ARM_GRACE_MS: Final = 1_000
-ARM_MIN_LEASE_MS: Final = 10_000
+ARM_MIN_LEASE_MS: Final = 3_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

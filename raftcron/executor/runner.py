@@ -441,6 +441,10 @@ class Executor:
                 await self._dismiss(active, held, why)
                 return
             self._mark(active, "granted")
+            if lease.deadline <= self.clock.monotonic():  # (a plan far later than its time)
+                logger.warning("%s: granted after its start's trust window; not run", ctx)
+                await self._dismiss(active, held, "granted after its trust window")
+                return  # (running under this fence: its lease expires, recorded lost)
             lease.started_ms = active.run.started_ms or lease.started_ms
             await self._execute(active, lease, held)
         except asyncio.CancelledError:

@@ -165,7 +165,7 @@ def test_a_decided_fire_leaves_no_reservation_behind() -> None:
         ({}, fire(t=DUE), DUE - ARM_MAX_LEAD_MS - 1, Reject.NOT_AHEAD),
         ({}, fire(job="nope"), DUE - 800, Reject.UNKNOWN_JOB),
         ({"count": 2}, fire(), DUE - 800, Reject.NOT_ARMABLE),
-        ({"lease_ms": 5_000}, fire(), DUE - 800, Reject.NOT_ARMABLE),
+        ({"lease_ms": 2_000}, fire(), DUE - 800, Reject.NOT_ARMABLE),
         (
             {"command": (), "http": HttpSpec(url="http://127.0.0.1:1/")},
             fire(),

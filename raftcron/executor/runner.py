@@ -369,9 +369,9 @@ class Executor:
     def _ctx(self, run: Run) -> LogCtx:
         return run_ctx(run, self.node)
 
-    async def _run(self, active: _Active) -> None:
-        run, spec = active.run, active.spec
-        lease = FencedRun(
+    def _lease(self, run: Run, spec: JobSpec) -> FencedRun:
+        """The fenced lease this node holds ``run`` under (its commands go batched)."""
+        return FencedRun(
             raft=self.raft,
             clock=self.clock,
             node=self.node,
@@ -380,6 +380,10 @@ class Executor:
             tell=self._tell,
             propose=self.lifecycle.propose,
         )
+
+    async def _run(self, active: _Active) -> None:
+        run, spec = active.run, active.spec
+        lease = self._lease(run, spec)
         held: asyncio.Task[_Held] | None = None
         try:
             if not await self._admit(active, lease):
@@ -419,15 +423,7 @@ class Executor:
         """An armed fire: prepare and start ahead, then act on the plan at its due time."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
-        lease = FencedRun(
-            raft=self.raft,
-            clock=self.clock,
-            node=self.node,
-            run=run,
-            lease_ms=spec.lease_ms,
-            tell=self._tell,
-            propose=self.lifecycle.propose,
-        )
+        lease = self._lease(run, spec)
         held = asyncio.get_running_loop().create_task(self._prepare(active, lease))
         try:
             self._mark(active, "start_proposed")
@@ -968,15 +964,7 @@ class Executor:
         """A run the state says this node is running, found when the agent (re)started."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
-        lease = FencedRun(
-            raft=self.raft,
-            clock=self.clock,
-            node=self.node,
-            run=run,
-            lease_ms=spec.lease_ms,
-            tell=self._tell,
-            propose=self.lifecycle.propose,
-        )
+        lease = self._lease(run, spec)
         lease.started_ms = run.started_ms or 0
         run_dir = self.rundirs.path(run)
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from raftcron.clock import SystemClock
+from raftcron.clock import FakeClock, SystemClock
 from raftcron.core import commands as c
 from raftcron.core.model import (
     ARM_GRACE_MS,
@@ -33,6 +33,7 @@ from raftcron.core.state import Ok, PlanOutcome, Rejected, State
 from raftcron.executor import rundir
 from raftcron.executor.runner import Executor
 from tests.helpers import FakeRaft, spec
+from tests.unit.test_broken import _leader, _Raft
 from tests.unit.test_held_start import held_socket
 from tests.unit.test_reattach import completes, executions, job, until
 
@@ -381,3 +382,65 @@ def test_an_armed_node_that_dies_after_its_grant_is_recorded_lost_never_run(
     assert executions(tmp_path) == []
     run = raft.machine.read(lambda s: s.runs[RID])
     assert "never started" in run.reason
+
+
+# -- the leader
+
+
+def _finish(s: State, at: int) -> None:
+    """Every live run starts and succeeds at once (a quick job: the next fire is idle)."""
+    for rid, lease in list(s.leases.items()):
+        for cmd in (
+            c.Start(at_ms=at, run_id=rid, fence=lease.fence, node=lease.holder, token="t"),
+            c.Complete(
+                at_ms=at,
+                run_id=rid,
+                fence=lease.fence,
+                node=lease.holder,
+                status=SUCCEEDED,
+                exit_code=0,
+                started_ms=at,
+                finished_ms=at,
+            ),
+        ):
+            assert isinstance(s.apply(cmd), Ok)
+
+
+async def _lead(levels: dict[str, int], seconds: int = 3) -> tuple[State, list[c.Command]]:
+    """The real scheduler loop's steps every 100 ms of fake time over an every-second job."""
+    s = fresh()
+    raft = _Raft(s)
+    clock = FakeClock(wall_ms=T0)
+    leader = _leader(raft, clock)
+    leader.levels = lambda: levels
+    for _ in range(seconds * 10):
+        leader._refresh()
+        now = clock.wall_ms()
+        names = leader._pop_due(now)
+        if names:
+            await leader._fire(names, now)
+            _finish(s, now)
+            leader.jobs_changed(names)
+        arm_now = leader._pop_arm(now)
+        if arm_now:
+            await leader._arm(arm_now, now)
+        clock.advance(0.1)
+    return s, raft.proposed
+
+
+def test_the_leader_arms_each_fire_once_ahead_and_its_plan_takes_the_reservation() -> None:
+    s, proposed = asyncio.run(_lead({"a": 5}))
+    arms = [cmd for cmd in proposed if isinstance(cmd, c.Arm)]
+    armed = [(f.scheduled_at_ms, cmd.at_ms) for cmd in arms for f in cmd.fires]
+    assert [t for t, _ in armed] == [T0 + 1000, T0 + 2000, T0 + 3000]  # once each
+    assert all(t - 800 <= at < t for t, at in armed)
+    runs = [s.runs[run_id("j", t)] for t in (T0 + 1000, T0 + 2000)]
+    assert [r.status for r in runs] == [SUCCEEDED, SUCCEEDED]
+    # each claimed under its reservation's fence (arm k took fence k): no fresh fence
+    assert [r.fence for r in runs] == [1, 2] and s.counters.fence == 3
+
+
+def test_the_leader_arms_nothing_until_every_member_is_at_level_5() -> None:
+    s, proposed = asyncio.run(_lead({"a": 5, "b": 4}))
+    assert not any(isinstance(cmd, c.Arm) for cmd in proposed)
+    assert s.runs[run_id("j", T0 + 1000)].status == SUCCEEDED and s.armed == {}

@@ -601,6 +601,7 @@ class Watchdog:
                 int(spec.get("out_keep", 65536)),
             )
             pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+            self.mark("job_prepared")
             self.child = _start_job(spec, pipe_w, preexec)
             self.mark("popen")
         except (OSError, ValueError, subprocess.SubprocessError) as exc:

@@ -188,6 +188,7 @@ class Executor:
         self.max_starting = max_starting
         self._starting = 0  # slots in use
         self._waiting: deque[_Active] = deque()  # queued runs, in grant order
+        self._armed = 0  # armed runs prepared or running (at most max_starting prepared)
         self._queued_renewals = asyncio.Semaphore(QUEUED_RENEWALS_IN_FLIGHT)
         self._reapers: set[asyncio.Task[int]] = set()  # directly spawned watchdogs
         # Every Start, renewal and Complete of this node goes through the batcher: one
@@ -232,6 +233,8 @@ class Executor:
         prepares its run and commits its start ahead (:meth:`_run_armed`)."""
         if node != self.node or rid in self._active or self._stopping or not self._caught_up:
             return  # (a replayed one: its plan grants it as any claim, resume() finds it)
+        if self._armed >= self.max_starting:  # (a burst: the grant starts it as any claim)
+            return
         found = self.raft.machine.read(lambda s: s.armed_with_spec(rid))
         if found is None or found[0].fence != fence or found[0].token:
             return
@@ -249,6 +252,7 @@ class Executor:
         active.armed = asyncio.Event()
         if self.trace:
             active.marks = {"armed": wall_s()}
+        self._armed += 1
         self._track(active, self._run_armed(active))
 
     def check_armed(self) -> None:
@@ -450,6 +454,7 @@ class Executor:
         finally:
             _drop_held(held)  # (the agent stops: EOF on its stdin, it never starts the job)
             self._active.pop(run.id, None)
+            self._armed -= 1
 
     async def _armed_plan(self, active: _Active, lease: FencedRun) -> str:
         """Wait for the plan of armed run ``active``: "" once it is granted to this node

@@ -122,6 +122,10 @@ MAX_FIRES_PER_PLAN: Final = 20_000
 # ``RAFTCRON_ARMED_FIRES=0`` in the agent's environment: the leader arms no fire (for
 # before/after measurements; docs/design.md, "Armed fires").
 ARMED_FIRES_ENV: Final = "RAFTCRON_ARMED_FIRES"
+# Fires armed at most per pass of the loop: arming is for the few fires whose lateness
+# matters; the rest of a burst due at one instant is granted as ever (and each node
+# prepares at most ``max_starting`` armed runs at once: raftcron/executor/runner.py).
+ARM_MAX_FIRES: Final = 64
 # Files with more jobs than this are unpacked off the loop, and the memory their sync
 # used is handed back to the OS afterwards (raftcron.memory.trim).
 LARGE_CONFIG: Final = 5_000
@@ -269,8 +273,9 @@ class Leader:
         self._dirty = asyncio.Event()
         self._heap: list[tuple[int, str]] = []
         self._next: dict[str, int] = {}
-        # (when to arm, due ms, job) of the jobs whose next fire may be armed
-        self._arm_heap: list[tuple[int, int, str]] = []
+        # The entries of ``_heap`` (the same tuples) of the jobs whose fires may be armed,
+        # each looked at ARM_LEAD_MS before its time.
+        self._arm_heap: list[tuple[int, str]] = []
         self._arming: set[asyncio.Task[None]] = set()
         self._armed_for: dict[str, int] = {}  # job -> the due ms last handed to _arm
         self.arm_enabled = os.environ.get(ARMED_FIRES_ENV, "1") != "0"
@@ -501,9 +506,10 @@ class Leader:
         if t >= NEVER_MS:  # runs after other jobs, none of its fires waits: a change of
             return  # its parents (jobs_changed, _refresh) brings it back
         self._next[job.spec.name] = t
-        heapq.heappush(self._heap, (t, job.spec.name))
+        entry = (t, job.spec.name)
+        heapq.heappush(self._heap, entry)
         if self.arm_enabled and not arm_problem(job):
-            heapq.heappush(self._arm_heap, (t - ARM_LEAD_MS, t, job.spec.name))
+            heapq.heappush(self._arm_heap, entry)
 
     def _pop_due(self, now_ms: int) -> list[str]:
         names: list[str] = []
@@ -511,15 +517,22 @@ class Leader:
             t, name = heapq.heappop(self._heap)
             if self._next.get(name) == t:
                 del self._next[name]
+                self._armed_for.pop(name, None)
                 names.append(name)
         return names
 
     def _pop_arm(self, now_ms: int) -> list[str]:
-        """The jobs whose next fire is due within ``ARM_LEAD_MS`` (and still ahead)."""
+        """The jobs whose next fire is due within ``ARM_LEAD_MS`` (and still ahead), at
+        most ``ARM_MAX_FIRES``: the others of this pass are not armed."""
         names: list[str] = []
-        while self._arm_heap and self._arm_heap[0][0] <= now_ms:
-            _, t, name = heapq.heappop(self._arm_heap)
-            if self._next.get(name) == t and t > now_ms and self._armed_for.get(name) != t:
+        while self._arm_heap and self._arm_heap[0][0] - ARM_LEAD_MS <= now_ms:
+            t, name = heapq.heappop(self._arm_heap)
+            if (
+                len(names) < ARM_MAX_FIRES
+                and self._next.get(name) == t
+                and t > now_ms
+                and self._armed_for.get(name) != t
+            ):
                 self._armed_for[name] = t
                 names.append(name)
         return names
@@ -550,7 +563,8 @@ class Leader:
             if self._heap:
                 delay = min(delay, max(0.0, (self._heap[0][0] - now_ms) / 1000))
             if self._arm_heap:
-                delay = min(delay, max(0.0, (self._arm_heap[0][0] - now_ms) / 1000))
+                arm_at = self._arm_heap[0][0] - ARM_LEAD_MS
+                delay = min(delay, max(0.0, (arm_at - now_ms) / 1000))
             self._dirty.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel (3.11)

@@ -444,3 +444,37 @@ def test_the_leader_arms_nothing_until_every_member_is_at_level_5() -> None:
     s, proposed = asyncio.run(_lead({"a": 5, "b": 4}))
     assert not any(isinstance(cmd, c.Arm) for cmd in proposed)
     assert s.runs[run_id("j", T0 + 1000)].status == SUCCEEDED and s.armed == {}
+
+
+def test_a_node_prepares_at_most_max_starting_armed_runs_the_rest_start_as_any_claim(
+    tmp_path: Path,
+) -> None:
+    raft = FakeRaft()
+    data = tmp_path / "data"
+    put(raft, tmp_path)
+    later = DUE + 1000
+
+    async def go() -> None:
+        ex = Executor(node="a", raft=raft, clock=SystemClock(), data_dir=data, max_starting=1)  # type: ignore[arg-type]
+        ex.caught_up()
+        res = raft.machine.apply(c.encode(c.Arm(at_ms=DUE - 800, fires=(fire(), fire(t=later)))))
+        assert isinstance(res, Ok) and isinstance(res.value, ArmOutcome)
+        for rid, fence, on in res.value.armed:
+            ex.on_armed(rid, fence, on)
+        assert list(ex._active) == [RID]  # the second is not prepared ahead
+        await until("the start ahead to commit", lambda: armed_token(raft) != "")
+        assert plan_due(raft, ex).granted == ((RID, 1, "a"),)
+        await until("the run to succeed", lambda: status(raft) == SUCCEEDED)
+        # the other: claimed under its reserved fence, started after its grant as ever
+        out = raft.machine.apply(c.encode(c.Plan(at_ms=later + 3, fires=(fire(t=later),))))
+        assert isinstance(out, Ok) and out.value.granted == ((run_id("j", later), 2, "a"),)
+        ex.on_granted(run_id("j", later), 2, "a")
+        await until(
+            "the second run to succeed",
+            lambda: raft.machine.read(lambda s: s.runs[run_id("j", later)].status) == SUCCEEDED,
+        )
+        await asyncio.gather(*list(ex._tasks))
+        await ex.stop()
+
+    asyncio.run(go())
+    assert executions(tmp_path) == [f"{RID} 1", f"{run_id('j', later)} 2"]

@@ -478,3 +478,23 @@ def test_a_node_prepares_at_most_max_starting_armed_runs_the_rest_start_as_any_c
 
     asyncio.run(go())
     assert executions(tmp_path) == [f"{RID} 1", f"{run_id('j', later)} 2"]
+
+
+def test_one_pass_of_the_leader_arms_at_most_64_fires_the_rest_are_granted_as_ever() -> None:
+    s = State()
+    for k in range(70):
+        assert isinstance(s.apply(c.PutJob(at_ms=T0, spec=spec(name=f"j{k:02}"))), Ok)
+    raft = _Raft(s)
+    clock = FakeClock(wall_ms=T0 + 300)  # the fires at T0 + 1000 are within the lead
+    leader = _leader(raft, clock)
+    leader.levels = lambda: {"a": 5}
+
+    async def go() -> None:
+        leader._refresh()
+        names = leader._pop_arm(clock.wall_ms())
+        assert len(names) == 64
+        await leader._arm(names, clock.wall_ms())
+        assert leader._pop_arm(clock.wall_ms()) == []  # the other 6: not armed, not again
+
+    asyncio.run(go())
+    assert len(s.armed) == 64

@@ -40,7 +40,9 @@ built it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,10 +51,10 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from raftcron import hooks
-from raftcron.clock import monotonic
+from raftcron.clock import monotonic, wall_s
 from raftcron.core.commands import Command, encode
 from raftcron.core.results import Reject
-from raftcron.core.state import Rejected, Result, State
+from raftcron.core.state import Ok, PlanOutcome, Rejected, Result, State
 from raftcron.raft import seam, unpickle
 from raftcron.raft.health import (
     STORAGE_ERRNOS,
@@ -85,6 +87,10 @@ LOG_SETTLE_S: Final = 2.0  # see RaftSettings.compaction_max_bytes
 # A status not copied for this long means the tick thread is stalled (it runs every 50 ms).
 TICK_STALL_S: Final = 1.0
 FORCED_COMPACTION_EVERY_S: Final = 10.0  # at most one snapshot forced by size this often
+# ``RAFTCRON_TRACE_RUNS=1`` (as raftcron/executor/runner.py): each replica logs, for every
+# applied ``Plan`` entry that granted runs, when it appended, made durable and applied the
+# entry (:class:`_EntryTrace`), for bench/run_timeline.py.
+TRACE_ENV: Final = "RAFTCRON_TRACE_RUNS"
 
 _FAIL_NAMES: Final = {
     FAIL_REASON.QUEUE_FULL: "queue_full",
@@ -222,6 +228,9 @@ class _DurableTransport(GuardedTransport):
     _held: list[tuple[Any, Any]] | None = None
 
     def send(self, node: Any, message: Any) -> bool:
+        trace: _EntryTrace | None = getattr(self.syncobj, "_rc_trace", None)
+        if trace is not None:
+            trace.sending(message)
         if _leaves_before_sync(message):
             ok: bool = super().send(node, message)
             return ok
@@ -281,6 +290,72 @@ def _seeded(state: State) -> bool:
     return bool(state.members)
 
 
+class _EntryTrace:
+    """When this replica appended, made durable and applied each log entry (tick thread,
+    wall seconds), logged for the ``Plan`` entries that granted runs (``TRACE_ENV``).
+
+    Steps, by index: ``picked`` (the start of the leader's tick that took the proposal
+    from pysyncobj's queue: its poll had returned), ``appended`` (appended and sent to the
+    followers), ``received`` (a follower: the poll that read the AppendEntries returned),
+    ``durable`` (its fsync done; a follower's ack sent), ``commit_tick`` (the start of the
+    tick that applied it: the leader's poll read the acks that committed it, a follower's
+    the AppendEntries carrying the new commit index), ``applied`` (the apply began),
+    ``apply_done`` (this entry's apply returned: the loop has been told), ``ae_sent`` (the
+    leader: the first AppendEntries after it, which carries the new commit index, went
+    out), ``tick_done`` (that tick's work is done, before its poll)."""
+
+    MAX: Final = 10_000  # entries remembered (unapplied ones are dropped past this)
+
+    def __init__(self) -> None:
+        self.tick_at = 0.0
+        self.seen = 0  # the last index noted
+        self.entries: dict[int, dict[str, float]] = {}
+        self.pending: list[tuple[int, list[list[str]], dict[str, float]]] = []
+
+    def note(self, last: int, marks: dict[str, float]) -> None:
+        if last < self.seen:  # the log was truncated (a new leader's entries follow)
+            self.seen = last
+        if last > self.seen:
+            if len(self.entries) > self.MAX:
+                self.entries.clear()
+            for idx in range(max(self.seen + 1, last - 100), last + 1):
+                self.entries[idx] = marks
+            self.seen = last
+
+    def applied(self, idx: int, started: float, res: Result) -> None:
+        done = wall_s()
+        marks = self.entries.pop(idx, None)
+        if not (isinstance(res, Ok) and isinstance(res.value, PlanOutcome) and res.value.granted):
+            return
+        steps = {
+            **(marks or {}),
+            "commit_tick": self.tick_at,
+            "applied": started,
+            "apply_done": done,
+        }
+        self.pending.append((idx, [[rid, node] for rid, _, node in res.value.granted], steps))
+
+    def sending(self, message: Any) -> None:
+        if self.pending and isinstance(message, dict) and message.get("type") == "append_entries":
+            for _, _, steps in self.pending:
+                steps.setdefault("ae_sent", wall_s())
+
+    def tick_done(self) -> None:
+        """Log the entries applied in this tick (logged here, not in the apply: the
+        tick's AppendEntries leave first)."""
+        if not self.pending:
+            return
+        done = wall_s()
+        for idx, granted, steps in self.pending:
+            steps["tick_done"] = done
+            logger.info(
+                "raft trace: plan entry %d applied: %s",
+                idx,
+                json.dumps({"granted": granted, **steps}),
+            )
+        self.pending.clear()
+
+
 class _Replica(ReplicaBase):
     def __init__(
         self,
@@ -308,6 +383,7 @@ class _Replica(ReplicaBase):
         self._rc_forced = -FORCED_COMPACTION_EVERY_S  # when a snapshot was last forced
         self._rc_failure: str | None = None  # a storage failure: this replica stopped
         self._rc_data_dir = str(settings.data_dir)
+        self._rc_trace = _EntryTrace() if os.environ.get(TRACE_ENV) == "1" else None
         data = settings.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if fs is None:
@@ -394,11 +470,17 @@ class _Replica(ReplicaBase):
             # appended after the last sync (a new term's no-op, added while polling): make
             # them durable first. This sync is what keeps the leader from counting itself
             # early, now that its AppendEntries leave without one (_DurableTransport).
+            trace = self._rc_trace
+            if trace is not None:
+                trace.tick_at = wall_s()
             self.sync_journal()
             try:
                 self.pysyncobj_tick(time_to_wait)
+                polled = wall_s() if trace is not None else 0.0
             finally:
                 self._rc_release_acks()
+            if trace is not None:  # a follower's new entries (the leader's: hook_appended)
+                trace.note(self.log_index(), {"received": polled, "durable": wall_s()})
         except Exception as exc:
             if not self._rc_storage_failed(exc):
                 raise
@@ -448,7 +530,15 @@ class _Replica(ReplicaBase):
         # _checkCommandsToApply), without waiting for its own fsync; it syncs now, before
         # polling for the acks, so its fdatasync runs while the followers receive, write
         # and sync the same entries.
+        trace = self._rc_trace
+        if trace is None:
+            self.sync_journal()
+            return
+        appended = wall_s()
         self.sync_journal()
+        trace.note(
+            self.log_index(), {"picked": trace.tick_at, "appended": appended, "durable": wall_s()}
+        )
 
     def fatal(self) -> str | None:
         """Why this replica must not go on, if it must not (pysyncobj only logs these): one
@@ -470,6 +560,8 @@ class _Replica(ReplicaBase):
         if error is not None:  # (written on the snapshot's own thread)
             self._rc_fail(storage_failure("snapshot", self._rc_store.path, error), error)
             return
+        if self._rc_trace is not None:
+            self._rc_trace.tick_done()
         self._rc_compact_if_large()
         self._rc_on_tick(self)
         # The last thing before pysyncobj polls its sockets and handles what arrived:
@@ -510,7 +602,13 @@ class _Replica(ReplicaBase):
     def apply_command(self, data: bytes) -> Result:
         # Single-node clusters send nothing before committing: sync here too.
         self.sync_journal()
-        return self._rc_machine.apply(data)
+        trace = self._rc_trace
+        if trace is None:
+            return self._rc_machine.apply(data)
+        idx, started = self.applying_index(), wall_s()
+        res = self._rc_machine.apply(data)
+        trace.applied(idx, started, res)
+        return res
 
 
 class RaftNode:

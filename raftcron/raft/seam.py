@@ -165,6 +165,7 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _f("Serializer", "_Serializer__incomingTransmissionFile"),
     _m("SyncObj", "_SyncObj__getCurrentLogIndex"),
     _f("SyncObj", "_SyncObj__raftCommitIndex"),
+    _f("SyncObj", "_SyncObj__raftLastApplied"),
     _f("SyncObj", "_SyncObj__leaderCommitIndex"),
     _f("SyncObj", "_SyncObj__transport"),
     # run-time membership changes (docs/design.md, "Membership")
@@ -479,6 +480,15 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     def last_response_times(self) -> dict[Any, float]:
         """A leader's last-response time per peer node (pysyncobj's monotonic seconds)."""
         return dict(self._SyncObj__lastResponseTime)
+
+    def log_index(self) -> int:
+        """The index of the last entry in this replica's log."""
+        return int(self._SyncObj__getCurrentLogIndex())
+
+    def applying_index(self) -> int:
+        """Inside an apply (``@replicated``): the index of the entry being applied
+        (pysyncobj counts it applied only once its method returned)."""
+        return int(self._SyncObj__raftLastApplied) + 1
 
     def config_addresses(self) -> frozenset[str]:
         """The Raft addresses of the other members in pysyncobj's configuration (tick

@@ -57,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from raftcron import logs, memory
-from raftcron.clock import Clock
+from raftcron.clock import Clock, wall_s
 from raftcron.core import features
 from raftcron.core.commands import (
     Arm,
@@ -100,7 +101,7 @@ from raftcron.core.state import (
     State,
 )
 from raftcron.proposals import propose_with_retry
-from raftcron.raft.node import ProposalError, RaftNode
+from raftcron.raft.node import TRACE_ENV, ProposalError, RaftNode
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,10 @@ class Leader:
         self._rebuild = True
         # jobs whose computation raised, to be marked broken: name -> (updated_ms, reason)
         self._breaking: dict[str, tuple[int, str]] = {}
+        # ``RAFTCRON_TRACE_RUNS=1``: each plan that granted runs logs its timeline (wall
+        # seconds: the loop woke, refreshed, read, planned, proposed, committed), which
+        # bench/run_timeline.py joins with the replicas' and the executor's by run id.
+        self._trace = os.environ.get(TRACE_ENV) == "1"
 
     # -- notifications from the apply stream (on the loop)
 
@@ -545,14 +550,20 @@ class Leader:
                 task.cancel()
 
     async def _schedule(self) -> None:
+        marks: dict[str, float] | None = None
+        wait: dict[str, float] = {}  # traced: the last wait (began, delay, ended by timer)
         while True:
+            if self._trace:
+                marks = {"woke": wall_s(), **wait}
             self._refresh()
+            if marks is not None:
+                marks["refreshed"] = wall_s()
             if self._breaking:
                 await self._mark_broken()
             now_ms = self.clock.wall_ms()
             names = self._pop_due(now_ms)
             if names:
-                await self._fire(names, now_ms)
+                await self._fire(names, now_ms, marks)
                 continue
             armable = self._pop_arm(now_ms)
             if armable:  # proposed beside the loop: a fire due meanwhile does not wait
@@ -566,9 +577,12 @@ class Leader:
                 arm_at = self._arm_heap[0][0] - ARM_LEAD_MS
                 delay = min(delay, max(0.0, (arm_at - now_ms) / 1000))
             self._dirty.clear()
+            if self._trace:
+                wait = {"wait_began": wall_s(), "wait_delay_s": delay, "wait_timer": 1.0}
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel (3.11)
                     await self._dirty.wait()
+                    wait["wait_timer"] = 0.0
 
     async def _arm(self, names: list[str], now_ms: int) -> None:
         """Reserve the next fire of ``names`` (due within ``ARM_LEAD_MS``) for the node
@@ -597,7 +611,9 @@ class Leader:
                     extra={"event": "run_armed", "run_id": rid, "fence": fence},
                 )
 
-    async def _fire(self, names: list[str], now_ms: int) -> None:
+    async def _fire(
+        self, names: list[str], now_ms: int, marks: dict[str, float] | None = None
+    ) -> None:
         jobs, busy, live, drained, armed = self.raft.machine.read(
             lambda s: (
                 s.jobs_named(names),
@@ -610,12 +626,18 @@ class Leader:
         nodes = self.live_nodes()
         load = self.raft.machine.read(lambda s: s.load_by_node())
         errors: list[tuple[Job, str]] = []
+        if marks is not None:
+            marks["read"] = wall_s()
         batch: Plan = plan(
             jobs, now_ms, nodes, load, busy, live, errors, drained=drained, armed=armed
         )
+        if marks is not None:
+            marks["planned"] = wall_s()
         for job, why in errors:  # planned without them; marked broken next
             self._broke(job, f"plan: {why}")
         if batch.fires or batch.missed:
+            if marks is not None:
+                marks["proposed"] = wall_s()
             try:
                 res = await self.raft.propose(batch, PROPOSE_TIMEOUT)
             except ProposalError as exc:
@@ -629,6 +651,13 @@ class Leader:
                 await asyncio.sleep(0.2)
             if isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
                 out = res.value
+                if marks is not None and out.granted:
+                    marks["committed"] = wall_s()
+                    logger.info(
+                        "plan trace: now_ms=%d %s",
+                        now_ms,
+                        json.dumps({"granted": [rid for rid, _, _ in out.granted], **marks}),
+                    )
                 for rid, fence, node in out.granted:
                     logger.info(
                         "granted run=%s fence=%d node=%s",

@@ -152,6 +152,8 @@ TOUCHED: Final[tuple[Need, ...]] = (
     _m("SyncObj", "_SyncObj__parseChangeClusterRequest", "command"),
     _m("SyncObj", "_SyncObj__doChangeCluster", "request", "reverse"),
     _m("SyncObj", "_SyncObj__getEntries", "fromIDx", "count", "maxSizeBytes"),
+    _m("SyncObj", "_SyncObj__applyLogEntries"),
+    _m("SyncObj", "_SyncObj__sendAppendEntries"),
     _f("SyncObj", "_SyncObj__raftLog"),
     _f("SyncObj", "_SyncObj__raftNextIndex"),
     _f("SyncObj", "_SyncObj__raftCurrentTerm"),
@@ -1051,6 +1053,22 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
             logger.error("raft: refused a command forwarded by %s: no method %d", node, method_id)
             return False
         return True
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """A leader tells the followers a new commit index before it applies the entries,
+        not after: pysyncobj applied them (and ran their callbacks, which wake the asyncio
+        loop, which then competed with this thread for the GIL) and only then sent the
+        AppendEntries that let the followers apply them too. The commit index sent is the
+        one this tick computed (after the leader's own sync): nothing else changes."""
+        early = (
+            self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
+            and not self._SyncObj__conf.appendEntriesUseBatch
+        )
+        if early:
+            self._SyncObj__sendAppendEntries()
+        need_send: bool = SyncObj._SyncObj__applyLogEntries(self)
+        return need_send and not early
 
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
         """Apply one committed entry (pysyncobj's, restricted).

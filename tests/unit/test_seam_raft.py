@@ -294,11 +294,13 @@ def test_a_snapshot_in_pieces_is_installed(follower: tuple[_Replica, Recorder]) 
 def test_the_leader_tells_the_followers_a_new_commit_index_in_the_tick_it_commits(
     tmp_path: Path, clock: Clock
 ) -> None:
-    """With ``appendEntriesUseBatch`` off (raftcron's setting), pysyncobj's leader sends an
-    AppendEntries carrying the new commit index right after applying what it committed, in
-    the same tick: a follower does not wait for the next heartbeat (docs/design.md, "The
-    commit path"; measured by ``bench.follower_commit``). Once per follower, and nothing
-    more until the heartbeat is due (the fake clock does not move here)."""
+    """With ``appendEntriesUseBatch`` off (raftcron's setting), the leader sends an
+    AppendEntries carrying the new commit index in the tick it commits, before it applies
+    the entries (the seam's ``_SyncObj__applyLogEntries``: pysyncobj sent it after, once
+    the callbacks had woken the asyncio loop): a follower does not wait for the next
+    heartbeat, nor for the leader's apply (docs/design.md, "The commit path"; measured by
+    ``bench.follower_commit`` and ``bench.grant_ab``). Once per follower, and nothing more
+    until the heartbeat is due (the fake clock does not move here)."""
     from raftcron.core.commands import AcquireLock, encode
 
     r, t = replica(tmp_path)
@@ -316,15 +318,28 @@ def test_the_leader_tells_the_followers_a_new_commit_index_in_the_tick_it_commit
         assert commit(r) == 2
         lock = AcquireLock(at_ms=1, name="n", request="q", holder="h", ttl_ms=1000, wait_ms=0)
         done: list[Any] = []
-        r.apply_command(encode(lock), callback=lambda res, err: done.append(err))
+
+        def applied(res: Any, err: int) -> None:  # what had been sent when it was applied
+            done.append((err, [(n, m["commit_index"]) for n, m in pushes()]))
+
+        def pushes() -> list[tuple[str, dict[str, Any]]]:
+            return [(n, m) for n, m in t.sent if m["type"] == "append_entries"]
+
+        r.apply_command(encode(lock), callback=applied)
         r.doTick(0)  # appended at 3 and sent
         assert commit(r) == 2
         t.sent.clear()
         ack(ADDRS[1], 3)
-        r.doTick(0)  # commits 3, applies, tells the followers
-        assert commit(r) == 3 and done == [seam.FAIL_REASON.SUCCESS]
-        pushes = [(n, m["commit_index"]) for n, m in t.sent if m["type"] == "append_entries"]
-        assert sorted(pushes) == [(ADDRS[1], 3), (ADDRS[2], 3)]  # once each
+        r.doTick(0)  # commits 3, tells the followers, then applies
+        assert commit(r) == 3
+        # the followers were told before the entry was applied (and its caller woken)
+        assert [(err, sorted(sent)) for err, sent in done] == [
+            (seam.FAIL_REASON.SUCCESS, [(ADDRS[1], 3), (ADDRS[2], 3)])
+        ]
+        assert sorted((n, m["commit_index"]) for n, m in pushes()) == [
+            (ADDRS[1], 3),
+            (ADDRS[2], 3),
+        ]  # once each
         r.doTick(0)  # nothing new: nothing sent until the heartbeat is due
         assert len(t.sent) == 2
     finally:

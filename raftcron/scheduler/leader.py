@@ -119,6 +119,13 @@ PROPOSE_TIMEOUT: Final = 3.0
 # Specs per config sync entry (about 300 bytes each encoded); deletions go 10 times as many.
 CONFIG_SYNC_BATCH: Final = 500
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
+# The loop's timer sleeps whole ms, rounded up (epoll), from a now rounded down to the ms:
+# it woke 1-1.5 ms after the due ms (p50; docs/notes/2026-12-08-grant-path.md). So it
+# sleeps until EARLY_S before, then yields to the loop until the due ms, at most
+# SPIN_YIELDS times per due ms (a yield takes 10-50 us; a wall clock that does not move,
+# in tests, is not spun on for long), then sleeps as before.
+EARLY_S: Final = 0.001
+SPIN_YIELDS: Final = 200
 MAX_FIRES_PER_PLAN: Final = 20_000
 # ``RAFTCRON_ARMED_FIRES=0`` in the agent's environment: the leader arms no fire (for
 # before/after measurements; docs/design.md, "Armed fires").
@@ -552,6 +559,7 @@ class Leader:
     async def _schedule(self) -> None:
         marks: dict[str, float] | None = None
         wait: dict[str, float] = {}  # traced: the last wait (began, delay, ended by timer)
+        spin_due, spins = -1, 0  # the due ms yielded for, and how many times
         while True:
             if self._trace:
                 marks = {"woke": wall_s(), **wait}
@@ -572,7 +580,17 @@ class Leader:
                 task.add_done_callback(self._arming.discard)
             delay = IDLE_WAKE_S
             if self._heap:
-                delay = min(delay, max(0.0, (self._heap[0][0] - now_ms) / 1000))
+                due = self._heap[0][0]
+                delay = min(delay, max(0.0, (due - now_ms) / 1000))
+                if delay > EARLY_S:
+                    delay -= EARLY_S
+                else:
+                    if spin_due != due:
+                        spin_due, spins = due, 0
+                    if spins < SPIN_YIELDS:
+                        spins += 1
+                        await asyncio.sleep(0)
+                        continue
             if self._arm_heap:
                 arm_at = self._arm_heap[0][0] - ARM_LEAD_MS
                 delay = min(delay, max(0.0, (arm_at - now_ms) / 1000))

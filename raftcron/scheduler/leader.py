@@ -102,6 +102,7 @@ PROPOSE_TIMEOUT: Final = 3.0
 CONFIG_SYNC_BATCH: Final = 500
 IDLE_WAKE_S: Final = 1.0  # re-read the wall clock at least this often (clock jumps)
 MAX_FIRES_PER_PLAN: Final = 20_000
+REBUILD_CHUNK: Final = 2_000  # jobs scheduled between two yields to the loop (_rebuild_heap)
 # Files with more jobs than this are unpacked off the loop, and the memory their sync
 # used is handed back to the OS afterwards (raftcron.memory.trim).
 LARGE_CONFIG: Final = 5_000
@@ -253,6 +254,8 @@ class Leader:
         self._rebuild = True
         # jobs whose computation raised, to be marked broken: name -> (updated_ms, reason)
         self._breaking: dict[str, tuple[int, str]] = {}
+        # _unschedulable's spec by name, for the job list it was last given
+        self._spec_index: tuple[Sequence[Job], dict[str, JobSpec]] | None = None
 
     # -- notifications from the apply stream (on the loop)
 
@@ -432,17 +435,9 @@ class Leader:
 
     # -- scheduling
 
-    def _refresh(self) -> None:
+    async def _refresh(self) -> None:
         if self._rebuild:
-            jobs = self.raft.machine.read(
-                lambda s: [(j, s.live_fires(j.spec.name)) for j in s.job_list()]
-            )
-            self._next.clear()
-            self._heap.clear()
-            self._changed.clear()
-            self._rebuild = False
-            for job, fires in jobs:
-                self._push(job, fires)
+            await self._rebuild_heap()
             return
         if self._changed:
             names = list(self._changed)
@@ -459,6 +454,39 @@ class Leader:
                 self._next.pop(name, None)
                 if maybe is not None:
                     self._push(maybe, fires)
+
+    async def _rebuild_heap(self) -> None:
+        """Look at every job again (a new term, an installed snapshot). The state's lock is
+        held only to copy the job list and the live fires of the jobs that have live runs;
+        the next fire of each job is computed off the lock, yielding to the loop every
+        ``REBUILD_CHUNK`` jobs: with 100,000 jobs this took 2-8 s in one piece, during
+        which the loop served nothing (API, executor, renewals) and the lock was held for
+        0.5-1.7 s of it, stalling the Raft tick thread's applies (bench/analysis.md,
+        2026-12-08). A change applied while it yields is noted in ``_changed`` and read
+        again after it (it is cleared before the read, so the newest read wins); a snapshot
+        installed meanwhile sets ``_rebuild`` again and the next pass starts over."""
+        self._rebuild = False
+        self._changed.clear()
+        started = self.clock.monotonic()
+
+        def read(s: State) -> tuple[list[Job], dict[str, frozenset[str]]]:
+            return s.job_list(), {name: s.live_fires(name) for name in s.busy_jobs()}
+
+        jobs, fires = self.raft.machine.read(read)
+        self._next.clear()
+        self._heap.clear()
+        idle: frozenset[str] = frozenset()
+        for i, job in enumerate(jobs):
+            if i and not i % REBUILD_CHUNK:
+                await asyncio.sleep(0)
+            self._push(job, fires.get(job.spec.name, idle))
+        if len(jobs) >= REBUILD_CHUNK:
+            logger.info(
+                "leader %s: %d jobs scheduled in %.2fs",
+                self.node,
+                len(jobs),
+                self.clock.monotonic() - started,
+            )
 
     def _push(self, job: Job, live_fires: frozenset[str]) -> None:
         """Schedule a look at ``job`` when its next fire is due (its jitter offset
@@ -486,7 +514,7 @@ class Leader:
 
     async def _schedule_loop(self) -> None:
         while True:
-            self._refresh()
+            await self._refresh()
             if self._breaking:
                 await self._mark_broken()
             now_ms = self.clock.wall_ms()
@@ -598,7 +626,13 @@ class Leader:
         counts it; this line names the job, the run, the tags and the nodes seen live."""
         key = RunKey.parse(rid)
         name = key.job if key is not None else rid
-        spec = next((j.spec for j in jobs if j.spec.name == name), None)
+        # One index per plan's job list: a scan of the list per run made a plan of 20,000
+        # unschedulable fires cost 20,000 x 10,000 comparisons (6-10 s of the loop, after a
+        # 100,000-job claim-only burst; bench/analysis.md, 2026-12-08).
+        index = self._spec_index
+        if index is None or index[0] is not jobs:
+            index = self._spec_index = (jobs, {j.spec.name: j.spec for j in jobs})
+        spec = index[1].get(name)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
         drained = ", ".join(sorted(self.raft.machine.read(lambda s: s.drained_members())))

@@ -5,8 +5,10 @@ pieces, and the garbage collector's freezing of what survived a full collection.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
+from raftcron import memory
 from raftcron.clock import FakeClock
 from raftcron.core import commands as c
 from raftcron.core import schedule as sched
@@ -102,6 +104,35 @@ def test_the_rebuild_yields_to_the_loop_and_a_change_made_meanwhile_wins(
         assert leader._pop_due(minutely) == ["j49"]
 
     asyncio.run(main())
+
+
+def test_after_a_full_collection_survivors_are_frozen_and_thawed_once_a_period() -> None:
+    now = [100.0]
+    freezer = memory._Freezer(600.0, lambda: now[0])
+    before = gc.get_freeze_count()
+    try:
+        freezer("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+        assert gc.get_freeze_count() == before  # a young collection: nothing
+        keep = [[i] for i in range(1000)]  # tracked objects that survive
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        assert gc.get_freeze_count() >= before + 1000 and freezer.freezes == 1
+        now[0] += 600.0
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        assert gc.get_freeze_count() == 0 and freezer.thaws == 1  # handed back
+        del keep
+    finally:
+        gc.unfreeze()
+
+
+def test_short_full_collections_installs_one_hook(monkeypatch: Any) -> None:
+    monkeypatch.setattr(memory, "_freezer", None)
+    try:
+        memory.short_full_collections()
+        memory.short_full_collections()
+        assert sum(1 for cb in gc.callbacks if isinstance(cb, memory._Freezer)) == 1
+    finally:  # (not in this test process: other tests count objects with gc)
+        gc.callbacks[:] = [cb for cb in gc.callbacks if not isinstance(cb, memory._Freezer)]
+        gc.unfreeze()
 
 
 def test_each_unschedulable_run_is_logged_with_its_own_jobs_tags(caplog: Any) -> None:

@@ -135,6 +135,18 @@ def test_short_full_collections_installs_one_hook(monkeypatch: Any) -> None:
         gc.unfreeze()
 
 
+def test_totals_without_the_paused_count_walks_no_job() -> None:
+    st = State()
+    for name in ("a", "b"):
+        st.apply(c.PutJob(at_ms=T0, spec=spec(name)))
+    st.apply(c.SetPaused(at_ms=T0, name="a", paused=True))
+    full, quick = st.totals(), st.totals(paused=False)
+    assert full.paused_jobs == 1 and quick.paused_jobs == 0
+    assert (
+        (full.jobs, full.runs, full.leases) == (quick.jobs, quick.runs, quick.leases) == (2, 0, 0)
+    )
+
+
 def test_each_unschedulable_run_is_logged_with_its_own_jobs_tags(caplog: Any) -> None:
     st = State()
     for name, tag in (("x", "one"), ("y", "two")):

@@ -436,9 +436,8 @@ class Leader:
     # -- scheduling
 
     async def _refresh(self) -> None:
-        if self._rebuild:
+        while self._rebuild:  # (set again if a snapshot was installed while it yielded)
             await self._rebuild_heap()
-            return
         if self._changed:
             names = list(self._changed)
             self._changed.clear()

@@ -219,6 +219,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     node = Node(cfg, name, dir_lock=dir_lock, cluster_id=args.cluster_id or "")
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
+    # The agent's process only (an embedding application keeps its own GC policy): full
+    # collections look only at what became long-lived since the last one.
+    from raftcron import memory
+
+    memory.short_full_collections()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -8,13 +8,18 @@ there is no glibc (musl, macOS) it does nothing.
 
 ``malloc_trim`` runs with the GIL released (a ``ctypes.CDLL`` call), so other threads go
 on meanwhile; it takes a few milliseconds per 100 MB of heap.
+
+:func:`short_full_collections` keeps CPython's full (generation 2) collections short in a
+process whose replicated state holds hundreds of thousands of objects: see there.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +63,60 @@ def release() -> bool:
     does no harm (before Raft starts), and :func:`trim` alone elsewhere."""
     gc.collect()
     return trim()
+
+
+# How long objects frozen after a full collection stay out of the collector's sight before
+# one full collection looks at everything again (see short_full_collections).
+THAW_EVERY_S: Final = 600.0
+
+
+class _Freezer:
+    """A ``gc.callbacks`` hook: after each full collection, ``gc.freeze()`` (or, once per
+    ``thaw_every_s``, ``gc.unfreeze()``)."""
+
+    def __init__(self, thaw_every_s: float, clock: Callable[[], float]) -> None:
+        self.thaw_every_s = thaw_every_s
+        self.clock = clock
+        self.thawed_at = clock()
+        self.freezes = 0
+        self.thaws = 0
+
+    def __call__(self, phase: str, info: Mapping[str, Any]) -> None:
+        if phase != "stop" or info.get("generation") != 2:
+            return
+        now = self.clock()
+        if now - self.thawed_at >= self.thaw_every_s:
+            gc.unfreeze()  # the next full collection looks at everything once
+            self.thawed_at = now
+            self.thaws += 1
+        else:
+            gc.freeze()
+            self.freezes += 1
+
+
+_freezer: _Freezer | None = None
+
+
+def short_full_collections(thaw_every_s: float = THAW_EVERY_S) -> None:
+    """Move what survived each full garbage collection out of the collector's sight
+    (``gc.freeze()``, right after the collection, when every object the collector tracks
+    is reachable), so the next full collections only look at objects that became
+    long-lived since; once every ``thaw_every_s`` the frozen objects are handed back
+    (``gc.unfreeze()``) and the next full collection looks at everything once.
+
+    Why: a full collection holds the GIL for as long as it walks every tracked object
+    (100,000 jobs with a run each: ~300,000-550,000 objects, 0.2-0.5 s on 2 busy cores),
+    and CPython starts one whenever a quarter as many objects as it saw at the last one
+    have survived two young collections: every few seconds while jobs are registered or
+    a burst is recorded. Each one stalled the Raft tick thread (elections: a 0.3-0.9 s
+    timeout) and the scheduler (bench/analysis.md, 2026-12-08). What it costs: a garbage
+    cycle among frozen objects (e.g. a finished leadership term's tasks) is freed at the
+    first full collection after the next thaw, at most ``thaw_every_s`` later, instead of
+    at the next one. Reference counting frees everything else at once, as before.
+    Idempotent; process-wide."""
+    global _freezer
+    if _freezer is not None:
+        _freezer.thaw_every_s = thaw_every_s
+        return
+    _freezer = _Freezer(thaw_every_s, time.monotonic)
+    gc.callbacks.append(_freezer)

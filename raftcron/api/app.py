@@ -269,7 +269,7 @@ def status_json(node: ClusterPort) -> dict[str, Any]:
     members_api.add_drains(node, members)
     config = members_api.add_config(node, members)
     config["membership_file_disagrees"] = node.membership.view()["file_disagrees"]
-    tot = node.read(lambda s: s.totals())
+    tot = node.read(lambda s: s.totals(paused=False))
     counts = (tot.jobs, tot.runs, tot.leases, tot.fence, tot.stale_rejections)
     return {
         "node": node.name,

@@ -251,6 +251,14 @@ class CronSchedule:
     _next_month: tuple[int, ...] = field(repr=False, compare=False)
     # Bit d set: day d matches, indexed by (weekday of the 1st, Monday = 0) * 4 + days - 28.
     _day_masks: tuple[int, ...] = field(repr=False, compare=False)
+    # The last ``(after_ms, next_after(after_ms))`` computed, as one item (one store, so a
+    # reader on another thread sees a whole pair). Parsed schedules are shared (cached by
+    # expression), and jobs with the same schedule that fired together share their
+    # watermark: a leader scheduling 100,000 such jobs computes it once, not 100,000 times
+    # (about 20 us each). A memo of a pure function: results are the same with or without.
+    _memo: list[tuple[int, int] | None] = field(
+        default_factory=lambda: [None], init=False, repr=False, compare=False
+    )
 
     # ------------------------------------------------------------------ public API
 
@@ -260,12 +268,17 @@ class CronSchedule:
         Raises ``ValueError`` if ``after_ms`` is outside the years 1-9999 or no fire
         exists before the end of year 9999.
         """
+        last = self._memo[0]
+        if last is not None and last[0] == after_ms:
+            return last[1]
         t0 = after_ms // 1000 + 1  # first whole second strictly after after_ms
         try:
             local = datetime.fromtimestamp(t0, self._tz)
         except (OverflowError, ValueError, OSError) as exc:
             raise ValueError(f"after_ms {after_ms} is outside the supported years") from exc
-        return self._next_from(t0, local) * 1000
+        out = self._next_from(t0, local) * 1000
+        self._memo[0] = (after_ms, out)
+        return out
 
     def fires_between(self, after_ms: int, until_ms: int, limit: int) -> list[int]:
         """Fires ``t`` with ``after_ms < t <= until_ms``, ascending, at most ``limit``.

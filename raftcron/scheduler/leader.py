@@ -134,6 +134,7 @@ ARMED_FIRES_ENV: Final = "RAFTCRON_ARMED_FIRES"
 # matters; the rest of a burst due at one instant is granted as ever (and each node
 # prepares at most ``max_starting`` armed runs at once: raftcron/executor/runner.py).
 ARM_MAX_FIRES: Final = 64
+REBUILD_CHUNK: Final = 2_000  # jobs scheduled between two yields to the loop (_rebuild_heap)
 # Files with more jobs than this are unpacked off the loop, and the memory their sync
 # used is handed back to the OS afterwards (raftcron.memory.trim).
 LARGE_CONFIG: Final = 5_000
@@ -295,6 +296,8 @@ class Leader:
         # seconds: the loop woke, refreshed, read, planned, proposed, committed), which
         # bench/run_timeline.py joins with the replicas' and the executor's by run id.
         self._trace = os.environ.get(TRACE_ENV) == "1"
+        # _unschedulable's spec by name, for the job list it was last given
+        self._spec_index: tuple[Sequence[Job], dict[str, JobSpec]] | None = None
 
     # -- notifications from the apply stream (on the loop)
 
@@ -474,20 +477,9 @@ class Leader:
 
     # -- scheduling
 
-    def _refresh(self) -> None:
-        if self._rebuild:
-            jobs = self.raft.machine.read(
-                lambda s: [(j, s.live_fires(j.spec.name)) for j in s.job_list()]
-            )
-            self._next.clear()
-            self._heap.clear()
-            self._arm_heap.clear()
-            self._armed_for.clear()
-            self._changed.clear()
-            self._rebuild = False
-            for job, fires in jobs:
-                self._push(job, fires)
-            return
+    async def _refresh(self) -> None:
+        while self._rebuild:  # (set again if a snapshot was installed while it yielded)
+            await self._rebuild_heap()
         if self._changed:
             names = list(self._changed)
             self._changed.clear()
@@ -504,6 +496,41 @@ class Leader:
                 self._armed_for.pop(name, None)  # (a change drops its reservation: again)
                 if maybe is not None:
                     self._push(maybe, fires)
+
+    async def _rebuild_heap(self) -> None:
+        """Look at every job again (a new term, an installed snapshot). The state's lock is
+        held only to copy the job list and the live fires of the jobs that have live runs;
+        the next fire of each job is computed off the lock, yielding to the loop every
+        ``REBUILD_CHUNK`` jobs: with 100,000 jobs this took 2-8 s in one piece, during
+        which the loop served nothing (API, executor, renewals) and the lock was held for
+        0.5-1.7 s of it, stalling the Raft tick thread's applies (bench/analysis.md,
+        2026-12-08). A change applied while it yields is noted in ``_changed`` and read
+        again after it (it is cleared before the read, so the newest read wins); a snapshot
+        installed meanwhile sets ``_rebuild`` again and the next pass starts over."""
+        self._rebuild = False
+        self._changed.clear()
+        started = self.clock.monotonic()
+
+        def read(s: State) -> tuple[list[Job], dict[str, frozenset[str]]]:
+            return s.job_list(), {name: s.live_fires(name) for name in s.busy_jobs()}
+
+        jobs, fires = self.raft.machine.read(read)
+        self._next.clear()
+        self._heap.clear()
+        self._arm_heap.clear()
+        self._armed_for.clear()
+        idle: frozenset[str] = frozenset()
+        for i, job in enumerate(jobs):
+            if i and not i % REBUILD_CHUNK:
+                await asyncio.sleep(0)
+            self._push(job, fires.get(job.spec.name, idle))
+        if len(jobs) >= REBUILD_CHUNK:
+            logger.info(
+                "leader %s: %d jobs scheduled in %.2fs",
+                self.node,
+                len(jobs),
+                self.clock.monotonic() - started,
+            )
 
     def _push(self, job: Job, live_fires: frozenset[str]) -> None:
         """Schedule a look at ``job`` when its next fire is due (its jitter offset
@@ -563,7 +590,7 @@ class Leader:
         while True:
             if self._trace:
                 marks = {"woke": wall_s(), **wait}
-            self._refresh()
+            await self._refresh()
             if marks is not None:
                 marks["refreshed"] = wall_s()
             if self._breaking:
@@ -743,7 +770,13 @@ class Leader:
         counts it; this line names the job, the run, the tags and the nodes seen live."""
         key = RunKey.parse(rid)
         name = key.job if key is not None else rid
-        spec = next((j.spec for j in jobs if j.spec.name == name), None)
+        # One index per plan's job list: a scan of the list per run made a plan of 20,000
+        # unschedulable fires cost 20,000 x 10,000 comparisons (6-10 s of the loop, after a
+        # 100,000-job claim-only burst; bench/analysis.md, 2026-12-08).
+        index = self._spec_index
+        if index is None or index[0] is not jobs:
+            index = self._spec_index = (jobs, {j.spec.name: j.spec for j in jobs})
+        spec = index[1].get(name)
         tags = ", ".join(f"{k}={v}" for k, v in spec.tags) if spec is not None else "?"
         live = ", ".join(n.name for n in self.live_nodes())
         drained = ", ".join(sorted(self.raft.machine.read(lambda s: s.drained_members())))

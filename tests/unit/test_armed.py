@@ -414,7 +414,7 @@ async def _lead(levels: dict[str, int], seconds: int = 3) -> tuple[State, list[c
     leader = _leader(raft, clock)
     leader.levels = lambda: levels
     for _ in range(seconds * 10):
-        leader._refresh()
+        await leader._refresh()
         now = clock.wall_ms()
         names = leader._pop_due(now)
         if names:
@@ -490,7 +490,7 @@ def test_one_pass_of_the_leader_arms_at_most_64_fires_the_rest_are_granted_as_ev
     leader.levels = lambda: {"a": 5}
 
     async def go() -> None:
-        leader._refresh()
+        await leader._refresh()
         names = leader._pop_arm(clock.wall_ms())
         assert len(names) == 64
         await leader._arm(names, clock.wall_ms())

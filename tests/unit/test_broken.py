@@ -246,14 +246,14 @@ def _leader(raft: _Raft, clock: FakeClock) -> Leader:
 async def _steps(leader: Leader, clock: FakeClock, seconds: int) -> None:
     """What the schedule loop does, one pass per simulated second (no real waiting)."""
     for _ in range(seconds):
-        leader._refresh()
+        await leader._refresh()
         if leader._breaking:
             await leader._mark_broken()
         now = clock.wall_ms()
         names = leader._pop_due(now)
         if names:
             await leader._fire(names, now)
-            leader._refresh()
+            await leader._refresh()
         clock.advance(1)
 
 

@@ -188,6 +188,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except seam.SeamError as exc:
         raise CliError(str(exc), EXIT_RUNTIME) from None
     private_umask()  # before anything is created: files private to the agent's account
+    from raftcron import memory
+
+    memory.limit_malloc_arenas()  # before any thread allocates: see there
     if args.config is None:
         try:
             cfg = single_node_config(Path(args.data_dir))
@@ -221,8 +224,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
     del cfg  # the node keeps the file's jobs packed: let the parsed ones go
     # The agent's process only (an embedding application keeps its own GC policy): full
     # collections look only at what became long-lived since the last one.
-    from raftcron import memory
-
     memory.short_full_collections()
 
     async def main() -> None:

@@ -158,3 +158,10 @@ def test_each_unschedulable_run_is_logged_with_its_own_jobs_tags(caplog: Any) ->
     lines = [r.getMessage() for r in caplog.records if "unschedulable job=" in r.getMessage()]
     assert any("job=x " in m and "tags={need=one}" in m for m in lines)
     assert any("job=y " in m and "tags={need=two}" in m for m in lines)
+
+
+def test_limit_malloc_arenas_leaves_an_operators_setting_alone(monkeypatch: Any) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert memory.limit_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert memory.limit_malloc_arenas() in (True, False)  # (False: no glibc here)

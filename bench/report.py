@@ -44,11 +44,8 @@ BATCHED = "docs/notes/2026-12-07-batched-lifecycle.md"
 ANALYSIS = "bench/analysis.md"
 WHY: dict[str, list[tuple[str, str]]] = {
     "lateness": [
-        (
-            PROFILES,
-            "Steady every-second job: p99 0.33-1.08 s (185 ms with the watchdog fork "
-            "server), target < 50 ms",
-        ),
+        (ANALYSIS, "Armed fires (issue 17 item 1, 2026-12-08)"),
+        ("docs/notes/2026-12-08-grant-path.md", "What would close the rest"),
     ],
     "burst": [
         (ANALYSIS, "Issue 17 item 2: batched lifecycle commits (2026-12-07)"),

@@ -162,10 +162,12 @@ def test_drain_of_the_leader_under_load(tmp_path: Path, make_cluster: list[Clust
     assert times == list(range(times[0], times[-1] + 1, 1000)), "a second has no run"
 
     # raftcron leader transfer, asked through a follower: it goes to the leader it names
-    follower = next(n for n in cl.members if n != new)
+    # (from the current leader: the restart above may have moved the leadership again)
+    now_leader = cl.wait_leader(30)
+    follower = next(n for n in cl.members if n != now_leader)
     out = cli(cl, follower, "leader", "transfer", "--to", follower)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.startswith(f"leadership moved: {new} -> {follower}"), out.stdout
+    assert out.stdout.startswith(f"leadership moved: {now_leader} -> {follower}"), out.stdout
     assert wait_for("the member named to lead", lambda: cl.leader() == follower, 30)
 
 

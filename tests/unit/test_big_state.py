@@ -12,12 +12,10 @@ from raftcron import memory
 from raftcron.clock import FakeClock
 from raftcron.core import commands as c
 from raftcron.core import schedule as sched
-from raftcron.core.planner import NodeInfo
-from raftcron.core.state import Ok, Result, State
-from raftcron.raft.node import Machine
+from raftcron.core.state import Ok, State
 from raftcron.scheduler import leader as leader_mod
-from raftcron.scheduler.leader import Leader, LeaseTracker
 from tests.helpers import spec
+from tests.unit.test_broken import _leader, _Raft
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
 
@@ -47,28 +45,6 @@ def test_the_memo_is_neither_compared_nor_carried_by_replace() -> None:
     assert a == b and hash(a) == hash(b)
     c2 = replace(a, timezone="Asia/Tokyo", _tz=sched._load_zone("Asia/Tokyo"))
     assert c2._memo == [None]
-
-
-class _Raft:
-    def __init__(self, state: State) -> None:
-        self.machine = Machine(state)
-
-    async def propose(self, cmd: c.Command, timeout: float) -> Result:  # noqa: ASYNC109
-        return self.machine.apply(c.encode(cmd))
-
-
-def _leader(raft: _Raft, clock: FakeClock) -> Leader:
-    return Leader(
-        node="a",
-        term=1,
-        raft=raft,  # type: ignore[arg-type]
-        clock=clock,
-        leases=LeaseTracker(clock),
-        config_jobs=(),
-        history=10,
-        live_nodes=lambda: [NodeInfo(name="a")],
-        election_timeout=0.9,
-    )
 
 
 def test_the_rebuild_yields_to_the_loop_and_a_change_made_meanwhile_wins(

@@ -10,15 +10,12 @@ import asyncio
 
 from raftcron.clock import FakeClock
 from raftcron.core import commands as c
-from raftcron.core.planner import NodeInfo
-from raftcron.core.state import Ok, Result, State
-from raftcron.raft.node import Machine
+from raftcron.core.state import Ok, State
 from raftcron.scheduler import leader as leader_mod
-from raftcron.scheduler.leader import Leader, LeaseTracker
 from tests.helpers import spec
+from tests.unit.test_broken import _leader, _Raft
 
 T0 = 1_800_000_000_000  # a whole second
-NODES = (NodeInfo(name="a"),)
 
 
 class _CountingClock(FakeClock):
@@ -31,34 +28,12 @@ class _CountingClock(FakeClock):
         return super().wall_ms()
 
 
-class _Raft:
-    """Commits every proposal at once through a real Machine."""
-
-    def __init__(self, state: State) -> None:
-        self.machine = Machine(state)
-        self.proposed: list[c.Command] = []
-
-    async def propose(self, cmd: c.Command, timeout: float) -> Result:  # noqa: ASYNC109
-        self.proposed.append(cmd)
-        return self.machine.apply(c.encode(cmd))
-
-
 def test_a_clock_standing_just_before_the_due_ms_is_not_spun_on_and_the_fire_goes_at_it() -> None:
     st = State()
     assert st.apply(c.PutJob(at_ms=T0 - 1, spec=spec("sec"))) == Ok("created")
     clock = _CountingClock(wall_ms=T0 - 1)  # 1 ms before the job's next second
     raft = _Raft(st)
-    leader = Leader(
-        node="a",
-        term=1,
-        raft=raft,  # type: ignore[arg-type]
-        clock=clock,
-        leases=LeaseTracker(clock),
-        config_jobs=(),
-        history=10,
-        live_nodes=lambda: list(NODES),
-        election_timeout=0.9,
-    )
+    leader = _leader(raft, clock)
 
     def plans() -> list[c.Plan]:
         return [p for p in raft.proposed if isinstance(p, c.Plan)]

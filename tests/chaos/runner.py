@@ -194,14 +194,9 @@ def descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (from /proc), children before grandchildren."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        ppid = parent(int(entry)) if entry.isdigit() else None
+        if ppid is not None:
+            children.setdefault(ppid, []).append(int(entry))
     out: list[int] = []
     frontier = [pid]
     while frontier:
@@ -209,6 +204,15 @@ def descendants(pid: int) -> list[int]:
         out.extend(nxt)
         frontier = nxt
     return out
+
+
+def parent(pid: int) -> int | None:
+    """The parent of ``pid`` (from /proc), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def signal_all(pids: list[int], sig: int) -> None:
@@ -453,10 +457,13 @@ class Run:
     def pause_group(self, node: str) -> Fault:
         """Freeze the node's agent, its watchdogs and its jobs, as a frozen VM would be.
 
-        They resume jobs first: a job that wakes up before its watchdog gets its stale
-        write to the fenced resource in, which is what the fence must stop. The target is
-        a node with a fenced write in flight, and the freeze lasts until another node has
-        written a newer fence of that job: every pause really exercises the fence.
+        The jobs resume first, and the watchdogs and the agent only once the node's jobs
+        have written (at most 1 s): a job that wakes up before its watchdog gets its stale
+        write to the fenced resource in, which is what the fence must stop. (Resuming them
+        all at once left it to the scheduler whether the job wrote or its watchdog, which
+        sees its lease lapsed, killed it first.) The target is a node with a fenced write
+        in flight, and the freeze lasts until another node has written a newer fence of
+        that job: every pause really exercises the fence.
         """
         frozen: list[int] = []
 
@@ -472,7 +479,15 @@ class Run:
                 frozen.extend(new)
 
         def undo() -> None:
-            signal_all(list(reversed(frozen)), signal.SIGCONT)
+            parents = {parent(p) for p in frozen}
+            jobs = [p for p in frozen[1:] if p not in parents]
+            signal_all(jobs, signal.SIGCONT)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                if not any(o["node"] == node for o in self.sink.stats()["open"]):
+                    break
+                time.sleep(0.02)
+            signal_all([p for p in reversed(frozen) if p not in jobs], signal.SIGCONT)
 
         return Fault("pause-group", [node], do, undo)
 

@@ -256,6 +256,10 @@ class Node:
     # -- apply stream (tick thread -> loop)
 
     def _observe(self, cmd: c.Command | None, res: Result) -> None:
+        if isinstance(cmd, c.Plan) and isinstance(res, Ok) and isinstance(res.value, PlanOutcome):
+            # armed runs granted here go now, from this (Raft) thread: the loop's turn to
+            # hear of the commit costs 1-3 ms at the second (docs/design.md, "Armed fires")
+            self.executor.go_armed(res.value.granted, res.value.stopping)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._on_commit, cmd, res)

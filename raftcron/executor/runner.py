@@ -31,7 +31,10 @@ Safety rules it keeps (docs/design.md, "Leases and fencing"):
   node under that fence (running at once: the start committed ahead) sends the go; the
   reservation dropped or the fire decided otherwise (claimed elsewhere, paused, missed,
   deleted, changed) dismisses the held watchdog. Nothing starts before that grant, so
-  never before the fire is due, and only the fence's one start can count.
+  never before the fire is due, and only the fence's one start can count. The go of an
+  armed fire leaves from the Raft thread that applied the grant (:meth:`Executor.go_armed`:
+  the same checks, one write to the held watchdog's stdin) instead of waiting for the
+  event loop to hear of the commit; the loop then carries on as if it had sent it.
 * It renews every D/3 the same way; each committed renewal moves the watchdog's deadline.
 * A process run lives under its own watchdog process (watchdog.py), in a run directory
   under the data dir (rundir.py). The watchdog kills the job at the deadline even if this
@@ -71,9 +74,11 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path
 from typing import Any, Final
 
@@ -154,8 +159,25 @@ class _Active:
     go: asyncio.Event = field(default_factory=asyncio.Event)  # admitted (or skips the queue)
     marks: dict[str, float] | None = None  # the start timeline (wall seconds), when traced
     # An armed fire waiting for the plan at its due time: set on every commit that may
-    # have decided it (a grant, a plan, a change of its job).
+    # have decided it (a grant, a plan, a change of its job), and once its watchdog is up.
     armed: asyncio.Event | None = None
+    ready: _ReadyGo | None = None  # its go, ready to leave from the Raft thread
+
+
+@dataclass(slots=True, eq=False)
+class _ReadyGo:
+    """An armed run whose start has committed and whose watchdog holds the job: what the
+    Raft thread needs to send its go the moment the plan granting it applies
+    (:meth:`Executor.go_armed`). ``lock`` orders that write before the loop closes the
+    watchdog's pipes (``closed``); ``run`` is the record the grant made, once sent."""
+
+    fence: int
+    wd: _Watchdog
+    lease: FencedRun
+    marks: dict[str, float] | None  # the run's start timeline, when traced
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+    run: Run | None = None
 
 
 class Executor:
@@ -189,6 +211,7 @@ class Executor:
         self._starting = 0  # slots in use
         self._waiting: deque[_Active] = deque()  # queued runs, in grant order
         self._armed = 0  # armed runs prepared or running (at most max_starting prepared)
+        self._ready_go: dict[str, _ReadyGo] = {}  # run id -> its go (go_armed), thread-safe
         self._queued_renewals = asyncio.Semaphore(QUEUED_RENEWALS_IN_FLIGHT)
         self._reapers: set[asyncio.Task[int]] = set()  # directly spawned watchdogs
         # Every Start, renewal and Complete of this node goes through the batcher: one
@@ -254,6 +277,36 @@ class Executor:
             active.marks = {"armed": wall_s()}
         self._armed += 1
         self._track(active, self._run_armed(active))
+
+    def go_armed(self, granted: Sequence[tuple[str, int, str]], stopping: Sequence[str]) -> None:
+        """On the Raft thread, just after a plan applied (before the loop hears of it): the
+        go of each armed run it granted to this node under the reservation's fence, with
+        the checks the loop makes (:meth:`_armed_plan`, :meth:`_execute`): running here
+        under that fence, no stop request, the lease's deadline ahead. What is not sent
+        here the loop decides as before."""
+        for rid, fence, node in granted:
+            if node != self.node:
+                continue
+            ready = self._ready_go.pop(rid, None)
+            if ready is None:
+                continue
+            with ready.lock:
+                if ready.closed or ready.fence != fence or rid in stopping:
+                    continue
+                run = self.raft.machine.read(methodcaller("run", rid))
+                if (
+                    run is None
+                    or run.fence != fence
+                    or run.node != self.node
+                    or run.status != RUNNING
+                    or self._kill_request(rid, fence) is not None
+                    or ready.lease.deadline <= self.clock.monotonic()
+                ):
+                    continue
+                if ready.wd.go_from_thread(ready.lease.deadline):
+                    ready.run = run
+                    if ready.marks is not None:
+                        ready.marks["go_sent"] = wall_s()
 
     def check_armed(self) -> None:
         """A commit that may have decided armed fires (a plan, a job changed, paused or
@@ -435,18 +488,23 @@ class Executor:
                 await self._dismiss(active, held, "its start ahead did not commit")
                 return
             self._mark(active, "start_committed")
-            why = await self._armed_plan(active, lease)
+            try:
+                why = await self._armed_plan(active, lease, held)
+            finally:
+                went = self._unready(active)
+            if went is not None:  # the Raft thread sent the go: the job is starting
+                active.run, why = went, ""
             if why:
                 logger.info("%s: armed fire not run here: %s", ctx, why)
                 await self._dismiss(active, held, why)
                 return
             self._mark(active, "granted")
-            if lease.deadline <= self.clock.monotonic():  # (a plan far later than its time)
+            if went is None and lease.deadline <= self.clock.monotonic():  # (a late plan)
                 logger.warning("%s: granted after its start's trust window; not run", ctx)
                 await self._dismiss(active, held, "granted after its trust window")
                 return  # (running under this fence: its lease expires, recorded lost)
             lease.started_ms = active.run.started_ms or lease.started_ms
-            await self._execute(active, lease, held)
+            await self._execute(active, lease, held, went=went is not None)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -456,17 +514,26 @@ class Executor:
             self._active.pop(run.id, None)
             self._armed -= 1
 
-    async def _armed_plan(self, active: _Active, lease: FencedRun) -> str:
+    async def _armed_plan(
+        self, active: _Active, lease: FencedRun, held: asyncio.Task[_Held]
+    ) -> str:
         """Wait for the plan of armed run ``active``: "" once it is granted to this node
         under the reservation's fence (``active.run`` is then its record), else why not.
         Gives up a lease window after the fire's time (the plan takes a reservation only
-        ``ARM_GRACE_MS`` after it: later, the fire is granted afresh)."""
-        assert active.armed is not None
+        ``ARM_GRACE_MS`` after it: later, the fire is granted afresh). Once the watchdog
+        holds the job, its go is left ready for the Raft thread (:meth:`go_armed`)."""
+        armed_ev = active.armed
+        assert armed_ev is not None
         rid, fence = active.run.id, active.run.fence
         late_s = max(0.0, (active.run.scheduled_at_ms - self.clock.wall_ms()) / 1000)
         give_up = self.clock.monotonic() + late_s + lease.window
+        held.add_done_callback(lambda _: armed_ev.set())
         while True:
-            active.armed.clear()
+            armed_ev.clear()
+            if active.ready is None and held.done() and not held.cancelled():
+                wd = held.result().wd if held.exception() is None else None
+                if wd is not None:  # before the read below: a plan applied after it finds it
+                    active.ready = self._ready_go[rid] = _ReadyGo(fence, wd, lease, active.marks)
             run, armed = self.raft.machine.read(lambda s: (s.run(rid), s.armed_fire(rid)))
             if run is not None:
                 if run.fence == fence and run.node == self.node and run.status == RUNNING:
@@ -480,7 +547,18 @@ class Executor:
                 return "no plan claimed it in time"
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await active.armed.wait()
+                    await armed_ev.wait()
+
+    def _unready(self, active: _Active) -> Run | None:
+        """Take back an armed run's ready go before its pipes may close: the run record if
+        the Raft thread sent it (the job is starting), else None."""
+        ready = active.ready
+        if ready is None:
+            return None
+        self._ready_go.pop(active.run.id, None)
+        with ready.lock:  # (waits out a go being written right now)
+            ready.closed = True
+        return ready.run
 
     async def _admit(self, active: _Active, lease: FencedRun) -> bool:
         """Wait for a start slot (grant order) while keeping the queued run's lease alive.
@@ -551,14 +629,20 @@ class Executor:
             self._admit_next()
 
     async def _execute(
-        self, active: _Active, lease: FencedRun, held: asyncio.Task[_Held] | None
+        self,
+        active: _Active,
+        lease: FencedRun,
+        held: asyncio.Task[_Held] | None,
+        *,
+        went: bool = False,
     ) -> None:
         """A process or HTTP run whose fenced start has committed (a process run's watchdog
-        is ``held``, coming up or waiting for the go)."""
+        is ``held``, coming up or waiting for the go; ``went``: its go has left already,
+        and a stop request reaches it when it is attached)."""
         run, spec = active.run, active.spec
         ctx = self._ctx(run)
         window = lease.window
-        stop = self._kill_request(run.id, run.fence)
+        stop = None if went else self._kill_request(run.id, run.fence)
         if stop is not None:  # asked to stop before it started: it never runs
             logger.warning("%s: not started, asked to stop: %s", ctx, stop[0])
             self._release(active)
@@ -609,7 +693,8 @@ class Executor:
                 failed = {"outcome": "spawn_failed", "detail": ready.why, "exit_code": None}
                 await self._record(active, lease, ready.run_dir, failed, reattach=False)
                 return
-            self._mark(active, "go_sent")
+            if not went:
+                self._mark(active, "go_sent")
             await ready.wd.go(lease.deadline)
         except BaseException:
             await _end_renewals(renew, ctx)
@@ -1098,6 +1183,7 @@ class _Watchdog:
     stdin: asyncio.StreamWriter
     stdout: asyncio.StreamReader
     read: asyncio.BaseTransport | None = None  # pipe transports we own (forked)
+    went: bool = False  # the go left from the Raft thread (go_from_thread)
 
     @classmethod
     async def over_pipes(cls, pid: int, in_w: int, out_r: int) -> _Watchdog:
@@ -1135,14 +1221,32 @@ class _Watchdog:
         writer = asyncio.StreamWriter(write, proto, None, loop)
         return cls(pid=pid, stdin=writer, stdout=reader, read=read)
 
-    async def go(self, deadline: float) -> None:
-        """Start the held job: one line on its stdin, with the committed lease's deadline;
-        then our pipe ends close. One that has exited meanwhile (its hold ended) started
-        nothing and left its result; one of version 1 (no hold) reads no more than its
-        spec, and starts the job when the first hello brings the deadline."""
+    def go_from_thread(self, deadline: float) -> bool:
+        """The go from another thread than the loop's (Executor.go_armed): one write of a
+        line shorter than PIPE_BUF to our end of the stdin pipe, which holds nothing else
+        (the spec was read before the watchdog said it listens), so it goes whole or not
+        at all. False if it did not go (the loop's :meth:`go` then writes it)."""
+        pipe = self.stdin.transport.get_extra_info("pipe")
+        if pipe is None or self.stdin.transport.is_closing():
+            return False
+        line = json.dumps({"go": True, "deadline": deadline}).encode() + b"\n"
         try:
-            self.stdin.write(json.dumps({"go": True, "deadline": deadline}).encode() + b"\n")
-            await self.stdin.drain()
+            self.went = os.write(pipe.fileno(), line) == len(line)
+        except OSError:  # (BlockingIOError, BrokenPipeError: it has gone)
+            return False
+        return self.went
+
+    async def go(self, deadline: float) -> None:
+        """Start the held job: one line on its stdin, with the committed lease's deadline
+        (unless it went from the Raft thread); then our pipe ends close. One that has
+        exited meanwhile (its hold ended) started nothing and left its result; one of
+        version 1 (no hold) reads no more than its spec, and starts the job when the
+        first hello brings the deadline."""
+        try:
+            if not self.went:
+                line = json.dumps({"go": True, "deadline": deadline}).encode() + b"\n"
+                self.stdin.write(line)
+                await self.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:

@@ -8,6 +8,7 @@ The state machine driven directly, then the executor over one in-process state m
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -257,15 +258,29 @@ def arm_for(raft: FakeRaft, ex: Executor, node: str = "a") -> None:
         ex.on_armed(rid, fence, on)
 
 
-def plan_due(raft: FakeRaft, *executors: Executor, node: str = "a") -> PlanOutcome:
-    """The plan at the due time, committed and seen by every executor."""
-    res = raft.machine.apply(c.encode(c.Plan(at_ms=DUE + 3, fires=(fire(node),))))
+def commit_plan(
+    raft: FakeRaft, *executors: Executor, node: str = "a", at: int = DUE + 3
+) -> PlanOutcome:
+    """The plan at ``at``, committed; each executor's armed runs get their go from another
+    thread, as from the Raft thread that applied it (node.py, ``_observe``)."""
+    res = raft.machine.apply(c.encode(c.Plan(at_ms=at, fires=(fire(node),))))
     assert isinstance(res, Ok) and isinstance(res.value, PlanOutcome)
     for ex in executors:
-        for rid, fence, on in res.value.granted:
+        t = threading.Thread(target=ex.go_armed, args=(res.value.granted, res.value.stopping))
+        t.start()
+        t.join()
+    return res.value
+
+
+def plan_due(raft: FakeRaft, *executors: Executor, node: str = "a") -> PlanOutcome:
+    """The plan at the due time, committed and seen by every executor (its Raft thread,
+    then its loop)."""
+    outcome = commit_plan(raft, *executors, node=node)
+    for ex in executors:
+        for rid, fence, on in outcome.granted:
             ex.on_granted(rid, fence, on)
         ex.check_armed()
-    return res.value
+    return outcome
 
 
 def status(raft: FakeRaft) -> str:
@@ -304,6 +319,59 @@ def test_the_armed_executor_starts_ahead_and_runs_the_job_only_on_the_grant(
     assert len(starts) == 1  # the start ahead was the run's one start
     run = raft.machine.read(lambda s: s.runs[RID])
     assert run.started_ms is not None and run.started_ms >= DUE
+
+
+def test_the_go_leaves_from_the_raft_thread_before_the_loop_hears_of_the_grant(
+    tmp_path: Path,
+) -> None:
+    raft = FakeRaft()
+    data = tmp_path / "data"
+    put(raft, tmp_path)
+
+    async def go() -> None:
+        ex = executor_on(raft, data, "a")
+        arm_for(raft, ex)
+        await until("its go ready for the Raft thread", lambda: RID in ex._ready_go)
+        await asyncio.sleep(0.3)
+        assert executions(tmp_path) == []
+        commit_plan(raft, ex)  # the loop is not told: only the thread's go can start it
+        await until("the job to run", lambda: executions(tmp_path) != [])
+        assert RID not in ex._ready_go
+        for rid, fence, on in raft.machine.read(lambda s: [(RID, s.runs[RID].fence, "a")]):
+            ex.on_granted(rid, fence, on)  # now the loop hears, and carries on
+        ex.check_armed()
+        await until("the run to succeed", lambda: status(raft) == SUCCEEDED)
+        await asyncio.gather(*list(ex._tasks))
+        await ex.stop()
+
+    asyncio.run(go())
+    assert executions(tmp_path) == [f"{RID} 1"]
+    assert len(completes(raft, RID)) == 1
+    assert len([p for p in raft.proposed if isinstance(p, c.Start)]) == 1
+
+
+@pytest.mark.parametrize("how", ["other_node", "too_late"])
+def test_no_go_leaves_from_the_raft_thread_for_a_grant_to_another_node_or_fence(
+    tmp_path: Path, how: str
+) -> None:
+    raft = FakeRaft()
+    data = tmp_path / "data"
+    put(raft, tmp_path)
+    node = "b" if how == "other_node" else "a"
+    at = DUE + 3 if how == "other_node" else DUE + ARM_GRACE_MS + 1
+
+    async def go() -> None:
+        a, b = executor_on(raft, data / "a", "a"), executor_on(raft, data / "b", "b")
+        arm_for(raft, a)
+        await until("its go ready for the Raft thread", lambda: RID in a._ready_go)
+        assert commit_plan(raft, a, b, node=node, at=at).granted == ((RID, 2, node),)
+        await asyncio.sleep(0.5)
+        assert executions(tmp_path) == []  # a's held job did not get the go
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(go())
+    assert executions(tmp_path) == []
 
 
 @pytest.mark.parametrize("how", ["paused", "claimed_elsewhere"])

@@ -50,11 +50,12 @@ demo: $(STAMP)
 ## make test: lint, type-check, then the whole suite: the in-process tests (unit, fuzzy) on
 ## 3 workers (they mostly wait on timeouts and subprocesses), then the tests that start real
 ## agents (cluster, chaos) one at a time, so that their agents are not starved of CPU; both
-## parts run, and the target fails if either did.
+## parts run, and the target fails if either did. The slowest 25 of the second part are
+## listed at its end (CI's time budget is 30 minutes: that list says where it goes).
 IN_PROCESS := tests --ignore=tests/cluster --ignore=tests/chaos
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q -n 3 $(IN_PROCESS); a=$$?; \
-	$(BIN)/pytest -q tests/cluster tests/chaos; b=$$?; \
+	$(BIN)/pytest -q --durations=25 tests/cluster tests/chaos; b=$$?; \
 	exit $$(( a || b ))
 
 lint: $(STAMP)

@@ -272,14 +272,19 @@ def commit_plan(
     return res.value
 
 
+def tell_loop(ex: Executor, outcome: PlanOutcome) -> None:
+    """What the node's loop does with a committed plan (node.py, ``_react``)."""
+    for rid, fence, on in outcome.granted:
+        ex.on_granted(rid, fence, on)
+    ex.check_armed()
+
+
 def plan_due(raft: FakeRaft, *executors: Executor, node: str = "a") -> PlanOutcome:
     """The plan at the due time, committed and seen by every executor (its Raft thread,
     then its loop)."""
     outcome = commit_plan(raft, *executors, node=node)
     for ex in executors:
-        for rid, fence, on in outcome.granted:
-            ex.on_granted(rid, fence, on)
-        ex.check_armed()
+        tell_loop(ex, outcome)
     return outcome
 
 
@@ -292,9 +297,13 @@ def armed_token(raft: FakeRaft) -> str:
     return "" if a is None else a.token
 
 
+@pytest.mark.parametrize("loop_hears", ["at_once", "after_the_job_ran"])
 def test_the_armed_executor_starts_ahead_and_runs_the_job_only_on_the_grant(
-    tmp_path: Path,
+    tmp_path: Path, loop_hears: str
 ) -> None:
+    """Nothing runs before the plan; the go leaves from the Raft thread that applied the
+    grant, so the job runs even while the loop has not heard of it yet (then the loop
+    carries on: one start, one completion)."""
     raft = FakeRaft()
     data = tmp_path / "data"
     put(raft, tmp_path)
@@ -302,12 +311,16 @@ def test_the_armed_executor_starts_ahead_and_runs_the_job_only_on_the_grant(
     async def go() -> None:
         ex = executor_on(raft, data, "a")
         arm_for(raft, ex)
-        await until("the start ahead to commit", lambda: armed_token(raft) != "")
-        await until("the held watchdog", lambda: rundir.RunDirs(data).entries() != [])
+        await until("the start ahead and the held watchdog", lambda: RID in ex._ready_go)
+        assert armed_token(raft) != ""
         await asyncio.sleep(0.5)
         assert executions(tmp_path) == []  # held: nothing before the plan
         assert RID not in raft.machine.read(lambda s: s.runs)
-        assert plan_due(raft, ex).granted == ((RID, 1, "a"),)
+        outcome = commit_plan(raft, ex)
+        assert outcome.granted == ((RID, 1, "a"),)
+        if loop_hears == "after_the_job_ran":
+            await until("the job to run", lambda: executions(tmp_path) != [])
+        tell_loop(ex, outcome)
         await until("the run to succeed", lambda: status(raft) == SUCCEEDED)
         await asyncio.gather(*list(ex._tasks))
         await ex.stop()
@@ -319,35 +332,6 @@ def test_the_armed_executor_starts_ahead_and_runs_the_job_only_on_the_grant(
     assert len(starts) == 1  # the start ahead was the run's one start
     run = raft.machine.read(lambda s: s.runs[RID])
     assert run.started_ms is not None and run.started_ms >= DUE
-
-
-def test_the_go_leaves_from_the_raft_thread_before_the_loop_hears_of_the_grant(
-    tmp_path: Path,
-) -> None:
-    raft = FakeRaft()
-    data = tmp_path / "data"
-    put(raft, tmp_path)
-
-    async def go() -> None:
-        ex = executor_on(raft, data, "a")
-        arm_for(raft, ex)
-        await until("its go ready for the Raft thread", lambda: RID in ex._ready_go)
-        await asyncio.sleep(0.3)
-        assert executions(tmp_path) == []
-        commit_plan(raft, ex)  # the loop is not told: only the thread's go can start it
-        await until("the job to run", lambda: executions(tmp_path) != [])
-        assert RID not in ex._ready_go
-        for rid, fence, on in raft.machine.read(lambda s: [(RID, s.runs[RID].fence, "a")]):
-            ex.on_granted(rid, fence, on)  # now the loop hears, and carries on
-        ex.check_armed()
-        await until("the run to succeed", lambda: status(raft) == SUCCEEDED)
-        await asyncio.gather(*list(ex._tasks))
-        await ex.stop()
-
-    asyncio.run(go())
-    assert executions(tmp_path) == [f"{RID} 1"]
-    assert len(completes(raft, RID)) == 1
-    assert len([p for p in raft.proposed if isinstance(p, c.Start)]) == 1
 
 
 @pytest.mark.parametrize("how", ["other_node", "too_late"])

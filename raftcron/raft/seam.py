@@ -146,6 +146,7 @@ TOUCHED: Final[tuple[Need, ...]] = (
     # SyncObj: the replica
     _m("SyncObj", "_onTick", "timeToWait"),
     _m("SyncObj", "_checkCommandsToApply"),
+    _m("SyncObj", "transferLeadership", "node", "callback"),
     _m("SyncObj", "_isLeader"),
     _m("SyncObj", "_SyncObj__onMessageReceived", "node", "message"),
     _m("SyncObj", "_SyncObj__doApplyCommand", "command"),
@@ -465,6 +466,9 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_elect: bool = False
     _seam_prevote_rounds: int = 0
     _seam_votes_ignored: int = 0
+    # A leadership transfer's TimeoutNow went out: this leader appends nothing new until
+    # then (pysyncobj's monotonic seconds; :meth:`transferLeadership`).
+    _seam_transfer_until: float = float("-inf")
 
     # -- reads of pysyncobj's state (tick thread)
 
@@ -564,7 +568,33 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     def _onTick(self, timeToWait: float = 0.0) -> None:
         self.hook_tick(timeToWait)
 
+    def transferLeadership(self, node: Any = None, callback: Any = None) -> None:
+        """pysyncobj's TimeoutNow, after which this leader appends no new entry for up to
+        one maximum election timeout, or until it steps down (Raft thesis 3.10: the leader
+        stops accepting requests during a transfer). pysyncobj went on appending: an entry
+        appended after the target was found caught up, and sent to the others but not yet
+        to it, made them refuse the target's vote (its log is shorter), and a third member
+        won the election after the timeouts; the transfer went elsewhere. The commands
+        queued meanwhile wait in pysyncobj's queue: appended here if the transfer did not
+        take, forwarded to the new leader if it did."""
+        sent: list[bool] = []
+
+        def done(res: Any, err: int) -> None:
+            sent.append(err == FAIL_REASON.SUCCESS)
+            if callback is not None:
+                callback(res, err)
+
+        super().transferLeadership(node, done)
+        if any(sent):
+            now = _psyncobj.monotonicTime()
+            self._seam_transfer_until = now + self._SyncObj__conf.raftMaxTimeout
+
     def _checkCommandsToApply(self) -> None:
+        if (
+            self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and _psyncobj.monotonicTime() < self._seam_transfer_until
+        ):
+            return  # a transfer in flight (transferLeadership): nothing new is appended
         super()._checkCommandsToApply()
         self.hook_appended()
 

@@ -50,6 +50,7 @@ class Report:
             f"proposed={s.get('proposed')} acked={s.get('acked')} gave_up={s.get('gave_up')} "
             f"repeats={s.get('repeats')} grants={s.get('grants')}",
             f"  faults: crashes={s.get('crashes')} partitions={s.get('partitions')} "
+            f"transfers={s.get('transfers')} "
             f"msgs sent={s.get('sent')} dropped={s.get('dropped')} "
             f"duplicated={s.get('duplicated')} snapshots={s.get('snapshots')} "
             f"terms={s.get('term')}",
@@ -113,6 +114,7 @@ class FaultDriver:
         self.next_weather = 0.0
         self.crashes = 0
         self.partitions = 0
+        self.transfers = 0
 
     def tick(self) -> None:
         c, rng, now = self.cluster, self.rng, self.cluster.clock.now
@@ -157,6 +159,15 @@ class FaultDriver:
                 for _ in range(rng.randint(1, len(names))):
                     a, b = rng.sample(names, 2)
                     net.block(a, b)
+        leader = c.leader()
+        if leader is not None and leader.replica is not None and rng.random() < 0.002:
+            # an operator's leader transfer (TimeoutNow; to a named member or the best one),
+            # under whatever the network is doing: the leader holds new entries meanwhile
+            others = [m.addr for m in c.live() if m is not leader]
+            target = rng.choice(others) if others and rng.random() < 0.8 else None
+            self.transfers += 1
+            c._enter(leader.name)
+            leader.replica.transferLeadership(target, None)
         down = len(self.restart_at)
         if rng.random() < 0.002 and down < (len(names) - 1) // 2:
             victim = rng.choice([m.name for m in c.live()])
@@ -245,6 +256,7 @@ def run(
                 "grants": len(cluster.grants),
                 "crashes": faults.crashes,
                 "partitions": faults.partitions,
+                "transfers": faults.transfers,
                 "sent": cluster.network.sent,
                 "dropped": cluster.network.dropped,
                 "duplicated": cluster.network.duplicated,

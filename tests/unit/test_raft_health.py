@@ -215,6 +215,51 @@ def test_leadership_moves_to_the_member_named(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_a_transfer_under_load_lands_on_the_member_named(tmp_path: Path) -> None:
+    """Proposals keep coming while leadership is handed over: the leader appends nothing
+    after its TimeoutNow (until it steps down), so the target's log is as long as every
+    voter's and it wins. (pysyncobj appended on: a third member could win instead.)
+    What was proposed meanwhile commits under the new leader."""
+
+    async def go() -> None:
+        async with cluster(tmp_path) as nodes:
+            await _until("a leader", lambda: _leader(nodes))
+            stop = asyncio.Event()
+            done: list[int] = []
+
+            async def load() -> None:
+                k = 0
+                while not stop.is_set():
+                    leader = _leader(nodes)
+                    if leader is None:
+                        await asyncio.sleep(0.005)
+                        continue
+                    k += 1
+                    try:
+                        await leader.propose(_lock(k), 10.0)
+                        done.append(k)
+                    except ProposalError:
+                        await asyncio.sleep(0.005)
+
+            loads = [asyncio.create_task(load()) for _ in range(4)]
+            try:
+                for turn in range(6):
+                    leader = await _until("a leader", lambda: _leader(nodes))
+                    others = [n for n in nodes if n is not leader]
+                    target = others[turn % 2]
+                    before = len(done)
+                    await _until("load on the leader", lambda b=before: len(done) > b + 20)
+                    new = await leader.transfer_leadership(target.settings.self_addr, 10.0)
+                    assert new == target.settings.self_addr, f"turn {turn}: went to {new}"
+                    await _until("the target to lead", lambda t=target: _leader(nodes) is t)
+            finally:
+                stop.set()
+                await asyncio.gather(*loads)
+            assert len(done) > 100
+
+    asyncio.run(go())
+
+
 class _FullDisk(FileOps):
     """Every write fails the way a full filesystem makes it fail."""
 

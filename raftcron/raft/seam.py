@@ -467,8 +467,9 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
     _seam_prevote_rounds: int = 0
     _seam_votes_ignored: int = 0
     # A leadership transfer's TimeoutNow went out: this leader appends nothing new until
-    # then (pysyncobj's monotonic seconds; :meth:`transferLeadership`).
+    # then (pysyncobj's monotonic seconds; :meth:`transferLeadership`), once per term.
     _seam_transfer_until: float = float("-inf")
+    _seam_transfer_term: int = -1
 
     # -- reads of pysyncobj's state (tick thread)
 
@@ -576,7 +577,9 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
         to it, made them refuse the target's vote (its log is shorter), and a third member
         won the election after the timeouts; the transfer went elsewhere. The commands
         queued meanwhile wait in pysyncobj's queue: appended here if the transfer did not
-        take, forwarded to the new leader if it did."""
+        take, forwarded to the new leader if it did. Once per term: a transfer retried in
+        the same term (the first did not take: the target cannot win, e.g. its requests do
+        not get through) does not stop the writes again."""
         sent: list[bool] = []
 
         def done(res: Any, err: int) -> None:
@@ -585,9 +588,11 @@ class ReplicaBase(SyncObj):  # type: ignore[misc]
                 callback(res, err)
 
         super().transferLeadership(node, done)
-        if any(sent):
+        term = self._SyncObj__raftCurrentTerm
+        if any(sent) and self._seam_transfer_term != term:
             now = _psyncobj.monotonicTime()
             self._seam_transfer_until = now + self._SyncObj__conf.raftMaxTimeout
+            self._seam_transfer_term = term
 
     def _checkCommandsToApply(self) -> None:
         if (

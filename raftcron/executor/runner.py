@@ -296,9 +296,7 @@ class Executor:
                 run = self.raft.machine.read(methodcaller("run", rid))
                 if (
                     run is None
-                    or run.fence != fence
-                    or run.node != self.node
-                    or run.status != RUNNING
+                    or not self._armed_grant(run, fence)
                     or self._kill_request(rid, fence) is not None
                     or ready.lease.deadline <= self.clock.monotonic()
                 ):
@@ -536,7 +534,7 @@ class Executor:
                     active.ready = self._ready_go[rid] = _ReadyGo(fence, wd, lease, active.marks)
             run, armed = self.raft.machine.read(lambda s: (s.run(rid), s.armed_fire(rid)))
             if run is not None:
-                if run.fence == fence and run.node == self.node and run.status == RUNNING:
+                if self._armed_grant(run, fence):
                     active.run = run
                     return ""
                 return f"the plan decided otherwise ({run.status}, {run.node or 'no node'})"
@@ -548,6 +546,11 @@ class Executor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await armed_ev.wait()
+
+    def _armed_grant(self, run: Run, fence: int) -> bool:
+        """``run`` is an armed fire's grant to this node under its reservation's fence
+        (running at once: its start committed ahead)."""
+        return run.fence == fence and run.node == self.node and run.status == RUNNING
 
     def _unready(self, active: _Active) -> Run | None:
         """Take back an armed run's ready go before its pipes may close: the run record if
@@ -1229,7 +1232,7 @@ class _Watchdog:
         pipe = self.stdin.transport.get_extra_info("pipe")
         if pipe is None or self.stdin.transport.is_closing():
             return False
-        line = json.dumps({"go": True, "deadline": deadline}).encode() + b"\n"
+        line = _go_line(deadline)
         try:
             self.went = os.write(pipe.fileno(), line) == len(line)
         except OSError:  # (BlockingIOError, BrokenPipeError: it has gone)
@@ -1244,8 +1247,7 @@ class _Watchdog:
         first hello brings the deadline."""
         try:
             if not self.went:
-                line = json.dumps({"go": True, "deadline": deadline}).encode() + b"\n"
-                self.stdin.write(line)
+                self.stdin.write(_go_line(deadline))
                 await self.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -1274,6 +1276,11 @@ class _Watchdog:
         self.stdin.close()
         if self.read is not None:
             self.read.close()
+
+
+def _go_line(deadline: float) -> bytes:
+    """The go a held watchdog reads on its stdin, with the lease's deadline."""
+    return json.dumps({"go": True, "deadline": deadline}).encode() + b"\n"
 
 
 @dataclass(slots=True, eq=False)
